@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+// Command line: argument parsing, signals, exit codes (0 ok, 1 runtime failure, 2 bad usage or bad config).
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { loadConfigFile } from './config/load.js'
+import { ConfigError } from './config/errors.js'
+import { Vigil } from './index.js'
+
+const USAGE = `usage: vigil <command> [options]
+
+commands:
+  start --config FILE   run the proxy (-c FILE for short)
+  check --config FILE   validate FILE and print every error with its JSON path
+
+options:
+  -c, --config FILE     the JSON config file
+  -h, --help            show this help
+  -v, --version         print the version
+`
+
+export const EXIT_OK = 0
+export const EXIT_FAILURE = 1
+export const EXIT_USAGE = 2
+
+function version(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); dir !== dirname(dir); dir = dirname(dir)) {
+    const file = join(dir, 'package.json')
+    if (existsSync(file)) return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
+  }
+  return 'unknown'
+}
+
+interface Io {
+  out: (s: string) => void
+  err: (s: string) => void
+}
+
+/** Runs a command and resolves to its exit code; `start` resolves only when the proxy has stopped. */
+export async function main(argv: readonly string[], io: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    })
+  } catch (err) {
+    io.err(`vigil: ${(err as Error).message}\n\n${USAGE}`)
+    return EXIT_USAGE
+  }
+  const { values, positionals } = parsed
+  if (values.version === true) {
+    io.out(`vigil ${version()}\n`)
+    return EXIT_OK
+  }
+  const command = positionals[0]
+  if (values.help === true || command === 'help') {
+    io.out(USAGE)
+    return EXIT_OK
+  }
+  if ((command !== 'start' && command !== 'check') || positionals.length > 1) {
+    io.err(command === undefined ? USAGE : `vigil: unknown command "${positionals.join(' ')}"\n\n${USAGE}`)
+    return EXIT_USAGE
+  }
+  if (values.config === undefined) {
+    io.err(`vigil ${command}: --config FILE is required\n`)
+    return EXIT_USAGE
+  }
+  let config
+  try {
+    config = loadConfigFile(values.config)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    io.err(`${err.message}\n`)
+    return EXIT_USAGE
+  }
+  if (command === 'check') {
+    const servers = Object.values(config.upstreams).reduce((n, u) => n + u.servers.length, 0)
+    io.out(
+      `${values.config}: ok (${config.listeners.length} listener${config.listeners.length === 1 ? '' : 's'}, ` +
+        `${Object.keys(config.upstreams).length} upstream${Object.keys(config.upstreams).length === 1 ? '' : 's'}, ${servers} server${servers === 1 ? '' : 's'})\n`,
+    )
+    return EXIT_OK
+  }
+  const vigil = new Vigil(config)
+  try {
+    await vigil.start()
+  } catch (err) {
+    vigil.log.fatal({ err }, 'vigil could not start')
+    return EXIT_FAILURE
+  }
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      vigil.log.info({ signal }, 'signal received')
+      vigil.stop().then(
+        () => resolve(EXIT_OK),
+        (err: unknown) => {
+          vigil.log.error({ err }, 'error while stopping')
+          resolve(EXIT_FAILURE)
+        },
+      )
+    }
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    // Reload comes with live membership; until then SIGHUP must not kill a serving proxy.
+    process.on('SIGHUP', () => vigil.log.warn('SIGHUP ignored: reload is not implemented yet'))
+  })
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {
+  process.exitCode = await main(process.argv.slice(2))
+}

@@ -1,0 +1,223 @@
+// Reading a config file: JSON syntax, schema, then cross-references, reporting every issue with its location.
+import { readFileSync } from 'node:fs'
+import { Value } from '@sinclair/typebox/value'
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
+import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser'
+import { Config } from './schema.js'
+import { ConfigError, type ConfigIssue } from './errors.js'
+
+export function loadConfigFile(file: string): Config {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    throw new ConfigError(file, [{ path: '', found: `an unreadable file (${e.code ?? e.message})`, expected: 'a readable JSON file' }])
+  }
+  return parseConfig(text, file)
+}
+
+/** Parses and validates config text; `file` is only used to name the source in errors. */
+export function parseConfig(text: string, file = '<config>'): Config {
+  const syntax: ParseError[] = []
+  const tree = parseTree(text, syntax, { allowTrailingComma: false, disallowComments: true, allowEmptyContent: false })
+  if (syntax.length > 0 || tree === undefined) {
+    // Only the first syntax error: the ones after it are usually its echo.
+    throw new ConfigError(file, syntax[0] === undefined ? [{ path: '', found: 'no JSON value', expected: 'a JSON object' }] : [syntaxIssue(text, syntax[0])])
+  }
+  const doc: unknown = getNodeValue(tree)
+  // Cross-reference checks run even when the schema failed, so one `vigil check` lists everything.
+  const issues = [...schemaIssues(doc), ...referenceIssues(doc)]
+  if (issues.length > 0) throw new ConfigError(file, issues.map((i) => locate(text, tree, i)))
+  return doc as Config
+}
+
+function syntaxIssue(text: string, e: ParseError): ConfigIssue {
+  const { line, column } = lineColumn(text, e.offset)
+  const found = e.offset >= text.length ? 'end of file' : JSON.stringify(text.slice(e.offset, e.offset + Math.max(1, Math.min(e.length, 20))))
+  return { path: '', found, expected: describeParseError(printParseErrorCode(e.error)), line, column }
+}
+
+function describeParseError(code: string): string {
+  // jsonc-parser names errors like "CommaExpected"; turn them into words.
+  return code.replace(/Expected$/, '').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase().replace(/^invalid (.*)/, 'valid JSON ($1)').replace(/^(?!valid)/, 'a JSON ')
+}
+
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1
+  let start = 0
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++
+    start = i + 1
+  }
+  return { line, column: offset - start + 1 }
+}
+
+function locate(text: string, tree: Node, issue: ConfigIssue & { pointer?: (string | number)[] }): ConfigIssue {
+  const { pointer, ...rest } = issue
+  if (pointer === undefined) return rest
+  // Point at the deepest node that exists: a missing property is reported at its parent object.
+  for (let n = pointer.length; n >= 0; n--) {
+    const node = findNodeAtLocation(tree, pointer.slice(0, n))
+    if (node !== undefined) {
+      const target = node.parent?.type === 'property' && n === pointer.length ? node.parent : node
+      return { ...rest, ...lineColumn(text, target.offset) }
+    }
+  }
+  return rest
+}
+
+type Located = ConfigIssue & { pointer: (string | number)[] }
+
+function schemaIssues(doc: unknown): Located[] {
+  const out: Located[] = []
+  const seen = new Set<string>()
+  for (const e of Value.Errors(Config, doc)) {
+    const issue = fromValueError(e)
+    const key = `${issue.path}\u0000${issue.expected}`
+    if (!seen.has(key)) {
+      seen.add(key)
+      out.push(issue)
+    }
+  }
+  return out
+}
+
+function pointerOf(path: string): (string | number)[] {
+  if (path === '') return []
+  return path
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^[0-9]+$/.test(s) ? Number(s) : s))
+}
+
+export function jsonPath(pointer: readonly (string | number)[]): string {
+  let out = ''
+  for (const p of pointer) {
+    if (typeof p === 'number') out += `[${p}]`
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(p)) out += out === '' ? p : `.${p}`
+    else out += `[${JSON.stringify(p)}]`
+  }
+  return out
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return 'nothing'
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return `an array of ${v.length}`
+  if (typeof v === 'object') return 'an object'
+  const s = JSON.stringify(v)
+  return `${typeof v} ${s.length > 60 ? `${s.slice(0, 57)}...` : s}`
+}
+
+function describe(schema: Record<string, unknown>): string {
+  if (typeof schema['description'] === 'string' && schema['anyOf'] !== undefined) return schema['description']
+  if ('const' in schema) return JSON.stringify(schema['const'])
+  if (Array.isArray(schema['anyOf'])) return (schema['anyOf'] as Record<string, unknown>[]).map(describe).join(' or ')
+  const parts: string[] = []
+  const type = schema['type']
+  if (type === 'integer') parts.push('an integer')
+  else if (type === 'number') parts.push('a number')
+  else if (type === 'string') parts.push(typeof schema['description'] === 'string' ? `a string (${schema['description']})` : 'a string')
+  else if (type === 'boolean') parts.push('true or false')
+  else if (type === 'array') parts.push('an array')
+  else if (type === 'object') parts.push('an object')
+  if (typeof schema['minimum'] === 'number' && typeof schema['maximum'] === 'number') parts.push(`from ${schema['minimum']} to ${schema['maximum']}`)
+  else if (typeof schema['minimum'] === 'number') parts.push(`>= ${schema['minimum']}`)
+  else if (typeof schema['maximum'] === 'number') parts.push(`<= ${schema['maximum']}`)
+  if (typeof schema['pattern'] === 'string' && typeof schema['description'] !== 'string') parts.push(`matching /${schema['pattern']}/`)
+  return parts.join(' ') || 'a valid value'
+}
+
+function fromValueError(e: ValueError): Located {
+  const pointer = pointerOf(e.path)
+  const path = jsonPath(pointer)
+  const schema = e.schema as unknown as Record<string, unknown>
+  const base = { path, pointer, found: show(e.value) }
+  switch (e.type) {
+    case ValueErrorType.ObjectAdditionalProperties: {
+      const parent = e.schema as unknown as { properties?: Record<string, unknown>; patternProperties?: Record<string, unknown> }
+      const known = parent.properties ? Object.keys(parent.properties) : []
+      const name = String(pointer[pointer.length - 1])
+      if (known.length === 0) {
+        const pattern = Object.keys(parent.patternProperties ?? {})[0] ?? ''
+        return { ...base, found: `the name ${JSON.stringify(name)}`, expected: `a name matching /${pattern}/` }
+      }
+      return { ...base, found: `unknown key ${JSON.stringify(name)}`, expected: `one of ${known.join(', ')}` }
+    }
+    case ValueErrorType.ObjectRequiredProperty:
+      return { ...base, found: 'nothing', expected: `${describe(schema)} (required)` }
+    case ValueErrorType.ArrayMinItems:
+      return { ...base, found: show(e.value), expected: `at least ${String(schema['minItems'])} item(s)` }
+    case ValueErrorType.ObjectMinProperties:
+      return { ...base, found: 'an empty object', expected: `at least ${String(schema['minProperties'])} entry` }
+    case ValueErrorType.ArrayUniqueItems:
+      return { ...base, expected: 'no repeated items' }
+    default:
+      return { ...base, expected: describe(schema) }
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined)
+
+/** Checks across the document (names that must exist, addresses that must be unique); tolerant of a malformed shape. */
+function referenceIssues(doc: unknown): Located[] {
+  const out: Located[] = []
+  if (!isObject(doc)) return out
+  const config = {
+    listeners: list(doc['listeners']).map((l) => (isObject(l) ? l : {})),
+    admin: isObject(doc['admin']) ? doc['admin'] : undefined,
+    upstreams: isObject(doc['upstreams']) ? doc['upstreams'] : {},
+  }
+  const seenListeners = new Map<string, number>()
+  const upstreamNames = new Set(Object.keys(config.upstreams))
+  const ref = (name: string, pointer: (string | number)[]): void => {
+    if (!upstreamNames.has(name)) {
+      out.push({ path: jsonPath(pointer), pointer, found: JSON.stringify(name), expected: `the name of an upstream (${[...upstreamNames].join(', ')})` })
+    }
+  }
+  const port = (address: string | undefined, pointer: (string | number)[]): void => {
+    const p = address === undefined ? NaN : Number(address.slice(address.lastIndexOf(':') + 1))
+    if (p > 65535) out.push({ path: jsonPath(pointer), pointer, found: JSON.stringify(address), expected: 'a port from 0 to 65535' })
+  }
+  config.listeners.forEach((l, i) => {
+    const at = ['listeners', i]
+    const address = text(l['address'])
+    port(address, [...at, 'address'])
+    const first = address === undefined ? undefined : seenListeners.get(address)
+    if (first !== undefined) {
+      out.push({ path: jsonPath([...at, 'address']), pointer: [...at, 'address'], found: `${JSON.stringify(address)} again`, expected: `an address not already used by listeners[${first}]` })
+    } else if (address !== undefined) seenListeners.set(address, i)
+    if ((l['upstream'] === undefined) === (l['routes'] === undefined)) {
+      out.push({ path: jsonPath(at), pointer: at, found: l['upstream'] === undefined ? 'neither "upstream" nor "routes"' : 'both "upstream" and "routes"', expected: 'exactly one of "upstream" or "routes"' })
+    }
+    const direct = text(l['upstream'])
+    if (direct !== undefined) ref(direct, [...at, 'upstream'])
+    list(l['routes']).forEach((r, j) => {
+      const name = isObject(r) ? text(r['upstream']) : undefined
+      if (name !== undefined) ref(name, [...at, 'routes', j, 'upstream'])
+    })
+  })
+  const adminAddress = text(config.admin?.['address'])
+  if (adminAddress !== undefined) {
+    port(adminAddress, ['admin', 'address'])
+    const clash = seenListeners.get(adminAddress)
+    if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
+  }
+  for (const [name, u] of Object.entries(config.upstreams)) {
+    const seen = new Map<string, number>()
+    list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
+      const address = isObject(s) ? text(s['address']) : undefined
+      if (address === undefined) return
+      const at = ['upstreams', name, 'servers', i, 'address']
+      port(address, at)
+      const first = seen.get(address)
+      if (first === undefined) seen.set(address, i)
+      else out.push({ path: jsonPath(at), pointer: at, found: `${JSON.stringify(address)} again`, expected: `an address not already listed as servers[${first}]` })
+    })
+  }
+  return out
+}

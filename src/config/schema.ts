@@ -1,0 +1,180 @@
+// The one schema: TypeScript types, validation and config/schema.json all come from here.
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+const closed = { additionalProperties: false } as const
+
+/** Milliseconds as a number, or a string with a unit: "1500ms", "2s", "5m", "1h". */
+export const Duration = Type.Union(
+  [
+    Type.Integer({ minimum: 0 }),
+    Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }),
+  ],
+  { description: 'milliseconds, or a string like "1500ms", "2s", "5m"', $id: undefined },
+)
+export type Duration = Static<typeof Duration>
+
+/** host:port, with IPv6 hosts in brackets: "127.0.0.1:8080", "[::1]:8080", "localhost:80". */
+export const Address = Type.String({
+  pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+  description: 'host:port',
+})
+
+export const Server = Type.Object(
+  {
+    address: Address,
+    weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
+    backup: Type.Optional(Type.Boolean({ default: false, description: 'used only when no primary server is eligible' })),
+    down: Type.Optional(Type.Boolean({ default: false, description: 'never receives traffic' })),
+  },
+  closed,
+)
+export type Server = Static<typeof Server>
+
+const FailOn = Type.Union([
+  Type.Literal('error'),
+  Type.Literal('timeout'),
+  Type.Literal('invalid_header'),
+  Type.String({ pattern: '^http_[1-5][0-9][0-9]$' }),
+])
+
+export const Passive = Type.Object(
+  {
+    maxFails: Type.Optional(Type.Integer({ minimum: 0, default: 1 })),
+    failTimeout: Type.Optional(Duration),
+    failOn: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
+    maxEjectPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 50 })),
+  },
+  closed,
+)
+
+export const ActiveHttp = Type.Object(
+  {
+    method: Type.Optional(Type.String({ pattern: '^[A-Z]+$', default: 'GET' })),
+    path: Type.Optional(Type.String({ pattern: '^/', default: '/' })),
+    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }))),
+  },
+  closed,
+)
+
+export const Active = Type.Object(
+  {
+    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http')])),
+    interval: Type.Optional(Duration),
+    timeout: Type.Optional(Duration),
+    rise: Type.Optional(Type.Integer({ minimum: 1, default: 2 })),
+    fall: Type.Optional(Type.Integer({ minimum: 1, default: 5 })),
+    defaultDown: Type.Optional(Type.Boolean({ default: false })),
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 0 })),
+    http: Type.Optional(ActiveHttp),
+  },
+  closed,
+)
+
+export const Retry = Type.Object(
+  {
+    on: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
+    tries: Type.Optional(Type.Integer({ minimum: 1, default: 3 })),
+    timeout: Type.Optional(Duration),
+    nonIdempotent: Type.Optional(Type.Boolean({ default: false })),
+  },
+  closed,
+)
+
+export const Timeouts = Type.Object(
+  {
+    connect: Type.Optional(Duration),
+    response: Type.Optional(Duration),
+    idle: Type.Optional(Duration),
+  },
+  closed,
+)
+
+export const Balance = Type.Union([Type.Literal('round_robin')], { default: 'round_robin' })
+
+export const Upstream = Type.Object(
+  {
+    balance: Type.Optional(Balance),
+    host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
+    servers: Type.Array(Server, { minItems: 1 }),
+    passive: Type.Optional(Passive),
+    active: Type.Optional(Active),
+    retry: Type.Optional(Retry),
+    timeouts: Type.Optional(Timeouts),
+  },
+  closed,
+)
+export type Upstream = Static<typeof Upstream>
+
+const UpstreamName = Type.String({ pattern: '^[A-Za-z0-9_.-]+$' })
+
+export const Route = Type.Object(
+  {
+    host: Type.Optional(Type.String({ minLength: 1, description: 'Host header to match, without port; "*.example.com" matches subdomains' })),
+    pathPrefix: Type.Optional(Type.String({ pattern: '^/', default: '/' })),
+    upstream: UpstreamName,
+  },
+  closed,
+)
+export type Route = Static<typeof Route>
+
+export const Listener = Type.Object(
+  {
+    address: Address,
+    upstream: Type.Optional(UpstreamName),
+    routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
+  },
+  closed,
+)
+export type Listener = Static<typeof Listener>
+
+export const Admin = Type.Object(
+  {
+    address: Type.Optional(Address),
+    token: Type.Optional(Type.String({ minLength: 1 })),
+  },
+  closed,
+)
+
+export const Log = Type.Object(
+  {
+    level: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('fatal'),
+          Type.Literal('error'),
+          Type.Literal('warn'),
+          Type.Literal('info'),
+          Type.Literal('debug'),
+          Type.Literal('trace'),
+          Type.Literal('silent'),
+        ],
+        { default: 'info' },
+      ),
+    ),
+    access: Type.Optional(Type.Boolean({ default: false })),
+  },
+  closed,
+)
+
+export const Config = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    listeners: Type.Array(Listener, { minItems: 1 }),
+    admin: Type.Optional(Admin),
+    log: Type.Optional(Log),
+    shutdown: Type.Optional(
+      Type.Object({ grace: Type.Optional(Duration) }, { ...closed, description: 'SIGTERM/SIGINT handling' }),
+    ),
+    upstreams: Type.Record(UpstreamName, Upstream, { minProperties: 1, additionalProperties: false }),
+  },
+  { ...closed, title: 'vigil configuration' },
+)
+export type Config = Static<typeof Config>
+
+/** The JSON Schema document shipped as config/schema.json. */
+export function jsonSchema(): TSchema {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    ...JSON.parse(JSON.stringify(Config)),
+  }
+}

@@ -1,0 +1,117 @@
+// Library API: start a proxy from a config object, stop it gracefully.
+import type { Logger } from 'pino'
+import type { AddressInfo } from 'node:net'
+import type { Config } from './config/schema.js'
+import { ms } from './config/duration.js'
+import { Upstream } from './upstream/upstream.js'
+import { ProxyListener } from './proxy/listener.js'
+import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
+import { createAccessLogger, createLogger } from './log.js'
+import type { ForwardHooks } from './proxy/forward.js'
+
+export type { Config } from './config/schema.js'
+export { loadConfigFile, parseConfig } from './config/load.js'
+export { ConfigError } from './config/errors.js'
+
+export const DEFAULT_SHUTDOWN_GRACE = 30_000
+
+export interface StartOptions {
+  /** Logger to use instead of one built from `config.log`. */
+  logger?: Logger
+  /** Access logger to use when `config.log.access` is true. */
+  accessLogger?: Logger
+  /** Start the admin listener (default true). */
+  admin?: boolean
+}
+
+export class Vigil {
+  readonly upstreams: ReadonlyMap<string, Upstream>
+  readonly log: Logger
+  private readonly listeners: ProxyListener[]
+  private readonly admin: AdminServer | undefined
+  private inflight = 0
+  private idle: (() => void) | undefined
+  private stopping: Promise<void> | undefined
+  /** Addresses actually bound, in config order (port 0 resolves here). */
+  listenerAddresses: AddressInfo[] = []
+  adminAddress: AddressInfo | undefined
+  generation = 1
+
+  constructor(
+    readonly config: Config,
+    options: StartOptions = {},
+  ) {
+    this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
+    const access = config.log?.access === true ? (options.accessLogger ?? createAccessLogger()) : undefined
+    this.upstreams = new Map(Object.entries(config.upstreams).map(([name, u]) => [name, new Upstream(name, u)]))
+    const hooks: ForwardHooks = {
+      log: this.log,
+      access,
+      done: () => this.requestDone(),
+    }
+    this.listeners = config.listeners.map((l) => new ProxyListener(l, this.upstreams, hooks))
+    for (const l of this.listeners) l.server.on('request', () => this.inflight++)
+    this.admin =
+      options.admin === false
+        ? undefined
+        : new AdminServer({
+            address: config.admin?.address ?? DEFAULT_ADMIN_ADDRESS,
+            token: config.admin?.token,
+            upstreams: () => this.upstreams,
+            generation: () => this.generation,
+          })
+  }
+
+  private requestDone(): void {
+    this.inflight--
+    if (this.inflight === 0) this.idle?.()
+  }
+
+  async start(): Promise<this> {
+    try {
+      for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
+      if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
+    } catch (err) {
+      await this.stop(0)
+      throw err
+    }
+    this.log.info(
+      {
+        listeners: this.listenerAddresses.map((a) => `${a.address}:${a.port}`),
+        admin: this.adminAddress === undefined ? undefined : `${this.adminAddress.address}:${this.adminAddress.port}`,
+        upstreams: Object.fromEntries([...this.upstreams].map(([n, u]) => [n, u.peers.map((p) => p.address)])),
+      },
+      'vigil started',
+    )
+    return this
+  }
+
+  /** Stop accepting, let in-flight requests finish within `grace` ms, then close every connection and pool. */
+  stop(grace = ms(this.config.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)): Promise<void> {
+    this.stopping ??= this.shutdown(grace)
+    return this.stopping
+  }
+
+  private async shutdown(grace: number): Promise<void> {
+    this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
+    const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()))
+    if (this.inflight > 0) {
+      let timer: NodeJS.Timeout | undefined
+      const drained = await Promise.race([
+        new Promise<boolean>((resolve) => (this.idle = () => resolve(true))),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), grace))),
+      ])
+      clearTimeout(timer)
+      if (!drained) this.log.warn({ inflight: this.inflight }, 'grace period over, closing remaining connections')
+    }
+    for (const l of this.listeners) l.closeAll()
+    await closed
+    await this.admin?.close()
+    await Promise.all([...this.upstreams.values()].map((u) => u.close()))
+    this.log.info('vigil stopped')
+  }
+}
+
+export async function startVigil(config: Config, options?: StartOptions): Promise<Vigil> {
+  return new Vigil(config, options).start()
+}

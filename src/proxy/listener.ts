@@ -1,0 +1,54 @@
+// A listener accepts client connections on one address and hands each request to its router.
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Listener as ListenerConfig } from '../config/schema.js'
+import type { Upstream } from '../upstream/upstream.js'
+import { Router } from './router.js'
+import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
+import { sendError } from './respond.js'
+import { listenOn } from '../net.js'
+
+export class ProxyListener {
+  readonly server: Server<typeof IncomingMessage, typeof VigilResponse>
+  private readonly router: Router
+
+  constructor(
+    readonly config: ListenerConfig,
+    upstreams: ReadonlyMap<string, Upstream>,
+    private readonly hooks: ForwardHooks,
+  ) {
+    this.router = new Router(config, upstreams)
+    this.server = createServer({ ServerResponse: VigilResponse, keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res))
+  }
+
+  private onRequest(req: IncomingMessage, res: VigilResponse): void {
+    const target = parseTarget(req.url ?? '/', req.headers.host)
+    if (target === undefined) {
+      sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
+      this.hooks.done()
+      return
+    }
+    const upstream = this.router.match(target.host, target.path)
+    if (upstream === undefined) {
+      sendError(res, 404, 'no_route', 'no route matches this host and path')
+      this.hooks.done()
+      return
+    }
+    forward(req, res, upstream, target, this.hooks)
+  }
+
+  listen(): Promise<AddressInfo> {
+    return listenOn(this.server, this.config.address)
+  }
+
+  /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
+  stopAccepting(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.server.closeIdleConnections()
+    return closed
+  }
+
+  closeAll(): void {
+    this.server.closeAllConnections()
+  }
+}

@@ -1,0 +1,70 @@
+// A Peer is one provider inside one upstream group: its address, weight, live counters and health gates.
+import { Pool } from 'undici'
+import type { Server } from '../config/schema.js'
+import { splitAddress } from '../net.js'
+
+export type OperatorState = 'enabled' | 'draining' | 'disabled'
+
+export interface PoolOptions {
+  connectTimeout: number
+  /** Time until response headers arrive. */
+  responseTimeout: number
+  /** Longest silence between response body chunks. */
+  idleTimeout: number
+  /** How long an unused keep-alive connection is kept. */
+  keepAlive: number
+  connections: number
+}
+
+export class Peer {
+  readonly address: string
+  readonly host: string
+  readonly port: number
+  readonly origin: string
+  readonly weight: number
+  readonly backup: boolean
+  /** `down: true` in the config: never receives traffic. */
+  readonly configDown: boolean
+  operator: OperatorState = 'enabled'
+  /**
+   * Health gates set by the health modules. A peer is eligible only when every gate is open;
+   * the Upstream recomputes its snapshot when one changes (see Upstream.refresh).
+   */
+  checkUp = true
+  passiveOk = true
+  /** Requests sent to this peer and not finished yet. */
+  inflight = 0
+  requests = 0
+  failures = 0
+  /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
+  currentWeight = 0
+  readonly pool: Pool
+
+  constructor(server: Server, pool: PoolOptions) {
+    this.address = server.address
+    const { host, port } = splitAddress(server.address)
+    this.host = host
+    this.port = port
+    this.origin = `http://${server.address}`
+    this.weight = server.weight ?? 1
+    this.backup = server.backup ?? false
+    this.configDown = server.down ?? false
+    this.pool = new Pool(this.origin, {
+      connections: pool.connections,
+      connect: { timeout: pool.connectTimeout },
+      headersTimeout: pool.responseTimeout,
+      bodyTimeout: pool.idleTimeout,
+      keepAliveTimeout: pool.keepAlive,
+      keepAliveMaxTimeout: pool.keepAlive,
+      pipelining: 1,
+    })
+  }
+
+  get eligible(): boolean {
+    return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
+  }
+
+  close(): Promise<void> {
+    return this.pool.close()
+  }
+}
