@@ -11,7 +11,7 @@ import { Vigil } from './index.js'
 const USAGE = `usage: vigil <command> [options]
 
 commands:
-  start --config FILE   run the proxy (-c FILE for short)
+  start --config FILE   run the proxy (-c FILE for short); reloads FILE on change, SIGHUP or POST /reload
   check --config FILE   validate FILE and print every error with its JSON path
 
 options:
@@ -88,7 +88,7 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     )
     return EXIT_OK
   }
-  const vigil = new Vigil(config)
+  const vigil = new Vigil(config, { configFile: values.config })
   try {
     await vigil.start()
   } catch (err) {
@@ -108,8 +108,8 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     }
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
-    // Reload comes with live membership; until then SIGHUP must not kill a serving proxy.
-    process.on('SIGHUP', () => vigil.log.warn('SIGHUP ignored: reload is not implemented yet'))
+    // The outcome (applied or rejected) is logged and kept in vigil.reloadStatus.
+    process.on('SIGHUP', () => void vigil.reload('signal'))
   })
 }
 

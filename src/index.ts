@@ -1,9 +1,11 @@
 // Library API: start a proxy from a config object, stop it gracefully.
 import type { Logger } from 'pino'
 import type { AddressInfo } from 'node:net'
-import type { Config } from './config/schema.js'
+import type { Config, Listener } from './config/schema.js'
 import { ms } from './config/duration.js'
-import { Upstream } from './upstream/upstream.js'
+import type { Upstream } from './upstream/upstream.js'
+import { Membership } from './upstream/membership.js'
+import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
 import { createAccessLogger, createLogger } from './log.js'
@@ -12,6 +14,8 @@ import type { ForwardHooks } from './proxy/forward.js'
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
+export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
+export type { ReloadResult, ReloadStatus } from './reload.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 
@@ -22,12 +26,20 @@ export interface StartOptions {
   accessLogger?: Logger
   /** Start the admin listener (default true). */
   admin?: boolean
+  /** The file `config` was read from: enables reloads (watch, SIGHUP via the CLI, POST /reload). */
+  configFile?: string
 }
 
 export class Vigil {
-  readonly upstreams: ReadonlyMap<string, Upstream>
   readonly log: Logger
-  private readonly listeners: ProxyListener[]
+  /** The live peers of every group; emits 'peers-added', 'peers-removed', ... on every change (see MembershipEvents). */
+  readonly membership: Membership
+  /** The one update path for file reloads, admin server changes and DNS answers. */
+  readonly reloader: Reloader
+  private current: Config
+  private listeners: ProxyListener[]
+  private readonly hooks: ForwardHooks
+  private accessLogger: Logger | undefined
   private readonly admin: AdminServer | undefined
   private inflight = 0
   private idle: (() => void) | undefined
@@ -35,22 +47,36 @@ export class Vigil {
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
-  generation = 1
 
-  constructor(
-    readonly config: Config,
-    options: StartOptions = {},
-  ) {
+  constructor(config: Config, options: StartOptions = {}) {
+    this.current = config
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
-    const access = config.log?.access === true ? (options.accessLogger ?? createAccessLogger()) : undefined
-    this.upstreams = new Map(Object.entries(config.upstreams).map(([name, u]) => [name, new Upstream(name, u)]))
-    const hooks: ForwardHooks = {
+    this.accessLogger = options.accessLogger
+    this.hooks = {
       log: this.log,
-      access,
+      access: this.accessLog(config),
       done: () => this.requestDone(),
     }
-    this.listeners = config.listeners.map((l) => new ProxyListener(l, this.upstreams, hooks))
-    for (const l of this.listeners) l.server.on('request', () => this.inflight++)
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
+    this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
+    this.reloader = new Reloader(
+      {
+        log: this.log,
+        membership: this.membership,
+        config: () => this.current,
+        listeners: () => this.listeners,
+        createListener: (l, upstreams) => this.createListener(l, upstreams),
+        swap: (next, listeners) => {
+          this.current = next
+          this.listeners = listeners
+          this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
+          if (this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
+          this.hooks.access = this.accessLog(next)
+        },
+        grace: () => this.grace(),
+      },
+      options.configFile,
+    )
     this.admin =
       options.admin === false
         ? undefined
@@ -59,7 +85,48 @@ export class Vigil {
             token: config.admin?.token,
             upstreams: () => this.upstreams,
             generation: () => this.generation,
+            membership: this.reloader,
           })
+  }
+
+  /** The running config: the last one applied. */
+  get config(): Config {
+    return this.current
+  }
+
+  get upstreams(): ReadonlyMap<string, Upstream> {
+    return this.membership.upstreams
+  }
+
+  /** Bumped by every applied change: file reload, admin server change, DNS answer that changed the set. */
+  get generation(): number {
+    return this.membership.generation
+  }
+
+  /** Last reload (ok or failed, when, which generation) and counts, for the status page and metrics. */
+  get reloadStatus(): ReloadStatus {
+    return this.reloader.status
+  }
+
+  /** Re-read the config file and apply it if valid; a bad file is reported and the running config stays. */
+  async reload(source: ChangeSource = 'api'): Promise<ReloadResult> {
+    return (await this.reloader.reload(source)) as ReloadResult
+  }
+
+  private createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener {
+    const l = new ProxyListener(config, upstreams, this.hooks)
+    l.server.on('request', () => this.inflight++)
+    return l
+  }
+
+  private accessLog(config: Config): Logger | undefined {
+    if (config.log?.access !== true) return undefined
+    this.accessLogger ??= createAccessLogger()
+    return this.accessLogger
+  }
+
+  private grace(): number {
+    return ms(this.current.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)
   }
 
   private requestDone(): void {
@@ -71,6 +138,7 @@ export class Vigil {
     try {
       for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
+      this.reloader.start()
     } catch (err) {
       await this.stop(0)
       throw err
@@ -87,13 +155,14 @@ export class Vigil {
   }
 
   /** Stop accepting, let in-flight requests finish within `grace` ms, then close every connection and pool. */
-  stop(grace = ms(this.config.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)): Promise<void> {
+  stop(grace = this.grace()): Promise<void> {
     this.stopping ??= this.shutdown(grace)
     return this.stopping
   }
 
   private async shutdown(grace: number): Promise<void> {
     this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
+    await this.reloader.close()
     const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()))
     if (this.inflight > 0) {
       let timer: NodeJS.Timeout | undefined
@@ -108,6 +177,7 @@ export class Vigil {
     await closed
     await this.admin?.close()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
+    await this.membership.close()
     this.log.info('vigil stopped')
   }
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import { listenOn } from '../net.js'
+import { handleMembership, type MembershipActions } from './membership.js'
 
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9901'
 
@@ -12,6 +13,8 @@ export interface AdminOptions {
   token: string | undefined
   upstreams: () => ReadonlyMap<string, Upstream>
   generation: () => number
+  /** POST /reload and runtime server changes (src/admin/membership.ts). */
+  membership?: MembershipActions
 }
 
 export interface ServerStatus {
@@ -109,6 +112,7 @@ export class AdminServer {
       send(res, 200, 'application/json', `${JSON.stringify({ upstream: upstream.name, server: peer.address, operator: peer.operator })}\n`)
       return
     }
+    if (this.options.membership !== undefined && handleMembership(req, res, url.pathname, this.options.membership)) return
     send(res, 404, 'text/plain', 'not found\n')
   }
 
@@ -124,7 +128,7 @@ export class AdminServer {
   }
 }
 
-function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+export function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra })
   res.end(body)
 }

@@ -1,5 +1,6 @@
 // Reading a config file: JSON syntax, schema, then cross-references, reporting every issue with its location.
 import { readFileSync } from 'node:fs'
+import type { TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser'
@@ -7,14 +8,17 @@ import { Config } from './schema.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 
 export function loadConfigFile(file: string): Config {
-  let text: string
+  return parseConfig(readConfigText(file), file)
+}
+
+/** The file's text, or a ConfigError naming why it cannot be read. */
+export function readConfigText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8')
+    return readFileSync(file, 'utf8')
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     throw new ConfigError(file, [{ path: '', found: `an unreadable file (${e.code ?? e.message})`, expected: 'a readable JSON file' }])
   }
-  return parseConfig(text, file)
 }
 
 /** Parses and validates config text; `file` is only used to name the source in errors. */
@@ -69,10 +73,11 @@ function locate(text: string, tree: Node, issue: ConfigIssue & { pointer?: (stri
 
 type Located = ConfigIssue & { pointer: (string | number)[] }
 
-function schemaIssues(doc: unknown): Located[] {
+/** Every schema violation of `doc` (a whole config by default, or any part such as one server), with its JSON path. */
+export function schemaIssues(doc: unknown, schema: TSchema = Config): Located[] {
   const out: Located[] = []
   const seen = new Set<string>()
-  for (const e of Value.Errors(Config, doc)) {
+  for (const e of Value.Errors(schema, doc)) {
     const issue = fromValueError(e)
     const key = `${issue.path}\u0000${issue.expected}`
     if (!seen.has(key)) {
@@ -205,7 +210,8 @@ function referenceIssues(doc: unknown): Located[] {
   if (adminAddress !== undefined) {
     port(adminAddress, ['admin', 'address'])
     const clash = seenListeners.get(adminAddress)
-    if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
+    // Port 0 asks for any free port, so two of them never clash (tests and reloads use it).
+    if (clash !== undefined && !adminAddress.endsWith(':0')) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
   for (const [name, u] of Object.entries(config.upstreams)) {
     const seen = new Map<string, number>()
@@ -214,6 +220,9 @@ function referenceIssues(doc: unknown): Located[] {
       if (address === undefined) return
       const at = ['upstreams', name, 'servers', i, 'address']
       port(address, at)
+      if (address.startsWith('_') && isObject(s) && s['resolve'] !== true) {
+        out.push({ path: jsonPath(at), pointer: at, found: `the SRV name ${JSON.stringify(address)} without "resolve": true`, expected: 'host:port, or "resolve": true beside a SRV name' })
+      }
       const first = seen.get(address)
       if (first === undefined) seen.set(address, i)
       else out.push({ path: jsonPath(at), pointer: at, found: `${JSON.stringify(address)} again`, expected: `an address not already listed as servers[${first}]` })

@@ -19,12 +19,21 @@ export const Address = Type.String({
   description: 'host:port',
 })
 
+/** A DNS SRV name, "_service._proto.name", whose records give the servers' hosts and ports. */
+export const SrvName = Type.String({
+  pattern: '^_[A-Za-z0-9-]+\\._(tcp|udp)\\.[A-Za-z0-9.-]+$',
+  description: 'DNS SRV name like "_http._tcp.api.local" (with resolve: true)',
+})
+
 export const Server = Type.Object(
   {
-    address: Address,
+    address: Type.Union([Address, SrvName]),
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
     backup: Type.Optional(Type.Boolean({ default: false, description: 'used only when no primary server is eligible' })),
     down: Type.Optional(Type.Boolean({ default: false, description: 'never receives traffic' })),
+    resolve: Type.Optional(
+      Type.Boolean({ default: false, description: 'address is a DNS name (A/AAAA, or SRV for "_service._proto.name") re-resolved on its TTL' }),
+    ),
   },
   closed,
 )
@@ -156,6 +165,24 @@ export const Log = Type.Object(
   closed,
 )
 
+export const Reload = Type.Object(
+  {
+    watch: Type.Optional(Type.Boolean({ default: true, description: 'reload when the config file changes (SIGHUP and POST /reload always work)' })),
+    debounce: Type.Optional(Duration),
+  },
+  { ...closed, description: 'config file reloads' },
+)
+
+export const Resolver = Type.Object(
+  {
+    servers: Type.Optional(Type.Array(Address, { minItems: 1, description: 'DNS servers to ask instead of the system ones' })),
+    minTtl: Type.Optional(Duration),
+    maxTtl: Type.Optional(Duration),
+    timeout: Type.Optional(Duration),
+  },
+  { ...closed, description: 'DNS resolution for servers with resolve: true' },
+)
+
 export const Config = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -165,6 +192,8 @@ export const Config = Type.Object(
     shutdown: Type.Optional(
       Type.Object({ grace: Type.Optional(Duration) }, { ...closed, description: 'SIGTERM/SIGINT handling' }),
     ),
+    reload: Type.Optional(Reload),
+    resolver: Type.Optional(Resolver),
     upstreams: Type.Record(UpstreamName, Upstream, { minProperties: 1, additionalProperties: false }),
   },
   { ...closed, title: 'vigil configuration' },

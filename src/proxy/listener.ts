@@ -10,10 +10,10 @@ import { listenOn } from '../net.js'
 
 export class ProxyListener {
   readonly server: Server<typeof IncomingMessage, typeof VigilResponse>
-  private readonly router: Router
+  private router: Router
 
   constructor(
-    readonly config: ListenerConfig,
+    public config: ListenerConfig,
     upstreams: ReadonlyMap<string, Upstream>,
     private readonly hooks: ForwardHooks,
   ) {
@@ -35,6 +35,12 @@ export class ProxyListener {
       return
     }
     forward(req, res, upstream, target, this.hooks)
+  }
+
+  /** On reload: the same socket, new routes (and the new upstream instances), swapped in one assignment. */
+  reroute(config: ListenerConfig, upstreams: ReadonlyMap<string, Upstream>): void {
+    this.config = config
+    this.router = new Router(config, upstreams)
   }
 
   listen(): Promise<AddressInfo> {

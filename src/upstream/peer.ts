@@ -21,10 +21,11 @@ export class Peer {
   readonly host: string
   readonly port: number
   readonly origin: string
-  readonly weight: number
-  readonly backup: boolean
+  /** weight, backup and configDown change in place on reload (src/upstream/membership.ts). */
+  weight: number
+  backup: boolean
   /** `down: true` in the config: never receives traffic. */
-  readonly configDown: boolean
+  configDown: boolean
   operator: OperatorState = 'enabled'
   /**
    * Health gates set by the health modules. A peer is eligible only when every gate is open;
@@ -38,7 +39,8 @@ export class Peer {
   failures = 0
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
-  readonly pool: Pool
+  /** Replaced (see replacePool) only when the group's timeouts change on reload. */
+  pool: Pool
 
   constructor(server: Server, pool: PoolOptions) {
     this.address = server.address
@@ -49,15 +51,14 @@ export class Peer {
     this.weight = server.weight ?? 1
     this.backup = server.backup ?? false
     this.configDown = server.down ?? false
-    this.pool = new Pool(this.origin, {
-      connections: pool.connections,
-      connect: { timeout: pool.connectTimeout },
-      headersTimeout: pool.responseTimeout,
-      bodyTimeout: pool.idleTimeout,
-      keepAliveTimeout: pool.keepAlive,
-      keepAliveMaxTimeout: pool.keepAlive,
-      pipelining: 1,
-    })
+    this.pool = createPool(this.origin, pool)
+  }
+
+  /** New requests use a pool with new options; the old pool is returned so its in-flight requests can finish before it closes. */
+  replacePool(options: PoolOptions): Pool {
+    const old = this.pool
+    this.pool = createPool(this.origin, options)
+    return old
   }
 
   get eligible(): boolean {
@@ -67,4 +68,16 @@ export class Peer {
   close(): Promise<void> {
     return this.pool.close()
   }
+}
+
+function createPool(origin: string, pool: PoolOptions): Pool {
+  return new Pool(origin, {
+    connections: pool.connections,
+    connect: { timeout: pool.connectTimeout },
+    headersTimeout: pool.responseTimeout,
+    bodyTimeout: pool.idleTimeout,
+    keepAliveTimeout: pool.keepAlive,
+    keepAliveMaxTimeout: pool.keepAlive,
+    pipelining: 1,
+  })
 }

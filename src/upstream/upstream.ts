@@ -15,13 +15,32 @@ export interface UpstreamTimeouts {
 
 const NONE: readonly Peer[] = []
 
+export function upstreamTimeouts(config: UpstreamConfig): UpstreamTimeouts {
+  return {
+    connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
+    response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
+    idle: ms(config.timeouts?.idle ?? DEFAULT_TIMEOUTS.idle),
+  }
+}
+
+export function poolOptions(timeouts: UpstreamTimeouts): PoolOptions {
+  return {
+    connectTimeout: timeouts.connect,
+    responseTimeout: timeouts.response,
+    idleTimeout: timeouts.idle,
+    keepAlive: 4_000,
+    connections: 256,
+  }
+}
+
 export class Upstream extends EventEmitter {
   readonly name: string
-  readonly peers: readonly Peer[]
-  readonly timeouts: UpstreamTimeouts
-  readonly balancer: Balancer
+  /** peers, timeouts, balancer and hostHeader are replaced in place on reload (src/upstream/membership.ts). */
+  peers: readonly Peer[]
+  timeouts: UpstreamTimeouts
+  balancer: Balancer
   /** Host header for the servers; undefined keeps the client's. */
-  readonly hostHeader: string | undefined
+  hostHeader: string | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
@@ -30,18 +49,8 @@ export class Upstream extends EventEmitter {
     super()
     this.name = name
     this.hostHeader = config.host
-    this.timeouts = {
-      connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
-      response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
-      idle: ms(config.timeouts?.idle ?? DEFAULT_TIMEOUTS.idle),
-    }
-    const pool: PoolOptions = {
-      connectTimeout: this.timeouts.connect,
-      responseTimeout: this.timeouts.response,
-      idleTimeout: this.timeouts.idle,
-      keepAlive: 4_000,
-      connections: 256,
-    }
+    this.timeouts = upstreamTimeouts(config)
+    const pool = poolOptions(this.timeouts)
     this.peers = config.servers.map((s) => new Peer(s, pool))
     this.balancer = createBalancer(config.balance)
     this.refresh()

@@ -1,0 +1,62 @@
+// What a reload changes: which servers, groups and listeners come, go or change. Pure functions, no I/O.
+import { isDeepStrictEqual } from 'node:util'
+import type { Listener, Server, Upstream } from './schema.js'
+
+/** A server as the live membership holds it: every setting filled in, so two specs compare field by field. */
+export interface ServerSpec {
+  address: string
+  weight: number
+  backup: boolean
+  down: boolean
+}
+
+export function serverSpec(s: Pick<Server, 'address' | 'weight' | 'backup' | 'down'>): ServerSpec {
+  return { address: s.address, weight: s.weight ?? 1, backup: s.backup ?? false, down: s.down ?? false }
+}
+
+export interface Keyed<T> {
+  added: T[]
+  removed: T[]
+  /** [before, after] pairs with the same key and different contents. */
+  changed: [T, T][]
+}
+
+/** Items matched by key; `equal` decides whether a kept item changed. Order follows `after`, then `before`. */
+export function diffBy<T>(before: readonly T[], after: readonly T[], key: (t: T) => string, equal: (a: T, b: T) => boolean = isDeepStrictEqual): Keyed<T> {
+  const old = new Map(before.map((t) => [key(t), t]))
+  const out: Keyed<T> = { added: [], removed: [], changed: [] }
+  const kept = new Set<string>()
+  for (const t of after) {
+    const k = key(t)
+    const was = old.get(k)
+    if (was === undefined) out.added.push(t)
+    else {
+      kept.add(k)
+      if (!equal(was, t)) out.changed.push([was, t])
+    }
+  }
+  for (const [k, t] of old) if (!kept.has(k)) out.removed.push(t)
+  return out
+}
+
+export const diffServers = (before: readonly ServerSpec[], after: readonly ServerSpec[]): Keyed<ServerSpec> => diffBy(before, after, (s) => s.address)
+
+/** Listeners are keyed by address: a kept address keeps its socket and only its routes may change. */
+export const diffListeners = (before: readonly Listener[], after: readonly Listener[]): Keyed<Listener> => diffBy(before, after, (l) => l.address)
+
+/** The names of the fields of `after` that differ from `before`, e.g. ["weight"] or ["balance", "timeouts"]. */
+export function changedFields<T extends object>(before: T, after: T, ignore: readonly string[] = []): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)])
+  const b = before as Record<string, unknown>
+  const a = after as Record<string, unknown>
+  return [...keys].filter((k) => !ignore.includes(k) && !isDeepStrictEqual(b[k], a[k]))
+}
+
+/** The settings of a group that changed, its server list aside (servers are diffed one by one). */
+export const changedSettings = (before: Upstream, after: Upstream): string[] => changedFields(before, after, ['servers'])
+
+/** One line's worth of a server diff: "127.0.0.1:9001" added, "127.0.0.1:9002 (weight 1->5)" changed. */
+export function describeServerChange([before, after]: [ServerSpec, ServerSpec]): string {
+  const fields = changedFields(before, after) as (keyof ServerSpec)[]
+  return `${after.address} (${fields.map((f) => `${f} ${String(before[f])}->${String(after[f])}`).join(', ')})`
+}

@@ -1,0 +1,222 @@
+// The one update path: file reloads (watch, SIGHUP, POST /reload), admin server changes and DNS answers are
+// queued here and applied one at a time, so the last change applied is the last one asked for.
+import { isDeepStrictEqual } from 'node:util'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import type { Config, Listener } from './config/schema.js'
+import { parseConfig, readConfigText } from './config/load.js'
+import { ConfigError, type ConfigIssue } from './config/errors.js'
+import { diffListeners } from './config/diff.js'
+import { ms } from './config/duration.js'
+import { ConfigWatcher } from './config/watch.js'
+import type { ServerSpec } from './config/diff.js'
+import type { Membership, MembershipChange } from './upstream/membership.js'
+import type { Upstream } from './upstream/upstream.js'
+import type { ProxyListener } from './proxy/listener.js'
+
+export const DEFAULT_DEBOUNCE = 200
+
+/** What triggered a change: shown in the log line and the status. */
+export type ChangeSource = 'watch' | 'signal' | 'admin' | 'api' | 'dns'
+
+export interface LastReload {
+  ok: boolean
+  source: ChangeSource
+  /** ISO time the reload finished. */
+  at: string
+  /** The generation live after it (unchanged when it failed). */
+  generation: number
+  error?: string
+  issues?: readonly ConfigIssue[]
+}
+
+/** What the status page and metrics show about reloads. */
+export interface ReloadStatus {
+  generation: number
+  reloads: number
+  failures: number
+  last: LastReload | undefined
+}
+
+export type ReloadResult = LastReload & { change?: MembershipChange }
+
+/** The parts of a running Vigil that a reload replaces; index.ts provides them. */
+export interface ReloadTarget {
+  readonly log: Logger
+  readonly membership: Membership
+  config(): Config
+  listeners(): readonly ProxyListener[]
+  /** A listener for `config`, routing over `upstreams`, not yet bound. */
+  createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener
+  /** Make `config` and `listeners` current (synchronously, inside the swap). */
+  swap(config: Config, listeners: ProxyListener[]): void
+  /** How long removed listeners and peers may finish their requests. */
+  grace(): number
+}
+
+export class Reloader {
+  private queue: Promise<unknown> = Promise.resolve()
+  private watcher: ConfigWatcher | undefined
+  /** Text of the last file read, and the last config applied from the file: the watch reloads only on a difference. */
+  private lastText: string | undefined
+  private fileConfig: Config
+  private reloads = 0
+  private failures = 0
+  private last: LastReload | undefined
+  /** Removed listeners still finishing their requests. */
+  private readonly closing = new Set<ProxyListener>()
+
+  constructor(
+    private readonly target: ReloadTarget,
+    /** The config file, when there is one; without it only admin server changes and DNS apply. */
+    readonly file: string | undefined,
+  ) {
+    this.fileConfig = target.config()
+  }
+
+  get status(): ReloadStatus {
+    return { generation: this.target.membership.generation, reloads: this.reloads, failures: this.failures, last: this.last }
+  }
+
+  /** Watch the file when the config asks for it (the default). */
+  start(): void {
+    const reload = this.target.config().reload
+    if (this.file === undefined || reload?.watch === false) return
+    this.watcher = new ConfigWatcher(this.file, () => void this.reload('watch'), {
+      debounce: ms(reload?.debounce ?? DEFAULT_DEBOUNCE),
+      onError: (err) => this.target.log.warn({ err: err.message, file: this.file }, 'cannot watch the config file directory; retrying'),
+    })
+    this.watcher.start()
+  }
+
+  /**
+   * Read, validate and apply the file. A watch-triggered reload applies only when the file's content changed
+   * (so admin changes survive a touch); SIGHUP and POST /reload always apply it.
+   */
+  reload(source: ChangeSource): Promise<ReloadResult | undefined> {
+    return this.enqueue(async () => {
+      const file = this.file
+      if (file === undefined) return this.fail(source, new Error('vigil was started without a config file; nothing to reload'))
+      let config: Config
+      try {
+        const text = readConfigText(file)
+        if (source === 'watch' && text === this.lastText) return undefined
+        this.lastText = text
+        config = parseConfig(text, file)
+      } catch (err) {
+        return this.fail(source, err as Error)
+      }
+      if (source === 'watch' && isDeepStrictEqual(config, this.fileConfig)) return undefined
+      const result = await this.apply(config, source)
+      if (result.ok) this.fileConfig = config
+      return result
+    })
+  }
+
+  /** Apply a config object (library API); it is trusted to be valid. */
+  applyConfig(config: Config, source: ChangeSource = 'api'): Promise<ReloadResult> {
+    return this.enqueue(() => this.apply(config, source))
+  }
+
+  putServer(upstream: string, spec: ServerSpec): Promise<MembershipChange> {
+    return this.enqueue(() => this.logged(this.target.membership.putServer(upstream, spec)))
+  }
+
+  removeServer(upstream: string, address: string): Promise<MembershipChange> {
+    return this.enqueue(() => this.logged(this.target.membership.removeServer(upstream, address)))
+  }
+
+  /** Runs `fn` after every change queued before it, and before every change queued after it. */
+  enqueue<T>(fn: () => T | Promise<T>): Promise<T> {
+    const run = this.queue.then(fn)
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close()
+    await this.queue
+    for (const l of this.closing) l.closeAll()
+  }
+
+  private async apply(config: Config, source: ChangeSource): Promise<ReloadResult> {
+    const { log, membership } = this.target
+    const listenerDiff = diffListeners(this.target.config().listeners, config.listeners)
+    const prepared = membership.prepare(config.upstreams)
+    // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
+    const opened: ProxyListener[] = []
+    for (const l of listenerDiff.added) {
+      const listener = this.target.createListener(l, prepared.upstreams)
+      try {
+        await listener.listen()
+        opened.push(listener)
+      } catch (err) {
+        prepared.discard()
+        await Promise.all(opened.map((o) => o.stopAccepting()))
+        const index = config.listeners.indexOf(l)
+        const e = err as NodeJS.ErrnoException
+        return this.fail(source, new ConfigError('listeners', [{ path: `listeners[${index}].address`, found: `${JSON.stringify(l.address)} (${e.code ?? e.message})`, expected: 'an address vigil can listen on' }]))
+      }
+    }
+    if (!isDeepStrictEqual(this.target.config().admin, config.admin)) log.warn('admin listener settings change at the next restart')
+    // The swap: synchronous from here to the log line, so no request runs in between.
+    const change = prepared.commit(source)
+    const byAddress = new Map<string, ProxyListener>()
+    for (const l of [...this.target.listeners(), ...opened]) byAddress.set(l.config.address, l)
+    const listeners = config.listeners.map((l) => {
+      const pl = byAddress.get(l.address) as ProxyListener
+      pl.reroute(l, membership.upstreams)
+      return pl
+    })
+    this.target.swap(config, listeners)
+    for (const l of listenerDiff.removed) this.retireListener(byAddress.get(l.address) as ProxyListener)
+    log.info(
+      {
+        ...summary(change),
+        listeners: {
+          added: opened.map((l) => `${l.config.address} -> ${address(l)}`),
+          removed: listenerDiff.removed.map((l) => l.address),
+          changed: listenerDiff.changed.map(([, l]) => l.address),
+        },
+      },
+      'config reloaded',
+    )
+    this.reloads++
+    this.last = { ok: true, source, at: new Date().toISOString(), generation: change.generation }
+    return { ...this.last, change }
+  }
+
+  private logged(change: MembershipChange): MembershipChange {
+    this.target.log.info(summary(change), 'membership changed')
+    return change
+  }
+
+  private fail(source: ChangeSource, err: Error): ReloadResult {
+    this.failures++
+    this.reloads++
+    const issues = err instanceof ConfigError ? err.issues : undefined
+    this.last = { ok: false, source, at: new Date().toISOString(), generation: this.target.membership.generation, error: err.message, issues }
+    this.target.log.error({ source, file: this.file, issues, err: issues === undefined ? err.message : undefined }, 'config reload rejected; the running config stays')
+    return this.last
+  }
+
+  /** Stop accepting at once; connections finish their requests within the grace period, then close. */
+  private retireListener(l: ProxyListener): void {
+    this.closing.add(l)
+    const timer = setTimeout(() => l.closeAll(), this.target.grace())
+    timer.unref()
+    void l.stopAccepting().then(() => {
+      clearTimeout(timer)
+      this.closing.delete(l)
+    })
+  }
+}
+
+function summary(c: MembershipChange): Record<string, unknown> {
+  return { generation: c.generation, source: c.source, added: c.added, removed: c.removed, changed: c.changed, upstreams: c.upstreams }
+}
+
+function address(l: ProxyListener): string {
+  const a = l.server.address() as AddressInfo
+  return `${a.address}:${a.port}`
+}
