@@ -1,12 +1,11 @@
 // The one update path: file reloads (watch, SIGHUP, POST /reload), admin server changes and DNS answers are
 // queued here and applied one at a time, so the last change applied is the last one asked for.
-import { isDeepStrictEqual } from 'node:util'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config, Listener } from './config/schema.js'
 import { parseConfig, readConfigText } from './config/load.js'
 import { ConfigError, type ConfigIssue } from './config/errors.js'
-import { diffListeners } from './config/diff.js'
+import { diffListeners, sameJson } from './config/diff.js'
 import { ms } from './config/duration.js'
 import { ConfigWatcher } from './config/watch.js'
 import type { ServerSpec } from './config/diff.js'
@@ -106,7 +105,7 @@ export class Reloader {
       } catch (err) {
         return this.fail(source, err as Error)
       }
-      if (source === 'watch' && isDeepStrictEqual(config, this.fileConfig)) return undefined
+      if (source === 'watch' && sameJson(config, this.fileConfig)) return undefined
       const result = await this.apply(config, source)
       if (result.ok) this.fileConfig = config
       return result
@@ -158,7 +157,7 @@ export class Reloader {
         return this.fail(source, new ConfigError('listeners', [{ path: `listeners[${index}].address`, found: `${JSON.stringify(l.address)} (${e.code ?? e.message})`, expected: 'an address vigil can listen on' }]))
       }
     }
-    if (!isDeepStrictEqual(this.target.config().admin, config.admin)) log.warn('admin listener settings change at the next restart')
+    if (!sameJson(this.target.config().admin, config.admin)) log.warn('admin listener settings change at the next restart')
     // The swap: synchronous from here to the log line, so no request runs in between.
     const change = prepared.commit(source)
     const byAddress = new Map<string, ProxyListener>()

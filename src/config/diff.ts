@@ -21,8 +21,18 @@ export interface Keyed<T> {
   changed: [T, T][]
 }
 
+/**
+ * Deep equality of config values as JSON sees them: parsed files have null-prototype objects (jsonc-parser),
+ * configs given to the library API do not, and a key set to undefined is the same as a missing key.
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  return isDeepStrictEqual(asJson(a), asJson(b))
+}
+
+const asJson = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)))
+
 /** Items matched by key; `equal` decides whether a kept item changed. Order follows `after`, then `before`. */
-export function diffBy<T>(before: readonly T[], after: readonly T[], key: (t: T) => string, equal: (a: T, b: T) => boolean = isDeepStrictEqual): Keyed<T> {
+export function diffBy<T>(before: readonly T[], after: readonly T[], key: (t: T) => string, equal: (a: T, b: T) => boolean = sameJson): Keyed<T> {
   const old = new Map(before.map((t) => [key(t), t]))
   const out: Keyed<T> = { added: [], removed: [], changed: [] }
   const kept = new Set<string>()
@@ -49,7 +59,7 @@ export function changedFields<T extends object>(before: T, after: T, ignore: rea
   const keys = new Set([...Object.keys(before), ...Object.keys(after)])
   const b = before as Record<string, unknown>
   const a = after as Record<string, unknown>
-  return [...keys].filter((k) => !ignore.includes(k) && !isDeepStrictEqual(b[k], a[k]))
+  return [...keys].filter((k) => !ignore.includes(k) && !sameJson(b[k], a[k]))
 }
 
 /** The settings of a group that changed, its server list aside (servers are diffed one by one). */

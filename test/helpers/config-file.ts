@@ -42,6 +42,11 @@ export interface FileProxy extends ProxyHandle {
 /** The real proxy in-process, started from a real file the way the CLI does it. */
 export async function startProxyFromFile(t: Tap, file: string, config: Config, logger: Logger = silent): Promise<FileProxy> {
   writeConfig(file, config)
+  return startFromWrittenFile(t, file, config, logger)
+}
+
+/** Like startProxyFromFile, for a file the test laid out itself (e.g. behind symlinks). */
+export async function startFromWrittenFile(t: Tap, file: string, config: Config, logger: Logger = silent): Promise<FileProxy> {
   const vigil = await new Vigil(config, { logger, configFile: file }).start()
   t.teardown(() => vigil.stop(1_000))
   const port = (vigil.listenerAddresses[0] as AddressInfo).port
