@@ -5,6 +5,7 @@ import type { Config, Listener } from './config/schema.js'
 import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
+import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
 import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
@@ -28,6 +29,8 @@ export interface StartOptions {
   admin?: boolean
   /** The file `config` was read from: enables reloads (watch, SIGHUP via the CLI, POST /reload). */
   configFile?: string
+  /** DNS resolver for `resolve: true` servers, instead of one built from `config.resolver`. */
+  resolver?: DnsResolver
 }
 
 export class Vigil {
@@ -57,12 +60,19 @@ export class Vigil {
       access: this.accessLog(config),
       done: () => this.requestDone(),
     }
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
+    const discovery = new Discovery({
+      resolver: options.resolver ?? createResolver(config.resolver),
+      log: this.log,
+      config: () => this.current.resolver,
+      changed: (upstream) => void this.reloader.rediscover(upstream),
+    })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
       {
         log: this.log,
         membership: this.membership,
+        discovery,
         config: () => this.current,
         listeners: () => this.listeners,
         createListener: (l, upstreams) => this.createListener(l, upstreams),
@@ -136,9 +146,10 @@ export class Vigil {
 
   async start(): Promise<this> {
     try {
+      await this.reloader.discover()
       for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
-      this.reloader.start()
+      this.reloader.watch()
     } catch (err) {
       await this.stop(0)
       throw err

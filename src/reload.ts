@@ -10,6 +10,7 @@ import { ms } from './config/duration.js'
 import { ConfigWatcher } from './config/watch.js'
 import type { ServerSpec } from './config/diff.js'
 import type { Membership, MembershipChange } from './upstream/membership.js'
+import type { Discovery } from './upstream/discovery.js'
 import type { Upstream } from './upstream/upstream.js'
 import type { ProxyListener } from './proxy/listener.js'
 
@@ -43,6 +44,7 @@ export type ReloadResult = LastReload & { change?: MembershipChange }
 export interface ReloadTarget {
   readonly log: Logger
   readonly membership: Membership
+  readonly discovery: Discovery
   config(): Config
   listeners(): readonly ProxyListener[]
   /** A listener for `config`, routing over `upstreams`, not yet bound. */
@@ -77,8 +79,17 @@ export class Reloader {
     return { generation: this.target.membership.generation, reloads: this.reloads, failures: this.failures, last: this.last }
   }
 
-  /** Watch the file when the config asks for it (the default). */
-  start(): void {
+  /** First DNS answers, before the listeners open, so no group starts empty. */
+  async discover(): Promise<void> {
+    const { discovery, membership } = this.target
+    await discovery.prime(this.target.config().upstreams)
+    await this.enqueue(() => {
+      for (const name of membership.upstreams.keys()) this.logged(membership.rediscover(name))
+    })
+  }
+
+  /** Watch the file when the config asks for it (the default); call once the listeners are open. */
+  watch(): void {
     const reload = this.target.config().reload
     if (this.file === undefined || reload?.watch === false) return
     this.watcher = new ConfigWatcher(this.file, () => void this.reload('watch'), {
@@ -125,6 +136,11 @@ export class Reloader {
     return this.enqueue(() => this.logged(this.target.membership.removeServer(upstream, address)))
   }
 
+  /** A group's DNS answer changed. */
+  rediscover(upstream: string): Promise<MembershipChange | undefined> {
+    return this.enqueue(() => this.logged(this.target.membership.rediscover(upstream)))
+  }
+
   /** Runs `fn` after every change queued before it, and before every change queued after it. */
   enqueue<T>(fn: () => T | Promise<T>): Promise<T> {
     const run = this.queue.then(fn)
@@ -134,6 +150,7 @@ export class Reloader {
 
   async close(): Promise<void> {
     this.watcher?.close()
+    this.target.discovery.close()
     await this.queue
     for (const l of this.closing) l.closeAll()
   }
@@ -141,6 +158,8 @@ export class Reloader {
   private async apply(config: Config, source: ChangeSource): Promise<ReloadResult> {
     const { log, membership } = this.target
     const listenerDiff = diffListeners(this.target.config().listeners, config.listeners)
+    // New resolve entries get their first answer before the swap, so a group never goes live empty.
+    await this.target.discovery.prime(config.upstreams)
     const prepared = membership.prepare(config.upstreams)
     // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
     const opened: ProxyListener[] = []
@@ -151,6 +170,7 @@ export class Reloader {
         opened.push(listener)
       } catch (err) {
         prepared.discard()
+        this.target.discovery.retain(this.target.config().upstreams)
         await Promise.all(opened.map((o) => o.stopAccepting()))
         const index = config.listeners.indexOf(l)
         const e = err as NodeJS.ErrnoException
@@ -168,6 +188,7 @@ export class Reloader {
       return pl
     })
     this.target.swap(config, listeners)
+    this.target.discovery.retain(config.upstreams)
     for (const l of listenerDiff.removed) this.retireListener(byAddress.get(l.address) as ProxyListener)
     log.info(
       {
@@ -185,8 +206,8 @@ export class Reloader {
     return { ...this.last, change }
   }
 
-  private logged(change: MembershipChange): MembershipChange {
-    this.target.log.info(summary(change), 'membership changed')
+  private logged<T extends MembershipChange | undefined>(change: T): T {
+    if (change !== undefined) this.target.log.info(summary(change), 'membership changed')
     return change
   }
 

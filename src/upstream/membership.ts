@@ -45,6 +45,8 @@ export interface MembershipEvents {
 export interface MembershipOptions {
   /** How long a removed peer's in-flight requests may take before its pool is destroyed. */
   retireGrace: () => number
+  /** The last good answer for a `resolve: true` entry (src/upstream/discovery.ts). */
+  discovered: (upstream: string, name: string) => readonly Target[]
 }
 
 /** A file's groups built but not yet live: new listeners can bind against `upstreams` before the swap. */
@@ -72,8 +74,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private readonly specs = new Map<string, ServerSpec[]>()
   /** Admin changes on top of the file, per group: a spec to add or update, or null for removed. Cleared by a file reload. */
   private readonly overlays = new Map<string, Map<string, ServerSpec | null>>()
-  /** Last good DNS answer per group and resolve entry address. */
-  private readonly discovered = new Map<string, Map<string, readonly Target[]>>()
   private readonly retiring = new Set<Pool>()
 
   constructor(
@@ -133,14 +133,14 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.overlay(upstream, source, (o) => o.set(address, null))
   }
 
-  /** A new DNS answer for one resolve entry of a group (ignored if the entry is no longer configured). */
-  setDiscovered(upstream: string, entry: string, targets: readonly Target[]): MembershipChange | undefined {
+  /** Re-apply a group after one of its DNS answers changed; undefined when that changed nothing live. */
+  rediscover(upstream: string): MembershipChange | undefined {
     const config = this.configs.get(upstream)
-    if (config === undefined || !config.servers.some((s) => s.resolve === true && s.address === entry)) return undefined
-    let answers = this.discovered.get(upstream)
-    if (answers === undefined) this.discovered.set(upstream, (answers = new Map()))
-    answers.set(entry, targets)
-    return this.change('dns', (c) => this.applyServers(this.upstreams.get(upstream) as Upstream, this.effective(upstream, config), c))
+    const live = this.upstreams.get(upstream)
+    if (config === undefined || live === undefined) return undefined
+    const before = this.generation
+    const c = this.change('dns', (c) => this.applyServers(live, this.effective(upstream, config), c))
+    return this.generation === before ? undefined : c
   }
 
   /** Destroy the pools of removed peers still finishing (at shutdown, after the grace period). */
@@ -169,13 +169,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** The file's static servers, then each resolve entry's last answer, then the admin overlay; first address wins. */
   private effective(name: string, config: UpstreamConfig): ServerSpec[] {
     const out = new Map<string, ServerSpec>()
-    const answers = this.discovered.get(name)
     for (const s of config.servers) {
       if (s.resolve !== true) {
         if (!out.has(s.address)) out.set(s.address, serverSpec(s))
         continue
       }
-      for (const t of answers?.get(s.address) ?? []) {
+      for (const t of this.options.discovered(name, s.address)) {
         if (!out.has(t.address)) out.set(t.address, { address: t.address, weight: s.weight ?? t.weight ?? 1, backup: (s.backup ?? false) || (t.backup ?? false), down: s.down ?? false })
       }
     }
@@ -207,12 +206,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
         c.upstreams.removed.push(name)
         this.retire(u, u.peers, c)
         this.specs.delete(name)
-        this.discovered.delete(name)
         this.emit('upstream-removed', u)
       }
       for (const [name, u] of next) {
         const cfg = this.configs.get(name) as UpstreamConfig
-        this.pruneDiscovered(name, cfg)
         if (fresh.has(name)) {
           c.upstreams.added.push(name)
           for (const p of u.peers) c.added.push(`${name}/${p.address}`)
@@ -229,12 +226,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
       }
       this.upstreams = next
     })
-  }
-
-  private pruneDiscovered(name: string, config: UpstreamConfig): void {
-    const answers = this.discovered.get(name)
-    if (answers === undefined) return
-    for (const entry of answers.keys()) if (!config.servers.some((s) => s.resolve === true && s.address === entry)) answers.delete(entry)
   }
 
   /** Settings of a kept group; connections survive unless timeouts changed (an undici pool's timeouts are fixed). */
