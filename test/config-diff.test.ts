@@ -2,18 +2,14 @@ import t from 'tap'
 import { changedSettings, describeServerChange, diffListeners, diffServers, sameJson, serverSpec } from '../src/config/diff.js'
 import { parseConfig } from '../src/index.js'
 
+const addresses = (items: readonly { address: string }[]): string[] => items.map((i) => i.address)
+
 t.test('servers are matched by address: added, removed, changed with the fields that changed', async (t) => {
   const before = [serverSpec({ address: 'a:1' }), serverSpec({ address: 'b:1', weight: 2 }), serverSpec({ address: 'c:1' })]
   const after = [serverSpec({ address: 'b:1', weight: 5, backup: true }), serverSpec({ address: 'c:1' }), serverSpec({ address: 'd:1', down: true })]
   const d = diffServers(before, after)
-  t.same(
-    d.added.map((s) => s.address),
-    ['d:1'],
-  )
-  t.same(
-    d.removed.map((s) => s.address),
-    ['a:1'],
-  )
+  t.same(addresses(d.added), ['d:1'])
+  t.same(addresses(d.removed), ['a:1'])
   t.equal(d.changed.length, 1)
   t.equal(describeServerChange(d.changed[0] as never), 'b:1 (weight 2->5, backup false->true)')
   t.same(diffServers(after, after), { added: [], removed: [], changed: [] })
@@ -30,14 +26,8 @@ t.test('listeners are keyed by address; a new upstream or routes on the same add
       { address: '127.0.0.1:3', upstream: 'a' },
     ],
   )
-  t.same(
-    d.added.map((l) => l.address),
-    ['127.0.0.1:3'],
-  )
-  t.same(
-    d.removed.map((l) => l.address),
-    ['127.0.0.1:1'],
-  )
+  t.same(addresses(d.added), ['127.0.0.1:3'])
+  t.same(addresses(d.removed), ['127.0.0.1:1'])
   t.same(
     d.changed.map(([, l]) => l.address),
     ['127.0.0.1:2'],
