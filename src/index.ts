@@ -17,6 +17,7 @@ export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
 export type { ReloadResult, ReloadStatus } from './reload.js'
+export type { DnsResolver } from './upstream/discovery.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 

@@ -114,6 +114,8 @@ export class Reloader {
         this.lastText = text
         config = parseConfig(text, file)
       } catch (err) {
+        // A file that stays unreadable (its directory is gone) is reported once, not on every retry of the watch.
+        if (source === 'watch' && this.last?.ok === false && this.last.error === (err as Error).message) return undefined
         return this.fail(source, err as Error)
       }
       if (source === 'watch' && sameJson(config, this.fileConfig)) return undefined
