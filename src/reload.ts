@@ -179,7 +179,8 @@ export class Reloader {
         return this.fail(source, new ConfigError('listeners', [{ path: `listeners[${index}].address`, found: `${JSON.stringify(l.address)} (${e.code ?? e.message})`, expected: 'an address vigil can listen on' }]))
       }
     }
-    if (!sameJson(this.target.config().admin, config.admin)) log.warn('admin listener settings change at the next restart')
+    const later = restartOnly(this.target.config(), config)
+    if (later.length > 0) log.warn({ settings: later }, 'these settings change at the next restart')
     // The swap: synchronous from here to the log line, so no request runs in between.
     const change = prepared.commit(source)
     const byAddress = new Map<string, ProxyListener>()
@@ -232,6 +233,16 @@ export class Reloader {
       this.closing.delete(l)
     })
   }
+}
+
+/** Settings a running vigil keeps until it restarts: the admin listener, and the DNS resolver's servers and timeout. */
+function restartOnly(before: Config, after: Config): string[] {
+  const keys: [string, unknown, unknown][] = [
+    ['admin', before.admin, after.admin],
+    ['resolver.servers', before.resolver?.servers, after.resolver?.servers],
+    ['resolver.timeout', before.resolver?.timeout, after.resolver?.timeout],
+  ]
+  return keys.filter(([, b, a]) => !sameJson(b, a)).map(([k]) => k)
 }
 
 function summary(c: MembershipChange): Record<string, unknown> {

@@ -182,3 +182,13 @@ t.test('POST /reload without a config file reports it', async (t) => {
   t.match(r.body.error, /without a config file/)
   t.equal((await get(`${proxy.admin}/reload`, { method: 'PATCH' })).status, 405)
 })
+
+t.test('log settings apply at once; admin and resolver settings are named as waiting for a restart', async (t) => {
+  const { logger, lines } = capture()
+  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), proxyConfig(['127.0.0.1:1']), logger)
+  writeConfig(proxy.file, proxyConfig(['127.0.0.1:1'], { admin: { address: '127.0.0.1:0', token: 'new' }, resolver: { servers: ['127.0.0.1:53'] }, log: { level: 'warn', access: true } }))
+  t.equal((await postReload(proxy.admin)).status, 200, 'the old admin listener (no token) still answers')
+  t.match(lines.find((l) => l['msg'] === 'these settings change at the next restart'), { settings: ['admin', 'resolver.servers'] })
+  t.equal(proxy.vigil.log.level, 'warn')
+  t.equal(proxy.vigil.config.log?.access, true)
+})
