@@ -192,3 +192,30 @@ t.test('log settings apply at once; admin and resolver settings are named as wai
   t.equal(proxy.vigil.log.level, 'warn')
   t.equal(proxy.vigil.config.log?.access, true)
 })
+
+t.test('membership events: a health module can gate added peers inside the swap', async (t) => {
+  const [a, b] = await Promise.all([spawnProvider(t, 'a'), spawnProvider(t, 'b')])
+  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), proxyConfig([a.address]))
+  const events: string[] = []
+  const m = proxy.vigil.membership
+  // What an active checker with defaultDown does: added peers wait for their first check.
+  m.on('peers-added', (u, peers) => {
+    events.push(`added ${u.name} ${peers.map((p) => p.address).join()}`)
+    for (const p of peers) p.checkUp = false
+  })
+  m.on('peers-removed', (u, peers) => events.push(`removed ${u.name} ${peers.map((p) => p.address).join()}`))
+  m.on('upstream-changed', (u, config, fields) => events.push(`changed ${u.name} ${fields.join()} ${config.retry?.tries}`))
+  writeConfig(proxy.file, { ...proxyConfig([]), upstreams: { api: { servers: [{ address: a.address }, { address: b.address }], retry: { tries: 2 } } } })
+  t.equal((await postReload(proxy.admin)).status, 200)
+  t.same(events, [`added api ${b.address}`, 'changed api retry 2'])
+  for (let i = 0; i < 4; i++) t.equal((await get(proxy.url)).headers['x-provider'], 'a', 'the added peer waits for its check')
+  const peerB = proxy.vigil.upstreams.get('api')?.find(b.address)
+  if (peerB !== undefined) peerB.checkUp = true
+  proxy.vigil.upstreams.get('api')?.refresh()
+  const seen = new Set<unknown>()
+  for (let i = 0; i < 4; i++) seen.add((await get(proxy.url)).headers['x-provider'])
+  t.same([...seen].sort(), ['a', 'b'], 'and serves once it passed')
+  writeConfig(proxy.file, { ...proxyConfig([b.address]), upstreams: { api: { servers: [{ address: b.address }], retry: { tries: 2 } } } })
+  await postReload(proxy.admin)
+  t.same(events.slice(2), [`removed api ${a.address}`])
+})

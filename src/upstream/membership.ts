@@ -122,15 +122,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /** Add a server to a group, or change its settings; it lasts until the next file reload. */
-  putServer(upstream: string, spec: ServerSpec, source = 'admin'): MembershipChange {
-    return this.overlay(upstream, source, (o) => o.set(spec.address, spec))
+  putServer(upstream: string, spec: ServerSpec): MembershipChange {
+    return this.overlay(upstream, (o) => o.set(spec.address, spec))
   }
 
-  removeServer(upstream: string, address: string, source = 'admin'): MembershipChange {
+  removeServer(upstream: string, address: string): MembershipChange {
     const specs = this.specs.get(upstream)
     if (specs !== undefined && !specs.some((s) => s.address === address)) throw new RuntimeUpdateError(404, `no server ${address} in upstream "${upstream}"`)
     if (specs?.length === 1) throw new RuntimeUpdateError(409, `${address} is the last server of upstream "${upstream}"; a group must keep at least one`)
-    return this.overlay(upstream, source, (o) => o.set(address, null))
+    return this.overlay(upstream, (o) => o.set(address, null))
   }
 
   /** Re-apply a group after one of its DNS answers changed; undefined when that changed nothing live. */
@@ -149,14 +149,14 @@ export class Membership extends EventEmitter<MembershipEvents> {
     this.retiring.clear()
   }
 
-  private overlay(upstream: string, source: string, edit: (o: Map<string, ServerSpec | null>) => void): MembershipChange {
+  private overlay(upstream: string, edit: (o: Map<string, ServerSpec | null>) => void): MembershipChange {
     const config = this.configs.get(upstream)
     const live = this.upstreams.get(upstream)
     if (config === undefined || live === undefined) throw new RuntimeUpdateError(404, `no upstream "${upstream}"`)
     let o = this.overlays.get(upstream)
     if (o === undefined) this.overlays.set(upstream, (o = new Map()))
     edit(o)
-    return this.change(source, (c) => this.applyServers(live, this.effective(upstream, config), c))
+    return this.change('admin', (c) => this.applyServers(live, this.effective(upstream, config), c))
   }
 
   /** A group that is not live yet (a discarded prepare deletes its specs again). */
@@ -200,8 +200,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.change(source, (c) => {
       this.overlays.clear()
       const before = this.configs
+      const previous = this.upstreams
+      // Swapped first, so event listeners below already see the new map.
       this.configs = new Map(Object.entries(config))
-      for (const [name, u] of this.upstreams) {
+      this.upstreams = next
+      for (const [name, u] of previous) {
         if (next.has(name)) continue
         c.upstreams.removed.push(name)
         this.retire(u, u.peers, c)
@@ -224,7 +227,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
         this.applyServers(u, this.effective(name, cfg), c)
         if (fields.length > 0) this.emit('upstream-changed', u, cfg, fields)
       }
-      this.upstreams = next
     })
   }
 
