@@ -98,6 +98,19 @@ t.test('SRV records give hosts, ports and weights; lower priorities are backups'
   t.equal((await get(proxy.url)).headers['x-provider'], 'b', 'the lower priority takes over')
 })
 
+t.test('AAAA records become bracketed IPv6 servers', async (t) => {
+  const dns = await dnsServer(t)
+  const a = await spawnProvider(t, 'a6', ['--host', '::1'])
+  dns.zone.set('v6.test', { AAAA: [{ address: '::1', ttl: 0 }] })
+  const proxy = await startProxyFromFile(
+    t,
+    join(tempDir(t), 'vigil.json'),
+    proxyConfig([], { resolver: { servers: [dns.address] }, upstreams: { api: { servers: [{ address: `v6.test:${a.port}`, resolve: true }] } } }),
+  )
+  t.same(liveSet(proxy.vigil), [`[::1]:${a.port}`])
+  t.equal((await get(proxy.url)).headers['x-provider'], 'a6')
+})
+
 t.test('a SRV name without resolve: true is a config error', async (t) => {
   const { parseConfig } = await import('../src/index.js')
   let error: unknown

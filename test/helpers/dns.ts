@@ -8,6 +8,7 @@ type Tap = { teardown(fn: () => unknown): void }
 
 export interface DnsRecords {
   A?: { address: string; ttl: number }[]
+  AAAA?: { address: string; ttl: number }[]
   SRV?: { priority: number; weight: number; port: number; target: string; ttl: number }[]
 }
 
@@ -38,7 +39,7 @@ export async function dnsServer(t: Tap): Promise<DnsServer> {
     const answers: packet.Answer[] = []
     if (server.failing) rcode = SERVFAIL
     else if (records === undefined) rcode = NXDOMAIN
-    else if (q.type === 'A') for (const r of records.A ?? []) answers.push({ type: 'A', name: q.name, ttl: r.ttl, data: r.address })
+    else if (q.type === 'A' || q.type === 'AAAA') for (const r of records[q.type] ?? []) answers.push({ type: q.type, name: q.name, ttl: r.ttl, data: r.address })
     else if (q.type === 'SRV') {
       for (const r of records.SRV ?? []) answers.push({ type: 'SRV', name: q.name, ttl: r.ttl, data: { priority: r.priority, weight: r.weight, port: r.port, target: r.target } })
     }
