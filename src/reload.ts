@@ -66,6 +66,8 @@ export class Reloader {
   private last: LastReload | undefined
   /** Removed listeners still finishing their requests. */
   private readonly closing = new Set<ProxyListener>()
+  /** Set once the listeners are open; from then on a change of `reload` settings re-creates the watch. */
+  private watching = false
 
   constructor(
     private readonly target: ReloadTarget,
@@ -90,6 +92,9 @@ export class Reloader {
 
   /** Watch the file when the config asks for it (the default); call once the listeners are open. */
   watch(): void {
+    this.watching = true
+    this.watcher?.close()
+    this.watcher = undefined
     const reload = this.target.config().reload
     if (this.file === undefined || reload?.watch === false) return
     this.watcher = new ConfigWatcher(this.file, () => void this.reload('watch'), {
@@ -151,6 +156,7 @@ export class Reloader {
   }
 
   async close(): Promise<void> {
+    this.watching = false
     this.watcher?.close()
     this.target.discovery.close()
     await this.queue
@@ -179,7 +185,8 @@ export class Reloader {
         return this.fail(source, new ConfigError('listeners', [{ path: `listeners[${index}].address`, found: `${JSON.stringify(l.address)} (${e.code ?? e.message})`, expected: 'an address vigil can listen on' }]))
       }
     }
-    const later = restartOnly(this.target.config(), config)
+    const before = this.target.config()
+    const later = restartOnly(before, config)
     if (later.length > 0) log.warn({ settings: later }, 'these settings change at the next restart')
     // The swap: synchronous from here to the log line, so no request runs in between.
     const change = prepared.commit(source)
@@ -192,6 +199,7 @@ export class Reloader {
     })
     this.target.swap(config, listeners)
     this.target.discovery.retain(config.upstreams)
+    if (this.watching && !sameJson(before.reload, config.reload)) this.watch()
     for (const l of listenerDiff.removed) this.retireListener(byAddress.get(l.address) as ProxyListener)
     log.info(
       {

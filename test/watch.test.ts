@@ -140,3 +140,11 @@ t.test('touching the file without changing it reloads nothing', async (t) => {
   await until(() => liveSet(proxy.vigil).length === 2, 'the real change')
   t.equal(proxy.vigil.generation, 2, 'only the real change made a generation')
 })
+
+t.test('turning the watch on in the file takes effect with that reload', async (t) => {
+  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), proxyConfig(['127.0.0.1:1']))
+  writeConfig(proxy.file, watched(['127.0.0.1:2']))
+  t.equal((await get(`${proxy.admin}/reload`, { method: 'POST' })).status, 200)
+  writeConfig(proxy.file, watched(['127.0.0.1:3']))
+  await until(() => liveSet(proxy.vigil).join() === '127.0.0.1:3', 'the watch to pick up the next write')
+})
