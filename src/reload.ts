@@ -130,11 +130,6 @@ export class Reloader {
     })
   }
 
-  /** Apply a config object (library API); it is trusted to be valid. */
-  applyConfig(config: Config, source: ChangeSource = 'api'): Promise<ReloadResult> {
-    return this.enqueue(() => this.apply(config, source))
-  }
-
   putServer(upstream: string, spec: ServerSpec): Promise<MembershipChange> {
     return this.enqueue(() => this.logged(this.target.membership.putServer(upstream, spec)))
   }
