@@ -89,6 +89,22 @@ export const Timeouts = Type.Object(
   closed,
 )
 
+/** A file path (PEM), relative to the working directory vigil runs in. */
+const PemFile = Type.String({ minLength: 1, description: 'path to a PEM file' })
+
+/** How vigil connects to HTTPS providers; `true` means verified TLS with the system CAs. */
+export const UpstreamTls = Type.Object(
+  {
+    servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and certificate name; default: the upstream "host", else the server address host' })),
+    ca: Type.Optional(PemFile),
+    cert: Type.Optional(PemFile),
+    key: Type.Optional(PemFile),
+    verify: Type.Optional(Type.Boolean({ default: true, description: 'verify the provider certificate (never turn off in production)' })),
+  },
+  closed,
+)
+export type UpstreamTls = Static<typeof UpstreamTls>
+
 export const Balance = Type.Union([Type.Literal('round_robin')], { default: 'round_robin' })
 
 export const Upstream = Type.Object(
@@ -100,6 +116,8 @@ export const Upstream = Type.Object(
     active: Type.Optional(Active),
     retry: Type.Optional(Retry),
     timeouts: Type.Optional(Timeouts),
+    tls: Type.Optional(Type.Union([Type.Boolean(), UpstreamTls], { description: 'true, or an object with servername, ca, cert, key, verify' })),
+    maxResponseSize: Type.Optional(Type.Integer({ minimum: 1, description: 'largest response body in bytes; a longer one is cut and counts as a bad response' })),
   },
   closed,
 )
@@ -117,11 +135,33 @@ export const Route = Type.Object(
 )
 export type Route = Static<typeof Route>
 
+/** An IPv4 or IPv6 address with an optional prefix length: "10.0.0.0/8", "::1", "fd00::/8". */
+const Cidr = Type.String({ pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$', description: 'an IP address or CIDR block' })
+
+export const ListenerTls = Type.Object({ cert: PemFile, key: PemFile }, { ...closed, description: 'serve HTTPS with this certificate chain and key' })
+
+/** Limits on what one client may send and how slowly; each closes the connection or answers 4xx when crossed. */
+export const ClientLimits = Type.Object(
+  {
+    headersTimeout: Type.Optional(Duration),
+    requestTimeout: Type.Optional(Duration),
+    idleTimeout: Type.Optional(Duration),
+    keepAliveTimeout: Type.Optional(Duration),
+    maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1048576, description: 'bytes of request line plus headers' })),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  },
+  closed,
+)
+export type ClientLimits = Static<typeof ClientLimits>
+
 export const Listener = Type.Object(
   {
     address: Address,
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
+    tls: Type.Optional(ListenerTls),
+    trustedProxies: Type.Optional(Type.Array(Cidr, { description: 'clients whose Forwarded / X-Forwarded-* headers are kept and appended to' })),
+    limits: Type.Optional(ClientLimits),
   },
   closed,
 )

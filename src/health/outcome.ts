@@ -20,6 +20,7 @@ const RESPONSE_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'respons
 const BODY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'idle_timeout', beforeSend: false }
 const RESET: Failure = { kind: 'error', status: 502, code: 'upstream_reset', beforeSend: false }
 const INVALID: Failure = { kind: 'invalid_header', status: 502, code: 'invalid_response', beforeSend: false }
+const TOO_LARGE: Failure = { kind: 'invalid_header', status: 502, code: 'response_too_large', beforeSend: false }
 
 /** Classify an error from undici or the socket below it. Never throws. */
 export function classifyError(err: unknown): Failure {
@@ -44,6 +45,8 @@ export function classifyError(err: unknown): Failure {
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
     case 'UND_ERR_INFO':
       return INVALID
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+      return TOO_LARGE
   }
   if (typeof code === 'string' && code.startsWith('HPE_')) return INVALID
   return RESET

@@ -7,6 +7,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, type Failure } from '../health/outcome.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
+import type { TrustedProxies } from './trust.js'
 
 export interface ForwardHooks {
   log: Logger
@@ -14,6 +15,9 @@ export interface ForwardHooks {
   access: Logger | undefined
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
+  /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
+  tls?: boolean
+  trust?: TrustedProxies | undefined
 }
 
 /** The response class of every listener, so a request's attempt is reachable from 'close' without a closure. */
@@ -176,7 +180,8 @@ export function forward(req: IncomingMessage, res: VigilResponse, upstream: Upst
       method: req.method as Dispatcher.HttpMethod,
       headers: requestHeaders(req.rawHeaders, headers.connection, {
         clientAddress: req.socket.remoteAddress ?? '',
-        proto: 'http',
+        proto: hooks.tls === true ? 'https' : 'http',
+        trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
         host: upstream.hostHeader ?? target.host,
         originalHost: target.host,
       }),

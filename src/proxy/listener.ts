@@ -1,27 +1,59 @@
 // A listener accepts client connections on one address and hands each request to its router.
+import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Listener as ListenerConfig } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
 import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
 import { sendError } from './respond.js'
+import { applyServerLimits, onClientError, rejectRequest, resolveLimits, serverOptions } from './limits.js'
+import { TrustedProxies } from './trust.js'
+import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
 
 export class ProxyListener {
   readonly server: Server<typeof IncomingMessage, typeof VigilResponse>
   private readonly router: Router
+  private readonly hooks: ForwardHooks
+  private readonly maxHeaders: number
+  readonly upgrades: UpgradeProxy
 
   constructor(
     readonly config: ListenerConfig,
     upstreams: ReadonlyMap<string, Upstream>,
-    private readonly hooks: ForwardHooks,
+    hooks: ForwardHooks,
   ) {
     this.router = new Router(config, upstreams)
-    this.server = createServer({ ServerResponse: VigilResponse, keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res))
+    this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies) }
+    const limits = resolveLimits(config.limits)
+    this.maxHeaders = limits.maxHeaders
+    const options = { ...serverOptions(limits), ServerResponse: VigilResponse }
+    const onRequest = (req: IncomingMessage, res: VigilResponse): void => this.onRequest(req, res)
+    // The certificate files are read when the listener is built from its config, so a reload picks up new ones.
+    this.server =
+      config.tls === undefined
+        ? createServer(options, onRequest)
+        : (createHttpsServer({ ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest) as unknown as Server<
+            typeof IncomingMessage,
+            typeof VigilResponse
+          >)
+    applyServerLimits(this.server, limits)
+    this.server.on('clientError', onClientError)
+    this.upgrades = new UpgradeProxy(this.router, this.hooks)
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrades.handle(req, socket, head))
   }
 
   private onRequest(req: IncomingMessage, res: VigilResponse): void {
+    const rejected = rejectRequest(req, this.maxHeaders)
+    if (rejected !== undefined) {
+      res.shouldKeepAlive = false
+      sendError(res, rejected.status, rejected.code, rejected.detail)
+      this.hooks.done()
+      return
+    }
     const target = parseTarget(req.url ?? '/', req.headers.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
@@ -50,5 +82,6 @@ export class ProxyListener {
 
   closeAll(): void {
     this.server.closeAllConnections()
+    this.upgrades.closeAll()
   }
 }

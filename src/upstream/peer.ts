@@ -2,6 +2,7 @@
 import { Pool } from 'undici'
 import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
+import { TlsPool, type ClientTls } from './tls.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -14,6 +15,10 @@ export interface PoolOptions {
   /** How long an unused keep-alive connection is kept. */
   keepAlive: number
   connections: number
+  /** TLS to the provider (an https:// origin); `servername` undefined means the server's own host. */
+  tls?: (Partial<ClientTls> & Omit<ClientTls, 'servername'>) | undefined
+  /** Largest response body in bytes; undefined for no limit. */
+  maxResponseSize?: number | undefined
 }
 
 export class Peer {
@@ -39,17 +44,20 @@ export class Peer {
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
   readonly pool: Pool
+  /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
+  readonly tls: ClientTls | undefined
 
   constructor(server: Server, pool: PoolOptions) {
     this.address = server.address
     const { host, port } = splitAddress(server.address)
     this.host = host
     this.port = port
-    this.origin = `http://${server.address}`
+    this.tls = pool.tls === undefined ? undefined : { ...pool.tls, servername: pool.tls.servername ?? host }
+    this.origin = `${this.tls === undefined ? 'http' : 'https'}://${server.address}`
     this.weight = server.weight ?? 1
     this.backup = server.backup ?? false
     this.configDown = server.down ?? false
-    this.pool = new Pool(this.origin, {
+    const options: Pool.Options = {
       connections: pool.connections,
       connect: { timeout: pool.connectTimeout },
       headersTimeout: pool.responseTimeout,
@@ -57,7 +65,9 @@ export class Peer {
       keepAliveTimeout: pool.keepAlive,
       keepAliveMaxTimeout: pool.keepAlive,
       pipelining: 1,
-    })
+      maxResponseSize: pool.maxResponseSize ?? -1,
+    }
+    this.pool = this.tls === undefined ? new Pool(this.origin, options) : new TlsPool(this.origin, options, this.tls, pool.connectTimeout)
   }
 
   get eligible(): boolean {

@@ -4,6 +4,7 @@ import type { Upstream as UpstreamConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import { createBalancer, type Balancer } from '../balance/index.js'
 import { Peer, type PoolOptions } from './peer.js'
+import { loadClientTls } from './tls.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 
@@ -41,6 +42,8 @@ export class Upstream extends EventEmitter {
       idleTimeout: this.timeouts.idle,
       keepAlive: 4_000,
       connections: 256,
+      tls: loadClientTls(config.tls, config.host),
+      maxResponseSize: config.maxResponseSize,
     }
     this.peers = config.servers.map((s) => new Peer(s, pool))
     this.balancer = createBalancer(config.balance)
