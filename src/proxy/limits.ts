@@ -51,7 +51,8 @@ export function serverOptions(limits: Limits): ServerOptions {
     insecureHTTPParser: false,
     // Node checks the two timeouts above only this often (30 s by default).
     connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(limits.headersTimeout / 4))),
-    requireHostHeader: true,
+    // Checked by rejectRequest instead, to answer with the same x-vigil-error form as every other rejection.
+    requireHostHeader: false,
     joinDuplicateHeaders: false,
   }
 }
@@ -71,18 +72,20 @@ export interface Rejection {
 
 const TOO_MANY: Rejection = { status: 431, code: 'too_many_headers', detail: 'too many request header fields' }
 const TWO_HOSTS: Rejection = { status: 400, code: 'duplicate_host', detail: 'more than one Host header' }
+const NO_HOST: Rejection = { status: 400, code: 'missing_host', detail: 'an HTTP/1.1 request needs a Host header' }
 
 /** What Node's parser accepts but a proxy must not pass on; undefined for a fine request. */
 export function rejectRequest(req: IncomingMessage, maxHeaders: number): Rejection | undefined {
   const raw = req.rawHeaders
   if (raw.length > maxHeaders * 2) return TOO_MANY
-  // RFC 9112 3.2: two Host headers are a 400; Node keeps the first, a provider might route on the second.
+  // RFC 9112 3.2: no Host in HTTP/1.1, or two Host headers, is a 400; Node keeps the first of two, a provider
+  // might route on the second.
   let hosts = 0
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return TWO_HOSTS
   }
-  return undefined
+  return hosts === 0 && req.httpVersionMinor === 1 ? NO_HOST : undefined
 }
 
 const CLIENT_ERRORS: Record<string, [number, string, string]> = {
