@@ -44,10 +44,14 @@ export function classifyError(err: unknown): Failure {
     case 'UND_ERR_HEADERS_OVERFLOW':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
     case 'UND_ERR_INFO':
+    case 'VIGIL_INTERIM_STORM':
       return INVALID
     case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
       return TOO_LARGE
   }
   if (typeof code === 'string' && code.startsWith('HPE_')) return INVALID
+  // undici's parser errors often carry no code; an unsolicited 100 Continue is a SocketError 'bad response'.
+  const e = err as { name?: unknown; message?: unknown } | null
+  if (e?.name === 'HTTPParserError' || (code === 'UND_ERR_SOCKET' && e?.message === 'bad response')) return INVALID
   return RESET
 }

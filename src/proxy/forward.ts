@@ -31,6 +31,10 @@ function onClientClose(this: VigilResponse): void {
 
 const NO_PEERS: readonly Peer[] = []
 
+/** Interim (1xx) responses allowed before the final one; a provider sending them forever would defeat every timeout. */
+const MAX_INTERIM = 16
+const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim (1xx) responses`), { code: 'VIGIL_INTERIM_STORM' })
+
 /**
  * One attempt of one request on one peer, written as an undici dispatch handler (the callback form: it hands
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
@@ -41,6 +45,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private status = 0
   private finished = false
   private clientGone = false
+  private interim = 0
 
   constructor(
     private readonly req: IncomingMessage,
@@ -58,7 +63,10 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     // 1xx: Node answers the client's Expect itself and 103 hints are optional; wait for the final response.
-    if (statusCode < 200) return true
+    if (statusCode < 200) {
+      if (++this.interim > MAX_INTERIM) this.abortUpstream?.(INTERIM_STORM)
+      return true
+    }
     this.status = statusCode
     this.resumeUpstream = resume
     this.res.writeHead(statusCode, statusText === '' ? undefined : statusText, responseHeaders(rawHeaders))
