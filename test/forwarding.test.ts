@@ -1,5 +1,5 @@
 // Forwarding headers: replaced for ordinary clients, kept and appended to for trustedProxies.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { client, echo, get, httpServer, startProxy } from './helpers/index.js'
 import { TrustedProxies, parseCidr } from '../src/proxy/trust.js'
 
@@ -11,7 +11,7 @@ const spoofed = {
   host: 'svc.local',
 }
 
-async function seen(t: Parameters<Parameters<typeof t.test>[1]>[0], trustedProxies?: string[]): Promise<Record<string, string>> {
+async function seen(t: Test, trustedProxies?: string[]): Promise<Record<string, string>> {
   const up = await httpServer(t, echo)
   const proxy = await startProxy(t, {
     listeners: [{ address: '127.0.0.1:0', upstream: 'api', ...(trustedProxies === undefined ? {} : { trustedProxies }) }],
