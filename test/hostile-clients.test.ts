@@ -1,6 +1,7 @@
 // Hostile clients over raw sockets: every case gets a clear 4xx or a closed connection, and vigil serves the next request.
 import t, { type Test } from 'tap'
 import type { ServerResponse } from 'node:http'
+import { waitFor } from './helpers/wait.js'
 import { client, echo, get, httpServer, startProxy } from './helpers/index.js'
 import { exchange, request } from './helpers/raw.js'
 import { connect } from 'node:net'
@@ -123,11 +124,3 @@ t.test('hostile client requests', async (t) => {
     await stillServes(t)
   })
 })
-
-async function waitFor(cond: () => boolean, limit = 10_000): Promise<void> {
-  const end = Date.now() + limit
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached')
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
