@@ -36,8 +36,10 @@ export function createProvider(options: ProviderOptions) {
       return
     }
     served++
+    // `?bytes=N` asks for a large body (soak and bench runs); otherwise a one-line greeting.
+    const bytes = Number(/[?&]bytes=([0-9]+)/.exec(url)?.[1] ?? 0)
     const reply = (): void => {
-      const body = `hello from ${options.name}\n`
+      const body = bytes > 0 ? Buffer.alloc(bytes, 0x61) : `hello from ${options.name}\n`
       res.writeHead(behaviour.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-provider': options.name })
       res.end(body)
     }
