@@ -65,19 +65,21 @@ export function applyServerLimits(server: { maxHeadersCount: number | null; time
 }
 
 export interface Rejection {
-  status: 400 | 431
+  status: 400 | 431 | 505
   code: string
   detail: string
 }
 
 const TOO_MANY: Rejection = { status: 431, code: 'too_many_headers', detail: 'too many request header fields' }
 const TWO_HOSTS: Rejection = { status: 400, code: 'duplicate_host', detail: 'more than one Host header' }
+const VERSION: Rejection = { status: 505, code: 'http_version', detail: 'only HTTP/1.0 and HTTP/1.1 are spoken here' }
 const NO_HOST: Rejection = { status: 400, code: 'missing_host', detail: 'an HTTP/1.1 request needs a Host header' }
 
 /** What Node's parser accepts but a proxy must not pass on; undefined for a fine request. */
 export function rejectRequest(req: IncomingMessage, maxHeaders: number): Rejection | undefined {
   const raw = req.rawHeaders
   if (raw.length > maxHeaders * 2) return TOO_MANY
+  if (req.httpVersionMajor !== 1) return VERSION
   // RFC 9112 3.2: no Host in HTTP/1.1, or two Host headers, is a 400; Node keeps the first of two, a provider
   // might route on the second.
   let hosts = 0
@@ -105,4 +107,9 @@ export function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void 
   }
   const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? BAD_REQUEST
   sendRawError(socket, status, code, detail)
+}
+
+/** The listener's 'connect' handler: vigil is a reverse proxy, never a tunnel to wherever a client asks. */
+export function onConnectMethod(_req: unknown, socket: Duplex): void {
+  sendRawError(socket, 405, 'method_not_allowed', 'CONNECT is not supported: vigil is not a forward proxy')
 }

@@ -9,7 +9,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
 import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
 import { sendError } from './respond.js'
-import { applyServerLimits, onClientError, rejectRequest, resolveLimits, serverOptions } from './limits.js'
+import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
 import { TrustedProxies } from './trust.js'
 import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
@@ -42,6 +42,7 @@ export class ProxyListener {
           >)
     applyServerLimits(this.server, limits)
     this.server.on('clientError', onClientError)
+    this.server.on('connect', onConnectMethod)
     this.upgrades = new UpgradeProxy(this.router, this.hooks)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrades.handle(req, socket, head))
   }

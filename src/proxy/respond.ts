@@ -6,11 +6,13 @@ import type { Duplex } from 'node:stream'
 const REASON: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
 }
 
 const errorBody = (status: number, detail: string): string => `${status} ${REASON[status] ?? ''}: ${detail}\n`
