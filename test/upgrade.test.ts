@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import WebSocket from 'ws'
 import { waitFor } from './helpers/wait.js'
 import { closedPort, httpServer, root, startProxy } from './helpers/index.js'
+import { rawProvider } from './helpers/raw.js'
 
 /** A WebSocket echo provider in its own process group (so it can be SIGKILLed), reporting its port on stdout. */
 const WS_PROVIDER = `
@@ -105,11 +106,13 @@ t.test('upgrades vigil cannot proxy get a clear HTTP answer', async (t) => {
     res.writeHead(404, { 'content-type': 'text/plain' })
     res.end('no websockets here')
   })
+  const silent = await rawProvider(t, () => {})
   const proxy = await startProxy(t, {
     listeners: [
       {
         address: '127.0.0.1:0',
         routes: [
+          { pathPrefix: '/silent', upstream: 'silent' },
           { pathPrefix: '/dead', upstream: 'dead' },
           { pathPrefix: '/none', upstream: 'none' },
           { pathPrefix: '/plain', upstream: 'plain' },
@@ -120,16 +123,19 @@ t.test('upgrades vigil cannot proxy get a clear HTTP answer', async (t) => {
       dead: { servers: [{ address: `127.0.0.1:${dead}` }] },
       none: { servers: [{ address: `127.0.0.1:${dead}`, down: true }] },
       plain: { servers: [{ address: plain.address }] },
+      silent: { servers: [{ address: silent.address }], timeouts: { response: 300 } },
     },
   })
   const ws = proxy.url.replace('http', 'ws')
   t.same(await refused(`${ws}/dead`), { status: 502, code: 'connect_refused' })
+  t.same(await refused(`${ws}/silent`), { status: 504, code: 'response_timeout' }, 'a provider that never answers the upgrade')
   t.same(await refused(`${ws}/none`), { status: 503, code: 'no_live_upstreams' })
   t.same(await refused(`${ws}/elsewhere`), { status: 404, code: 'no_route' })
   t.same(await refused(`${ws}/plain`), { status: 404, code: undefined }, "the provider's own refusal is passed on")
+  await waitFor(() => proxy.vigil.upstreams.get('silent')!.peers[0]!.inflight === 0)
   t.same(
-    proxy.vigil.upstreams.get('dead')!.peers.map((p) => p.inflight),
-    [0],
+    ['dead', 'silent'].map((u) => proxy.vigil.upstreams.get(u)!.peers[0]!.inflight),
+    [0, 0],
   )
 })
 
