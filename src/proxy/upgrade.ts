@@ -1,6 +1,6 @@
 // WebSocket and other Upgrade requests: routed and balanced like any request, then tunnelled by http-proxy.
 import { Agent as HttpsAgent } from 'node:https'
-import type { IncomingMessage } from 'node:http'
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
@@ -30,7 +30,8 @@ class Tunnel {
 
 export class UpgradeProxy {
   private readonly proxy = httpProxy.createProxyServer({ ws: true, xfwd: false, changeOrigin: false })
-  private readonly tunnels = new Set<Tunnel>()
+  /** Open tunnels by client socket. */
+  private readonly tunnels = new Map<Duplex, Tunnel>()
   private readonly agents = new WeakMap<Peer, HttpsAgent>()
 
   constructor(
@@ -39,7 +40,7 @@ export class UpgradeProxy {
   ) {
     // http-proxy throws from an 'error' without a listener; every call below also passes its own callback.
     this.proxy.on('error', (err) => this.hooks.log.warn({ err: err.message }, 'upgrade proxy error'))
-    this.proxy.on('proxyReqWs', (proxyReq, req) => this.onProxyRequest(proxyReq, req))
+    this.proxy.on('proxyReqWs', (proxyReq, _req, socket) => this.onProxyRequest(proxyReq, this.tunnels.get(socket) as Tunnel))
   }
 
   /** Number of open tunnels (client connections that were upgraded or are being upgraded). */
@@ -64,7 +65,7 @@ export class UpgradeProxy {
     // An open tunnel is load on its peer, for least-connection policies, until either side closes.
     peer.inflight++
     const tunnel = new Tunnel(socket, peer, upstream)
-    this.tunnels.add(tunnel)
+    this.tunnels.set(socket, tunnel)
     socket.once('close', () => this.closed(tunnel))
     req.url = target.path
     req.headers = upgradeHeaders(req, {
@@ -74,7 +75,6 @@ export class UpgradeProxy {
       host: upstream.hostHeader ?? target.host,
       originalHost: target.host,
     })
-    ;(req as IncomingMessage & { tunnel?: Tunnel }).tunnel = tunnel
     this.proxy.ws(
       req,
       socket,
@@ -88,8 +88,7 @@ export class UpgradeProxy {
     )
   }
 
-  private onProxyRequest(proxyReq: import('node:http').ClientRequest, req: IncomingMessage): void {
-    const tunnel = (req as IncomingMessage & { tunnel?: Tunnel }).tunnel as Tunnel
+  private onProxyRequest(proxyReq: ClientRequest, tunnel: Tunnel): void {
     // A provider that accepts the connection but never answers the upgrade gets the upstream's response timeout.
     proxyReq.setTimeout(tunnel.upstream.timeouts.response, () => proxyReq.destroy(Object.assign(new Error('upgrade response timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
     proxyReq.on('upgrade', (_res, upstreamSocket: Socket) => {
@@ -115,7 +114,7 @@ export class UpgradeProxy {
     tunnel.closed = true
     tunnel.upstreamSocket?.destroy()
     tunnel.peer.inflight--
-    this.tunnels.delete(tunnel)
+    this.tunnels.delete(tunnel.client)
   }
 
   private agent(peer: Peer): HttpsAgent | false {
@@ -131,7 +130,7 @@ export class UpgradeProxy {
 
   /** Shutdown: cut every tunnel (they are not HTTP connections the server could close). */
   closeAll(): void {
-    for (const t of this.tunnels) {
+    for (const t of this.tunnels.values()) {
       t.client.destroy()
       t.upstreamSocket?.destroy()
     }
