@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import WebSocket from 'ws'
 import { waitFor } from './helpers/wait.js'
 import { closedPort, httpServer, root, startProxy } from './helpers/index.js'
-import { rawProvider } from './helpers/raw.js'
+import { exchange, rawProvider } from './helpers/raw.js'
 
 /** A WebSocket echo provider in its own process group (so it can be SIGKILLed), reporting its port on stdout. */
 const WS_PROVIDER = `
@@ -131,6 +131,11 @@ t.test('upgrades vigil cannot proxy get a clear HTTP answer', async (t) => {
   t.same(await refused(`${ws}/silent`), { status: 504, code: 'response_timeout' }, 'a provider that never answers the upgrade')
   t.same(await refused(`${ws}/none`), { status: 503, code: 'no_live_upstreams' })
   t.same(await refused(`${ws}/elsewhere`), { status: 404, code: 'no_route' })
+  const twoHosts = await exchange(proxy.port, {
+    send: 'GET /plain HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+  })
+  t.match(twoHosts, { status: 400, closed: true }, 'upgrades get the same request checks')
+  t.equal(twoHosts.header('x-vigil-error'), 'duplicate_host')
   t.same(await refused(`${ws}/plain`), { status: 404, code: undefined }, "the provider's own refusal is passed on")
   await waitFor(() => proxy.vigil.upstreams.get('silent')!.peers[0]!.inflight === 0)
   t.same(

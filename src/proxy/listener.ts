@@ -8,7 +8,7 @@ import type { Listener as ListenerConfig } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
 import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
-import { sendError } from './respond.js'
+import { sendError, sendRawError } from './respond.js'
 import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
 import { TrustedProxies } from './trust.js'
 import { UpgradeProxy } from './upgrade.js'
@@ -44,7 +44,7 @@ export class ProxyListener {
     this.server.on('clientError', onClientError)
     this.server.on('connect', onConnectMethod)
     this.upgrades = new UpgradeProxy(this.router, this.hooks)
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrades.handle(req, socket, head))
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
   private onRequest(req: IncomingMessage, res: VigilResponse): void {
@@ -68,6 +68,12 @@ export class ProxyListener {
       return
     }
     forward(req, res, upstream, target, this.hooks)
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const rejected = rejectRequest(req, this.maxHeaders)
+    if (rejected === undefined) this.upgrades.handle(req, socket, head)
+    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
   }
 
   listen(): Promise<AddressInfo> {

@@ -43,18 +43,17 @@ export class UpgradeProxy {
     this.proxy.on('proxyReqWs', (proxyReq, _req, socket) => this.onProxyRequest(proxyReq, this.tunnels.get(socket) as Tunnel))
   }
 
-  /** Number of open tunnels (client connections that were upgraded or are being upgraded). */
-  get open(): number {
-    return this.tunnels.size
-  }
-
   /** The listener's 'upgrade' handler. */
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', onSocketError)
     const target = parseTarget(req.url ?? '/', req.headers.host)
     const upstream = target === undefined ? undefined : this.router.match(target.host, target.path)
-    if (target === undefined || upstream === undefined) {
-      sendRawError(socket, target === undefined ? 400 : 404, target === undefined ? 'bad_request_target' : 'no_route', 'no route matches this host and path')
+    if (target === undefined) {
+      sendRawError(socket, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
+      return
+    }
+    if (upstream === undefined) {
+      sendRawError(socket, 404, 'no_route', 'no route matches this host and path')
       return
     }
     const peer = upstream.select(NO_PEERS)
