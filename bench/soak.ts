@@ -155,10 +155,15 @@ console.log(`soak: ${args.duration} of mixed load, ${concurrency} workers, ${pro
 console.log('   t(s)   rss(MB)  heap(MB)  ext(MB)   fds  sockets   req/s  errors')
 const workers = Array.from({ length: concurrency }, (_, i) => (i % 4 === 3 ? closeWorker(i) : keepAliveWorker(i * 1000)))
 
+// Aborted at the end, so the run does not wait out the killer's sleep.
+const done = new AbortController()
 const killer = (async () => {
   for (let n = 0; !stopping; n++) {
-    await sleep(killEvery)
-    if (stopping) return
+    try {
+      await sleep(killEvery, undefined, { signal: done.signal })
+    } catch {
+      return
+    }
     const victim = n % providers.length
     const p = providers[victim]!
     lastKill = Date.now()
@@ -183,6 +188,7 @@ while (Date.now() - started < duration && !vigilExited) {
 }
 
 stopping = true
+done.abort()
 await Promise.all([...workers, killer])
 await keepAlive.close()
 // Let vigil's own keep-alive pools to the providers expire (4 s) before counting what is left open.
@@ -199,8 +205,10 @@ if (afterWarmup !== undefined && last !== undefined && end !== undefined) {
   console.log(`vigil error/fatal log lines: ${end.errors}${end.lastError === undefined ? '' : ` (last: ${end.lastError})`}`)
 }
 if (unexpected.length > 0) console.log('unexpected errors (first 20):\n  ' + unexpected.join('\n  '))
-stopping = true
-vigilChild.send('stop')
-await once(vigilChild, 'exit')
+const failed = counts.unexpected > 0 || end === undefined || end.errors > 0
+if (end !== undefined) {
+  vigilChild.send('stop')
+  await once(vigilChild, 'exit')
+}
 providers.forEach((p) => stopChild(p.child))
-process.exit(counts.unexpected > 0 || vigilExited || (end?.errors ?? 1) > 0 ? 1 : 0)
+process.exit(failed ? 1 : 0)
