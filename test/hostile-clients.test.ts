@@ -75,7 +75,7 @@ t.test('hostile client requests', async (t) => {
   }
 
   await t.test('slowloris: headers trickled byte by byte hit the headers timeout (408)', async (t) => {
-    const bytes = request('/', 'X-Slow: 1\r\n'.repeat(3)).split('')
+    const bytes = request('/', 'X-Slow: 1\r\n'.repeat(10)).split('')
     const r = await exchange(proxy.port, { send: bytes, gap: 50 })
     t.match(r, closedAfter(408))
     t.equal(r.header('x-vigil-error'), 'request_timeout')
