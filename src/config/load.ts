@@ -187,7 +187,8 @@ function referenceIssues(doc: unknown): Located[] {
     const at = ['listeners', i]
     const address = text(l['address'])
     port(address, [...at, 'address'])
-    const first = address === undefined ? undefined : seenListeners.get(address)
+    // Port 0 asks the kernel for a free port, so two such addresses never clash.
+    const first = address === undefined || address.endsWith(':0') ? undefined : seenListeners.get(address)
     if (first !== undefined) {
       out.push({ path: jsonPath([...at, 'address']), pointer: [...at, 'address'], found: `${JSON.stringify(address)} again`, expected: `an address not already used by listeners[${first}]` })
     } else if (address !== undefined) seenListeners.set(address, i)
@@ -204,7 +205,7 @@ function referenceIssues(doc: unknown): Located[] {
   const adminAddress = text(config.admin?.['address'])
   if (adminAddress !== undefined) {
     port(adminAddress, ['admin', 'address'])
-    const clash = seenListeners.get(adminAddress)
+    const clash = adminAddress.endsWith(':0') ? undefined : seenListeners.get(adminAddress)
     if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
   for (const [name, u] of Object.entries(config.upstreams)) {
