@@ -1,0 +1,122 @@
+// Balancing end to end: real providers, the real proxy, counts per provider (never timings).
+import t, { type Test } from 'tap'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { client, get, httpServer, spawnProvider, startProxy, type Reply } from './helpers/index.js'
+import { parseConfig } from '../src/index.js'
+import type { Agent } from 'undici'
+import type { Upstream } from '../src/config/schema.js'
+
+/** An in-process provider that answers after `hold` ms and counts what it served and its peak concurrency. */
+async function provider(t: Test, name: string, hold = 0) {
+  const stats = { name, served: 0, open: 0, peak: 0 }
+  const { address } = await httpServer(t, (_req: IncomingMessage, res: ServerResponse) => {
+    stats.served++
+    stats.peak = Math.max(stats.peak, ++stats.open)
+    const reply = (): void => {
+      stats.open--
+      res.writeHead(200, { 'x-provider': name })
+      res.end(name)
+    }
+    if (hold > 0) setTimeout(reply, hold)
+    else reply()
+  })
+  return { address, stats }
+}
+
+/** `n` GETs with at most `concurrency` outstanding at once. */
+async function load(url: string, agent: Agent, n: number, concurrency: number): Promise<Reply[]> {
+  const replies: Reply[] = []
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      next++
+      replies.push(await get(url, { dispatcher: agent }))
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  return replies
+}
+
+const share = (replies: readonly Reply[], name: string): number => replies.filter((r) => r.headers['x-provider'] === name).length / replies.length
+
+for (const balance of ['round_robin', 'least_conn', 'p2c'] as const) {
+  t.test(`${balance}: a provider that holds requests open for 200 ms gets ${balance === 'round_robin' ? 'its third (the control)' : 'under a sixth'}`, async (t) => {
+    const [slow, a, b] = [await provider(t, 'slow', 200), await provider(t, 'a'), await provider(t, 'b')]
+    const proxy = await startProxy(t, { upstreams: { api: { balance, servers: [slow, a, b].map((p) => ({ address: p.address })) } } })
+    const replies = await load(`${proxy.url}/`, client(t), 150, 15)
+    t.equal(replies.filter((r) => r.status === 200).length, 150)
+    const s = share(replies, 'slow')
+    if (balance === 'round_robin') t.ok(s > 0.3, `round robin ignores load: slow share ${s}`)
+    else t.ok(s < 1 / 6, `slow share ${s} (served ${slow.stats.served}, a ${a.stats.served}, b ${b.stats.served})`)
+  })
+}
+
+t.test('random: traffic follows weights through the proxy', async (t) => {
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  const proxy = await startProxy(t, { upstreams: { api: { balance: 'random', servers: [{ address: a.address, weight: 3 }, { address: b.address }] } } })
+  const replies = await load(`${proxy.url}/`, client(t), 400, 4)
+  const s = share(replies, 'a')
+  // Binomial(400, 0.75) has a standard deviation of 0.022: 0.6..0.9 is more than six of them.
+  t.ok(s > 0.6 && s < 0.9, `weight 3 of 4 gets ${s}`)
+})
+
+t.test('ewma: traffic leaves a provider that adds 50 ms of latency and comes back when it recovers', async (t) => {
+  const names = ['a', 'b', 'c']
+  const providers = await Promise.all(names.map((n) => spawnProvider(t, n)))
+  // A short decay keeps the test quick; the mechanism is the same as with the default 10 s.
+  const proxy = await startProxy(t, { upstreams: { api: { balance: 'ewma', ewmaDecay: '1s', servers: providers.map((p) => ({ address: p.address })) } } })
+  const agent = client(t)
+  const warm = await load(`${proxy.url}/`, agent, 150, 5)
+  for (const n of names) t.ok(share(warm, n) > 0.05, `warm: ${n} gets ${share(warm, n)}`)
+
+  const slow = providers[1] as (typeof providers)[number]
+  await get(`http://${slow.address}/_control?delay=50`)
+  const during = await load(`${proxy.url}/`, agent, 300, 5)
+  t.ok(share(during, 'b') < 0.2, `while slow, b gets ${share(during, 'b')} (round robin would give 0.33)`)
+
+  await get(`http://${slow.address}/_control?delay=0`)
+  // Recovery needs b's estimate to decay before it is tried again: give it up to 100 rounds, counting rounds.
+  let back = 0
+  for (let round = 0; round < 100 && back === 0; round++) {
+    const batch = await load(`${proxy.url}/`, agent, 60, 5)
+    if (share(batch, 'b') >= 0.2) back = round + 1
+    else await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.ok(back > 0, `b is back to at least a fifth of a batch after ${back} rounds`)
+})
+
+t.test('maxConns: a provider never sees more than its limit; when all are full the answer is 503 max_conns', async (t) => {
+  const [a, b] = [await provider(t, 'a', 50), await provider(t, 'b', 50)]
+  const proxy = await startProxy(t, { upstreams: { api: { balance: 'least_conn', servers: [a, b].map((p) => ({ address: p.address, maxConns: 2 })) } } })
+  const replies = await Promise.all(Array.from({ length: 40 }, () => get(`${proxy.url}/`)))
+  t.ok(a.stats.peak <= 2 && b.stats.peak <= 2, `peak concurrency a ${a.stats.peak}, b ${b.stats.peak}`)
+  const refused = replies.filter((r) => r.status === 503)
+  t.ok(refused.length > 0, `${refused.length} of 40 refused`)
+  t.ok(refused.every((r) => r.headers['x-vigil-error'] === 'max_conns' && /maxConns/.test(r.body)))
+  t.equal(replies.filter((r) => r.status === 200).length + refused.length, 40)
+  t.equal(a.stats.served + b.stats.served, 40 - refused.length)
+})
+
+t.test('maxConns: a full server is skipped, not failed, while another has room', async (t) => {
+  const [a, b] = [await provider(t, 'a', 50), await provider(t, 'b', 50)]
+  const servers: Upstream['servers'] = [{ address: a.address, maxConns: 1 }, { address: b.address }]
+  const proxy = await startProxy(t, { upstreams: { api: { servers } } })
+  const replies = await Promise.all(Array.from({ length: 20 }, () => get(`${proxy.url}/`)))
+  t.ok(replies.every((r) => r.status === 200), 'every request served')
+  t.equal(a.stats.peak, 1)
+  t.ok(b.stats.served >= 10, `b took the rest: ${b.stats.served}`)
+})
+
+t.test('config: policies, hash keys and policy options are validated with their path', async (t) => {
+  const doc = (upstream: Record<string, unknown>): string =>
+    JSON.stringify({ listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], upstreams: { api: { servers: [{ address: '127.0.0.1:1', maxConns: 10 }], ...upstream } } })
+  for (const balance of ['round_robin', 'least_conn', 'random', 'p2c', 'ewma', 'hash']) t.ok(parseConfig(doc({ balance, slowStart: '30s' })))
+  t.ok(parseConfig(doc({ balance: 'hash', hashKey: 'cookie:session_id', hashBalanceFactor: 125 })))
+  t.ok(parseConfig(doc({ balance: 'ewma', ewmaDecay: '5s' })))
+  t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'header:' })), /upstreams\.api\.hashKey: found string "header:", expected a string \("ip", "path", "header:NAME" or "cookie:NAME"\)/)
+  t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'query:x' })), /upstreams\.api\.hashKey/)
+  t.throws(() => parseConfig(doc({ balance: 'leastconn' })), /upstreams\.api\.balance: found string "leastconn", expected "round_robin" or "least_conn"/)
+  t.throws(() => parseConfig(doc({ hashKey: 'ip' })), /upstreams\.api\.hashKey: found hashKey with balance "round_robin", expected balance "hash" \(hashKey applies only to it\)/)
+  t.throws(() => parseConfig(doc({ balance: 'p2c', ewmaDecay: '1s' })), /upstreams\.api\.ewmaDecay/)
+  t.throws(() => parseConfig(doc({ balance: 'hash', hashBalanceFactor: 50 })), /hashBalanceFactor: found number 50, expected an integer >= 100/)
+})
