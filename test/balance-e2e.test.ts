@@ -107,12 +107,55 @@ t.test('maxConns: a full server is skipped, not failed, while another has room',
   t.ok(b.stats.served >= 10, `b took the rest: ${b.stats.served}`)
 })
 
+t.test('queue: requests wait for room under maxConns, up to the queue size', async (t) => {
+  const [a, b] = [await provider(t, 'a', 30), await provider(t, 'b', 30)]
+  const proxy = await startProxy(t, {
+    upstreams: { api: { balance: 'least_conn', queue: { size: 10, timeout: '30s' }, servers: [a, b].map((p) => ({ address: p.address, maxConns: 1 })) } },
+  })
+  const fits = await Promise.all(Array.from({ length: 12 }, () => get(`${proxy.url}/`)))
+  t.ok(fits.every((r) => r.status === 200), '2 in flight + 10 queued: all served')
+  t.ok(a.stats.peak <= 1 && b.stats.peak <= 1, `the limit holds while the queue drains (peaks ${a.stats.peak}, ${b.stats.peak})`)
+  const over = await Promise.all(Array.from({ length: 20 }, () => get(`${proxy.url}/`)))
+  const refused = over.filter((r) => r.status === 503)
+  t.equal(refused.length, 8, '2 in flight + 10 queued, the other 8 are refused at once')
+  t.ok(refused.every((r) => r.headers['x-vigil-error'] === 'max_conns'))
+  t.equal(proxy.vigil.upstreams.get('api')?.queue?.length, 0, 'the queue is empty afterwards')
+})
+
+t.test('queue: a request that waits too long gets 503 queue_timeout and never reaches the provider', async (t) => {
+  const a = await provider(t, 'a', 400)
+  const proxy = await startProxy(t, { upstreams: { api: { queue: { size: 5, timeout: 50 }, servers: [{ address: a.address, maxConns: 1 }] } } })
+  const replies = await Promise.all(Array.from({ length: 3 }, () => get(`${proxy.url}/`)))
+  t.same(replies.map((r) => r.status).sort(), [200, 503, 503])
+  t.ok(replies.filter((r) => r.status === 503).every((r) => r.headers['x-vigil-error'] === 'queue_timeout' && /in time/.test(r.body)))
+  t.equal(a.stats.served, 1)
+})
+
+t.test('queue: a request whose client leaves while it waits is dropped from the queue', async (t) => {
+  const a = await provider(t, 'a', 300)
+  const proxy = await startProxy(t, { upstreams: { api: { queue: { size: 5, timeout: '1m' }, servers: [{ address: a.address, maxConns: 1 }] } } })
+  const queue = proxy.vigil.upstreams.get('api')?.queue
+  const queued = async (n: number): Promise<void> => {
+    while (queue?.length !== n) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  const first = get(`${proxy.url}/`)
+  const leaving = new AbortController()
+  const gone = fetch(`${proxy.url}/`, { signal: leaving.signal }).catch(() => 'aborted')
+  await queued(1)
+  leaving.abort()
+  t.equal(await gone, 'aborted')
+  await queued(0)
+  t.equal((await first).status, 200)
+  t.equal(a.stats.served, 1, 'the request whose client left was never sent')
+})
+
 t.test('config: policies, hash keys and policy options are validated with their path', async (t) => {
   const doc = (upstream: Record<string, unknown>): string =>
     JSON.stringify({ listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], upstreams: { api: { servers: [{ address: '127.0.0.1:1', maxConns: 10 }], ...upstream } } })
   for (const balance of ['round_robin', 'least_conn', 'random', 'p2c', 'ewma', 'hash']) t.ok(parseConfig(doc({ balance, slowStart: '30s' })))
   t.ok(parseConfig(doc({ balance: 'hash', hashKey: 'cookie:session_id', hashBalanceFactor: 125 })))
-  t.ok(parseConfig(doc({ balance: 'ewma', ewmaDecay: '5s' })))
+  t.ok(parseConfig(doc({ balance: 'ewma', ewmaDecay: '5s', queue: { size: 100, timeout: '2s' } })))
+  t.throws(() => parseConfig(doc({ queue: { timeout: '2s' } })), /upstreams\.api\.queue\.size: found nothing, expected an integer >= 1 \(required\)/)
   t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'header:' })), /upstreams\.api\.hashKey: found string "header:", expected a string \("ip", "path", "header:NAME" or "cookie:NAME"\)/)
   t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'query:x' })), /upstreams\.api\.hashKey/)
   t.throws(() => parseConfig(doc({ balance: 'leastconn' })), /upstreams\.api\.balance: found string "leastconn", expected "round_robin" or "least_conn"/)

@@ -111,6 +111,15 @@ export const HashKey = Type.String({
   description: '"ip", "path", "header:NAME" or "cookie:NAME"',
 })
 
+/** nginx `queue`: when every server is at its maxConns limit, up to `size` requests wait up to `timeout` (default 60s). */
+export const Queue = Type.Object(
+  {
+    size: Type.Integer({ minimum: 1 }),
+    timeout: Type.Optional(Duration),
+  },
+  { ...closed, description: 'requests that wait while every server is at its maxConns limit' },
+)
+
 export const Upstream = Type.Object(
   {
     balance: Type.Optional(Balance),
@@ -123,6 +132,7 @@ export const Upstream = Type.Object(
     ),
     ewmaDecay: Type.Optional(Duration),
     slowStart: Type.Optional(Duration),
+    queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
     passive: Type.Optional(Passive),

@@ -7,6 +7,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, type Failure } from '../health/outcome.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
+import { enqueue } from './queue.js'
 
 export interface ForwardHooks {
   log: Logger
@@ -123,6 +124,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       ms: Date.now() - this.started,
       aborted: this.clientGone || undefined,
     })
+    this.upstream.admitWaiting()
     this.hooks.done()
   }
 }
@@ -167,6 +169,7 @@ export function forward(req: IncomingMessage, res: VigilResponse, upstream: Upst
   const peer = upstream.select(NO_PEERS, req)
   if (peer === undefined) {
     const refusal = upstream.refusal()
+    if (refusal.code === 'max_conns' && enqueue(forward, req, res, upstream, target, hooks)) return
     sendError(res, 503, refusal.code, refusal.detail)
     hooks.done()
     return

@@ -5,6 +5,7 @@ import { ms } from '../config/duration.js'
 import { createBalancer, type Balancer, type PickRequest } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
 import { Peer, type PoolOptions } from './peer.js'
+import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 
@@ -28,6 +29,8 @@ export class Upstream extends EventEmitter {
   readonly timeouts: UpstreamTimeouts
   readonly balancer: Balancer
   readonly slowStart: SlowStart
+  /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
+  readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
   readonly hostHeader: string | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
@@ -57,6 +60,7 @@ export class Upstream extends EventEmitter {
     this.peers = config.servers.map((s) => new Peer(s, pool, decay))
     this.balancer = createBalancer(config)
     this.slowStart = new SlowStart(ms(config.slowStart ?? 0))
+    this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
     this.refresh()
@@ -71,6 +75,7 @@ export class Upstream extends EventEmitter {
     // The constructor's first snapshot is the start, not a recovery.
     if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
     this.emit('change', this)
+    this.admitWaiting()
   }
 
   /**
@@ -91,6 +96,19 @@ export class Upstream extends EventEmitter {
     for (const p of this.primaries) if (p.inflight >= p.maxConns) return this.allFull
     for (const p of this.backups) if (p.inflight >= p.maxConns) return this.allFull
     return this.noLive
+  }
+
+  /** A request finished or the snapshot changed: let queued requests in while some eligible peer has room. */
+  admitWaiting(): void {
+    const queue = this.queue
+    if (queue === undefined) return
+    while (queue.length > 0 && this.hasRoom()) (queue.shift() as Waiter).admit()
+  }
+
+  private hasRoom(): boolean {
+    for (const p of this.primaries) if (p.inflight < p.maxConns) return true
+    for (const p of this.backups) if (p.inflight < p.maxConns) return true
+    return false
   }
 
   find(address: string): Peer | undefined {
