@@ -23,6 +23,46 @@ async function provider(t: Test, name: string, hold = 0) {
   return { address, stats }
 }
 
+/** A provider that holds every request until `open()` is called, counting its peak concurrency. */
+async function gated(t: Test, name: string) {
+  const stats = { name, served: 0, open: 0, peak: 0 }
+  const held: (() => void)[] = []
+  let gate = false
+  const { address } = await httpServer(t, (_req: IncomingMessage, res: ServerResponse) => {
+    stats.served++
+    stats.peak = Math.max(stats.peak, ++stats.open)
+    const reply = (): void => {
+      stats.open--
+      res.writeHead(200, { 'x-provider': name })
+      res.end(name)
+    }
+    if (gate) reply()
+    else held.push(reply)
+  })
+  const open = (): void => {
+    gate = true
+    for (const reply of held.splice(0)) reply()
+  }
+  return { address, stats, open }
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
+/** Send `n` GETs at once; `refused` counts the 503s as they come back. */
+function burst(url: string, n: number) {
+  const progress = { refused: 0 }
+  const replies = Promise.all(
+    Array.from({ length: n }, async () => {
+      const r = await get(url)
+      if (r.status === 503) progress.refused++
+      return r
+    }),
+  )
+  return { progress, replies }
+}
+
 /** `n` GETs with at most `concurrency` outstanding at once. */
 async function load(url: string, agent: Agent, n: number, concurrency: number): Promise<Reply[]> {
   const replies: Reply[] = []
@@ -86,15 +126,18 @@ t.test('ewma: traffic leaves a provider that adds 50 ms of latency and comes bac
 })
 
 t.test('maxConns: a provider never sees more than its limit; when all are full the answer is 503 max_conns', async (t) => {
-  const [a, b] = [await provider(t, 'a', 50), await provider(t, 'b', 50)]
+  const [a, b] = [await gated(t, 'a'), await gated(t, 'b')]
   const proxy = await startProxy(t, { upstreams: { api: { balance: 'least_conn', servers: [a, b].map((p) => ({ address: p.address, maxConns: 2 })) } } })
-  const replies = await Promise.all(Array.from({ length: 40 }, () => get(`${proxy.url}/`)))
+  const { progress, replies } = burst(`${proxy.url}/`, 40)
+  await until(() => progress.refused === 36)
+  t.equal(a.stats.open + b.stats.open, 4, '2 + 2 held in flight, the other 36 refused')
+  a.open()
+  b.open()
+  const all = await replies
   t.ok(a.stats.peak <= 2 && b.stats.peak <= 2, `peak concurrency a ${a.stats.peak}, b ${b.stats.peak}`)
-  const refused = replies.filter((r) => r.status === 503)
-  t.ok(refused.length > 0, `${refused.length} of 40 refused`)
+  const refused = all.filter((r) => r.status === 503)
   t.ok(refused.every((r) => r.headers['x-vigil-error'] === 'max_conns' && /maxConns/.test(r.body)))
-  t.equal(replies.filter((r) => r.status === 200).length + refused.length, 40)
-  t.equal(a.stats.served + b.stats.served, 40 - refused.length)
+  t.equal(all.filter((r) => r.status === 200).length, 4)
 })
 
 t.test('maxConns: a full server is skipped, not failed, while another has room', async (t) => {
@@ -108,43 +151,48 @@ t.test('maxConns: a full server is skipped, not failed, while another has room',
 })
 
 t.test('queue: requests wait for room under maxConns, up to the queue size', async (t) => {
-  const [a, b] = [await provider(t, 'a', 30), await provider(t, 'b', 30)]
+  const [a, b] = [await gated(t, 'a'), await gated(t, 'b')]
   const proxy = await startProxy(t, {
-    upstreams: { api: { balance: 'least_conn', queue: { size: 10, timeout: '30s' }, servers: [a, b].map((p) => ({ address: p.address, maxConns: 1 })) } },
+    upstreams: { api: { balance: 'least_conn', queue: { size: 10, timeout: '1m' }, servers: [a, b].map((p) => ({ address: p.address, maxConns: 1 })) } },
   })
-  const fits = await Promise.all(Array.from({ length: 12 }, () => get(`${proxy.url}/`)))
-  t.ok(fits.every((r) => r.status === 200), '2 in flight + 10 queued: all served')
+  const queue = proxy.vigil.upstreams.get('api')?.queue
+  const { progress, replies } = burst(`${proxy.url}/`, 20)
+  await until(() => progress.refused === 8 && queue?.length === 10)
+  t.pass('2 in flight, 10 queued, the other 8 refused at once')
+  a.open()
+  b.open()
+  const all = await replies
+  t.equal(all.filter((r) => r.status === 200).length, 12, 'the queued requests are served once there is room')
+  t.ok(all.filter((r) => r.status === 503).every((r) => r.headers['x-vigil-error'] === 'max_conns'))
   t.ok(a.stats.peak <= 1 && b.stats.peak <= 1, `the limit holds while the queue drains (peaks ${a.stats.peak}, ${b.stats.peak})`)
-  const over = await Promise.all(Array.from({ length: 20 }, () => get(`${proxy.url}/`)))
-  const refused = over.filter((r) => r.status === 503)
-  t.equal(refused.length, 8, '2 in flight + 10 queued, the other 8 are refused at once')
-  t.ok(refused.every((r) => r.headers['x-vigil-error'] === 'max_conns'))
-  t.equal(proxy.vigil.upstreams.get('api')?.queue?.length, 0, 'the queue is empty afterwards')
+  t.equal(queue?.length, 0, 'the queue is empty afterwards')
 })
 
 t.test('queue: a request that waits too long gets 503 queue_timeout and never reaches the provider', async (t) => {
-  const a = await provider(t, 'a', 400)
+  const a = await gated(t, 'a')
   const proxy = await startProxy(t, { upstreams: { api: { queue: { size: 5, timeout: 50 }, servers: [{ address: a.address, maxConns: 1 }] } } })
-  const replies = await Promise.all(Array.from({ length: 3 }, () => get(`${proxy.url}/`)))
-  t.same(replies.map((r) => r.status).sort(), [200, 503, 503])
-  t.ok(replies.filter((r) => r.status === 503).every((r) => r.headers['x-vigil-error'] === 'queue_timeout' && /in time/.test(r.body)))
+  const { progress, replies } = burst(`${proxy.url}/`, 3)
+  await until(() => progress.refused === 2)
+  a.open()
+  const all = await replies
+  t.same(all.map((r) => r.status).sort(), [200, 503, 503])
+  t.ok(all.filter((r) => r.status === 503).every((r) => r.headers['x-vigil-error'] === 'queue_timeout' && /in time/.test(r.body)))
   t.equal(a.stats.served, 1)
 })
 
 t.test('queue: a request whose client leaves while it waits is dropped from the queue', async (t) => {
-  const a = await provider(t, 'a', 300)
+  const a = await gated(t, 'a')
   const proxy = await startProxy(t, { upstreams: { api: { queue: { size: 5, timeout: '1m' }, servers: [{ address: a.address, maxConns: 1 }] } } })
   const queue = proxy.vigil.upstreams.get('api')?.queue
-  const queued = async (n: number): Promise<void> => {
-    while (queue?.length !== n) await new Promise((resolve) => setTimeout(resolve, 5))
-  }
   const first = get(`${proxy.url}/`)
+  await until(() => a.stats.open === 1)
   const leaving = new AbortController()
   const gone = fetch(`${proxy.url}/`, { signal: leaving.signal }).catch(() => 'aborted')
-  await queued(1)
+  await until(() => queue?.length === 1)
   leaving.abort()
   t.equal(await gone, 'aborted')
-  await queued(0)
+  await until(() => queue?.length === 0)
+  a.open()
   t.equal((await first).status, 200)
   t.equal(a.stats.served, 1, 'the request whose client left was never sent')
 })
