@@ -142,3 +142,42 @@ t.test('end to end: a key sticks to one provider, skips a disabled one, and retu
   await fetch(`${proxy.admin}/upstreams/api/servers/${address}/enable`, { method: 'POST' })
   for (const k of keys) t.equal(await who(k), home.get(k), `${k} is back home`)
 })
+
+t.test('hash edge cases: missing parts of the request, array headers, tiers, walking past the top of the ring', async (t) => {
+  const peers = group(t, [1, 1, 1])
+  const h = ring(peers, { kind: 'ip' })
+  t.ok(h.pick(peers, [], { headers: {}, socket: {} }), 'no remote address hashes as an empty one')
+  t.equal(h.pick([], [], { headers: {}, socket: {} }), undefined, 'no peers')
+  t.equal(h.pick(peers, peers, { headers: {}, socket: { remoteAddress: '192.0.2.1' } }), undefined, 'every peer tried')
+  t.ok(h.pick(peers, [], undefined), 'no request: a weighted random pick')
+  t.equal(ring(peers, { kind: 'header', name: 'x-user' }).pick(peers, peers, { headers: {}, socket: {} }), undefined, 'no key and nobody left')
+  const path = ring(peers, { kind: 'path' })
+  t.equal(path.keyHash({ headers: {}, socket: {} }), path.keyHash({ headers: {}, socket: {}, url: '/' }), 'no url is "/"')
+  const header = ring(peers, { kind: 'header', name: 'x-user' })
+  t.equal(header.keyHash({ headers: { 'x-user': ['a', 'b'] }, socket: {} }), hashString('a'), 'a repeated header hashes its first value')
+  const cookie = ring(peers, { kind: 'cookie', name: 'sid' })
+  t.equal(cookie.keyHash({ headers: {}, socket: {} }), -1, 'no Cookie header')
+  t.equal(cookie.keyHash({ headers: { cookie: 'a=1; b=2' }, socket: {} }), -1, 'no such cookie')
+  t.equal(cookie.keyHash({ headers: { cookie: 'a=1; sid=x' }, socket: {} }), hashString('x'), 'last cookie runs to the end')
+
+  const backups = [new Peer({ address: '10.0.1.1:8080', backup: true }, pool), new Peer({ address: '10.0.1.2:8080', backup: true }, pool)]
+  t.teardown(() => Promise.all(backups.map((p) => p.close())))
+  const both = ring([...peers, ...backups])
+  const key = user(7)
+  const primary = both.pick(peers, [], key)
+  const backup = both.pick(backups, [], key)
+  t.ok(backup?.backup, 'the backup tier has its own ring')
+  t.equal(both.pick(peers, [], key), primary, 'and the primary ring is kept alongside it')
+  t.equal(both.pick(backups, [], key), backup)
+
+  // With two of three peers tried, every key walks to the third, many of them past the top of the ring.
+  const [a, b, c] = peers as [Peer, Peer, Peer]
+  const walked = Array.from({ length: 2000 }, (_, i) => h.pick(peers, [a, b], { headers: {}, socket: { remoteAddress: `198.51.100.${i % 250}:${i}` } }))
+  t.ok(walked.every((p) => p === c))
+  const bounded = ring(peers, { kind: 'ip' }, 100)
+  const req = { headers: {}, socket: { remoteAddress: '192.0.2.99' } }
+  const home = ring(peers, { kind: 'ip' }).pick(peers, [], req) as Peer
+  home.inflight = 50
+  const others = peers.filter((p) => p !== home)
+  t.equal(bounded.pick(peers, others, req), home, 'over its bound but the only one left: it still takes the request')
+})
