@@ -1,9 +1,11 @@
 // The `slow` scenario per balancing policy: three providers, one adds latency mid-run. For round_robin,
 // least_conn, p2c and ewma side by side: throughput while one is slow relative to before, p50/p99, and each
-// provider's share of the requests. Loopback only, bounded (about 2 x PHASE seconds per policy), every process
-// it starts runs in its own process group and is killed at the end.
+// provider's share of the requests. Every round runs every policy, in an order rotated each round, and the table
+// shows medians over rounds, so a burst of load from elsewhere on the machine does not land on one policy.
+// Loopback only, bounded (about rounds x 4 x (2 x PHASE + 2) seconds), every process it starts runs in its own
+// process group and is killed at the end.
 //
-//   npm run build && node dist/bench/balance-slow.js [--phase 5] [--connections 20] [--delay 50]
+//   npm run bench:balance -- [--rounds 3] [--phase 5] [--connections 20] [--delay 50]
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,7 +17,8 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-const { values } = parseArgs({ options: { phase: { type: 'string', default: '5' }, connections: { type: 'string', default: '20' }, delay: { type: 'string', default: '50' } } })
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, phase: { type: 'string', default: '5' }, connections: { type: 'string', default: '20' }, delay: { type: 'string', default: '50' } } })
+const ROUNDS = Number(values.rounds)
 const PHASE = Number(values.phase)
 const CONNECTIONS = Number(values.connections)
 const DELAY = Number(values.delay)
@@ -119,20 +122,32 @@ async function run(policy: (typeof POLICIES)[number], dir: string): Promise<{ be
   return { before, during }
 }
 
+const median = (xs: number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'vigil-balance-slow-'))
 try {
-  const rows: string[] = []
-  for (const policy of POLICIES) {
-    const { before, during } = await run(policy, dir)
-    const share = NAMES.map((n) => `${(100 * (during.share[n] as number)).toFixed(1)}%`).join(' / ')
-    rows.push(
-      `| ${policy} | ${Math.round(before.rps)} | ${Math.round(during.rps)} | ${(during.rps / before.rps).toFixed(2)} | ${before.p50} / ${before.p99} | ${during.p50} / ${during.p99} | ${share} | ${before.errors + during.errors} |`,
-    )
-    process.stderr.write(`${policy} done\n`)
+  const results = new Map<string, { before: Phase; during: Phase }[]>(POLICIES.map((p) => [p, []]))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < POLICIES.length; i++) {
+      const policy = POLICIES[(i + round) % POLICIES.length] as (typeof POLICIES)[number]
+      results.get(policy)?.push(await run(policy, dir))
+      process.stderr.write(`round ${round + 1}/${ROUNDS}: ${policy} done\n`)
+    }
   }
+  const rows = POLICIES.map((policy) => {
+    const runs = results.get(policy) as { before: Phase; during: Phase }[]
+    const m = (f: (r: { before: Phase; during: Phase }) => number): number => median(runs.map(f))
+    const share = NAMES.map((n) => `${(100 * m((r) => r.during.share[n] as number)).toFixed(1)}%`).join(' / ')
+    const errors = runs.reduce((s, r) => s + r.before.errors + r.during.errors, 0)
+    return `| ${policy} | ${Math.round(m((r) => r.before.rps))} | ${Math.round(m((r) => r.during.rps))} | ${m((r) => r.during.rps / r.before.rps).toFixed(2)} | ${m((r) => r.before.p50)} / ${m((r) => r.before.p99)} | ${m((r) => r.during.p50)} / ${m((r) => r.during.p99)} | ${share} | ${errors} |`
+  })
   process.stdout.write(
     [
-      `slow scenario: 3 providers, ${SLOW} adds ${DELAY} ms after the first phase; ${CONNECTIONS} connections, ${PHASE} s per phase`,
+      `slow scenario: 3 providers, ${SLOW} adds ${DELAY} ms after the first phase; ${CONNECTIONS} connections, ${PHASE} s per phase, medians of ${ROUNDS} rounds`,
       '',
       '| policy | req/s before | req/s during | during / before | p50 / p99 ms before | p50 / p99 ms during | share a / b (slow) / c during | errors |',
       '|---|---|---|---|---|---|---|---|',
