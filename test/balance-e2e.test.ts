@@ -6,28 +6,14 @@ import { parseConfig } from '../src/index.js'
 import type { Agent } from 'undici'
 import type { Upstream } from '../src/config/schema.js'
 
-/** An in-process provider that answers after `hold` ms and counts what it served and its peak concurrency. */
-async function provider(t: Test, name: string, hold = 0) {
-  const stats = { name, served: 0, open: 0, peak: 0 }
-  const { address } = await httpServer(t, (_req: IncomingMessage, res: ServerResponse) => {
-    stats.served++
-    stats.peak = Math.max(stats.peak, ++stats.open)
-    const reply = (): void => {
-      stats.open--
-      res.writeHead(200, { 'x-provider': name })
-      res.end(name)
-    }
-    if (hold > 0) setTimeout(reply, hold)
-    else reply()
-  })
-  return { address, stats }
-}
+/** How a test provider answers: after a delay in ms, or only once the test calls `open()`. */
+type Hold = number | 'until-opened'
 
-/** A provider that holds every request until `open()` is called, counting its peak concurrency. */
-async function gated(t: Test, name: string) {
+/** An in-process provider that counts what it served and its peak concurrency. */
+async function provider(t: Test, name: string, hold: Hold = 0) {
   const stats = { name, served: 0, open: 0, peak: 0 }
   const held: (() => void)[] = []
-  let gate = false
+  let opened = false
   const { address } = await httpServer(t, (_req: IncomingMessage, res: ServerResponse) => {
     stats.served++
     stats.peak = Math.max(stats.peak, ++stats.open)
@@ -36,15 +22,19 @@ async function gated(t: Test, name: string) {
       res.writeHead(200, { 'x-provider': name })
       res.end(name)
     }
-    if (gate) reply()
-    else held.push(reply)
+    if (hold === 'until-opened' && !opened) held.push(reply)
+    else if (typeof hold === 'number' && hold > 0) setTimeout(reply, hold)
+    else reply()
   })
   const open = (): void => {
-    gate = true
+    opened = true
     for (const reply of held.splice(0)) reply()
   }
   return { address, stats, open }
 }
+
+/** A provider that holds every request until `open()` is called. */
+const gated = (t: Test, name: string): ReturnType<typeof provider> => provider(t, name, 'until-opened')
 
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
