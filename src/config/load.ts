@@ -209,6 +209,7 @@ function referenceIssues(doc: unknown): Located[] {
     if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
   for (const [name, u] of Object.entries(config.upstreams)) {
+    if (isObject(u)) out.push(...policyOptionIssues(name, u))
     const seen = new Map<string, number>()
     list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
       const address = isObject(s) ? text(s['address']) : undefined
@@ -221,4 +222,17 @@ function referenceIssues(doc: unknown): Located[] {
     })
   }
   return out
+}
+
+/** Options that belong to one balancing policy are an error under another: the operator meant something else. */
+const POLICY_OPTIONS: Record<string, string> = { hashKey: 'hash', hashBalanceFactor: 'hash', ewmaDecay: 'ewma' }
+
+function policyOptionIssues(name: string, u: Record<string, unknown>): Located[] {
+  const balance = u['balance'] ?? 'round_robin'
+  return Object.entries(POLICY_OPTIONS)
+    .filter(([key, policy]) => u[key] !== undefined && balance !== policy)
+    .map(([key, policy]) => {
+      const pointer = ['upstreams', name, key]
+      return { path: jsonPath(pointer), pointer, found: `${key} with balance ${JSON.stringify(balance)}`, expected: `balance "${policy}" (${key} applies only to it)` }
+    })
 }
