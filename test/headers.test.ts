@@ -2,7 +2,7 @@ import t from 'tap'
 import { requestHeaders, responseHeaders, trailerPairs } from '../src/proxy/headers.js'
 
 const fwd = { clientAddress: '10.1.2.3', proto: 'http' as const, host: 'svc.local', originalHost: 'svc.local' }
-const pairs = (flat: string[]): Record<string, string> => Object.fromEntries(flat.flatMap((v, i) => (i % 2 === 0 ? [[v.toLowerCase(), flat[i + 1]]] : [])))
+const pairs = (flat: string[]): Record<string, string> => Object.fromEntries(flat.flatMap((v, i) => (i % 2 === 0 ? [[v.toLowerCase(), flat[i + 1] as string]] : [])))
 
 t.test('request: hop-by-hop and Connection-named headers are dropped, end-to-end ones kept', async (t) => {
   const raw = [
