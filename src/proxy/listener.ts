@@ -20,6 +20,8 @@ export class ProxyListener {
   private readonly hooks: ForwardHooks
   private readonly maxHeaders: number
   readonly upgrades: UpgradeProxy
+  /** Set once shutdown starts: every response from then on closes its connection. */
+  private closing = false
 
   constructor(
     readonly config: ListenerConfig,
@@ -55,6 +57,8 @@ export class ProxyListener {
       this.hooks.done()
       return
     }
+    // Keep-alive clients would otherwise keep a closing server busy forever.
+    if (this.closing) res.shouldKeepAlive = false
     const target = parseTarget(req.url ?? '/', req.headers.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
@@ -82,6 +86,7 @@ export class ProxyListener {
 
   /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
   stopAccepting(): Promise<void> {
+    this.closing = true
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     this.server.closeIdleConnections()
     return closed

@@ -56,9 +56,11 @@ export class UpgradeProxy {
       sendRawError(socket, 404, 'no_route', 'no route matches this host and path')
       return
     }
-    const peer = upstream.select(NO_PEERS)
+    // The request takes part in the pick, so hash policies keep a client's tunnels on its peer.
+    const peer = upstream.select(NO_PEERS, req)
     if (peer === undefined) {
-      sendRawError(socket, 503, 'no_live_upstreams', `no live upstreams in "${upstream.name}"`)
+      const refusal = upstream.refusal()
+      sendRawError(socket, 503, refusal.code, refusal.detail)
       return
     }
     // An open tunnel is load on its peer, for least-connection policies, until either side closes.
@@ -114,6 +116,8 @@ export class UpgradeProxy {
     tunnel.upstreamSocket?.destroy()
     tunnel.peer.inflight--
     this.tunnels.delete(tunnel.client)
+    // A closed tunnel frees a maxConns slot like a finished request.
+    tunnel.upstream.admitWaiting()
   }
 
   private agent(peer: Peer): HttpsAgent | false {
