@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import { waitFor } from './helpers/wait.js'
-import { closedPort, httpServer, root, startProxy } from './helpers/index.js'
+import { closedPort, get, httpServer, root, startProxy } from './helpers/index.js'
 import { exchange, rawProvider } from './helpers/raw.js'
 
 /** A WebSocket echo provider in its own process group (so it can be SIGKILLed), reporting its port on stdout. */
@@ -75,6 +75,21 @@ t.test('upgrades are balanced across providers, tunnel both ways and count as in
   }
   await waitFor(() => peers.every((p) => p.inflight === 0))
   t.same(peers.map((p) => p.inflight), [0, 0], 'released when closed')
+})
+
+t.test('least_conn sees open tunnels: plain requests go to the peer without one', async (t) => {
+  const a = await wsProvider(t, 'a')
+  const b = await wsProvider(t, 'b')
+  const proxy = await startProxy(t, { upstreams: { api: { balance: 'least_conn', servers: [{ address: a.address }, { address: b.address }] } } })
+  const peers = proxy.vigil.upstreams.get('api')!.peers
+  const tunnel = await open(`${proxy.url.replace('http', 'ws')}/`)
+  const busy = peers.find((p) => p.address === (tunnel.hello.name === 'a' ? a.address : b.address))!
+  const idle = peers.find((p) => p !== busy)!
+  for (let i = 0; i < 4; i++) await get(`${proxy.url}/plain`)
+  t.equal(idle.requests, 4, 'every plain request went to the peer without a tunnel')
+  t.equal(busy.requests, 0)
+  tunnel.ws.close()
+  await once(tunnel.ws, 'close')
 })
 
 t.test('a provider killed mid-connection closes the client side, and new upgrades go to the survivor', async (t) => {
