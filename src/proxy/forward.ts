@@ -14,6 +14,13 @@ export interface ForwardHooks {
   access: Logger | undefined
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
+  /** Per-request metrics, recorded once when an attempt finishes. */
+  metrics?: RequestMetrics
+}
+
+export interface RequestMetrics {
+  /** `status` is 0 when the request ended before a response status; `ms` is the attempt's duration. */
+  finished(peer: Peer, status: number, ms: number): void
 }
 
 /** The response class of every listener, so a request's attempt is reachable from 'close' without a closure. */
@@ -108,13 +115,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
     peer.inflight--
     peer.requests++
     if (failure !== undefined) peer.failures++
+    const ms = Date.now() - this.started
+    this.hooks.metrics?.finished(peer, this.status, ms)
     this.hooks.access?.info({
       method: this.req.method,
       url: this.req.url,
       status: this.status,
       upstream: this.upstream.name,
       peer: peer.address,
-      ms: Date.now() - this.started,
+      ms,
       aborted: this.clientGone || undefined,
     })
     this.hooks.done()

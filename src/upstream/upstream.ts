@@ -4,6 +4,7 @@ import type { Upstream as UpstreamConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import { createBalancer, type Balancer } from '../balance/index.js'
 import { Peer, type PoolOptions } from './peer.js'
+import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 
@@ -22,6 +23,8 @@ export class Upstream extends EventEmitter {
   readonly balancer: Balancer
   /** Host header for the servers; undefined keeps the client's. */
   readonly hostHeader: string | undefined
+  /** The active health check, resolved; undefined when the group has none. */
+  readonly active: CheckSpec | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
@@ -30,6 +33,7 @@ export class Upstream extends EventEmitter {
     super()
     this.name = name
     this.hostHeader = config.host
+    this.active = config.active === undefined ? undefined : resolveCheck(config.active, config.host)
     this.timeouts = {
       connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
       response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
