@@ -218,6 +218,21 @@ function referenceIssues(doc: unknown): Located[] {
       if (first === undefined) seen.set(address, i)
       else out.push({ path: jsonPath(at), pointer: at, found: `${JSON.stringify(address)} again`, expected: `an address not already listed as servers[${first}]` })
     })
+    const active = isObject(u) && isObject(u['active']) ? u['active'] : undefined
+    const expectBody = isObject(active?.['http']) ? text(active['http']['expectBody']) : undefined
+    if (expectBody !== undefined && !compiles(expectBody)) {
+      const at = ['upstreams', name, 'active', 'http', 'expectBody']
+      out.push({ path: jsonPath(at), pointer: at, found: JSON.stringify(expectBody), expected: 'a valid regular expression' })
+    }
   }
   return out
+}
+
+function compiles(pattern: string): boolean {
+  try {
+    new RegExp(pattern)
+    return true
+  } catch {
+    return false
+  }
 }

@@ -52,7 +52,7 @@ export const ActiveHttp = Type.Object(
     method: Type.Optional(Type.String({ pattern: '^[A-Z]+$', default: 'GET' })),
     path: Type.Optional(Type.String({ pattern: '^/', default: '/' })),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the check; default the upstream\'s "host", else the server address' })),
-    headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }), Type.String())),
+    headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }), Type.String(), { additionalProperties: false, description: 'extra request headers' })),
     expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }), { minItems: 1, default: ['2xx', '3xx'] })),
     expectBody: Type.Optional(Type.String({ minLength: 1, description: 'regular expression the response body must match (first 64 KiB)' })),
   },
