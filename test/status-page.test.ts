@@ -11,7 +11,7 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backgro
 t.test('the html status page, loaded in headless Chromium, shows a frozen server as down', async (t) => {
   const ps = await Promise.all(['p1', 'p2'].map((n) => spawnProvider(t, n)))
   const proxy = await startProxy(t, {
-    upstreams: { api: { servers: ps.map((p) => ({ address: p.address })), active: { type: 'http', interval: 100, timeout: 400, rise: 1, fall: 2, http: { path: '/healthz' } } } },
+    upstreams: { api: { servers: ps.map((p) => ({ address: p.address })), active: { type: 'http', interval: 100, timeout: 1_000, rise: 1, fall: 2, http: { path: '/healthz' } } } },
   })
   await waitFor('both checked', async () => (await statusOf(proxy.admin)).every((s) => s.check === 'up'))
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, timeout: 60_000 })
