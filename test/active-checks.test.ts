@@ -5,7 +5,10 @@ import { client, closedPort, get, spawnProvider, startProxy, silent } from './he
 import { control, recordEvents, statusOf, waitFor } from './helpers/health.js'
 import { Vigil, type Config } from '../src/index.js'
 import type { Peer } from '../src/upstream/peer.js'
-import type { PassiveHealthLink } from '../src/health/events.js'
+import type { HealthEvent, PassiveHealthLink } from '../src/health/events.js'
+import type { Upstream } from '../src/upstream/upstream.js'
+
+type Tap = { teardown(fn: () => unknown): void }
 
 const fast = { interval: 150, timeout: 1_000, rise: 2, fall: 3 }
 
@@ -58,20 +61,22 @@ t.test('an HTTP check marks a provider answering 500 down while a TCP check keep
   )
 })
 
+/** A proxy built but not started, so the state before the first check can be seen. */
+function unstarted(t: Tap, api: Config['upstreams'][string]): { vigil: Vigil; upstream: Upstream; events: HealthEvent[] } {
+  const vigil = new Vigil({ listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], admin: { address: '127.0.0.1:0' }, upstreams: { api } }, { logger: silent })
+  t.teardown(() => vigil.stop(1_000))
+  return { vigil, upstream: vigil.upstreams.get('api')!, events: recordEvents(vigil) }
+}
+
 t.test('defaultDown: true keeps servers out until they pass `rise` checks, checked at once at start', async (t) => {
   const p = await spawnProvider(t, 'late')
-  const config: Config = {
-    listeners: [{ address: '127.0.0.1:0', upstream: 'api' }],
-    admin: { address: '127.0.0.1:0' },
-    // A long interval: only the immediate first check and fastInterval can bring it up within the test.
-    upstreams: { api: { servers: [{ address: p.address }], active: { type: 'http', interval: '1h', fastInterval: 100, rise: 2, defaultDown: true, http: { path: '/healthz' } } } },
-  }
-  const vigil = new Vigil(config, { logger: silent })
-  const upstream = vigil.upstreams.get('api')!
+  // A long interval: only the immediate first check and fastInterval can bring it up within the test.
+  const { vigil, upstream, events } = unstarted(t, {
+    servers: [{ address: p.address }],
+    active: { type: 'http', interval: '1h', fastInterval: 100, rise: 2, defaultDown: true, http: { path: '/healthz' } },
+  })
   t.equal(upstream.eligibleCount, 0, 'not eligible before any check')
-  const events = recordEvents(vigil)
   await vigil.start()
-  t.teardown(() => vigil.stop(1_000))
   await waitFor('up', () => upstream.eligibleCount === 1)
   t.same(events.map((e) => [e.event, e.evidence?.['rise']]), [['up', 2]])
 })
@@ -79,17 +84,9 @@ t.test('defaultDown: true keeps servers out until they pass `rise` checks, check
 t.test('defaultDown: false serves at once and takes a dead server out after `fall` immediate checks', async (t) => {
   const p = await spawnProvider(t, 'live')
   const dead = `127.0.0.1:${await closedPort()}`
-  const config: Config = {
-    listeners: [{ address: '127.0.0.1:0', upstream: 'api' }],
-    admin: { address: '127.0.0.1:0' },
-    upstreams: { api: { servers: [{ address: p.address }, { address: dead }], active: { interval: '1h', fastInterval: 100, fall: 2 } } },
-  }
-  const vigil = new Vigil(config, { logger: silent })
-  const upstream = vigil.upstreams.get('api')!
+  const { vigil, upstream, events } = unstarted(t, { servers: [{ address: p.address }, { address: dead }], active: { interval: '1h', fastInterval: 100, fall: 2 } })
   t.equal(upstream.eligibleCount, 2, 'both eligible before any check')
-  const events = recordEvents(vigil)
   await vigil.start()
-  t.teardown(() => vigil.stop(1_000))
   await waitFor('dead server out', () => upstream.eligibleCount === 1)
   t.same(events.map((e) => [e.server, e.event, e.reason]), [[dead, 'down', 'connect_refused']])
 })
