@@ -53,7 +53,7 @@ export class Vigil {
     const access = config.log?.access === true ? (options.accessLogger ?? createAccessLogger()) : undefined
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, u]) => [name, new Upstream(name, u)]))
     logHealthEvents(this.events, this.log)
-    this.checker = new ActiveChecker(this.upstreams, { events: this.events })
+    this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker })
     const hooks: ForwardHooks = {
       log: this.log,

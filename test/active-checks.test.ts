@@ -1,12 +1,13 @@
 // End-to-end active checks: real child-process providers, the real proxy, real sockets.
 import t from 'tap'
+import pino from 'pino'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { client, closedPort, get, spawnProvider, startProxy, silent } from './helpers/index.js'
 import { control, recordEvents, statusOf, waitFor } from './helpers/health.js'
 import { Vigil, type Config } from '../src/index.js'
 import type { Peer } from '../src/upstream/peer.js'
 import type { HealthEvent, PassiveHealthLink } from '../src/health/events.js'
-import type { Upstream } from '../src/upstream/upstream.js'
+import { Upstream } from '../src/upstream/upstream.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
@@ -171,4 +172,48 @@ t.test('passive link: a passing check lifts only ejections it disproves; recheck
   proxy.vigil.checker.recheck(peer)
   await waitFor('restored', () => restored.length === 1)
   t.match(restored[0], { check: 'tcp', ejectedFor: 'error' })
+})
+
+t.test('update (reload): kept servers keep their check state, new ones are checked at once, removed ones stop', async (t) => {
+  const [kept, added] = await Promise.all([spawnProvider(t, 'kept'), spawnProvider(t, 'added')])
+  const dead = `127.0.0.1:${await closedPort()}`
+  const active = { type: 'http' as const, interval: '1h', fastInterval: 50, fall: 1, http: { path: '/healthz' } }
+  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: kept.address }, { address: dead }], active } } })
+  const { checker } = proxy.vigil
+  await waitFor('dead down', () => proxy.vigil.upstreams.get('api')!.eligibleCount === 1)
+  const deadTarget = checker.stateOf(proxy.vigil.upstreams.get('api')!.peers[1]!)!
+  // What a reload does: new Upstream objects from the new file, handed to the checker.
+  const next = new Upstream('api', { servers: [{ address: dead }, { address: added.address }], active })
+  checker.update(new Map([['api', next]]))
+  t.equal(checker.stateOf(next.peers[0]!), deadTarget, 'same target, same state')
+  t.equal(next.peers[0]!.checkUp, false, 'still down without waiting for a check')
+  t.equal(next.eligibleCount, 1)
+  const addedTarget = checker.stateOf(next.peers[1]!)!
+  await waitFor('the added server checked at once', () => addedTarget.checks >= 1)
+  t.equal([...checker.all].length, 2, 'the removed server is no longer checked')
+  t.equal(checker.stateOf(proxy.vigil.upstreams.get('api')!.peers[0]!), undefined)
+  t.teardown(() => next.close())
+})
+
+t.test('one structured log line per transition, with its evidence; a failing listener does not stop checks', async (t) => {
+  const p = await spawnProvider(t, 'logged')
+  await control(p, 'status=500')
+  const lines: Record<string, unknown>[] = []
+  const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) })
+  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: p.address }], active: { type: 'http', interval: 50, fall: 1, http: { path: '/' } } } } }, logger)
+  const peer = proxy.vigil.upstreams.get('api')!.peers[0]!
+  await waitFor('down', () => !peer.checkUp)
+  t.match(
+    lines.filter((l) => l['msg'] === 'server down'),
+    [{ level: 40, upstream: 'api', server: p.address, source: 'active', event: 'down', reason: 'status_500', evidence: { check: 'http', fall: 1, rise: 0, address: p.address } }],
+  )
+  const target = proxy.vigil.checker.stateOf(peer)!
+  proxy.vigil.events.on('health', () => {
+    throw new Error('listener bug')
+  })
+  await control(p, 'status=200')
+  await waitFor('up despite the throwing listener', () => peer.checkUp)
+  const checks = target.checks
+  await waitFor('still checking', () => target.checks > checks + 1)
+  t.ok(lines.some((l) => l['msg'] === 'error while recording a check'))
 })

@@ -2,6 +2,7 @@
 // distinct (address, check) on its own schedule, applies rise/fall hysteresis, and opens or closes each peer's
 // `checkUp` gate, which Upstream.refresh() turns into the eligible snapshot.
 import { performance } from 'node:perf_hooks'
+import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { checkCovers, type CheckSpec } from './check-spec.js'
@@ -88,6 +89,7 @@ export class Limiter {
 
 export interface ActiveCheckerOptions {
   events: HealthEvents
+  log: Logger
 }
 
 export class ActiveChecker {
@@ -208,8 +210,14 @@ export class ActiveChecker {
     target.running = false
     if (target.closed || !this.started) return
     const stall = result.reason === 'timeout' ? Math.max(late, this.lag.longestSince(started)) : 0
-    this.conclude(target, result, stall >= stallLimit(timeout) ? stall : undefined, latency)
-    this.schedule(target, this.nextDelay(target))
+    try {
+      this.conclude(target, result, stall >= stallLimit(timeout) ? stall : undefined, latency)
+    } catch (err) {
+      // A failing listener (log, passive link) must not stop this server's checks.
+      this.options.log.error({ err, address: target.address }, 'error while recording a check')
+    }
+    // Intervals run from check start to check start, so a slow server is still checked once per interval.
+    this.schedule(target, Math.max(0, this.nextDelay(target) - latency))
   }
 
   private conclude(target: CheckTarget, result: ProbeResult, stall: number | undefined, latency: number): void {
