@@ -92,6 +92,17 @@ t.test('defaultDown: false serves at once and takes a dead server out after `fal
   t.same(events.map((e) => [e.server, e.event, e.reason]), [[dead, 'down', 'connect_refused']])
 })
 
+t.test('downInterval: a server that is down is checked at its own pace', async (t) => {
+  const dead = `127.0.0.1:${await closedPort()}`
+  const { vigil, upstream } = unstarted(t, { servers: [{ address: dead }], active: { interval: 20, fastInterval: 20, downInterval: '1h', fall: 2 } })
+  await vigil.start()
+  await waitFor('down', () => upstream.eligibleCount === 0)
+  const target = vigil.checker.stateOf(upstream.peers[0]!)!
+  t.equal(target.checks, 2)
+  await sleep(500)
+  t.equal(target.checks, 2, 'no check at the 20 ms interval once down')
+})
+
 t.test('an address in two groups with the same check is probed once per interval', async (t) => {
   const p = await spawnProvider(t, 'shared')
   const active = { type: 'http' as const, interval: 100, http: { path: '/healthz' } }

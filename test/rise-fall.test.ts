@@ -2,7 +2,7 @@
 import t from 'tap'
 import { RiseFall } from '../src/health/rise-fall.js'
 import { ACTIVE_DEFAULTS, checkCovers, resolveCheck } from '../src/health/check-spec.js'
-import { Limiter, stallLimit } from '../src/health/active.js'
+import { Limiter, checkDelay, stallLimit } from '../src/health/active.js'
 import { LoopLag } from '../src/health/loop-lag.js'
 import { statusTable } from '../src/health/probes/http.js'
 
@@ -103,4 +103,19 @@ t.test('loop lag: the ticker records a stall, queries see only stalls that ended
   }
   await new Promise((r) => setTimeout(r, 60))
   t.ok(lag.longestSince(before) >= 100, `stall of ${Math.round(lag.longestSince(before))} ms recorded`)
+})
+
+t.test('check delay: interval when stable, fastInterval while changing, downInterval while down, jitter bounds', async (t) => {
+  const spec = resolveCheck({ interval: 1_000, fastInterval: 100, downInterval: 5_000, jitter: 0.1, rise: 2, fall: 2 }, undefined)
+  const m = new RiseFall(2, 2, false)
+  t.equal(checkDelay(spec, m, false, 0.5), 100, 'unchecked: fast')
+  m.record(true)
+  t.same([0, 0.5, 1].map((r) => checkDelay(spec, m, false, r)), [900, 1_000, 1_100], 'up: interval ±10%')
+  t.equal(checkDelay(spec, m, true, 0.25), 250, 'spread: anywhere in the interval')
+  m.record(false)
+  t.equal(checkDelay(spec, m, false, 0.5), 100, 'one failure counted: fast')
+  m.record(false)
+  t.equal(checkDelay(spec, m, false, 0.5), 5_000, 'down: downInterval')
+  m.record(true)
+  t.equal(checkDelay(spec, m, false, 0.5), 100, 'recovering: fast')
 })

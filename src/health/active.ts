@@ -29,6 +29,17 @@ export function stallLimit(timeout: number): number {
   return Math.max(50, timeout / 5)
 }
 
+/**
+ * The wait before a server's next check. HAProxy's intervals: `fastInterval` while it is changing state,
+ * `downInterval` while it is down, else `interval`; jittered by ±`jitter`. The first wait after the initial
+ * check is spread over the whole interval instead (Tengine's random start), so checks do not run in lockstep.
+ * `random` is in [0, 1).
+ */
+export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, random: number): number {
+  const base = state.changing ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
+  return spread ? random * base : base * (1 + spec.jitter * (2 * random - 1))
+}
+
 interface Member {
   upstream: Upstream
   peer: Peer
@@ -217,7 +228,8 @@ export class ActiveChecker {
       this.options.log.error({ err, address: target.address }, 'error while recording a check')
     }
     // Intervals run from check start to check start, so a slow server is still checked once per interval.
-    this.schedule(target, Math.max(0, this.nextDelay(target) - latency))
+    this.schedule(target, Math.max(0, checkDelay(target.spec, target.state, target.spread, Math.random()) - latency))
+    target.spread = false
   }
 
   private conclude(target: CheckTarget, result: ProbeResult, stall: number | undefined, latency: number): void {
@@ -271,18 +283,6 @@ export class ActiveChecker {
         evidence: { check: target.spec.type, address: target.address, ...evidence },
       })
     }
-  }
-
-  /** HAProxy's intervals: `fastInterval` while changing state, `downInterval` while down, else `interval`; jittered. */
-  private nextDelay(target: CheckTarget): number {
-    const spec = target.spec
-    const state = target.state
-    const base = state.changing ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
-    if (target.spread) {
-      target.spread = false
-      return Math.random() * base
-    }
-    return base * (1 + spec.jitter * (2 * Math.random() - 1))
   }
 
   private retire(target: CheckTarget): Promise<void> {
