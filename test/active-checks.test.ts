@@ -204,6 +204,13 @@ t.test('update (reload): kept servers keep their check state, new ones are check
   t.equal([...checker.all].length, 2, 'the removed server is no longer checked')
   t.equal(checker.stateOf(proxy.vigil.upstreams.get('api')!.peers[0]!), undefined)
   t.teardown(() => next.close())
+  // A reload that drops the check: a server the check had taken out serves again (as a kept Peer would).
+  const plain = new Upstream('api', { servers: [{ address: dead }] })
+  t.teardown(() => plain.close())
+  plain.peers[0]!.checkUp = false
+  checker.update(new Map([['api', plain]]))
+  t.equal(plain.eligibleCount, 1)
+  t.equal([...checker.all].length, 0, 'nothing left to check')
 })
 
 t.test('one structured log line per transition, with its evidence; a failing listener does not stop checks', async (t) => {

@@ -65,7 +65,6 @@ export class CheckTarget {
   lastRecheck = -Infinity
 
   constructor(
-    readonly key: string,
     /** host:port actually probed. */
     readonly address: string,
     readonly spec: CheckSpec,
@@ -129,20 +128,26 @@ export class ActiveChecker {
    */
   update(upstreams: ReadonlyMap<string, Upstream>): void {
     const next = new Map<string, CheckTarget>()
+    const limiters = new Map<string, Limiter>()
     this.byPeer = new Map()
     for (const upstream of upstreams.values()) {
       const spec = upstream.active
-      if (spec === undefined) continue
+      if (spec === undefined) {
+        // A group whose check was removed: nothing keeps its servers out any more.
+        for (const peer of upstream.peers) peer.checkUp = true
+        upstream.refresh()
+        continue
+      }
       const specKey = JSON.stringify(spec)
-      let limiter = this.limiters.get(specKey)
-      if (limiter === undefined) this.limiters.set(specKey, (limiter = new Limiter(spec.maxInFlight)))
+      let limiter = limiters.get(specKey)
+      if (limiter === undefined) limiters.set(specKey, (limiter = this.limiters.get(specKey) ?? new Limiter(spec.maxInFlight)))
       for (const peer of upstream.peers) {
         const port = spec.port === 0 ? peer.port : spec.port
         const address = `${peer.host.includes(':') ? `[${peer.host}]` : peer.host}:${port}`
         const key = `${address} ${specKey}`
         let target = next.get(key)
         if (target === undefined) {
-          target = this.targets.get(key) ?? new CheckTarget(key, address, spec, limiter, peer.host, port)
+          target = this.targets.get(key) ?? new CheckTarget(address, spec, limiter, peer.host, port)
           target.members = []
           next.set(key, target)
           if (this.started && !this.targets.has(key)) this.schedule(target, 0)
@@ -153,8 +158,9 @@ export class ActiveChecker {
       }
       upstream.refresh()
     }
-    for (const [key, target] of this.targets) if (!next.has(key)) this.retire(target)
+    for (const [key, target] of this.targets) if (!next.has(key)) void this.retire(target)
     this.targets = next
+    this.limiters = limiters
   }
 
   start(): void {
