@@ -38,7 +38,8 @@ export interface ServerStatus {
   checks: number
   checkFailures: number
   inconclusive: number
-  lastCheck: LastCheck | null
+  /** The last concluded check, `at` as an ISO time. */
+  lastCheck: (Omit<LastCheck, 'at'> & { at: string }) | null
   lastChange: string | null
 }
 
@@ -77,7 +78,7 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         checks: t?.checks ?? 0,
         checkFailures: t?.failures ?? 0,
         inconclusive: t?.inconclusive ?? 0,
-        lastCheck: t?.last ?? null,
+        lastCheck: t?.last === undefined ? null : { ...t.last, at: new Date(t.last.at).toISOString() },
         lastChange: iso(t?.lastChange),
       })
     }
