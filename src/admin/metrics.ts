@@ -40,8 +40,10 @@ export class VigilMetrics implements RequestMetrics {
   constructor(private readonly source: MetricsSource) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry })
+    // Series are built at scrape time from live state (prom-client calls collect() before reading).
+    const each = this.eachPeer.bind(this)
+    const stats = this.stats
     const perPeer = (name: string, help: string, value: (p: Peer, u: Upstream) => number): void => {
-      const each = this.eachPeer.bind(this)
       new Gauge({
         name,
         help,
@@ -56,8 +58,6 @@ export class VigilMetrics implements RequestMetrics {
     perPeer('vigil_server_up', '1 unless the server is down by active check', (p) => (p.checkUp ? 1 : 0))
     perPeer('vigil_server_eligible', '1 when the server may receive new requests', (p) => (p.eligible ? 1 : 0))
     perPeer('vigil_server_inflight', 'requests sent to the server and not finished', (p) => p.inflight)
-    const each = this.eachPeer.bind(this)
-    const stats = this.stats
     new Counter({
       name: 'vigil_requests_total',
       help: 'requests forwarded to the server',
