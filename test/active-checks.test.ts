@@ -1,6 +1,7 @@
 // End-to-end active checks: real child-process providers, the real proxy, real sockets.
 import t from 'tap'
 import pino from 'pino'
+import { createServer as createTcpServer, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { client, closedPort, get, spawnProvider, startProxy, silent } from './helpers/index.js'
 import { control, recordEvents, statusOf, waitFor } from './helpers/health.js'
@@ -234,4 +235,32 @@ t.test('one structured log line per transition, with its evidence; a failing lis
   const checks = target.checks
   await waitFor('still checking', () => target.checks > checks + 1)
   t.ok(lines.some((l) => l['msg'] === 'error while recording a check'))
+})
+
+t.test('maxInFlight caps the checks running at once; queued checks of a stopped checker never run', async (t) => {
+  let open = 0
+  let peak = 0
+  let seen = 0
+  const silentServers = await Promise.all(
+    Array.from({ length: 5 }, async () => {
+      // Accepts and never answers: each send/expect check holds its slot until its timeout.
+      const server = createTcpServer((socket) => {
+        seen++
+        peak = Math.max(peak, ++open)
+        socket.on('close', () => open--)
+      })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      t.teardown(() => new Promise((resolve) => server.close(resolve)))
+      return `127.0.0.1:${(server.address() as AddressInfo).port}`
+    }),
+  )
+  const { vigil } = unstarted(t, { servers: silentServers.map((address) => ({ address })), active: { interval: '1h', timeout: 1_000, maxInFlight: 2, tcp: { expect: '+PONG' } } })
+  await vigil.start()
+  await waitFor('two checks arrived', () => seen >= 2)
+  await sleep(100)
+  t.equal(peak, 2, 'two at once')
+  await vigil.checker.stop()
+  // The two running checks time out and free their slots; the three queued ones must not start.
+  await sleep(1_500)
+  t.equal(seen, 2, 'the queued checks were dropped with the checker')
 })

@@ -213,6 +213,8 @@ export class ActiveChecker {
   }
 
   private async probe(target: CheckTarget): Promise<void> {
+    // It may have waited for a slot while a reload or stop retired it.
+    if (target.closed) return
     const timeout = target.spec.timeout
     const controller = new AbortController()
     const started = performance.now()
