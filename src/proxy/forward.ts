@@ -7,6 +7,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, type Failure } from '../health/outcome.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
+import { enqueue } from './queue.js'
 
 export interface ForwardHooks {
   log: Logger
@@ -42,6 +43,9 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   private resumeUpstream: (() => void) | undefined = undefined
   private status = 0
+  /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
+  private readonly sentAt = performance.now()
+  private headersAt = 0
   private finished = false
   private clientGone = false
 
@@ -62,6 +66,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     // 1xx: Node answers the client's Expect itself and 103 hints are optional; wait for the final response.
     if (statusCode < 200) return true
+    this.headersAt = performance.now()
     this.status = statusCode
     this.resumeUpstream = resume
     this.res.writeHead(statusCode, statusText === '' ? undefined : statusText, responseHeaders(rawHeaders))
@@ -115,6 +120,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     peer.inflight--
     peer.requests++
     if (failure !== undefined) peer.failures++
+    // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
+    if (this.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((this.headersAt || performance.now()) - this.sentAt)
     const ms = Date.now() - this.started
     this.hooks.metrics?.finished(peer, this.status, ms)
     this.hooks.access?.info({
@@ -126,6 +133,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       ms,
       aborted: this.clientGone || undefined,
     })
+    this.upstream.admitWaiting()
     this.hooks.done()
   }
 }
@@ -167,9 +175,11 @@ export function parseTarget(url: string, hostHeader: string | undefined): Target
 
 /** Forward one routed request. The caller has already chosen the upstream. */
 export function forward(req: IncomingMessage, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
-  const peer = upstream.select(NO_PEERS)
+  const peer = upstream.select(NO_PEERS, req)
   if (peer === undefined) {
-    sendError(res, 503, 'no_live_upstreams', `no live upstreams in "${upstream.name}"`)
+    const refusal = upstream.refusal()
+    if (refusal.code === 'max_conns' && enqueue(forward, req, res, upstream, target, hooks)) return
+    sendError(res, 503, refusal.code, refusal.detail)
     hooks.done()
     return
   }
