@@ -9,7 +9,7 @@ import { checkCovers, type CheckSpec } from './check-spec.js'
 import type { HealthEvents, PassiveHealthLink } from './events.js'
 import { LoopLag } from './loop-lag.js'
 import { RiseFall } from './rise-fall.js'
-import { createProbe, type Probe, type ProbeResult } from './probes/index.js'
+import { authority, createProbe, type Probe, type ProbeResult } from './probes/index.js'
 
 export type CheckResult = 'success' | 'failure' | 'inconclusive'
 
@@ -143,7 +143,7 @@ export class ActiveChecker {
       if (limiter === undefined) limiters.set(specKey, (limiter = this.limiters.get(specKey) ?? new Limiter(spec.maxInFlight)))
       for (const peer of upstream.peers) {
         const port = spec.port === 0 ? peer.port : spec.port
-        const address = `${peer.host.includes(':') ? `[${peer.host}]` : peer.host}:${port}`
+        const address = authority(peer.host, port)
         const key = `${address} ${specKey}`
         let target = next.get(key)
         if (target === undefined) {

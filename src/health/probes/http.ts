@@ -48,8 +48,9 @@ export class HttpProbe implements Probe {
         return PASSED
       }
       let text = ''
+      res.body.setEncoding('utf8')
       for await (const chunk of res.body) {
-        text += String(chunk)
+        text += chunk as string
         if (text.length >= MAX_BODY) break
       }
       return this.body.test(text) ? PASSED : { ok: false, reason: 'body_mismatch', detail: text.slice(0, 80) }

@@ -8,10 +8,15 @@ import type { Probe } from './probe.js'
 
 export type { Probe, ProbeResult } from './probe.js'
 
+/** host:port, with an IPv6 host in brackets. */
+export function authority(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`
+}
+
 export function createProbe(spec: CheckSpec, host: string, port: number): Probe {
-  const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`
+  const address = authority(host, port)
   if (spec.http !== undefined) {
-    return spec.tls !== undefined ? httpsProbe(host, authority, spec.http, spec.tls) : new HttpProbe(`http://${authority}`, authority, spec.http)
+    return spec.tls !== undefined ? httpsProbe(host, address, spec.http, spec.tls) : new HttpProbe(`http://${address}`, address, spec.http)
   }
   if (spec.tcp !== undefined) return new SendExpectProbe(host, port, spec.tcp.send, spec.tcp.expect)
   return new TcpProbe(host, port)
