@@ -102,7 +102,7 @@ t.test('/metrics: health gauges, checks, responses by class and latency', async 
 
 t.test('drain lets an in-flight slow request finish while new requests go elsewhere; enable brings it back', async (t) => {
   const [slow, other] = await Promise.all([spawnProvider(t, 'slow'), spawnProvider(t, 'other')])
-  await control(slow, 'delay=1500')
+  await control(slow, 'delay=3000')
   const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: slow.address }, { address: other.address }] } } })
   const events = recordEvents(proxy.vigil)
   const peer = proxy.vigil.upstreams.get('api')!.peers[0]!
