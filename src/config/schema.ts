@@ -54,24 +54,53 @@ export const ActiveHttp = Type.Object(
   {
     method: Type.Optional(Type.String({ pattern: '^[A-Z]+$', default: 'GET' })),
     path: Type.Optional(Type.String({ pattern: '^/', default: '/' })),
-    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }))),
+    host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the check; default the upstream\'s "host", else the server address' })),
+    headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }), Type.String(), { additionalProperties: false, description: 'extra request headers' })),
+    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }), { minItems: 1, default: ['2xx', '3xx'] })),
+    expectBody: Type.Optional(Type.String({ minLength: 1, description: 'regular expression the response body must match (first 64 KiB)' })),
   },
   closed,
 )
 
+export const ActiveTls = Type.Object(
+  {
+    serverName: Type.Optional(Type.String({ minLength: 1, description: 'SNI name; default the server host when it is a name' })),
+    skipVerify: Type.Optional(Type.Boolean({ default: false, description: 'accept any certificate (self-signed providers)' })),
+  },
+  { ...closed, description: 'for type "https"' },
+)
+
+export const ActiveTcp = Type.Object(
+  {
+    send: Type.Optional(Type.String({ minLength: 1, description: 'bytes written after connecting, e.g. "PING\\r\\n"' })),
+    expect: Type.Optional(Type.String({ minLength: 1, description: 'text the reply must contain, e.g. "+PONG"' })),
+  },
+  { ...closed, description: 'for type "tcp": an optional send/expect exchange' },
+)
+
 export const Active = Type.Object(
   {
-    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http')])),
+    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https')], { default: 'tcp' })),
     interval: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
     rise: Type.Optional(Type.Integer({ minimum: 1, default: 2 })),
     fall: Type.Optional(Type.Integer({ minimum: 1, default: 5 })),
     defaultDown: Type.Optional(Type.Boolean({ default: false })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 0 })),
+    fastInterval: Type.Optional(Duration),
+    downInterval: Type.Optional(Duration),
+    jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.1, description: 'each interval varies by up to this fraction either way' })),
+    maxInFlight: Type.Optional(Type.Integer({ minimum: 1, default: 64, description: 'checks of this kind running at once' })),
+    unejectOnPass: Type.Optional(
+      Type.Boolean({ default: true, description: 'a passing check lifts a passive ejection when it tests what failed' }),
+    ),
     http: Type.Optional(ActiveHttp),
+    tls: Type.Optional(ActiveTls),
+    tcp: Type.Optional(ActiveTcp),
   },
   closed,
 )
+export type Active = Static<typeof Active>
 
 export const Retry = Type.Object(
   {

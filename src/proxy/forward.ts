@@ -19,6 +19,13 @@ export interface ForwardHooks {
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
   tls?: boolean
   trust?: TrustedProxies | undefined
+  /** Per-request metrics, recorded once when an attempt finishes. */
+  metrics?: RequestMetrics
+}
+
+export interface RequestMetrics {
+  /** `status` is 0 when the request ended before a response status; `ms` is the attempt's duration. */
+  finished(peer: Peer, status: number, ms: number): void
 }
 
 /** The response class of every listener, so a request's attempt is reachable from 'close' without a closure. */
@@ -127,13 +134,15 @@ export class Attempt implements Dispatcher.DispatchHandler {
     if (failure !== undefined) peer.failures++
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
     if (this.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((this.headersAt || performance.now()) - this.sentAt)
+    const ms = Date.now() - this.started
+    this.hooks.metrics?.finished(peer, this.status, ms)
     this.hooks.access?.info({
       method: this.req.method,
       url: this.req.url,
       status: this.status,
       upstream: this.upstream.name,
       peer: peer.address,
-      ms: Date.now() - this.started,
+      ms,
       aborted: this.clientGone || undefined,
     })
     this.upstream.admitWaiting()

@@ -6,6 +6,7 @@ import { createBalancer, type Balancer, type PickRequest } from '../balance/inde
 import { SlowStart } from '../balance/slow-start.js'
 import { Peer, type PoolOptions } from './peer.js'
 import { loadClientTls } from './tls.js'
+import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
 import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
@@ -34,6 +35,8 @@ export class Upstream extends EventEmitter {
   readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
   readonly hostHeader: string | undefined
+  /** The active health check, resolved; undefined when the group has none. */
+  readonly active: CheckSpec | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
@@ -45,6 +48,7 @@ export class Upstream extends EventEmitter {
     super()
     this.name = name
     this.hostHeader = config.host
+    this.active = config.active === undefined ? undefined : resolveCheck(config.active, config.host)
     this.timeouts = {
       connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
       response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
