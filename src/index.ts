@@ -11,6 +11,9 @@ import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
 import { createAccessLogger, createLogger } from './log.js'
 import type { ForwardHooks } from './proxy/forward.js'
+import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
+import { ActiveChecker } from './health/active.js'
+import { VigilMetrics } from './admin/metrics.js'
 
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
@@ -40,6 +43,11 @@ export class Vigil {
   readonly membership: Membership
   /** The one update path for file reloads, admin server changes and DNS answers. */
   readonly reloader: Reloader
+  /** Every health transition (active, passive, operator) is reported here. */
+  readonly events = new HealthEvents()
+  readonly checker: ActiveChecker
+  readonly metrics: VigilMetrics
+  private passive: PassiveHealthLink | undefined
   private current: Config
   private listeners: ProxyListener[]
   private readonly hooks: ForwardHooks
@@ -56,11 +64,6 @@ export class Vigil {
     this.current = config
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.accessLogger = options.accessLogger
-    this.hooks = {
-      log: this.log,
-      access: this.accessLog(config),
-      done: () => this.requestDone(),
-    }
     const discovery = new Discovery({
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
@@ -68,6 +71,17 @@ export class Vigil {
       changed: (upstream) => void this.reloader.rediscover(upstream),
     })
     this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
+    logHealthEvents(this.events, this.log)
+    this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
+    // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
+    this.membership.on('applied', () => this.checker.update(this.upstreams))
+    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker })
+    this.hooks = {
+      log: this.log,
+      access: this.accessLog(config),
+      done: () => this.requestDone(),
+      metrics: this.metrics,
+    }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
       {
@@ -96,6 +110,10 @@ export class Vigil {
             token: config.admin?.token,
             upstreams: () => this.upstreams,
             generation: () => this.generation,
+            checker: this.checker,
+            passive: () => this.passive,
+            events: this.events,
+            metrics: this.metrics,
             membership: this.reloader,
           })
   }
@@ -140,6 +158,12 @@ export class Vigil {
     return ms(this.current.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)
   }
 
+  /** Join passive health: its ejections show on the status page and passing checks may lift them. */
+  linkPassive(link: PassiveHealthLink): void {
+    this.passive = link
+    this.checker.linkPassive(link)
+  }
+
   private requestDone(): void {
     this.inflight--
     if (this.inflight === 0) this.idle?.()
@@ -147,7 +171,9 @@ export class Vigil {
 
   async start(): Promise<this> {
     try {
+      // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
+      this.checker.start()
       for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
       this.reloader.watch()
@@ -188,6 +214,7 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    await this.checker.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
     this.log.info('vigil stopped')

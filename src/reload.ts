@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import type { Config, Listener } from './config/schema.js'
 import { parseConfig, readConfigText } from './config/load.js'
 import { ConfigError, type ConfigIssue } from './config/errors.js'
-import { diffListeners, sameJson } from './config/diff.js'
+import { diffListeners, listenerKeys, sameJson } from './config/diff.js'
 import { ms } from './config/duration.js'
 import { ConfigWatcher } from './config/watch.js'
 import type { ServerSpec } from './config/diff.js'
@@ -165,16 +165,16 @@ export class Reloader {
     await this.target.discovery.prime(config.upstreams)
     const prepared = membership.prepare(config.upstreams)
     // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
-    const opened: ProxyListener[] = []
-    for (const l of listenerDiff.added) {
+    const opened = new Map<string, ProxyListener>()
+    for (const { key, listener: l } of listenerDiff.added) {
       const listener = this.target.createListener(l, prepared.upstreams)
       try {
         await listener.listen()
-        opened.push(listener)
+        opened.set(key, listener)
       } catch (err) {
         prepared.discard()
         this.target.discovery.retain(this.target.config().upstreams)
-        await Promise.all(opened.map((o) => o.stopAccepting()))
+        await Promise.all([...opened.values()].map((o) => o.stopAccepting()))
         const index = config.listeners.indexOf(l)
         const e = err as NodeJS.ErrnoException
         return this.fail(source, new ConfigError('listeners', [{ path: `listeners[${index}].address`, found: `${JSON.stringify(l.address)} (${e.code ?? e.message})`, expected: 'an address vigil can listen on' }]))
@@ -185,24 +185,25 @@ export class Reloader {
     if (later.length > 0) log.warn({ settings: later }, 'these settings change at the next restart')
     // The swap: synchronous from here to the log line, so no request runs in between.
     const change = prepared.commit(source)
-    const byAddress = new Map<string, ProxyListener>()
-    for (const l of [...this.target.listeners(), ...opened]) byAddress.set(l.config.address, l)
-    const listeners = config.listeners.map((l) => {
-      const pl = byAddress.get(l.address) as ProxyListener
+    const live = this.target.listeners()
+    const byKey = new Map(opened)
+    listenerKeys(before.listeners).forEach(({ key }, i) => byKey.set(key, live[i] as ProxyListener))
+    const listeners = listenerKeys(config.listeners).map(({ key, listener: l }) => {
+      const pl = byKey.get(key) as ProxyListener
       pl.reroute(l, membership.upstreams)
       return pl
     })
     this.target.swap(config, listeners)
     this.target.discovery.retain(config.upstreams)
     if (this.watching && !sameJson(before.reload, config.reload)) this.watch()
-    for (const l of listenerDiff.removed) this.retireListener(byAddress.get(l.address) as ProxyListener)
+    for (const { key } of listenerDiff.removed) this.retireListener(byKey.get(key) as ProxyListener)
     log.info(
       {
         ...summary(change),
         listeners: {
-          added: opened.map((l) => `${l.config.address} -> ${address(l)}`),
-          removed: listenerDiff.removed.map((l) => l.address),
-          changed: listenerDiff.changed.map(([, l]) => l.address),
+          added: [...opened.values()].map((l) => `${l.config.address} -> ${address(l)}`),
+          removed: listenerDiff.removed.map((l) => l.listener.address),
+          changed: listenerDiff.changed.map(([, l]) => l.listener.address),
         },
       },
       'config reloaded',
@@ -238,13 +239,25 @@ export class Reloader {
   }
 }
 
-/** Settings a running vigil keeps until it restarts: the admin listener, and the DNS resolver's servers and timeout. */
+/**
+ * Settings a running vigil keeps until it restarts: the admin listener, the DNS resolver's servers and timeout,
+ * TLS, queue and EWMA decay of a kept group, and everything but the routes of a kept listener address.
+ */
 function restartOnly(before: Config, after: Config): string[] {
   const keys: [string, unknown, unknown][] = [
     ['admin', before.admin, after.admin],
     ['resolver.servers', before.resolver?.servers, after.resolver?.servers],
     ['resolver.timeout', before.resolver?.timeout, after.resolver?.timeout],
   ]
+  for (const [name, u] of Object.entries(after.upstreams)) {
+    const b = before.upstreams[name]
+    if (b !== undefined) for (const k of ['tls', 'queue', 'ewmaDecay'] as const) keys.push([`upstreams.${name}.${k}`, b[k], u[k]])
+  }
+  const old = new Map(listenerKeys(before.listeners).map((k) => [k.key, k.listener]))
+  listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
+    const b = old.get(key)
+    if (b !== undefined) for (const k of ['tls', 'limits', 'trustedProxies'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+  })
   return keys.filter(([, b, a]) => !sameJson(b, a)).map(([k]) => k)
 }
 

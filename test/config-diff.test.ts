@@ -26,11 +26,20 @@ t.test('listeners are keyed by address; a new upstream or routes on the same add
       { address: '127.0.0.1:3', upstream: 'a' },
     ],
   )
-  t.same(addresses(d.added), ['127.0.0.1:3'])
-  t.same(addresses(d.removed), ['127.0.0.1:1'])
+  t.same(addresses(d.added.map((k) => k.listener)), ['127.0.0.1:3'])
+  t.same(addresses(d.removed.map((k) => k.listener)), ['127.0.0.1:1'])
   t.same(
-    d.changed.map(([, l]) => l.address),
-    ['127.0.0.1:2'],
+    d.changed.map(([, k]) => k.key),
+    ['127.0.0.1:2#0'],
+  )
+  const twice = diffListeners([{ address: '127.0.0.1:0', upstream: 'a' }], [
+    { address: '127.0.0.1:0', upstream: 'a' },
+    { address: '127.0.0.1:0', upstream: 'b' },
+  ])
+  t.same(
+    twice.added.map((k) => k.key),
+    ['127.0.0.1:0#1'],
+    'the same port-0 address twice is two listeners',
   )
 })
 

@@ -147,3 +147,11 @@ t.test('a file on disk with an error points into that file', async (t) => {
   const err = t.throws(() => loadConfigFile(file)) as ConfigError
   t.match(err.message, new RegExp(`${file}:\\d+:\\d+: upstreams.api.servers\\[0\\].weight: found number 0, expected an integer from 1 to 1000`))
 })
+
+t.test('port 0 never clashes: the kernel picks a free port for each', async (t) => {
+  t.same(issuesOf(mutate((c) => {
+    c.listeners[0]!.address = '127.0.0.1:0'
+    c.listeners[1]!.address = '127.0.0.1:0'
+    c.admin.address = '127.0.0.1:0'
+  })), [])
+})

@@ -21,12 +21,18 @@ t.test('request: hop-by-hop and Connection-named headers are dropped, end-to-end
     'Cookie', 'a=1',
   ]
   const out = pairs(requestHeaders(raw, 'keep-alive, X-Secret, close', fwd))
-  t.same(Object.keys(out).sort(), ['accept', 'cookie', 'host', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'])
+  t.same(Object.keys(out).sort(), ['accept', 'cookie', 'forwarded', 'host', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'])
 })
 
-t.test('request: X-Forwarded-* replace what the client sent', async (t) => {
-  const out = requestHeaders(['X-Forwarded-For', '6.6.6.6', 'x-forwarded-proto', 'https', 'X-Forwarded-Host', 'evil'], undefined, fwd)
-  t.same(pairs(out), { host: 'svc.local', 'x-forwarded-for': '10.1.2.3', 'x-forwarded-proto': 'http', 'x-forwarded-host': 'svc.local' })
+t.test('request: X-Forwarded-* and Forwarded replace what the client sent', async (t) => {
+  const out = requestHeaders(['X-Forwarded-For', '6.6.6.6', 'x-forwarded-proto', 'https', 'X-Forwarded-Host', 'evil', 'Forwarded', 'for=6.6.6.6'], undefined, fwd)
+  t.same(pairs(out), {
+    host: 'svc.local',
+    'x-forwarded-for': '10.1.2.3',
+    'x-forwarded-proto': 'http',
+    'x-forwarded-host': 'svc.local',
+    forwarded: 'for=10.1.2.3;proto=http;host=svc.local',
+  })
   t.equal(out.filter((h) => h.toLowerCase() === 'x-forwarded-for').length, 1)
 })
 

@@ -193,29 +193,31 @@ t.test('log settings apply at once; admin and resolver settings are named as wai
   t.equal(proxy.vigil.config.log?.access, true)
 })
 
-t.test('membership events: a health module can gate added peers inside the swap', async (t) => {
+t.test('with active checks, an added server waits for its first check; a kept one keeps its check state', async (t) => {
   const [a, b] = await Promise.all([spawnProvider(t, 'a'), spawnProvider(t, 'b')])
-  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), proxyConfig([a.address]))
+  const active = { type: 'http' as const, interval: '100ms', rise: 1, fall: 1, defaultDown: true, http: { path: '/healthz' } }
+  const config = (servers: string[]): Config => ({ ...proxyConfig([]), upstreams: { api: { servers: servers.map((address) => ({ address })), active } } })
+  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), config([a.address]))
+  await until(() => proxy.vigil.upstreams.get('api')?.eligibleCount === 1, 'a to pass its first check')
+  const targetOfA = () => proxy.vigil.checker.stateOf(proxy.vigil.upstreams.get('api')?.find(a.address) as never)
   const events: string[] = []
   const m = proxy.vigil.membership
-  // What an active checker with defaultDown does: added peers wait for their first check.
-  m.on('peers-added', (u, peers) => {
-    events.push(`added ${u.name} ${peers.map((p) => p.address).join()}`)
-    for (const p of peers) p.checkUp = false
-  })
+  m.on('peers-added', (u, peers) => events.push(`added ${u.name} ${peers.map((p) => p.address).join()}`))
   m.on('peers-removed', (u, peers) => events.push(`removed ${u.name} ${peers.map((p) => p.address).join()}`))
-  m.on('upstream-changed', (u, config, fields) => events.push(`changed ${u.name} ${fields.join()} ${config.retry?.tries}`))
-  writeConfig(proxy.file, { ...proxyConfig([]), upstreams: { api: { servers: [{ address: a.address }, { address: b.address }], retry: { tries: 2 } } } })
+  m.on('upstream-changed', (u, c, fields) => events.push(`changed ${u.name} ${fields.join()} ${c.retry?.tries}`))
+  // b fails its health check: default-down, it must not take a single request.
+  await get(`http://${b.address}/_control?status=503`)
+  const before = targetOfA()
+  const checks = before?.checks ?? 0
+  writeConfig(proxy.file, { ...config([a.address, b.address]), upstreams: { api: { ...config([a.address, b.address]).upstreams['api'], servers: [{ address: a.address }, { address: b.address }], retry: { tries: 2 } } } })
   t.equal((await postReload(proxy.admin)).status, 200)
   t.same(events, [`added api ${b.address}`, 'changed api retry 2'])
-  for (let i = 0; i < 4; i++) t.equal((await get(proxy.url)).headers['x-provider'], 'a', 'the added peer waits for its check')
-  const peerB = proxy.vigil.upstreams.get('api')?.find(b.address)
-  if (peerB !== undefined) peerB.checkUp = true
-  proxy.vigil.upstreams.get('api')?.refresh()
-  const seen = new Set<unknown>()
-  for (let i = 0; i < 4; i++) seen.add((await get(proxy.url)).headers['x-provider'])
-  t.same([...seen].sort(), ['a', 'b'], 'and serves once it passed')
-  writeConfig(proxy.file, { ...proxyConfig([b.address]), upstreams: { api: { servers: [{ address: b.address }], retry: { tries: 2 } } } })
+  t.equal(targetOfA(), before, 'the kept server keeps its check target')
+  t.ok((targetOfA()?.checks ?? 0) >= checks && checks > 0, 'and its check counts')
+  for (let i = 0; i < 4; i++) t.equal((await get(proxy.url)).headers['x-provider'], 'a', 'the added server waits for a passing check')
+  await get(`http://${b.address}/_control?status=200`)
+  await until(async () => (await get(proxy.url)).headers['x-provider'] === 'b', 'b to serve once its check passes')
+  writeConfig(proxy.file, config([b.address]))
   await postReload(proxy.admin)
-  t.same(events.slice(2), [`removed api ${a.address}`])
+  t.same(events.slice(2), [`removed api ${a.address}`, 'changed api retry undefined'])
 })

@@ -19,7 +19,7 @@ export interface MembershipActions {
 
 /** A server added at run time: a literal host:port (no DNS entries), with the same settings as in the file. */
 const RuntimeServer = Type.Object(
-  { address: Address, weight: Server.properties.weight, backup: Server.properties.backup, down: Server.properties.down },
+  { address: Address, weight: Server.properties.weight, backup: Server.properties.backup, down: Server.properties.down, maxConns: Server.properties.maxConns },
   { additionalProperties: false },
 )
 

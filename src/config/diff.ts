@@ -8,10 +8,12 @@ export interface ServerSpec {
   weight: number
   backup: boolean
   down: boolean
+  /** 0 for no limit, as in the file. */
+  maxConns: number
 }
 
-export function serverSpec(s: Pick<Server, 'address' | 'weight' | 'backup' | 'down'>): ServerSpec {
-  return { address: s.address, weight: s.weight ?? 1, backup: s.backup ?? false, down: s.down ?? false }
+export function serverSpec(s: Pick<Server, 'address' | 'weight' | 'backup' | 'down' | 'maxConns'>): ServerSpec {
+  return { address: s.address, weight: s.weight ?? 1, backup: s.backup ?? false, down: s.down ?? false, maxConns: s.maxConns ?? 0 }
 }
 
 export interface Keyed<T> {
@@ -51,8 +53,24 @@ export function diffBy<T>(before: readonly T[], after: readonly T[], key: (t: T)
 
 export const diffServers = (before: readonly ServerSpec[], after: readonly ServerSpec[]): Keyed<ServerSpec> => diffBy(before, after, (s) => s.address)
 
+export interface KeyedListener {
+  /** The address, and which occurrence of it: "127.0.0.1:0" may be listed twice (two free ports). */
+  key: string
+  listener: Listener
+}
+
+export function listenerKeys(listeners: readonly Listener[]): KeyedListener[] {
+  const seen = new Map<string, number>()
+  return listeners.map((listener) => {
+    const n = seen.get(listener.address) ?? 0
+    seen.set(listener.address, n + 1)
+    return { key: `${listener.address}#${n}`, listener }
+  })
+}
+
 /** Listeners are keyed by address: a kept address keeps its socket and only its routes may change. */
-export const diffListeners = (before: readonly Listener[], after: readonly Listener[]): Keyed<Listener> => diffBy(before, after, (l) => l.address)
+export const diffListeners = (before: readonly Listener[], after: readonly Listener[]): Keyed<KeyedListener> =>
+  diffBy(listenerKeys(before), listenerKeys(after), (l) => l.key, (a, b) => sameJson(a.listener, b.listener))
 
 /** The names of the fields of `after` that differ from `before`, e.g. ["weight"] or ["balance", "timeouts"]. */
 export function changedFields<T extends object>(before: T, after: T, ignore: readonly string[] = []): string[] {

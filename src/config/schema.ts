@@ -31,6 +31,9 @@ export const Server = Type.Object(
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
     backup: Type.Optional(Type.Boolean({ default: false, description: 'used only when no primary server is eligible' })),
     down: Type.Optional(Type.Boolean({ default: false, description: 'never receives traffic' })),
+    maxConns: Type.Optional(
+      Type.Integer({ minimum: 0, default: 0, description: 'most requests in flight to this server at once; 0 means no limit' }),
+    ),
     resolve: Type.Optional(
       Type.Boolean({ default: false, description: 'address is a DNS name (A/AAAA, or SRV for "_service._proto.name") re-resolved on its TTL' }),
     ),
@@ -60,24 +63,53 @@ export const ActiveHttp = Type.Object(
   {
     method: Type.Optional(Type.String({ pattern: '^[A-Z]+$', default: 'GET' })),
     path: Type.Optional(Type.String({ pattern: '^/', default: '/' })),
-    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }))),
+    host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the check; default the upstream\'s "host", else the server address' })),
+    headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }), Type.String(), { additionalProperties: false, description: 'extra request headers' })),
+    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }), { minItems: 1, default: ['2xx', '3xx'] })),
+    expectBody: Type.Optional(Type.String({ minLength: 1, description: 'regular expression the response body must match (first 64 KiB)' })),
   },
   closed,
 )
 
+export const ActiveTls = Type.Object(
+  {
+    serverName: Type.Optional(Type.String({ minLength: 1, description: 'SNI name; default the server host when it is a name' })),
+    skipVerify: Type.Optional(Type.Boolean({ default: false, description: 'accept any certificate (self-signed providers)' })),
+  },
+  { ...closed, description: 'for type "https"' },
+)
+
+export const ActiveTcp = Type.Object(
+  {
+    send: Type.Optional(Type.String({ minLength: 1, description: 'bytes written after connecting, e.g. "PING\\r\\n"' })),
+    expect: Type.Optional(Type.String({ minLength: 1, description: 'text the reply must contain, e.g. "+PONG"' })),
+  },
+  { ...closed, description: 'for type "tcp": an optional send/expect exchange' },
+)
+
 export const Active = Type.Object(
   {
-    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http')])),
+    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https')], { default: 'tcp' })),
     interval: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
     rise: Type.Optional(Type.Integer({ minimum: 1, default: 2 })),
     fall: Type.Optional(Type.Integer({ minimum: 1, default: 5 })),
     defaultDown: Type.Optional(Type.Boolean({ default: false })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 0 })),
+    fastInterval: Type.Optional(Duration),
+    downInterval: Type.Optional(Duration),
+    jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.1, description: 'each interval varies by up to this fraction either way' })),
+    maxInFlight: Type.Optional(Type.Integer({ minimum: 1, default: 64, description: 'checks of this kind running at once' })),
+    unejectOnPass: Type.Optional(
+      Type.Boolean({ default: true, description: 'a passing check lifts a passive ejection when it tests what failed' }),
+    ),
     http: Type.Optional(ActiveHttp),
+    tls: Type.Optional(ActiveTls),
+    tcp: Type.Optional(ActiveTcp),
   },
   closed,
 )
+export type Active = Static<typeof Active>
 
 export const Retry = Type.Object(
   {
@@ -98,17 +130,71 @@ export const Timeouts = Type.Object(
   closed,
 )
 
-export const Balance = Type.Union([Type.Literal('round_robin')], { default: 'round_robin' })
+/** A file path (PEM), relative to the working directory vigil runs in. */
+const PemFile = Type.String({ minLength: 1, description: 'path to a PEM file' })
+
+/** How vigil connects to HTTPS providers; `true` means verified TLS with the system CAs. */
+export const UpstreamTls = Type.Object(
+  {
+    servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and certificate name; default: the upstream "host", else the server address host' })),
+    ca: Type.Optional(PemFile),
+    cert: Type.Optional(PemFile),
+    key: Type.Optional(PemFile),
+    verify: Type.Optional(Type.Boolean({ default: true, description: 'verify the provider certificate (never turn off in production)' })),
+  },
+  closed,
+)
+export type UpstreamTls = Static<typeof UpstreamTls>
+
+export const Balance = Type.Union(
+  [
+    Type.Literal('round_robin'),
+    Type.Literal('least_conn'),
+    Type.Literal('random'),
+    Type.Literal('p2c'),
+    Type.Literal('ewma'),
+    Type.Literal('hash'),
+  ],
+  { default: 'round_robin' },
+)
+
+/** What `balance: "hash"` hashes: the client address, a request header, a cookie, or the path. */
+export const HashKey = Type.String({
+  pattern: "^(ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+  default: 'ip',
+  description: '"ip", "path", "header:NAME" or "cookie:NAME"',
+})
+
+/** nginx `queue`: when every server is at its maxConns limit, up to `size` requests wait up to `timeout` (default 60s). */
+export const Queue = Type.Object(
+  {
+    size: Type.Integer({ minimum: 1 }),
+    timeout: Type.Optional(Duration),
+  },
+  { ...closed, description: 'requests that wait while every server is at its maxConns limit' },
+)
 
 export const Upstream = Type.Object(
   {
     balance: Type.Optional(Balance),
+    hashKey: Type.Optional(HashKey),
+    hashBalanceFactor: Type.Optional(
+      Type.Integer({
+        minimum: 100,
+        description: 'balance "hash" only: a server takes at most this percentage of the average load, then keys spill to the next on the ring',
+      }),
+    ),
+    ewmaDecay: Type.Optional(Duration),
+    slowStart: Type.Optional(Duration),
+    queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
     passive: Type.Optional(Passive),
     active: Type.Optional(Active),
     retry: Type.Optional(Retry),
     timeouts: Type.Optional(Timeouts),
+    tls: Type.Optional(Type.Union([Type.Boolean(), UpstreamTls], { description: 'true, or an object with servername, ca, cert, key, verify' })),
+    maxResponseSize: Type.Optional(Type.Integer({ minimum: 1, description: 'largest response body in bytes; a longer one is cut and counts as a bad response' })),
   },
   closed,
 )
@@ -126,11 +212,33 @@ export const Route = Type.Object(
 )
 export type Route = Static<typeof Route>
 
+/** An IPv4 or IPv6 address with an optional prefix length: "10.0.0.0/8", "::1", "fd00::/8". */
+const Cidr = Type.String({ pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$', description: 'an IP address or CIDR block' })
+
+export const ListenerTls = Type.Object({ cert: PemFile, key: PemFile }, { ...closed, description: 'serve HTTPS with this certificate chain and key' })
+
+/** Limits on what one client may send and how slowly; each closes the connection or answers 4xx when crossed. */
+export const ClientLimits = Type.Object(
+  {
+    headersTimeout: Type.Optional(Duration),
+    requestTimeout: Type.Optional(Duration),
+    idleTimeout: Type.Optional(Duration),
+    keepAliveTimeout: Type.Optional(Duration),
+    maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1048576, description: 'bytes of request line plus headers' })),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  },
+  closed,
+)
+export type ClientLimits = Static<typeof ClientLimits>
+
 export const Listener = Type.Object(
   {
     address: Address,
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
+    tls: Type.Optional(ListenerTls),
+    trustedProxies: Type.Optional(Type.Array(Cidr, { description: 'clients whose Forwarded / X-Forwarded-* headers are kept and appended to' })),
+    limits: Type.Optional(ClientLimits),
   },
   closed,
 )

@@ -22,6 +22,8 @@ export interface ProviderOptions {
 export function createProvider(options: ProviderOptions) {
   const behaviour: Behaviour = { status: 200, delay: 0 }
   let served = 0
+  /** Requests to /healthz, so tests can count the checks a provider received. */
+  let healthz = 0
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/'
     if (url.startsWith('/_control')) {
@@ -29,17 +31,20 @@ export function createProvider(options: ProviderOptions) {
       if (q.has('status')) behaviour.status = Number(q.get('status'))
       if (q.has('delay')) behaviour.delay = Number(q.get('delay'))
       res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(`${JSON.stringify({ name: options.name, served, ...behaviour })}\n`)
+      res.end(`${JSON.stringify({ name: options.name, served, healthz, ...behaviour })}\n`)
       return
     }
     if (url === '/healthz') {
+      healthz++
       res.writeHead(behaviour.status === 200 ? 200 : 503, { 'content-type': 'text/plain' })
       res.end(behaviour.status === 200 ? 'ok\n' : 'unhealthy\n')
       return
     }
     served++
+    // `?bytes=N` asks for a large body (soak and bench runs); otherwise a one-line greeting.
+    const bytes = Number(/[?&]bytes=([0-9]+)/.exec(url)?.[1] ?? 0)
     const reply = (): void => {
-      const body = `hello from ${options.name}\n`
+      const body = bytes > 0 ? Buffer.alloc(bytes, 0x61) : `hello from ${options.name}\n`
       res.writeHead(behaviour.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-provider': options.name })
       res.end(body)
     }

@@ -5,8 +5,11 @@ import type { Pool } from 'undici'
 import type { Config, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
 import { createBalancer } from '../balance/index.js'
-import { Peer } from './peer.js'
-import { poolOptions, Upstream, upstreamTimeouts } from './upstream.js'
+import { SlowStart } from '../balance/slow-start.js'
+import { ms } from '../config/duration.js'
+import { sameJson } from '../config/diff.js'
+import { maxConns, type Peer } from './peer.js'
+import { activeCheck, connections, Upstream } from './upstream.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
 export interface Target {
@@ -175,7 +178,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         continue
       }
       for (const t of this.options.discovered(name, s.address)) {
-        if (!out.has(t.address)) out.set(t.address, { address: t.address, weight: s.weight ?? t.weight ?? 1, backup: (s.backup ?? false) || (t.backup ?? false), down: s.down ?? false })
+        if (!out.has(t.address)) out.set(t.address, { ...serverSpec({ ...s, address: t.address, weight: s.weight ?? t.weight }), backup: (s.backup ?? false) || (t.backup ?? false) })
       }
     }
     for (const [address, spec] of this.overlays.get(name) ?? []) {
@@ -207,6 +210,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       for (const [name, u] of previous) {
         if (next.has(name)) continue
         c.upstreams.removed.push(name)
+        u.slowStart.stop()
         this.retire(u, u.peers, c)
         this.specs.delete(name)
         this.emit('upstream-removed', u)
@@ -220,25 +224,35 @@ export class Membership extends EventEmitter<MembershipEvents> {
           continue
         }
         const fields = changedSettings(before.get(name) as UpstreamConfig, cfg)
+        const specs = this.effective(name, cfg)
         if (fields.length > 0) {
-          this.reconfigure(u, cfg, fields)
+          this.reconfigure(u, cfg, fields, specs)
           c.upstreams.changed.push(`${name} (${fields.join(', ')})`)
         }
-        this.applyServers(u, this.effective(name, cfg), c)
+        this.applyServers(u, specs, c)
         if (fields.length > 0) this.emit('upstream-changed', u, cfg, fields)
       }
     })
   }
 
-  /** Settings of a kept group; connections survive unless timeouts changed (an undici pool's timeouts are fixed). */
-  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[]): void {
-    if (fields.includes('balance')) u.balancer = createBalancer(config.balance)
+  /**
+   * Settings of a kept group. Connections survive unless timeouts or maxResponseSize changed (an undici pool's
+   * options are fixed); tls, queue and ewmaDecay of kept servers wait for a restart (src/reload.ts warns).
+   */
+  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[]): void {
+    u.balancer = createBalancer({ ...config, servers: specs })
     u.hostHeader = config.host
-    const timeouts = upstreamTimeouts(config)
-    if (timeouts.connect !== u.timeouts.connect || timeouts.response !== u.timeouts.response || timeouts.idle !== u.timeouts.idle) {
-      u.timeouts = timeouts
-      const options = poolOptions(timeouts)
-      for (const p of u.peers) this.retirePool(p.replacePool(options))
+    // The active checker picks the new check up in the same swap ('applied' -> ActiveChecker.update).
+    u.active = activeCheck(config)
+    if (fields.includes('slowStart')) {
+      u.slowStart.stop()
+      u.slowStart = new SlowStart(ms(config.slowStart ?? 0))
+    }
+    const next = connections(config)
+    const before = u.connections
+    u.connections = next
+    if (!sameJson(next.timeouts, before.timeouts) || next.pool.maxResponseSize !== before.pool.maxResponseSize) {
+      for (const p of u.peers) this.retirePool(p.replacePool(next.pool))
     }
   }
 
@@ -250,21 +264,25 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const byAddress = new Map(u.peers.map((p) => [p.address, p]))
     for (const [before, after] of d.changed) {
       const p = byAddress.get(after.address) as Peer
+      // A peer still ramping up in slow start gets the new weight when its ramp ends.
+      if (p.effectiveWeight === p.weight) p.effectiveWeight = after.weight
       p.weight = after.weight
       p.backup = after.backup
       p.configDown = after.down
+      p.maxConns = maxConns(after)
       c.changed.push(`${u.name}/${describeServerChange([before, after])}`)
     }
-    const options = poolOptions(u.timeouts)
     const added: Peer[] = []
     for (const s of d.added) {
-      const p = new Peer(s, options)
+      const p = u.createPeer(s)
       byAddress.set(s.address, p)
       added.push(p)
       c.added.push(`${u.name}/${s.address}`)
     }
     const removed = d.removed.map((s) => byAddress.get(s.address) as Peer)
     u.peers = specs.map((s) => byAddress.get(s.address) as Peer)
+    // Policies that size themselves from the set (the hash ring's total weight) are rebuilt with it.
+    u.balancer = createBalancer({ ...(this.configs.get(u.name) as UpstreamConfig), servers: specs })
     if (added.length > 0) this.emit('peers-added', u, added)
     this.retire(u, removed, c)
     u.refresh()

@@ -2,6 +2,8 @@
 import { Pool } from 'undici'
 import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
+import { TlsPool, type ClientTls } from './tls.js'
+import { PeakEwma } from '../balance/peak-ewma.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -14,6 +16,10 @@ export interface PoolOptions {
   /** How long an unused keep-alive connection is kept. */
   keepAlive: number
   connections: number
+  /** TLS to the provider (an https:// origin); `servername` undefined means the server's own host. */
+  tls?: (Partial<ClientTls> & Omit<ClientTls, 'servername'>) | undefined
+  /** Largest response body in bytes; undefined for no limit. */
+  maxResponseSize?: number | undefined
 }
 
 export class Peer {
@@ -21,8 +27,12 @@ export class Peer {
   readonly host: string
   readonly port: number
   readonly origin: string
-  /** weight, backup and configDown change in place on reload (src/upstream/membership.ts). */
+  /** weight, maxConns, backup and configDown change in place on reload (src/upstream/membership.ts). */
   weight: number
+  /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
+  effectiveWeight: number
+  /** Most requests in flight at once (`maxConns`); Infinity when unlimited, so the check is one comparison. */
+  maxConns: number
   backup: boolean
   /** `down: true` in the config: never receives traffic. */
   configDown: boolean
@@ -39,30 +49,63 @@ export class Peer {
   failures = 0
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
-  /** Replaced (see replacePool) only when the group's timeouts change on reload. */
+  /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
+  readonly rtt: PeakEwma
+  /** Replaced (see replacePool) only when the group's timeouts or response limit change on reload. */
   pool: Pool
+  /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
+  readonly tls: ClientTls | undefined
 
-  constructor(server: Server, pool: PoolOptions) {
+  constructor(server: Server, pool: PoolOptions, latencyDecay?: number) {
     this.address = server.address
     const { host, port } = splitAddress(server.address)
     this.host = host
     this.port = port
-    this.origin = `http://${server.address}`
+    this.tls = pool.tls === undefined ? undefined : { ...pool.tls, servername: pool.tls.servername ?? host }
+    this.origin = `${this.tls === undefined ? 'http' : 'https'}://${server.address}`
     this.weight = server.weight ?? 1
+    this.effectiveWeight = this.weight
+    this.maxConns = maxConns(server)
+    this.rtt = new PeakEwma(latencyDecay)
     this.backup = server.backup ?? false
     this.configDown = server.down ?? false
-    this.pool = createPool(this.origin, pool)
+    this.pool = this.createPool(pool)
   }
 
   /** New requests use a pool with new options; the old pool is returned so its in-flight requests can finish before it closes. */
   replacePool(options: PoolOptions): Pool {
     const old = this.pool
-    this.pool = createPool(this.origin, options)
+    this.pool = this.createPool(options)
     return old
+  }
+
+  /** The TLS settings stay the peer's own: a server that changes scheme is a different server. */
+  private createPool(pool: PoolOptions): Pool {
+    const options: Pool.Options = {
+      connections: pool.connections,
+      connect: { timeout: pool.connectTimeout },
+      headersTimeout: pool.responseTimeout,
+      bodyTimeout: pool.idleTimeout,
+      keepAliveTimeout: pool.keepAlive,
+      keepAliveMaxTimeout: pool.keepAlive,
+      pipelining: 1,
+      maxResponseSize: pool.maxResponseSize ?? -1,
+    }
+    return this.tls === undefined ? new Pool(this.origin, options) : new TlsPool(this.origin, options, this.tls, pool.connectTimeout)
   }
 
   get eligible(): boolean {
     return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
+  }
+
+  /** One latency sample (ms from sending the request to its response headers). */
+  recordLatency(ms: number): void {
+    this.rtt.observe(ms, performance.now())
+  }
+
+  /** The learned latency now (ms): the peak-EWMA estimate, for the status page. */
+  get latency(): number {
+    return this.rtt.estimate(performance.now())
   }
 
   close(): Promise<void> {
@@ -70,14 +113,7 @@ export class Peer {
   }
 }
 
-function createPool(origin: string, pool: PoolOptions): Pool {
-  return new Pool(origin, {
-    connections: pool.connections,
-    connect: { timeout: pool.connectTimeout },
-    headersTimeout: pool.responseTimeout,
-    bodyTimeout: pool.idleTimeout,
-    keepAliveTimeout: pool.keepAlive,
-    keepAliveMaxTimeout: pool.keepAlive,
-    pipelining: 1,
-  })
+/** `maxConns` as the peer checks it: Infinity when unlimited, so the check is one comparison. */
+export function maxConns(server: Pick<Server, 'maxConns'>): number {
+  return server.maxConns === undefined || server.maxConns === 0 ? Infinity : server.maxConns
 }
