@@ -7,6 +7,7 @@ import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
 import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
+import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
 import { createAccessLogger, createLogger } from './log.js'
@@ -102,6 +103,7 @@ export class Vigil {
       },
       options.configFile,
     )
+    registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
     this.admin =
       options.admin === false
         ? undefined

@@ -57,6 +57,12 @@ t.test('POST /reload swaps the set; a kept server keeps its Peer, counters and o
   t.match(proxy.vigil.reloadStatus, { generation: 2, reloads: 1, failures: 0, last: { ok: true, source: 'admin', generation: 2 } })
   const status = JSON.parse((await get(`${proxy.admin}/reload`)).body) as unknown
   t.match(status, { generation: 2, last: { ok: true } }, 'GET /reload reports the last reload')
+  t.match(JSON.parse((await get(`${proxy.admin}/status?format=json`)).body), { servers: { generation: 2 }, reload: { ok: true, source: 'admin', generation: 2 } }, 'so does the status page')
+  const metrics = (await get(`${proxy.admin}/metrics`)).body
+  t.match(metrics, /^vigil_config_generation 2$/m)
+  t.match(metrics, /^vigil_config_last_reload_success 1$/m)
+  t.match(metrics, /^vigil_config_reloads_total\{result="ok"\} 1$/m)
+  t.match(metrics, /^vigil_config_last_reload_timestamp_seconds \d+/m)
 })
 
 t.test('a bad file is rejected with its JSON paths and the running set keeps serving', async (t) => {
@@ -73,6 +79,10 @@ t.test('a bad file is rejected with its JSON paths and the running set keeps ser
   t.equal((await get(proxy.url)).headers['x-provider'], 'a')
   t.match(lines.find((l) => l['msg'] === 'config reload rejected; the running config stays'), { issues: [{ path: 'upstreams.api.servers[0].weight' }] })
   t.match(proxy.vigil.reloadStatus, { generation: 1, failures: 1, last: { ok: false, source: 'admin' } })
+  t.match((await get(`${proxy.admin}/status?format=html`)).body, /last reload <span id="reload">failed<\/span> \(admin, /)
+  const metrics = (await get(`${proxy.admin}/metrics`)).body
+  t.match(metrics, /^vigil_config_last_reload_success 0$/m)
+  t.match(metrics, /^vigil_config_reloads_total\{result="failed"\} 1$/m)
 
   writeConfig(proxy.file, '{ "listeners": [')
   t.match((await postReload(proxy.admin)).body, { ok: false, issues: [{ found: 'end of file' }] }, 'a syntax error is reported too')

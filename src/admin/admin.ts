@@ -73,10 +73,11 @@ export class AdminServer {
     }
     const rows = statusRows(this.options).filter((r) => filter === null || r.status === filter)
     const generation = this.options.generation()
+    const reload = this.options.membership?.status.last
     switch (format as Format) {
       case 'html': {
         const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
-        send(res, 200, 'text/html; charset=utf-8', renderHtml(rows, generation, Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH))
+        send(res, 200, 'text/html; charset=utf-8', renderHtml(rows, generation, Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload))
         return
       }
       case 'csv':
@@ -86,7 +87,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload))
     }
   }
 

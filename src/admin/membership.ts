@@ -2,6 +2,7 @@
 // PUT / DELETE /upstreams/NAME/servers/ADDRESS, all through the same queued update path as file reloads.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Type } from '@sinclair/typebox'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import { Address, Server } from '../config/schema.js'
 import { schemaIssues } from '../config/load.js'
 import { formatIssues } from '../config/errors.js'
@@ -73,6 +74,51 @@ export function handleMembership(req: IncomingMessage, res: ServerResponse, path
     done(actions.putServer(upstream, serverSpec(server as ServerSpec)))
   })
   return true
+}
+
+/** Reload series for GET /metrics, read from the live status when scraped. */
+export function registerReloadMetrics(registry: Registry, status: () => ReloadStatus): void {
+  const registers = [registry]
+  new Gauge({
+    name: 'vigil_config_generation',
+    help: 'generation of the live membership: bumped by every applied reload, admin server change and DNS change',
+    registers,
+    collect() {
+      this.set(status().generation)
+    },
+  })
+  new Gauge({
+    name: 'vigil_config_last_reload_success',
+    help: '1 when the last reload applied, 0 when it was rejected (absent before the first)',
+    registers,
+    collect() {
+      this.reset()
+      const last = status().last
+      if (last !== undefined) this.set(last.ok ? 1 : 0)
+    },
+  })
+  new Gauge({
+    name: 'vigil_config_last_reload_timestamp_seconds',
+    help: 'when the last reload finished, in Unix seconds',
+    registers,
+    collect() {
+      this.reset()
+      const last = status().last
+      if (last !== undefined) this.set(Date.parse(last.at) / 1000)
+    },
+  })
+  new Counter({
+    name: 'vigil_config_reloads_total',
+    help: 'reloads by result',
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset()
+      const s = status()
+      this.inc({ result: 'ok' }, s.reloads - s.failures)
+      this.inc({ result: 'failed' }, s.failures)
+    },
+  })
 }
 
 /** The request body as text, or undefined when it is larger than MAX_BODY. */

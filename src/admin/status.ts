@@ -4,6 +4,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import type { ActiveChecker, LastCheck } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
+import type { LastReload } from '../reload.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
@@ -86,8 +87,9 @@ export function statusRows(source: StatusSource): ServerStatus[] {
   return rows
 }
 
-export function renderJson(rows: readonly ServerStatus[], generation: number): string {
-  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows } })}\n`
+/** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
+export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload): string {
+  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload })}\n`
 }
 
 /** Flat columns for csv and html: Tengine's first, then vigil's. */
@@ -135,7 +137,7 @@ function escapeHtml(v: unknown): string {
 }
 
 /** A readable table that reloads itself every `refresh` seconds; rows of servers out of rotation are marked. */
-export function renderHtml(rows: readonly ServerStatus[], generation: number, refresh: number): string {
+export function renderHtml(rows: readonly ServerStatus[], generation: number, refresh: number, reload?: LastReload): string {
   const down = rows.filter((r) => r.status === 'down').length
   const body = rows
     .map((r) => `<tr class="${r.status}" data-name="${escapeHtml(r.name)}">${COLUMNS.map(([, get]) => `<td>${escapeHtml(get(r))}</td>`).join('')}</tr>`)
@@ -143,7 +145,9 @@ export function renderHtml(rows: readonly ServerStatus[], generation: number, re
   return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="${refresh}"><title>vigil status</title>
 <style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}tr.down{background:#f88}</style>
 </head><body><h1>vigil status</h1>
-<p>generation ${generation}; ${rows.length} servers, <span id="down">${down}</span> down; refreshes every ${refresh} s</p>
+<p>generation ${generation}; ${rows.length} servers, <span id="down">${down}</span> down; refreshes every ${refresh} s${
+    reload === undefined ? '' : `; last reload <span id="reload">${reload.ok ? 'ok' : 'failed'}</span> (${escapeHtml(reload.source)}, ${escapeHtml(reload.at)})`
+  }</p>
 <table><thead><tr>${COLUMNS.map(([h]) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
 ${body}
 </tbody></table></body></html>\n`
