@@ -8,10 +8,12 @@ import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
 import { createAccessLogger, createLogger } from './log.js'
 import type { ForwardHooks } from './proxy/forward.js'
+import { logHealth, type HealthEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
+export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 
@@ -44,6 +46,7 @@ export class Vigil {
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     const access = config.log?.access === true ? (options.accessLogger ?? createAccessLogger()) : undefined
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, u]) => [name, new Upstream(name, u)]))
+    for (const u of this.upstreams.values()) u.on('health', (e: HealthEvent) => logHealth(this.log, e))
     const hooks: ForwardHooks = {
       log: this.log,
       access,

@@ -1,15 +1,15 @@
 // A listener accepts client connections on one address and hands each request to its router.
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Listener as ListenerConfig } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
-import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
+import { forward, parseTarget, VigilRequest, VigilResponse, type ForwardHooks } from './forward.js'
 import { sendError } from './respond.js'
 import { listenOn } from '../net.js'
 
 export class ProxyListener {
-  readonly server: Server<typeof IncomingMessage, typeof VigilResponse>
+  readonly server: Server<typeof VigilRequest, typeof VigilResponse>
   private readonly router: Router
 
   constructor(
@@ -18,10 +18,10 @@ export class ProxyListener {
     private readonly hooks: ForwardHooks,
   ) {
     this.router = new Router(config, upstreams)
-    this.server = createServer({ ServerResponse: VigilResponse, keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res))
+    this.server = createServer({ IncomingMessage: VigilRequest, ServerResponse: VigilResponse, keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res))
   }
 
-  private onRequest(req: IncomingMessage, res: VigilResponse): void {
+  private onRequest(req: VigilRequest, res: VigilResponse): void {
     const target = parseTarget(req.url ?? '/', req.headers.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')

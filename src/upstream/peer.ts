@@ -2,6 +2,7 @@
 import { Pool } from 'undici'
 import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
+import type { PeerHealth } from '../health/passive.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -32,6 +33,8 @@ export class Peer {
    */
   checkUp = true
   passiveOk = true
+  /** Passive health state (health/passive.ts), which owns `passiveOk`. */
+  passive: PeerHealth | undefined = undefined
   /** Requests sent to this peer and not finished yet. */
   inflight = 0
   requests = 0
