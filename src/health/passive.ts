@@ -219,8 +219,8 @@ export class PeerHealth implements BreakerHost {
       this.timer = setTimeout(reopen, duration, this)
       this.timer.unref()
     }
-    this.applyGate()
     g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), duration, level: this.level })
+    this.applyGate()
   }
 
   openTrial(): void {
@@ -237,8 +237,8 @@ export class PeerHealth implements BreakerHost {
     this.state = 'ok'
     this.restoredAt = now
     this.detector?.reset()
-    this.applyGate()
     this.group.emit(this, 'restored', reason, { level: this.level })
+    this.applyGate()
   }
 
   /** Envoy-style: each ejectTime spent healthy takes one step off the multiplier. */
@@ -286,13 +286,12 @@ export class PeerHealth implements BreakerHost {
       if (!this.group.mayTakeOut(this)) return
       this.suspect = true
       this.stalls++
-      this.applyGate()
       this.group.emit(this, 'suspect', 'no response for far longer than the group takes', { evidence })
     } else {
       this.suspect = false
-      this.applyGate()
       this.group.emit(this, 'cleared', head === undefined ? 'no request waiting any more' : 'responded again', { evidence })
     }
+    this.applyGate()
   }
 
   /** A peer is out of rotation on passive evidence (for the cap). */
@@ -391,8 +390,8 @@ export class PassiveHealth {
     }
   }
 
-  /** Hot path: a request was sent to `peer`. Returns the role the passive state gives it. */
-  dispatched(peer: Peer, w: Waiting, now: number): Role {
+  /** Hot path: a request is being sent to `peer`; sets the role the passive state gives it. */
+  dispatched(peer: Peer, w: Waiting, now: number): void {
     const h = peer.passive as PeerHealth
     if (this.settings.stall !== undefined) {
       w.waitingOn = h
@@ -401,7 +400,7 @@ export class PassiveHealth {
       else h.waitTail.nextWaiting = w
       h.waitTail = w
     }
-    return h.dispatched(now)
+    w.role = h.dispatched(now)
   }
 
   /** Hot path: response headers arrived. */

@@ -187,7 +187,7 @@ export class Exchange {
     a.nextLive = this.live
     this.live = a
     peer.inflight++
-    a.role = this.upstream.passive.dispatched(peer, a, now)
+    this.upstream.passive.dispatched(peer, a, now)
     const perTry = this.upstream.retry.perTryTimeout
     if (perTry > 0) {
       clearTimeout(this.timer)
@@ -334,14 +334,19 @@ export class Exchange {
     a.nextLive = undefined
   }
 
-  /** The first attempt with a response wins; the others are cancelled (a hedge loser is not a failure). */
+  /**
+   * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   */
   private cancelOthers(winner: Attempt, now: number): void {
     clearTimeout(this.timer)
     this.timer = undefined
+    const perTry = this.upstream.retry.perTryTimeout
     for (let a = this.live; a !== undefined; ) {
       const next = a.nextLive
       if (a !== winner) {
-        this.settle(a, undefined, false, now)
+        const late = now - a.started >= perTry
+        this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
         a.abort()
       }
       a = next
