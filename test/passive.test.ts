@@ -302,6 +302,11 @@ t.test('stall: a peer whose oldest request waits far longer than the group p99 i
   t.match(events.at(-1), { kind: 'cleared', reason: 'responded again' })
   t.ok(stuck.waitingOn !== undefined, 'the request already waiting is not failed early')
   u.passive.settled(a, second, undefined, true, Date.now())
+  tick(400)
+  t.notOk(a.eligible, 'still nothing from it: suspected again')
+  u.passive.vouch(a, Date.now())
+  tick(100)
+  t.ok(a.eligible, 'a passed active check clears it too')
   u.passive.settled(a, stuck, undefined, true, Date.now())
   t.equal(stuck.waitingOn, undefined)
 

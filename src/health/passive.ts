@@ -424,6 +424,14 @@ export class PassiveHealth {
     h.record(w.role, failed, failed ? (failure as Failure).code : '', now)
   }
 
+  /**
+   * Evidence from elsewhere that the peer answers (an active check passed): it counts as a response, so a
+   * stall suspicion clears at the next inspection. For the active checker.
+   */
+  vouch(peer: Peer, now: number): void {
+    ;(peer.passive as PeerHealth).lastResponse = now
+  }
+
   /** The cap: passive evidence never takes out more than maxEjectPercent of the primaries, nor a group of one. */
   mayTakeOut(h: PeerHealth): boolean {
     if (h.peer.backup || h.out) return true
