@@ -22,7 +22,11 @@ t.test('a provider that fails after the status line: the client connection is cu
   ;(proxy.vigil.upstreams.get('api') as Upstream).on('health', (e: HealthEvent) => events.push(e))
   await t.rejects(get(`${proxy.url}/`), 'the body never completes')
   t.equal(hits, 1, 'one attempt only: the status line was already sent')
-  t.match(events, [{ kind: 'ejected', reason: 'upstream_reset' }], 'but it counts against the provider')
+  t.match(
+    events.filter((e) => e.kind === 'ejected'),
+    [{ reason: 'upstream_reset' }],
+    'but it counts against the provider',
+  )
 })
 
 t.test('a client that goes away is not the provider failing', async (t) => {
@@ -44,7 +48,11 @@ t.test('a client that goes away is not the provider failing', async (t) => {
   })
   while (!upstreamSawClose) await new Promise((r) => setTimeout(r, 20))
   t.ok(upstreamSawClose, 'the upstream request was aborted')
-  t.same(events, [], 'no ejection')
+  t.same(
+    events.filter((e) => e.kind === 'ejected'),
+    [],
+    'no ejection',
+  )
   t.equal(up.peers[0]?.failures, 0)
   t.equal(up.peers[0]?.inflight, 0)
 })

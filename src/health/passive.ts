@@ -75,7 +75,7 @@ export interface PeerPassiveSnapshot {
 }
 
 /** How a request was let through to its peer, decided at dispatch. */
-export const enum Role {
+export enum Role {
   Normal = 0,
   /** The one trial request after an ejection. */
   Trial = 1,
@@ -331,7 +331,12 @@ function reopen(h: PeerHealth): void {
 }
 
 function tick(g: PassiveHealth): void {
-  g.checkStalls(Date.now())
+  const now = Date.now()
+  // A tick that comes late means vigil's own event loop lagged: responses may be sitting unread, so
+  // the ages say nothing about the providers this time (inconclusive, like a lagged active check).
+  const lagged = now - g.lastTick > 2 * STALL_TICK
+  g.lastTick = now
+  if (!lagged) g.checkStalls(now)
 }
 
 function rotate(e: EventEmitter): void {
@@ -349,6 +354,7 @@ export class PassiveHealth {
   private readonly sorted = new Float64Array(LATENCY_SAMPLES)
   private samples = 0
   private noneEligible = false
+  lastTick = Date.now()
 
   constructor(
     readonly upstream: Upstream,
