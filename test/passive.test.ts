@@ -239,7 +239,7 @@ t.test('ejection time grows with re-ejections, is capped and jittered, and decay
   tick(2_000) // two ejectTimes healthy: the multiplier drops from 4 to 2
   hit(u, a, REFUSED)
   t.ok(within(durations[4] as number, 3_000), `after decay ${durations[4]}`)
-  t.equal(events.at(-1)?.level, 3)
+  t.equal(events.at(-1)?.multiplier, 3)
 })
 
 t.test('rate mode: the breaker opens, its half-open is the single trial, success closes it', async (t) => {
@@ -256,7 +256,7 @@ t.test('rate mode: the breaker opens, its half-open is the single trial, success
   t.equal(hit(u, a, REFUSED), Role.Trial)
   await new Promise((r) => setImmediate(r))
   t.notOk(a.eligible, 'trial failed: open again')
-  t.match(events.at(-1), { kind: 'ejected', reason: 'trial failed', level: 2 })
+  t.match(events.at(-1), { kind: 'ejected', reason: 'trial failed', multiplier: 2 })
   tick(4_500)
   t.equal(hit(u, a), Role.Trial)
   await new Promise((r) => setImmediate(r))

@@ -48,9 +48,9 @@ export interface HealthEvent {
   peer: string | undefined
   reason: string
   evidence?: Evidence | StallEvidence
-  /** For `ejected`: how long, ms, and the how-many-th consecutive ejection. */
+  /** For `ejected`: how long, ms; and the ejection-time multiplier (consecutive ejections, decayed while healthy). */
   duration?: number
-  level?: number
+  multiplier?: number
 }
 
 export interface StallEvidence {
@@ -68,7 +68,7 @@ export interface PeerPassiveSnapshot {
   ejectedUntil: number | undefined
   ejections: number
   /** Consecutive ejections not yet decayed: the current ejection-time multiplier. */
-  level: number
+  multiplier: number
   trials: number
   capped: number
   stalls: number
@@ -133,7 +133,7 @@ export class PeerHealth implements BreakerHost {
   ejectedUntil = 0
   restoredAt = 0
   lastResponse = 0
-  level = 0
+  multiplier = 0
   ejections = 0
   trials = 0
   capped = 0
@@ -186,7 +186,7 @@ export class PeerHealth implements BreakerHost {
         this.state = 'probing'
         this.trials++
         this.applyGate()
-        this.group.emit(this, 'trial', 'ejection time over, one request let through', { evidence: this.detector?.evidence(now), level: this.level })
+        this.group.emit(this, 'trial', 'ejection time over, one request let through', { evidence: this.detector?.evidence(now), multiplier: this.multiplier })
         return Role.Trial
       default:
         return Role.LastResort
@@ -207,8 +207,8 @@ export class PeerHealth implements BreakerHost {
       return
     }
     const duration = this.detector instanceof RateDetector ? this.pending : this.nextDuration(now)
-    if (this.state === 'ok') this.level = this.decayedLevel(now)
-    this.level++
+    if (this.state === 'ok') this.multiplier = this.decayedMultiplier(now)
+    this.multiplier++
     this.state = 'ejected'
     this.ejections++
     this.ejectedAt = now
@@ -219,7 +219,7 @@ export class PeerHealth implements BreakerHost {
       this.timer = setTimeout(reopen, duration, this)
       this.timer.unref()
     }
-    g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), duration, level: this.level })
+    g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), duration, multiplier: this.multiplier })
     this.applyGate()
   }
 
@@ -237,22 +237,22 @@ export class PeerHealth implements BreakerHost {
     this.state = 'ok'
     this.restoredAt = now
     this.detector?.reset()
-    this.group.emit(this, 'restored', reason, { level: this.level })
+    this.group.emit(this, 'restored', reason, { multiplier: this.multiplier })
     this.applyGate()
   }
 
   /** Envoy-style: each ejectTime spent healthy takes one step off the multiplier. */
-  private decayedLevel(now: number): number {
-    if (this.level === 0) return 0
+  private decayedMultiplier(now: number): number {
+    if (this.multiplier === 0) return 0
     const healthy = Math.floor((now - this.restoredAt) / this.group.settings.ejectTime)
-    return Math.max(0, this.level - healthy)
+    return Math.max(0, this.multiplier - healthy)
   }
 
   /** ejectTime × (consecutive ejections), capped at maxEjectTime; jittered when it can grow at all. */
   private nextDuration(now: number): number {
     const s = this.group.settings
-    const level = this.state === 'ok' ? this.decayedLevel(now) : this.level
-    const base = Math.min(s.ejectTime * (level + 1), s.maxEjectTime)
+    const previous = this.state === 'ok' ? this.decayedMultiplier(now) : this.multiplier
+    const base = Math.min(s.ejectTime * (previous + 1), s.maxEjectTime)
     return s.maxEjectTime > s.ejectTime ? Math.round(base * (1 + Math.random() * EJECT_JITTER)) : base
   }
 
@@ -313,7 +313,7 @@ export class PeerHealth implements BreakerHost {
       suspect: this.suspect,
       ejectedUntil: this.state === 'ejected' ? this.ejectedUntil : undefined,
       ejections: this.ejections,
-      level: this.level,
+      multiplier: this.multiplier,
       trials: this.trials,
       capped: this.capped,
       stalls: this.stalls,
