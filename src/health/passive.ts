@@ -129,7 +129,6 @@ function settings(c: Passive | undefined): Settings {
 export class PeerHealth implements BreakerHost {
   state: PassiveState = 'ok'
   suspect = false
-  ejectedAt = 0
   ejectedUntil = 0
   restoredAt = 0
   lastResponse = 0
@@ -202,7 +201,7 @@ export class PeerHealth implements BreakerHost {
       if (this.detector instanceof RateDetector) this.detector.reset()
       if (!this.cappedNow) {
         this.cappedNow = true
-        g.emit(this, 'capped', `${reason}; not ejected: maxEjectPercent reached`, { evidence: this.detector?.evidence(now) })
+        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now) })
       }
       return
     }
@@ -211,7 +210,6 @@ export class PeerHealth implements BreakerHost {
     this.multiplier++
     this.state = 'ejected'
     this.ejections++
-    this.ejectedAt = now
     this.ejectedUntil = now + duration
     this.cappedNow = false
     // The rate breaker times its own half-open; the counting modes reopen the gate with a timer.
@@ -275,11 +273,16 @@ export class PeerHealth implements BreakerHost {
     this.restore(Date.now(), 'trial succeeded')
   }
 
-  /** Suspect or clear, by the age of the oldest waiting request (or of the last response, if younger). */
+  /** How long the oldest waiting request has waited with no response from this peer meanwhile; 0 when none waits. */
+  silentFor(now: number): number {
+    const head = this.waitHead
+    return head === undefined ? 0 : now - Math.max(head.started, this.lastResponse)
+  }
+
+  /** Suspect or clear, by how long the peer has kept a request waiting without answering anything. */
   checkStall(now: number, threshold: number, p99: number): void {
     const head = this.waitHead
-    const since = head === undefined ? now : Math.max(head.started, this.lastResponse)
-    const stalled = now - since > threshold
+    const stalled = this.silentFor(now) > threshold
     if (stalled === this.suspect) return
     const evidence: StallEvidence = { waiting: head === undefined ? 0 : now - head.started, threshold, p99 }
     if (stalled) {
@@ -455,10 +458,7 @@ export class PassiveHealth {
   checkStalls(now: number): void {
     const stall = this.settings.stall as { factor: number; floor: number }
     let oldest = 0
-    for (const h of this.peers) {
-      const w = h.waitHead
-      if (w !== undefined && now - Math.max(w.started, h.lastResponse) > oldest) oldest = now - Math.max(w.started, h.lastResponse)
-    }
+    for (const h of this.peers) oldest = Math.max(oldest, h.silentFor(now))
     // The p99 costs a sort: only worth it when some peer is past the floor, or one is suspect already.
     if (oldest <= stall.floor && !this.peers.some(isSuspect)) return
     const p99 = this.p99()
