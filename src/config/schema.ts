@@ -25,6 +25,9 @@ export const Server = Type.Object(
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
     backup: Type.Optional(Type.Boolean({ default: false, description: 'used only when no primary server is eligible' })),
     down: Type.Optional(Type.Boolean({ default: false, description: 'never receives traffic' })),
+    maxConns: Type.Optional(
+      Type.Integer({ minimum: 0, default: 0, description: 'most requests in flight to this server at once; 0 means no limit' }),
+    ),
   },
   closed,
 )
@@ -123,11 +126,47 @@ export const Timeouts = Type.Object(
   closed,
 )
 
-export const Balance = Type.Union([Type.Literal('round_robin')], { default: 'round_robin' })
+export const Balance = Type.Union(
+  [
+    Type.Literal('round_robin'),
+    Type.Literal('least_conn'),
+    Type.Literal('random'),
+    Type.Literal('p2c'),
+    Type.Literal('ewma'),
+    Type.Literal('hash'),
+  ],
+  { default: 'round_robin' },
+)
+
+/** What `balance: "hash"` hashes: the client address, a request header, a cookie, or the path. */
+export const HashKey = Type.String({
+  pattern: "^(ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+  default: 'ip',
+  description: '"ip", "path", "header:NAME" or "cookie:NAME"',
+})
+
+/** nginx `queue`: when every server is at its maxConns limit, up to `size` requests wait up to `timeout` (default 60s). */
+export const Queue = Type.Object(
+  {
+    size: Type.Integer({ minimum: 1 }),
+    timeout: Type.Optional(Duration),
+  },
+  { ...closed, description: 'requests that wait while every server is at its maxConns limit' },
+)
 
 export const Upstream = Type.Object(
   {
     balance: Type.Optional(Balance),
+    hashKey: Type.Optional(HashKey),
+    hashBalanceFactor: Type.Optional(
+      Type.Integer({
+        minimum: 100,
+        description: 'balance "hash" only: a server takes at most this percentage of the average load, then keys spill to the next on the ring',
+      }),
+    ),
+    ewmaDecay: Type.Optional(Duration),
+    slowStart: Type.Optional(Duration),
+    queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
     passive: Type.Optional(Passive),

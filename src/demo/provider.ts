@@ -15,6 +15,8 @@ export interface ProviderOptions {
   name: string
   port?: number
   host?: string
+  /** Listen backlog; a tiny one lets tests fill the accept queue of a frozen provider. */
+  backlog?: number
 }
 
 export function createProvider(options: ProviderOptions) {
@@ -50,13 +52,22 @@ export function createProvider(options: ProviderOptions) {
     behaviour,
     served: () => served,
     listen: () =>
-      new Promise<AddressInfo>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(server.address() as AddressInfo))),
+      new Promise<AddressInfo>((resolve) =>
+        server.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', backlog: options.backlog ?? 511 }, () => resolve(server.address() as AddressInfo)),
+      ),
   }
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
-  const { values } = parseArgs({ options: { name: { type: 'string', default: 'provider' }, port: { type: 'string', default: '0' }, host: { type: 'string', default: '127.0.0.1' } } })
-  const provider = createProvider({ name: values.name, port: Number(values.port), host: values.host })
+  const { values } = parseArgs({
+    options: {
+      name: { type: 'string', default: 'provider' },
+      port: { type: 'string', default: '0' },
+      host: { type: 'string', default: '127.0.0.1' },
+      backlog: { type: 'string', default: '511' },
+    },
+  })
+  const provider = createProvider({ name: values.name, port: Number(values.port), host: values.host, backlog: Number(values.backlog) })
   const address = await provider.listen()
   // One JSON line on stdout tells the parent where this provider listens.
   process.stdout.write(`${JSON.stringify({ name: values.name, port: address.port, pid: process.pid })}\n`)

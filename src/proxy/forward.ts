@@ -10,6 +10,7 @@ import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
+import { enqueue } from './queue.js'
 
 export interface ForwardHooks {
   log: Logger
@@ -45,6 +46,14 @@ function onPerTryTimeout(ex: Exchange): void {
   ex.perTryTimeout()
 }
 
+/** The wait queue admits a request: its exchange, parked on the request, picks its first peer now. */
+function admitQueued(req: IncomingMessage, res: VigilResponse): void {
+  const ex = (req as VigilRequest).exchange as Exchange
+  ;(req as VigilRequest).exchange = undefined
+  res.exchange = ex
+  ex.begin()
+}
+
 const NO_PEERS: readonly Peer[] = []
 
 /**
@@ -67,6 +76,9 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   waitingOn: PeerHealth | undefined = undefined
   /** Next attempt of the same exchange still running (hedging runs several). */
   nextLive: Attempt | undefined = undefined
+  /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
+  readonly sentAt = performance.now()
+  headersAt = 0
 
   constructor(
     readonly exchange: Exchange,
@@ -169,16 +181,28 @@ export class Exchange {
   }
 
   private first(): void {
-    const now = Date.now()
-    this.upstream.retry.budget.request(now)
-    const peer = this.upstream.select(NO_PEERS)
+    this.upstream.retry.budget.request(Date.now())
+    this.begin()
+  }
+
+  /** Send the first attempt; or wait in the queue while every eligible peer is at maxConns; or answer 503. */
+  begin(): void {
+    const up = this.upstream
+    const peer = up.select(NO_PEERS, this.req)
     if (peer === undefined) {
-      sendError(this.res, 503, 'no_live_upstreams', `no live upstreams in "${this.upstream.name}"`)
+      const refusal = up.refusal()
+      if (refusal.code === 'max_conns' && enqueue(admitQueued, this.req, this.res, up, this.target, this.hooks)) {
+        // While queued, the queue owns the request (its timeout, the client leaving); admitQueued hands it back.
+        this.res.exchange = undefined
+        this.req.exchange = this
+        return
+      }
+      sendError(this.res, 503, refusal.code, refusal.detail)
       this.finish(503)
       return
     }
     this.firstPeer = peer
-    this.launch(peer, now)
+    this.launch(peer, Date.now())
   }
 
   private launch(peer: Peer, now: number): void {
@@ -199,7 +223,7 @@ export class Exchange {
   /** A peer this request has not used yet, or undefined. */
   private nextPeer(): Peer | undefined {
     const tried = (this.tried ??= [this.firstPeer as Peer])
-    const peer = this.upstream.select(tried)
+    const peer = this.upstream.select(tried, this.req)
     if (peer !== undefined) tried.push(peer)
     return peer
   }
@@ -228,6 +252,7 @@ export class Exchange {
     if (a.settled || this.winner !== undefined) return false
     const now = Date.now()
     const up = this.upstream
+    a.headersAt = performance.now()
     up.passive.responded(a, now)
     if (up.retry.on.hasStatus(status)) {
       // A retryable status is answered only when no other peer is racing or can be tried.
@@ -325,7 +350,10 @@ export class Exchange {
     peer.inflight--
     peer.requests++
     if (failure !== undefined && conclusive) peer.failures++
+    // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
+    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
     this.upstream.passive.settled(peer, a, failure, conclusive, now)
+    this.upstream.admitWaiting()
   }
 
   private unlink(a: Attempt): void {

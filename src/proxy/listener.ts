@@ -11,6 +11,8 @@ import { listenOn } from '../net.js'
 export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
   private readonly router: Router
+  /** Set once shutdown starts: every response from then on closes its connection. */
+  private closing = false
 
   constructor(
     readonly config: ListenerConfig,
@@ -22,6 +24,8 @@ export class ProxyListener {
   }
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
+    // Keep-alive clients would otherwise keep a closing server busy forever.
+    if (this.closing) res.shouldKeepAlive = false
     const target = parseTarget(req.url ?? '/', req.headers.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
@@ -43,6 +47,7 @@ export class ProxyListener {
 
   /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
   stopAccepting(): Promise<void> {
+    this.closing = true
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     this.server.closeIdleConnections()
     return closed

@@ -2,6 +2,7 @@
 import { Pool } from 'undici'
 import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
+import { PeakEwma } from '../balance/peak-ewma.js'
 import type { PeerHealth } from '../health/passive.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
@@ -23,6 +24,10 @@ export class Peer {
   readonly port: number
   readonly origin: string
   readonly weight: number
+  /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
+  effectiveWeight: number
+  /** Most requests in flight at once (`maxConns`); Infinity when unlimited, so the check is one comparison. */
+  readonly maxConns: number
   readonly backup: boolean
   /** `down: true` in the config: never receives traffic. */
   readonly configDown: boolean
@@ -41,15 +46,20 @@ export class Peer {
   failures = 0
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
+  /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
+  readonly rtt: PeakEwma
   readonly pool: Pool
 
-  constructor(server: Server, pool: PoolOptions) {
+  constructor(server: Server, pool: PoolOptions, latencyDecay?: number) {
     this.address = server.address
     const { host, port } = splitAddress(server.address)
     this.host = host
     this.port = port
     this.origin = `http://${server.address}`
     this.weight = server.weight ?? 1
+    this.effectiveWeight = this.weight
+    this.maxConns = server.maxConns === undefined || server.maxConns === 0 ? Infinity : server.maxConns
+    this.rtt = new PeakEwma(latencyDecay)
     this.backup = server.backup ?? false
     this.configDown = server.down ?? false
     this.pool = new Pool(this.origin, {
@@ -65,6 +75,16 @@ export class Peer {
 
   get eligible(): boolean {
     return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
+  }
+
+  /** One latency sample (ms from sending the request to its response headers). */
+  recordLatency(ms: number): void {
+    this.rtt.observe(ms, performance.now())
+  }
+
+  /** The learned latency now (ms): the peak-EWMA estimate, for the status page. */
+  get latency(): number {
+    return this.rtt.estimate(performance.now())
   }
 
   close(): Promise<void> {

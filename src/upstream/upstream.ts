@@ -2,8 +2,10 @@
 import { EventEmitter } from 'node:events'
 import type { Upstream as UpstreamConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
-import { createBalancer, type Balancer } from '../balance/index.js'
+import { createBalancer, type Balancer, type PickRequest } from '../balance/index.js'
+import { SlowStart } from '../balance/slow-start.js'
 import { Peer, type PoolOptions } from './peer.js'
+import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
 import { PassiveHealth } from '../health/passive.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
@@ -17,16 +19,28 @@ export interface UpstreamTimeouts {
 
 const NONE: readonly Peer[] = []
 
+/** The 503 vigil answers when select() finds no peer. */
+export interface Refusal {
+  code: 'no_live_upstreams' | 'max_conns'
+  detail: string
+}
+
 export class Upstream extends EventEmitter {
   readonly name: string
   readonly peers: readonly Peer[]
   readonly timeouts: UpstreamTimeouts
   readonly balancer: Balancer
+  readonly slowStart: SlowStart
+  /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
+  readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
   readonly hostHeader: string | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
+  private readonly noLive: Refusal
+  private readonly allFull: Refusal
+  private started = false
   /** Every enabled, non-down peer: tried when none is eligible and passive.failOpen is on (empty otherwise). */
   private lastResort: readonly Peer[] = NONE
   readonly passive: PassiveHealth
@@ -48,29 +62,67 @@ export class Upstream extends EventEmitter {
       keepAlive: 4_000,
       connections: 256,
     }
-    this.peers = config.servers.map((s) => new Peer(s, pool))
-    this.balancer = createBalancer(config.balance)
+    const decay = config.ewmaDecay === undefined ? undefined : ms(config.ewmaDecay)
+    this.peers = config.servers.map((s) => new Peer(s, pool, decay))
+    this.balancer = createBalancer(config)
+    this.slowStart = new SlowStart(ms(config.slowStart ?? 0))
+    this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
+    this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
+    this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
     this.passive = new PassiveHealth(this, config.passive)
     this.retry = new RetryPolicy(config.retry)
     this.refresh()
+    this.started = true
   }
 
   /** Recompute the eligible snapshot; call after any change to a peer's gates. */
   refresh(): void {
+    const before = this.primaries.concat(this.backups)
     this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
     this.lastResort = this.passive.settings.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
+    // The constructor's first snapshot is the start, not a recovery.
+    if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
     this.emit('change', this)
+    this.admitWaiting()
   }
 
   /**
-   * The next peer for a request, or undefined when there is none to try (the caller answers 503, or the last
-   * failure). When no peer is eligible at all, fail open: any enabled, non-down peer rather than nothing.
+   * A peer entered the eligible snapshot (recovered from ejection or a failed check, re-enabled, or added):
+   * it starts slow start. refresh() calls this; health modules only open a gate and call refresh().
    */
-  select(tried: readonly Peer[]): Peer | undefined {
-    const peer = this.balancer.pick(this.primaries, tried) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried))
+  becameEligible(peer: Peer): void {
+    this.slowStart.begin(peer)
+  }
+
+  /**
+   * The next peer for a request, or undefined when none may take it (the caller answers `refusal()`, or the
+   * last failure). When no peer is eligible at all, fail open: any enabled, non-down peer rather than nothing.
+   */
+  select(tried: readonly Peer[], req?: PickRequest): Peer | undefined {
+    const peer = this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
     if (peer !== undefined || this.primaries.length + this.backups.length !== 0 || this.lastResort.length === 0) return peer
-    return this.balancer.pick(this.lastResort, tried)
+    return this.balancer.pick(this.lastResort, tried, req)
+  }
+
+  /** Why select() found no peer: nothing eligible, or every eligible peer at its maxConns limit. */
+  refusal(): Refusal {
+    for (const p of this.primaries) if (p.inflight >= p.maxConns) return this.allFull
+    for (const p of this.backups) if (p.inflight >= p.maxConns) return this.allFull
+    return this.noLive
+  }
+
+  /** A request finished or the snapshot changed: let queued requests in while some eligible peer has room. */
+  admitWaiting(): void {
+    const queue = this.queue
+    if (queue === undefined) return
+    while (queue.length > 0 && this.hasRoom()) (queue.shift() as Waiter).admit()
+  }
+
+  private hasRoom(): boolean {
+    for (const p of this.primaries) if (p.inflight < p.maxConns) return true
+    for (const p of this.backups) if (p.inflight < p.maxConns) return true
+    return false
   }
 
   find(address: string): Peer | undefined {
@@ -82,6 +134,7 @@ export class Upstream extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    this.slowStart.stop()
     this.passive.close()
     await Promise.all(this.peers.map((p) => p.close()))
   }
