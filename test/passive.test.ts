@@ -12,6 +12,8 @@ import { NginxDetector } from '../src/health/eject/nginx.js'
 import { ConsecutiveDetector } from '../src/health/eject/consecutive.js'
 import { WindowDetector } from '../src/health/eject/window.js'
 import { RateDetector } from '../src/health/eject/rate.js'
+import { parseConfig } from '../src/config/load.js'
+import type { ConfigError } from '../src/config/errors.js'
 
 const REFUSED = classifyError({ code: 'ECONNREFUSED' })
 
@@ -315,4 +317,28 @@ t.test('stall: a peer whose oldest request waits far longer than the group p99 i
   off.u.passive.dispatched(peer(off.u, 0), w, Date.now())
   tick(60_000)
   t.ok(peer(off.u, 0).eligible, 'stall detection can be turned off')
+})
+
+t.test('config: passive and retry keys are validated with their JSON path', async (t) => {
+  const doc = {
+    listeners: [{ address: '127.0.0.1:1', upstream: 'a' }],
+    upstreams: {
+      a: {
+        servers: [{ address: '127.0.0.1:2' }],
+        passive: { mode: 'sliding', ejectTime: '2 s', stall: { factor: 0 } },
+        retry: { hedge: 'yes', budget: { percent: 200 }, perTryTimeout: '250ms' },
+      },
+    },
+  }
+  const err = t.throws(() => parseConfig(JSON.stringify(doc))) as unknown as ConfigError
+  t.match(
+    err.issues.map((i) => `${i.path}: ${i.expected}`),
+    [
+      'upstreams.a.passive.mode: "nginx" or "consecutive" or "window" or "rate"',
+      /^upstreams\.a\.passive\.ejectTime: /,
+      'upstreams.a.passive.stall.factor: a number >= 1',
+      'upstreams.a.retry.hedge: true or false',
+      'upstreams.a.retry.budget.percent: an integer from 0 to 100',
+    ],
+  )
 })

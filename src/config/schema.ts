@@ -47,10 +47,8 @@ export const Passive = Type.Object(
     failOn: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
     maxEjectPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 50 })),
     mode: Type.Optional(
-      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate')], {
-        default: 'nginx',
-        description: 'how failures eject: nginx max_fails/fail_timeout, N consecutive, N within a sliding failTimeout, or a failure rate',
-      }),
+      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, or a failure rate.
+      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate')], { default: 'nginx' }),
     ),
     ejectTime: Type.Optional(Duration),
     maxEjectTime: Type.Optional(Duration),
