@@ -26,13 +26,11 @@ export const RATE_BUCKETS = 10
 
 const NO_ARGS: readonly unknown[] = []
 
-/** Failed outcomes are thrown so opossum counts them; one shared error keeps that allocation-free. */
+/** A failure is fired as an action that throws, so opossum counts it and decides; one shared error. */
 const FAILED = Object.assign(new Error('request failed'), { code: 'EVIGILFAILED' })
 
-function outcome(failed: boolean): Promise<boolean> {
-  if (failed) throw FAILED
-  // opossum wraps a non-promise result itself; `undefined` would break its `.then` probe.
-  return true as unknown as Promise<boolean>
+function throwFailure(): Promise<boolean> {
+  throw FAILED
 }
 
 /** opossum rejects fire() while open and for failures; answering with a fallback keeps those rejections handled. */
@@ -41,9 +39,9 @@ function ignore(): boolean {
 }
 
 export class RateDetector implements Detector {
-  readonly breaker: CircuitBreaker<[boolean], boolean>
+  readonly breaker: CircuitBreaker<[], boolean>
   /** opossum keeps and reads this very object, so the reset timeout can be set per ejection. */
-  private readonly options: CircuitBreaker.Options<[boolean]>
+  private readonly options: CircuitBreaker.Options<[]>
 
   constructor(host: BreakerHost, options: RateOptions) {
     this.options = {
@@ -58,7 +56,7 @@ export class RateDetector implements Detector {
       enableSnapshots: false,
       resetTimeout: options.window,
     }
-    this.breaker = new CircuitBreaker(outcome, this.options)
+    this.breaker = new CircuitBreaker(throwFailure, this.options)
     this.breaker.fallback(ignore)
     // opossum starts its reset timer from an 'open' listener of its own; ours must set the duration first.
     this.breaker.prependListener('open', () => (this.options.resetTimeout = host.ejectDuration()))
@@ -71,7 +69,7 @@ export class RateDetector implements Detector {
     // A failure goes through fire(), where opossum decides whether to open. A success only needs counting:
     // emitting the breaker's own events updates its window (and closes it when half-open) without the
     // promise chain fire() builds, which cost ~11 µs a request in bench/passive-cost.ts.
-    if (failed) void this.breaker.fire(true)
+    if (failed) void this.breaker.fire()
     else {
       this.breaker.emit('fire', NO_ARGS)
       this.breaker.emit('success', true, 0)
