@@ -11,10 +11,12 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
+export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 
@@ -55,6 +57,10 @@ export class Vigil {
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker })
+    for (const u of this.upstreams.values()) u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    this.events.on('health', (e) => {
+      if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
+    })
     const hooks: ForwardHooks = {
       log: this.log,
       access,

@@ -24,7 +24,7 @@ export class HealthEvents extends EventEmitter<{ health: [HealthEvent] }> {
   }
 }
 
-const WARN = new Set(['down', 'ejected', 'inconclusive', 'disabled'])
+const WARN = new Set(['down', 'ejected', 'inconclusive', 'disabled', 'capped', 'suspect', 'no_eligible'])
 
 /** One structured line per transition. */
 export function logHealthEvents(events: HealthEvents, log: Logger): void {
