@@ -104,7 +104,7 @@ t.test('drain lets an in-flight slow request finish while new requests go elsewh
   const [slow, other] = await Promise.all([spawnProvider(t, 'slow'), spawnProvider(t, 'other')])
   await control(slow, 'delay=3000')
   const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: slow.address }, { address: other.address }] } } })
-  const events = recordEvents(proxy.vigil)
+  const events = recordEvents(proxy.vigil, 'operator')
   const peer = proxy.vigil.upstreams.get('api')!.peers[0]!
   const agent = client(t)
   // Round robin alternates, so of two concurrent requests one lands on the slow server.

@@ -297,6 +297,15 @@ export class PeerHealth implements BreakerHost {
     this.applyGate()
   }
 
+  /** A response (or a passing check) from a suspect peer clears the suspicion at once: it answers again. */
+  answered(now: number): void {
+    this.lastResponse = now
+    if (!this.suspect) return
+    this.suspect = false
+    this.group.emit(this, 'cleared', 'responded again')
+    this.applyGate()
+  }
+
   /** A peer is out of rotation on passive evidence (for the cap). */
   get out(): boolean {
     return this.suspect || this.state === 'ejected' || this.state === 'probing'
@@ -417,7 +426,7 @@ export class PassiveHealth {
     const h = w.waitingOn
     if (h === undefined) return
     unlink(h, w)
-    h.lastResponse = now
+    h.answered(now)
     this.latencies[this.samples++ % LATENCY_SAMPLES] = now - w.started
   }
 
@@ -433,12 +442,9 @@ export class PassiveHealth {
     h.record(w.role, failed, failed ? (failure as Failure).code : '', now)
   }
 
-  /**
-   * Evidence from elsewhere that the peer answers (an active check passed): it counts as a response, so a
-   * stall suspicion clears at the next inspection. For the active checker.
-   */
+  /** Evidence from elsewhere that the peer answers (an active check passed): it counts as a response. */
   vouch(peer: Peer, now: number): void {
-    ;(peer.passive as PeerHealth).lastResponse = now
+    ;(peer.passive as PeerHealth).answered(now)
   }
 
   /** The cap: passive evidence never takes out more than maxEjectPercent of the primaries, nor a group of one. */
