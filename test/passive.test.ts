@@ -6,7 +6,11 @@ import { EventEmitter } from 'node:events'
 import { Upstream } from '../src/upstream/upstream.js'
 import type { Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { Peer } from '../src/upstream/peer.js'
-import { Role, type HealthEvent, type Waiting } from '../src/health/passive.js'
+import { passiveLink, Role, type HealthEvent, type Waiting } from '../src/health/passive.js'
+import { HealthEvents } from '../src/health/events.js'
+import { ActiveChecker } from '../src/health/active.js'
+import { statusRows, type ServerStatus } from '../src/admin/status.js'
+import { silent } from './helpers/index.js'
 import { classifyError, FailureSet, httpFailure, type Failure } from '../src/health/outcome.js'
 import { NginxDetector } from '../src/health/eject/nginx.js'
 import { ConsecutiveDetector } from '../src/health/eject/consecutive.js'
@@ -317,6 +321,39 @@ t.test('stall: a peer whose oldest request waits far longer than the group p99 i
   off.u.passive.dispatched(peer(off.u, 0), w, Date.now())
   tick(60_000)
   t.ok(peer(off.u, 0).eligible, 'stall detection can be turned off')
+})
+
+t.test('passiveLink: each passive state as the status page shows it; a check restores and vouches through it', async (t) => {
+  fakeClock(t)
+  const { u, events } = group(t, 3, { passive: { maxFails: 1, failTimeout: '10s' } })
+  const [a, b] = [peer(u, 0), peer(u, 1)]
+  const upstreams = new Map([['api', u]])
+  const checker = new ActiveChecker(upstreams, { events: new HealthEvents(), log: silent })
+  const rows = (): ServerStatus[] => statusRows({ upstreams: () => upstreams, generation: () => 1, checker, passive: () => passiveLink })
+  t.match(rows()[0], { passive: 'ok', ejectionReason: null, ejectedUntil: null, ejections: 0 })
+  hit(u, a, REFUSED)
+  const until = Date.now() + 10_000
+  t.match(rows()[0], { status: 'down', passive: 'ejected', ejectionReason: 'max_fails', ejectionFailure: 'connect_refused', ejectedUntil: new Date(until).toISOString(), ejections: 1 })
+  t.same(passiveLink.ejection(a), { failure: 'error', reason: 'max_fails', until }, 'the failure class is what a check may disprove')
+  tick(10_000)
+  t.match(rows()[0], { status: 'up', passive: 'trial', ejectionReason: 'max_fails', ejectedUntil: null })
+  const trial = waiting()
+  u.passive.dispatched(a, trial, Date.now())
+  t.match(rows()[0], { status: 'down', passive: 'trial' }, 'its trial request is running')
+  passiveLink.restore(a, { check: 'http' })
+  t.match(events.at(-1), { kind: 'restored', peer: a.address, reason: 'active check passed', evidence: { check: 'http' } })
+  t.equal(passiveLink.ejection(a), undefined)
+  u.passive.settled(a, trial, undefined, true, Date.now())
+  t.equal(events.at(-1)?.kind, 'restored', 'the trial finishing later changes nothing')
+  t.match(rows()[0], { status: 'up', passive: 'ok', ejectionReason: null, ejections: 1 })
+
+  u.passive.dispatched(b, waiting(), Date.now())
+  tick(300)
+  t.match(rows()[1], { status: 'down', passive: 'suspect', stalls: 1 })
+  passiveLink.vouch(b)
+  t.match(events.at(-1), { kind: 'cleared', peer: b.address })
+  t.match(rows()[1], { status: 'up', passive: 'ok', stalls: 1 })
+  t.equal(passiveLink.snapshot(b)?.suspect, false)
 })
 
 t.test('config: passive and retry keys are validated with their JSON path', async (t) => {
