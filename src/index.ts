@@ -15,10 +15,12 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
+export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
 export type { ReloadResult, ReloadStatus } from './reload.js'
 export type { DnsResolver } from './upstream/discovery.js'
@@ -48,7 +50,7 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
-  private passive: PassiveHealthLink | undefined
+  private passive: PassiveHealthLink = passiveLink
   private current: Config
   private listeners: ProxyListener[]
   private readonly hooks: ForwardHooks
@@ -74,9 +76,18 @@ export class Vigil {
     this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
+    this.checker.linkPassive(this.passive)
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
-    this.membership.on('applied', () => this.checker.update(this.upstreams))
-    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker })
+    this.membership.on('upstream-added', (u) => this.joinHealth(u))
+    this.membership.on('applied', () => {
+      for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
+      this.checker.update(this.upstreams)
+    })
+    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
+    for (const u of this.upstreams.values()) this.joinHealth(u)
+    this.events.on('health', (e) => {
+      if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
+    })
     this.hooks = {
       log: this.log,
       access: this.accessLog(config),
@@ -160,10 +171,16 @@ export class Vigil {
     return ms(this.current.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)
   }
 
-  /** Join passive health: its ejections show on the status page and passing checks may lift them. */
+  /** Replace the passive side the status page, metrics and the checker see (tests link a stand-in). */
   linkPassive(link: PassiveHealthLink): void {
     this.passive = link
     this.checker.linkPassive(link)
+  }
+
+  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  private joinHealth(u: Upstream): void {
+    u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    if (u.active !== undefined) u.passive.checker = this.checker
   }
 
   private requestDone(): void {

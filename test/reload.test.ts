@@ -231,3 +231,27 @@ t.test('with active checks, an added server waits for its first check; a kept on
   await postReload(proxy.admin)
   t.same(events.slice(2), [`removed api ${a.address}`, 'changed api retry undefined'])
 })
+
+t.test('a kept server stays ejected across a reload; an added one gets clean passive state and takes traffic', async (t) => {
+  const [a, b, c] = await Promise.all([spawnProvider(t, 'a'), spawnProvider(t, 'b'), spawnProvider(t, 'c')])
+  const passive = { maxFails: 1, failTimeout: '1m', failOn: ['http_503'] }
+  const config = (servers: string[]): Config => ({ ...proxyConfig([]), upstreams: { api: { servers: servers.map((address) => ({ address })), passive } } })
+  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), config([a.address, b.address]))
+  await get(`http://${b.address}/_control?status=503`)
+  const peerB = proxy.vigil.upstreams.get('api')?.find(b.address)
+  await until(async () => {
+    await get(proxy.url)
+    return peerB?.passiveOk === false
+  }, 'b to be ejected')
+  const health = peerB?.passive
+  writeConfig(proxy.file, config([a.address, b.address, c.address]))
+  t.equal((await postReload(proxy.admin)).status, 200)
+  t.equal(peerB?.passive, health, 'the same passive state')
+  t.equal(peerB?.passiveOk, false, 'still ejected')
+  t.equal(health?.ejections, 1)
+  const peerC = proxy.vigil.upstreams.get('api')?.find(c.address)
+  t.equal(peerC?.passive?.state, 'ok', 'the added server starts clean')
+  const seen = new Set<unknown>()
+  for (let i = 0; i < 6; i++) seen.add((await get(proxy.url)).headers['x-provider'])
+  t.same([...seen].sort(), ['a', 'c'], 'the ejected one gets nothing, the added one serves')
+})

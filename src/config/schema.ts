@@ -55,9 +55,29 @@ export const Passive = Type.Object(
     failTimeout: Type.Optional(Duration),
     failOn: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
     maxEjectPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 50 })),
+    mode: Type.Optional(
+      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, or a failure rate.
+      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate')], { default: 'nginx' }),
+    ),
+    ejectTime: Type.Optional(Duration),
+    maxEjectTime: Type.Optional(Duration),
+    failPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'rate mode: failure percentage that ejects' })),
+    minRequests: Type.Optional(Type.Integer({ minimum: 1, default: 10, description: 'rate mode: requests in the window before the rate counts' })),
+    failOpen: Type.Optional(Type.Boolean({ default: true, description: 'when no server is eligible, try the non-down ones instead of answering 503' })),
+    stall: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: true })),
+          factor: Type.Optional(Type.Number({ minimum: 1, default: 10, description: "multiple of the group's recent p99 response time" })),
+          floor: Type.Optional(Duration),
+        },
+        { ...closed, description: 'suspect a server whose oldest waiting request is far older than the group usually takes' },
+      ),
+    ),
   },
   closed,
 )
+export type Passive = Static<typeof Passive>
 
 export const ActiveHttp = Type.Object(
   {
@@ -117,9 +137,21 @@ export const Retry = Type.Object(
     tries: Type.Optional(Type.Integer({ minimum: 1, default: 3 })),
     timeout: Type.Optional(Duration),
     nonIdempotent: Type.Optional(Type.Boolean({ default: false })),
+    perTryTimeout: Type.Optional(Duration),
+    hedge: Type.Optional(Type.Boolean({ default: false, description: 'after perTryTimeout, race a second attempt instead of abandoning the first' })),
+    budget: Type.Optional(
+      Type.Object(
+        {
+          percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 20 })),
+          minPerSecond: Type.Optional(Type.Number({ minimum: 0, default: 10 })),
+        },
+        { ...closed, description: 'retries and hedges allowed over the last 10 s: percent of requests, at least minPerSecond' },
+      ),
+    ),
   },
   closed,
 )
+export type Retry = Static<typeof Retry>
 
 export const Timeouts = Type.Object(
   {

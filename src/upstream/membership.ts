@@ -10,6 +10,8 @@ import { ms } from '../config/duration.js'
 import { sameJson } from '../config/diff.js'
 import { maxConns, type Peer } from './peer.js'
 import { activeCheck, connections, Upstream } from './upstream.js'
+import { PassiveHealth } from '../health/passive.js'
+import { RetryPolicy } from '../proxy/retry.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
 export interface Target {
@@ -211,6 +213,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         if (next.has(name)) continue
         c.upstreams.removed.push(name)
         u.slowStart.stop()
+        u.passive.close()
         this.retire(u, u.peers, c)
         this.specs.delete(name)
         this.emit('upstream-removed', u)
@@ -244,6 +247,12 @@ export class Membership extends EventEmitter<MembershipEvents> {
     u.hostHeader = config.host
     // The active checker picks the new check up in the same swap ('applied' -> ActiveChecker.update).
     u.active = activeCheck(config)
+    if (fields.includes('retry')) u.retry = new RetryPolicy(config.retry)
+    // New passive settings start passive accounting afresh (ejections end); unchanged ones keep every peer's state.
+    if (fields.includes('passive')) {
+      u.passive.close()
+      u.passive = new PassiveHealth(u, config.passive)
+    }
     if (fields.includes('slowStart')) {
       u.slowStart.stop()
       u.slowStart = new SlowStart(ms(config.slowStart ?? 0))
@@ -281,6 +290,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     }
     const removed = d.removed.map((s) => byAddress.get(s.address) as Peer)
     u.peers = specs.map((s) => byAddress.get(s.address) as Peer)
+    u.passive.sync()
     // Policies that size themselves from the set (the hash ring's total weight) are rebuilt with it.
     u.balancer = createBalancer({ ...(this.configs.get(u.name) as UpstreamConfig), servers: specs })
     if (added.length > 0) this.emit('peers-added', u, added)

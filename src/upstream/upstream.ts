@@ -8,6 +8,8 @@ import { Peer, type PoolOptions } from './peer.js'
 import { loadClientTls } from './tls.js'
 import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
 import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
+import { PassiveHealth } from '../health/passive.js'
+import { RetryPolicy } from '../proxy/retry.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 
@@ -57,7 +59,7 @@ export interface Refusal {
 
 export class Upstream extends EventEmitter {
   readonly name: string
-  /** peers, connections, balancer, slowStart, hostHeader and active are replaced in place on reload (src/upstream/membership.ts). */
+  /** peers, connections, balancer, slowStart, hostHeader, active, passive and retry are replaced in place on reload (src/upstream/membership.ts). */
   peers: readonly Peer[]
   connections: Connections
   balancer: Balancer
@@ -74,6 +76,10 @@ export class Upstream extends EventEmitter {
   private readonly noLive: Refusal
   private readonly allFull: Refusal
   private started = false
+  /** Every enabled, non-down peer: tried when none is eligible and passive.failOpen is on (empty otherwise). */
+  private lastResort: readonly Peer[] = NONE
+  passive: PassiveHealth
+  retry: RetryPolicy
 
   constructor(name: string, config: UpstreamConfig) {
     super()
@@ -87,6 +93,8 @@ export class Upstream extends EventEmitter {
     this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
+    this.passive = new PassiveHealth(this, config.passive)
+    this.retry = new RetryPolicy(config.retry)
     this.refresh()
     this.started = true
   }
@@ -105,6 +113,7 @@ export class Upstream extends EventEmitter {
     const before = this.primaries.concat(this.backups)
     this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
+    this.lastResort = this.passive.settings.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     // The constructor's first snapshot is the start, not a recovery.
     if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
     this.emit('change', this)
@@ -119,9 +128,14 @@ export class Upstream extends EventEmitter {
     this.slowStart.begin(peer)
   }
 
-  /** The next peer for a request, or undefined when none may take it (the caller answers `refusal()`). */
+  /**
+   * The next peer for a request, or undefined when none may take it (the caller answers `refusal()`, or the
+   * last failure). When no peer is eligible at all, fail open: any enabled, non-down peer rather than nothing.
+   */
   select(tried: readonly Peer[], req?: PickRequest): Peer | undefined {
-    return this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
+    const peer = this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
+    if (peer !== undefined || this.primaries.length + this.backups.length !== 0 || this.lastResort.length === 0) return peer
+    return this.balancer.pick(this.lastResort, tried, req)
   }
 
   /** Why select() found no peer: nothing eligible, or every eligible peer at its maxConns limit. */
@@ -154,6 +168,7 @@ export class Upstream extends EventEmitter {
 
   async close(): Promise<void> {
     this.slowStart.stop()
+    this.passive.close()
     await Promise.all(this.peers.map((p) => p.close()))
   }
 }

@@ -32,8 +32,8 @@ export async function control(provider: { address: string }, query = ''): Promis
 }
 
 /** Every health event vigil reports, in order. */
-export function recordEvents(vigil: Vigil): HealthEvent[] {
+export function recordEvents(vigil: Vigil, source?: HealthEvent['source']): HealthEvent[] {
   const seen: HealthEvent[] = []
-  vigil.events.on('health', (e) => seen.push(e))
+  vigil.events.on('health', (e) => (source === undefined || e.source === source) && seen.push(e))
   return seen
 }
