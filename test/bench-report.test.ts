@@ -75,6 +75,7 @@ t.test('the report: self-contained HTML and a markdown summary from every result
       { target: 'vigil', rps: 800, p50: 1, p99: 3, errors: 0 },
     ],
     ratios: { vigilOverDirect: 0.8, vigilP99AboveDirect: 1 },
+    fixedRate: { rate: 500, summary: [{ target: 'vigil', rps: 499, p50: 1, p99: 2, errors: 0 }], ratios: { vigilP99AboveDirect: 0.5 } },
     notes: ['nginx: not installed, skipped'],
   })
   await writeFile(`${dir}not-a-result.txt`, 'ignored')
@@ -87,6 +88,8 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   const md = await readFile(`${dir}SUMMARY.md`, 'utf8')
   t.match(md, /\| vigil \| 800 \| 1\.0 \| 3\.0 \| 0 \|/)
   t.match(md, /vigil\/direct 0\.80x/)
+  t.match(md, /At a fixed 500 req\/s .* = 0\.5 ms/)
+  t.match(md, /\| vigil \| 499 \|/)
   t.match(md, /### rolling/)
   t.match(md, /- nginx: not installed, skipped/)
 })

@@ -34,7 +34,17 @@ t.test('client recorder: buckets by arrival, and when each hurt request was sent
   c.set(3_000)
   rec.response(200, 300)
   rec.response(200, 200)
-  t.same([...rec.hurtSentAt].sort((a, b) => a - b), [178, 1_100, 2_700, 4_000, 9_000], 'a 503 when it came, slower ones and a timeout when they were sent')
+  t.same(
+    rec.hurt.map((h) => [h.sent, h.done]),
+    [
+      [178, 180],
+      [1_100, 2_600],
+      [4_000, 9_000],
+      [9_000, 9_000],
+      [2_700, 3_000],
+    ],
+    'a 503 when it came, slower ones and a timeout from when they were sent',
+  )
   const f = clientFigures(rec)
   t.same({ requests: f.requests, errors: f.errors, non2xx: f.non2xx, slow: f.slow }, { requests: 7, errors: 2, non2xx: 1, slow: 1 })
   t.equal(f.p99, 1_500)
@@ -78,9 +88,12 @@ t.test('detection: provider-side when the faulty process counts, client-side whe
   t.equal(detectionTime(w, p, rec), undefined, 'traffic until the repair: not detected')
   const dead = { ...w, counts: false }
   t.equal(detectionTime(dead, p, rec), 0, 'a killed provider with no hurt client request: no impact')
-  rec.hurtSentAt.push(2_700, 1_500, 7_000)
+  rec.hurt.push({ sent: 2_700, done: 4_700 }, { sent: 1_500, done: 1_500 }, { sent: 7_000, done: 7_000 })
   t.equal(detectionTime(dead, p, rec), 700, 'the last request the fault hurt, sent within the fault')
-  rec.hurtSentAt.push(5_700)
+  const stuck = new ClientRecorder(ORIGIN, 5_000)
+  stuck.hurt.push({ sent: 3_000, done: 6_200 })
+  t.equal(detectionTime(dead, p, stuck), undefined, 'a hurt request still waiting at the repair: not detected')
+  rec.hurt.push({ sent: 5_700, done: 5_700 })
   t.equal(detectionTime(dead, p, rec), undefined, 'hurt right before the repair of a provider that cannot count: not detected')
 })
 

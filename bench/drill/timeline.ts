@@ -20,12 +20,17 @@ export interface ClientBucket {
   slow: number
 }
 
+export interface Hurt {
+  sent: number
+  done: number
+}
+
 /** What the clients saw, bucketed by the time each response (or error) arrived. */
 export class ClientRecorder {
   readonly buckets = new Map<number, ClientBucket>()
   readonly latencies: number[] = []
-  /** When each request that was hurt by a fault (error, non-2xx, slower than HURT) was sent, relative ms. */
-  readonly hurtSentAt: number[] = []
+  /** Requests hurt by a fault (error, non-2xx, slower than HURT): when each was sent and answered, relative ms. */
+  readonly hurt: Hurt[] = []
 
   constructor(
     readonly origin: number,
@@ -48,13 +53,13 @@ export class ClientRecorder {
     if (status >= 200 && status < 300) b.ok++
     else b.non2xx++
     if (latency > SLOW) b.slow++
-    if (status < 200 || status >= 300 || latency > HURT) this.hurtSentAt.push(at - latency)
+    if (status < 200 || status >= 300 || latency > HURT) this.hurt.push({ sent: at - latency, done: at })
   }
 
   error(err: Error): void {
     const at = this.now() - this.origin
     this.bucket(at).errors++
-    this.hurtSentAt.push(err.message === 'request timed out' ? at - this.timeout : at)
+    this.hurt.push({ sent: err.message === 'request timed out' ? at - this.timeout : at, done: at })
   }
 }
 
@@ -133,16 +138,22 @@ export interface FaultWindow {
 /**
  * Time from the fault until the provider stopped being sent traffic, ms; undefined when it was still sent
  * traffic until the repair. A provider that counts tells directly; for a killed or frozen one the last request
- * that the fault hurt on the client side (error, non-2xx, slow) is the evidence.
+ * that the fault hurt on the client side (error, non-2xx, slow) is the evidence, and a hurt request still
+ * waiting at the repair means it was not detected (the clients' connections may all have been stuck on it,
+ * so nothing newer could show it).
  */
 export function detectionTime(w: FaultWindow, providers: ProviderRecorder, clients: ClientRecorder): number | undefined {
   let last = w.fault
   if (w.counts) {
     for (let key = Math.floor(w.fault / BUCKET); key * BUCKET < w.repair; key++) if (providers.at(w.provider, key) > 0) last = Math.max(last, (key + 1) * BUCKET)
   }
-  for (const sent of clients.hurtSentAt) if (sent >= w.fault && sent < w.repair) last = Math.max(last, sent)
   // A request sent to a frozen provider shortly before the repair is answered fast enough not to look hurt.
   const blind = w.counts ? BUCKET : BUCKET + HURT
+  for (const h of clients.hurt) {
+    if (h.sent < w.fault || h.sent >= w.repair) continue
+    if (h.done >= w.repair - blind) return undefined
+    last = Math.max(last, h.sent)
+  }
   return last >= w.repair - blind ? undefined : last - w.fault
 }
 

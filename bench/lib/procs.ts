@@ -15,6 +15,8 @@ const live = new Set<Proc>()
 process.once('exit', () => {
   for (const p of live) p.signal('SIGCONT'), p.signal('SIGKILL')
 })
+// Ctrl-C or a SIGTERM would end the runner without 'exit' handlers and leave its children running.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)))
 
 export interface SpawnOptions {
   /** Called with every stdout line. */

@@ -11,9 +11,25 @@ interface ThroughputDoc {
   date: string
   machine: { cpus: number; model?: string; node: string; loadavg: number[] }
   settings: { rounds: number; duration: number; connections: number }
-  summary: { target: string; rps: number; p50: number; p99: number; errors: number }[]
-  ratios: { vigilOverDirect?: number; vigilOverHttpProxy?: number; vigilOverNginx?: number; vigilP99AboveDirect?: number }
+  summary: ThroughputRow[]
+  ratios: Ratios
+  fixedRate?: { rate: number; summary: ThroughputRow[]; ratios: Ratios }
   notes: string[]
+}
+
+interface ThroughputRow {
+  target: string
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+}
+
+interface Ratios {
+  vigilOverDirect?: number
+  vigilOverHttpProxy?: number
+  vigilOverNginx?: number
+  vigilP99AboveDirect?: number
 }
 
 export interface DrillDoc {
@@ -48,13 +64,16 @@ const ratio = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(2
 const secs = (ms: number | null | undefined) => (ms === undefined ? '-' : ms === null ? 'never' : `${(ms / 1000).toFixed(1)} s`)
 const pct = (n: number | undefined) => (n === undefined ? '-' : `${(n * 100).toFixed(0)}%`)
 
-function throughputRows(doc: ThroughputDoc): string[][] {
-  return doc.summary.map((s) => [s.target, n0(s.rps), n1(s.p50), n1(s.p99), String(s.errors)])
+function throughputRows(rows: readonly ThroughputRow[]): string[][] {
+  return rows.map((s) => [s.target, n0(s.rps), n1(s.p50), n1(s.p99), String(s.errors)])
 }
 const THROUGHPUT_HEAD = ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors']
 
-function throughputRatios(doc: ThroughputDoc): string {
-  const r = doc.ratios
+function fixedRateLine(f: NonNullable<ThroughputDoc['fixedRate']>): string {
+  return `At a fixed ${f.rate} req/s (every target keeps up, so nothing queues): vigil p99 − direct p99 = ${n1(f.ratios.vigilP99AboveDirect)} ms.`
+}
+
+function throughputRatios(r: Ratios): string {
   return (
     `vigil/direct ${ratio(r.vigilOverDirect)}, vigil/http-proxy ${ratio(r.vigilOverHttpProxy)} (target ≥ 1.5x), ` +
     `vigil/nginx ${ratio(r.vigilOverNginx)}; vigil p99 − direct p99 = ${n1(r.vigilP99AboveDirect)} ms (target ≤ 2 ms)`
@@ -157,14 +176,15 @@ during its faults (a third when nothing is detected); <b>false ejections</b> a h
 1 s while others had traffic. Detection and recovery have a resolution of 100 ms.`
 
 export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
-  const out: string[] = [`<!doctype html><html><head><meta charset="utf-8"><title>vigil bench and drills</title><style>${STYLE.replace(/\n/g, "")}</style></head><body>`]
+  const out: string[] = [`<!doctype html><html><head><meta charset="utf-8"><title>vigil bench and drills</title><style>${STYLE.replace(/\n/g, '')}</style></head><body>`]
   out.push('<h1>vigil: throughput and fault drills</h1>')
   const t = results.throughput
   if (t !== undefined) {
     out.push('<h2>Throughput (<code>npm run bench</code>)</h2>')
     out.push(`<p>${esc(t.date)}, ${t.machine.cpus} CPUs (${esc(t.machine.model ?? '')}), Node ${esc(t.machine.node)}, load average before the run ${t.machine.loadavg.map((l) => l.toFixed(2)).join(' ')}. Median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.</p>`)
-    out.push(htmlTable(THROUGHPUT_HEAD, throughputRows(t)))
-    out.push(`<p>${esc(throughputRatios(t))}</p>`)
+    out.push(htmlTable(THROUGHPUT_HEAD, throughputRows(t.summary)))
+    out.push(`<p>${esc(throughputRatios(t.ratios))}</p>`)
+    if (t.fixedRate !== undefined) out.push(`<p>${esc(fixedRateLine(t.fixedRate))}</p>`, htmlTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)))
     if (t.notes.length > 0) out.push(`<p>${t.notes.map(esc).join('<br>')}</p>`)
   }
   if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND}</p>`)
@@ -184,7 +204,8 @@ export function renderMarkdown(results: { throughput?: ThroughputDoc; drills: Dr
   const t = results.throughput
   if (t !== undefined) {
     out.push('## Throughput', '', `${t.date}, ${t.machine.cpus} CPUs, Node ${t.machine.node}; median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.`, '')
-    out.push(mdTable(THROUGHPUT_HEAD, throughputRows(t)), '', throughputRatios(t), '')
+    out.push(mdTable(THROUGHPUT_HEAD, throughputRows(t.summary)), '', throughputRatios(t.ratios), '')
+    if (t.fixedRate !== undefined) out.push(fixedRateLine(t.fixedRate), '', mdTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)), '')
     for (const n of t.notes) out.push(`- ${n}`)
   }
   if (results.drills.length > 0) out.push('## Fault drills', '', LEGEND.replace(/<\/?[bi]>/g, '').replace(/&gt;/g, '>').replace(/\s*\n\s*/g, ' '), '')
