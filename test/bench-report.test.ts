@@ -35,6 +35,7 @@ const run = {
   status: 'ok' as const,
   client: { requests: 100, errors: 1, non2xx: 2, slow: 0, p50: 1, p99: 9 },
   detectMs: 1_500,
+  leaked: 3,
   recoverMs: null,
   detected: '1/1',
   faultyShare: 0.05,
@@ -48,7 +49,7 @@ const run = {
 }
 
 t.test('a drill row reads like the table legend', async (t) => {
-  t.same(drillRow(run), ['vigil-both', '100', '1', '2', '0', '1.0', '9.0', '1.5 s', 'never', '1/1', '5%', '0', 'a→a2: SIGHUP; NOT applied'])
+  t.same(drillRow(run), ['vigil-both', '100', '1', '2', '0', '1.0', '9.0', '1.5 s', '3', 'never', '1/1', '5%', '0', 'a→a2: SIGHUP; NOT applied'])
   t.same(drillRow({ proxy: 'caddy', status: 'skipped', note: 'caddy is not installed' }).filter((c) => c !== ''), ['caddy', 'skipped', 'caddy is not installed'])
 })
 
@@ -63,7 +64,7 @@ t.test('timeline chart: one line per provider and the errors, faults and repairs
 t.test('the report: self-contained HTML and a markdown summary from every result file', async (t) => {
   const dir = `${await mkdtemp(join(tmpdir(), 'vigil-report-'))}/`
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const drill: DrillDoc = { kind: 'drill', scenario: 'rolling', description: 'replace <all>', date: 'd', timing: { before: 1 }, load: { rate: 10, connections: 2, timeout: 5 }, runs: [run] }
+  const drill: DrillDoc = { kind: 'drill', scenario: 'rolling', description: 'replace <all>', date: 'd', machine: { cpus: 2, node: 'v20', loadavg: [3, 4.56] }, timing: { before: 1 }, load: { rate: 10, connections: 2, timeout: 5 }, runs: [run] }
   await writeJson(`${dir}rolling.json`, drill)
   await writeJson(`${dir}throughput.json`, {
     kind: 'throughput',
@@ -91,5 +92,6 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(md, /At a fixed 500 req\/s .* = 0\.5 ms/)
   t.match(md, /\| vigil \| 499 \|/)
   t.match(md, /### rolling/)
+  t.match(md, /2 CPUs, load average 3\.0 → 4\.6 over the scenario/)
   t.match(md, /- nginx: not installed, skipped/)
 })

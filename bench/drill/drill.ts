@@ -11,7 +11,7 @@ import {
   ClientRecorder,
   ProviderRecorder,
   clientFigures,
-  detectionTime,
+  detection,
   falseEjections,
   recoveryTime,
   series,
@@ -41,8 +41,10 @@ export interface RunResult {
   status: 'ok' | 'skipped' | 'failed'
   note?: string
   client?: ClientFigures
-  /** Fault → faulty provider gets no more traffic, ms (worst window); null: not within the fault. */
+  /** Fault → faulty provider out of rotation, ms (worst window); null: not within the fault. */
   detectMs?: number | null
+  /** Requests sent to the faulty provider during its faults after it was out of rotation (all windows). */
+  leaked?: number
   /** Repair → it gets traffic again for good, ms (worst window); null: never. */
   recoverMs?: number | null
   /** Fault windows detected / all windows. */
@@ -76,7 +78,7 @@ function worst(values: readonly (number | undefined)[]): number | null | undefin
 
 export function analyse(scenario: Scenario, events: readonly FaultEvent[], clients: ClientRecorder, providers: ProviderRecorder, end: number): Omit<RunResult, 'proxy' | 'status'> {
   const windows = faultWindows(events, end, scenario.counts)
-  const detections = windows.map((w) => detectionTime(w, providers, clients))
+  const detections = windows.map((w) => detection(w, providers, clients))
   // A replaced provider recovers when its replacement gets traffic, measured from the reload.
   const recoveries = windows.map((w) =>
     w.replacement === undefined ? recoveryTime(w, providers) : recoveryTime({ ...w, provider: w.replacement, repair: w.fault, until: end }, providers),
@@ -95,11 +97,12 @@ export function analyse(scenario: Scenario, events: readonly FaultEvent[], clien
   const to = end - BUCKET * 5
   return {
     client: clientFigures(clients),
-    detectMs: worst(detections),
+    detectMs: worst(detections.map((d) => d.after)),
+    leaked: windows.length === 0 ? undefined : detections.reduce((n, d) => n + (d.leaked ?? 0), 0),
     recoverMs: worst(recoveries),
-    detected: windows.length === 0 ? undefined : `${detections.filter((d) => d !== undefined).length}/${windows.length}`,
+    detected: windows.length === 0 ? undefined : `${detections.filter((d) => d.after !== undefined).length}/${windows.length}`,
     // In `rolling` every provider is replaced on purpose and replacements start mid-run: nothing to judge.
-    falseEjections: scenario.name === 'rolling' ? undefined : falseEjections(healthy, names, providers, from, to),
+    falseEjections: scenario.name === 'rolling' ? undefined : falseEjections(healthy, providers, from, to),
     faultyShare: windows.length === 0 || allTraffic === 0 ? undefined : faultyTraffic / allTraffic,
     events: [...events],
     series: series(clients, providers, end),

@@ -2,6 +2,7 @@
 // HTML report. Flags (or env): --scenarios kill,freeze  --proxies vigil-both,nginx  --scale 0.5 (all durations)
 //   --rate 200 --connections 20
 import { parseArgs } from 'node:util'
+import { cpus, loadavg } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { resultsDir, writeJson } from '../lib/results.js'
 import { writeReport } from '../lib/report.js'
@@ -44,6 +45,7 @@ for (const scenario of chosen) {
   // Runs of proxies not chosen this time are kept, so one proxy can be rerun alone.
   const previous = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { runs: RunResult[] }).runs, () => [] as RunResult[])
   const runs = previous.filter((r) => !specs.some((s) => s.name === r.proxy))
+  const load1 = loadavg()[0] as number
   for (const spec of specs) {
     process.stderr.write(`${scenario.name} / ${spec.name} ... `)
     const result = await runScenario(scenario, spec, timing, load)
@@ -56,6 +58,7 @@ for (const scenario of chosen) {
     runs.push(result)
   }
   runs.sort((a, b) => proxySpecs.findIndex((p) => p.name === a.proxy) - proxySpecs.findIndex((p) => p.name === b.proxy))
-  await writeJson(file, { kind: 'drill', scenario: scenario.name, description: scenario.description, date: new Date().toISOString(), timing, load, runs })
+  const machine = { cpus: cpus().length, node: process.version, loadavg: [load1, loadavg()[0] as number] }
+  await writeJson(file, { kind: 'drill', scenario: scenario.name, description: scenario.description, date: new Date().toISOString(), machine, timing, load, runs })
 }
 process.stdout.write(`report: ${await writeReport()}\n`)

@@ -4,8 +4,14 @@ import { quantile } from '../lib/results.js'
 
 /** Bucket width of the raw recordings, ms: the resolution of detection and recovery times. */
 export const BUCKET = 100
-/** A healthy provider without traffic for this long, while others had traffic, counts as ejected. */
+/** A provider sent nothing for this long while ELSEWHERE requests went to others is out of rotation. */
 export const GAP = 1_000
+/**
+ * Requests that must go elsewhere during a quiet span for it to mean "out of rotation", not "no load": with
+ * round robin over three providers an eligible one cannot miss 10 in a row, and at random the odds are 2%.
+ * It also rules out clients whose connections are all stuck on a frozen provider (nothing is sent at all).
+ */
+export const ELSEWHERE = 10
 export const SLOW = 1_000
 /**
  * A request slower than this was hurt by a fault, as evidence of where a killed or frozen provider's traffic
@@ -31,6 +37,8 @@ export class ClientRecorder {
   readonly latencies: number[] = []
   /** Requests hurt by a fault (error, non-2xx, slower than HURT): when each was sent and answered, relative ms. */
   readonly hurt: Hurt[] = []
+  /** Requests not hurt, bucketed by when they were sent. */
+  readonly fine = new Map<number, number>()
 
   constructor(
     readonly origin: number,
@@ -54,6 +62,17 @@ export class ClientRecorder {
     else b.non2xx++
     if (latency > SLOW) b.slow++
     if (status < 200 || status >= 300 || latency > HURT) this.hurt.push({ sent: at - latency, done: at })
+    else {
+      const key = Math.floor((at - latency) / BUCKET)
+      this.fine.set(key, (this.fine.get(key) ?? 0) + 1)
+    }
+  }
+
+  /** Requests sent in [from, to) that were not hurt. */
+  fineBetween(from: number, to: number): number {
+    let n = 0
+    for (let key = Math.ceil(from / BUCKET); key < Math.floor(to / BUCKET); key++) n += this.fine.get(key) ?? 0
+    return n
   }
 
   error(err: Error): void {
@@ -135,26 +154,66 @@ export interface FaultWindow {
   counts: boolean
 }
 
+/** [start, end) of traffic to a provider, in time order. */
+type Busy = readonly (readonly [number, number])[]
+
 /**
- * Time from the fault until the provider stopped being sent traffic, ms; undefined when it was still sent
- * traffic until the repair. A provider that counts tells directly; for a killed or frozen one the last request
- * that the fault hurt on the client side (error, non-2xx, slow) is the evidence, and a hurt request still
- * waiting at the repair means it was not detected (the clients' connections may all have been stuck on it,
- * so nothing newer could show it).
+ * Every span in [from, to) of at least `gap` ms in which `busy` shows nothing while `elsewhere` counts at least
+ * ELSEWHERE requests; the start of each (the end of the last traffic before it).
  */
-export function detectionTime(w: FaultWindow, providers: ProviderRecorder, clients: ClientRecorder): number | undefined {
-  let last = w.fault
-  if (w.counts) {
-    for (let key = Math.floor(w.fault / BUCKET); key * BUCKET < w.repair; key++) if (providers.at(w.provider, key) > 0) last = Math.max(last, (key + 1) * BUCKET)
+export function quietSpans(busy: Busy, from: number, to: number, elsewhere: (a: number, b: number) => number, gap: number): number[] {
+  const spans: number[] = []
+  let last = from
+  const check = (next: number): void => {
+    if (next - last >= gap && elsewhere(last, next) >= ELSEWHERE) spans.push(last)
   }
+  for (const [start, end] of busy) {
+    if (end < from) continue
+    if (start >= to) break
+    check(start)
+    last = Math.max(last, end)
+  }
+  check(to)
+  return spans
+}
+
+function providerBusy(providers: ProviderRecorder, name: string): [number, number][] {
+  return [...(providers.buckets.get(name) ?? [])]
+    .filter(([, n]) => n > 0)
+    .map(([key]) => [key * BUCKET, (key + 1) * BUCKET] as [number, number])
+    .sort((a, b) => a[0] - b[0])
+}
+
+function othersBetween(providers: ProviderRecorder, name: string): (a: number, b: number) => number {
+  const others = [...providers.buckets.keys()].filter((n) => n !== name)
+  return (a, b) => others.reduce((sum, n) => sum + providers.total(n, Math.ceil(a / BUCKET) * BUCKET, Math.floor(b / BUCKET) * BUCKET), 0)
+}
+
+export interface Detection {
+  /** From the fault until the faulty provider was out of rotation, ms; undefined: not within the fault. */
+  after: number | undefined
+  /** Requests still sent to it during the fault after that (trial requests, failed re-admissions). */
+  leaked: number | undefined
+}
+
+/**
+ * When the faulty provider went out of rotation: the start of the first quiet span (GAP, or half the fault if
+ * shorter) while the load went elsewhere. A provider that counts tells from its own counts; for a killed or
+ * frozen one, requests the fault hurt (error, non-2xx, slower than HURT) are its traffic, and requests that
+ * were not hurt are the traffic elsewhere.
+ */
+export function detection(w: FaultWindow, providers: ProviderRecorder, clients: ClientRecorder): Detection {
+  const gap = Math.min(GAP, (w.repair - w.fault) / 2)
   // A request sent to a frozen provider shortly before the repair is answered fast enough not to look hurt.
-  const blind = w.counts ? BUCKET : BUCKET + HURT
-  for (const h of clients.hurt) {
-    if (h.sent < w.fault || h.sent >= w.repair) continue
-    if (h.done >= w.repair - blind) return undefined
-    last = Math.max(last, h.sent)
-  }
-  return last >= w.repair - blind ? undefined : last - w.fault
+  const end = w.counts ? w.repair : w.repair - HURT
+  const busy: Busy = w.counts
+    ? providerBusy(providers, w.provider)
+    : clients.hurt.map((h) => [h.sent, h.sent] as const).sort((a, b) => a[0] - b[0])
+  const elsewhere = w.counts ? othersBetween(providers, w.provider) : (a: number, b: number) => clients.fineBetween(a, b)
+  const [out] = quietSpans(busy, w.fault, end, elsewhere, gap)
+  if (out === undefined) return { after: undefined, leaked: undefined }
+  const leaked = w.counts ? providers.total(w.provider, Math.ceil(out / BUCKET) * BUCKET, w.repair) : clients.hurt.filter((h) => h.sent > out && h.sent < w.repair).length
+  return { after: out - w.fault, leaked }
 }
 
 /**
@@ -180,28 +239,9 @@ export function recoveryTime(w: FaultWindow, providers: ProviderRecorder, gap = 
   return start === undefined ? undefined : Math.max(0, start * BUCKET - w.repair)
 }
 
-/**
- * Healthy providers that went `gap` ms without traffic while another provider got traffic in the same span:
- * each such span counts once. Spans where no provider got traffic (the load or the proxy stalled) do not count.
- */
-export function falseEjections(healthy: readonly string[], all: readonly string[], providers: ProviderRecorder, from: number, to: number, gap = GAP): number {
-  const span = gap / BUCKET
-  let count = 0
-  for (const name of healthy) {
-    let quiet = 0
-    let othersBusy = false
-    for (let key = Math.floor(from / BUCKET); key < Math.floor(to / BUCKET); key++) {
-      if (providers.at(name, key) > 0) {
-        quiet = 0
-        othersBusy = false
-        continue
-      }
-      quiet++
-      if (all.some((o) => o !== name && providers.at(o, key) > 0)) othersBusy = true
-      if (quiet === span && othersBusy) count++
-    }
-  }
-  return count
+/** Quiet spans of healthy providers (GAP without traffic while ELSEWHERE requests went to others): each is a false ejection. */
+export function falseEjections(healthy: readonly string[], providers: ProviderRecorder, from: number, to: number): number {
+  return healthy.reduce((n, name) => n + quietSpans(providerBusy(providers, name), from, to, othersBetween(providers, name), GAP).length, 0)
 }
 
 export interface ClientFigures {

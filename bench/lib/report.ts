@@ -37,6 +37,8 @@ export interface DrillDoc {
   scenario: string
   description: string
   date: string
+  /** 1-minute load average when the scenario started and ended: how busy the machine was. */
+  machine?: { cpus: number; node: string; loadavg: number[] }
   timing: Record<string, number>
   load: { rate: number; connections: number; timeout: number }
   runs: RunResult[]
@@ -80,10 +82,10 @@ function throughputRatios(r: Ratios): string {
   )
 }
 
-export const DRILL_HEAD = ['proxy', 'requests', 'errors', 'non-2xx', '> 1 s', 'p50 ms', 'p99 ms', 'fault → no traffic', 'repair → traffic', 'detected', 'faulty share', 'false ejections', 'note']
+export const DRILL_HEAD = ['proxy', 'requests', 'errors', 'non-2xx', '> 1 s', 'p50 ms', 'p99 ms', 'fault → out', 'sent after out', 'repair → back', 'detected', 'faulty share', 'false ejections', 'note']
 
 export function drillRow(r: RunResult): string[] {
-  if (r.status !== 'ok' || r.client === undefined) return [r.proxy, r.status, '', '', '', '', '', '', '', '', '', '', r.note ?? '']
+  if (r.status !== 'ok' || r.client === undefined) return [r.proxy, r.status, ...new Array<string>(DRILL_HEAD.length - 3).fill(''), r.note ?? '']
   const c = r.client
   const reloads = (r.events ?? []).filter((e) => e.note !== undefined).map((e) => `${e.provider}→${e.replacement}: ${e.note}`)
   return [
@@ -95,12 +97,18 @@ export function drillRow(r: RunResult): string[] {
     n1(c.p50),
     n1(c.p99),
     secs(r.detectMs),
+    r.leaked === undefined ? '-' : String(r.leaked),
     secs(r.recoverMs),
     r.detected ?? '-',
     pct(r.faultyShare),
     r.falseEjections === undefined ? '-' : String(r.falseEjections),
     [r.note, ...reloads].filter((x) => x !== undefined).join('; '),
   ]
+}
+
+function machineNote(d: DrillDoc): string {
+  const m = d.machine
+  return m === undefined ? '' : `; ${m.cpus} CPUs, load average ${m.loadavg.map((l) => l.toFixed(1)).join(' → ')} over the scenario`
 }
 
 function htmlTable(head: string[], rows: string[][]): string {
@@ -167,13 +175,15 @@ th{background:#f3f3f3}td:first-child,td:last-child{text-align:left}td:last-child
 .charts{display:flex;flex-wrap:wrap;gap:8px}.charts svg{border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}`
 
 const LEGEND = `Columns: <b>errors</b> socket errors and timeouts seen by the clients; <b>non-2xx</b> responses the clients got
-that were not 2xx; <b>&gt; 1 s</b> responses slower than one second; <b>fault → no traffic</b> from the fault until the
-faulty provider was sent no more requests (for a provider that still counts — 503s, latency — from its own counts; for a
-killed or frozen one, from the last client request the fault hurt), <i>never</i> when it was sent traffic until the
-repair; <b>repair → traffic</b> from the repair until it got traffic again for good (no gap of 1 s after);
-<b>detected</b> fault windows detected / all; <b>faulty share</b> of all requests the faulty provider received
-during its faults (a third when nothing is detected); <b>false ejections</b> a healthy provider without traffic for
-1 s while others had traffic. Detection and recovery have a resolution of 100 ms.`
+that were not 2xx; <b>&gt; 1 s</b> responses slower than one second; p50/p99 over every response; <b>fault → out</b> from
+the fault until the faulty provider was out of rotation: the start of the first second (half the fault when shorter) in
+which it was sent nothing while at least 10 requests went elsewhere — judged from its own counts when it still counts
+(503s, latency), from the client requests the fault hurt (error, non-2xx, slower than 250 ms) when it was killed or
+frozen; <i>never</i>: not before the repair (worst fault window); <b>sent after out</b> requests it was still sent
+during the fault after that (trial requests, failed re-admissions); <b>repair → back</b> from the repair until it got
+traffic again for good (no 1 s gap after); <b>detected</b> fault windows detected / all; <b>faulty share</b> of all
+requests the faulty provider received during its faults (a third when nothing is detected); <b>false ejections</b>
+spans of 1 s in which a healthy provider got nothing while at least 10 requests went to others. Resolution: 100 ms.`
 
 export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
   const out: string[] = [`<!doctype html><html><head><meta charset="utf-8"><title>vigil bench and drills</title><style>${STYLE.replace(/\n/g, '')}</style></head><body>`]
@@ -189,7 +199,7 @@ export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillD
   }
   if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND}</p>`)
   for (const d of results.drills) {
-    out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}.</p>`)
+    out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}${esc(machineNote(d))}.</p>`)
     out.push(htmlTable(DRILL_HEAD, d.runs.map(drillRow)))
     out.push('<div class="charts">')
     for (const r of d.runs) if (r.series !== undefined) out.push(timelineSvg(r.series, r.events ?? [], `${d.scenario} / ${r.proxy}`))
@@ -210,7 +220,7 @@ export function renderMarkdown(results: { throughput?: ThroughputDoc; drills: Dr
   }
   if (results.drills.length > 0) out.push('## Fault drills', '', LEGEND.replace(/<\/?[bi]>/g, '').replace(/&gt;/g, '>').replace(/\s*\n\s*/g, ' '), '')
   for (const d of results.drills) {
-    out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections.`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
+    out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections${machineNote(d)}.`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
   }
   return `${out.join('\n')}\n`
 }
