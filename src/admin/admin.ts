@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import { listenOn } from '../net.js'
+import { authorized, safeAdminPath } from './guard.js'
+import { resolveLimits, serverOptions } from '../proxy/limits.js'
 
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9901'
 
@@ -79,12 +81,17 @@ export class AdminServer {
   readonly server: Server
 
   constructor(private readonly options: AdminOptions) {
-    this.server = createServer((req, res) => this.handle(req, res))
+    // The same parser strictness and timeouts as a listener with default limits.
+    this.server = createServer(serverOptions(resolveLimits(undefined)), (req, res) => this.handle(req, res))
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    if (this.options.token !== undefined && req.headers.authorization !== `Bearer ${this.options.token}`) {
+    if (!authorized(req.headers.authorization, this.options.token)) {
       send(res, 401, 'text/plain', 'missing or wrong bearer token\n', { 'www-authenticate': 'Bearer' })
+      return
+    }
+    if (!safeAdminPath(req.url)) {
+      send(res, 400, 'text/plain', 'malformed path\n')
       return
     }
     const url = new URL(req.url ?? '/', 'http://admin')

@@ -1,5 +1,5 @@
 // Smooth weighted round robin, nginx's ngx_http_upstream_get_peer: weights 5,1,1 give a a b a c a a.
-import type { Balancer } from './balancer.js'
+import { available, type Balancer } from './balancer.js'
 import type { Peer } from '../upstream/peer.js'
 
 export class RoundRobin implements Balancer {
@@ -8,9 +8,9 @@ export class RoundRobin implements Balancer {
     let total = 0
     for (let i = 0; i < peers.length; i++) {
       const p = peers[i] as Peer
-      if (tried.length !== 0 && tried.includes(p)) continue
-      p.currentWeight += p.weight
-      total += p.weight
+      if (!available(p, tried)) continue
+      p.currentWeight += p.effectiveWeight
+      total += p.effectiveWeight
       if (best === undefined || p.currentWeight > best.currentWeight) best = p
     }
     if (best !== undefined) best.currentWeight -= total

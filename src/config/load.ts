@@ -1,24 +1,83 @@
 // Reading a config file: JSON syntax, schema, then cross-references, reporting every issue with its location.
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { Value } from '@sinclair/typebox/value'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser'
 import { Config } from './schema.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
+import { parseCidr } from '../proxy/trust.js'
+
+/** Far above any real config (ten thousand servers take about 1 MiB); a bigger file is a mistake, not a config. */
+export const MAX_CONFIG_BYTES = 8 * 1024 * 1024
+/** A vigil config is about 7 levels deep; the parser and the validator recurse, so bound the depth before them. */
+export const MAX_CONFIG_DEPTH = 32
 
 export function loadConfigFile(file: string): Config {
-  let text: string
+  let bytes: Buffer
   try {
-    text = readFileSync(file, 'utf8')
+    bytes = readBounded(file)
   } catch (err) {
+    if (err instanceof ConfigError) throw err
     const e = err as NodeJS.ErrnoException
     throw new ConfigError(file, [{ path: '', found: `an unreadable file (${e.code ?? e.message})`, expected: 'a readable JSON file' }])
   }
-  return parseConfig(text, file)
+  return parseConfig(decodeUtf8(bytes, file), file)
+}
+
+function readBounded(file: string): Buffer {
+  const fd = openSync(file, 'r')
+  try {
+    const size = fstatSync(fd).size
+    if (size > MAX_CONFIG_BYTES) {
+      throw new ConfigError(file, [{ path: '', found: `a file of ${size} bytes`, expected: `a config file of at most ${MAX_CONFIG_BYTES} bytes` }])
+    }
+    // Read at most one byte past the limit, in case the file grows while it is read.
+    const buf = Buffer.alloc(size + 1)
+    let n = 0
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null)
+    if (n > MAX_CONFIG_BYTES) throw new ConfigError(file, [{ path: '', found: 'a file that keeps growing', expected: `a config file of at most ${MAX_CONFIG_BYTES} bytes` }])
+    return buf.subarray(0, n)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
+
+/** The file's text, or a located error for bytes that are not UTF-8 (a UTF-16 editor save, a binary file). */
+function decodeUtf8(bytes: Buffer, file: string): string {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw new ConfigError(file, [{ path: '', found: 'UTF-16 text', expected: 'a UTF-8 JSON file', line: 1, column: 1 }])
+  }
+  try {
+    return utf8.decode(bytes)
+  } catch {
+    const lossy = new TextDecoder('utf-8', { ignoreBOM: false }).decode(bytes)
+    const at = Math.max(0, lossy.indexOf('\uFFFD'))
+    throw new ConfigError(file, [{ path: '', found: 'bytes that are not UTF-8', expected: 'a UTF-8 JSON file', ...lineColumn(lossy, at) }])
+  }
+}
+
+/** The first place where arrays and objects nest deeper than MAX_CONFIG_DEPTH, skipping strings; -1 if none. */
+function tooDeep(text: string): number {
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 34 /* " */) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92 /* \ */) i++
+    } else if (c === 91 /* [ */ || c === 123 /* { */) {
+      if (++depth > MAX_CONFIG_DEPTH) return i
+    } else if (c === 93 /* ] */ || c === 125 /* } */) depth--
+  }
+  return -1
 }
 
 /** Parses and validates config text; `file` is only used to name the source in errors. */
 export function parseConfig(text: string, file = '<config>'): Config {
+  const deep = tooDeep(text)
+  if (deep !== -1) {
+    throw new ConfigError(file, [{ path: '', found: `values nested more than ${MAX_CONFIG_DEPTH} levels deep`, expected: 'a vigil config (about 7 levels deep)', ...lineColumn(text, deep) }])
+  }
   const syntax: ParseError[] = []
   const tree = parseTree(text, syntax, { allowTrailingComma: false, disallowComments: true, allowEmptyContent: false })
   if (syntax.length > 0 || tree === undefined) {
@@ -27,7 +86,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
   }
   const doc: unknown = getNodeValue(tree)
   // Cross-reference checks run even when the schema failed, so one `vigil check` lists everything.
-  const issues = [...schemaIssues(doc), ...referenceIssues(doc)]
+  const issues = [...schemaIssues(doc), ...referenceIssues(doc), ...valueIssues(doc)]
   if (issues.length > 0) throw new ConfigError(file, issues.map((i) => locate(text, tree, i)))
   return doc as Config
 }
@@ -187,7 +246,8 @@ function referenceIssues(doc: unknown): Located[] {
     const at = ['listeners', i]
     const address = text(l['address'])
     port(address, [...at, 'address'])
-    const first = address === undefined ? undefined : seenListeners.get(address)
+    // Port 0 asks the kernel for a free port, so two such addresses never clash.
+    const first = address === undefined || address.endsWith(':0') ? undefined : seenListeners.get(address)
     if (first !== undefined) {
       out.push({ path: jsonPath([...at, 'address']), pointer: [...at, 'address'], found: `${JSON.stringify(address)} again`, expected: `an address not already used by listeners[${first}]` })
     } else if (address !== undefined) seenListeners.set(address, i)
@@ -204,10 +264,11 @@ function referenceIssues(doc: unknown): Located[] {
   const adminAddress = text(config.admin?.['address'])
   if (adminAddress !== undefined) {
     port(adminAddress, ['admin', 'address'])
-    const clash = seenListeners.get(adminAddress)
+    const clash = adminAddress.endsWith(':0') ? undefined : seenListeners.get(adminAddress)
     if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
   for (const [name, u] of Object.entries(config.upstreams)) {
+    if (isObject(u)) out.push(...policyOptionIssues(name, u))
     const seen = new Map<string, number>()
     list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
       const address = isObject(s) ? text(s['address']) : undefined
@@ -220,4 +281,55 @@ function referenceIssues(doc: unknown): Located[] {
     })
   }
   return out
+}
+
+const CIDR_SHAPE = /^[0-9A-Fa-f:.]+(\/[0-9]{1,3})?$/
+
+/** Values the schema cannot judge: CIDR blocks that must parse, certificate files that must be readable. */
+function valueIssues(doc: unknown): Located[] {
+  const out: Located[] = []
+  if (!isObject(doc)) return out
+  const readable = (file: unknown, pointer: (string | number)[]): void => {
+    if (typeof file !== 'string' || file === '') return
+    try {
+      accessSync(file, constants.R_OK)
+    } catch (err) {
+      out.push({ path: jsonPath(pointer), pointer, found: `${JSON.stringify(file)} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, expected: 'a readable PEM file' })
+    }
+  }
+  const files = (tls: unknown, at: (string | number)[], keys: readonly string[]): void => {
+    if (!isObject(tls)) return
+    for (const k of keys) readable(tls[k], [...at, 'tls', k])
+    // A client certificate needs its key and the other way round (a listener's schema requires both).
+    if ((tls['cert'] === undefined) !== (tls['key'] === undefined)) {
+      const missing = tls['cert'] === undefined ? 'cert' : 'key'
+      out.push({ path: jsonPath([...at, 'tls']), pointer: [...at, 'tls'], found: `no "${missing}"`, expected: 'both "cert" and "key", or neither' })
+    }
+  }
+  list(doc['listeners']).forEach((l, i) => {
+    if (!isObject(l)) return
+    files(l['tls'], ['listeners', i], ['cert', 'key'])
+    list(l['trustedProxies']).forEach((c, j) => {
+      // Strings the schema's pattern already rejected are reported once, by the schema.
+      if (typeof c === 'string' && CIDR_SHAPE.test(c) && parseCidr(c) === undefined) {
+        const pointer = ['listeners', i, 'trustedProxies', j]
+        out.push({ path: jsonPath(pointer), pointer, found: JSON.stringify(c), expected: 'an IPv4 or IPv6 address with an optional /prefix, like "10.0.0.0/8"' })
+      }
+    })
+  })
+  if (isObject(doc['upstreams'])) for (const [name, u] of Object.entries(doc['upstreams'])) if (isObject(u)) files(u['tls'], ['upstreams', name], ['ca', 'cert', 'key'])
+  return out
+}
+
+/** Options that belong to one balancing policy are an error under another: the operator meant something else. */
+const POLICY_OPTIONS: Record<string, string> = { hashKey: 'hash', hashBalanceFactor: 'hash', ewmaDecay: 'ewma' }
+
+function policyOptionIssues(name: string, u: Record<string, unknown>): Located[] {
+  const balance = u['balance'] ?? 'round_robin'
+  return Object.entries(POLICY_OPTIONS)
+    .filter(([key, policy]) => u[key] !== undefined && balance !== policy)
+    .map(([key, policy]) => {
+      const pointer = ['upstreams', name, key]
+      return { path: jsonPath(pointer), pointer, found: `${key} with balance ${JSON.stringify(balance)}`, expected: `balance "${policy}" (${key} applies only to it)` }
+    })
 }

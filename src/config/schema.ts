@@ -25,6 +25,9 @@ export const Server = Type.Object(
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
     backup: Type.Optional(Type.Boolean({ default: false, description: 'used only when no primary server is eligible' })),
     down: Type.Optional(Type.Boolean({ default: false, description: 'never receives traffic' })),
+    maxConns: Type.Optional(
+      Type.Integer({ minimum: 0, default: 0, description: 'most requests in flight to this server at once; 0 means no limit' }),
+    ),
   },
   closed,
 )
@@ -89,17 +92,71 @@ export const Timeouts = Type.Object(
   closed,
 )
 
-export const Balance = Type.Union([Type.Literal('round_robin')], { default: 'round_robin' })
+/** A file path (PEM), relative to the working directory vigil runs in. */
+const PemFile = Type.String({ minLength: 1, description: 'path to a PEM file' })
+
+/** How vigil connects to HTTPS providers; `true` means verified TLS with the system CAs. */
+export const UpstreamTls = Type.Object(
+  {
+    servername: Type.Optional(Type.String({ minLength: 1, description: 'SNI and certificate name; default: the upstream "host", else the server address host' })),
+    ca: Type.Optional(PemFile),
+    cert: Type.Optional(PemFile),
+    key: Type.Optional(PemFile),
+    verify: Type.Optional(Type.Boolean({ default: true, description: 'verify the provider certificate (never turn off in production)' })),
+  },
+  closed,
+)
+export type UpstreamTls = Static<typeof UpstreamTls>
+
+export const Balance = Type.Union(
+  [
+    Type.Literal('round_robin'),
+    Type.Literal('least_conn'),
+    Type.Literal('random'),
+    Type.Literal('p2c'),
+    Type.Literal('ewma'),
+    Type.Literal('hash'),
+  ],
+  { default: 'round_robin' },
+)
+
+/** What `balance: "hash"` hashes: the client address, a request header, a cookie, or the path. */
+export const HashKey = Type.String({
+  pattern: "^(ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+  default: 'ip',
+  description: '"ip", "path", "header:NAME" or "cookie:NAME"',
+})
+
+/** nginx `queue`: when every server is at its maxConns limit, up to `size` requests wait up to `timeout` (default 60s). */
+export const Queue = Type.Object(
+  {
+    size: Type.Integer({ minimum: 1 }),
+    timeout: Type.Optional(Duration),
+  },
+  { ...closed, description: 'requests that wait while every server is at its maxConns limit' },
+)
 
 export const Upstream = Type.Object(
   {
     balance: Type.Optional(Balance),
+    hashKey: Type.Optional(HashKey),
+    hashBalanceFactor: Type.Optional(
+      Type.Integer({
+        minimum: 100,
+        description: 'balance "hash" only: a server takes at most this percentage of the average load, then keys spill to the next on the ring',
+      }),
+    ),
+    ewmaDecay: Type.Optional(Duration),
+    slowStart: Type.Optional(Duration),
+    queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
     passive: Type.Optional(Passive),
     active: Type.Optional(Active),
     retry: Type.Optional(Retry),
     timeouts: Type.Optional(Timeouts),
+    tls: Type.Optional(Type.Union([Type.Boolean(), UpstreamTls], { description: 'true, or an object with servername, ca, cert, key, verify' })),
+    maxResponseSize: Type.Optional(Type.Integer({ minimum: 1, description: 'largest response body in bytes; a longer one is cut and counts as a bad response' })),
   },
   closed,
 )
@@ -117,11 +174,33 @@ export const Route = Type.Object(
 )
 export type Route = Static<typeof Route>
 
+/** An IPv4 or IPv6 address with an optional prefix length: "10.0.0.0/8", "::1", "fd00::/8". */
+const Cidr = Type.String({ pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$', description: 'an IP address or CIDR block' })
+
+export const ListenerTls = Type.Object({ cert: PemFile, key: PemFile }, { ...closed, description: 'serve HTTPS with this certificate chain and key' })
+
+/** Limits on what one client may send and how slowly; each closes the connection or answers 4xx when crossed. */
+export const ClientLimits = Type.Object(
+  {
+    headersTimeout: Type.Optional(Duration),
+    requestTimeout: Type.Optional(Duration),
+    idleTimeout: Type.Optional(Duration),
+    keepAliveTimeout: Type.Optional(Duration),
+    maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1048576, description: 'bytes of request line plus headers' })),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+  },
+  closed,
+)
+export type ClientLimits = Static<typeof ClientLimits>
+
 export const Listener = Type.Object(
   {
     address: Address,
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
+    tls: Type.Optional(ListenerTls),
+    trustedProxies: Type.Optional(Type.Array(Cidr, { description: 'clients whose Forwarded / X-Forwarded-* headers are kept and appended to' })),
+    limits: Type.Optional(ClientLimits),
   },
   closed,
 )

@@ -18,6 +18,8 @@ export interface ProviderOptions {
   name: string
   port?: number
   host?: string
+  /** Listen backlog; a tiny one lets tests fill the accept queue of a frozen provider. */
+  backlog?: number
   /** Per-interval served counts for the drills; see ServedCounter. */
   counter?: ServedCounter
 }
@@ -43,8 +45,10 @@ export function createProvider(options: ProviderOptions) {
     }
     served++
     options.counter?.record(Date.now())
+    // `?bytes=N` asks for a large body (soak and bench runs); otherwise a one-line greeting.
+    const bytes = Number(/[?&]bytes=([0-9]+)/.exec(url)?.[1] ?? 0)
     const reply = (): void => {
-      const body = `hello from ${options.name}\n`
+      const body = bytes > 0 ? Buffer.alloc(bytes, 0x61) : `hello from ${options.name}\n`
       res.writeHead(behaviour.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-provider': options.name })
       res.end(body)
     }
@@ -58,7 +62,9 @@ export function createProvider(options: ProviderOptions) {
     behaviour,
     served: () => served,
     listen: () =>
-      new Promise<AddressInfo>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve(server.address() as AddressInfo))),
+      new Promise<AddressInfo>((resolve) =>
+        server.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1', backlog: options.backlog ?? 511 }, () => resolve(server.address() as AddressInfo)),
+      ),
   }
 }
 
@@ -68,13 +74,14 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
       name: { type: 'string', default: 'provider' },
       port: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
+      backlog: { type: 'string', default: '511' },
       // --count MS: write {"t","n"} JSON lines to stdout, one per interval of MS milliseconds with traffic.
       count: { type: 'string' },
     },
   })
   const interval = values.count === undefined ? 0 : Number(values.count)
   const counter = interval > 0 ? new ServedCounter(interval, Date.now(), (b) => process.stdout.write(`${JSON.stringify(b)}\n`)) : undefined
-  const provider = createProvider({ name: values.name, port: Number(values.port), host: values.host, counter })
+  const provider = createProvider({ name: values.name, port: Number(values.port), host: values.host, backlog: Number(values.backlog), counter })
   const address = await provider.listen()
   // One JSON line on stdout tells the parent where this provider listens.
   process.stdout.write(`${JSON.stringify({ name: values.name, port: address.port, pid: process.pid })}\n`)

@@ -20,6 +20,8 @@ const RESPONSE_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'respons
 const BODY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'idle_timeout', beforeSend: false }
 const RESET: Failure = { kind: 'error', status: 502, code: 'upstream_reset', beforeSend: false }
 const INVALID: Failure = { kind: 'invalid_header', status: 502, code: 'invalid_response', beforeSend: false }
+const TLS_FAILED: Failure = { kind: 'error', status: 502, code: 'tls_failed', beforeSend: true }
+const TOO_LARGE: Failure = { kind: 'invalid_header', status: 502, code: 'response_too_large', beforeSend: false }
 
 /** Classify an error from undici or the socket below it. Never throws. */
 export function classifyError(err: unknown): Failure {
@@ -43,8 +45,16 @@ export function classifyError(err: unknown): Failure {
     case 'UND_ERR_HEADERS_OVERFLOW':
     case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
     case 'UND_ERR_INFO':
+    case 'VIGIL_INTERIM_STORM':
       return INVALID
+    case 'UND_ERR_RES_EXCEEDED_MAX_SIZE':
+      return TOO_LARGE
   }
   if (typeof code === 'string' && code.startsWith('HPE_')) return INVALID
+  // Certificate verification and handshake failures (DEPTH_ZERO_SELF_SIGNED_CERT, ERR_TLS_CERT_ALTNAME_INVALID, ...).
+  if (typeof code === 'string' && /^ERR_(TLS|SSL)_|CERT|SIGNATURE|ISSUER/.test(code)) return TLS_FAILED
+  // undici's parser errors often carry no code; an unsolicited 100 Continue is a SocketError 'bad response'.
+  const e = err as { name?: unknown; message?: unknown } | null
+  if (e?.name === 'HTTPParserError' || (code === 'UND_ERR_SOCKET' && e?.message === 'bad response')) return INVALID
   return RESET
 }

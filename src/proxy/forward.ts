@@ -7,6 +7,8 @@ import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, type Failure } from '../health/outcome.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
+import type { TrustedProxies } from './trust.js'
+import { enqueue } from './queue.js'
 
 export interface ForwardHooks {
   log: Logger
@@ -14,6 +16,9 @@ export interface ForwardHooks {
   access: Logger | undefined
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
+  /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
+  tls?: boolean
+  trust?: TrustedProxies | undefined
 }
 
 /** The response class of every listener, so a request's attempt is reachable from 'close' without a closure. */
@@ -27,6 +32,10 @@ function onClientClose(this: VigilResponse): void {
 
 const NO_PEERS: readonly Peer[] = []
 
+/** Interim (1xx) responses allowed before the final one; a provider sending them forever would defeat every timeout. */
+const MAX_INTERIM = 16
+const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim (1xx) responses`), { code: 'VIGIL_INTERIM_STORM' })
+
 /**
  * One attempt of one request on one peer, written as an undici dispatch handler (the callback form: it hands
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
@@ -35,8 +44,12 @@ export class Attempt implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   private resumeUpstream: (() => void) | undefined = undefined
   private status = 0
+  /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
+  private readonly sentAt = performance.now()
+  private headersAt = 0
   private finished = false
   private clientGone = false
+  private interim = 0
 
   constructor(
     private readonly req: IncomingMessage,
@@ -54,7 +67,11 @@ export class Attempt implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     // 1xx: Node answers the client's Expect itself and 103 hints are optional; wait for the final response.
-    if (statusCode < 200) return true
+    if (statusCode < 200) {
+      if (++this.interim > MAX_INTERIM) this.abortUpstream?.(INTERIM_STORM)
+      return true
+    }
+    this.headersAt = performance.now()
     this.status = statusCode
     this.resumeUpstream = resume
     this.res.writeHead(statusCode, statusText === '' ? undefined : statusText, responseHeaders(rawHeaders))
@@ -108,6 +125,8 @@ export class Attempt implements Dispatcher.DispatchHandler {
     peer.inflight--
     peer.requests++
     if (failure !== undefined) peer.failures++
+    // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
+    if (this.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((this.headersAt || performance.now()) - this.sentAt)
     this.hooks.access?.info({
       method: this.req.method,
       url: this.req.url,
@@ -117,6 +136,7 @@ export class Attempt implements Dispatcher.DispatchHandler {
       ms: Date.now() - this.started,
       aborted: this.clientGone || undefined,
     })
+    this.upstream.admitWaiting()
     this.hooks.done()
   }
 }
@@ -158,9 +178,11 @@ export function parseTarget(url: string, hostHeader: string | undefined): Target
 
 /** Forward one routed request. The caller has already chosen the upstream. */
 export function forward(req: IncomingMessage, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
-  const peer = upstream.select(NO_PEERS)
+  const peer = upstream.select(NO_PEERS, req)
   if (peer === undefined) {
-    sendError(res, 503, 'no_live_upstreams', `no live upstreams in "${upstream.name}"`)
+    const refusal = upstream.refusal()
+    if (refusal.code === 'max_conns' && enqueue(forward, req, res, upstream, target, hooks)) return
+    sendError(res, 503, refusal.code, refusal.detail)
     hooks.done()
     return
   }
@@ -176,7 +198,8 @@ export function forward(req: IncomingMessage, res: VigilResponse, upstream: Upst
       method: req.method as Dispatcher.HttpMethod,
       headers: requestHeaders(req.rawHeaders, headers.connection, {
         clientAddress: req.socket.remoteAddress ?? '',
-        proto: 'http',
+        proto: hooks.tls === true ? 'https' : 'http',
+        trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
         host: upstream.hostHeader ?? target.host,
         originalHost: target.host,
       }),

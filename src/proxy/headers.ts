@@ -13,7 +13,24 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ])
 
-const REQUEST_ONLY_DROP = new Set(['expect', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'host'])
+/** What the request side does with a header beyond hop-by-hop removal. */
+const enum Rule {
+  Drop = 1,
+  ForwardedFor,
+  ForwardedProto,
+  ForwardedHost,
+  Forwarded,
+}
+
+const REQUEST_RULES = new Map<string, Rule>([
+  ['expect', Rule.Drop],
+  ['host', Rule.Drop],
+  ['x-forwarded-for', Rule.ForwardedFor],
+  ['x-forwarded-proto', Rule.ForwardedProto],
+  ['x-forwarded-host', Rule.ForwardedHost],
+  ['forwarded', Rule.Forwarded],
+])
+for (const name of HOP_BY_HOP) REQUEST_RULES.set(name, Rule.Drop)
 
 /** Extra header names listed in Connection, beyond the ones already dropped; undefined when there are none. */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
@@ -34,22 +51,57 @@ export interface ForwardedFor {
   host: string | undefined
   /** The client's original Host, for X-Forwarded-Host. */
   originalHost: string | undefined
+  /**
+   * The client is a trusted proxy (listener `trustedProxies`): its Forwarded / X-Forwarded-* headers are kept
+   * and this hop is appended. Otherwise they are replaced, so a client cannot claim another address.
+   */
+  trusted?: boolean
 }
+
+const join = (a: string | undefined, b: string): string => (a === undefined ? b : `${a}, ${b}`)
 
 /** Request headers for the provider, as a flat [name, value, ...] list (undici accepts it as is). */
 export function requestHeaders(raw: readonly string[], connection: string | undefined, fwd: ForwardedFor): string[] {
   const named = connectionNamed(connection)
+  const trusted = fwd.trusted === true
   const out: string[] = []
+  let xff: string | undefined
+  let xfp: string | undefined
+  let xfh: string | undefined
+  let forwarded: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || REQUEST_ONLY_DROP.has(lower) || (named !== undefined && named.has(lower))) continue
-    out.push(name, raw[i + 1] as string)
+    if (named !== undefined && named.has(lower)) continue
+    const rule = REQUEST_RULES.get(lower)
+    const value = raw[i + 1] as string
+    if (rule === undefined) {
+      out.push(name, value)
+      continue
+    }
+    if (!trusted || rule === Rule.Drop) continue
+    if (rule === Rule.ForwardedFor) xff = join(xff, value)
+    else if (rule === Rule.Forwarded) forwarded = join(forwarded, value)
+    else if (rule === Rule.ForwardedProto) xfp ??= value
+    else xfh ??= value
   }
   if (fwd.host !== undefined) out.push('host', fwd.host)
-  out.push('x-forwarded-for', fwd.clientAddress, 'x-forwarded-proto', fwd.proto)
-  if (fwd.originalHost !== undefined) out.push('x-forwarded-host', fwd.originalHost)
+  out.push('x-forwarded-for', join(xff, fwd.clientAddress), 'x-forwarded-proto', xfp ?? fwd.proto)
+  const originalHost = xfh ?? fwd.originalHost
+  if (originalHost !== undefined) out.push('x-forwarded-host', originalHost)
+  out.push('forwarded', join(forwarded, forwardedElement(fwd)))
   return out
+}
+
+/** This hop's RFC 7239 element: `for=...;proto=...;host=...`, quoting where the grammar needs it. */
+export function forwardedElement(fwd: ForwardedFor): string {
+  const node = fwd.clientAddress.includes(':') ? `"[${fwd.clientAddress}]"` : fwd.clientAddress === '' ? 'unknown' : fwd.clientAddress
+  const host = fwd.originalHost === undefined ? '' : `;host=${quoted(fwd.originalHost)}`
+  return `for=${node};proto=${fwd.proto}${host}`
+}
+
+function quoted(value: string): string {
+  return /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`
 }
 
 /** Response headers for the client, from undici's raw header buffers, as a flat list for writeHead. */

@@ -1,27 +1,64 @@
 // A listener accepts client connections on one address and hands each request to its router.
+import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Listener as ListenerConfig } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
 import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
-import { sendError } from './respond.js'
+import { sendError, sendRawError } from './respond.js'
+import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
+import { TrustedProxies } from './trust.js'
+import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
 
 export class ProxyListener {
   readonly server: Server<typeof IncomingMessage, typeof VigilResponse>
   private readonly router: Router
+  private readonly hooks: ForwardHooks
+  private readonly maxHeaders: number
+  readonly upgrades: UpgradeProxy
+  /** Set once shutdown starts: every response from then on closes its connection. */
+  private closing = false
 
   constructor(
     readonly config: ListenerConfig,
     upstreams: ReadonlyMap<string, Upstream>,
-    private readonly hooks: ForwardHooks,
+    hooks: ForwardHooks,
   ) {
     this.router = new Router(config, upstreams)
-    this.server = createServer({ ServerResponse: VigilResponse, keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.onRequest(req, res))
+    this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies) }
+    const limits = resolveLimits(config.limits)
+    this.maxHeaders = limits.maxHeaders
+    const options = { ...serverOptions(limits), ServerResponse: VigilResponse }
+    const onRequest = (req: IncomingMessage, res: VigilResponse): void => this.onRequest(req, res)
+    // The certificate files are read when the listener is built from its config, so a reload picks up new ones.
+    this.server =
+      config.tls === undefined
+        ? createServer(options, onRequest)
+        : (createHttpsServer({ ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest) as unknown as Server<
+            typeof IncomingMessage,
+            typeof VigilResponse
+          >)
+    applyServerLimits(this.server, limits)
+    this.server.on('clientError', onClientError)
+    this.server.on('connect', onConnectMethod)
+    this.upgrades = new UpgradeProxy(this.router, this.hooks)
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
   private onRequest(req: IncomingMessage, res: VigilResponse): void {
+    const rejected = rejectRequest(req, this.maxHeaders)
+    if (rejected !== undefined) {
+      res.shouldKeepAlive = false
+      sendError(res, rejected.status, rejected.code, rejected.detail)
+      this.hooks.done()
+      return
+    }
+    // Keep-alive clients would otherwise keep a closing server busy forever.
+    if (this.closing) res.shouldKeepAlive = false
     const target = parseTarget(req.url ?? '/', req.headers.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
@@ -37,12 +74,19 @@ export class ProxyListener {
     forward(req, res, upstream, target, this.hooks)
   }
 
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const rejected = rejectRequest(req, this.maxHeaders)
+    if (rejected === undefined) this.upgrades.handle(req, socket, head)
+    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+  }
+
   listen(): Promise<AddressInfo> {
     return listenOn(this.server, this.config.address)
   }
 
   /** Stop accepting; idle keep-alive connections close now, busy ones after their response. */
   stopAccepting(): Promise<void> {
+    this.closing = true
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     this.server.closeIdleConnections()
     return closed
@@ -50,5 +94,6 @@ export class ProxyListener {
 
   closeAll(): void {
     this.server.closeAllConnections()
+    this.upgrades.closeAll()
   }
 }

@@ -2,6 +2,8 @@
 import { Pool } from 'undici'
 import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
+import { TlsPool, type ClientTls } from './tls.js'
+import { PeakEwma } from '../balance/peak-ewma.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -14,6 +16,10 @@ export interface PoolOptions {
   /** How long an unused keep-alive connection is kept. */
   keepAlive: number
   connections: number
+  /** TLS to the provider (an https:// origin); `servername` undefined means the server's own host. */
+  tls?: (Partial<ClientTls> & Omit<ClientTls, 'servername'>) | undefined
+  /** Largest response body in bytes; undefined for no limit. */
+  maxResponseSize?: number | undefined
 }
 
 export class Peer {
@@ -22,6 +28,10 @@ export class Peer {
   readonly port: number
   readonly origin: string
   readonly weight: number
+  /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
+  effectiveWeight: number
+  /** Most requests in flight at once (`maxConns`); Infinity when unlimited, so the check is one comparison. */
+  readonly maxConns: number
   readonly backup: boolean
   /** `down: true` in the config: never receives traffic. */
   readonly configDown: boolean
@@ -38,18 +48,26 @@ export class Peer {
   failures = 0
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
+  /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
+  readonly rtt: PeakEwma
   readonly pool: Pool
+  /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
+  readonly tls: ClientTls | undefined
 
-  constructor(server: Server, pool: PoolOptions) {
+  constructor(server: Server, pool: PoolOptions, latencyDecay?: number) {
     this.address = server.address
     const { host, port } = splitAddress(server.address)
     this.host = host
     this.port = port
-    this.origin = `http://${server.address}`
+    this.tls = pool.tls === undefined ? undefined : { ...pool.tls, servername: pool.tls.servername ?? host }
+    this.origin = `${this.tls === undefined ? 'http' : 'https'}://${server.address}`
     this.weight = server.weight ?? 1
+    this.effectiveWeight = this.weight
+    this.maxConns = server.maxConns === undefined || server.maxConns === 0 ? Infinity : server.maxConns
+    this.rtt = new PeakEwma(latencyDecay)
     this.backup = server.backup ?? false
     this.configDown = server.down ?? false
-    this.pool = new Pool(this.origin, {
+    const options: Pool.Options = {
       connections: pool.connections,
       connect: { timeout: pool.connectTimeout },
       headersTimeout: pool.responseTimeout,
@@ -57,11 +75,23 @@ export class Peer {
       keepAliveTimeout: pool.keepAlive,
       keepAliveMaxTimeout: pool.keepAlive,
       pipelining: 1,
-    })
+      maxResponseSize: pool.maxResponseSize ?? -1,
+    }
+    this.pool = this.tls === undefined ? new Pool(this.origin, options) : new TlsPool(this.origin, options, this.tls, pool.connectTimeout)
   }
 
   get eligible(): boolean {
     return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
+  }
+
+  /** One latency sample (ms from sending the request to its response headers). */
+  recordLatency(ms: number): void {
+    this.rtt.observe(ms, performance.now())
+  }
+
+  /** The learned latency now (ms): the peak-EWMA estimate, for the status page. */
+  get latency(): number {
+    return this.rtt.estimate(performance.now())
   }
 
   close(): Promise<void> {

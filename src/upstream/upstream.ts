@@ -2,8 +2,11 @@
 import { EventEmitter } from 'node:events'
 import type { Upstream as UpstreamConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
-import { createBalancer, type Balancer } from '../balance/index.js'
+import { createBalancer, type Balancer, type PickRequest } from '../balance/index.js'
+import { SlowStart } from '../balance/slow-start.js'
 import { Peer, type PoolOptions } from './peer.js'
+import { loadClientTls } from './tls.js'
+import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 
@@ -15,16 +18,28 @@ export interface UpstreamTimeouts {
 
 const NONE: readonly Peer[] = []
 
+/** The 503 vigil answers when select() finds no peer. */
+export interface Refusal {
+  code: 'no_live_upstreams' | 'max_conns'
+  detail: string
+}
+
 export class Upstream extends EventEmitter {
   readonly name: string
   readonly peers: readonly Peer[]
   readonly timeouts: UpstreamTimeouts
   readonly balancer: Balancer
+  readonly slowStart: SlowStart
+  /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
+  readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
   readonly hostHeader: string | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
+  private readonly noLive: Refusal
+  private readonly allFull: Refusal
+  private started = false
 
   constructor(name: string, config: UpstreamConfig) {
     super()
@@ -41,22 +56,62 @@ export class Upstream extends EventEmitter {
       idleTimeout: this.timeouts.idle,
       keepAlive: 4_000,
       connections: 256,
+      tls: loadClientTls(config.tls, config.host),
+      maxResponseSize: config.maxResponseSize,
     }
-    this.peers = config.servers.map((s) => new Peer(s, pool))
-    this.balancer = createBalancer(config.balance)
+    const decay = config.ewmaDecay === undefined ? undefined : ms(config.ewmaDecay)
+    this.peers = config.servers.map((s) => new Peer(s, pool, decay))
+    this.balancer = createBalancer(config)
+    this.slowStart = new SlowStart(ms(config.slowStart ?? 0))
+    this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
+    this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
+    this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
     this.refresh()
+    this.started = true
   }
 
   /** Recompute the eligible snapshot; call after any change to a peer's gates. */
   refresh(): void {
+    const before = this.primaries.concat(this.backups)
     this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
+    // The constructor's first snapshot is the start, not a recovery.
+    if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
     this.emit('change', this)
+    this.admitWaiting()
   }
 
-  /** The next peer for a request, or undefined when no peer is eligible (the caller answers 503). */
-  select(tried: readonly Peer[]): Peer | undefined {
-    return this.balancer.pick(this.primaries, tried) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried))
+  /**
+   * A peer entered the eligible snapshot (recovered from ejection or a failed check, re-enabled, or added):
+   * it starts slow start. refresh() calls this; health modules only open a gate and call refresh().
+   */
+  becameEligible(peer: Peer): void {
+    this.slowStart.begin(peer)
+  }
+
+  /** The next peer for a request, or undefined when none may take it (the caller answers `refusal()`). */
+  select(tried: readonly Peer[], req?: PickRequest): Peer | undefined {
+    return this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
+  }
+
+  /** Why select() found no peer: nothing eligible, or every eligible peer at its maxConns limit. */
+  refusal(): Refusal {
+    for (const p of this.primaries) if (p.inflight >= p.maxConns) return this.allFull
+    for (const p of this.backups) if (p.inflight >= p.maxConns) return this.allFull
+    return this.noLive
+  }
+
+  /** A request finished or the snapshot changed: let queued requests in while some eligible peer has room. */
+  admitWaiting(): void {
+    const queue = this.queue
+    if (queue === undefined) return
+    while (queue.length > 0 && this.hasRoom()) (queue.shift() as Waiter).admit()
+  }
+
+  private hasRoom(): boolean {
+    for (const p of this.primaries) if (p.inflight < p.maxConns) return true
+    for (const p of this.backups) if (p.inflight < p.maxConns) return true
+    return false
   }
 
   find(address: string): Peer | undefined {
@@ -68,6 +123,7 @@ export class Upstream extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    this.slowStart.stop()
     await Promise.all(this.peers.map((p) => p.close()))
   }
 }

@@ -1,0 +1,50 @@
+// Slow start (HAProxy `slowstart`, Envoy slow_start_config): a peer that becomes eligible again gets 10% of its
+// weight at first and ramps linearly to all of it over the window, so a cold provider is not hit by its full share.
+import type { Peer } from '../upstream/peer.js'
+
+/** Envoy's min_weight_percent default. */
+export const MIN_WEIGHT_SHARE = 0.1
+/** Ramp steps per window: effective weights are recomputed on a timer, never per request. */
+const STEPS = 20
+
+export class SlowStart {
+  /** Peers still ramping, with the time their ramp began. */
+  private readonly ramping = new Map<Peer, number>()
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    readonly window: number,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** Start (or restart) the ramp of a peer that just became eligible. No-op when slow start is off. */
+  begin(peer: Peer): void {
+    if (this.window <= 0) return
+    this.ramping.set(peer, this.clock())
+    peer.effectiveWeight = peer.weight * MIN_WEIGHT_SHARE
+    this.timer ??= setInterval(() => this.update(this.clock()), Math.max(10, this.window / STEPS)).unref()
+  }
+
+  /** Recompute the effective weight of every ramping peer at `now`; the timer stops once all are at full weight. */
+  update(now: number): void {
+    for (const [peer, since] of this.ramping) {
+      const share = (now - since) / this.window
+      if (share >= 1) {
+        peer.effectiveWeight = peer.weight
+        this.ramping.delete(peer)
+      } else {
+        peer.effectiveWeight = peer.weight * Math.max(MIN_WEIGHT_SHARE, share)
+      }
+    }
+    if (this.ramping.size === 0) this.stop()
+  }
+
+  get active(): number {
+    return this.ramping.size
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+}

@@ -1,0 +1,54 @@
+// A request parked in its upstream's wait queue because every eligible peer was at its maxConns limit. It leaves
+// by admission (forwarded as if it had just arrived), by timeout (503 queue_timeout) or by the client closing.
+import type { IncomingMessage } from 'node:http'
+import type { Upstream } from '../upstream/upstream.js'
+import type { Waiter } from '../upstream/wait-queue.js'
+import type { ForwardHooks, Target, VigilResponse } from './forward.js'
+import { sendError } from './respond.js'
+
+export type ForwardFn = (req: IncomingMessage, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks) => void
+
+/** Queue the request if its upstream has a queue with room; false means the caller answers it now. */
+export function enqueue(forward: ForwardFn, req: IncomingMessage, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): boolean {
+  const queue = upstream.queue
+  if (queue === undefined || queue.length >= queue.size) return false
+  queue.offer(new QueuedRequest(forward, req, res, upstream, target, hooks))
+  return true
+}
+
+class QueuedRequest implements Waiter {
+  private readonly timer: NodeJS.Timeout
+  private readonly onClose = (): void => this.leave()
+
+  constructor(
+    private readonly forward: ForwardFn,
+    private readonly req: IncomingMessage,
+    private readonly res: VigilResponse,
+    private readonly upstream: Upstream,
+    private readonly target: Target,
+    private readonly hooks: ForwardHooks,
+  ) {
+    this.timer = setTimeout(() => this.expire(), (upstream.queue as { timeout: number }).timeout)
+    res.once('close', this.onClose)
+  }
+
+  admit(): void {
+    clearTimeout(this.timer)
+    this.res.off('close', this.onClose)
+    this.forward(this.req, this.res, this.upstream, this.target, this.hooks)
+  }
+
+  private expire(): void {
+    this.upstream.queue?.remove(this)
+    this.res.off('close', this.onClose)
+    sendError(this.res, 503, 'queue_timeout', `no server in "${this.upstream.name}" had room under maxConns in time`)
+    this.hooks.done()
+  }
+
+  /** The client went away while waiting. */
+  private leave(): void {
+    clearTimeout(this.timer)
+    this.upstream.queue?.remove(this)
+    this.hooks.done()
+  }
+}

@@ -1,0 +1,53 @@
+import t from 'tap'
+import { requestHeaders, responseHeaders, trailerPairs } from '../src/proxy/headers.js'
+
+const fwd = { clientAddress: '10.1.2.3', proto: 'http' as const, host: 'svc.local', originalHost: 'svc.local' }
+const pairs = (flat: string[]): Record<string, string> => Object.fromEntries(flat.flatMap((v, i) => (i % 2 === 0 ? [[v.toLowerCase(), flat[i + 1] as string]] : [])))
+
+t.test('request: hop-by-hop and Connection-named headers are dropped, end-to-end ones kept', async (t) => {
+  const raw = [
+    'Host', 'svc.local',
+    'Connection', 'keep-alive, X-Secret, close',
+    'Keep-Alive', 'timeout=5',
+    'X-Secret', 'hop',
+    'Proxy-Authorization', 'Basic abc',
+    'Proxy-Connection', 'keep-alive',
+    'TE', 'trailers',
+    'Trailer', 'x-sum',
+    'Transfer-Encoding', 'chunked',
+    'Upgrade', 'h2c',
+    'Expect', '100-continue',
+    'Accept', 'text/plain',
+    'Cookie', 'a=1',
+  ]
+  const out = pairs(requestHeaders(raw, 'keep-alive, X-Secret, close', fwd))
+  t.same(Object.keys(out).sort(), ['accept', 'cookie', 'forwarded', 'host', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'])
+})
+
+t.test('request: X-Forwarded-* and Forwarded replace what the client sent', async (t) => {
+  const out = requestHeaders(['X-Forwarded-For', '6.6.6.6', 'x-forwarded-proto', 'https', 'X-Forwarded-Host', 'evil', 'Forwarded', 'for=6.6.6.6'], undefined, fwd)
+  t.same(pairs(out), {
+    host: 'svc.local',
+    'x-forwarded-for': '10.1.2.3',
+    'x-forwarded-proto': 'http',
+    'x-forwarded-host': 'svc.local',
+    forwarded: 'for=10.1.2.3;proto=http;host=svc.local',
+  })
+  t.equal(out.filter((h) => h.toLowerCase() === 'x-forwarded-for').length, 1)
+})
+
+t.test('request: the upstream Host override replaces Host, X-Forwarded-Host keeps the original', async (t) => {
+  const out = pairs(requestHeaders(['Host', 'a.example'], undefined, { ...fwd, host: 'internal', originalHost: 'a.example' }))
+  t.equal(out['host'], 'internal')
+  t.equal(out['x-forwarded-host'], 'a.example')
+})
+
+t.test('response: hop-by-hop and Connection-named headers are dropped', async (t) => {
+  const raw = ['Content-Type', 'text/plain', 'Connection', 'X-Internal', 'X-Internal', '1', 'Keep-Alive', 'timeout=5', 'Transfer-Encoding', 'chunked', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'].map((s) => Buffer.from(s))
+  const out = responseHeaders(raw)
+  t.same(out, ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'], 'repeated headers are kept in order')
+})
+
+t.test('trailers drop hop-by-hop names', async (t) => {
+  t.same(trailerPairs(['x-checksum', 'abc', 'transfer-encoding', 'chunked']), [['x-checksum', 'abc']])
+})
