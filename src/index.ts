@@ -8,10 +8,15 @@ import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
 import { createAccessLogger, createLogger } from './log.js'
 import type { ForwardHooks } from './proxy/forward.js'
+import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
+import { ActiveChecker } from './health/active.js'
+import { VigilMetrics } from './admin/metrics.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
+export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 
@@ -27,6 +32,11 @@ export interface StartOptions {
 export class Vigil {
   readonly upstreams: ReadonlyMap<string, Upstream>
   readonly log: Logger
+  /** Every health transition (active, passive, operator) is reported here. */
+  readonly events = new HealthEvents()
+  readonly checker: ActiveChecker
+  readonly metrics: VigilMetrics
+  private passive: PassiveHealthLink | undefined
   private readonly listeners: ProxyListener[]
   private readonly admin: AdminServer | undefined
   private inflight = 0
@@ -44,10 +54,18 @@ export class Vigil {
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     const access = config.log?.access === true ? (options.accessLogger ?? createAccessLogger()) : undefined
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, u]) => [name, new Upstream(name, u)]))
+    logHealthEvents(this.events, this.log)
+    this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
+    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker })
+    for (const u of this.upstreams.values()) u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    this.events.on('health', (e) => {
+      if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
+    })
     const hooks: ForwardHooks = {
       log: this.log,
       access,
       done: () => this.requestDone(),
+      metrics: this.metrics,
     }
     this.listeners = config.listeners.map((l) => new ProxyListener(l, this.upstreams, hooks))
     for (const l of this.listeners) l.server.on('request', () => this.inflight++)
@@ -59,7 +77,17 @@ export class Vigil {
             token: config.admin?.token,
             upstreams: () => this.upstreams,
             generation: () => this.generation,
+            checker: this.checker,
+            passive: () => this.passive,
+            events: this.events,
+            metrics: this.metrics,
           })
+  }
+
+  /** Join passive health: its ejections show on the status page and passing checks may lift them. */
+  linkPassive(link: PassiveHealthLink): void {
+    this.passive = link
+    this.checker.linkPassive(link)
   }
 
   private requestDone(): void {
@@ -68,6 +96,8 @@ export class Vigil {
   }
 
   async start(): Promise<this> {
+    // Checks start first: servers are checked at once, before traffic arrives.
+    this.checker.start()
     try {
       for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
@@ -107,6 +137,7 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    await this.checker.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     this.log.info('vigil stopped')
   }

@@ -1,91 +1,38 @@
-// The admin listener: status of every server and operator actions. Loopback by default; bearer token when set.
+// The admin listener: routing and the bearer token. Loopback by default; when a token is set, every route needs it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Upstream } from '../upstream/upstream.js'
-import type { Peer } from '../upstream/peer.js'
 import { listenOn } from '../net.js'
 import { authorized, safeAdminPath } from './guard.js'
 import { resolveLimits, serverOptions } from '../proxy/limits.js'
+import type { HealthEvents } from '../health/events.js'
+import { FORMATS, renderCsv, renderHtml, renderJson, renderPrometheus, statusRows, type Format, type StatusSource } from './status.js'
+import { applyAction, type Action } from './actions.js'
+import type { VigilMetrics } from './metrics.js'
 
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:9901'
+/** Seconds between reloads of the html status page, unless ?refresh= says otherwise. */
+const DEFAULT_REFRESH = 5
 
-export interface AdminOptions {
+export interface AdminOptions extends StatusSource {
   address: string
   token: string | undefined
-  upstreams: () => ReadonlyMap<string, Upstream>
-  generation: () => number
+  events: HealthEvents
+  metrics: VigilMetrics
 }
 
-export interface ServerStatus {
-  index: number
-  upstream: string
-  name: string
-  status: 'up' | 'down'
-  rise: number
-  fall: number
-  type: string
-  port: number
-  weight: number
-  backup: boolean
-  operator: Peer['operator']
-  eligible: boolean
-  inflight: number
-  requests: number
-  failures: number
-}
-
-export function statusRows(upstreams: ReadonlyMap<string, Upstream>): ServerStatus[] {
-  const rows: ServerStatus[] = []
-  for (const u of upstreams.values()) {
-    for (const p of u.peers) {
-      rows.push({
-        index: rows.length,
-        upstream: u.name,
-        name: p.address,
-        status: p.eligible ? 'up' : 'down',
-        rise: 0,
-        fall: 0,
-        type: 'none',
-        port: 0,
-        weight: p.weight,
-        backup: p.backup,
-        operator: p.operator,
-        eligible: p.eligible,
-        inflight: p.inflight,
-        requests: p.requests,
-        failures: p.failures,
-      })
-    }
-  }
-  return rows
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
-}
-
-function renderHtml(rows: readonly ServerStatus[], generation: number): string {
-  const head = ['index', 'upstream', 'name', 'status', 'weight', 'operator', 'inflight', 'requests', 'failures']
-  const body = rows
-    .map((r) => `<tr class="${r.status}">${head.map((k) => `<td>${escapeHtml(String(r[k as keyof ServerStatus]))}</td>`).join('')}</tr>`)
-    .join('\n')
-  return `<!doctype html><html><head><meta charset="utf-8"><title>vigil status</title>
-<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}tr.down{background:#f88}</style>
-</head><body><h1>vigil status</h1><p>generation ${generation}, ${rows.length} servers</p>
-<table><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
-${body}
-</tbody></table></body></html>\n`
-}
+const ACTION = /^\/upstreams\/([^/]+)\/servers\/([^/]+)\/(drain|disable|enable)$/
 
 export class AdminServer {
   readonly server: Server
 
   constructor(private readonly options: AdminOptions) {
     // The same parser strictness and timeouts as a listener with default limits.
-    this.server = createServer(serverOptions(resolveLimits(undefined)), (req, res) => this.handle(req, res))
+    this.server = createServer(serverOptions(resolveLimits(undefined)), (req, res) => {
+      this.handle(req, res).catch((err: unknown) => send(res, 500, 'text/plain', `${(err as Error).message}\n`))
+    })
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!authorized(req.headers.authorization, this.options.token)) {
       send(res, 401, 'text/plain', 'missing or wrong bearer token\n', { 'www-authenticate': 'Bearer' })
       return
@@ -96,27 +43,47 @@ export class AdminServer {
     }
     const url = new URL(req.url ?? '/', 'http://admin')
     if (req.method === 'GET' && url.pathname === '/status') {
-      const filter = url.searchParams.get('status')
-      const rows = statusRows(this.options.upstreams()).filter((r) => filter === null || r.status === filter)
-      if (url.searchParams.get('format') === 'html') send(res, 200, 'text/html; charset=utf-8', renderHtml(rows, this.options.generation()))
-      else send(res, 200, 'application/json', `${JSON.stringify({ servers: { total: rows.length, generation: this.options.generation(), server: rows } })}\n`)
+      this.status(req, res, url.searchParams)
       return
     }
-    const action = /^\/upstreams\/([^/]+)\/servers\/([^/]+)\/(drain|disable|enable)$/.exec(url.pathname)
+    if (req.method === 'GET' && url.pathname === '/metrics') {
+      send(res, 200, this.options.metrics.contentType, await this.options.metrics.text())
+      return
+    }
+    const action = ACTION.exec(url.pathname)
     if (req.method === 'POST' && action !== null) {
-      const upstream = this.options.upstreams().get(decodeURIComponent(action[1] as string))
-      const peer = upstream?.find(decodeURIComponent(action[2] as string))
-      if (upstream === undefined || peer === undefined) {
-        send(res, 404, 'text/plain', 'no such upstream or server\n')
-        return
-      }
-      const verb = action[3] as 'drain' | 'disable' | 'enable'
-      peer.operator = verb === 'drain' ? 'draining' : verb === 'disable' ? 'disabled' : 'enabled'
-      upstream.refresh()
-      send(res, 200, 'application/json', `${JSON.stringify({ upstream: upstream.name, server: peer.address, operator: peer.operator })}\n`)
+      const r = applyAction(this.options.upstreams(), this.options.events, decodeURIComponent(action[1] as string), decodeURIComponent(action[2] as string), action[3] as Action)
+      send(res, r.status, 'application/json', `${JSON.stringify(r.body)}\n`)
       return
     }
     send(res, 404, 'text/plain', 'not found\n')
+  }
+
+  private status(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
+    // Like Tengine, a browser gets the html page by default; tools get json.
+    const format = q.get('format') ?? (req.headers.accept?.includes('text/html') === true ? 'html' : 'json')
+    const filter = q.get('status')
+    if (!(FORMATS as readonly string[]).includes(format) || (filter !== null && filter !== 'up' && filter !== 'down')) {
+      send(res, 400, 'text/plain', `expected ?format=${FORMATS.join('|')} and ?status=up|down\n`)
+      return
+    }
+    const rows = statusRows(this.options).filter((r) => filter === null || r.status === filter)
+    const generation = this.options.generation()
+    switch (format as Format) {
+      case 'html': {
+        const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
+        send(res, 200, 'text/html; charset=utf-8', renderHtml(rows, generation, Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH))
+        return
+      }
+      case 'csv':
+        send(res, 200, 'text/csv; charset=utf-8', renderCsv(rows))
+        return
+      case 'prometheus':
+        send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
+        return
+      case 'json':
+        send(res, 200, 'application/json', renderJson(rows, generation))
+    }
   }
 
   listen(): Promise<AddressInfo> {

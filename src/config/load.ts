@@ -279,6 +279,12 @@ function referenceIssues(doc: unknown): Located[] {
       if (first === undefined) seen.set(address, i)
       else out.push({ path: jsonPath(at), pointer: at, found: `${JSON.stringify(address)} again`, expected: `an address not already listed as servers[${first}]` })
     })
+    const active = isObject(u) && isObject(u['active']) ? u['active'] : undefined
+    const expectBody = isObject(active?.['http']) ? text(active['http']['expectBody']) : undefined
+    if (expectBody !== undefined && !compiles(expectBody)) {
+      const at = ['upstreams', name, 'active', 'http', 'expectBody']
+      out.push({ path: jsonPath(at), pointer: at, found: JSON.stringify(expectBody), expected: 'a valid regular expression' })
+    }
   }
   return out
 }
@@ -319,6 +325,15 @@ function valueIssues(doc: unknown): Located[] {
   })
   if (isObject(doc['upstreams'])) for (const [name, u] of Object.entries(doc['upstreams'])) if (isObject(u)) files(u['tls'], ['upstreams', name], ['ca', 'cert', 'key'])
   return out
+}
+
+function compiles(pattern: string): boolean {
+  try {
+    new RegExp(pattern)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** Options that belong to one balancing policy are an error under another: the operator meant something else. */

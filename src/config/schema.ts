@@ -46,32 +46,81 @@ export const Passive = Type.Object(
     failTimeout: Type.Optional(Duration),
     failOn: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
     maxEjectPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 50 })),
+    mode: Type.Optional(
+      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, or a failure rate.
+      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate')], { default: 'nginx' }),
+    ),
+    ejectTime: Type.Optional(Duration),
+    maxEjectTime: Type.Optional(Duration),
+    failPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'rate mode: failure percentage that ejects' })),
+    minRequests: Type.Optional(Type.Integer({ minimum: 1, default: 10, description: 'rate mode: requests in the window before the rate counts' })),
+    failOpen: Type.Optional(Type.Boolean({ default: true, description: 'when no server is eligible, try the non-down ones instead of answering 503' })),
+    stall: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: true })),
+          factor: Type.Optional(Type.Number({ minimum: 1, default: 10, description: "multiple of the group's recent p99 response time" })),
+          floor: Type.Optional(Duration),
+        },
+        { ...closed, description: 'suspect a server whose oldest waiting request is far older than the group usually takes' },
+      ),
+    ),
   },
   closed,
 )
+export type Passive = Static<typeof Passive>
 
 export const ActiveHttp = Type.Object(
   {
     method: Type.Optional(Type.String({ pattern: '^[A-Z]+$', default: 'GET' })),
     path: Type.Optional(Type.String({ pattern: '^/', default: '/' })),
-    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }))),
+    host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the check; default the upstream\'s "host", else the server address' })),
+    headers: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }), Type.String(), { additionalProperties: false, description: 'extra request headers' })),
+    expectStatus: Type.Optional(Type.Array(Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9])$' }), { minItems: 1, default: ['2xx', '3xx'] })),
+    expectBody: Type.Optional(Type.String({ minLength: 1, description: 'regular expression the response body must match (first 64 KiB)' })),
   },
   closed,
 )
 
+export const ActiveTls = Type.Object(
+  {
+    serverName: Type.Optional(Type.String({ minLength: 1, description: 'SNI name; default the server host when it is a name' })),
+    skipVerify: Type.Optional(Type.Boolean({ default: false, description: 'accept any certificate (self-signed providers)' })),
+  },
+  { ...closed, description: 'for type "https"' },
+)
+
+export const ActiveTcp = Type.Object(
+  {
+    send: Type.Optional(Type.String({ minLength: 1, description: 'bytes written after connecting, e.g. "PING\\r\\n"' })),
+    expect: Type.Optional(Type.String({ minLength: 1, description: 'text the reply must contain, e.g. "+PONG"' })),
+  },
+  { ...closed, description: 'for type "tcp": an optional send/expect exchange' },
+)
+
 export const Active = Type.Object(
   {
-    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http')])),
+    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https')], { default: 'tcp' })),
     interval: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
     rise: Type.Optional(Type.Integer({ minimum: 1, default: 2 })),
     fall: Type.Optional(Type.Integer({ minimum: 1, default: 5 })),
     defaultDown: Type.Optional(Type.Boolean({ default: false })),
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 0 })),
+    fastInterval: Type.Optional(Duration),
+    downInterval: Type.Optional(Duration),
+    jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.1, description: 'each interval varies by up to this fraction either way' })),
+    maxInFlight: Type.Optional(Type.Integer({ minimum: 1, default: 64, description: 'checks of this kind running at once' })),
+    unejectOnPass: Type.Optional(
+      Type.Boolean({ default: true, description: 'a passing check lifts a passive ejection when it tests what failed' }),
+    ),
     http: Type.Optional(ActiveHttp),
+    tls: Type.Optional(ActiveTls),
+    tcp: Type.Optional(ActiveTcp),
   },
   closed,
 )
+export type Active = Static<typeof Active>
 
 export const Retry = Type.Object(
   {
@@ -79,9 +128,21 @@ export const Retry = Type.Object(
     tries: Type.Optional(Type.Integer({ minimum: 1, default: 3 })),
     timeout: Type.Optional(Duration),
     nonIdempotent: Type.Optional(Type.Boolean({ default: false })),
+    perTryTimeout: Type.Optional(Duration),
+    hedge: Type.Optional(Type.Boolean({ default: false, description: 'after perTryTimeout, race a second attempt instead of abandoning the first' })),
+    budget: Type.Optional(
+      Type.Object(
+        {
+          percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 20 })),
+          minPerSecond: Type.Optional(Type.Number({ minimum: 0, default: 10 })),
+        },
+        { ...closed, description: 'retries and hedges allowed over the last 10 s: percent of requests, at least minPerSecond' },
+      ),
+    ),
   },
   closed,
 )
+export type Retry = Static<typeof Retry>
 
 export const Timeouts = Type.Object(
   {

@@ -26,6 +26,7 @@ const config: Config = {
     demo: {
       balance: 'round_robin',
       servers: providers.map((p, i) => ({ address: `127.0.0.1:${p.port}`, weight: i === 0 ? 2 : 1 })),
+      active: { type: 'http', interval: '2s', rise: 2, fall: 3, http: { path: '/healthz' } },
     },
   },
 }

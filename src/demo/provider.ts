@@ -27,6 +27,8 @@ export interface ProviderOptions {
 export function createProvider(options: ProviderOptions) {
   const behaviour: Behaviour = { status: 200, delay: 0, jitter: 0 }
   let served = 0
+  /** Requests to /healthz, so tests can count the checks a provider received. */
+  let healthz = 0
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/'
     if (url.startsWith('/_control')) {
@@ -35,10 +37,11 @@ export function createProvider(options: ProviderOptions) {
       if (q.has('delay')) behaviour.delay = Number(q.get('delay'))
       if (q.has('jitter')) behaviour.jitter = Number(q.get('jitter'))
       res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(`${JSON.stringify({ name: options.name, served, ...behaviour })}\n`)
+      res.end(`${JSON.stringify({ name: options.name, served, healthz, ...behaviour })}\n`)
       return
     }
     if (url === '/healthz') {
+      healthz++
       res.writeHead(behaviour.status === 200 ? 200 : 503, { 'content-type': 'text/plain' })
       res.end(behaviour.status === 200 ? 'ok\n' : 'unhealthy\n')
       return

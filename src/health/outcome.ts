@@ -1,12 +1,12 @@
 // The one place that decides what an attempt's error means: for the client's status and for health accounting.
 
-/** nginx's failure classes (`proxy_next_upstream` / `max_fails`); http_NNN classes come from status codes. */
-export type FailureKind = 'error' | 'timeout' | 'invalid_header'
+/** nginx's failure classes (`proxy_next_upstream` / `max_fails`); `http` is a listed status code (`http_NNN`). */
+export type FailureKind = 'error' | 'timeout' | 'invalid_header' | 'http'
 
 export interface Failure {
   kind: FailureKind
-  /** Status vigil answers with when nothing was sent to the client yet. */
-  status: 502 | 504
+  /** Status vigil answers with when nothing was sent to the client yet (for `http`, the provider's own status). */
+  status: number
   /** Stable machine-readable reason, sent as `x-vigil-error`. */
   code: string
   /** True when the request may not have reached the provider at all (safe to retry even if not idempotent). */
@@ -22,6 +22,8 @@ const RESET: Failure = { kind: 'error', status: 502, code: 'upstream_reset', bef
 const INVALID: Failure = { kind: 'invalid_header', status: 502, code: 'invalid_response', beforeSend: false }
 const TLS_FAILED: Failure = { kind: 'error', status: 502, code: 'tls_failed', beforeSend: true }
 const TOO_LARGE: Failure = { kind: 'invalid_header', status: 502, code: 'response_too_large', beforeSend: false }
+/** No response headers within retry.perTryTimeout: the attempt is abandoned and counts as a timeout. */
+export const PER_TRY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'per_try_timeout', beforeSend: false }
 
 /** Classify an error from undici or the socket below it. Never throws. */
 export function classifyError(err: unknown): Failure {
@@ -57,4 +59,52 @@ export function classifyError(err: unknown): Failure {
   const e = err as { name?: unknown; message?: unknown } | null
   if (e?.name === 'HTTPParserError' || (code === 'UND_ERR_SOCKET' && e?.message === 'bad response')) return INVALID
   return RESET
+}
+
+const HTTP_FAILURES: (Failure | undefined)[] = []
+
+/** The failure an answered status stands for (only meaningful when a FailureSet lists it). */
+export function httpFailure(status: number): Failure {
+  return (HTTP_FAILURES[status] ??= { kind: 'http', status, code: `http_${status}`, beforeSend: false })
+}
+
+/**
+ * A compiled `failOn` / `retry.on` list: which failure kinds and which status codes it names, looked up
+ * without allocating. `passive` lists drop 403 and 404: like nginx, they may trigger a retry but never
+ * count against a provider (the client asked for something that does not exist or is not allowed).
+ */
+export class FailureSet {
+  private readonly error: boolean
+  private readonly timeout: boolean
+  private readonly invalid: boolean
+  private readonly statuses = new Uint8Array(600)
+
+  constructor(list: readonly string[], passive: boolean) {
+    this.error = list.includes('error')
+    this.timeout = list.includes('timeout')
+    this.invalid = list.includes('invalid_header')
+    for (const item of list) {
+      if (!item.startsWith('http_')) continue
+      const status = Number(item.slice(5))
+      if (passive && (status === 403 || status === 404)) continue
+      this.statuses[status] = 1
+    }
+  }
+
+  hasStatus(status: number): boolean {
+    return this.statuses[status] === 1
+  }
+
+  has(f: Failure): boolean {
+    switch (f.kind) {
+      case 'error':
+        return this.error
+      case 'timeout':
+        return this.timeout
+      case 'invalid_header':
+        return this.invalid
+      case 'http':
+        return this.statuses[f.status] === 1
+    }
+  }
 }

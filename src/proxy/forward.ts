@@ -1,10 +1,13 @@
-// The forwarding hot path: one request, one peer, streamed both ways through the peer's undici pool.
-import { ServerResponse, type IncomingMessage } from 'node:http'
+// The forwarding hot path: one client request (an Exchange) becomes one or more attempts, each on one peer,
+// streamed both ways through the peer's undici pool. Retry rules live in retry.ts, health in health/.
+import { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
-import { classifyError, type Failure } from '../health/outcome.js'
+import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
+import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
+import { BODY_BUFFER_LIMIT } from './retry.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
@@ -19,15 +22,47 @@ export interface ForwardHooks {
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
   tls?: boolean
   trust?: TrustedProxies | undefined
+  /** Per-request metrics, recorded once when an attempt finishes. */
+  metrics?: RequestMetrics
 }
 
-/** The response class of every listener, so a request's attempt is reachable from 'close' without a closure. */
-export class VigilResponse extends ServerResponse<IncomingMessage> {
-  attempt: Attempt | undefined = undefined
+export interface RequestMetrics {
+  /** `status` is 0 when the request ended before a response status; `ms` is the attempt's duration. */
+  finished(peer: Peer, status: number, ms: number): void
+}
+
+/** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
+export class VigilRequest extends IncomingMessage {
+  exchange: Exchange | undefined = undefined
+}
+
+/** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
+export class VigilResponse extends ServerResponse<VigilRequest> {
+  exchange: Exchange | undefined = undefined
 }
 
 function onClientClose(this: VigilResponse): void {
-  this.attempt?.clientClosed()
+  this.exchange?.clientClosed()
+}
+
+function onBodyData(this: VigilRequest, chunk: Buffer): void {
+  this.exchange?.bodyChunk(chunk)
+}
+
+function onBodyEnd(this: VigilRequest): void {
+  this.exchange?.bodyEnd()
+}
+
+function onPerTryTimeout(ex: Exchange): void {
+  ex.perTryTimeout()
+}
+
+/** The wait queue admits a request: its exchange, parked on the request, picks its first peer now. */
+function admitQueued(req: IncomingMessage, res: VigilResponse): void {
+  const ex = (req as VigilRequest).exchange as Exchange
+  ;(req as VigilRequest).exchange = undefined
+  res.exchange = ex
+  ex.begin()
 }
 
 const NO_PEERS: readonly Peer[] = []
@@ -39,29 +74,37 @@ const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim 
 /**
  * One attempt of one request on one peer, written as an undici dispatch handler (the callback form: it hands
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
+ * It only relays undici's callbacks to its exchange; it is also the request's place in the passive wait list.
  */
-export class Attempt implements Dispatcher.DispatchHandler {
+export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
-  private resumeUpstream: (() => void) | undefined = undefined
-  private status = 0
+  resumeUpstream: (() => void) | undefined = undefined
+  /** Settled: counted, unlinked, and any later callback from undici is ignored. */
+  settled = false
+  /** The response status this attempt streams; 0 until it won. */
+  status = 0
+  /** Set when the answered status is itself a failure (failOn), so completion reports it. */
+  failure: Failure | undefined = undefined
+  role = Role.Normal
+  prevWaiting: Waiting | undefined = undefined
+  nextWaiting: Waiting | undefined = undefined
+  waitingOn: PeerHealth | undefined = undefined
+  /** Next attempt of the same exchange still running (hedging runs several). */
+  nextLive: Attempt | undefined = undefined
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
-  private readonly sentAt = performance.now()
-  private headersAt = 0
-  private finished = false
-  private clientGone = false
+  readonly sentAt = performance.now()
+  headersAt = 0
+  /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
   constructor(
-    private readonly req: IncomingMessage,
-    private readonly res: VigilResponse,
-    private readonly upstream: Upstream,
-    private readonly peer: Peer,
-    private readonly hooks: ForwardHooks,
-    private readonly started: number,
+    readonly exchange: Exchange,
+    readonly peer: Peer,
+    readonly started: number,
   ) {}
 
   onConnect(abort: (err?: Error) => void): void {
-    if (this.clientGone) abort()
+    if (this.settled) abort()
     else this.abortUpstream = abort
   }
 
@@ -71,72 +114,318 @@ export class Attempt implements Dispatcher.DispatchHandler {
       if (++this.interim > MAX_INTERIM) this.abortUpstream?.(INTERIM_STORM)
       return true
     }
-    this.headersAt = performance.now()
-    this.status = statusCode
-    this.resumeUpstream = resume
-    this.res.writeHead(statusCode, statusText === '' ? undefined : statusText, responseHeaders(rawHeaders))
-    return true
+    return this.exchange.headers(this, statusCode, rawHeaders, resume, statusText)
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.res.write(chunk)) return true
-    this.res.once('drain', this.resumeUpstream as () => void)
+    const res = this.exchange.res
+    if (res.write(chunk)) return true
+    res.once('drain', this.resumeUpstream as () => void)
     return false
   }
 
   onComplete(trailers: string[] | null): void {
-    if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
-    this.res.end()
-    this.finish(undefined)
+    this.exchange.complete(this, trailers)
   }
 
   onError(err: Error): void {
-    if (this.finished) return
-    if (this.clientGone) {
-      this.finish(undefined)
+    if (!this.settled) this.exchange.error(this, err)
+  }
+
+  /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
+  abort(): void {
+    this.abortUpstream?.()
+  }
+}
+
+/** One client request: its attempts, retries and hedges, and the single answer the client gets. */
+export class Exchange {
+  private readonly started: number
+  private readonly method: string | undefined
+  private readonly headerList: string[]
+  private body: Buffer | IncomingMessage | null = null
+  private chunks: Buffer[] | undefined = undefined
+  private attempts = 0
+  private firstPeer: Peer | undefined = undefined
+  private tried: Peer[] | undefined = undefined
+  private live: Attempt | undefined = undefined
+  private winner: Attempt | undefined = undefined
+  private lastFailure: Failure | undefined = undefined
+  private timer: NodeJS.Timeout | undefined = undefined
+  private clientGone = false
+  private finished = false
+
+  constructor(
+    readonly req: VigilRequest,
+    readonly res: VigilResponse,
+    private readonly upstream: Upstream,
+    private readonly target: Target,
+    private readonly hooks: ForwardHooks,
+  ) {
+    this.started = Date.now()
+    this.method = req.method
+    this.headerList = requestHeaders(req.rawHeaders, req.headers.connection, {
+      clientAddress: req.socket.remoteAddress ?? '',
+      proto: hooks.tls === true ? 'https' : 'http',
+      trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
+      host: upstream.hostHeader ?? target.host,
+      originalHost: target.host,
+    })
+  }
+
+  start(): void {
+    const headers = this.req.headers
+    const length = headers['content-length']
+    const chunked = headers['transfer-encoding'] !== undefined
+    if (!chunked && (length === undefined || length === '0')) return this.first()
+    // A small body is read first so it can be sent again on a retry; anything else streams.
+    if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
+      this.chunks = []
+      this.req.exchange = this
+      this.req.on('data', onBodyData)
+      this.req.on('end', onBodyEnd)
       return
     }
+    this.body = this.req
+    this.first()
+  }
+
+  bodyChunk(chunk: Buffer): void {
+    ;(this.chunks as Buffer[]).push(chunk)
+  }
+
+  bodyEnd(): void {
+    this.req.exchange = undefined
+    this.body = Buffer.concat(this.chunks as Buffer[])
+    this.chunks = undefined
+    if (!this.finished) this.first()
+  }
+
+  private first(): void {
+    this.upstream.retry.budget.request(Date.now())
+    this.begin()
+  }
+
+  /** Send the first attempt; or wait in the queue while every eligible peer is at maxConns; or answer 503. */
+  begin(): void {
+    const up = this.upstream
+    const peer = up.select(NO_PEERS, this.req)
+    if (peer === undefined) {
+      const refusal = up.refusal()
+      if (refusal.code === 'max_conns' && enqueue(admitQueued, this.req, this.res, up, this.target, this.hooks)) {
+        // While queued, the queue owns the request (its timeout, the client leaving); admitQueued hands it back.
+        this.res.exchange = undefined
+        this.req.exchange = this
+        return
+      }
+      sendError(this.res, 503, refusal.code, refusal.detail)
+      this.finish(503)
+      return
+    }
+    this.firstPeer = peer
+    this.launch(peer, Date.now())
+  }
+
+  private launch(peer: Peer, now: number): void {
+    this.attempts++
+    const a = new Attempt(this, peer, now)
+    a.nextLive = this.live
+    this.live = a
+    peer.inflight++
+    this.upstream.passive.dispatched(peer, a, now)
+    const perTry = this.upstream.retry.perTryTimeout
+    if (perTry > 0) {
+      clearTimeout(this.timer)
+      this.timer = setTimeout(onPerTryTimeout, perTry, this)
+    }
+    peer.pool.dispatch({ path: this.target.path, method: this.method as Dispatcher.HttpMethod, headers: this.headerList, body: this.body }, a)
+  }
+
+  /** A peer this request has not used yet, or undefined. */
+  private nextPeer(): Peer | undefined {
+    const tried = (this.tried ??= [this.firstPeer as Peer])
+    const peer = this.upstream.select(tried, this.req)
+    if (peer !== undefined) tried.push(peer)
+    return peer
+  }
+
+  /** Whether the body can be sent again: none, buffered, or a stream nothing has read from yet. */
+  private replayable(): boolean {
+    const b = this.body
+    return b === null || Buffer.isBuffer(b) || (!b.readableDidRead && !b.destroyed)
+  }
+
+  /** The peer to try `f` again on, if the rules, a free peer and the budget allow it (the budget is charged). */
+  private retryPeer(f: Failure, now: number): Peer | undefined {
+    const policy = this.upstream.retry
+    if (this.clientGone || !policy.allows(f, this.method, this.attempts, this.started, now) || !this.replayable()) return undefined
+    const peer = this.nextPeer()
+    if (peer === undefined) return undefined
+    if (!policy.budget.withdraw(now)) {
+      policy.budgetExhausted++
+      return undefined
+    }
+    policy.retries++
+    return peer
+  }
+
+  headers(a: Attempt, status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    if (a.settled || this.winner !== undefined) return false
+    const now = Date.now()
+    const up = this.upstream
+    a.headersAt = performance.now()
+    up.passive.responded(a, now)
+    if (up.retry.on.hasStatus(status)) {
+      // A retryable status is answered only when no other peer is racing or can be tried.
+      const f = httpFailure(status)
+      const alone = this.live === a && a.nextLive === undefined
+      const next = alone ? this.retryPeer(f, now) : undefined
+      if (!alone || next !== undefined) {
+        this.settle(a, f, true, now)
+        a.abort()
+        this.lastFailure = f
+        if (next !== undefined) this.launch(next, now)
+        return false
+      }
+    }
+    if (up.passive.failOn.hasStatus(status)) a.failure = httpFailure(status)
+    this.winner = a
+    this.cancelOthers(a, now)
+    a.status = status
+    a.resumeUpstream = resume
+    const headers = responseHeaders(raw)
+    if (this.attempts > 1) headers.push('x-vigil-attempts', String(this.attempts))
+    this.res.writeHead(status, statusText === '' ? undefined : statusText, headers)
+    return true
+  }
+
+  complete(a: Attempt, trailers: string[] | null): void {
+    if (a.settled) return
+    if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
+    this.res.end()
+    this.settle(a, a.failure, true, Date.now())
+    this.finish(a.status)
+  }
+
+  error(a: Attempt, err: Error): void {
+    const now = Date.now()
     const failure = classifyError(err)
-    if (this.status === 0) {
-      sendError(this.res, failure.status, failure.code, describe(failure, this.upstream.name))
-      this.status = failure.status
-    } else {
+    this.settle(a, failure, true, now)
+    const midBody = a === this.winner
+    this.hooks.log.warn({ upstream: this.upstream.name, peer: a.peer.address, reason: failure.code, err: err.message, attempt: this.attempts, midBody }, 'upstream request failed')
+    if (midBody) {
       // The status line is out: the only honest signal left is to cut the client connection.
       this.res.destroy()
+      this.finish(a.status)
+      return
     }
-    this.hooks.log.warn(
-      { upstream: this.upstream.name, peer: this.peer.address, reason: failure.code, err: err.message, midBody: this.status !== failure.status },
-      'upstream request failed',
-    )
-    this.finish(failure)
+    this.lastFailure = failure
+    // A hedge still racing may yet answer.
+    if (this.live !== undefined) return
+    const next = this.retryPeer(failure, now)
+    if (next === undefined) this.fail()
+    else this.launch(next, now)
+  }
+
+  perTryTimeout(): void {
+    this.timer = undefined
+    const a = this.live
+    if (a === undefined || this.winner !== undefined || this.finished) return
+    const now = Date.now()
+    const policy = this.upstream.retry
+    if (policy.hedge) {
+      if (!policy.mayHedge(this.method, this.attempts, this.started, now) || !this.replayable()) return
+      const peer = this.nextPeer()
+      if (peer === undefined || !policy.budget.withdraw(now)) return
+      policy.hedges++
+      this.launch(peer, now)
+      return
+    }
+    // Without hedging the slow attempt is abandoned as a timeout, and maybe retried.
+    this.settle(a, PER_TRY_TIMEOUT, true, now)
+    a.abort()
+    this.lastFailure = PER_TRY_TIMEOUT
+    const next = this.retryPeer(PER_TRY_TIMEOUT, now)
+    if (next === undefined) this.fail()
+    else this.launch(next, now)
   }
 
   clientClosed(): void {
     if (this.finished || this.res.writableFinished) return
     this.clientGone = true
-    this.abortUpstream?.()
+    const now = Date.now()
+    // Aborted because the client went away: not the provider's failure.
+    for (let a = this.live; a !== undefined; a = this.live) {
+      this.settle(a, undefined, false, now)
+      a.abort()
+    }
+    this.finish(this.winner?.status ?? 0)
   }
 
-  private finish(failure: Failure | undefined): void {
-    if (this.finished) return
-    this.finished = true
-    this.res.attempt = undefined
-    const peer = this.peer
+  /** Count an attempt exactly once: the peer's counters and its passive accounting. */
+  private settle(a: Attempt, failure: Failure | undefined, conclusive: boolean, now: number): void {
+    if (a.settled) return
+    a.settled = true
+    this.unlink(a)
+    const peer = a.peer
     peer.inflight--
     peer.requests++
-    if (failure !== undefined) peer.failures++
+    if (failure !== undefined && conclusive) peer.failures++
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
-    if (this.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((this.headersAt || performance.now()) - this.sentAt)
+    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
+    this.hooks.metrics?.finished(peer, a.status, now - a.started)
+    this.upstream.passive.settled(peer, a, failure, conclusive, now)
+    this.upstream.admitWaiting()
+  }
+
+  private unlink(a: Attempt): void {
+    if (this.live === a) this.live = a.nextLive
+    else for (let p = this.live; p !== undefined; p = p.nextLive) if (p.nextLive === a) p.nextLive = a.nextLive
+    a.nextLive = undefined
+  }
+
+  /**
+   * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   */
+  private cancelOthers(winner: Attempt, now: number): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    const perTry = this.upstream.retry.perTryTimeout
+    for (let a = this.live; a !== undefined; ) {
+      const next = a.nextLive
+      if (a !== winner) {
+        const late = now - a.started >= perTry
+        this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
+        a.abort()
+      }
+      a = next
+    }
+  }
+
+  /** Every try failed and no other is possible: answer with the last failure, saying how many were made. */
+  private fail(): void {
+    const f = this.lastFailure as Failure
+    sendError(this.res, f.status, f.code, describe(f, this.upstream.name), this.attempts)
+    this.finish(f.status)
+  }
+
+  private finish(status: number): void {
+    if (this.finished) return
+    this.finished = true
+    clearTimeout(this.timer)
+    this.res.exchange = undefined
+    this.req.exchange = undefined
     this.hooks.access?.info({
-      method: this.req.method,
+      method: this.method,
       url: this.req.url,
-      status: this.status,
+      status,
       upstream: this.upstream.name,
-      peer: peer.address,
+      peer: (this.winner?.peer ?? this.firstPeer)?.address,
+      attempts: this.attempts,
       ms: Date.now() - this.started,
       aborted: this.clientGone || undefined,
     })
-    this.upstream.admitWaiting()
     this.hooks.done()
   }
 }
@@ -148,6 +437,7 @@ function describe(f: Failure, upstream: string): string {
     case 'connect_timeout':
       return `upstream "${upstream}" timed out while connecting`
     case 'response_timeout':
+    case 'per_try_timeout':
       return `upstream "${upstream}" timed out before sending a response`
     case 'invalid_response':
       return `upstream "${upstream}" sent an invalid response`
@@ -177,34 +467,9 @@ export function parseTarget(url: string, hostHeader: string | undefined): Target
 }
 
 /** Forward one routed request. The caller has already chosen the upstream. */
-export function forward(req: IncomingMessage, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
-  const peer = upstream.select(NO_PEERS, req)
-  if (peer === undefined) {
-    const refusal = upstream.refusal()
-    if (refusal.code === 'max_conns' && enqueue(forward, req, res, upstream, target, hooks)) return
-    sendError(res, 503, refusal.code, refusal.detail)
-    hooks.done()
-    return
-  }
-  peer.inflight++
-  const attempt = new Attempt(req, res, upstream, peer, hooks, Date.now())
-  res.attempt = attempt
+export function forward(req: VigilRequest, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
+  const ex = new Exchange(req, res, upstream, target, hooks)
+  res.exchange = ex
   res.on('close', onClientClose)
-  const headers = req.headers
-  const hasBody = headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0')
-  peer.pool.dispatch(
-    {
-      path: target.path,
-      method: req.method as Dispatcher.HttpMethod,
-      headers: requestHeaders(req.rawHeaders, headers.connection, {
-        clientAddress: req.socket.remoteAddress ?? '',
-        proto: hooks.tls === true ? 'https' : 'http',
-        trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
-        host: upstream.hostHeader ?? target.host,
-        originalHost: target.host,
-      }),
-      body: hasBody ? req : null,
-    },
-    attempt,
-  )
+  ex.start()
 }

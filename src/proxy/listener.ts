@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream'
 import type { Listener as ListenerConfig } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
-import { forward, parseTarget, VigilResponse, type ForwardHooks } from './forward.js'
+import { forward, parseTarget, VigilRequest, VigilResponse, type ForwardHooks } from './forward.js'
 import { sendError, sendRawError } from './respond.js'
 import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
 import { TrustedProxies } from './trust.js'
@@ -15,7 +15,7 @@ import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
 
 export class ProxyListener {
-  readonly server: Server<typeof IncomingMessage, typeof VigilResponse>
+  readonly server: Server<typeof VigilRequest, typeof VigilResponse>
   private readonly router: Router
   private readonly hooks: ForwardHooks
   private readonly maxHeaders: number
@@ -32,14 +32,14 @@ export class ProxyListener {
     this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies) }
     const limits = resolveLimits(config.limits)
     this.maxHeaders = limits.maxHeaders
-    const options = { ...serverOptions(limits), ServerResponse: VigilResponse }
-    const onRequest = (req: IncomingMessage, res: VigilResponse): void => this.onRequest(req, res)
+    const options = { ...serverOptions(limits), IncomingMessage: VigilRequest, ServerResponse: VigilResponse }
+    const onRequest = (req: VigilRequest, res: VigilResponse): void => this.onRequest(req, res)
     // The certificate files are read when the listener is built from its config, so a reload picks up new ones.
     this.server =
       config.tls === undefined
         ? createServer(options, onRequest)
         : (createHttpsServer({ ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest) as unknown as Server<
-            typeof IncomingMessage,
+            typeof VigilRequest,
             typeof VigilResponse
           >)
     applyServerLimits(this.server, limits)
@@ -49,7 +49,7 @@ export class ProxyListener {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
-  private onRequest(req: IncomingMessage, res: VigilResponse): void {
+  private onRequest(req: VigilRequest, res: VigilResponse): void {
     const rejected = rejectRequest(req, this.maxHeaders)
     if (rejected !== undefined) {
       res.shouldKeepAlive = false

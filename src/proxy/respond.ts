@@ -15,19 +15,22 @@ const REASON: Record<number, string> = {
   505: 'HTTP Version Not Supported',
 }
 
-const errorBody = (status: number, detail: string): string => `${status} ${REASON[status] ?? ''}: ${detail}\n`
+const errorBody = (status: number, detail: string, attempts?: number): string =>
+  `${status} ${REASON[status] ?? ''}: ${detail}${attempts === undefined ? '' : ` (${attempts} attempt${attempts === 1 ? '' : 's'})`}\n`
 
-export function sendError(res: ServerResponse, status: number, code: string, detail: string): void {
+/** `attempts`, when given, is how many providers were tried: it goes in the text and in `x-vigil-attempts`. */
+export function sendError(res: ServerResponse, status: number, code: string, detail: string, attempts?: number): void {
   if (res.headersSent || res.destroyed) {
     res.destroy()
     return
   }
-  const body = errorBody(status, detail)
+  const body = errorBody(status, detail, attempts)
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'x-vigil-error': code,
     'cache-control': 'no-store',
+    ...(attempts === undefined ? undefined : { 'x-vigil-attempts': attempts }),
   })
   res.end(body)
 }

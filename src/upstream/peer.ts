@@ -4,6 +4,7 @@ import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
 import { TlsPool, type ClientTls } from './tls.js'
 import { PeakEwma } from '../balance/peak-ewma.js'
+import type { PeerHealth } from '../health/passive.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -42,6 +43,8 @@ export class Peer {
    */
   checkUp = true
   passiveOk = true
+  /** Passive health state (health/passive.ts), which owns `passiveOk`. */
+  passive: PeerHealth | undefined = undefined
   /** Requests sent to this peer and not finished yet. */
   inflight = 0
   requests = 0

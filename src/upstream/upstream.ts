@@ -6,7 +6,10 @@ import { createBalancer, type Balancer, type PickRequest } from '../balance/inde
 import { SlowStart } from '../balance/slow-start.js'
 import { Peer, type PoolOptions } from './peer.js'
 import { loadClientTls } from './tls.js'
+import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
 import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
+import { PassiveHealth } from '../health/passive.js'
+import { RetryPolicy } from '../proxy/retry.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 
@@ -34,17 +37,24 @@ export class Upstream extends EventEmitter {
   readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
   readonly hostHeader: string | undefined
+  /** The active health check, resolved; undefined when the group has none. */
+  readonly active: CheckSpec | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
   private readonly noLive: Refusal
   private readonly allFull: Refusal
   private started = false
+  /** Every enabled, non-down peer: tried when none is eligible and passive.failOpen is on (empty otherwise). */
+  private lastResort: readonly Peer[] = NONE
+  readonly passive: PassiveHealth
+  readonly retry: RetryPolicy
 
   constructor(name: string, config: UpstreamConfig) {
     super()
     this.name = name
     this.hostHeader = config.host
+    this.active = config.active === undefined ? undefined : resolveCheck(config.active, config.host)
     this.timeouts = {
       connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
       response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
@@ -66,6 +76,8 @@ export class Upstream extends EventEmitter {
     this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
+    this.passive = new PassiveHealth(this, config.passive)
+    this.retry = new RetryPolicy(config.retry)
     this.refresh()
     this.started = true
   }
@@ -75,6 +87,7 @@ export class Upstream extends EventEmitter {
     const before = this.primaries.concat(this.backups)
     this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
+    this.lastResort = this.passive.settings.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     // The constructor's first snapshot is the start, not a recovery.
     if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
     this.emit('change', this)
@@ -89,9 +102,14 @@ export class Upstream extends EventEmitter {
     this.slowStart.begin(peer)
   }
 
-  /** The next peer for a request, or undefined when none may take it (the caller answers `refusal()`). */
+  /**
+   * The next peer for a request, or undefined when none may take it (the caller answers `refusal()`, or the
+   * last failure). When no peer is eligible at all, fail open: any enabled, non-down peer rather than nothing.
+   */
   select(tried: readonly Peer[], req?: PickRequest): Peer | undefined {
-    return this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
+    const peer = this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
+    if (peer !== undefined || this.primaries.length + this.backups.length !== 0 || this.lastResort.length === 0) return peer
+    return this.balancer.pick(this.lastResort, tried, req)
   }
 
   /** Why select() found no peer: nothing eligible, or every eligible peer at its maxConns limit. */
@@ -124,6 +142,7 @@ export class Upstream extends EventEmitter {
 
   async close(): Promise<void> {
     this.slowStart.stop()
+    this.passive.close()
     await Promise.all(this.peers.map((p) => p.close()))
   }
 }

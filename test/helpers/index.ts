@@ -124,3 +124,16 @@ export function echo(req: IncomingMessage, res: ServerResponse): void {
     res.end(body)
   })
 }
+
+export interface ProviderState {
+  name: string
+  served: number
+  status: number
+  delay: number
+}
+
+/** Read (and optionally change) a provider's behaviour and its served-request count, from its own side. */
+export async function control(p: Provider, query = ''): Promise<ProviderState> {
+  const r = await get(`http://${p.address}/_control${query === '' ? '' : `?${query}`}`)
+  return JSON.parse(r.body) as ProviderState
+}

@@ -1,0 +1,166 @@
+// Prometheus metrics (GET /metrics). The hot path only bumps numbers in a per-peer record; prom-client
+// turns them and the health state into series when scraped, so a request costs no label objects.
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client'
+import type { Peer } from '../upstream/peer.js'
+import type { Upstream } from '../upstream/upstream.js'
+import type { ActiveChecker } from '../health/active.js'
+import type { RequestMetrics } from '../proxy/forward.js'
+
+/** Upper bounds in seconds (prom-client's defaults). */
+const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
+/** Response classes by index: a request that ended before any status (client gone), then 1xx..5xx. */
+const CLASSES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
+
+class PeerStats {
+  readonly responses = new Float64Array(CLASSES.length)
+  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+  readonly buckets = new Float64Array(BUCKETS.length + 1)
+  sum = 0
+  count = 0
+}
+
+export interface MetricsSource {
+  upstreams(): ReadonlyMap<string, Upstream>
+  checker: ActiveChecker
+}
+
+type Labels = Record<string, string>
+interface Sample {
+  metricName: string
+  labels: Labels
+  value: number
+}
+
+export class VigilMetrics implements RequestMetrics {
+  readonly registry = new Registry()
+  private readonly stats = new WeakMap<Peer, PeerStats>()
+  private readonly ejections: Counter<'upstream' | 'server' | 'reason'>
+  private readonly retries: Counter<'upstream'>
+
+  constructor(private readonly source: MetricsSource) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
+    // Series are built at scrape time from live state (prom-client calls collect() before reading).
+    const each = this.eachPeer.bind(this)
+    const stats = this.stats
+    const perPeer = (name: string, help: string, value: (p: Peer, u: Upstream) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['upstream', 'server'],
+        registers,
+        collect() {
+          this.reset()
+          each((p, u) => this.set({ upstream: u.name, server: p.address }, value(p, u)))
+        },
+      })
+    }
+    perPeer('vigil_server_up', '1 unless the server is down by active check', (p) => (p.checkUp ? 1 : 0))
+    perPeer('vigil_server_eligible', '1 when the server may receive new requests', (p) => (p.eligible ? 1 : 0))
+    perPeer('vigil_server_inflight', 'requests sent to the server and not finished', (p) => p.inflight)
+    new Counter({
+      name: 'vigil_requests_total',
+      help: 'requests forwarded to the server',
+      labelNames: ['upstream', 'server'],
+      registers,
+      collect() {
+        this.reset()
+        each((p, u) => this.inc({ upstream: u.name, server: p.address }, p.requests))
+      },
+    })
+    new Counter({
+      name: 'vigil_responses_total',
+      help: 'responses by class as the client saw them ("none": the request ended before a status)',
+      labelNames: ['upstream', 'server', 'class'],
+      registers,
+      collect() {
+        this.reset()
+        each((p, u) => {
+          const s = stats.get(p)
+          if (s !== undefined) CLASSES.forEach((c, i) => this.inc({ upstream: u.name, server: p.address, class: c }, s.responses[i] as number))
+        })
+      },
+    })
+    const checker = source.checker
+    new Counter({
+      name: 'vigil_checks_total',
+      help: 'active checks by result; inconclusive: timed out while vigil itself lagged',
+      labelNames: ['server', 'type', 'result'],
+      registers,
+      collect() {
+        this.reset()
+        for (const t of checker.all) {
+          const labels = { server: t.address, type: t.spec.type }
+          this.inc({ ...labels, result: 'success' }, t.checks - t.failures - t.inconclusive)
+          this.inc({ ...labels, result: 'failure' }, t.failures)
+          this.inc({ ...labels, result: 'inconclusive' }, t.inconclusive)
+        }
+      },
+    })
+    this.ejections = new Counter({ name: 'vigil_ejections_total', help: 'passive ejections by reason', labelNames: ['upstream', 'server', 'reason'], registers })
+    this.retries = new Counter({ name: 'vigil_retries_total', help: 'attempts retried on another server', labelNames: ['upstream'], registers })
+    // A histogram fed from PeerStats; prom-client's registry only needs get() from it.
+    const latency = {
+      name: 'vigil_upstream_response_seconds',
+      help: 'time from sending a request to the server until the response ended',
+      type: 'histogram',
+      aggregator: 'sum',
+      collect() {},
+      get: async () => ({ ...latency, values: this.latencySamples() }),
+    }
+    this.registry.registerMetric(latency as unknown as Metric)
+  }
+
+  /** Hot path, once per finished attempt: status 0 when the request ended before a response status. */
+  finished(peer: Peer, status: number, ms: number): void {
+    let s = this.stats.get(peer)
+    if (s === undefined) this.stats.set(peer, (s = new PeerStats()))
+    ;(s.responses[status < 100 || status > 599 ? 0 : (status / 100) | 0] as number)++
+    const seconds = ms / 1000
+    let i = 0
+    while (i < BUCKETS.length && seconds > (BUCKETS[i] as number)) i++
+    ;(s.buckets[i] as number)++
+    s.sum += seconds
+    s.count++
+  }
+
+  /** A passive ejection (called by the passive health module), by its named reason. */
+  ejected(upstream: string, server: string, reason: string): void {
+    this.ejections.inc({ upstream, server, reason })
+  }
+
+  /** An attempt retried on another server. */
+  retried(upstream: string): void {
+    this.retries.inc({ upstream })
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+
+  private eachPeer(fn: (peer: Peer, upstream: Upstream) => void): void {
+    for (const u of this.source.upstreams().values()) for (const p of u.peers) fn(p, u)
+  }
+
+  private latencySamples(): Sample[] {
+    const out: Sample[] = []
+    this.eachPeer((p, u) => {
+      const s = this.stats.get(p)
+      if (s === undefined) return
+      const labels = { upstream: u.name, server: p.address }
+      let cumulative = 0
+      BUCKETS.forEach((le, i) => {
+        cumulative += s.buckets[i] as number
+        out.push({ metricName: 'vigil_upstream_response_seconds_bucket', labels: { ...labels, le: String(le) }, value: cumulative })
+      })
+      out.push({ metricName: 'vigil_upstream_response_seconds_bucket', labels: { ...labels, le: '+Inf' }, value: s.count })
+      out.push({ metricName: 'vigil_upstream_response_seconds_sum', labels, value: s.sum })
+      out.push({ metricName: 'vigil_upstream_response_seconds_count', labels, value: s.count })
+    })
+    return out
+  }
+}

@@ -1,0 +1,186 @@
+// GET /status: every server's state, in Tengine's check_status formats (html, json, csv, prometheus) plus
+// vigil's own fields. `status` is "up" when the server may receive new requests.
+import type { Upstream } from '../upstream/upstream.js'
+import type { Peer } from '../upstream/peer.js'
+import type { ActiveChecker, LastCheck } from '../health/active.js'
+import type { PassiveHealthLink } from '../health/events.js'
+
+export interface StatusSource {
+  upstreams(): ReadonlyMap<string, Upstream>
+  generation(): number
+  checker: ActiveChecker
+  passive(): PassiveHealthLink | undefined
+}
+
+export interface ServerStatus {
+  // Tengine's fields, in its order. rise and fall are the current consecutive counts, as in Tengine.
+  index: number
+  upstream: string
+  name: string
+  status: 'up' | 'down'
+  rise: number
+  fall: number
+  type: string
+  port: number
+  // vigil's fields.
+  weight: number
+  backup: boolean
+  operator: Peer['operator']
+  eligible: boolean
+  /** Active check state: "unknown" until the first check concludes, "none" without a check. */
+  check: 'up' | 'down' | 'unknown' | 'none'
+  passive: 'ok' | 'ejected'
+  ejectionReason: string | null
+  ejectedUntil: string | null
+  inflight: number
+  requests: number
+  failures: number
+  checks: number
+  checkFailures: number
+  inconclusive: number
+  /** The last concluded check, `at` as an ISO time. */
+  lastCheck: (Omit<LastCheck, 'at'> & { at: string }) | null
+  lastChange: string | null
+}
+
+export const FORMATS = ['json', 'html', 'csv', 'prometheus'] as const
+export type Format = (typeof FORMATS)[number]
+
+const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString())
+
+export function statusRows(source: StatusSource): ServerStatus[] {
+  const rows: ServerStatus[] = []
+  const passive = source.passive()
+  for (const u of source.upstreams().values()) {
+    for (const p of u.peers) {
+      const t = source.checker.stateOf(p)
+      const ejection = passive?.ejection(p)
+      rows.push({
+        index: rows.length,
+        upstream: u.name,
+        name: p.address,
+        status: p.eligible ? 'up' : 'down',
+        rise: t?.state.riseCount ?? 0,
+        fall: t?.state.fallCount ?? 0,
+        type: t?.spec.type ?? 'none',
+        port: t?.spec.port ?? 0,
+        weight: p.weight,
+        backup: p.backup,
+        operator: p.operator,
+        eligible: p.eligible,
+        check: t === undefined ? 'none' : !t.state.checked && !t.state.down ? 'unknown' : t.state.down ? 'down' : 'up',
+        passive: p.passiveOk ? 'ok' : 'ejected',
+        ejectionReason: ejection?.reason ?? null,
+        ejectedUntil: iso(ejection?.until),
+        inflight: p.inflight,
+        requests: p.requests,
+        failures: p.failures,
+        checks: t?.checks ?? 0,
+        checkFailures: t?.failures ?? 0,
+        inconclusive: t?.inconclusive ?? 0,
+        lastCheck: t?.last === undefined ? null : { ...t.last, at: new Date(t.last.at).toISOString() },
+        lastChange: iso(t?.lastChange),
+      })
+    }
+  }
+  return rows
+}
+
+export function renderJson(rows: readonly ServerStatus[], generation: number): string {
+  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows } })}\n`
+}
+
+/** Flat columns for csv and html: Tengine's first, then vigil's. */
+const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
+  ['index', (r) => r.index],
+  ['upstream', (r) => r.upstream],
+  ['name', (r) => r.name],
+  ['status', (r) => r.status],
+  ['rise', (r) => r.rise],
+  ['fall', (r) => r.fall],
+  ['type', (r) => r.type],
+  ['port', (r) => r.port],
+  ['weight', (r) => r.weight],
+  ['backup', (r) => r.backup],
+  ['operator', (r) => r.operator],
+  ['check', (r) => r.check],
+  ['passive', (r) => r.passive],
+  ['ejection_reason', (r) => r.ejectionReason ?? ''],
+  ['ejected_until', (r) => r.ejectedUntil ?? ''],
+  ['inflight', (r) => r.inflight],
+  ['requests', (r) => r.requests],
+  ['failures', (r) => r.failures],
+  ['checks', (r) => r.checks],
+  ['check_failures', (r) => r.checkFailures],
+  ['inconclusive', (r) => r.inconclusive],
+  ['last_check', (r) => (r.lastCheck === null ? '' : `${r.lastCheck.result} ${r.lastCheck.reason}`)],
+  ['last_check_ms', (r) => r.lastCheck?.latencyMs ?? ''],
+  ['last_change', (r) => r.lastChange ?? ''],
+]
+
+function csvField(v: unknown): string {
+  const s = String(v)
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
+}
+
+/** A header line, then one line per server. */
+export function renderCsv(rows: readonly ServerStatus[]): string {
+  const lines = [COLUMNS.map(([name]) => name).join(',')]
+  for (const r of rows) lines.push(COLUMNS.map(([, get]) => csvField(get(r))).join(','))
+  return `${lines.join('\n')}\n`
+}
+
+function escapeHtml(v: unknown): string {
+  return String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+/** A readable table that reloads itself every `refresh` seconds; rows of servers out of rotation are marked. */
+export function renderHtml(rows: readonly ServerStatus[], generation: number, refresh: number): string {
+  const down = rows.filter((r) => r.status === 'down').length
+  const body = rows
+    .map((r) => `<tr class="${r.status}" data-name="${escapeHtml(r.name)}">${COLUMNS.map(([, get]) => `<td>${escapeHtml(get(r))}</td>`).join('')}</tr>`)
+    .join('\n')
+  return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="${refresh}"><title>vigil status</title>
+<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}tr.down{background:#f88}</style>
+</head><body><h1>vigil status</h1>
+<p>generation ${generation}; ${rows.length} servers, <span id="down">${down}</span> down; refreshes every ${refresh} s</p>
+<table><thead><tr>${COLUMNS.map(([h]) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
+${body}
+</tbody></table></body></html>\n`
+}
+
+function promLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
+}
+
+/** Tengine's `check_status prometheus` series, named vigil_*. */
+export function renderPrometheus(rows: readonly ServerStatus[], generation: number): string {
+  const up = rows.filter((r) => r.status === 'up').length
+  const out = [
+    '# HELP vigil_upstream_count_total number of servers',
+    '# TYPE vigil_upstream_count_total gauge',
+    `vigil_upstream_count_total ${rows.length}`,
+    '# HELP vigil_upstream_count_up number of servers up',
+    '# TYPE vigil_upstream_count_up gauge',
+    `vigil_upstream_count_up ${up}`,
+    '# HELP vigil_upstream_count_down number of servers down',
+    '# TYPE vigil_upstream_count_down gauge',
+    `vigil_upstream_count_down ${rows.length - up}`,
+    '# HELP vigil_upstream_count_generation configuration generation',
+    '# TYPE vigil_upstream_count_generation gauge',
+    `vigil_upstream_count_generation ${generation}`,
+  ]
+  const series: [string, string, (r: ServerStatus) => number][] = [
+    ['rise', 'consecutive passing checks', (r) => r.rise],
+    ['fall', 'consecutive failing checks', (r) => r.fall],
+    ['active', '1 when the server may receive new requests', (r) => (r.status === 'up' ? 1 : 0)],
+  ]
+  for (const [name, help, value] of series) {
+    out.push(`# HELP vigil_upstream_server_${name} ${help}`, `# TYPE vigil_upstream_server_${name} gauge`)
+    for (const r of rows) {
+      const labels = `index="${r.index}",upstream_type="${r.type}",upstream="${promLabel(r.upstream)}",name="${promLabel(r.name)}",status="${r.status}",port="${r.port}"`
+      out.push(`vigil_upstream_server_${name}{${labels}} ${value(r)}`)
+    }
+  }
+  return `${out.join('\n')}\n`
+}

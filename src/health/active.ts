@@ -1,0 +1,301 @@
+// The active checker (Tengine's nginx_upstream_check_module, with HAProxy's per-state intervals): probes every
+// distinct (address, check) on its own schedule, applies rise/fall hysteresis, and opens or closes each peer's
+// `checkUp` gate, which Upstream.refresh() turns into the eligible snapshot.
+import { performance } from 'node:perf_hooks'
+import type { Logger } from 'pino'
+import type { Peer } from '../upstream/peer.js'
+import type { Upstream } from '../upstream/upstream.js'
+import { checkCovers, type CheckSpec } from './check-spec.js'
+import type { HealthEvents, PassiveHealthLink } from './events.js'
+import { LoopLag } from './loop-lag.js'
+import { RiseFall } from './rise-fall.js'
+import { authority, createProbe, type Probe, type ProbeResult } from './probes/index.js'
+
+export type CheckResult = 'success' | 'failure' | 'inconclusive'
+
+export interface LastCheck {
+  /** Wall-clock time the check finished (ms since epoch). */
+  at: number
+  result: CheckResult
+  reason: string
+  latencyMs: number
+}
+
+/**
+ * A check that timed out while vigil's loop stalled this long is inconclusive: the stall, not the provider, may
+ * have made it late. A fifth of the timeout, and never less than 50 ms (below that, stalls are common noise).
+ */
+export function stallLimit(timeout: number): number {
+  return Math.max(50, timeout / 5)
+}
+
+/**
+ * The wait before a server's next check. HAProxy's intervals: `fastInterval` while it is changing state,
+ * `downInterval` while it is down, else `interval`; jittered by ±`jitter`. The first wait after the initial
+ * check is spread over the whole interval instead (Tengine's random start), so checks do not run in lockstep.
+ * `random` is in [0, 1).
+ */
+export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, random: number): number {
+  const base = state.changing ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
+  return spread ? random * base : base * (1 + spec.jitter * (2 * random - 1))
+}
+
+interface Member {
+  upstream: Upstream
+  peer: Peer
+}
+
+/** One distinct (address, check): probed once per interval however many groups list the address. */
+export class CheckTarget {
+  members: Member[] = []
+  readonly state: RiseFall
+  readonly probe: Probe
+  timer: NodeJS.Timeout | undefined = undefined
+  running = false
+  closed = false
+  /** The first periodic check after the initial one is spread over the interval (Tengine's random start). */
+  spread = true
+  checks = 0
+  failures = 0
+  inconclusive = 0
+  inconclusiveStreak = 0
+  last: LastCheck | undefined = undefined
+  /** Wall-clock time of the last up/down flip. */
+  lastChange: number | undefined = undefined
+  lastRecheck = -Infinity
+
+  constructor(
+    /** host:port actually probed. */
+    readonly address: string,
+    readonly spec: CheckSpec,
+    readonly limiter: Limiter,
+    host: string,
+    port: number,
+  ) {
+    this.state = new RiseFall(spec.rise, spec.fall, spec.defaultDown)
+    this.probe = createProbe(spec, host, port)
+  }
+}
+
+/** A cap on checks running at once; the ones over it wait their turn (and their timeout starts only then). */
+export class Limiter {
+  private active = 0
+  private readonly waiting: (() => void)[] = []
+
+  constructor(readonly max: number) {}
+
+  run(job: () => Promise<void>): void {
+    if (this.active >= this.max) {
+      this.waiting.push(() => this.run(job))
+      return
+    }
+    this.active++
+    void job().finally(() => {
+      this.active--
+      this.waiting.shift()?.()
+    })
+  }
+}
+
+export interface ActiveCheckerOptions {
+  events: HealthEvents
+  log: Logger
+}
+
+export class ActiveChecker {
+  private targets = new Map<string, CheckTarget>()
+  private byPeer = new Map<Peer, CheckTarget>()
+  private limiters = new Map<string, Limiter>()
+  private passive: PassiveHealthLink | undefined
+  private started = false
+  readonly lag = new LoopLag()
+
+  constructor(
+    upstreams: ReadonlyMap<string, Upstream>,
+    private readonly options: ActiveCheckerOptions,
+  ) {
+    this.update(upstreams)
+  }
+
+  /** Let passing checks lift passive ejections they disprove (the passive module calls this once). */
+  linkPassive(link: PassiveHealthLink): void {
+    this.passive = link
+  }
+
+  /**
+   * Take the upstreams as they are now (at start and after a reload): targets that stay keep their state
+   * and schedule, new ones are checked at once, removed ones stop. Peers get their target's current state.
+   */
+  update(upstreams: ReadonlyMap<string, Upstream>): void {
+    const next = new Map<string, CheckTarget>()
+    const limiters = new Map<string, Limiter>()
+    this.byPeer = new Map()
+    for (const upstream of upstreams.values()) {
+      const spec = upstream.active
+      if (spec === undefined) {
+        // A group whose check was removed: nothing keeps its servers out any more.
+        for (const peer of upstream.peers) peer.checkUp = true
+        upstream.refresh()
+        continue
+      }
+      const specKey = JSON.stringify(spec)
+      let limiter = limiters.get(specKey)
+      if (limiter === undefined) limiters.set(specKey, (limiter = this.limiters.get(specKey) ?? new Limiter(spec.maxInFlight)))
+      for (const peer of upstream.peers) {
+        const port = spec.port === 0 ? peer.port : spec.port
+        const address = authority(peer.host, port)
+        const key = `${address} ${specKey}`
+        let target = next.get(key)
+        if (target === undefined) {
+          target = this.targets.get(key) ?? new CheckTarget(address, spec, limiter, peer.host, port)
+          target.members = []
+          next.set(key, target)
+          if (this.started && !this.targets.has(key)) this.schedule(target, 0)
+        }
+        target.members.push({ upstream, peer })
+        peer.checkUp = !target.state.down
+        this.byPeer.set(peer, target)
+      }
+      upstream.refresh()
+    }
+    for (const [key, target] of this.targets) if (!next.has(key)) void this.retire(target)
+    this.targets = next
+    this.limiters = limiters
+  }
+
+  start(): void {
+    if (this.started || this.targets.size === 0) return
+    this.started = true
+    this.lag.start()
+    // New servers are checked at once, so a default-down group does not wait an interval to serve.
+    for (const target of this.targets.values()) this.schedule(target, 0)
+  }
+
+  async stop(): Promise<void> {
+    this.started = false
+    this.lag.stop()
+    await Promise.all([...this.targets.values()].map((t) => this.retire(t)))
+  }
+
+  /** The check state behind a peer, for the status page and metrics; undefined when its group has no check. */
+  stateOf(peer: Peer): CheckTarget | undefined {
+    return this.byPeer.get(peer)
+  }
+
+  get all(): Iterable<CheckTarget> {
+    return this.targets.values()
+  }
+
+  /**
+   * Check this peer now, ahead of its schedule (HAProxy's `observe`: passive failures ask for confirmation).
+   * At most once per `fastInterval`, and never while a check of it is already running.
+   */
+  recheck(peer: Peer): void {
+    const target = this.byPeer.get(peer)
+    if (target === undefined || !this.started || target.running) return
+    const now = performance.now()
+    if (now - target.lastRecheck < target.spec.fastInterval) return
+    target.lastRecheck = now
+    clearTimeout(target.timer)
+    this.run(target)
+  }
+
+  private schedule(target: CheckTarget, delay: number): void {
+    target.timer = setTimeout(() => this.run(target), delay)
+    target.timer.unref()
+  }
+
+  private run(target: CheckTarget): void {
+    target.timer = undefined
+    if (target.running || target.closed) return
+    target.running = true
+    target.limiter.run(() => this.probe(target))
+  }
+
+  private async probe(target: CheckTarget): Promise<void> {
+    // It may have waited for a slot while a reload or stop retired it.
+    if (target.closed) return
+    const timeout = target.spec.timeout
+    const controller = new AbortController()
+    const started = performance.now()
+    let late = 0
+    const timer = setTimeout(() => {
+      late = performance.now() - started - timeout
+      controller.abort()
+    }, timeout)
+    const result = await target.probe.check(controller.signal)
+    clearTimeout(timer)
+    const latency = performance.now() - started
+    target.running = false
+    if (target.closed || !this.started) return
+    const stall = result.reason === 'timeout' ? Math.max(late, this.lag.longestSince(started)) : 0
+    try {
+      this.conclude(target, result, stall >= stallLimit(timeout) ? stall : undefined, latency)
+    } catch (err) {
+      // A failing listener (log, passive link) must not stop this server's checks.
+      this.options.log.error({ err, address: target.address }, 'error while recording a check')
+    }
+    // Intervals run from check start to check start, so a slow server is still checked once per interval.
+    this.schedule(target, Math.max(0, checkDelay(target.spec, target.state, target.spread, Math.random()) - latency))
+    target.spread = false
+  }
+
+  private conclude(target: CheckTarget, result: ProbeResult, stall: number | undefined, latency: number): void {
+    const spec = target.spec
+    const state = target.state
+    target.checks++
+    target.last = { at: Date.now(), result: stall !== undefined ? 'inconclusive' : result.ok ? 'success' : 'failure', reason: result.reason, latencyMs: Math.round(latency) }
+    if (stall !== undefined) {
+      target.inconclusive++
+      // One line per streak, when it reaches what would otherwise have been enough failures to go down.
+      if (++target.inconclusiveStreak === spec.fall) {
+        this.report(target, 'inconclusive', 'vigil_event_loop_lag', { streak: target.inconclusiveStreak, stallMs: Math.round(stall), timeoutMs: spec.timeout })
+      }
+      return
+    }
+    target.inconclusiveStreak = 0
+    if (!result.ok) target.failures++
+    const flipped = state.record(result.ok)
+    if (flipped !== undefined) {
+      target.lastChange = Date.now()
+      for (const m of target.members) m.peer.checkUp = flipped === 'up'
+      for (const u of new Set(target.members.map((m) => m.upstream))) u.refresh()
+      this.report(target, flipped, result.reason, {
+        rise: state.riseCount,
+        fall: state.fallCount,
+        latencyMs: target.last.latencyMs,
+        detail: result.detail,
+      })
+    }
+    if (result.ok && spec.unejectOnPass && this.passive !== undefined) this.restorePassive(target)
+  }
+
+  private restorePassive(target: CheckTarget): void {
+    const passive = this.passive as PassiveHealthLink
+    for (const { peer } of target.members) {
+      const failure = passive.ejection(peer)?.failure
+      if (failure !== undefined && checkCovers(target.spec, failure)) {
+        passive.restore(peer, { check: target.spec.type, address: target.address, ejectedFor: failure })
+      }
+    }
+  }
+
+  private report(target: CheckTarget, event: string, reason: string, evidence: Record<string, unknown>): void {
+    for (const { upstream, peer } of target.members) {
+      this.options.events.report({
+        upstream: upstream.name,
+        server: peer.address,
+        source: 'active',
+        event,
+        reason,
+        evidence: { check: target.spec.type, address: target.address, ...evidence },
+      })
+    }
+  }
+
+  private retire(target: CheckTarget): Promise<void> {
+    target.closed = true
+    clearTimeout(target.timer)
+    return target.probe.close()
+  }
+}
