@@ -197,7 +197,7 @@ export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillD
     if (t.fixedRate !== undefined) out.push(`<p>${esc(fixedRateLine(t.fixedRate))}</p>`, htmlTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)))
     if (t.notes.length > 0) out.push(`<p>${t.notes.map(esc).join('<br>')}</p>`)
   }
-  if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND}</p>`)
+  if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND.replace(/\s*\n\s*/g, ' ')}</p>`)
   for (const d of results.drills) {
     out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}${esc(machineNote(d))}.</p>`)
     out.push(htmlTable(DRILL_HEAD, d.runs.map(drillRow)))
