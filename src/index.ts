@@ -11,7 +11,7 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
-import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
+import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
 export { loadConfigFile, parseConfig } from './config/load.js'
@@ -36,7 +36,7 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
-  private passive: PassiveHealthLink | undefined
+  private passive: PassiveHealthLink = passiveLink
   private readonly listeners: ProxyListener[]
   private readonly admin: AdminServer | undefined
   private inflight = 0
@@ -56,8 +56,9 @@ export class Vigil {
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, u]) => [name, new Upstream(name, u)]))
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
-    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker })
-    for (const u of this.upstreams.values()) u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    this.checker.linkPassive(this.passive)
+    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
+    for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
       if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
     })
@@ -84,10 +85,16 @@ export class Vigil {
           })
   }
 
-  /** Join passive health: its ejections show on the status page and passing checks may lift them. */
+  /** Replace the passive side the status page, metrics and the checker see (tests link a stand-in). */
   linkPassive(link: PassiveHealthLink): void {
     this.passive = link
     this.checker.linkPassive(link)
+  }
+
+  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  private joinHealth(u: Upstream): void {
+    u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    if (u.active !== undefined) u.passive.checker = this.checker
   }
 
   private requestDone(): void {

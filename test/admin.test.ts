@@ -83,7 +83,6 @@ t.test('/metrics: health gauges, checks, responses by class and latency', async 
   const agent = client(t)
   for (let i = 0; i < 3; i++) t.equal((await get(`${proxy.url}/`, { dispatcher: agent })).headers['x-provider'], 'm1')
   proxy.vigil.metrics.ejected('api', bad.address, 'max_fails')
-  proxy.vigil.metrics.retried('api')
   const text = (await get(`${proxy.admin}/metrics`)).body
   const g = good.address
   t.match(text, new RegExp(`^vigil_server_up\\{upstream="api",server="${g}"\\} 1$`, 'm'))
@@ -95,7 +94,8 @@ t.test('/metrics: health gauges, checks, responses by class and latency', async 
   t.match(text, new RegExp(`^vigil_upstream_response_seconds_bucket\\{upstream="api",server="${g}",le="\\+Inf"\\} 3$`, 'm'))
   t.match(text, new RegExp(`^vigil_checks_total\\{server="${bad.address}",type="http",result="failure"\\} [1-9]`, 'm'))
   t.match(text, new RegExp(`^vigil_ejections_total\\{upstream="api",server="${bad.address}",reason="max_fails"\\} 1$`, 'm'))
-  t.match(text, /^vigil_retries_total\{upstream="api"\} 1$/m)
+  for (const name of ['retries', 'hedges', 'retry_budget_exhausted']) t.match(text, new RegExp(`^vigil_${name}_total\\{upstream="api"\\} 0$`, 'm'))
+  t.match(text, new RegExp(`^vigil_stall_suspicions_total\\{upstream="api",server="${g}"\\} 0$`, 'm'))
   t.match(text, /^process_cpu_user_seconds_total /m, 'process metrics')
   t.match(text, /^nodejs_eventloop_lag_seconds /m)
 })

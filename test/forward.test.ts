@@ -24,7 +24,7 @@ t.test('a provider that fails after the status line: the client connection is cu
   t.equal(hits, 1, 'one attempt only: the status line was already sent')
   t.match(
     events.filter((e) => e.kind === 'ejected'),
-    [{ reason: 'upstream_reset' }],
+    [{ reason: 'max_fails', failure: 'upstream_reset' }],
     'but it counts against the provider',
   )
 })

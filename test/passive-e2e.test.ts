@@ -74,7 +74,7 @@ t.test('SIGKILL of one of three under a steady stream of GETs: no client errors,
   stop = true
   await stream
   t.same([...new Set(statuses)], [200], `all ${statuses.length} client requests succeeded`)
-  t.match(events[0], { kind: 'ejected', peer: dead.address, reason: /connect_refused|upstream_reset/ })
+  t.match(events[0], { kind: 'ejected', peer: dead.address, reason: 'max_fails', failure: /connect_refused|upstream_reset/ })
   t.equal((await control(revived)).served, 0, 'no request reached the ejected address')
   const [, a, b] = await servedBy(ps)
   t.ok((a as number) > 60 && (b as number) > 60, `the survivors shared the load (${a}, ${b})`)
@@ -112,7 +112,7 @@ t.test('a provider answering 503 is ejected when http_503 is listed, and not oth
     const [bad] = await servedBy(ps)
     if (listed) {
       t.equal(bad, 1, 'listed: one 503 ejects it, it gets nothing after')
-      t.match(events, [{ kind: 'ejected', peer: ps[0]?.address, reason: 'http_503' }])
+      t.match(events, [{ kind: 'ejected', peer: ps[0]?.address, reason: 'max_fails', failure: 'http_503' }])
       t.equal(statuses.get(503), 1, 'that one 503 reaches the client (503 is not in retry.on)')
     } else {
       t.ok((bad as number) >= 5, `not listed: it keeps its round-robin share (${bad} of 30)`)

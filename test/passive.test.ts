@@ -6,7 +6,11 @@ import { EventEmitter } from 'node:events'
 import { Upstream } from '../src/upstream/upstream.js'
 import type { Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { Peer } from '../src/upstream/peer.js'
-import { Role, type HealthEvent, type Waiting } from '../src/health/passive.js'
+import { passiveLink, Role, type HealthEvent, type Waiting } from '../src/health/passive.js'
+import { HealthEvents } from '../src/health/events.js'
+import { ActiveChecker } from '../src/health/active.js'
+import { statusRows, type ServerStatus } from '../src/admin/status.js'
+import { silent } from './helpers/index.js'
 import { classifyError, FailureSet, httpFailure, type Failure } from '../src/health/outcome.js'
 import { NginxDetector } from '../src/health/eject/nginx.js'
 import { ConsecutiveDetector } from '../src/health/eject/consecutive.js'
@@ -144,7 +148,7 @@ t.test('nginx mode: eject at maxFails, exactly one trial after failTimeout, rest
   hit(u, a, REFUSED)
   t.notOk(a.eligible, 'ejected')
   t.notOk(picks(u, 20).has(a.address), 'an ejected peer is never picked')
-  t.match(events.at(-1), { kind: 'ejected', peer: a.address, reason: 'connect_refused', duration: 10_000, evidence: { failures: 2 } })
+  t.match(events.at(-1), { kind: 'ejected', peer: a.address, reason: 'max_fails', failure: 'connect_refused', duration: 10_000, evidence: { failures: 2 } })
   tick(9_999)
   t.notOk(a.eligible)
   tick(1)
@@ -152,7 +156,7 @@ t.test('nginx mode: eject at maxFails, exactly one trial after failTimeout, rest
   t.equal(u.passive.snapshot()[0]?.state, 'trial')
   t.equal(hit(u, a, REFUSED), Role.Trial, 'the first request to it is the trial')
   t.notOk(a.eligible, 'a failed trial ejects again')
-  t.match(events.at(-1), { kind: 'ejected', reason: 'trial failed: connect_refused', duration: 10_000 }, 'nginx mode does not grow the ejection by default')
+  t.match(events.at(-1), { kind: 'ejected', reason: 'trial_failed', failure: 'connect_refused', duration: 10_000 }, 'nginx mode does not grow the ejection by default')
   tick(10_000)
   const w = waiting()
   u.passive.dispatched(a, w, Date.now())
@@ -252,13 +256,13 @@ t.test('rate mode: the breaker opens, its half-open is the single trial, success
   for (let i = 0; i < 3; i++) hit(u, a, REFUSED)
   await new Promise((r) => setImmediate(r))
   t.notOk(a.eligible, 'ejected at 75% over 4 requests')
-  t.match(events.at(-1), { kind: 'ejected', reason: 'failure rate 75% over 4 requests' })
+  t.match(events.at(-1), { kind: 'ejected', reason: 'failure_rate', evidence: { failures: 3, requests: 4 } })
   tick(2_300)
   t.ok(a.eligible, 'half-open: its trial may go')
   t.equal(hit(u, a, REFUSED), Role.Trial)
   await new Promise((r) => setImmediate(r))
   t.notOk(a.eligible, 'trial failed: open again')
-  t.match(events.at(-1), { kind: 'ejected', reason: 'trial failed', multiplier: 2 })
+  t.match(events.at(-1), { kind: 'ejected', reason: 'trial_failed', multiplier: 2 })
   tick(4_500)
   t.equal(hit(u, a), Role.Trial)
   await new Promise((r) => setImmediate(r))
@@ -317,6 +321,39 @@ t.test('stall: a peer whose oldest request waits far longer than the group p99 i
   off.u.passive.dispatched(peer(off.u, 0), w, Date.now())
   tick(60_000)
   t.ok(peer(off.u, 0).eligible, 'stall detection can be turned off')
+})
+
+t.test('passiveLink: each passive state as the status page shows it; a check restores and vouches through it', async (t) => {
+  fakeClock(t)
+  const { u, events } = group(t, 3, { passive: { maxFails: 1, failTimeout: '10s' } })
+  const [a, b] = [peer(u, 0), peer(u, 1)]
+  const upstreams = new Map([['api', u]])
+  const checker = new ActiveChecker(upstreams, { events: new HealthEvents(), log: silent })
+  const rows = (): ServerStatus[] => statusRows({ upstreams: () => upstreams, generation: () => 1, checker, passive: () => passiveLink })
+  t.match(rows()[0], { passive: 'ok', ejectionReason: null, ejectedUntil: null, ejections: 0 })
+  hit(u, a, REFUSED)
+  const until = Date.now() + 10_000
+  t.match(rows()[0], { status: 'down', passive: 'ejected', ejectionReason: 'max_fails', ejectionFailure: 'connect_refused', ejectedUntil: new Date(until).toISOString(), ejections: 1 })
+  t.same(passiveLink.ejection(a), { failure: 'error', reason: 'max_fails', until }, 'the failure class is what a check may disprove')
+  tick(10_000)
+  t.match(rows()[0], { status: 'up', passive: 'trial', ejectionReason: 'max_fails', ejectedUntil: null })
+  const trial = waiting()
+  u.passive.dispatched(a, trial, Date.now())
+  t.match(rows()[0], { status: 'down', passive: 'trial' }, 'its trial request is running')
+  passiveLink.restore(a, { check: 'http' })
+  t.match(events.at(-1), { kind: 'restored', peer: a.address, reason: 'active check passed', evidence: { check: 'http' } })
+  t.equal(passiveLink.ejection(a), undefined)
+  u.passive.settled(a, trial, undefined, true, Date.now())
+  t.equal(events.at(-1)?.kind, 'restored', 'the trial finishing later changes nothing')
+  t.match(rows()[0], { status: 'up', passive: 'ok', ejectionReason: null, ejections: 1 })
+
+  u.passive.dispatched(b, waiting(), Date.now())
+  tick(300)
+  t.match(rows()[1], { status: 'down', passive: 'suspect', stalls: 1 })
+  passiveLink.vouch(b)
+  t.match(events.at(-1), { kind: 'cleared', peer: b.address })
+  t.match(rows()[1], { status: 'up', passive: 'ok', stalls: 1 })
+  t.equal(passiveLink.snapshot(b)?.suspect, false)
 })
 
 t.test('config: passive and retry keys are validated with their JSON path', async (t) => {

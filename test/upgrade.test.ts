@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import { waitFor } from './helpers/wait.js'
+import { recordEvents, statusOf } from './helpers/health.js'
 import { closedPort, get, httpServer, root, startProxy } from './helpers/index.js'
 import { exchange, rawProvider } from './helpers/raw.js'
 
@@ -87,7 +88,7 @@ t.test('least_conn sees open tunnels: plain requests go to the peer without one'
   const idle = peers.find((p) => p !== busy)!
   for (let i = 0; i < 4; i++) await get(`${proxy.url}/plain`)
   t.equal(idle.requests, 4, 'every plain request went to the peer without a tunnel')
-  t.equal(busy.requests, 0)
+  t.equal(busy.requests, 1, 'only the upgrade itself (upgrades count as requests)')
   tunnel.ws.close()
   await once(tunnel.ws, 'close')
 })
@@ -113,6 +114,42 @@ t.test('a provider killed mid-connection closes the client side, and new upgrade
   proxy.vigil.upstreams.get('api')!.find(a.address)!.operator = 'disabled'
   proxy.vigil.upstreams.get('api')!.refresh()
   t.equal((await open(url)).hello.name, 'b', 'a new upgrade is balanced to the eligible provider')
+})
+
+/** Which provider took an upgrade, or how it was refused. */
+function outcome(url: string): Promise<string> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url)
+    ws.on('error', () => resolve('error'))
+    ws.on('unexpected-response', (_req, res) => {
+      res.resume()
+      resolve(`${res.statusCode} ${String(res.headers['x-vigil-error'])}`)
+    })
+    ws.on('message', (data) => {
+      resolve((JSON.parse(String(data)) as Open['hello']).name)
+      ws.close()
+    })
+  })
+}
+
+t.test('a failed upgrade counts against its provider: a dead one is ejected and new upgrades avoid it', async (t) => {
+  const a = await wsProvider(t, 'a')
+  const b = await wsProvider(t, 'b')
+  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: a.address }, { address: b.address }], passive: { maxFails: 1, failTimeout: '60s' } } } })
+  const passive = recordEvents(proxy.vigil, 'passive')
+  const url = `${proxy.url.replace('http', 'ws')}/`
+  await a.kill()
+  const seen: string[] = []
+  // Round robin sends one of the first two upgrades to the dead provider; upgrades are never retried.
+  for (let i = 0; i < 2 && !passive.some((e) => e.event === 'ejected'); i++) seen.push(await outcome(url))
+  t.ok(seen.includes('502 connect_refused'), `the client saw the refusal (${seen.join(', ')})`)
+  t.match(
+    passive.filter((e) => e.event === 'ejected'),
+    [{ server: a.address, reason: 'max_fails', evidence: { failure: 'connect_refused' } }],
+  )
+  for (let i = 0; i < 4; i++) t.equal(await outcome(url), 'b', 'new upgrades go to the survivor')
+  const row = (await statusOf(proxy.admin)).find((r) => r.name === a.address)
+  t.match(row, { passive: 'ejected', ejectionFailure: 'connect_refused', failures: 1, requests: 1 })
 })
 
 t.test('upgrades vigil cannot proxy get a clear HTTP answer', async (t) => {

@@ -4,6 +4,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { ActiveChecker } from '../health/active.js'
+import type { PassiveHealthLink } from '../health/events.js'
 import type { RequestMetrics } from '../proxy/forward.js'
 
 /** Upper bounds in seconds (prom-client's defaults). */
@@ -22,6 +23,7 @@ class PeerStats {
 export interface MetricsSource {
   upstreams(): ReadonlyMap<string, Upstream>
   checker: ActiveChecker
+  passive(): PassiveHealthLink
 }
 
 type Labels = Record<string, string>
@@ -35,7 +37,6 @@ export class VigilMetrics implements RequestMetrics {
   readonly registry = new Registry()
   private readonly stats = new WeakMap<Peer, PeerStats>()
   private readonly ejections: Counter<'upstream' | 'server' | 'reason'>
-  private readonly retries: Counter<'upstream'>
 
   constructor(private readonly source: MetricsSource) {
     const registers = [this.registry]
@@ -98,7 +99,31 @@ export class VigilMetrics implements RequestMetrics {
       },
     })
     this.ejections = new Counter({ name: 'vigil_ejections_total', help: 'passive ejections by reason', labelNames: ['upstream', 'server', 'reason'], registers })
-    this.retries = new Counter({ name: 'vigil_retries_total', help: 'attempts retried on another server', labelNames: ['upstream'], registers })
+    new Counter({
+      name: 'vigil_stall_suspicions_total',
+      help: 'times a server was suspected of a stall (a request waited far longer than the group takes)',
+      labelNames: ['upstream', 'server'],
+      registers,
+      collect() {
+        this.reset()
+        each((p, u) => this.inc({ upstream: u.name, server: p.address }, source.passive().snapshot(p)?.stalls ?? 0))
+      },
+    })
+    const perUpstream = (name: string, help: string, value: (u: Upstream) => number): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['upstream'],
+        registers,
+        collect() {
+          this.reset()
+          for (const u of source.upstreams().values()) this.inc({ upstream: u.name }, value(u))
+        },
+      })
+    }
+    perUpstream('vigil_retries_total', 'attempts retried on another server', (u) => u.retry.retries)
+    perUpstream('vigil_hedges_total', 'hedged attempts started while an earlier one was still waiting', (u) => u.retry.hedges)
+    perUpstream('vigil_retry_budget_exhausted_total', 'retries refused because the retry budget was spent', (u) => u.retry.budgetExhausted)
     // A histogram fed from PeerStats; prom-client's registry only needs get() from it.
     const latency = {
       name: 'vigil_upstream_response_seconds',
@@ -124,14 +149,9 @@ export class VigilMetrics implements RequestMetrics {
     s.count++
   }
 
-  /** A passive ejection (called by the passive health module), by its named reason. */
+  /** A passive ejection (once per 'ejected' health event), by its named reason. */
   ejected(upstream: string, server: string, reason: string): void {
     this.ejections.inc({ upstream, server, reason })
-  }
-
-  /** An attempt retried on another server. */
-  retried(upstream: string): void {
-    this.retries.inc({ upstream })
   }
 
   text(): Promise<string> {

@@ -4,12 +4,13 @@ import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import type { ActiveChecker, LastCheck } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
+import type { PeerPassiveSnapshot } from '../health/passive.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
   generation(): number
   checker: ActiveChecker
-  passive(): PassiveHealthLink | undefined
+  passive(): PassiveHealthLink
 }
 
 export interface ServerStatus {
@@ -24,15 +25,27 @@ export interface ServerStatus {
   port: number
   // vigil's fields.
   weight: number
+  /** The weight balancers use now: less than `weight` while slow start ramps the server up. */
+  effectiveWeight: number
+  /** null when unlimited. */
+  maxConns: number | null
   backup: boolean
   operator: Peer['operator']
   eligible: boolean
   /** Active check state: "unknown" until the first check concludes, "none" without a check. */
   check: 'up' | 'down' | 'unknown' | 'none'
-  passive: 'ok' | 'ejected'
+  /** Passive state: "trial" while the single trial request is due or running; "suspect" while a stall is suspected. */
+  passive: PassiveStatus
+  /** The named reason of the current ejection (as in vigil_ejections_total) and the failure that caused it. */
   ejectionReason: string | null
+  ejectionFailure: string | null
   ejectedUntil: string | null
+  /** Passive ejections and stall suspicions so far. */
+  ejections: number
+  stalls: number
   inflight: number
+  /** Learned time to response headers (peak EWMA), null until the server has answered. */
+  latencyMs: number | null
   requests: number
   failures: number
   checks: number
@@ -41,6 +54,13 @@ export interface ServerStatus {
   /** The last concluded check, `at` as an ISO time. */
   lastCheck: (Omit<LastCheck, 'at'> & { at: string }) | null
   lastChange: string | null
+}
+
+export type PassiveStatus = 'ok' | 'ejected' | 'trial' | 'suspect'
+
+function passiveStatus(s: PeerPassiveSnapshot | undefined): PassiveStatus {
+  if (s === undefined || s.state === 'ok') return s?.suspect === true ? 'suspect' : 'ok'
+  return s.state === 'ejected' ? 'ejected' : 'trial'
 }
 
 export const FORMATS = ['json', 'html', 'csv', 'prometheus'] as const
@@ -54,7 +74,7 @@ export function statusRows(source: StatusSource): ServerStatus[] {
   for (const u of source.upstreams().values()) {
     for (const p of u.peers) {
       const t = source.checker.stateOf(p)
-      const ejection = passive?.ejection(p)
+      const s = passive.snapshot(p)
       rows.push({
         index: rows.length,
         upstream: u.name,
@@ -65,14 +85,20 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         type: t?.spec.type ?? 'none',
         port: t?.spec.port ?? 0,
         weight: p.weight,
+        effectiveWeight: p.effectiveWeight,
+        maxConns: p.maxConns === Infinity ? null : p.maxConns,
         backup: p.backup,
         operator: p.operator,
         eligible: p.eligible,
         check: t === undefined ? 'none' : !t.state.checked && !t.state.down ? 'unknown' : t.state.down ? 'down' : 'up',
-        passive: p.passiveOk ? 'ok' : 'ejected',
-        ejectionReason: ejection?.reason ?? null,
-        ejectedUntil: iso(ejection?.until),
+        passive: passiveStatus(s),
+        ejectionReason: s?.ejectionReason ?? null,
+        ejectionFailure: s?.ejectionFailure ?? null,
+        ejectedUntil: iso(s?.ejectedUntil),
+        ejections: s?.ejections ?? 0,
+        stalls: s?.stalls ?? 0,
         inflight: p.inflight,
+        latencyMs: p.rtt.measured ? Math.round(p.latency * 10) / 10 : null,
         requests: p.requests,
         failures: p.failures,
         checks: t?.checks ?? 0,
@@ -101,13 +127,19 @@ const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['type', (r) => r.type],
   ['port', (r) => r.port],
   ['weight', (r) => r.weight],
+  ['effective_weight', (r) => r.effectiveWeight],
+  ['max_conns', (r) => r.maxConns ?? ''],
   ['backup', (r) => r.backup],
   ['operator', (r) => r.operator],
   ['check', (r) => r.check],
   ['passive', (r) => r.passive],
   ['ejection_reason', (r) => r.ejectionReason ?? ''],
+  ['ejection_failure', (r) => r.ejectionFailure ?? ''],
   ['ejected_until', (r) => r.ejectedUntil ?? ''],
+  ['ejections', (r) => r.ejections],
+  ['stalls', (r) => r.stalls],
   ['inflight', (r) => r.inflight],
+  ['latency_ms', (r) => r.latencyMs ?? ''],
   ['requests', (r) => r.requests],
   ['failures', (r) => r.failures],
   ['checks', (r) => r.checks],
@@ -174,6 +206,10 @@ export function renderPrometheus(rows: readonly ServerStatus[], generation: numb
     ['rise', 'consecutive passing checks', (r) => r.rise],
     ['fall', 'consecutive failing checks', (r) => r.fall],
     ['active', '1 when the server may receive new requests', (r) => (r.status === 'up' ? 1 : 0)],
+    ['ejected', '1 while ejected by passive health, until its trial request succeeds', (r) => (r.passive === 'ejected' || r.passive === 'trial' ? 1 : 0)],
+    ['suspect', '1 while suspected of a stall', (r) => (r.passive === 'suspect' ? 1 : 0)],
+    ['ejections', 'passive ejections so far', (r) => r.ejections],
+    ['effective_weight', 'weight used by the balancer now (slow start ramps it up)', (r) => r.effectiveWeight],
   ]
   for (const [name, help, value] of series) {
     out.push(`# HELP vigil_upstream_server_${name} ${help}`, `# TYPE vigil_upstream_server_${name} gauge`)

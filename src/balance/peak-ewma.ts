@@ -25,6 +25,11 @@ export class PeakEwma {
     this.stamp = now
   }
 
+  /** False until the first sample: the estimate is only the default so far. */
+  get measured(): boolean {
+    return this.stamp >= 0
+  }
+
   /** The estimate at `now` (ms): the last value decayed by the time since. */
   estimate(now: number): number {
     return this.stamp < 0 ? this.cost : this.cost * Math.exp(-Math.max(0, now - this.stamp) / this.decay)

@@ -267,15 +267,22 @@ export class ActiveChecker {
         detail: result.detail,
       })
     }
-    if (result.ok && spec.unejectOnPass && this.passive !== undefined) this.restorePassive(target)
+    if (result.ok && this.passive !== undefined) this.passed(target, this.passive)
   }
 
-  private restorePassive(target: CheckTarget): void {
-    const passive = this.passive as PassiveHealthLink
+  /**
+   * A passing check is evidence for passive health, as far as it tests what passive saw: one that got an answer
+   * vouches that the peer answers (a stall suspicion ends; a bare TCP connect proves nothing, a frozen process
+   * still accepts), and with `unejectOnPass` it lifts an ejection for a failure it disproves.
+   */
+  private passed(target: CheckTarget, passive: PassiveHealthLink): void {
+    const spec = target.spec
+    const answers = checkCovers(spec, 'timeout')
     for (const { peer } of target.members) {
-      const failure = passive.ejection(peer)?.failure
-      if (failure !== undefined && checkCovers(target.spec, failure)) {
-        passive.restore(peer, { check: target.spec.type, address: target.address, ejectedFor: failure })
+      if (answers) passive.vouch(peer)
+      const failure = spec.unejectOnPass ? passive.ejection(peer)?.failure : undefined
+      if (failure !== undefined && checkCovers(spec, failure)) {
+        passive.restore(peer, { check: spec.type, address: target.address, ejectedFor: failure })
       }
     }
   }

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
+import type { PeerPassiveSnapshot } from './passive.js'
 
 export type HealthSource = 'active' | 'passive' | 'operator'
 
@@ -46,9 +47,17 @@ export interface Ejection {
 
 /**
  * What the active checker and the status page need from passive health, implemented by the passive module:
- * a peer's current ejection, and a way to lift it when a check that tests what failed has passed.
+ * a peer's passive state, its current ejection, a way to lift it when a check that tests what failed has
+ * passed, and a way to vouch that the peer answers (a passing check clears a stall suspicion).
  */
 export interface PassiveHealthLink {
+  snapshot(peer: Peer): PeerPassiveSnapshot | undefined
   ejection(peer: Peer): Ejection | undefined
   restore(peer: Peer, evidence: Record<string, unknown>): void
+  vouch(peer: Peer): void
+}
+
+/** What passive health asks of the active checker: check a peer that just failed a request at once (HAProxy's `observe`). */
+export interface RecheckLink {
+  recheck(peer: Peer): void
 }

@@ -61,6 +61,11 @@ export function classifyError(err: unknown): Failure {
   return RESET
 }
 
+/** nginx's name for the class of a failure (`error`, `timeout`, `invalid_header`, `http_NNN`): what a check may disprove. */
+export function failureClass(f: Failure): string {
+  return f.kind === 'http' ? f.code : f.kind
+}
+
 const HTTP_FAILURES: (Failure | undefined)[] = []
 
 /** The failure an answered status stands for (only meaningful when a FailureSet lists it). */

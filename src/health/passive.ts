@@ -7,9 +7,9 @@ import type { Passive } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
-import { FailureSet, type Failure } from './outcome.js'
+import { FailureSet, failureClass, type Failure } from './outcome.js'
 import type { Detector, Evidence } from './eject/detector.js'
-import type { HealthEvents } from './events.js'
+import type { Ejection, HealthEvents, PassiveHealthLink, RecheckLink } from './events.js'
 import { NginxDetector } from './eject/nginx.js'
 import { ConsecutiveDetector } from './eject/consecutive.js'
 import { WindowDetector } from './eject/window.js'
@@ -39,6 +39,16 @@ const LATENCY_SAMPLES = 512
 
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
 
+/** The named reason of an ejection, by the mode that decided it (the label of vigil_ejections_total). */
+export const EJECT_REASONS = {
+  nginx: 'max_fails',
+  consecutive: 'consecutive_failures',
+  window: 'failures_in_window',
+  rate: 'failure_rate',
+} as const
+/** The single trial request after an ejection failed: ejected again. */
+export const TRIAL_FAILED = 'trial_failed'
+
 export type HealthEventKind = 'ejected' | 'trial' | 'restored' | 'capped' | 'suspect' | 'cleared' | 'no_eligible' | 'eligible'
 
 export interface HealthEvent {
@@ -47,7 +57,9 @@ export interface HealthEvent {
   /** The peer's address; undefined for group events (no_eligible, eligible). */
   peer: string | undefined
   reason: string
-  evidence?: Evidence | StallEvidence
+  evidence?: Evidence | StallEvidence | Record<string, unknown>
+  /** For `ejected` and `capped`: the code of the last failure counted (`connect_refused`, `http_503`...). */
+  failure?: string
   /** For `ejected`: how long, ms; and the ejection-time multiplier (consecutive ejections, decayed while healthy). */
   duration?: number
   multiplier?: number
@@ -66,6 +78,9 @@ export interface PeerPassiveSnapshot {
   suspect: boolean
   /** Epoch ms when the current ejection ends (trial time), or undefined. */
   ejectedUntil: number | undefined
+  /** The named reason and the failure code of the current ejection (also while its trial is due or running). */
+  ejectionReason: string | undefined
+  ejectionFailure: string | undefined
   ejections: number
   /** Consecutive ejections not yet decayed: the current ejection-time multiplier. */
   multiplier: number
@@ -137,6 +152,10 @@ export class PeerHealth implements BreakerHost {
   trials = 0
   capped = 0
   stalls = 0
+  /** The last failure counted, and the named reason and failure of the current ejection. */
+  private lastFailure: Failure | undefined = undefined
+  private ejectReason = ''
+  private ejectFailure: Failure | undefined = undefined
   /** Set when the cap kept this peer in; cleared by its next success, so the log says it once. */
   private cappedNow = false
   private timer: NodeJS.Timeout | undefined = undefined
@@ -152,12 +171,14 @@ export class PeerHealth implements BreakerHost {
     readonly peer: Peer,
   ) {}
 
-  /** Outcome of a request this peer answered (or failed); `failed` already filtered by failOn. */
-  record(role: Role, failed: boolean, reason: string, now: number): void {
+  /** Outcome of a request this peer answered (or failed); `failure` already filtered by failOn, undefined for a success. */
+  record(role: Role, failure: Failure | undefined, now: number): void {
+    const failed = failure !== undefined
+    if (failed) this.lastFailure = failure
     if (role === Role.Trial) {
       if (this.state !== 'probing') return
       if (this.detector instanceof RateDetector) this.detector.record(failed)
-      else if (failed) this.eject(`trial failed: ${reason}`, now)
+      else if (failed) this.eject(TRIAL_FAILED, now)
       else this.restore(now, 'trial succeeded')
       return
     }
@@ -167,7 +188,7 @@ export class PeerHealth implements BreakerHost {
       return
     }
     if (!failed) this.cappedNow = false
-    if (this.detector?.record(failed, now) === true) this.eject(reason, now)
+    if (this.detector?.record(failed, now) === true) this.eject(EJECT_REASONS[this.group.settings.mode], now)
   }
 
   /** The trial request's outcome will never come (cancelled, client gone): let another request try. */
@@ -192,16 +213,17 @@ export class PeerHealth implements BreakerHost {
     }
   }
 
-  /** Eject now, unless the cap or a group of one forbids it. */
+  /** Eject now for the named `reason`, unless the cap or a group of one forbids it. */
   eject(reason: string, now: number): void {
     const g = this.group
     if (this.state === 'ejected') return
+    const failure = this.lastFailure?.code
     if (this.state === 'ok' && !g.mayTakeOut(this)) {
       this.capped++
       if (this.detector instanceof RateDetector) this.detector.reset()
       if (!this.cappedNow) {
         this.cappedNow = true
-        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now) })
+        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now), failure })
       }
       return
     }
@@ -211,13 +233,15 @@ export class PeerHealth implements BreakerHost {
     this.state = 'ejected'
     this.ejections++
     this.ejectedUntil = now + duration
+    this.ejectReason = reason
+    this.ejectFailure = this.lastFailure
     this.cappedNow = false
     // The rate breaker times its own half-open; the counting modes reopen the gate with a timer.
     if (!(this.detector instanceof RateDetector)) {
       this.timer = setTimeout(reopen, duration, this)
       this.timer.unref()
     }
-    g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), duration, multiplier: this.multiplier })
+    g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), failure, duration, multiplier: this.multiplier })
     this.applyGate()
   }
 
@@ -228,15 +252,23 @@ export class PeerHealth implements BreakerHost {
     this.applyGate()
   }
 
-  restore(now: number, reason: string): void {
+  /** Back in rotation: the trial succeeded, or other evidence (a passing check: `evidence`) disproved the ejection. */
+  restore(now: number, reason: string, evidence?: Record<string, unknown>): void {
     if (this.state === 'ok') return
     clearTimeout(this.timer)
     this.timer = undefined
     this.state = 'ok'
     this.restoredAt = now
     this.detector?.reset()
-    this.group.emit(this, 'restored', reason, { multiplier: this.multiplier })
+    this.group.emit(this, 'restored', reason, { evidence, multiplier: this.multiplier })
     this.applyGate()
+  }
+
+  /** The current ejection (including its due or running trial); undefined while in rotation. */
+  ejection(): Ejection | undefined {
+    if (this.state === 'ok') return undefined
+    const f = this.ejectFailure
+    return { failure: f === undefined ? '' : failureClass(f), reason: this.ejectReason, until: this.ejectedUntil }
   }
 
   /** Envoy-style: each ejectTime spent healthy takes one step off the multiplier. */
@@ -260,9 +292,7 @@ export class PeerHealth implements BreakerHost {
   }
 
   breakerOpened(): void {
-    const d = this.detector as RateDetector
-    const e = d.evidence()
-    this.eject(this.state === 'probing' ? 'trial failed' : `failure rate ${Math.round((100 * e.failures) / Math.max(1, e.requests))}% over ${e.requests} requests`, Date.now())
+    this.eject(this.state === 'probing' ? TRIAL_FAILED : EJECT_REASONS.rate, Date.now())
   }
 
   breakerHalfOpen(): void {
@@ -324,6 +354,8 @@ export class PeerHealth implements BreakerHost {
       state: this.state,
       suspect: this.suspect,
       ejectedUntil: this.state === 'ejected' ? this.ejectedUntil : undefined,
+      ejectionReason: this.state === 'ok' ? undefined : this.ejectReason,
+      ejectionFailure: this.state === 'ok' ? undefined : this.ejectFailure?.code,
       ejections: this.ejections,
       multiplier: this.multiplier,
       trials: this.trials,
@@ -367,6 +399,8 @@ export class PassiveHealth {
   private samples = 0
   private noneEligible = false
   lastTick = Date.now()
+  /** The active checker, when the group has checks: a failed request asks it to check the peer at once. */
+  checker: RecheckLink | undefined = undefined
 
   constructor(
     readonly upstream: Upstream,
@@ -438,8 +472,9 @@ export class PassiveHealth {
       if (w.role === Role.Trial) h.trialAbandoned()
       return
     }
-    const failed = failure !== undefined && this.failOn.has(failure)
-    h.record(w.role, failed, failed ? (failure as Failure).code : '', now)
+    const counted = failure !== undefined && this.failOn.has(failure) ? failure : undefined
+    h.record(w.role, counted, now)
+    if (counted !== undefined) this.checker?.recheck(peer)
   }
 
   /** Evidence from elsewhere that the peer answers (an active check passed): it counts as a response. */
@@ -522,10 +557,22 @@ function unlink(h: PeerHealth, w: Waiting): void {
   w.prevWaiting = w.nextWaiting = w.waitingOn = undefined
 }
 
+/**
+ * Passive health as the active checker and the status page see it: every group's peers carry their PeerHealth,
+ * so one stateless link serves all groups, and the groups a reload adds.
+ */
+export const passiveLink: PassiveHealthLink = {
+  snapshot: (peer) => peer.passive?.snapshot(),
+  ejection: (peer) => peer.passive?.ejection(),
+  restore: (peer, evidence) => peer.passive?.restore(Date.now(), 'active check passed', evidence),
+  vouch: (peer) => peer.passive?.group.vouch(peer, Date.now()),
+}
+
 /** Passive transitions join the one health emitter (log, metrics, status) as `source: 'passive'` events. */
 export function reportPassive(events: HealthEvents, e: HealthEvent): void {
   const evidence: Record<string, unknown> = { ...e.evidence }
   if (e.duration !== undefined) evidence['duration'] = e.duration
   if (e.multiplier !== undefined) evidence['multiplier'] = e.multiplier
+  if (e.failure !== undefined) evidence['failure'] = e.failure
   events.report({ upstream: e.upstream, server: e.peer ?? '*', source: 'passive', event: e.kind, reason: e.reason, evidence })
 }

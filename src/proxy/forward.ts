@@ -261,10 +261,7 @@ export class Exchange {
     if (this.clientGone || !policy.allows(f, this.method, this.attempts, this.started, now) || !this.replayable()) return undefined
     const peer = this.nextPeer()
     if (peer === undefined) return undefined
-    if (!policy.budget.withdraw(now)) {
-      policy.budgetExhausted++
-      return undefined
-    }
+    if (!policy.charge(now)) return undefined
     policy.retries++
     return peer
   }
@@ -336,7 +333,7 @@ export class Exchange {
     if (policy.hedge) {
       if (!policy.mayHedge(this.method, this.attempts, this.started, now) || !this.replayable()) return
       const peer = this.nextPeer()
-      if (peer === undefined || !policy.budget.withdraw(now)) return
+      if (peer === undefined || !policy.charge(now)) return
       policy.hedges++
       this.launch(peer, now)
       return

@@ -107,6 +107,13 @@ export class RetryPolicy {
     )
   }
 
+  /** Charge one retry or hedge to the budget; false (and counted) when the budget is spent. */
+  charge(now: number): boolean {
+    if (this.budget.withdraw(now)) return true
+    this.budgetExhausted++
+    return false
+  }
+
   /** May a hedge start now? Only for idempotent requests, within tries and time. */
   mayHedge(method: string | undefined, attempts: number, started: number, now: number): boolean {
     return this.hedge && idempotent(method) && attempts < this.tries && (this.timeout === 0 || now - started < this.timeout)

@@ -1,4 +1,6 @@
 // WebSocket and other Upgrade requests: routed and balanced like any request, then tunnelled by http-proxy.
+// The upgrade request itself counts in passive health like any attempt: the provider's answer (switching
+// protocols, or a refusal) or its failure to answer; what happens later inside an open tunnel does not.
 import { Agent as HttpsAgent } from 'node:https'
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
@@ -6,7 +8,8 @@ import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
-import { classifyError } from '../health/outcome.js'
+import { classifyError, httpFailure, type Failure } from '../health/outcome.js'
+import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
 import { tlsConnectOptions } from '../upstream/tls.js'
 import type { Router } from './router.js'
 import { parseTarget, type ForwardHooks } from './forward.js'
@@ -15,11 +18,21 @@ import { sendRawError } from './respond.js'
 
 const NO_PEERS: readonly Peer[] = []
 
-/** One upgrade: its client socket, its peer, and the provider's socket once the provider switched protocols. */
-class Tunnel {
+/**
+ * One upgrade: its client socket, its peer, and the provider's socket once the provider switched protocols.
+ * Until the provider answers it is also a request waiting on the peer, for passive health (stall detection).
+ */
+class Tunnel implements Waiting {
   upstreamSocket: Duplex | undefined = undefined
   switched = false
   closed = false
+  /** Its outcome went to passive health (once: answered, failed, or the client left first). */
+  settled = false
+  readonly started = Date.now()
+  role = Role.Normal
+  prevWaiting: Waiting | undefined = undefined
+  nextWaiting: Waiting | undefined = undefined
+  waitingOn: PeerHealth | undefined = undefined
 
   constructor(
     readonly client: Duplex,
@@ -66,6 +79,7 @@ export class UpgradeProxy {
     // An open tunnel is load on its peer, for least-connection policies, until either side closes.
     peer.inflight++
     const tunnel = new Tunnel(socket, peer, upstream)
+    upstream.passive.dispatched(peer, tunnel, tunnel.started)
     this.tunnels.set(socket, tunnel)
     socket.once('close', () => this.closed(tunnel))
     req.url = target.path
@@ -92,7 +106,10 @@ export class UpgradeProxy {
   private onProxyRequest(proxyReq: ClientRequest, tunnel: Tunnel): void {
     // A provider that accepts the connection but never answers the upgrade gets the upstream's response timeout.
     proxyReq.setTimeout(tunnel.upstream.timeouts.response, () => proxyReq.destroy(Object.assign(new Error('upgrade response timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
+    // A refusal (any status but 101): http-proxy passes it on to the client.
+    proxyReq.on('response', (res: IncomingMessage) => this.answered(tunnel, res.statusCode ?? 0))
     proxyReq.on('upgrade', (_res, upstreamSocket: Socket) => {
+      this.answered(tunnel, 101)
       upstreamSocket.setTimeout(0)
       tunnel.switched = true
       tunnel.upstreamSocket = upstreamSocket
@@ -104,8 +121,28 @@ export class UpgradeProxy {
     })
   }
 
+  /** The provider answered the upgrade: a success, or a failure when passive.failOn lists the status. */
+  private answered(tunnel: Tunnel, status: number): void {
+    const now = Date.now()
+    const passive = tunnel.upstream.passive
+    passive.responded(tunnel, now)
+    this.settle(tunnel, passive.failOn.hasStatus(status) ? httpFailure(status) : undefined, true, now)
+  }
+
+  /** Count the upgrade attempt exactly once: the peer's counters and its passive accounting. */
+  private settle(tunnel: Tunnel, failure: Failure | undefined, conclusive: boolean, now: number): void {
+    if (tunnel.settled) return
+    tunnel.settled = true
+    const peer = tunnel.peer
+    peer.requests++
+    if (failure !== undefined && conclusive) peer.failures++
+    tunnel.upstream.passive.settled(peer, tunnel, failure, conclusive, now)
+  }
+
   private failed(tunnel: Tunnel, err: Error): void {
     const failure = classifyError(err)
+    // After the switch the upgrade was already counted as answered; a tunnel cut later is not a failed request.
+    this.settle(tunnel, failure, true, Date.now())
     this.hooks.log.warn({ upstream: tunnel.upstream.name, peer: tunnel.peer.address, reason: failure.code, err: err.message, switched: tunnel.switched }, 'upgrade failed')
     if (tunnel.switched) tunnel.client.destroy()
     else sendRawError(tunnel.client, failure.status, failure.code, `upstream "${tunnel.upstream.name}" failed the upgrade (${failure.code})`)
@@ -113,6 +150,8 @@ export class UpgradeProxy {
 
   private closed(tunnel: Tunnel): void {
     tunnel.closed = true
+    // The client left before the provider answered: that says nothing about the provider.
+    this.settle(tunnel, undefined, false, Date.now())
     tunnel.upstreamSocket?.destroy()
     tunnel.peer.inflight--
     this.tunnels.delete(tunnel.client)
