@@ -5,10 +5,13 @@ import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { realpathSync } from 'node:fs'
+import { ServedCounter } from './served-counter.js'
 
 export interface Behaviour {
   status: number
   delay: number
+  /** Extra random latency, uniform in [0, jitter) ms, on top of `delay`. */
+  jitter: number
 }
 
 export interface ProviderOptions {
@@ -17,10 +20,12 @@ export interface ProviderOptions {
   host?: string
   /** Listen backlog; a tiny one lets tests fill the accept queue of a frozen provider. */
   backlog?: number
+  /** Per-interval served counts for the drills; see ServedCounter. */
+  counter?: ServedCounter
 }
 
 export function createProvider(options: ProviderOptions) {
-  const behaviour: Behaviour = { status: 200, delay: 0 }
+  const behaviour: Behaviour = { status: 200, delay: 0, jitter: 0 }
   let served = 0
   /** Requests to /healthz, so tests can count the checks a provider received. */
   let healthz = 0
@@ -30,6 +35,7 @@ export function createProvider(options: ProviderOptions) {
       const q = new URL(url, 'http://x').searchParams
       if (q.has('status')) behaviour.status = Number(q.get('status'))
       if (q.has('delay')) behaviour.delay = Number(q.get('delay'))
+      if (q.has('jitter')) behaviour.jitter = Number(q.get('jitter'))
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(`${JSON.stringify({ name: options.name, served, healthz, ...behaviour })}\n`)
       return
@@ -41,6 +47,7 @@ export function createProvider(options: ProviderOptions) {
       return
     }
     served++
+    options.counter?.record(Date.now())
     // `?bytes=N` asks for a large body (soak and bench runs); otherwise a one-line greeting.
     const bytes = Number(/[?&]bytes=([0-9]+)/.exec(url)?.[1] ?? 0)
     const reply = (): void => {
@@ -50,7 +57,8 @@ export function createProvider(options: ProviderOptions) {
     }
     // Drain the request body first so uploads do not stall the connection.
     req.resume()
-    req.on('end', () => (behaviour.delay > 0 ? setTimeout(reply, behaviour.delay) : reply()))
+    const delay = behaviour.jitter > 0 ? behaviour.delay + Math.floor(Math.random() * behaviour.jitter) : behaviour.delay
+    req.on('end', () => (delay > 0 ? setTimeout(reply, delay) : reply()))
   })
   return {
     server,
@@ -70,11 +78,20 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
       port: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
       backlog: { type: 'string', default: '511' },
+      // --count MS: write {"t","n"} JSON lines to stdout, one per interval of MS milliseconds with traffic.
+      count: { type: 'string' },
     },
   })
-  const provider = createProvider({ name: values.name, port: Number(values.port), host: values.host, backlog: Number(values.backlog) })
+  const interval = values.count === undefined ? 0 : Number(values.count)
+  const counter = interval > 0 ? new ServedCounter(interval, Date.now(), (b) => process.stdout.write(`${JSON.stringify(b)}\n`)) : undefined
+  const provider = createProvider({ name: values.name, port: Number(values.port), host: values.host, backlog: Number(values.backlog), counter })
   const address = await provider.listen()
   // One JSON line on stdout tells the parent where this provider listens.
   process.stdout.write(`${JSON.stringify({ name: values.name, port: address.port, pid: process.pid })}\n`)
-  process.on('SIGTERM', () => provider.server.close(() => process.exit(0)))
+  if (counter !== undefined) setInterval(() => counter.roll(Date.now()), interval).unref()
+  process.on('SIGTERM', () => {
+    counter?.flush()
+    provider.server.close(() => process.exit(0))
+    provider.server.closeIdleConnections()
+  })
 }

@@ -1,0 +1,64 @@
+// `npm run drill`: every scenario against every proxy variant, results in bench/results/<scenario>.json and the
+// HTML report. Flags (or env): --scenarios kill,freeze  --proxies vigil-both,nginx  --scale 0.5 (all durations)
+//   --rate 200 --connections 20
+import { parseArgs } from 'node:util'
+import { cpus, loadavg } from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { resultsDir, writeJson } from '../lib/results.js'
+import { writeReport } from '../lib/report.js'
+import type { ProxySpec } from '../lib/proxies.js'
+import { defaultLoad, runScenario, type RunResult } from './drill.js'
+import { defaultTiming, scaled, scenarioNamed, scenarios } from './scenarios.js'
+
+export const proxySpecs: readonly ProxySpec[] = [
+  { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' },
+  { name: 'vigil-active', kind: 'vigil', fragment: 'vigil-active.json' },
+  { name: 'vigil-both', kind: 'vigil', fragment: 'vigil-both.json' },
+  { name: 'nginx', kind: 'nginx' },
+  { name: 'haproxy', kind: 'haproxy' },
+  { name: 'caddy', kind: 'caddy' },
+]
+
+const env = process.env
+const { values } = parseArgs({
+  options: {
+    scenarios: { type: 'string', default: env['DRILL_SCENARIOS'] ?? scenarios.map((s) => s.name).join(',') },
+    proxies: { type: 'string', default: env['DRILL_PROXIES'] ?? proxySpecs.map((p) => p.name).join(',') },
+    scale: { type: 'string', default: env['DRILL_SCALE'] ?? '1' },
+    rate: { type: 'string', default: env['DRILL_RATE'] ?? String(defaultLoad.rate) },
+    connections: { type: 'string', default: env['DRILL_CONNECTIONS'] ?? String(defaultLoad.connections) },
+  },
+})
+const chosen = values.scenarios.split(',').map(scenarioNamed)
+const specs = values.proxies.split(',').map((name) => {
+  const spec = proxySpecs.find((p) => p.name === name)
+  if (spec === undefined) throw new Error(`unknown proxy "${name}" (known: ${proxySpecs.map((p) => p.name).join(', ')})`)
+  return spec
+})
+const timing = scaled(defaultTiming, Number(values.scale))
+const load = { ...defaultLoad, rate: Number(values.rate), connections: Number(values.connections) }
+
+const fmt = (ms: number | null | undefined) => (ms === undefined ? '-' : ms === null ? 'never' : `${(ms / 1000).toFixed(1)}s`)
+
+for (const scenario of chosen) {
+  const file = `${resultsDir}${scenario.name}.json`
+  // Runs of proxies not chosen this time are kept, so one proxy can be rerun alone.
+  const previous = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { runs: RunResult[] }).runs, () => [] as RunResult[])
+  const runs = previous.filter((r) => !specs.some((s) => s.name === r.proxy))
+  const load1 = loadavg()[0] as number
+  for (const spec of specs) {
+    process.stderr.write(`${scenario.name} / ${spec.name} ... `)
+    const result = await runScenario(scenario, spec, timing, load)
+    const c = result.client
+    process.stderr.write(
+      result.status === 'ok' && c !== undefined
+        ? `${c.requests} req, ${c.errors} errors, ${c.non2xx} non-2xx, ${c.slow} slow, detect ${fmt(result.detectMs)}, recover ${fmt(result.recoverMs)}, false ejections ${result.falseEjections ?? '-'}\n`
+        : `${result.status}: ${result.note}\n`,
+    )
+    runs.push(result)
+  }
+  runs.sort((a, b) => proxySpecs.findIndex((p) => p.name === a.proxy) - proxySpecs.findIndex((p) => p.name === b.proxy))
+  const machine = { cpus: cpus().length, node: process.version, loadavg: [load1, loadavg()[0] as number] }
+  await writeJson(file, { kind: 'drill', scenario: scenario.name, description: scenario.description, date: new Date().toISOString(), machine, timing, load, runs })
+}
+process.stdout.write(`report: ${await writeReport()}\n`)

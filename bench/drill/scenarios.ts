@@ -1,0 +1,124 @@
+// The seven drill scenarios of issue 3 as fault scripts. Every duration comes from Timing so a full drill can
+// be shortened (`npm run drill -- --scale 0.5`); the defaults are the issue's (faults of 10 s, flap for 20 s).
+import type { FaultStep } from './faults.js'
+
+export interface Timing {
+  /** Steady load before the first fault, ms. */
+  before: number
+  /** How long a fault lasts, ms. */
+  fault: number
+  /** Steady load after the repair, ms. */
+  after: number
+  /** flap: how long the provider flaps, and each half period. */
+  flap: number
+  flapHalf: number
+  /** rolling: time between replacing two providers, and from a reload to stopping the old provider. */
+  step: number
+  settle: number
+}
+
+export const defaultTiming: Timing = { before: 5_000, fault: 10_000, after: 10_000, flap: 20_000, flapHalf: 1_000, step: 6_000, settle: 3_000 }
+
+/** Every duration multiplied by `factor`, except flap's half period (1 s up / 1 s down is the fault itself). */
+export function scaled(t: Timing, factor: number): Timing {
+  const s = (ms: number) => Math.round(ms * factor)
+  return { before: s(t.before), fault: s(t.fault), after: s(t.after), flap: s(t.flap), flapHalf: t.flapHalf, step: s(t.step), settle: s(t.settle) }
+}
+
+export const PROVIDERS = ['a', 'b', 'c'] as const
+/** The provider every single-provider fault hits. */
+export const FAULTY = 'b'
+
+export interface Scenario {
+  name: string
+  description: string
+  /** Load duration, ms. */
+  duration(t: Timing): number
+  steps(t: Timing): FaultStep[]
+  /** /_control query applied to every provider before the load starts. */
+  setup?: string
+  /** Whether the faulty provider still counts what it receives while faulty. */
+  counts: boolean
+}
+
+const window = (t: Timing) => t.before + t.fault + t.after
+
+type Action = Pick<FaultStep, 'action' | 'arg'>
+
+/** The faulty provider breaks after `before` and is repaired `fault` ms later. */
+function faultFor(fault: Action, repair: Action): (t: Timing) => FaultStep[] {
+  return (t) => [
+    { ...fault, at: t.before, provider: FAULTY, mark: 'fault' },
+    { ...repair, at: t.before + t.fault, provider: FAULTY, mark: 'repair' },
+  ]
+}
+
+export const scenarios: readonly Scenario[] = [
+  {
+    name: 'kill',
+    description: 'one provider SIGKILLed, restarted on the same port after the fault time',
+    duration: window,
+    steps: faultFor({ action: 'kill' }, { action: 'restart' }),
+    counts: false,
+  },
+  {
+    name: 'freeze',
+    description: 'one provider SIGSTOPped (port open, nothing answers), SIGCONT after the fault time',
+    duration: window,
+    steps: faultFor({ action: 'freeze' }, { action: 'thaw' }),
+    counts: false,
+  },
+  {
+    name: 'errors',
+    description: 'one provider answers 503 (and fails /healthz) for the fault time',
+    duration: window,
+    steps: faultFor({ action: 'control', arg: 'status=503' }, { action: 'control', arg: 'status=200' }),
+    counts: true,
+  },
+  {
+    name: 'slow',
+    description: 'one provider adds 200 ms latency for the fault time (/healthz stays fast)',
+    duration: window,
+    steps: faultFor({ action: 'control', arg: 'delay=200' }, { action: 'control', arg: 'delay=0' }),
+    counts: true,
+  },
+  {
+    name: 'flap',
+    description: 'one provider alternates 1 s answering 503 / 1 s healthy for the flap time',
+    duration: (t) => t.before + t.flap + t.after,
+    steps: (t) => {
+      const steps: FaultStep[] = []
+      for (let at = t.before; at < t.before + t.flap; at += 2 * t.flapHalf) {
+        steps.push({ at, action: 'control', provider: FAULTY, arg: 'status=503', mark: 'fault' })
+        steps.push({ at: at + t.flapHalf, action: 'control', provider: FAULTY, arg: 'status=200', mark: 'repair' })
+      }
+      return steps
+    },
+    counts: true,
+  },
+  {
+    name: 'rolling',
+    description: 'all three providers replaced one by one by new ones on new ports; the proxy reloaded for each step, the old provider stopped after a settle time',
+    duration: (t) => t.before + PROVIDERS.length * t.step + t.after,
+    steps: (t) =>
+      PROVIDERS.flatMap((p, i): FaultStep[] => [
+        { at: t.before + i * t.step, action: 'replace', provider: p, mark: 'fault' },
+        { at: t.before + i * t.step + t.settle, action: 'retire', provider: p, mark: 'repair' },
+      ]),
+    counts: true,
+  },
+  {
+    name: 'noise',
+    description: 'no fault: providers with 0-50 ms random latency, and the CPU saturated by busy processes for the fault time; any ejection is a false one',
+    duration: window,
+    setup: 'jitter=50',
+    steps: (t) => [{ at: t.before, action: 'burn', arg: String(t.fault) }],
+    counts: true,
+  },
+]
+
+export function scenarioNamed(name: string): Scenario {
+  const s = scenarios.find((x) => x.name === name)
+  if (s === undefined) throw new Error(`unknown scenario "${name}" (known: ${scenarios.map((x) => x.name).join(', ')})`)
+  return s
+}

@@ -1,0 +1,181 @@
+// The proxies under test, each a separate process behind one small interface: vigil (its CLI, with a config
+// fragment from bench/peers/), a plain http-proxy forwarder, nginx, HAProxy and Caddy (configs rendered from
+// bench/peers/). A peer that is not installed is reported as missing, never as a failure.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { Proc, cliScript, firstJsonLine, freePort, root, waitForPort, which } from './procs.js'
+
+const run = promisify(execFile)
+
+export interface ProxyUnderTest {
+  readonly name: string
+  readonly port: number
+  readonly pid: number
+  /** Point the proxy at a new server list the way an operator would; resolves to what happened. */
+  reload(servers: readonly string[]): Promise<string>
+  stop(): Promise<void>
+}
+
+export type ProxyKind = 'vigil' | 'http-proxy' | 'nginx' | 'haproxy' | 'caddy'
+
+export interface ProxySpec {
+  /** Name in tables: "vigil-both", "nginx", ... */
+  name: string
+  kind: ProxyKind
+  /** For vigil: the upstream fragment file in bench/peers/ (passive, active, retry, timeouts). */
+  fragment?: string
+}
+
+export const peersDir = `${root}bench/peers/`
+
+/** Replace {{key}} and repeat {{#servers}}...{{/servers}} once per server ({{address}}, {{index}}). */
+export function render(template: string, values: Record<string, string | number>, servers: readonly string[]): string {
+  return template
+    .replace(/\{\{#servers\}\}([\s\S]*?)\{\{\/servers\}\}/g, (_, block: string) =>
+      servers.map((address, i) => block.replaceAll('{{address}}', address).replaceAll('{{index}}', String(i + 1))).join(''),
+    )
+    .replace(/\{\{(\w+)\}\}/g, (whole, key: string) => (key in values ? String(values[key]) : whole))
+}
+
+/** The binary a spec needs, or undefined when it needs none beyond node. */
+export function binaryOf(kind: ProxyKind): string | undefined {
+  return kind === 'nginx' || kind === 'haproxy' || kind === 'caddy' ? kind : undefined
+}
+
+export async function isInstalled(kind: ProxyKind): Promise<boolean> {
+  const bin = binaryOf(kind)
+  return bin === undefined || (await which(bin)) !== undefined
+}
+
+/** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */
+export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, logLevel = 'warn'): object {
+  return {
+    listeners: [{ address: `127.0.0.1:${port}`, upstream: 'providers' }],
+    admin: { address: `127.0.0.1:${adminPort}` },
+    log: { level: logLevel },
+    upstreams: { providers: { ...fragment, servers: servers.map((address) => ({ address })) } },
+  }
+}
+
+interface StatusJson {
+  servers: { server: { name: string }[] }
+}
+
+class VigilProcess implements ProxyUnderTest {
+  constructor(
+    readonly name: string,
+    readonly port: number,
+    private readonly adminPort: number,
+    private readonly dir: string,
+    private readonly fragment: Record<string, unknown>,
+    private readonly proc: Proc,
+  ) {}
+
+  get pid(): number {
+    return this.proc.pid
+  }
+
+  async reload(servers: readonly string[]): Promise<string> {
+    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment)))
+    const admin = `http://127.0.0.1:${this.adminPort}`
+    let how: string
+    const res = await fetch(`${admin}/reload`, { method: 'POST' }).catch(() => undefined)
+    if (res !== undefined && res.ok) how = 'POST /reload'
+    else {
+      this.proc.signal('SIGHUP')
+      how = `SIGHUP (POST /reload answered ${res?.status ?? 'nothing'})`
+    }
+    // Give the reload a moment, then read back the live server list: the only proof that it was applied.
+    await new Promise((r) => setTimeout(r, 300))
+    const status = (await fetch(`${admin}/status?format=json`).then((r) => r.json()).catch(() => undefined)) as StatusJson | undefined
+    const live = status?.servers.server.map((s) => s.name).sort() ?? []
+    const applied = live.join(',') === [...servers].sort().join(',')
+    return `${how}; ${applied ? 'applied' : `NOT applied (still serving ${live.join(' ')})`}`
+  }
+
+  async stop(): Promise<void> {
+    await this.proc.stop()
+    await rm(this.dir, { recursive: true, force: true })
+  }
+}
+
+async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<ProxyUnderTest> {
+  const fragment = spec.fragment === undefined ? {} : (JSON.parse(await readFile(`${peersDir}${spec.fragment}`, 'utf8')) as Record<string, unknown>)
+  const dir = await mkdtemp(join(tmpdir(), 'vigil-bench-'))
+  const [port, adminPort] = [await freePort(), await freePort()]
+  const file = join(dir, 'vigil.json')
+  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment)))
+  const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
+  await waitForPort(port, 10_000, proc)
+  return new VigilProcess(spec.name, port, adminPort, dir, fragment, proc)
+}
+
+/** A child process running the plain http-proxy forwarder (bench/lib/forwarder.ts). */
+async function startForwarder(spec: ProxySpec, servers: readonly string[]): Promise<ProxyUnderTest> {
+  const script = `${root}dist/bench/lib/forwarder.js`
+  const proc = new Proc(spec.name, process.execPath, [script, ...servers])
+  const { port } = await firstJsonLine<{ port: number }>(proc)
+  return {
+    name: spec.name,
+    port,
+    pid: proc.pid,
+    reload: async () => 'not supported: the forwarder has a fixed target list',
+    stop: () => proc.stop(),
+  }
+}
+
+/** nginx, HAProxy or Caddy, from the template in bench/peers/ rendered into a temp dir. */
+async function startPeer(spec: ProxySpec, servers: readonly string[]): Promise<ProxyUnderTest> {
+  const dir = await mkdtemp(join(tmpdir(), `vigil-${spec.kind}-`))
+  const port = await freePort()
+  const adminPort = await freePort()
+  const values = { listen: `127.0.0.1:${port}`, port, dir, adminPort }
+  const [template, file] =
+    spec.kind === 'nginx' ? ['nginx.conf', 'nginx.conf'] : spec.kind === 'haproxy' ? ['haproxy.cfg', 'haproxy.cfg'] : ['Caddyfile', 'Caddyfile']
+  const text = await readFile(`${peersDir}${template}`, 'utf8')
+  const path = join(dir, file)
+  await writeFile(path, render(text, values, servers))
+  const env = { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }
+  const [command, args] =
+    spec.kind === 'nginx'
+      ? ['nginx', ['-p', dir, '-c', path, '-e', join(dir, 'error.log')]]
+      : spec.kind === 'haproxy'
+        ? ['haproxy', ['-W', '-f', path]]
+        : ['caddy', ['run', '--config', path, '--adapter', 'caddyfile']]
+  const proc = new Proc(spec.name, (await which(command)) as string, args, { env, stderr: 'ignore' })
+  await waitForPort(port, 15_000, proc)
+  const reload = async (next: readonly string[]): Promise<string> => {
+    await writeFile(path, render(text, values, next))
+    if (spec.kind === 'caddy') {
+      await run('caddy', ['reload', '--config', path, '--adapter', 'caddyfile', '--address', `127.0.0.1:${adminPort}`], { env })
+      return 'caddy reload (admin API): applied'
+    }
+    // Only the master process: nginx reloads on SIGHUP, the HAProxy master (-W) on SIGUSR2.
+    process.kill(proc.pid, spec.kind === 'nginx' ? 'SIGHUP' : 'SIGUSR2')
+    return `${spec.kind === 'nginx' ? 'SIGHUP' : 'SIGUSR2'} to the master: applied by the peer's own reload`
+  }
+  return {
+    name: spec.name,
+    port,
+    pid: proc.pid,
+    reload,
+    stop: async () => {
+      await proc.stop(3_000)
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export function startProxy(spec: ProxySpec, servers: readonly string[]): Promise<ProxyUnderTest> {
+  switch (spec.kind) {
+    case 'vigil':
+      return startVigil(spec, servers)
+    case 'http-proxy':
+      return startForwarder(spec, servers)
+    default:
+      return startPeer(spec, servers)
+  }
+}

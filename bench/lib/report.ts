@@ -1,0 +1,234 @@
+// The report: every result in bench/results/ as one self-contained HTML page (inline SVG charts, no external
+// assets) and a markdown summary, rewritten by both `npm run bench` and `npm run drill`.
+import { readdir, readFile, writeFile } from 'node:fs/promises'
+import type { RunResult } from '../drill/drill.js'
+import type { FaultEvent } from '../drill/faults.js'
+import type { Series } from '../drill/timeline.js'
+import { resultsDir } from './results.js'
+
+interface ThroughputDoc {
+  kind: 'throughput'
+  date: string
+  machine: { cpus: number; model?: string; node: string; loadavg: number[] }
+  settings: { rounds: number; duration: number; connections: number }
+  summary: ThroughputRow[]
+  ratios: Ratios
+  fixedRate?: { rate: number; summary: ThroughputRow[]; ratios: Ratios }
+  notes: string[]
+}
+
+interface ThroughputRow {
+  target: string
+  rps: number
+  p50: number
+  p99: number
+  errors: number
+}
+
+interface Ratios {
+  vigilOverDirect?: number
+  vigilOverHttpProxy?: number
+  vigilOverNginx?: number
+  vigilP99AboveDirect?: number
+}
+
+export interface DrillDoc {
+  kind: 'drill'
+  scenario: string
+  description: string
+  date: string
+  /** 1-minute load average when the scenario started and ended: how busy the machine was. */
+  machine?: { cpus: number; node: string; loadavg: number[] }
+  timing: Record<string, number>
+  load: { rate: number; connections: number; timeout: number }
+  runs: RunResult[]
+}
+
+const ORDER = ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'noise']
+
+export async function readResults(dir = resultsDir): Promise<{ throughput?: ThroughputDoc; drills: DrillDoc[] }> {
+  const files = await readdir(dir).catch(() => [] as string[])
+  let throughput: ThroughputDoc | undefined
+  const drills: DrillDoc[] = []
+  for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
+    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc
+    if (doc.kind === 'throughput') throughput = doc
+    else if (doc.kind === 'drill') drills.push(doc)
+  }
+  drills.sort((a, b) => ORDER.indexOf(a.scenario) - ORDER.indexOf(b.scenario))
+  return { throughput, drills }
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
+const n0 = (n: number | undefined) => (n === undefined ? '-' : Math.round(n).toString())
+const n1 = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(1))
+const ratio = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(2)}x`)
+const secs = (ms: number | null | undefined) => (ms === undefined ? '-' : ms === null ? 'never' : `${(ms / 1000).toFixed(1)} s`)
+const pct = (n: number | undefined) => (n === undefined ? '-' : `${(n * 100).toFixed(0)}%`)
+
+function throughputRows(rows: readonly ThroughputRow[]): string[][] {
+  return rows.map((s) => [s.target, n0(s.rps), n1(s.p50), n1(s.p99), String(s.errors)])
+}
+const THROUGHPUT_HEAD = ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors']
+
+function fixedRateLine(f: NonNullable<ThroughputDoc['fixedRate']>): string {
+  return `At a fixed ${f.rate} req/s (every target keeps up, so nothing queues): vigil p99 − direct p99 = ${n1(f.ratios.vigilP99AboveDirect)} ms.`
+}
+
+function throughputRatios(r: Ratios): string {
+  return (
+    `vigil/direct ${ratio(r.vigilOverDirect)}, vigil/http-proxy ${ratio(r.vigilOverHttpProxy)} (target ≥ 1.5x), ` +
+    `vigil/nginx ${ratio(r.vigilOverNginx)}; vigil p99 − direct p99 = ${n1(r.vigilP99AboveDirect)} ms (target ≤ 2 ms)`
+  )
+}
+
+export const DRILL_HEAD = ['proxy', 'requests', 'errors', 'non-2xx', '> 1 s', 'p50 ms', 'p99 ms', 'fault → out', 'sent after out', 'repair → back', 'detected', 'faulty share', 'false ejections', 'note']
+
+export function drillRow(r: RunResult): string[] {
+  if (r.status !== 'ok' || r.client === undefined) return [r.proxy, r.status, ...new Array<string>(DRILL_HEAD.length - 3).fill(''), r.note ?? '']
+  const c = r.client
+  const reloads = (r.events ?? []).filter((e) => e.note !== undefined).map((e) => `${e.provider}→${e.replacement}: ${e.note}`)
+  return [
+    r.proxy,
+    String(c.requests),
+    String(c.errors),
+    String(c.non2xx),
+    String(c.slow),
+    n1(c.p50),
+    n1(c.p99),
+    secs(r.detectMs),
+    r.leaked === undefined ? '-' : String(r.leaked),
+    secs(r.recoverMs),
+    r.detected ?? '-',
+    pct(r.faultyShare),
+    r.falseEjections === undefined ? '-' : String(r.falseEjections),
+    [r.note, ...reloads].filter((x) => x !== undefined).join('; '),
+  ]
+}
+
+function machineNote(d: DrillDoc): string {
+  const m = d.machine
+  return m === undefined ? '' : `; ${m.cpus} CPUs, load average ${m.loadavg.map((l) => l.toFixed(1)).join(' → ')} over the scenario`
+}
+
+function htmlTable(head: string[], rows: string[][]): string {
+  return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows
+    .map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`
+}
+
+function mdTable(head: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`
+  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n')
+}
+
+const COLORS = ['#1f77b4', '#2ca02c', '#9467bd', '#8c564b', '#17becf', '#bcbd22', '#7f7f7f', '#e377c2', '#ff7f0e']
+
+/** A timeline: requests per second per provider, client errors per second, faults and repairs marked. */
+export function timelineSvg(s: Series, events: readonly FaultEvent[], title: string): string {
+  const W = 640
+  const H = 220
+  const L = 44
+  const R = 10
+  const T = 36
+  const B = 30
+  const points = s.ok.length
+  const bad = s.ok.map((_, i) => (s.errors[i] ?? 0) + (s.non2xx[i] ?? 0))
+  const lines: [string, number[], string][] = Object.entries(s.providers)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, v], i) => [name, v, COLORS[i % COLORS.length] as string])
+  lines.push(['client errors', bad, '#d62728'])
+  const max = Math.max(10, ...lines.flatMap(([, v]) => v))
+  const yMax = Math.ceil(max / 10) * 10
+  const x = (i: number) => L + ((W - L - R) * i) / Math.max(1, points)
+  const y = (v: number) => T + (H - T - B) * (1 - v / yMax)
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(title)}">`,
+    `<text x="${L}" y="14" font-size="12" font-weight="bold">${esc(title)}</text>`,
+    `<line x1="${L}" y1="${y(0)}" x2="${W - R}" y2="${y(0)}" stroke="#999"/>`,
+    `<line x1="${L}" y1="${T}" x2="${L}" y2="${y(0)}" stroke="#999"/>`,
+  ]
+  for (const v of [0, yMax / 2, yMax]) parts.push(`<text x="${L - 4}" y="${y(v) + 4}" font-size="10" text-anchor="end">${v}</text>`)
+  for (let i = 0; i <= points; i += Math.max(1, Math.ceil(points / 10))) parts.push(`<text x="${x(i)}" y="${H - B + 14}" font-size="10" text-anchor="middle">${(i * s.width) / 1000}s</text>`)
+  parts.push(`<text x="${L}" y="${H - 2}" font-size="10">req/s per provider; red: client errors + non-2xx per second</text>`)
+  for (const e of events) {
+    const ex = x(e.ran / s.width)
+    const color = e.mark === 'fault' ? '#d62728' : e.mark === 'repair' ? '#2ca02c' : '#ff7f0e'
+    parts.push(`<line x1="${ex}" y1="${T}" x2="${ex}" y2="${y(0)}" stroke="${color}" stroke-dasharray="4 3"><title>${esc(`${(e.ran / 1000).toFixed(1)} s ${e.action} ${e.provider ?? ''} ${e.arg ?? ''}`)}</title></line>`)
+  }
+  for (const [name, v, color] of lines) {
+    // Each value is the count for [i, i+1) seconds: plotted at the middle of its second.
+    const d = v.map((n, i) => `${i === 0 ? 'M' : 'L'}${x(i + 0.5).toFixed(1)},${y(n).toFixed(1)}`).join(' ')
+    parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="1.5"><title>${esc(name)}</title></path>`)
+  }
+  lines.forEach(([name, , color], i) => {
+    const lx = L + i * 80
+    parts.push(`<rect x="${lx}" y="21" width="10" height="3" fill="${color}"/><text x="${lx + 14}" y="26" font-size="10">${esc(name)}</text>`)
+  })
+  parts.push('</svg>')
+  return parts.join('')
+}
+
+const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}td:first-child,td:last-child{text-align:left}td:last-child{max-width:420px;font-size:12px}
+.charts{display:flex;flex-wrap:wrap;gap:8px}.charts svg{border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}`
+
+const LEGEND = `Columns: <b>errors</b> socket errors and timeouts seen by the clients; <b>non-2xx</b> responses the clients got
+that were not 2xx; <b>&gt; 1 s</b> responses slower than one second; p50/p99 over every response; <b>fault → out</b> from
+the fault until the faulty provider was out of rotation: the start of the first second (half the fault when shorter) in
+which it was sent nothing while at least 10 requests went elsewhere — judged from its own counts when it still counts
+(503s, latency), from the client requests the fault hurt (error, non-2xx, slower than 250 ms) when it was killed or
+frozen; <i>never</i>: not before the repair (worst fault window); <b>sent after out</b> requests it was still sent
+during the fault after that (trial requests, failed re-admissions); <b>repair → back</b> from the repair until it got
+traffic again for good (no 1 s gap after); <b>detected</b> fault windows detected / all; <b>faulty share</b> of all
+requests the faulty provider received during its faults (a third when nothing is detected); <b>false ejections</b>
+spans of 1 s in which a healthy provider got nothing while at least 10 requests went to others. Resolution: 100 ms.`
+
+export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
+  const out: string[] = [`<!doctype html><html><head><meta charset="utf-8"><title>vigil bench and drills</title><style>${STYLE.replace(/\n/g, '')}</style></head><body>`]
+  out.push('<h1>vigil: throughput and fault drills</h1>')
+  const t = results.throughput
+  if (t !== undefined) {
+    out.push('<h2>Throughput (<code>npm run bench</code>)</h2>')
+    out.push(`<p>${esc(t.date)}, ${t.machine.cpus} CPUs (${esc(t.machine.model ?? '')}), Node ${esc(t.machine.node)}, load average before the run ${t.machine.loadavg.map((l) => l.toFixed(2)).join(' ')}. Median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.</p>`)
+    out.push(htmlTable(THROUGHPUT_HEAD, throughputRows(t.summary)))
+    out.push(`<p>${esc(throughputRatios(t.ratios))}</p>`)
+    if (t.fixedRate !== undefined) out.push(`<p>${esc(fixedRateLine(t.fixedRate))}</p>`, htmlTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)))
+    if (t.notes.length > 0) out.push(`<p>${t.notes.map(esc).join('<br>')}</p>`)
+  }
+  if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND.replace(/\s*\n\s*/g, ' ')}</p>`)
+  for (const d of results.drills) {
+    out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}${esc(machineNote(d))}.</p>`)
+    out.push(htmlTable(DRILL_HEAD, d.runs.map(drillRow)))
+    out.push('<div class="charts">')
+    for (const r of d.runs) if (r.series !== undefined) out.push(timelineSvg(r.series, r.events ?? [], `${d.scenario} / ${r.proxy}`))
+    out.push('</div>')
+  }
+  out.push('</body></html>\n')
+  return out.join('\n')
+}
+
+export function renderMarkdown(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
+  const out: string[] = ['# vigil: benchmark and drill summary', '', 'Generated by `npm run bench` and `npm run drill`; charts in [report.html](report.html), raw figures in the JSON files beside it.', '']
+  const t = results.throughput
+  if (t !== undefined) {
+    out.push('## Throughput', '', `${t.date}, ${t.machine.cpus} CPUs, Node ${t.machine.node}; median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.`, '')
+    out.push(mdTable(THROUGHPUT_HEAD, throughputRows(t.summary)), '', throughputRatios(t.ratios), '')
+    if (t.fixedRate !== undefined) out.push(fixedRateLine(t.fixedRate), '', mdTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)), '')
+    for (const n of t.notes) out.push(`- ${n}`)
+  }
+  if (results.drills.length > 0) out.push('## Fault drills', '', LEGEND.replace(/<\/?[bi]>/g, '').replace(/&gt;/g, '>').replace(/\s*\n\s*/g, ' '), '')
+  for (const d of results.drills) {
+    out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections${machineNote(d)}.`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
+  }
+  return `${out.join('\n')}\n`
+}
+
+/** Rewrite report.html and SUMMARY.md from every result file; resolves to the HTML path. */
+export async function writeReport(dir = resultsDir): Promise<string> {
+  const results = await readResults(dir)
+  await writeFile(`${dir}report.html`, renderHtml(results))
+  await writeFile(`${dir}SUMMARY.md`, renderMarkdown(results))
+  return `${dir}report.html`
+}

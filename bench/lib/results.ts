@@ -1,0 +1,26 @@
+// Where results go and the small numeric helpers every result uses.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { root } from './procs.js'
+
+/** bench/results/, or BENCH_RESULTS_DIR (the test suite writes to a temp dir). */
+export const resultsDir = process.env['BENCH_RESULTS_DIR'] !== undefined ? `${process.env['BENCH_RESULTS_DIR'].replace(/\/$/, '')}/` : `${root}bench/results/`
+
+export async function writeJson(path: string, value: unknown): Promise<void> {
+  await mkdir(dirname(path), { recursive: true })
+  await writeFile(path, `${JSON.stringify(value, null, 2)}\n`)
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return 0
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** Nearest-rank quantile (q in [0, 1]) of unsorted values; 0 for an empty list. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return 0
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number
+}

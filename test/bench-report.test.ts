@@ -1,0 +1,97 @@
+import t from 'tap'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseConfig } from '../src/index.js'
+import { peersDir, render, vigilConfig } from '../bench/lib/proxies.js'
+import { median, quantile, writeJson } from '../bench/lib/results.js'
+import { drillRow, timelineSvg, writeReport, type DrillDoc } from '../bench/lib/report.js'
+
+t.test('templates: placeholders and one block per server', async (t) => {
+  const out = render('listen {{listen}};\n{{#servers}}server {{address}} # {{index}}\n{{/servers}}{{unknown}}', { listen: '127.0.0.1:1' }, ['127.0.0.1:2', '127.0.0.1:3'])
+  t.equal(out, 'listen 127.0.0.1:1;\nserver 127.0.0.1:2 # 1\nserver 127.0.0.1:3 # 2\n{{unknown}}')
+})
+
+t.test('every vigil fragment in bench/peers/ is a valid vigil config', async (t) => {
+  const fragments = (await readdir(peersDir)).filter((f) => f.startsWith('vigil-') && f.endsWith('.json'))
+  t.same(fragments.sort(), ['vigil-active.json', 'vigil-both.json', 'vigil-passive.json'])
+  for (const f of fragments) {
+    const fragment = JSON.parse(await readFile(`${peersDir}${f}`, 'utf8')) as Record<string, unknown>
+    const text = JSON.stringify(vigilConfig(8080, 9901, ['127.0.0.1:9001', '127.0.0.1:9002'], fragment))
+    t.doesNotThrow(() => parseConfig(text, f), f)
+  }
+})
+
+t.test('median and quantiles', async (t) => {
+  t.equal(median([3, 1, 2]), 2)
+  t.equal(median([4, 1, 2, 3]), 2.5)
+  t.equal(median([]), 0)
+  t.equal(quantile([5, 1, 4, 2, 3], 0.99), 5)
+  t.equal(quantile([5, 1, 4, 2, 3], 0.5), 3)
+})
+
+const run = {
+  proxy: 'vigil-both',
+  status: 'ok' as const,
+  client: { requests: 100, errors: 1, non2xx: 2, slow: 0, p50: 1, p99: 9 },
+  detectMs: 1_500,
+  leaked: 3,
+  recoverMs: null,
+  detected: '1/1',
+  faultyShare: 0.05,
+  falseEjections: 0,
+  events: [
+    { at: 1_000, ran: 1_010, done: 1_020, action: 'replace' as const, provider: 'a', mark: 'fault' as const, replacement: 'a2', note: 'SIGHUP; NOT applied' },
+    { at: 2_000, ran: 2_000, done: 2_000, action: 'retire' as const, provider: 'a', mark: 'repair' as const },
+  ],
+  series: { width: 1_000, providers: { a: [10, 0, 0], a2: [0, 10, 12] }, ok: [10, 10, 12], non2xx: [0, 2, 0], errors: [0, 1, 0], slow: [0, 0, 0] },
+  duration: 3_000,
+}
+
+t.test('a drill row reads like the table legend', async (t) => {
+  t.same(drillRow(run), ['vigil-both', '100', '1', '2', '0', '1.0', '9.0', '1.5 s', '3', 'never', '1/1', '5%', '0', 'a→a2: SIGHUP; NOT applied'])
+  t.same(drillRow({ proxy: 'caddy', status: 'skipped', note: 'caddy is not installed' }).filter((c) => c !== ''), ['caddy', 'skipped', 'caddy is not installed'])
+})
+
+t.test('timeline chart: one line per provider and the errors, faults and repairs marked', async (t) => {
+  const svg = timelineSvg(run.series, run.events, 'rolling / vigil-both')
+  t.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/)
+  t.equal(svg.match(/<path /g)?.length, 3, 'a, a2 and client errors')
+  t.match(svg, /stroke="#d62728" stroke-dasharray/, 'fault marked')
+  t.match(svg, /stroke="#2ca02c" stroke-dasharray/, 'repair marked')
+})
+
+t.test('the report: self-contained HTML and a markdown summary from every result file', async (t) => {
+  const dir = `${await mkdtemp(join(tmpdir(), 'vigil-report-'))}/`
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const drill: DrillDoc = { kind: 'drill', scenario: 'rolling', description: 'replace <all>', date: 'd', machine: { cpus: 2, node: 'v20', loadavg: [3, 4.56] }, timing: { before: 1 }, load: { rate: 10, connections: 2, timeout: 5 }, runs: [run] }
+  await writeJson(`${dir}rolling.json`, drill)
+  await writeJson(`${dir}throughput.json`, {
+    kind: 'throughput',
+    date: 'd',
+    machine: { cpus: 2, node: 'v20', loadavg: [1, 1, 1] },
+    settings: { rounds: 3, duration: 5, connections: 50 },
+    summary: [
+      { target: 'direct', rps: 1000, p50: 1, p99: 2, errors: 0 },
+      { target: 'vigil', rps: 800, p50: 1, p99: 3, errors: 0 },
+    ],
+    ratios: { vigilOverDirect: 0.8, vigilP99AboveDirect: 1 },
+    fixedRate: { rate: 500, summary: [{ target: 'vigil', rps: 499, p50: 1, p99: 2, errors: 0 }], ratios: { vigilP99AboveDirect: 0.5 } },
+    notes: ['nginx: not installed, skipped'],
+  })
+  await writeFile(`${dir}not-a-result.txt`, 'ignored')
+  const html = await readFile(await writeReport(dir), 'utf8')
+  t.match(html, /<h2>Throughput/)
+  t.match(html, /<h3>rolling<\/h3>/)
+  t.match(html, /replace &lt;all&gt;/, 'text is escaped')
+  t.match(html, /<svg /)
+  t.notMatch(html, /<script|<link|<img|src=|href=/, 'no external assets')
+  const md = await readFile(`${dir}SUMMARY.md`, 'utf8')
+  t.match(md, /\| vigil \| 800 \| 1\.0 \| 3\.0 \| 0 \|/)
+  t.match(md, /vigil\/direct 0\.80x/)
+  t.match(md, /At a fixed 500 req\/s .* = 0\.5 ms/)
+  t.match(md, /\| vigil \| 499 \|/)
+  t.match(md, /### rolling/)
+  t.match(md, /2 CPUs, load average 3\.0 → 4\.6 over the scenario/)
+  t.match(md, /- nginx: not installed, skipped/)
+})
