@@ -7,6 +7,8 @@ import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type 
 import { Config } from './schema.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import { parseCidr } from '../proxy/trust.js'
+import { PASSIVE_DEFAULTS } from '../health/passive.js'
+import { ms } from './duration.js'
 
 /** Far above any real config (ten thousand servers take about 1 MiB); a bigger file is a mistake, not a config. */
 export const MAX_CONFIG_BYTES = 8 * 1024 * 1024
@@ -275,7 +277,7 @@ function referenceIssues(doc: unknown): Located[] {
     if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
   for (const [name, u] of Object.entries(config.upstreams)) {
-    if (isObject(u)) out.push(...policyOptionIssues(name, u))
+    if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']))
     const seen = new Map<string, number>()
     list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
       const address = isObject(s) ? text(s['address']) : undefined
@@ -344,6 +346,28 @@ function compiles(pattern: string): boolean {
   } catch {
     return false
   }
+}
+
+/** A duration the schema accepts, in ms; undefined for anything else (the schema reports that). */
+function durationOf(v: unknown): number | undefined {
+  if (typeof v === 'number') return v >= 0 ? v : undefined
+  if (typeof v !== 'string') return undefined
+  try {
+    return ms(v)
+  } catch {
+    return undefined
+  }
+}
+
+/** A maxEjectTime below the ejectTime it caps cannot be honoured: say so rather than silently raise it. */
+function ejectTimeIssues(name: string, passive: unknown): Located[] {
+  if (!isObject(passive) || passive['maxEjectTime'] === undefined) return []
+  const max = durationOf(passive['maxEjectTime'])
+  const eject = durationOf(passive['ejectTime'] ?? passive['failTimeout'] ?? PASSIVE_DEFAULTS.failTimeout)
+  if (max === undefined || eject === undefined || max >= eject) return []
+  const pointer = ['upstreams', name, 'passive', 'maxEjectTime']
+  const from = passive['ejectTime'] !== undefined ? 'ejectTime' : 'ejectTime (failTimeout unless set)'
+  return [{ path: jsonPath(pointer), pointer, found: `${JSON.stringify(passive['maxEjectTime'])}, less than ${from}, ${eject} ms`, expected: `a duration of at least ${eject} ms, or no maxEjectTime` }]
 }
 
 /** Options that belong to one balancing policy are an error under another: the operator meant something else. */
