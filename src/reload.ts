@@ -1,6 +1,7 @@
 // The one update path: file reloads (watch, SIGHUP, POST /reload), admin server changes and DNS answers are
 // queued here and applied one at a time, so the last change applied is the last one asked for.
 import type { AddressInfo } from 'node:net'
+import type { SecureContextOptions } from 'node:tls'
 import type { Logger } from 'pino'
 import type { Config, Listener } from './config/schema.js'
 import { parseConfig, readConfigText } from './config/load.js'
@@ -13,6 +14,7 @@ import type { Membership, MembershipChange } from './upstream/membership.js'
 import type { Discovery } from './upstream/discovery.js'
 import type { Upstream } from './upstream/upstream.js'
 import type { ProxyListener } from './proxy/listener.js'
+import { readCertificate } from './proxy/certificate.js'
 
 export const DEFAULT_DEBOUNCE = 200
 
@@ -160,7 +162,22 @@ export class Reloader {
 
   private async apply(config: Config, source: ChangeSource): Promise<ReloadResult> {
     const { log, membership } = this.target
-    const listenerDiff = diffListeners(this.target.config().listeners, config.listeners)
+    const before = this.target.config()
+    const listenerDiff = diffListeners(before.listeners, config.listeners)
+    const live = this.target.listeners()
+    const kept = new Map(listenerKeys(before.listeners).map(({ key }, i) => [key, live[i] as ProxyListener]))
+    // Kept TLS listeners re-read their certificate on every reload, as nginx does: replace the files, then reload.
+    const renewals: [ProxyListener, SecureContextOptions][] = []
+    for (const [i, { key, listener: l }] of listenerKeys(config.listeners).entries()) {
+      const listener = kept.get(key)
+      if (l.tls === undefined || listener?.config.tls === undefined) continue
+      try {
+        renewals.push([listener, readCertificate(l.tls)])
+      } catch (err) {
+        // Validation read the same files a moment ago: only a file replaced since then gets here.
+        return this.fail(source, new Error(`listeners[${i}].tls: ${(err as Error).message}`))
+      }
+    }
     // New resolve entries get their first answer before the swap, so a group never goes live empty.
     await this.target.discovery.prime(config.upstreams)
     const prepared = membership.prepare(config.upstreams)
@@ -180,19 +197,17 @@ export class Reloader {
         return this.fail(source, new ConfigError('listeners', [{ path: `listeners[${index}].address`, found: `${JSON.stringify(l.address)} (${e.code ?? e.message})`, expected: 'an address vigil can listen on' }]))
       }
     }
-    const before = this.target.config()
     const later = restartOnly(before, config)
     if (later.length > 0) log.warn({ settings: later }, 'these settings change at the next restart')
     // The swap: synchronous from here to the log line, so no request runs in between.
     const change = prepared.commit(source)
-    const live = this.target.listeners()
-    const byKey = new Map(opened)
-    listenerKeys(before.listeners).forEach(({ key }, i) => byKey.set(key, live[i] as ProxyListener))
+    const byKey = new Map([...kept, ...opened])
     const listeners = listenerKeys(config.listeners).map(({ key, listener: l }) => {
       const pl = byKey.get(key) as ProxyListener
       pl.reroute(l, membership.upstreams)
       return pl
     })
+    for (const [l, certificate] of renewals) l.renewCertificate(certificate)
     this.target.swap(config, listeners)
     this.target.discovery.retain(config.upstreams)
     if (this.watching && !sameJson(before.reload, config.reload)) this.watch()
@@ -241,7 +256,8 @@ export class Reloader {
 
 /**
  * Settings a running vigil keeps until it restarts: the admin listener, the DNS resolver's servers and timeout,
- * TLS, queue and EWMA decay of a kept group, and everything but the routes of a kept listener address.
+ * TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies and TLS on/off of a kept listener
+ * address (its routes and its certificate files do change).
  */
 function restartOnly(before: Config, after: Config): string[] {
   const keys: [string, unknown, unknown][] = [
@@ -256,7 +272,10 @@ function restartOnly(before: Config, after: Config): string[] {
   const old = new Map(listenerKeys(before.listeners).map((k) => [k.key, k.listener]))
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
     const b = old.get(key)
-    if (b !== undefined) for (const k of ['tls', 'limits', 'trustedProxies'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    if (b === undefined) return
+    for (const k of ['limits', 'trustedProxies'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    // The certificate itself is re-read on every reload; only turning TLS on or off needs a new server.
+    keys.push([`listeners[${i}].tls`, b.tls === undefined, listener.tls === undefined])
   })
   return keys.filter(([, b, a]) => !sameJson(b, a)).map(([k]) => k)
 }

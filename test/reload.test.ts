@@ -1,23 +1,9 @@
 // Reloads end to end: real providers, the real proxy started from a real file, POST /reload as the trigger.
 import t from 'tap'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import pino from 'pino'
 import { client, get, spawnProvider } from './helpers/index.js'
-import { liveSet, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
+import { capture, liveSet, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import type { Config, ReloadResult } from '../src/index.js'
-
-/** A logger whose JSON lines the test can read. */
-function capture(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = []
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
-      cb()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
-}
 
 async function postReload(admin: string): Promise<{ status: number; body: ReloadResult }> {
   const r = await get(`${admin}/reload`, { method: 'POST' })

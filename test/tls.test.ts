@@ -3,12 +3,18 @@ import t, { type Test } from 'tap'
 import { createServer as createHttpsServer, request as httpsRequest, type ServerOptions } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import { connect as tlsConnect, type TLSSocket } from 'node:tls'
+import { X509Certificate } from 'node:crypto'
+import { copyFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { once } from 'node:events'
 import WebSocket, { WebSocketServer } from 'ws'
 import { client, echo, get, startProxy } from './helpers/index.js'
 import { exchange } from './helpers/raw.js'
 import { makeCerts, type Certs } from './helpers/tls.js'
+import { capture, proxyConfig, startProxyFromFile, writeConfig } from './helpers/config-file.js'
+import { parseConfig } from '../src/config/load.js'
+import type { ConfigError } from '../src/config/errors.js'
 
 const certs: Certs = makeCerts(t.testdir({}))
 
@@ -126,4 +132,76 @@ t.test('an HTTPS listener', async (t) => {
   const plain = await exchange(proxy.port, { send: 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' })
   t.equal(plain.closed, true, 'plain HTTP on the TLS port is closed')
   t.notOk(plain.text.includes('"url"'), 'and never proxied')
+})
+
+/** The SHA-256 fingerprint of the certificate a TLS listener presents to a new connection. */
+async function presented(port: number): Promise<string> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false })
+  await once(socket, 'secureConnect')
+  const fingerprint = socket.getPeerCertificate().fingerprint256
+  socket.destroy()
+  return fingerprint
+}
+
+const fingerprintOf = (pem: Buffer): string => new X509Certificate(pem).fingerprint256
+
+t.test('every reload re-reads the HTTPS listener certificate; a bad pair is rejected and the last good one serves on', async (t) => {
+  const upstream = await httpsProvider(t)
+  const dir = t.testdir({ next: {} })
+  const next = makeCerts(join(dir, 'next'))
+  const live = { cert: join(dir, 'live.pem'), key: join(dir, 'live.key') }
+  const install = (c: { certFile: string; keyFile: string }): void => {
+    copyFileSync(c.certFile, live.cert)
+    copyFileSync(c.keyFile, live.key)
+  }
+  install(certs)
+  const config = proxyConfig([], { log: { level: 'fatal' }, listeners: [{ address: '127.0.0.1:0', upstream: 'api', tls: live }], upstreams: { api: { servers: [{ address: upstream.address }], tls: { ca: certs.caFile } } } })
+  const proxy = await startProxyFromFile(t, join(dir, 'vigil.json'), config)
+  t.equal(await presented(proxy.port), fingerprintOf(certs.cert))
+  t.not(fingerprintOf(next.cert), fingerprintOf(certs.cert), 'two different certificates')
+
+  install(next)
+  t.equal((await proxy.vigil.reload('signal')).ok, true, 'the same config file, reloaded')
+  t.equal(await presented(proxy.port), fingerprintOf(next.cert), 'new connections get the new certificate')
+
+  // Half a rotation: the old certificate with the new key.
+  copyFileSync(certs.certFile, live.cert)
+  const bad = await proxy.vigil.reload('signal')
+  t.equal(bad.ok, false)
+  t.match(bad.issues, [{ path: 'listeners[0].tls', found: /key values mismatch/, expected: /private key that belongs to it/ }])
+  t.equal(await presented(proxy.port), fingerprintOf(next.cert), 'the last good certificate keeps serving')
+})
+
+t.test('a certificate that is not PEM, or a key that is not its own, is a config error at its tls path', async (t) => {
+  const dir = t.testdir({ 'garbage.pem': 'not a certificate\n', other: {} })
+  const other = makeCerts(join(dir, 'other'))
+  const issuesOf = (tls: { cert: string; key: string }, where: 'listener' | 'upstream') => {
+    const config = proxyConfig(['127.0.0.1:1'])
+    if (where === 'listener') config.listeners = [{ address: '127.0.0.1:0', upstream: 'api', tls }]
+    else config.upstreams = { api: { servers: [{ address: '127.0.0.1:1' }], tls } }
+    try {
+      parseConfig(JSON.stringify(config), 'test.json')
+      return []
+    } catch (err) {
+      return (err as ConfigError).issues
+    }
+  }
+  t.match(issuesOf({ cert: join(dir, 'garbage.pem'), key: certs.keyFile }, 'listener'), [{ path: 'listeners[0].tls', found: /garbage\.pem.*: .*no start line/ }])
+  t.match(issuesOf({ cert: certs.certFile, key: other.keyFile }, 'listener'), [{ path: 'listeners[0].tls', found: /key values mismatch/ }])
+  t.match(issuesOf({ cert: certs.clientCertFile, key: other.clientKeyFile }, 'upstream'), [{ path: 'upstreams.api.tls', found: /key values mismatch/ }], 'a client certificate too')
+  const missing = issuesOf({ cert: join(dir, 'missing.pem'), key: certs.keyFile }, 'listener')
+  t.equal(missing.length, 1, 'a missing file is reported once, under its own key')
+  t.equal(missing[0]?.path, 'listeners[0].tls.cert')
+  t.same(issuesOf({ cert: certs.certFile, key: certs.keyFile }, 'listener'), [], 'a real pair is fine')
+})
+
+t.test('turning TLS on for a kept listener address waits for a restart, and the reload says so', async (t) => {
+  const upstream = await httpsProvider(t)
+  const { logger, lines } = capture()
+  const upstreams = { api: { servers: [{ address: upstream.address }], tls: { ca: certs.caFile } } }
+  const proxy = await startProxyFromFile(t, join(t.testdir({}), 'vigil.json'), proxyConfig([], { upstreams }), logger)
+  writeConfig(proxy.file, proxyConfig([], { listeners: [{ address: '127.0.0.1:0', upstream: 'api', tls: { cert: certs.certFile, key: certs.keyFile } }], upstreams }))
+  t.equal((await proxy.vigil.reload('signal')).ok, true)
+  t.match(lines.find((l) => l['msg'] === 'these settings change at the next restart'), { settings: ['listeners[0].tls'] })
+  t.equal((await get(proxy.url)).status, 200, 'the kept address still serves plain HTTP')
 })

@@ -7,6 +7,7 @@ import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type 
 import { Config } from './schema.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import { parseCidr } from '../proxy/trust.js'
+import { readCertificate } from '../proxy/certificate.js'
 import { PASSIVE_DEFAULTS } from '../health/passive.js'
 import { ms } from './duration.js'
 
@@ -303,26 +304,39 @@ function referenceIssues(doc: unknown): Located[] {
 
 const CIDR_SHAPE = /^[0-9A-Fa-f:.]+(\/[0-9]{1,3})?$/
 
-/** Values the schema cannot judge: CIDR blocks that must parse, certificate files that must be readable. */
+/** Values the schema cannot judge: CIDR blocks that must parse, certificate files that must be readable pairs. */
 function valueIssues(doc: unknown): Located[] {
   const out: Located[] = []
   if (!isObject(doc)) return out
-  const readable = (file: unknown, pointer: (string | number)[]): void => {
-    if (typeof file !== 'string' || file === '') return
+  const readable = (file: unknown, pointer: (string | number)[]): boolean => {
+    if (typeof file !== 'string' || file === '') return true
     try {
       accessSync(file, constants.R_OK)
+      return true
     } catch (err) {
       out.push({ path: jsonPath(pointer), pointer, found: `${JSON.stringify(file)} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, expected: 'a readable PEM file' })
+      return false
+    }
+  }
+  // A certificate and its key must parse and belong together: found now, not at the first handshake.
+  const pair = (tls: Record<string, unknown>, at: (string | number)[]): void => {
+    const { cert, key } = tls
+    if (typeof cert !== 'string' || typeof key !== 'string') return
+    try {
+      readCertificate({ cert, key })
+    } catch (err) {
+      out.push({ path: jsonPath([...at, 'tls']), pointer: [...at, 'tls'], found: `${JSON.stringify(cert)} and ${JSON.stringify(key)}: ${(err as Error).message}`, expected: 'a PEM certificate and the private key that belongs to it' })
     }
   }
   const files = (tls: unknown, at: (string | number)[], keys: readonly string[]): void => {
     if (!isObject(tls)) return
-    for (const k of keys) readable(tls[k], [...at, 'tls', k])
+    let ok = true
+    for (const k of keys) ok = readable(tls[k], [...at, 'tls', k]) && ok
     // A client certificate needs its key and the other way round (a listener's schema requires both).
     if ((tls['cert'] === undefined) !== (tls['key'] === undefined)) {
       const missing = tls['cert'] === undefined ? 'cert' : 'key'
       out.push({ path: jsonPath([...at, 'tls']), pointer: [...at, 'tls'], found: `no "${missing}"`, expected: 'both "cert" and "key", or neither' })
-    }
+    } else if (ok) pair(tls, at)
   }
   list(doc['listeners']).forEach((l, i) => {
     if (!isObject(l)) return

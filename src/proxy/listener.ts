@@ -1,9 +1,9 @@
 // A listener accepts client connections on one address and hands each request to its router.
-import { readFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
+import type { SecureContextOptions } from 'node:tls'
 import type { Listener as ListenerConfig } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
@@ -13,6 +13,7 @@ import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resol
 import { TrustedProxies } from './trust.js'
 import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
+import { readCertificate } from './certificate.js'
 
 export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
@@ -34,11 +35,10 @@ export class ProxyListener {
     this.maxHeaders = limits.maxHeaders
     const options = { ...serverOptions(limits), IncomingMessage: VigilRequest, ServerResponse: VigilResponse }
     const onRequest = (req: VigilRequest, res: VigilResponse): void => this.onRequest(req, res)
-    // The certificate files are read when the listener is built from its config, so a reload picks up new ones.
     this.server =
       config.tls === undefined
         ? createServer(options, onRequest)
-        : (createHttpsServer({ ...options, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest) as unknown as Server<
+        : (createHttpsServer({ ...options, ...readCertificate(config.tls) }, onRequest) as unknown as Server<
             typeof VigilRequest,
             typeof VigilResponse
           >)
@@ -82,12 +82,18 @@ export class ProxyListener {
 
   /**
    * On reload: the same socket, new routes (and the new upstream instances), swapped in one assignment.
-   * Only routes change here; TLS, limits and trusted proxies of a kept address wait for a restart.
+   * Only routes change here (and the certificate, below); limits, trusted proxies and turning TLS on or off for
+   * a kept address wait for a restart.
    */
   reroute(config: ListenerConfig, upstreams: ReadonlyMap<string, Upstream>): void {
     this.config = config
     this.router = new Router(config, upstreams)
     this.upgrades.router = this.router
+  }
+
+  /** On reload: new handshakes use the re-read certificate; connections already open keep theirs. */
+  renewCertificate(certificate: SecureContextOptions): void {
+    ;(this.server as unknown as HttpsServer).setSecureContext(certificate)
   }
 
   listen(): Promise<AddressInfo> {

@@ -3,7 +3,8 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
-import type { Logger } from 'pino'
+import { Writable } from 'node:stream'
+import pino, { type Logger } from 'pino'
 import { Vigil, type Config } from '../../src/index.js'
 import { silent, type ProxyHandle } from './index.js'
 
@@ -65,4 +66,16 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
 /** The addresses of a group's live peers, in order. */
 export function liveSet(vigil: Vigil, upstream = 'api'): string[] {
   return vigil.upstreams.get(upstream)?.peers.map((p) => p.address) ?? []
+}
+
+/** A logger whose JSON lines the test can read. */
+export function capture(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
+      cb()
+    },
+  })
+  return { logger: pino({ level: 'info' }, stream), lines }
 }
