@@ -4,11 +4,11 @@ import type { TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors'
 import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser'
-import { Config } from './schema.js'
+import { Config, Duration, type Passive } from './schema.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import { parseCidr } from '../proxy/trust.js'
 import { readCertificate } from '../proxy/certificate.js'
-import { PASSIVE_DEFAULTS } from '../health/passive.js'
+import { ejectTimeOf } from '../health/passive.js'
 import { ms } from './duration.js'
 
 /** Far above any real config (ten thousand servers take about 1 MiB); a bigger file is a mistake, not a config. */
@@ -362,26 +362,17 @@ function compiles(pattern: string): boolean {
   }
 }
 
-/** A duration the schema accepts, in ms; undefined for anything else (the schema reports that). */
-function durationOf(v: unknown): number | undefined {
-  if (typeof v === 'number') return v >= 0 ? v : undefined
-  if (typeof v !== 'string') return undefined
-  try {
-    return ms(v)
-  } catch {
-    return undefined
-  }
-}
-
 /** A maxEjectTime below the ejectTime it caps cannot be honoured: say so rather than silently raise it. */
 function ejectTimeIssues(name: string, passive: unknown): Located[] {
   if (!isObject(passive) || passive['maxEjectTime'] === undefined) return []
-  const max = durationOf(passive['maxEjectTime'])
-  const eject = durationOf(passive['ejectTime'] ?? passive['failTimeout'] ?? PASSIVE_DEFAULTS.failTimeout)
-  if (max === undefined || eject === undefined || max >= eject) return []
+  const { ejectTime, failTimeout, maxEjectTime } = passive
+  // A malformed duration is the schema's to report.
+  if (![ejectTime, failTimeout, maxEjectTime].every((d) => d === undefined || Value.Check(Duration, d))) return []
+  const eject = ejectTimeOf({ ejectTime, failTimeout } as Pick<Passive, 'ejectTime' | 'failTimeout'>)
+  if (ms(maxEjectTime as Duration) >= eject) return []
   const pointer = ['upstreams', name, 'passive', 'maxEjectTime']
-  const from = passive['ejectTime'] !== undefined ? 'ejectTime' : 'ejectTime (failTimeout unless set)'
-  return [{ path: jsonPath(pointer), pointer, found: `${JSON.stringify(passive['maxEjectTime'])}, less than ${from}, ${eject} ms`, expected: `a duration of at least ${eject} ms, or no maxEjectTime` }]
+  const from = ejectTime !== undefined ? 'ejectTime' : 'ejectTime (failTimeout unless set)'
+  return [{ path: jsonPath(pointer), pointer, found: `${JSON.stringify(maxEjectTime)}, less than ${from}, ${eject} ms`, expected: `a duration of at least ${eject} ms, or no maxEjectTime` }]
 }
 
 /** Options that belong to one balancing policy are an error under another: the operator meant something else. */

@@ -120,11 +120,16 @@ interface Settings {
   stall: { factor: number; floor: number } | undefined
 }
 
+/** How long an ejection lasts before any growth: `ejectTime`, else `failTimeout` (nginx's one setting for both). */
+export function ejectTimeOf(c: Pick<Passive, 'ejectTime' | 'failTimeout'> | undefined): number {
+  return ms(c?.ejectTime ?? c?.failTimeout ?? PASSIVE_DEFAULTS.failTimeout)
+}
+
 function settings(c: Passive | undefined): Settings {
   const d = PASSIVE_DEFAULTS
   const mode = c?.mode ?? d.mode
   const failTimeout = ms(c?.failTimeout ?? d.failTimeout)
-  const ejectTime = ms(c?.ejectTime ?? failTimeout)
+  const ejectTime = ejectTimeOf(c)
   const stall = c?.stall
   return {
     mode,
