@@ -15,6 +15,7 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { StatusHistory } from './admin/history.js'
 import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
@@ -60,6 +61,10 @@ export class Vigil {
   private inflight = 0
   private idle: (() => void) | undefined
   private stopping: Promise<void> | undefined
+  /** Every listener bound: start() got that far (for GET /ready). */
+  private listening = false
+  /** Transitions and per-server traffic samples (one per 10 s) for the html status page. */
+  readonly history: StatusHistory
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
@@ -86,6 +91,7 @@ export class Vigil {
       for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
       this.checker.update(this.upstreams)
     })
+    this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -131,6 +137,10 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            config: () => this.current,
+            log: this.log,
+            history: this.history,
+            lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
           })
   }
 
@@ -197,6 +207,8 @@ export class Vigil {
       await this.reloader.discover()
       this.checker.start()
       for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
+      this.listening = true
+      this.history.start()
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
       this.reloader.watch()
     } catch (err) {
@@ -236,6 +248,7 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    this.history.stop()
     await this.checker.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()

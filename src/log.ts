@@ -1,9 +1,13 @@
 import pino, { type Logger } from 'pino'
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Levels by name (`"level":"warn"`), as in the config and on the admin API, not pino's numbers. */
+const byName = { level: (label: string) => ({ level: label }) }
 
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
-  return pino({ name: 'vigil', level, base: { pid: process.pid } }, destination ?? pino.destination(1))
+  return pino({ name: 'vigil', level, base: { pid: process.pid }, formatters: byName }, destination ?? pino.destination(1))
 }
 
 /** The access log writes asynchronously so a slow stdout never stalls the hot path. */
