@@ -219,7 +219,7 @@ export class AdminServer {
     }
     const previous = this.options.log.level
     // Said at the old level, so the change shows in the log it silences.
-    if (previous !== level) this.options.log.warn({ level, previous }, 'log level set by the admin API')
+    if (previous !== level) this.options.log.warn({ from: previous, to: level }, 'log level set by the admin API')
     this.options.log.level = level as LogLevel
     sendJson(res, 200, { level, previous })
   }
