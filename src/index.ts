@@ -16,13 +16,15 @@ import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
 import { StatusHistory } from './admin/history.js'
-import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
+import { passiveLink } from './health/passive.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
 import { validateConfig } from './config/load.js'
 export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
 export { ConfigError, type ConfigIssue } from './config/errors.js'
-export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
+export type { HealthEvent } from './health/passive-events.js'
+export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
 export type { ReloadResult, ReloadStatus } from './reload.js'
 export type { DnsResolver } from './upstream/discovery.js'
@@ -101,7 +103,6 @@ export class Vigil {
       log: this.log,
       access: this.accessLog(config),
       done: () => this.requestDone(),
-      metrics: this.metrics,
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
@@ -190,9 +191,13 @@ export class Vigil {
     this.checker.linkPassive(link)
   }
 
-  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  /**
+   * One group's passive transitions go to the health emitter; its attempts feed the metrics (through its
+   * monitor); its failed requests ask its checks for a re-check.
+   */
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    u.monitor.subscribe(this.metrics)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 

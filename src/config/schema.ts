@@ -72,13 +72,16 @@ export const Passive = Type.Object(
     maxEjectTime: Type.Optional(Duration),
     failPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'rate mode: failure percentage that ejects' })),
     minRequests: Type.Optional(Type.Integer({ minimum: 1, default: 10, description: 'rate mode: requests in the window before the rate counts' })),
-    failOpen: Type.Optional(Type.Boolean({ default: true, description: 'when no server is eligible, try the non-down ones instead of answering 503' })),
+    failOpen: Type.Optional(Type.Boolean({ default: true, description: 'older place of the upstream\'s failOpen (selection), still read when that is unset' })),
     stall: Type.Optional(
       Type.Object(
         {
           enabled: Type.Optional(Type.Boolean({ default: true })),
           factor: Type.Optional(Type.Number({ minimum: 1, default: 10, description: "multiple of the group's recent p99 response time" })),
           floor: Type.Optional(Duration),
+          redispatch: Type.Optional(
+            Type.Boolean({ default: true, description: 'race the idempotent requests already waiting on a suspect server on another server' }),
+          ),
         },
         { ...closed, description: 'suspect a server whose oldest waiting request is far older than the group usually takes' },
       ),
@@ -230,6 +233,9 @@ export const Upstream = Type.Object(
     queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
+    failOpen: Type.Optional(
+      Type.Boolean({ default: true, description: 'when no server is eligible, try every enabled non-down server instead of answering 503 (Envoy\'s panic mode)' }),
+    ),
     passive: Type.Optional(Passive),
     active: Type.Optional(Active),
     retry: Type.Optional(Retry),
