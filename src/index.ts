@@ -42,6 +42,8 @@ export interface StartOptions {
 
 export class Vigil {
   readonly log: Logger
+  /** True when vigil built `log` from `config.log` (then reloads set its level). */
+  private readonly ownLogger: boolean
   /** The live peers of every group; emits 'peers-added', 'peers-removed', ... on every change (see MembershipEvents). */
   readonly membership: Membership
   /** The one update path for file reloads, admin server changes and DNS answers. */
@@ -65,6 +67,7 @@ export class Vigil {
 
   constructor(config: Config, options: StartOptions = {}) {
     this.current = config
+    this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.accessLogger = options.accessLogger
     const discovery = new Discovery({
@@ -107,7 +110,8 @@ export class Vigil {
           this.current = next
           this.listeners = listeners
           this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
-          if (this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
+          // A logger passed in by the caller is the caller's: its level is not the file's to set.
+          if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
           this.hooks.access = this.accessLog(next)
         },
         grace: () => this.grace(),
@@ -157,7 +161,9 @@ export class Vigil {
 
   private createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener {
     const l = new ProxyListener(config, upstreams, this.hooks)
-    l.server.on('request', () => this.inflight++)
+    // Counted when the request arrives, before the listener's own handler, which may answer at once (404, 400)
+    // and call done(): counting after it would let shutdown see 0 and cut the requests still in flight.
+    l.server.prependListener('request', () => this.inflight++)
     return l
   }
 

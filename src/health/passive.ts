@@ -423,9 +423,11 @@ export class PassiveHealth {
     upstream.on('change', onChange)
   }
 
+  /** A peer starts clean here: in rotation as far as passive health goes (new settings start accounting afresh). */
   private join(p: Peer): PeerHealth {
     const h = new PeerHealth(this, p)
     h.detector = this.detector(h)
+    p.passiveOk = true
     return (p.passive = h)
   }
 

@@ -1,6 +1,7 @@
 // Live membership: which peers each group has now. Every change (file reload, admin call, DNS answer) lands here
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
+import { isDeepStrictEqual } from 'node:util'
 import type { Pool } from 'undici'
 import type { Config, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
@@ -9,8 +10,9 @@ import { SlowStart } from '../balance/slow-start.js'
 import { ms } from '../config/duration.js'
 import { sameJson } from '../config/diff.js'
 import { maxConns, type Peer } from './peer.js'
-import { activeCheck, connections, Upstream } from './upstream.js'
+import { activeCheck, connections, Upstream, type Connections } from './upstream.js'
 import { PassiveHealth } from '../health/passive.js'
+import { DEFAULT_DECAY } from '../balance/peak-ewma.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
@@ -95,33 +97,52 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.retiring.size
   }
 
-  /** The groups of a file, built against the live ones; nothing changes until commit. */
+  /**
+   * The groups of a file, built against the live ones: everything that can fail happens here (reading and parsing
+   * TLS files, building new groups and their pools), and nothing live changes. It throws an error naming the
+   * setting, after releasing what it built; commit() then only swaps and cannot throw.
+   */
   prepare(config: Config['upstreams']): PreparedConfig {
     const fresh = new Map<string, Upstream>()
     const next = new Map<string, Upstream>()
-    for (const [name, c] of Object.entries(config)) {
-      const live = this.upstreams.get(name)
-      if (live !== undefined) next.set(name, live)
-      else {
-        const u = this.build(name, c)
-        fresh.set(name, u)
-        next.set(name, u)
+    const settings = new Map<string, Connections>()
+    const release = (): void => {
+      for (const [name, u] of fresh) {
+        this.specs.delete(name)
+        void u.close()
       }
+    }
+    try {
+      for (const [name, c] of Object.entries(config)) {
+        const live = this.upstreams.get(name)
+        try {
+          if (live !== undefined) {
+            next.set(name, live)
+            settings.set(name, connections(c))
+            continue
+          }
+          const u = this.build(name, c)
+          fresh.set(name, u)
+          next.set(name, u)
+        } catch (err) {
+          throw new Error(`upstreams.${name}.${(err as Error).message}`)
+        }
+      }
+    } catch (err) {
+      release()
+      throw err
     }
     let done = false
     return {
       upstreams: next,
       commit: (source) => {
         done = true
-        return this.commit(config, next, fresh, source)
+        return this.commit(config, next, fresh, settings, source)
       },
       discard: () => {
         if (done) return
         done = true
-        for (const [name, u] of fresh) {
-          this.specs.delete(name)
-          void u.close()
-        }
+        release()
       },
     }
   }
@@ -201,7 +222,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return c
   }
 
-  private commit(config: Config['upstreams'], next: Map<string, Upstream>, fresh: ReadonlyMap<string, Upstream>, source: string): MembershipChange {
+  private commit(config: Config['upstreams'], next: Map<string, Upstream>, fresh: ReadonlyMap<string, Upstream>, settings: ReadonlyMap<string, Connections>, source: string): MembershipChange {
     return this.change(source, (c) => {
       this.overlays.clear()
       const before = this.configs
@@ -214,6 +235,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
         c.upstreams.removed.push(name)
         u.slowStart.stop()
         u.passive.close()
+        // Requests waiting for room in a group that is gone have nowhere to go: answered now, not at their timeout.
+        u.queue?.refuseAll('upstream_removed', `upstream "${name}" was removed by a reload`)
         this.retire(u, u.peers, c)
         this.specs.delete(name)
         this.emit('upstream-removed', u)
@@ -229,7 +252,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         const fields = changedSettings(before.get(name) as UpstreamConfig, cfg)
         const specs = this.effective(name, cfg)
         if (fields.length > 0) {
-          this.reconfigure(u, cfg, fields, specs)
+          this.reconfigure(u, cfg, fields, specs, settings.get(name) as Connections)
           c.upstreams.changed.push(`${name} (${fields.join(', ')})`)
         }
         this.applyServers(u, specs, c)
@@ -239,30 +262,34 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /**
-   * Settings of a kept group. Connections survive unless timeouts or maxResponseSize changed (an undici pool's
-   * options are fixed); tls, queue and ewmaDecay of kept servers wait for a restart (src/reload.ts warns).
+   * Settings of a kept group, with its connection settings read by prepare(). Connections survive unless tls,
+   * timeouts or maxResponseSize changed: then every server of the group gets a new pool at once (an undici pool's
+   * options are fixed) and the old ones finish their requests. queue waits for a restart (src/reload.ts warns).
    */
-  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[]): void {
+  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[], next: Connections): void {
     u.balancer = createBalancer({ ...config, servers: specs })
     u.hostHeader = config.host
     // The active checker picks the new check up in the same swap ('applied' -> ActiveChecker.update).
     u.active = activeCheck(config)
     if (fields.includes('retry')) u.retry = new RetryPolicy(config.retry)
-    // New passive settings start passive accounting afresh (ejections end); unchanged ones keep every peer's state.
+    // New passive settings start passive accounting afresh: ejections end, every server is back in rotation
+    // (PassiveHealth joins each peer with a clean state and reopens its gate); unchanged ones keep every peer's state.
     if (fields.includes('passive')) {
       u.passive.close()
       u.passive = new PassiveHealth(u, config.passive)
     }
     if (fields.includes('slowStart')) {
-      u.slowStart.stop()
-      u.slowStart = new SlowStart(ms(config.slowStart ?? 0))
+      const slowStart = new SlowStart(ms(config.slowStart ?? 0))
+      u.slowStart.handOver(slowStart)
+      u.slowStart = slowStart
     }
-    const next = connections(config)
     const before = u.connections
     u.connections = next
-    if (!sameJson(next.timeouts, before.timeouts) || next.pool.maxResponseSize !== before.pool.maxResponseSize) {
+    if (next.latencyDecay !== before.latencyDecay) for (const p of u.peers) p.rtt.decay = next.latencyDecay ?? DEFAULT_DECAY
+    if (!sameJson(next.timeouts, before.timeouts) || next.pool.maxResponseSize !== before.pool.maxResponseSize || !isDeepStrictEqual(next.pool.tls, before.pool.tls)) {
       for (const p of u.peers) this.retirePool(p.replacePool(next.pool))
     }
+    u.refresh()
   }
 
   /** Make `u` serve exactly `specs`: kept peers stay (state, counters, pool), new ones are built, gone ones retire. */
