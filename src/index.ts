@@ -6,7 +6,8 @@ import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
-import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
+import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './update/reloader.js'
+import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
@@ -22,7 +23,8 @@ export { loadConfigFile, parseConfig } from './config/load.js'
 export { ConfigError } from './config/errors.js'
 export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
-export type { ReloadResult, ReloadStatus } from './reload.js'
+export type { ReloadResult, ReloadStatus } from './update/reloader.js'
+export type { ChangeSource, GenerationRecord, UpdateSubscriber } from './update/queue.js'
 export type { DnsResolver } from './upstream/discovery.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
@@ -48,6 +50,8 @@ export class Vigil {
   readonly membership: Membership
   /** The one update path for file reloads, admin server changes and DNS answers. */
   readonly reloader: Reloader
+  /** The queue every change goes through: its generation records, and subscribe() to hear of every generation. */
+  readonly updates: UpdateQueue
   /** Every health transition (active, passive, operator) is reported here. */
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
@@ -74,17 +78,22 @@ export class Vigil {
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
       config: () => this.current.resolver,
-      changed: (upstream) => void this.reloader.rediscover(upstream),
+      changed: (upstream, name, targets) => {
+        this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
+      },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
-    this.membership.on('applied', () => {
-      for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
-      this.checker.update(this.upstreams)
+    this.updates = new UpdateQueue(this.log)
+    this.updates.subscribe({
+      applied: () => {
+        for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
+        this.checker.update(this.upstreams)
+      },
     })
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
@@ -117,6 +126,7 @@ export class Vigil {
         grace: () => this.grace(),
       },
       options.configFile,
+      this.updates,
     )
     registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
     this.admin =

@@ -8,7 +8,7 @@ import { schemaIssues } from '../config/load.js'
 import { formatIssues } from '../config/errors.js'
 import { serverSpec, type ServerSpec } from '../config/diff.js'
 import { RuntimeUpdateError, type MembershipChange } from '../upstream/membership.js'
-import type { ChangeSource, ReloadResult, ReloadStatus } from '../reload.js'
+import type { ChangeSource, ReloadResult, ReloadStatus } from '../update/reloader.js'
 import { send } from './admin.js'
 
 export interface MembershipActions {
