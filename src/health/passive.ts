@@ -104,9 +104,11 @@ export class PassiveHealth {
     this.stall = s.stall === undefined ? undefined : new StallWatch(s.stall, () => this.peers)
   }
 
+  /** A peer starts clean here: in rotation as far as passive health goes (new settings start accounting afresh). */
   private join(p: Peer): PeerHealth {
     const h = new PeerHealth(this, p)
     h.detector = this.detector(h)
+    p.passiveOk = true
     return (p.passive = h)
   }
 
