@@ -8,6 +8,8 @@ import type { Detector } from './eject/detector.js'
 import { RateDetector, type BreakerHost } from './eject/rate.js'
 import type { Ejection } from './events.js'
 import { WaitList, type StallEvidence } from './stall.js'
+import { RecoveryProbe, recoveryKind, type RecoveryHost, type RecoveryKind } from './recovery.js'
+import type { ProbeResult } from './probes/index.js'
 import type { PassiveHealth } from './passive.js'
 
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
@@ -51,7 +53,7 @@ export interface PeerPassiveSnapshot {
   stalls: number
 }
 
-export class PeerHealth implements BreakerHost {
+export class PeerHealth implements BreakerHost, RecoveryHost {
   state: PassiveState = 'ok'
   suspect = false
   ejectedUntil = 0
@@ -71,6 +73,10 @@ export class PeerHealth implements BreakerHost {
   private timer: NodeJS.Timeout | undefined = undefined
   /** Duration computed for the ejection the rate breaker is about to report. */
   private pending = 0
+  /** The recovery probe of the current ejection, while it runs (recovery.ts). */
+  private recovery: RecoveryProbe | undefined = undefined
+  /** Why the trial now due was opened: its ejection time ended, or a recovery probe passed. */
+  private trialReason = ''
   /** Requests waiting on this peer for response headers (for stall detection). */
   readonly waits: WaitList = new WaitList(this)
   /** Set once by the group right after construction (the rate detector needs this object as its host). */
@@ -116,7 +122,7 @@ export class PeerHealth implements BreakerHost {
         this.state = 'probing'
         this.trials++
         this.applyGate()
-        this.group.emit(this, 'trial', 'ejection time over, one request let through', { evidence: this.detector?.evidence(now), multiplier: this.multiplier })
+        this.group.emit(this, 'trial', this.trialReason, { evidence: this.detector?.evidence(now), multiplier: this.multiplier })
         return Role.Trial
       default:
         return Role.LastResort
@@ -151,15 +157,45 @@ export class PeerHealth implements BreakerHost {
       this.timer = setTimeout(reopen, duration, this)
       this.timer.unref()
     }
-    g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), failure, duration, multiplier: this.multiplier })
+    const recovery = this.startRecovery()
+    g.emit(this, 'ejected', reason, { evidence: { ...this.detector?.evidence(now), recovery }, failure, duration, multiplier: this.multiplier })
     this.applyGate()
   }
 
+  /** The probe that matches the evidence, when passive.recoveryProbe is on and one can disprove it. */
+  private startRecovery(): RecoveryKind | undefined {
+    this.recovery?.stop()
+    this.recovery = undefined
+    const settings = this.group.settings.recovery
+    const up = this.group.upstream
+    const kind = settings === undefined ? undefined : recoveryKind(this.ejectFailure, up.active)
+    if (kind !== undefined) this.recovery = new RecoveryProbe(this, kind, this.peer, up.active, up.timeouts.connect, settings as NonNullable<typeof settings>)
+    return kind
+  }
+
+  /** The ejection time is over: one trial request may go, unless a recovery probe still finds the server down. */
   openTrial(): void {
     this.timer = undefined
-    if (this.state !== 'ejected') return
+    if (this.state !== 'ejected' || this.recovery?.failing === true) return
+    this.openGateForTrial('ejection time over, one request let through')
+  }
+
+  private openGateForTrial(reason: string): void {
     this.state = 'trial'
+    this.trialReason = reason
     this.applyGate()
+  }
+
+  /** A recovery probe passed: in nginx mode the trial request is due at once; other modes restore. */
+  recoveryPassed(kind: RecoveryKind, result: ProbeResult, probes: number): void {
+    this.recovery = undefined
+    if (this.state !== 'ejected') return
+    const evidence = { probe: kind, probes, result: result.reason }
+    if (this.group.settings.mode !== 'nginx') return this.restore(Date.now(), 'recovery probe passed', evidence)
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.openGateForTrial('recovery probe passed, one request let through')
+    this.group.emit(this, 'recovered', 'recovery probe passed: the trial request is due now', { evidence })
   }
 
   /** Back in rotation: the trial succeeded, or other evidence (a passing check: `evidence`) disproved the ejection. */
@@ -167,6 +203,8 @@ export class PeerHealth implements BreakerHost {
     if (this.state === 'ok') return
     clearTimeout(this.timer)
     this.timer = undefined
+    this.recovery?.stop()
+    this.recovery = undefined
     this.state = 'ok'
     this.restoredAt = now
     this.detector?.reset()
@@ -266,6 +304,7 @@ export class PeerHealth implements BreakerHost {
 
   close(): void {
     clearTimeout(this.timer)
+    this.recovery?.stop()
     if (this.detector instanceof RateDetector) this.detector.shutdown()
   }
 }
