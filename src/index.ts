@@ -19,8 +19,9 @@ import { passiveLink } from './health/passive.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
-export { loadConfigFile, parseConfig } from './config/load.js'
-export { ConfigError } from './config/errors.js'
+import { validateConfig } from './config/load.js'
+export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
+export { ConfigError, type ConfigIssue } from './config/errors.js'
 export type { HealthEvent } from './health/passive-events.js'
 export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
@@ -65,8 +66,10 @@ export class Vigil {
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
 
+  /** Throws a ConfigError listing every issue (JSON path, found, expected) when `config` is not a valid config. */
   constructor(config: Config, options: StartOptions = {}) {
-    this.current = config
+    // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
+    this.current = config = validateConfig(config)
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.accessLogger = options.accessLogger
     const discovery = new Discovery({

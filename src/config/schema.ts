@@ -16,7 +16,16 @@ export type Duration = Static<typeof Duration>
 /** host:port, with IPv6 hosts in brackets: "127.0.0.1:8080", "[::1]:8080", "localhost:80". */
 export const Address = Type.String({
   pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
-  description: 'host:port',
+  description: 'host:port, e.g. 127.0.0.1:8080',
+})
+
+/**
+ * Where vigil itself listens: host:port, or the short forms operators type as for nginx's `listen`:
+ * ":8080" (every interface) and "8080" (loopback only: a sidecar is not exposed unless asked).
+ */
+export const ListenAddress = Type.String({
+  pattern: '^((\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)?:)?[0-9]{1,5}$',
+  description: 'host:port, e.g. 127.0.0.1:8080 (or ":8080" for every interface, "8080" for loopback)',
 })
 
 /** A DNS SRV name, "_service._proto.name", whose records give the servers' hosts and ports. */
@@ -291,7 +300,7 @@ export type ClientLimits = Static<typeof ClientLimits>
 
 export const Listener = Type.Object(
   {
-    address: Address,
+    address: ListenAddress,
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
     tls: Type.Optional(ListenerTls),
@@ -304,7 +313,7 @@ export type Listener = Static<typeof Listener>
 
 export const Admin = Type.Object(
   {
-    address: Type.Optional(Address),
+    address: Type.Optional(ListenAddress),
     token: Type.Optional(Type.String({ minLength: 1 })),
   },
   closed,
