@@ -56,6 +56,8 @@ export interface PeerPassiveSnapshot {
 export class PeerHealth implements BreakerHost, RecoveryHost {
   state: PassiveState = 'ok'
   suspect = false
+  /** Suspect, but nothing waits on it any more (all raced elsewhere): one request may go to see if it answers. */
+  private stallTrial = false
   ejectedUntil = 0
   restoredAt = 0
   lastResponse = 0
@@ -115,6 +117,10 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   }
 
   dispatched(now: number): Role {
+    if (this.stallTrial) {
+      this.stallTrial = false
+      this.applyGate()
+    }
     switch (this.state) {
       case 'ok':
         return Role.Normal
@@ -260,8 +266,19 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       this.group.emit(this, 'suspect', 'no response for far longer than the group takes', { evidence })
     } else {
       this.suspect = false
+      this.stallTrial = false
       this.group.emit(this, 'cleared', this.waits.head === undefined ? 'no request waiting any more' : 'responded again', { evidence })
     }
+    this.applyGate()
+  }
+
+  /**
+   * Suspect, and every request that waited on it was raced elsewhere and cancelled (stall re-dispatch): that is
+   * no evidence it answers again, so it stays suspect, and one request at a time is let through to find out.
+   */
+  openStallTrial(): void {
+    if (!this.suspect || this.stallTrial) return
+    this.stallTrial = true
     this.applyGate()
   }
 
@@ -270,6 +287,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     this.waits.lastResponse = now
     if (!this.suspect) return
     this.suspect = false
+    this.stallTrial = false
     this.group.emit(this, 'cleared', 'responded again')
     this.applyGate()
   }
@@ -280,7 +298,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   }
 
   private applyGate(): void {
-    const ok = (this.state === 'ok' || this.state === 'trial') && !this.suspect
+    const ok = (this.state === 'ok' || this.state === 'trial') && (!this.suspect || this.stallTrial)
     if (this.peer.passiveOk === ok) return
     this.peer.passiveOk = ok
     this.group.upstream.refresh()
