@@ -89,6 +89,8 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
+  /** Stall re-dispatch already raced this attempt on another server. */
+  private raced = false
   /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
@@ -127,9 +129,11 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
     if (!this.settled) this.exchange.error(this, err)
   }
 
-  /** Its server was just suspected of a stall while this attempt waits on it. */
+  /** Its server is suspected of a stall while this attempt waits on it: race it elsewhere, once. */
   stalled(now: number): void {
-    void now
+    if (this.settled || this.raced) return
+    this.raced = true
+    this.exchange.stalled(now)
   }
 
   /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
@@ -345,6 +349,21 @@ export class Exchange {
     else this.launch(next, now)
   }
 
+  /**
+   * Stall re-dispatch: the server an attempt waits on was just suspected of a stall. Race the request on another
+   * server at once, keeping the original (first answer wins, the loser is cancelled): a hedge fired by evidence
+   * instead of a perTryTimeout guess, charged to the retry budget like one.
+   */
+  stalled(now: number): void {
+    if (this.winner !== undefined || this.finished || this.clientGone) return
+    const policy = this.upstream.retry
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now) || !this.replayable()) return
+    const peer = this.nextPeer()
+    if (peer === undefined || !policy.charge(now)) return
+    policy.redispatches++
+    this.launch(peer, now)
+  }
+
   clientClosed(): void {
     if (this.finished || this.res.writableFinished) return
     this.clientGone = true
@@ -375,7 +394,8 @@ export class Exchange {
 
   /**
    * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
-   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer, nor does
+   * one raced by stall re-dispatch (the stall suspicion already keeps new requests away from its server).
    */
   private cancelOthers(winner: Attempt, now: number): void {
     clearTimeout(this.timer)
@@ -384,7 +404,7 @@ export class Exchange {
     for (let a = this.live; a !== undefined; ) {
       const next = a.nextLive
       if (a !== winner) {
-        const late = now - a.started >= perTry
+        const late = perTry > 0 && now - a.started >= perTry
         this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
         a.abort()
       }
