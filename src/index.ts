@@ -17,13 +17,16 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
-import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
+import { passiveLink } from './health/passive.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
-export { loadConfigFile, parseConfig } from './config/load.js'
-export { ConfigError } from './config/errors.js'
+import { validateConfig } from './config/load.js'
+export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
+export { ConfigError, type ConfigIssue } from './config/errors.js'
 export { StartError } from './start-error.js'
-export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
+export type { HealthEvent } from './health/passive-events.js'
+export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
 export type { ReloadResult, ReloadStatus } from './reload.js'
 export type { DnsResolver } from './upstream/discovery.js'
@@ -67,8 +70,10 @@ export class Vigil {
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
 
+  /** Throws a ConfigError listing every issue (JSON path, found, expected) when `config` is not a valid config. */
   constructor(config: Config, options: StartOptions = {}) {
-    this.current = config
+    // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
+    this.current = config = validateConfig(config)
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.access = new AccessLog(this.log)
     const discovery = new Discovery({
@@ -96,7 +101,6 @@ export class Vigil {
       log: this.log,
       access: this.access,
       done: () => this.requestDone(),
-      metrics: this.metrics,
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
@@ -175,9 +179,13 @@ export class Vigil {
     this.checker.linkPassive(link)
   }
 
-  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  /**
+   * One group's passive transitions go to the health emitter; its attempts feed the metrics (through its
+   * monitor); its failed requests ask its checks for a re-check.
+   */
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    u.monitor.subscribe(this.metrics)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 

@@ -1,6 +1,6 @@
 // The documented ways of running vigil stop with one signal to the PID the user has: the binary run directly
 // (with --pid-file), the demo through npm, the binary installed from the packed tarball, the systemd unit.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -10,7 +10,7 @@ import { promisify } from 'node:util'
 import { cliScript, closedPort, get, httpServer, root } from './helpers/index.js'
 import { waitFor } from './helpers/wait.js'
 
-type Tap = typeof t
+type Tap = Test
 
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version
 const exec = promisify(execFile)
@@ -136,11 +136,8 @@ t.test('npm pack: the tarball installs with no registry and no cache, runs vigil
   t.equal(v.stdout, `vigil ${version}\n`)
   await stopsByPidFile(t, vigil, [], join(dir, 'run'))
 
-  t.test('the systemd unit, pointed at the installed binary, passes systemd-analyze verify', async (t) => {
-    if (spawnSync('systemd-analyze', ['--version']).status !== 0) {
-      t.skip('systemd-analyze is not installed')
-      return
-    }
+  const noSystemd = spawnSync('systemd-analyze', ['--version']).status !== 0 && 'systemd-analyze is not installed'
+  t.test('the systemd unit, pointed at the installed binary, passes systemd-analyze verify', { skip: noSystemd }, async (t) => {
     const unit = join(dir, 'vigil.service')
     writeFileSync(unit, readFileSync(join(root, 'deploy/vigil.service'), 'utf8').replaceAll('/usr/local/bin/vigil', vigil))
     const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' })

@@ -6,7 +6,9 @@ import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
-import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
+import { Role } from '../health/ejection.js'
+import type { WaitList, Waiting } from '../health/stall.js'
+import type { Attempted } from '../health/monitor.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
@@ -23,13 +25,6 @@ export interface ForwardHooks {
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
   tls?: boolean
   trust?: TrustedProxies | undefined
-  /** Per-request metrics, recorded once when an attempt finishes. */
-  metrics?: RequestMetrics
-}
-
-export interface RequestMetrics {
-  /** `status` is 0 when the request ended before a response status; `ms` is the attempt's duration. */
-  finished(peer: Peer, status: number, ms: number): void
 }
 
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
@@ -77,9 +72,9 @@ const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim 
 /**
  * One attempt of one request on one peer, written as an undici dispatch handler (the callback form: it hands
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
- * It only relays undici's callbacks to its exchange; it is also the request's place in the passive wait list.
+ * It only relays undici's callbacks to its exchange; it is also what the monitor is told about (health/monitor.ts).
  */
-export class Attempt implements Dispatcher.DispatchHandler, Waiting {
+export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   resumeUpstream: (() => void) | undefined = undefined
   /** Settled: counted, unlinked, and any later callback from undici is ignored. */
@@ -91,7 +86,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   role = Role.Normal
   prevWaiting: Waiting | undefined = undefined
   nextWaiting: Waiting | undefined = undefined
-  waitingOn: PeerHealth | undefined = undefined
+  waitingOn: WaitList | undefined = undefined
   /** Next attempt of the same exchange still running (hedging runs several). */
   nextLive: Attempt | undefined = undefined
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
@@ -133,6 +128,11 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
 
   onError(err: Error): void {
     if (!this.settled) this.exchange.error(this, err)
+  }
+
+  /** Its server was just suspected of a stall while this attempt waits on it. */
+  stalled(now: number): void {
+    void now
   }
 
   /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
@@ -234,8 +234,7 @@ export class Exchange {
     const a = new Attempt(this, peer, now)
     a.nextLive = this.live
     this.live = a
-    peer.inflight++
-    this.upstream.passive.dispatched(peer, a, now)
+    this.upstream.monitor.dispatched(a, now)
     const perTry = this.upstream.retry.perTryTimeout
     if (perTry > 0) {
       clearTimeout(this.timer)
@@ -273,8 +272,7 @@ export class Exchange {
     if (a.settled || this.winner !== undefined) return false
     const now = Date.now()
     const up = this.upstream
-    a.headersAt = performance.now()
-    up.passive.responded(a, now)
+    const counted = up.monitor.responded(a, status, now)
     if (up.retry.on.hasStatus(status)) {
       // A retryable status is answered only when no other peer is racing or can be tried.
       const f = httpFailure(status)
@@ -288,7 +286,7 @@ export class Exchange {
         return false
       }
     }
-    if (up.passive.failOn.hasStatus(status)) a.failure = httpFailure(status)
+    a.failure = counted
     this.winner = a
     this.cancelOthers(a, now)
     a.status = status
@@ -362,22 +360,16 @@ export class Exchange {
     this.finish()
   }
 
-  /** Count an attempt exactly once: the peer's counters and its passive accounting. */
+  /** Report an attempt exactly once to the monitor, which counts it everywhere it counts. */
   private settle(a: Attempt, failure: Failure | undefined, conclusive: boolean, now: number): void {
     if (a.settled) return
     a.settled = true
     this.unlink(a)
-    const peer = a.peer
-    peer.inflight--
-    peer.requests++
-    if (failure !== undefined && conclusive) peer.failures++
-    // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
-    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
-    this.hooks.metrics?.finished(peer, a.status, now - a.started)
+    const monitor = this.upstream.monitor
+    monitor.settled(a, failure, conclusive, now)
+    monitor.released(a.peer)
     // The provider's status, or why there was none (connect_refused, ...; "-" when abandoned for another try).
-    this.res.access?.attempt(peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
-    this.upstream.passive.settled(peer, a, failure, conclusive, now)
-    this.upstream.admitWaiting()
+    this.res.access?.attempt(a.peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
   }
 
   private unlink(a: Attempt): void {
