@@ -319,6 +319,21 @@ export const Admin = Type.Object(
   closed,
 )
 
+export const AccessLog = Type.Union(
+  [
+    Type.Boolean(),
+    Type.Object(
+      {
+        path: Type.Optional(Type.String({ minLength: 1, description: 'file to append to, reopened on SIGUSR1 (log rotation); stdout when absent' })),
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('combined')], { default: 'json' })),
+      },
+      closed,
+    ),
+  ],
+  { default: false, description: 'true (JSON lines on stdout), or an object with path, format' },
+)
+export type AccessLog = Static<typeof AccessLog>
+
 export const Log = Type.Object(
   {
     level: Type.Optional(
@@ -335,7 +350,7 @@ export const Log = Type.Object(
         { default: 'info' },
       ),
     ),
-    access: Type.Optional(Type.Boolean({ default: false })),
+    access: Type.Optional(AccessLog),
   },
   closed,
 )

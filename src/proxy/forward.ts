@@ -14,11 +14,12 @@ import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
+import type { AccessLog, AccessRecord } from './access-log.js'
 
 export interface ForwardHooks {
   log: Logger
-  /** Access log destination, or undefined when access logging is off. */
-  access: Logger | undefined
+  /** The access log (kept across reloads; `enabled` says whether it writes). */
+  access: AccessLog
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
@@ -34,6 +35,8 @@ export class VigilRequest extends IncomingMessage {
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
 export class VigilResponse extends ServerResponse<VigilRequest> {
   exchange: Exchange | undefined = undefined
+  /** Set while the access log is on: the request's tries, written when the response closes. */
+  access: AccessRecord | undefined = undefined
 }
 
 function onClientClose(this: VigilResponse): void {
@@ -223,7 +226,7 @@ export class Exchange {
         return
       }
       sendError(this.res, 503, refusal.code, refusal.detail)
-      this.finish(503)
+      this.finish()
       return
     }
     this.firstPeer = peer
@@ -303,7 +306,7 @@ export class Exchange {
     if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
     this.res.end()
     this.settle(a, a.failure, true, Date.now())
-    this.finish(a.status)
+    this.finish()
   }
 
   error(a: Attempt, err: Error): void {
@@ -315,7 +318,7 @@ export class Exchange {
     if (midBody) {
       // The status line is out: the only honest signal left is to cut the client connection.
       this.res.destroy()
-      this.finish(a.status)
+      this.finish()
       return
     }
     this.lastFailure = failure
@@ -373,7 +376,7 @@ export class Exchange {
       this.settle(a, undefined, false, now)
       a.abort()
     }
-    this.finish(this.winner?.status ?? 0)
+    this.finish()
   }
 
   /** Report an attempt exactly once to the monitor, which counts it everywhere it counts. */
@@ -384,6 +387,8 @@ export class Exchange {
     const monitor = this.upstream.monitor
     monitor.settled(a, failure, conclusive, now)
     monitor.released(a.peer)
+    // The provider's status, or why there was none (connect_refused, ...; "-" when abandoned for another try).
+    this.res.access?.attempt(a.peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
   }
 
   private unlink(a: Attempt): void {
@@ -416,25 +421,15 @@ export class Exchange {
   private fail(): void {
     const f = this.lastFailure as Failure
     sendError(this.res, f.status, f.code, describe(f, this.upstream.name), this.attempts)
-    this.finish(f.status)
+    this.finish()
   }
 
-  private finish(status: number): void {
+  private finish(): void {
     if (this.finished) return
     this.finished = true
     clearTimeout(this.timer)
     this.res.exchange = undefined
     this.req.exchange = undefined
-    this.hooks.access?.info({
-      method: this.method,
-      url: this.req.url,
-      status,
-      upstream: this.upstream.name,
-      peer: (this.winner?.peer ?? this.firstPeer)?.address,
-      attempts: this.attempts,
-      ms: Date.now() - this.started,
-      aborted: this.clientGone || undefined,
-    })
     this.hooks.done()
   }
 }
