@@ -6,11 +6,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 /** Levels by name (`"level":"warn"`), as in the config and on the admin API, not pino's numbers. */
 const byName = { level: (label: string) => ({ level: label }) }
 
+/** Every log (this one and the access log) stamps its lines with `time`: ISO 8601 in UTC, to the millisecond. */
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
-  return pino({ name: 'vigil', level, base: { pid: process.pid }, formatters: byName }, destination ?? pino.destination(1))
-}
-
-/** The access log writes asynchronously so a slow stdout never stalls the hot path. */
-export function createAccessLogger(destination?: pino.DestinationStream): Logger {
-  return pino({ name: 'vigil.access', base: null, timestamp: pino.stdTimeFunctions.isoTime }, destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+  return pino({ name: 'vigil', level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: byName }, destination ?? pino.destination(1))
 }

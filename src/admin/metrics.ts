@@ -123,6 +123,7 @@ export class VigilMetrics implements AttemptObserver {
     }
     perUpstream('vigil_retries_total', 'attempts retried on another server', (u) => u.retry.retries)
     perUpstream('vigil_hedges_total', 'hedged attempts started while an earlier one was still waiting', (u) => u.retry.hedges)
+    perUpstream('vigil_stall_redispatches_total', 'requests raced on another server because theirs was suspected of a stall', (u) => u.retry.redispatches)
     perUpstream('vigil_retry_budget_exhausted_total', 'retries refused because the retry budget was spent', (u) => u.retry.budgetExhausted)
     // A histogram fed from PeerStats; prom-client's registry only needs get() from it.
     const latency = {

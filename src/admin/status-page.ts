@@ -3,7 +3,7 @@
 // away; the reason for every server out of rotation in words; the last transitions with their evidence; a
 // failed reload as a banner with its reason. The json, csv and prometheus forms (status.ts) stay Tengine's.
 import type { ServerStatus } from './status.js'
-import type { LastReload } from '../reload.js'
+import type { LastReload } from '../update/reloader.js'
 import type { Config } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { SAMPLE_EVERY, SAMPLES, type Bar, type StatusHistory, type Transition } from './history.js'

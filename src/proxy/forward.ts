@@ -14,11 +14,12 @@ import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
+import type { AccessLog, AccessRecord } from './access-log.js'
 
 export interface ForwardHooks {
   log: Logger
-  /** Access log destination, or undefined when access logging is off. */
-  access: Logger | undefined
+  /** The access log (kept across reloads; `enabled` says whether it writes). */
+  access: AccessLog
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
@@ -34,6 +35,8 @@ export class VigilRequest extends IncomingMessage {
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
 export class VigilResponse extends ServerResponse<VigilRequest> {
   exchange: Exchange | undefined = undefined
+  /** Set while the access log is on: the request's tries, written when the response closes. */
+  access: AccessRecord | undefined = undefined
 }
 
 function onClientClose(this: VigilResponse): void {
@@ -89,6 +92,8 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
+  /** Stall re-dispatch already raced this attempt on another server. */
+  private raced = false
   /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
@@ -127,9 +132,11 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
     if (!this.settled) this.exchange.error(this, err)
   }
 
-  /** Its server was just suspected of a stall while this attempt waits on it. */
+  /** Its server is suspected of a stall while this attempt waits on it: race it elsewhere, once. */
   stalled(now: number): void {
-    void now
+    if (this.settled || this.raced) return
+    this.raced = true
+    this.exchange.stalled(now)
   }
 
   /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
@@ -219,7 +226,7 @@ export class Exchange {
         return
       }
       sendError(this.res, 503, refusal.code, refusal.detail)
-      this.finish(503)
+      this.finish()
       return
     }
     this.firstPeer = peer
@@ -299,7 +306,7 @@ export class Exchange {
     if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
     this.res.end()
     this.settle(a, a.failure, true, Date.now())
-    this.finish(a.status)
+    this.finish()
   }
 
   error(a: Attempt, err: Error): void {
@@ -311,7 +318,7 @@ export class Exchange {
     if (midBody) {
       // The status line is out: the only honest signal left is to cut the client connection.
       this.res.destroy()
-      this.finish(a.status)
+      this.finish()
       return
     }
     this.lastFailure = failure
@@ -345,6 +352,21 @@ export class Exchange {
     else this.launch(next, now)
   }
 
+  /**
+   * Stall re-dispatch: the server an attempt waits on was just suspected of a stall. Race the request on another
+   * server at once, keeping the original (first answer wins, the loser is cancelled): a hedge fired by evidence
+   * instead of a perTryTimeout guess, charged to the retry budget like one.
+   */
+  stalled(now: number): void {
+    if (this.winner !== undefined || this.finished || this.clientGone) return
+    const policy = this.upstream.retry
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now) || !this.replayable()) return
+    const peer = this.nextPeer()
+    if (peer === undefined || !policy.charge(now)) return
+    policy.redispatches++
+    this.launch(peer, now)
+  }
+
   clientClosed(): void {
     if (this.finished || this.res.writableFinished) return
     this.clientGone = true
@@ -354,7 +376,7 @@ export class Exchange {
       this.settle(a, undefined, false, now)
       a.abort()
     }
-    this.finish(this.winner?.status ?? 0)
+    this.finish()
   }
 
   /** Report an attempt exactly once to the monitor, which counts it everywhere it counts. */
@@ -365,6 +387,8 @@ export class Exchange {
     const monitor = this.upstream.monitor
     monitor.settled(a, failure, conclusive, now)
     monitor.released(a.peer)
+    // The provider's status, or why there was none (connect_refused, ...; "-" when abandoned for another try).
+    this.res.access?.attempt(a.peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
   }
 
   private unlink(a: Attempt): void {
@@ -375,7 +399,8 @@ export class Exchange {
 
   /**
    * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
-   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer, nor does
+   * one raced by stall re-dispatch (the stall suspicion already keeps new requests away from its server).
    */
   private cancelOthers(winner: Attempt, now: number): void {
     clearTimeout(this.timer)
@@ -384,7 +409,7 @@ export class Exchange {
     for (let a = this.live; a !== undefined; ) {
       const next = a.nextLive
       if (a !== winner) {
-        const late = now - a.started >= perTry
+        const late = perTry > 0 && now - a.started >= perTry
         this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
         a.abort()
       }
@@ -396,25 +421,15 @@ export class Exchange {
   private fail(): void {
     const f = this.lastFailure as Failure
     sendError(this.res, f.status, f.code, describe(f, this.upstream.name), this.attempts)
-    this.finish(f.status)
+    this.finish()
   }
 
-  private finish(status: number): void {
+  private finish(): void {
     if (this.finished) return
     this.finished = true
     clearTimeout(this.timer)
     this.res.exchange = undefined
     this.req.exchange = undefined
-    this.hooks.access?.info({
-      method: this.method,
-      url: this.req.url,
-      status,
-      upstream: this.upstream.name,
-      peer: (this.winner?.peer ?? this.firstPeer)?.address,
-      attempts: this.attempts,
-      ms: Date.now() - this.started,
-      aborted: this.clientGone || undefined,
-    })
     this.hooks.done()
   }
 }
