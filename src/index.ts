@@ -18,6 +18,7 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
@@ -72,6 +73,10 @@ export class Vigil {
   private stopping: Promise<void> | undefined
   /** Set once start() succeeded: a start that failed stops without saying "stopping" (its error says it all). */
   private started = false
+  /** Every listener bound: start() got that far (for GET /ready). */
+  private listening = false
+  /** Transitions and per-server traffic samples (one per 10 s) for the html status page. */
+  readonly history: StatusHistory
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
@@ -104,6 +109,7 @@ export class Vigil {
         this.checker.update(this.upstreams)
       },
     })
+    this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -150,6 +156,10 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            config: () => this.current,
+            log: this.log,
+            history: this.history,
+            lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
           })
   }
 
@@ -218,6 +228,8 @@ export class Vigil {
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
       for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      this.listening = true
+      this.history.start()
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
       this.reloader.watch()
       this.started = true
@@ -258,6 +270,7 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    this.history.stop()
     await this.checker.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
