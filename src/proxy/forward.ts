@@ -1,6 +1,7 @@
 // The forwarding hot path: one client request (an Exchange) becomes one or more attempts, each on one peer,
 // streamed both ways through the peer's undici pool. Retry rules live in retry.ts, health in health/.
 import { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
@@ -8,7 +9,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
 import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
-import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
+import { ClientHop, forwardHeaders, readRequestHead, responseHeaders, trailerPairs, type RequestHead } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
@@ -34,6 +35,15 @@ export interface RequestMetrics {
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
 export class VigilRequest extends IncomingMessage {
   exchange: Exchange | undefined = undefined
+  /** Its raw headers read once (by the listener), so nothing builds Node's `headers` object on the way. */
+  head: RequestHead | undefined = undefined
+}
+
+const HOP = Symbol('vigil.clientHop')
+
+/** The connection's forwarding facts, made at its first request. */
+function clientHop(socket: Socket & { [HOP]?: ClientHop }, hooks: ForwardHooks): ClientHop {
+  return (socket[HOP] ??= new ClientHop(socket.remoteAddress ?? '', hooks.tls === true ? 'https' : 'http', hooks.trust?.has(socket.remoteAddress) === true))
 }
 
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
@@ -142,6 +152,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
 export class Exchange {
   private readonly started: number
   private readonly method: string | undefined
+  private readonly head: RequestHead
   private readonly headerList: string[]
   private body: Buffer | IncomingMessage | null = null
   private chunks: Buffer[] | undefined = undefined
@@ -164,19 +175,15 @@ export class Exchange {
   ) {
     this.started = Date.now()
     this.method = req.method
-    this.headerList = requestHeaders(req.rawHeaders, req.headers.connection, {
-      clientAddress: req.socket.remoteAddress ?? '',
-      proto: hooks.tls === true ? 'https' : 'http',
-      trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
-      host: upstream.hostHeader ?? target.host,
-      originalHost: target.host,
-    })
+    const head = (this.head = req.head ?? readRequestHead(req.rawHeaders))
+    const hop = clientHop(req.socket, hooks)
+    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host }
+    this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
   }
 
   start(): void {
-    const headers = this.req.headers
-    const length = headers['content-length']
-    const chunked = headers['transfer-encoding'] !== undefined
+    const length = this.head.contentLength
+    const chunked = this.head.chunked
     if (!chunked && (length === undefined || length === '0')) return this.first()
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
