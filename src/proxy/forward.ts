@@ -55,6 +55,11 @@ function onClientClose(this: VigilResponse): void {
   this.exchange?.clientClosed()
 }
 
+/** Registered at most once per response, at its first backpressure: no wrapper per 'drain'. */
+function onClientDrain(this: VigilResponse): void {
+  this.exchange?.resumeUpstream()
+}
+
 function onBodyData(this: VigilRequest, chunk: Buffer): void {
   this.exchange?.bodyChunk(chunk)
 }
@@ -128,9 +133,9 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   }
 
   onData(chunk: Buffer): boolean {
-    const res = this.exchange.res
-    if (res.write(chunk)) return true
-    res.once('drain', this.resumeUpstream as () => void)
+    const ex = this.exchange
+    if (ex.res.write(chunk)) return true
+    ex.awaitDrain()
     return false
   }
 
@@ -165,6 +170,7 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined = undefined
   private clientGone = false
   private finished = false
+  private drainWatched = false
 
   constructor(
     readonly req: VigilRequest,
@@ -184,7 +190,7 @@ export class Exchange {
   start(): void {
     const length = this.head.contentLength
     const chunked = this.head.chunked
-    if (!chunked && (length === undefined || length === '0')) return this.first()
+    if (!chunked && (length === undefined || length === '0')) return this.first(this.started)
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
       this.chunks = []
@@ -194,7 +200,18 @@ export class Exchange {
       return
     }
     this.body = this.req
-    this.first()
+    this.first(this.started)
+  }
+
+  /** The client socket is full: undici stays paused until it drains. */
+  awaitDrain(): void {
+    if (this.drainWatched) return
+    this.drainWatched = true
+    this.res.on('drain', onClientDrain)
+  }
+
+  resumeUpstream(): void {
+    this.winner?.resumeUpstream?.()
   }
 
   bodyChunk(chunk: Buffer): void {
@@ -205,16 +222,16 @@ export class Exchange {
     this.req.exchange = undefined
     this.body = Buffer.concat(this.chunks as Buffer[])
     this.chunks = undefined
-    if (!this.finished) this.first()
+    if (!this.finished) this.first(Date.now())
   }
 
-  private first(): void {
-    this.upstream.retry.budget.request(Date.now())
-    this.begin()
+  private first(now: number): void {
+    this.upstream.retry.budget.request(now)
+    this.begin(now)
   }
 
   /** Send the first attempt; or wait in the queue while every eligible peer is at maxConns; or answer 503. */
-  begin(): void {
+  begin(now = Date.now()): void {
     const up = this.upstream
     const peer = up.select(NO_PEERS, this.req)
     if (peer === undefined) {
@@ -230,7 +247,7 @@ export class Exchange {
       return
     }
     this.firstPeer = peer
-    this.launch(peer, Date.now())
+    this.launch(peer, now)
   }
 
   private launch(peer: Peer, now: number): void {
@@ -376,7 +393,10 @@ export class Exchange {
     peer.requests++
     if (failure !== undefined && conclusive) peer.failures++
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
-    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
+    if (a.headersAt !== 0 || failure?.kind === 'timeout') {
+      const at = a.headersAt || performance.now()
+      peer.recordLatency(at - a.sentAt, at)
+    }
     this.hooks.metrics?.finished(peer, a.status, now - a.started)
     this.upstream.passive.settled(peer, a, failure, conclusive, now)
     this.upstream.admitWaiting()
