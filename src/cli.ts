@@ -109,7 +109,9 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     // The outcome (applied or rejected) is logged and kept in vigil.reloadStatus.
-    process.on('SIGHUP', () => void vigil.reload('signal'))
+    process.on('SIGHUP', () => {
+      vigil.reload('signal').catch((err: unknown) => vigil.log.error({ err }, 'reload failed'))
+    })
   })
 }
 

@@ -6,7 +6,8 @@ import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
-import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
+import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './update/reloader.js'
+import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
@@ -15,14 +16,18 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
-import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
+import { passiveLink } from './health/passive.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
-export { loadConfigFile, parseConfig } from './config/load.js'
-export { ConfigError } from './config/errors.js'
-export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
+import { validateConfig } from './config/load.js'
+export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
+export { ConfigError, type ConfigIssue } from './config/errors.js'
+export type { HealthEvent } from './health/passive-events.js'
+export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
-export type { ReloadResult, ReloadStatus } from './reload.js'
+export type { ReloadResult, ReloadStatus } from './update/reloader.js'
+export type { ChangeSource, GenerationRecord, UpdateSubscriber } from './update/queue.js'
 export type { DnsResolver } from './upstream/discovery.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
@@ -42,10 +47,14 @@ export interface StartOptions {
 
 export class Vigil {
   readonly log: Logger
+  /** True when vigil built `log` from `config.log` (then reloads set its level). */
+  private readonly ownLogger: boolean
   /** The live peers of every group; emits 'peers-added', 'peers-removed', ... on every change (see MembershipEvents). */
   readonly membership: Membership
   /** The one update path for file reloads, admin server changes and DNS answers. */
   readonly reloader: Reloader
+  /** The queue every change goes through: its generation records, and subscribe() to hear of every generation. */
+  readonly updates: UpdateQueue
   /** Every health transition (active, passive, operator) is reported here. */
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
@@ -63,25 +72,33 @@ export class Vigil {
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
 
+  /** Throws a ConfigError listing every issue (JSON path, found, expected) when `config` is not a valid config. */
   constructor(config: Config, options: StartOptions = {}) {
-    this.current = config
+    // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
+    this.current = config = validateConfig(config)
+    this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.accessLogger = options.accessLogger
     const discovery = new Discovery({
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
       config: () => this.current.resolver,
-      changed: (upstream) => void this.reloader.rediscover(upstream),
+      changed: (upstream, name, targets) => {
+        this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
+      },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
-    this.membership.on('applied', () => {
-      for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
-      this.checker.update(this.upstreams)
+    this.updates = new UpdateQueue(this.log)
+    this.updates.subscribe({
+      applied: () => {
+        for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
+        this.checker.update(this.upstreams)
+      },
     })
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
@@ -92,7 +109,6 @@ export class Vigil {
       log: this.log,
       access: this.accessLog(config),
       done: () => this.requestDone(),
-      metrics: this.metrics,
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
@@ -107,12 +123,14 @@ export class Vigil {
           this.current = next
           this.listeners = listeners
           this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
-          if (this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
+          // A logger passed in by the caller is the caller's: its level is not the file's to set.
+          if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
           this.hooks.access = this.accessLog(next)
         },
         grace: () => this.grace(),
       },
       options.configFile,
+      this.updates,
     )
     registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
     this.admin =
@@ -157,7 +175,9 @@ export class Vigil {
 
   private createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener {
     const l = new ProxyListener(config, upstreams, this.hooks)
-    l.server.on('request', () => this.inflight++)
+    // Counted when the request arrives, before the listener's own handler, which may answer at once (404, 400)
+    // and call done(): counting after it would let shutdown see 0 and cut the requests still in flight.
+    l.server.prependListener('request', () => this.inflight++)
     return l
   }
 
@@ -177,9 +197,13 @@ export class Vigil {
     this.checker.linkPassive(link)
   }
 
-  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  /**
+   * One group's passive transitions go to the health emitter; its attempts feed the metrics (through its
+   * monitor); its failed requests ask its checks for a re-check.
+   */
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    u.monitor.subscribe(this.metrics)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 

@@ -43,7 +43,7 @@ t.test('check: every error with file, line, JSON path, found and expected; exit 
   t.match(lines[0], /bad\.json: 4 errors/)
   t.match(r.stderr, /bad\.json:\d+:\d+: listeners\[0\]\.extra: found unknown key "extra"/)
   t.match(r.stderr, /listeners\[0\]\.upstream: found "nope", expected the name of an upstream \(api\)/)
-  t.match(r.stderr, /upstreams\.api\.servers\[0\]\.address: found string "no-port", expected a string \(host:port\)/)
+  t.match(r.stderr, /upstreams\.api\.servers\[0\]\.address: found string "no-port", expected host:port, e\.g\. 127\.0\.0\.1:8080 or DNS SRV name/)
   t.match(r.stderr, /upstreams\.api\.timeouts\.idle: found string "forever"/)
   const garbage = join(t.testdir(), 'garbage.json')
   writeFileSync(garbage, '{\n  "listeners": [\n')

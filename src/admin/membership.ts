@@ -8,7 +8,7 @@ import { schemaIssues } from '../config/load.js'
 import { formatIssues } from '../config/errors.js'
 import { serverSpec, type ServerSpec } from '../config/diff.js'
 import { RuntimeUpdateError, type MembershipChange } from '../upstream/membership.js'
-import type { ChangeSource, ReloadResult, ReloadStatus } from '../reload.js'
+import type { ChangeSource, ReloadResult, ReloadStatus } from '../update/reloader.js'
 import { send } from './admin.js'
 
 export interface MembershipActions {
@@ -92,7 +92,8 @@ export function registerReloadMetrics(registry: Registry, status: () => ReloadSt
     help: '1 when the last reload applied, 0 when it was rejected (absent before the first)',
     registers,
     collect() {
-      this.reset()
+      // remove(), not reset(): a gauge without labels that was reset still shows 0, and an `== 0` alert would fire.
+      this.remove()
       const last = status().last
       if (last !== undefined) this.set(last.ok ? 1 : 0)
     },
@@ -102,7 +103,7 @@ export function registerReloadMetrics(registry: Registry, status: () => ReloadSt
     help: 'when the last reload finished, in Unix seconds',
     registers,
     collect() {
-      this.reset()
+      this.remove()
       const last = status().last
       if (last !== undefined) this.set(Date.parse(last.at) / 1000)
     },
