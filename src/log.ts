@@ -8,5 +8,5 @@ const byName = { level: (label: string) => ({ level: label }) }
 
 /** Every log (this one and the access log) stamps its lines with `time`: ISO 8601 in UTC, to the millisecond. */
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
-  return pino({ name: 'vigil', level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: byName }, destination ?? pino.destination(1))
+  return pino({ name: 'vigil', level, base: { pid: process.pid }, formatters: byName, timestamp: pino.stdTimeFunctions.isoTime }, destination ?? pino.destination(1))
 }

@@ -1,6 +1,7 @@
 // The forwarding hot path: one client request (an Exchange) becomes one or more attempts, each on one peer,
 // streamed both ways through the peer's undici pool. Retry rules live in retry.ts, health in health/.
 import { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
@@ -10,7 +11,7 @@ import { Role } from '../health/ejection.js'
 import type { WaitList, Waiting } from '../health/stall.js'
 import type { Attempted } from '../health/monitor.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
-import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
+import { ClientHop, forwardHeaders, readRequestHead, responseHeaders, trailerPairs, type RequestHead } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
@@ -30,6 +31,15 @@ export interface ForwardHooks {
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
 export class VigilRequest extends IncomingMessage {
   exchange: Exchange | undefined = undefined
+  /** Its raw headers read once (by the listener), so nothing builds Node's `headers` object on the way. */
+  head: RequestHead | undefined = undefined
+}
+
+const HOP = Symbol('vigil.clientHop')
+
+/** The connection's forwarding facts, made at its first request. */
+function clientHop(socket: Socket & { [HOP]?: ClientHop }, hooks: ForwardHooks): ClientHop {
+  return (socket[HOP] ??= new ClientHop(socket.remoteAddress ?? '', hooks.tls === true ? 'https' : 'http', hooks.trust?.has(socket.remoteAddress) === true))
 }
 
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
@@ -41,6 +51,11 @@ export class VigilResponse extends ServerResponse<VigilRequest> {
 
 function onClientClose(this: VigilResponse): void {
   this.exchange?.clientClosed()
+}
+
+/** Registered at most once per response, at its first backpressure: no wrapper per 'drain'. */
+function onClientDrain(this: VigilResponse): void {
+  this.exchange?.resumeUpstream()
 }
 
 function onBodyData(this: VigilRequest, chunk: Buffer): void {
@@ -118,9 +133,9 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   }
 
   onData(chunk: Buffer): boolean {
-    const res = this.exchange.res
-    if (res.write(chunk)) return true
-    res.once('drain', this.resumeUpstream as () => void)
+    const ex = this.exchange
+    if (ex.res.write(chunk)) return true
+    ex.awaitDrain()
     return false
   }
 
@@ -149,6 +164,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
 export class Exchange {
   private readonly started: number
   private readonly method: string | undefined
+  private readonly head: RequestHead
   private readonly headerList: string[]
   private body: Buffer | IncomingMessage | null = null
   private chunks: Buffer[] | undefined = undefined
@@ -161,6 +177,7 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined = undefined
   private clientGone = false
   private finished = false
+  private drainWatched = false
 
   constructor(
     readonly req: VigilRequest,
@@ -171,20 +188,16 @@ export class Exchange {
   ) {
     this.started = Date.now()
     this.method = req.method
-    this.headerList = requestHeaders(req.rawHeaders, req.headers.connection, {
-      clientAddress: req.socket.remoteAddress ?? '',
-      proto: hooks.tls === true ? 'https' : 'http',
-      trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
-      host: upstream.hostHeader ?? target.host,
-      originalHost: target.host,
-    })
+    const head = (this.head = req.head ?? readRequestHead(req.rawHeaders))
+    const hop = clientHop(req.socket, hooks)
+    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host }
+    this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
   }
 
   start(): void {
-    const headers = this.req.headers
-    const length = headers['content-length']
-    const chunked = headers['transfer-encoding'] !== undefined
-    if (!chunked && (length === undefined || length === '0')) return this.first()
+    const length = this.head.contentLength
+    const chunked = this.head.chunked
+    if (!chunked && (length === undefined || length === '0')) return this.first(this.started)
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
       this.chunks = []
@@ -194,7 +207,18 @@ export class Exchange {
       return
     }
     this.body = this.req
-    this.first()
+    this.first(this.started)
+  }
+
+  /** The client socket is full: undici stays paused until it drains. */
+  awaitDrain(): void {
+    if (this.drainWatched) return
+    this.drainWatched = true
+    this.res.on('drain', onClientDrain)
+  }
+
+  resumeUpstream(): void {
+    this.winner?.resumeUpstream?.()
   }
 
   bodyChunk(chunk: Buffer): void {
@@ -205,16 +229,16 @@ export class Exchange {
     this.req.exchange = undefined
     this.body = Buffer.concat(this.chunks as Buffer[])
     this.chunks = undefined
-    if (!this.finished) this.first()
+    if (!this.finished) this.first(Date.now())
   }
 
-  private first(): void {
-    this.upstream.retry.budget.request(Date.now())
-    this.begin()
+  private first(now: number): void {
+    this.upstream.retry.budget.request(now)
+    this.begin(now)
   }
 
   /** Send the first attempt; or wait in the queue while every eligible peer is at maxConns; or answer 503. */
-  begin(): void {
+  begin(now = Date.now()): void {
     const up = this.upstream
     const peer = up.select(NO_PEERS, this.req)
     if (peer === undefined) {
@@ -230,7 +254,7 @@ export class Exchange {
       return
     }
     this.firstPeer = peer
-    this.launch(peer, Date.now())
+    this.launch(peer, now)
   }
 
   private launch(peer: Peer, now: number): void {

@@ -5,6 +5,7 @@ import { splitAddress } from '../net.js'
 import { TlsPool, type ClientTls } from './tls.js'
 import { PeakEwma } from '../balance/peak-ewma.js'
 import type { PeerHealth } from '../health/ejection.js'
+import { ResponseStats } from './response-stats.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -51,6 +52,8 @@ export class Peer {
   inflight = 0
   requests = 0
   failures = 0
+  /** Responses by class and their times, for /metrics. */
+  readonly stats = new ResponseStats()
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
   /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
@@ -106,9 +109,9 @@ export class Peer {
     return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
   }
 
-  /** One latency sample (ms from sending the request to its response headers). */
-  recordLatency(ms: number): void {
-    this.rtt.observe(ms, performance.now())
+  /** One latency sample (ms from sending the request to its response headers), taken at `now` (performance.now()). */
+  recordLatency(ms: number, now = performance.now()): void {
+    this.rtt.observe(ms, now)
   }
 
   /** The learned latency now (ms): the peak-EWMA estimate, for the status page. */
