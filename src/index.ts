@@ -11,17 +11,23 @@ import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
-import { createAccessLogger, createLogger } from './log.js'
+import { createLogger } from './log.js'
+import { AccessLog } from './proxy/access-log.js'
+import { StartError } from './start-error.js'
 import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
-import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
+import { passiveLink } from './health/passive.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
-export { loadConfigFile, parseConfig } from './config/load.js'
-export { ConfigError } from './config/errors.js'
-export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
+import { validateConfig } from './config/load.js'
+export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
+export { ConfigError, type ConfigIssue } from './config/errors.js'
+export { StartError } from './start-error.js'
+export type { HealthEvent } from './health/passive-events.js'
+export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
 export type { ReloadResult, ReloadStatus } from './update/reloader.js'
 export type { ChangeSource, GenerationRecord, UpdateSubscriber } from './update/queue.js'
@@ -32,8 +38,6 @@ export const DEFAULT_SHUTDOWN_GRACE = 30_000
 export interface StartOptions {
   /** Logger to use instead of one built from `config.log`. */
   logger?: Logger
-  /** Access logger to use when `config.log.access` is true. */
-  accessLogger?: Logger
   /** Start the admin listener (default true). */
   admin?: boolean
   /** The file `config` was read from: enables reloads (watch, SIGHUP via the CLI, POST /reload). */
@@ -56,24 +60,29 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
+  readonly access: AccessLog
   private passive: PassiveHealthLink = passiveLink
   private current: Config
   private listeners: ProxyListener[]
   private readonly hooks: ForwardHooks
-  private accessLogger: Logger | undefined
   private readonly admin: AdminServer | undefined
   private inflight = 0
   private idle: (() => void) | undefined
   private stopping: Promise<void> | undefined
+  /** Set once start() succeeded: a start that failed stops without saying "stopping" (its error says it all). */
+  private started = false
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
 
+  /** Throws a ConfigError listing every issue (JSON path, found, expected) when `config` is not a valid config. */
   constructor(config: Config, options: StartOptions = {}) {
-    this.current = config
+    // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
+    this.current = config = validateConfig(config)
     this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
-    this.accessLogger = options.accessLogger
+    this.access = new AccessLog(this.log)
     const discovery = new Discovery({
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
@@ -102,9 +111,8 @@ export class Vigil {
     })
     this.hooks = {
       log: this.log,
-      access: this.accessLog(config),
+      access: this.access,
       done: () => this.requestDone(),
-      metrics: this.metrics,
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
@@ -121,7 +129,7 @@ export class Vigil {
           this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
           // A logger passed in by the caller is the caller's: its level is not the file's to set.
           if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
-          this.hooks.access = this.accessLog(next)
+          this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
         },
         grace: () => this.grace(),
       },
@@ -177,12 +185,6 @@ export class Vigil {
     return l
   }
 
-  private accessLog(config: Config): Logger | undefined {
-    if (config.log?.access !== true) return undefined
-    this.accessLogger ??= createAccessLogger()
-    return this.accessLogger
-  }
-
   private grace(): number {
     return ms(this.current.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)
   }
@@ -193,9 +195,13 @@ export class Vigil {
     this.checker.linkPassive(link)
   }
 
-  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  /**
+   * One group's passive transitions go to the health emitter; its attempts feed the metrics (through its
+   * monitor); its failed requests ask its checks for a re-check.
+   */
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    u.monitor.subscribe(this.metrics)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 
@@ -208,10 +214,13 @@ export class Vigil {
     try {
       // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
+      const access = this.current.log?.access
+      await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
-      for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
-      if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
+      for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
       this.reloader.watch()
+      this.started = true
     } catch (err) {
       await this.stop(0)
       throw err
@@ -234,7 +243,7 @@ export class Vigil {
   }
 
   private async shutdown(grace: number): Promise<void> {
-    this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
+    if (this.started) this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
     await this.reloader.close()
     const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()))
     if (this.inflight > 0) {
@@ -252,7 +261,15 @@ export class Vigil {
     await this.checker.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
-    this.log.info('vigil stopped')
+    await this.access.close()
+    if (this.started) this.log.info('vigil stopped')
+  }
+}
+
+/** A rejection handler that names the setting a start step failed on. */
+function failedAt(path: string, value: string): (err: unknown) => never {
+  return (err) => {
+    throw new StartError(path, value, err)
   }
 }
 

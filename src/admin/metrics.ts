@@ -5,7 +5,7 @@ import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { ActiveChecker } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
-import type { RequestMetrics } from '../proxy/forward.js'
+import type { AttemptObserver } from '../health/monitor.js'
 
 /** Upper bounds in seconds (prom-client's defaults). */
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
@@ -33,7 +33,7 @@ interface Sample {
   value: number
 }
 
-export class VigilMetrics implements RequestMetrics {
+export class VigilMetrics implements AttemptObserver {
   readonly registry = new Registry()
   private readonly stats = new WeakMap<Peer, PeerStats>()
   private readonly ejections: Counter<'upstream' | 'server' | 'reason'>
@@ -123,6 +123,7 @@ export class VigilMetrics implements RequestMetrics {
     }
     perUpstream('vigil_retries_total', 'attempts retried on another server', (u) => u.retry.retries)
     perUpstream('vigil_hedges_total', 'hedged attempts started while an earlier one was still waiting', (u) => u.retry.hedges)
+    perUpstream('vigil_stall_redispatches_total', 'requests raced on another server because theirs was suspected of a stall', (u) => u.retry.redispatches)
     perUpstream('vigil_retry_budget_exhausted_total', 'retries refused because the retry budget was spent', (u) => u.retry.budgetExhausted)
     // A histogram fed from PeerStats; prom-client's registry only needs get() from it.
     const latency = {

@@ -5,7 +5,7 @@ import type { Peer } from '../upstream/peer.js'
 import type { ActiveChecker, LastCheck } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../update/reloader.js'
-import type { PeerPassiveSnapshot } from '../health/passive.js'
+import type { PeerPassiveSnapshot } from '../health/ejection.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>

@@ -6,29 +6,25 @@ import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
-import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
+import { Role } from '../health/ejection.js'
+import type { WaitList, Waiting } from '../health/stall.js'
+import type { Attempted } from '../health/monitor.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
+import type { AccessLog, AccessRecord } from './access-log.js'
 
 export interface ForwardHooks {
   log: Logger
-  /** Access log destination, or undefined when access logging is off. */
-  access: Logger | undefined
+  /** The access log (kept across reloads; `enabled` says whether it writes). */
+  access: AccessLog
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
   tls?: boolean
   trust?: TrustedProxies | undefined
-  /** Per-request metrics, recorded once when an attempt finishes. */
-  metrics?: RequestMetrics
-}
-
-export interface RequestMetrics {
-  /** `status` is 0 when the request ended before a response status; `ms` is the attempt's duration. */
-  finished(peer: Peer, status: number, ms: number): void
 }
 
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
@@ -39,6 +35,8 @@ export class VigilRequest extends IncomingMessage {
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
 export class VigilResponse extends ServerResponse<VigilRequest> {
   exchange: Exchange | undefined = undefined
+  /** Set while the access log is on: the request's tries, written when the response closes. */
+  access: AccessRecord | undefined = undefined
 }
 
 function onClientClose(this: VigilResponse): void {
@@ -74,9 +72,9 @@ const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim 
 /**
  * One attempt of one request on one peer, written as an undici dispatch handler (the callback form: it hands
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
- * It only relays undici's callbacks to its exchange; it is also the request's place in the passive wait list.
+ * It only relays undici's callbacks to its exchange; it is also what the monitor is told about (health/monitor.ts).
  */
-export class Attempt implements Dispatcher.DispatchHandler, Waiting {
+export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   resumeUpstream: (() => void) | undefined = undefined
   /** Settled: counted, unlinked, and any later callback from undici is ignored. */
@@ -88,12 +86,14 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   role = Role.Normal
   prevWaiting: Waiting | undefined = undefined
   nextWaiting: Waiting | undefined = undefined
-  waitingOn: PeerHealth | undefined = undefined
+  waitingOn: WaitList | undefined = undefined
   /** Next attempt of the same exchange still running (hedging runs several). */
   nextLive: Attempt | undefined = undefined
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
+  /** Stall re-dispatch already raced this attempt on another server. */
+  private raced = false
   /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
@@ -130,6 +130,13 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
 
   onError(err: Error): void {
     if (!this.settled) this.exchange.error(this, err)
+  }
+
+  /** Its server is suspected of a stall while this attempt waits on it: race it elsewhere, once. */
+  stalled(now: number): void {
+    if (this.settled || this.raced) return
+    this.raced = true
+    this.exchange.stalled(now)
   }
 
   /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
@@ -219,7 +226,7 @@ export class Exchange {
         return
       }
       sendError(this.res, 503, refusal.code, refusal.detail)
-      this.finish(503)
+      this.finish()
       return
     }
     this.firstPeer = peer
@@ -231,8 +238,7 @@ export class Exchange {
     const a = new Attempt(this, peer, now)
     a.nextLive = this.live
     this.live = a
-    peer.inflight++
-    this.upstream.passive.dispatched(peer, a, now)
+    this.upstream.monitor.dispatched(a, now)
     const perTry = this.upstream.retry.perTryTimeout
     if (perTry > 0) {
       clearTimeout(this.timer)
@@ -270,8 +276,7 @@ export class Exchange {
     if (a.settled || this.winner !== undefined) return false
     const now = Date.now()
     const up = this.upstream
-    a.headersAt = performance.now()
-    up.passive.responded(a, now)
+    const counted = up.monitor.responded(a, status, now)
     if (up.retry.on.hasStatus(status)) {
       // A retryable status is answered only when no other peer is racing or can be tried.
       const f = httpFailure(status)
@@ -285,7 +290,7 @@ export class Exchange {
         return false
       }
     }
-    if (up.passive.failOn.hasStatus(status)) a.failure = httpFailure(status)
+    a.failure = counted
     this.winner = a
     this.cancelOthers(a, now)
     a.status = status
@@ -301,7 +306,7 @@ export class Exchange {
     if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
     this.res.end()
     this.settle(a, a.failure, true, Date.now())
-    this.finish(a.status)
+    this.finish()
   }
 
   error(a: Attempt, err: Error): void {
@@ -313,7 +318,7 @@ export class Exchange {
     if (midBody) {
       // The status line is out: the only honest signal left is to cut the client connection.
       this.res.destroy()
-      this.finish(a.status)
+      this.finish()
       return
     }
     this.lastFailure = failure
@@ -347,6 +352,21 @@ export class Exchange {
     else this.launch(next, now)
   }
 
+  /**
+   * Stall re-dispatch: the server an attempt waits on was just suspected of a stall. Race the request on another
+   * server at once, keeping the original (first answer wins, the loser is cancelled): a hedge fired by evidence
+   * instead of a perTryTimeout guess, charged to the retry budget like one.
+   */
+  stalled(now: number): void {
+    if (this.winner !== undefined || this.finished || this.clientGone) return
+    const policy = this.upstream.retry
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now) || !this.replayable()) return
+    const peer = this.nextPeer()
+    if (peer === undefined || !policy.charge(now)) return
+    policy.redispatches++
+    this.launch(peer, now)
+  }
+
   clientClosed(): void {
     if (this.finished || this.res.writableFinished) return
     this.clientGone = true
@@ -356,23 +376,19 @@ export class Exchange {
       this.settle(a, undefined, false, now)
       a.abort()
     }
-    this.finish(this.winner?.status ?? 0)
+    this.finish()
   }
 
-  /** Count an attempt exactly once: the peer's counters and its passive accounting. */
+  /** Report an attempt exactly once to the monitor, which counts it everywhere it counts. */
   private settle(a: Attempt, failure: Failure | undefined, conclusive: boolean, now: number): void {
     if (a.settled) return
     a.settled = true
     this.unlink(a)
-    const peer = a.peer
-    peer.inflight--
-    peer.requests++
-    if (failure !== undefined && conclusive) peer.failures++
-    // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
-    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
-    this.hooks.metrics?.finished(peer, a.status, now - a.started)
-    this.upstream.passive.settled(peer, a, failure, conclusive, now)
-    this.upstream.admitWaiting()
+    const monitor = this.upstream.monitor
+    monitor.settled(a, failure, conclusive, now)
+    monitor.released(a.peer)
+    // The provider's status, or why there was none (connect_refused, ...; "-" when abandoned for another try).
+    this.res.access?.attempt(a.peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
   }
 
   private unlink(a: Attempt): void {
@@ -383,7 +399,8 @@ export class Exchange {
 
   /**
    * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
-   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer, nor does
+   * one raced by stall re-dispatch (the stall suspicion already keeps new requests away from its server).
    */
   private cancelOthers(winner: Attempt, now: number): void {
     clearTimeout(this.timer)
@@ -392,7 +409,7 @@ export class Exchange {
     for (let a = this.live; a !== undefined; ) {
       const next = a.nextLive
       if (a !== winner) {
-        const late = now - a.started >= perTry
+        const late = perTry > 0 && now - a.started >= perTry
         this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
         a.abort()
       }
@@ -404,25 +421,15 @@ export class Exchange {
   private fail(): void {
     const f = this.lastFailure as Failure
     sendError(this.res, f.status, f.code, describe(f, this.upstream.name), this.attempts)
-    this.finish(f.status)
+    this.finish()
   }
 
-  private finish(status: number): void {
+  private finish(): void {
     if (this.finished) return
     this.finished = true
     clearTimeout(this.timer)
     this.res.exchange = undefined
     this.req.exchange = undefined
-    this.hooks.access?.info({
-      method: this.method,
-      url: this.req.url,
-      status,
-      upstream: this.upstream.name,
-      peer: (this.winner?.peer ?? this.firstPeer)?.address,
-      attempts: this.attempts,
-      ms: Date.now() - this.started,
-      aborted: this.clientGone || undefined,
-    })
     this.hooks.done()
   }
 }

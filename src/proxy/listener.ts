@@ -43,13 +43,21 @@ export class ProxyListener {
             typeof VigilResponse
           >)
     applyServerLimits(this.server, limits)
-    this.server.on('clientError', onClientError)
-    this.server.on('connect', onConnectMethod)
+    const access = this.hooks.access
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const answer = onClientError(err, socket)
+      if (answer !== undefined) access.rejected(socket, answer.status, answer.code)
+    })
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      const answer = onConnectMethod(req, socket)
+      access.rejected(socket, answer.status, answer.code)
+    })
     this.upgrades = new UpgradeProxy(this.router, this.hooks)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
+    if (this.hooks.access.enabled) this.hooks.access.begin(res)
     const rejected = rejectRequest(req, this.maxHeaders)
     if (rejected !== undefined) {
       res.shouldKeepAlive = false
@@ -71,6 +79,7 @@ export class ProxyListener {
       this.hooks.done()
       return
     }
+    if (res.access !== undefined) res.access.upstream = upstream.name
     forward(req, res, upstream, target, this.hooks)
   }
 

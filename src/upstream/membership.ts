@@ -10,7 +10,7 @@ import { SlowStart } from '../balance/slow-start.js'
 import { ms } from '../config/duration.js'
 import { sameJson } from '../config/diff.js'
 import { maxConns, type Peer } from './peer.js'
-import { activeCheck, connections, Upstream, type Connections } from './upstream.js'
+import { activeCheck, connections, failOpenOf, Upstream, type Connections } from './upstream.js'
 import { PassiveHealth } from '../health/passive.js'
 import { DEFAULT_DECAY } from '../balance/peak-ewma.js'
 import { RetryPolicy } from '../proxy/retry.js'
@@ -297,6 +297,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[], next: Connections): void {
     u.balancer = createBalancer({ ...config, servers: specs })
     u.hostHeader = config.host
+    u.failOpen = failOpenOf(config)
     // The active checker picks the new check up in the same swap ('applied' -> ActiveChecker.update).
     u.active = activeCheck(config)
     if (fields.includes('retry')) u.retry = new RetryPolicy(config.retry)

@@ -4,7 +4,7 @@ import type { Server } from '../config/schema.js'
 import { splitAddress } from '../net.js'
 import { TlsPool, type ClientTls } from './tls.js'
 import { PeakEwma } from '../balance/peak-ewma.js'
-import type { PeerHealth } from '../health/passive.js'
+import type { PeerHealth } from '../health/ejection.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
