@@ -94,6 +94,11 @@ const ROWS: Record<string, Row> = {
   'passive.stall.enabled': nested('passive', 'passive-afresh', { stall: { enabled: false } }),
   'passive.stall.factor': nested('passive', 'passive-afresh', { stall: { factor: 20 } }),
   'passive.stall.floor': nested('passive', 'passive-afresh', { stall: { floor: '1s' } }),
+  'passive.stall.redispatch': nested('passive', 'passive-afresh', { stall: { redispatch: true } }),
+  'passive.recoveryProbe.enabled': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, interval: '1s' } }),
+  'passive.recoveryProbe.interval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, interval: '2s' } }),
+  'passive.recoveryProbe.maxInterval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, maxInterval: '5s' } }),
+  failOpen: upstreamRow('kept', { failOpen: false }),
   'active.type': nested('active', 'check-kept', { type: 'tcp', http: undefined }),
   'active.interval': nested('active', 'check-kept', { interval: '150ms' }),
   'active.timeout': nested('active', 'check-kept', { timeout: '90ms' }),
@@ -174,7 +179,8 @@ t.test('each setting changed on a kept group with live state follows its rule', 
   const world: World = { certs, address: (name) => addresses[name] }
   const base: UpstreamConfig = {
     slowStart: '1h',
-    passive: { maxFails: 1, failTimeout: '1h', maxEjectPercent: 50 },
+    // No recovery probes: the ejected server passes TCP connects and checks, which would end its ejection at once.
+    passive: { maxFails: 1, failTimeout: '1h', maxEjectPercent: 50, recoveryProbe: false },
     // unejectOnPass off: the ejected server passes its checks, which would otherwise lift its ejection.
     active: { type: 'http', interval: '100ms', rise: 2, fall: 1, unejectOnPass: false, http: { path: '/healthz' } },
     retry: { tries: 2 },
@@ -249,7 +255,8 @@ t.test('each setting changed on a kept group with live state follows its rule', 
 
     // The request in flight across the swap finishes with its answer.
     for (const h of holders) for (const r of h.held.splice(0)) r.end('released')
-    t.equal((await inFlight).status, 200, `${setting}: the request in flight finishes`)
+    const answer = await inFlight
+    t.equal(answer.status, 200, `${setting}: the request in flight finishes (${String(answer.headers['x-vigil-error'] ?? '')} ${answer.body})`)
     writeConfig(proxy.file, config(base))
     t.equal((await proxy.vigil.reload('api')).ok, true, `${setting}: back to the base file`)
   }
