@@ -159,7 +159,8 @@ export class PassiveHealth {
     if (list === undefined) return
     list.unlink(w)
     ;(list.owner as PeerHealth).answered(now)
-    ;(this.stall as StallWatch).sample(now - w.started)
+    // Linked under settings with stall detection, answered under new ones (a reload in between) that may have none.
+    this.stall?.sample(now - w.started)
   }
 
   /** Hot path: the attempt is over. `failure` undefined is a success; `conclusive` false means it says nothing. */
