@@ -96,7 +96,7 @@ t.test('a single request at low traffic reaches the file without more traffic (t
   const sent = Date.now()
   await get(`${p.url}/one`)
   await waitFor(() => lines(file).length === 1)
-  // A generous bound: the flush timer runs every 250 ms; a buffer that waited for 8 KiB would never get here.
+  // A generous bound: the flush timer runs every 250 ms; a buffer that waited for a full batch (32 KiB) would never get here.
   t.ok(Date.now() - sent < 5_000, `written after ${Date.now() - sent} ms`)
   t.match(json(file)[0], { path: '/one', status: 200 })
 })
