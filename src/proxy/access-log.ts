@@ -118,6 +118,16 @@ export class AccessLog {
     this.write(line)
   }
 
+  /**
+   * An Upgrade request has no response object: its line is written when vigil refused it, when the provider
+   * refused it, or when its tunnel closed (status 101, time = how long the tunnel was open).
+   */
+  upgrade(req: ResponseView['req'], r: AccessRecord, status: number, error: string | undefined): void {
+    if (this.dest === undefined) return
+    const view: ResponseView = { req, access: r, headersSent: status !== 0, statusCode: status, writableFinished: status !== 0, getHeader: () => error }
+    this.write(this.line(view, r))
+  }
+
   write(line: string): void {
     this.batch += line
     if (this.batch.length >= BATCH) this.flush()
