@@ -116,7 +116,9 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     // The outcome (applied or rejected) is logged and kept in vigil.reloadStatus.
-    process.on('SIGHUP', () => void vigil.reload('signal'))
+    process.on('SIGHUP', () => {
+      vigil.reload('signal').catch((err: unknown) => vigil.log.error({ err }, 'reload failed'))
+    })
     // Log rotation, as nginx does it: move the file, then SIGUSR1 makes vigil write to a new one at the old path.
     process.on('SIGUSR1', () => vigil.access.reopen())
   })

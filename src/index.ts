@@ -6,7 +6,8 @@ import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
-import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
+import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './update/reloader.js'
+import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
@@ -17,6 +18,7 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
@@ -28,7 +30,8 @@ export { StartError } from './start-error.js'
 export type { HealthEvent } from './health/passive-events.js'
 export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
-export type { ReloadResult, ReloadStatus } from './reload.js'
+export type { ReloadResult, ReloadStatus } from './update/reloader.js'
+export type { ChangeSource, GenerationRecord, UpdateSubscriber } from './update/queue.js'
 export type { DnsResolver } from './upstream/discovery.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
@@ -46,10 +49,14 @@ export interface StartOptions {
 
 export class Vigil {
   readonly log: Logger
+  /** True when vigil built `log` from `config.log` (then reloads set its level). */
+  private readonly ownLogger: boolean
   /** The live peers of every group; emits 'peers-added', 'peers-removed', ... on every change (see MembershipEvents). */
   readonly membership: Membership
   /** The one update path for file reloads, admin server changes and DNS answers. */
   readonly reloader: Reloader
+  /** The queue every change goes through: its generation records, and subscribe() to hear of every generation. */
+  readonly updates: UpdateQueue
   /** Every health transition (active, passive, operator) is reported here. */
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
@@ -66,6 +73,10 @@ export class Vigil {
   private stopping: Promise<void> | undefined
   /** Set once start() succeeded: a start that failed stops without saying "stopping" (its error says it all). */
   private started = false
+  /** Every listener bound: start() got that far (for GET /ready). */
+  private listening = false
+  /** Transitions and per-server traffic samples (one per 10 s) for the html status page. */
+  readonly history: StatusHistory
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
@@ -74,24 +85,31 @@ export class Vigil {
   constructor(config: Config, options: StartOptions = {}) {
     // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
     this.current = config = validateConfig(config)
+    this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.access = new AccessLog(this.log)
     const discovery = new Discovery({
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
       config: () => this.current.resolver,
-      changed: (upstream) => void this.reloader.rediscover(upstream),
+      changed: (upstream, name, targets) => {
+        this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
+      },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
-    this.membership.on('applied', () => {
-      for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
-      this.checker.update(this.upstreams)
+    this.updates = new UpdateQueue(this.log)
+    this.updates.subscribe({
+      applied: () => {
+        for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
+        this.checker.update(this.upstreams)
+      },
     })
+    this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -115,12 +133,14 @@ export class Vigil {
           this.current = next
           this.listeners = listeners
           this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
-          if (this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
+          // A logger passed in by the caller is the caller's: its level is not the file's to set.
+          if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
           this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
         },
         grace: () => this.grace(),
       },
       options.configFile,
+      this.updates,
     )
     registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
     this.admin =
@@ -136,6 +156,10 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            config: () => this.current,
+            log: this.log,
+            history: this.history,
+            lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
           })
   }
 
@@ -165,7 +189,9 @@ export class Vigil {
 
   private createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener {
     const l = new ProxyListener(config, upstreams, this.hooks)
-    l.server.on('request', () => this.inflight++)
+    // Counted when the request arrives, before the listener's own handler, which may answer at once (404, 400)
+    // and call done(): counting after it would let shutdown see 0 and cut the requests still in flight.
+    l.server.prependListener('request', () => this.inflight++)
     return l
   }
 
@@ -202,6 +228,8 @@ export class Vigil {
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
       for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      this.listening = true
+      this.history.start()
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
       this.reloader.watch()
       this.started = true
@@ -242,6 +270,7 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    this.history.stop()
     await this.checker.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()

@@ -51,7 +51,8 @@ const servedBy = async (ps: Provider[]): Promise<number[]> => Promise.all(ps.map
 
 t.test('SIGKILL of one of three under a steady stream of GETs: no client errors, no traffic to it while ejected', async (t) => {
   const ps = await providers(t, 3)
-  const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s' } })
+  // nginx's exact behaviour (no recovery probe): the address gets nothing until its trial, 60 s later.
+  const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s', recoveryProbe: false } })
   const dead = ps[0] as Provider
   const agent = client(t)
   const statuses: number[] = []

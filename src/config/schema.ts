@@ -73,6 +73,26 @@ export const Passive = Type.Object(
     failPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'rate mode: failure percentage that ejects' })),
     minRequests: Type.Optional(Type.Integer({ minimum: 1, default: 10, description: 'rate mode: requests in the window before the rate counts' })),
     failOpen: Type.Optional(Type.Boolean({ default: true, description: 'older place of the upstream\'s failOpen (selection), still read when that is unset' })),
+    recoveryProbe: Type.Optional(
+      Type.Union(
+        [
+          Type.Boolean(),
+          Type.Object(
+            {
+              enabled: Type.Optional(Type.Boolean({ default: true })),
+              interval: Type.Optional(Duration),
+              maxInterval: Type.Optional(Duration),
+            },
+            closed,
+          ),
+        ],
+        {
+          default: true,
+          description:
+            'while ejected on connection-level evidence, probe the server (its active check, else a TCP connect: first at once, then interval doubling to maxInterval, default 250ms and 2s) and let it back as soon as one passes',
+        },
+      ),
+    ),
     stall: Type.Optional(
       Type.Object(
         {

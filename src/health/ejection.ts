@@ -8,6 +8,8 @@ import type { Detector } from './eject/detector.js'
 import { RateDetector, type BreakerHost } from './eject/rate.js'
 import type { Ejection } from './events.js'
 import { WaitList, type StallEvidence } from './stall.js'
+import { RecoveryProbe, recoveryKind, type RecoveryHost, type RecoveryKind } from './recovery.js'
+import type { ProbeResult } from './probes/index.js'
 import type { PassiveHealth } from './passive.js'
 
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
@@ -51,9 +53,11 @@ export interface PeerPassiveSnapshot {
   stalls: number
 }
 
-export class PeerHealth implements BreakerHost {
+export class PeerHealth implements BreakerHost, RecoveryHost {
   state: PassiveState = 'ok'
   suspect = false
+  /** Suspect, but nothing waits on it any more (all raced elsewhere): one request may go to see if it answers. */
+  private stallTrial = false
   ejectedUntil = 0
   restoredAt = 0
   lastResponse = 0
@@ -71,6 +75,10 @@ export class PeerHealth implements BreakerHost {
   private timer: NodeJS.Timeout | undefined = undefined
   /** Duration computed for the ejection the rate breaker is about to report. */
   private pending = 0
+  /** The recovery probe of the current ejection, while it runs (recovery.ts). */
+  private recovery: RecoveryProbe | undefined = undefined
+  /** Why the trial now due was opened: its ejection time ended, or a recovery probe passed. */
+  private trialReason = ''
   /** Requests waiting on this peer for response headers (for stall detection). */
   readonly waits: WaitList = new WaitList(this)
   /** Set once by the group right after construction (the rate detector needs this object as its host). */
@@ -109,6 +117,10 @@ export class PeerHealth implements BreakerHost {
   }
 
   dispatched(now: number): Role {
+    if (this.stallTrial) {
+      this.stallTrial = false
+      this.applyGate()
+    }
     switch (this.state) {
       case 'ok':
         return Role.Normal
@@ -116,7 +128,7 @@ export class PeerHealth implements BreakerHost {
         this.state = 'probing'
         this.trials++
         this.applyGate()
-        this.group.emit(this, 'trial', 'ejection time over, one request let through', { evidence: this.detector?.evidence(now), multiplier: this.multiplier })
+        this.group.emit(this, 'trial', this.trialReason, { evidence: this.detector?.evidence(now), multiplier: this.multiplier })
         return Role.Trial
       default:
         return Role.LastResort
@@ -151,15 +163,45 @@ export class PeerHealth implements BreakerHost {
       this.timer = setTimeout(reopen, duration, this)
       this.timer.unref()
     }
-    g.emit(this, 'ejected', reason, { evidence: this.detector?.evidence(now), failure, duration, multiplier: this.multiplier })
+    const recovery = this.startRecovery()
+    g.emit(this, 'ejected', reason, { evidence: { ...this.detector?.evidence(now), recovery }, failure, duration, multiplier: this.multiplier })
     this.applyGate()
   }
 
+  /** The probe that matches the evidence, when passive.recoveryProbe is on and one can disprove it. */
+  private startRecovery(): RecoveryKind | undefined {
+    this.recovery?.stop()
+    this.recovery = undefined
+    const settings = this.group.settings.recovery
+    const up = this.group.upstream
+    const kind = settings === undefined ? undefined : recoveryKind(this.ejectFailure, up.active)
+    if (kind !== undefined) this.recovery = new RecoveryProbe(this, kind, this.peer, up.active, up.timeouts.connect, settings as NonNullable<typeof settings>)
+    return kind
+  }
+
+  /** The ejection time is over: one trial request may go, unless a recovery probe still finds the server down. */
   openTrial(): void {
     this.timer = undefined
-    if (this.state !== 'ejected') return
+    if (this.state !== 'ejected' || this.recovery?.failing === true) return
+    this.openGateForTrial('ejection time over, one request let through')
+  }
+
+  private openGateForTrial(reason: string): void {
     this.state = 'trial'
+    this.trialReason = reason
     this.applyGate()
+  }
+
+  /** A recovery probe passed: in nginx mode the trial request is due at once; other modes restore. */
+  recoveryPassed(kind: RecoveryKind, result: ProbeResult, probes: number): void {
+    this.recovery = undefined
+    if (this.state !== 'ejected') return
+    const evidence = { probe: kind, probes, result: result.reason }
+    if (this.group.settings.mode !== 'nginx') return this.restore(Date.now(), 'recovery probe passed', evidence)
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.openGateForTrial('recovery probe passed, one request let through')
+    this.group.emit(this, 'recovered', 'recovery probe passed: the trial request is due now', { evidence })
   }
 
   /** Back in rotation: the trial succeeded, or other evidence (a passing check: `evidence`) disproved the ejection. */
@@ -167,6 +209,8 @@ export class PeerHealth implements BreakerHost {
     if (this.state === 'ok') return
     clearTimeout(this.timer)
     this.timer = undefined
+    this.recovery?.stop()
+    this.recovery = undefined
     this.state = 'ok'
     this.restoredAt = now
     this.detector?.reset()
@@ -222,8 +266,19 @@ export class PeerHealth implements BreakerHost {
       this.group.emit(this, 'suspect', 'no response for far longer than the group takes', { evidence })
     } else {
       this.suspect = false
+      this.stallTrial = false
       this.group.emit(this, 'cleared', this.waits.head === undefined ? 'no request waiting any more' : 'responded again', { evidence })
     }
+    this.applyGate()
+  }
+
+  /**
+   * Suspect, and every request that waited on it was raced elsewhere and cancelled (stall re-dispatch): that is
+   * no evidence it answers again, so it stays suspect, and one request at a time is let through to find out.
+   */
+  openStallTrial(): void {
+    if (!this.suspect || this.stallTrial) return
+    this.stallTrial = true
     this.applyGate()
   }
 
@@ -232,6 +287,7 @@ export class PeerHealth implements BreakerHost {
     this.waits.lastResponse = now
     if (!this.suspect) return
     this.suspect = false
+    this.stallTrial = false
     this.group.emit(this, 'cleared', 'responded again')
     this.applyGate()
   }
@@ -242,7 +298,7 @@ export class PeerHealth implements BreakerHost {
   }
 
   private applyGate(): void {
-    const ok = (this.state === 'ok' || this.state === 'trial') && !this.suspect
+    const ok = (this.state === 'ok' || this.state === 'trial') && (!this.suspect || this.stallTrial)
     if (this.peer.passiveOk === ok) return
     this.peer.passiveOk = ok
     this.group.upstream.refresh()
@@ -266,6 +322,7 @@ export class PeerHealth implements BreakerHost {
 
   close(): void {
     clearTimeout(this.timer)
+    this.recovery?.stop()
     if (this.detector instanceof RateDetector) this.detector.shutdown()
   }
 }

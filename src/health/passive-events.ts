@@ -1,11 +1,11 @@
 // Passive health's transitions as events: one HealthEvent emitted as 'health' on the Upstream per transition
-// (ejected, trial, restored, capped, suspect, cleared; the group's no_eligible and eligible), joined to the one
+// (ejected, recovered, trial, restored, capped, suspect, cleared; the group's no_eligible and eligible), joined to the one
 // health emitter (log, metrics, status page) as `source: 'passive'` events.
 import type { HealthEvents } from './events.js'
 import type { Evidence } from './eject/detector.js'
 import type { StallEvidence } from './stall.js'
 
-export type HealthEventKind = 'ejected' | 'trial' | 'restored' | 'capped' | 'suspect' | 'cleared' | 'no_eligible' | 'eligible'
+export type HealthEventKind = 'ejected' | 'recovered' | 'trial' | 'restored' | 'capped' | 'suspect' | 'cleared' | 'no_eligible' | 'eligible'
 
 export interface HealthEvent {
   kind: HealthEventKind

@@ -17,6 +17,7 @@ import { RATE_BUCKETS, RateDetector } from './eject/rate.js'
 import { PeerHealth, Role, type PeerPassiveSnapshot } from './ejection.js'
 import { StallWatch, type StallSettings, type Waiting } from './stall.js'
 import { mayTakeOut } from './cap.js'
+import { RECOVERY_DEFAULTS, type RecoverySettings } from './recovery.js'
 import type { HealthEvent, HealthEventKind } from './passive-events.js'
 
 export const PASSIVE_DEFAULTS = {
@@ -43,6 +44,8 @@ export interface PassiveSettings {
   failPercent: number
   minRequests: number
   stall: StallSettings | undefined
+  /** Recovery probes of passive ejections (recovery.ts); undefined when off. */
+  recovery: RecoverySettings | undefined
 }
 
 /** How long an ejection lasts before any growth: `ejectTime`, else `failTimeout` (nginx's one setting for both). */
@@ -56,6 +59,8 @@ function settings(c: Passive | undefined): PassiveSettings {
   const failTimeout = ms(c?.failTimeout ?? d.failTimeout)
   const ejectTime = ejectTimeOf(c)
   const stall = c?.stall
+  const probe = typeof c?.recoveryProbe === 'object' ? c.recoveryProbe : { enabled: c?.recoveryProbe ?? true }
+  const r = RECOVERY_DEFAULTS
   return {
     mode,
     maxFails: c?.maxFails ?? d.maxFails,
@@ -69,6 +74,10 @@ function settings(c: Passive | undefined): PassiveSettings {
       stall?.enabled === false
         ? undefined
         : { factor: stall?.factor ?? d.stallFactor, floor: ms(stall?.floor ?? d.stallFloor), redispatch: stall?.redispatch ?? true },
+    recovery:
+      probe.enabled === false
+        ? undefined
+        : { interval: ms(probe.interval ?? r.interval), maxInterval: Math.max(ms(probe.interval ?? r.interval), ms(probe.maxInterval ?? r.maxInterval)) },
   }
 }
 
@@ -104,9 +113,11 @@ export class PassiveHealth {
     this.stall = s.stall === undefined ? undefined : new StallWatch(s.stall, () => this.peers)
   }
 
+  /** A peer starts clean here: in rotation as far as passive health goes (new settings start accounting afresh). */
   private join(p: Peer): PeerHealth {
     const h = new PeerHealth(this, p)
     h.detector = this.detector(h)
+    p.passiveOk = true
     return (p.passive = h)
   }
 

@@ -16,7 +16,7 @@ export interface Waiting {
   prevWaiting: Waiting | undefined
   nextWaiting: Waiting | undefined
   waitingOn: WaitList | undefined
-  /** The server it waits on was just suspected of a stall (stall re-dispatch may race it elsewhere). */
+  /** The server it waits on is suspected of a stall (stall re-dispatch may race it elsewhere); told once or more. */
   stalled(now: number): void
 }
 
@@ -64,9 +64,10 @@ export class WaitList {
     return head === undefined ? 0 : now - Math.max(head.started, this.lastResponse)
   }
 
-  /** Tell every request waiting now that its server stalled. A request may unlink itself meanwhile. */
-  notifyStalled(now: number): void {
-    for (let w = this.head; w !== undefined; ) {
+  /** Tell the requests that have waited longer than `age` ms (oldest first) that their server stalled. */
+  notifyStalled(now: number, age: number): void {
+    for (let w = this.head; w !== undefined && now - w.started > age; ) {
+      // Racing may settle this request and unlink it: take the next one first.
       const next = w.nextWaiting
       w.stalled(now)
       w = next
@@ -113,10 +114,21 @@ export class StallWatch {
     if (oldest <= floor && !peers.some(isSuspect)) return
     const p99 = this.p99()
     const threshold = Math.max(floor, factor * p99)
+    const redispatch = this.settings.redispatch
     for (const h of peers) {
       const head = h.waits.head
       const stalled = h.waits.silentFor(now) > threshold
-      if (stalled !== h.suspect) h.stallVerdict(stalled, { waiting: head === undefined ? 0 : now - head.started, threshold, p99 })
+      if (h.suspect && redispatch) {
+        // Its waiting requests were raced elsewhere: only an answer clears it (answered()); meanwhile those that
+        // outwait the threshold are raced too, and with none left one request may go to find out.
+        if (head === undefined) h.openStallTrial()
+        else h.waits.notifyStalled(now, threshold)
+        continue
+      }
+      if (stalled === h.suspect) continue
+      h.stallVerdict(stalled, { waiting: head === undefined ? 0 : now - head.started, threshold, p99 })
+      // Suspected (the cap allowed it): every request already waiting on it may be raced elsewhere at once.
+      if (h.suspect && redispatch) h.waits.notifyStalled(now, -1)
     }
   }
 

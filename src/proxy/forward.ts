@@ -1,6 +1,7 @@
 // The forwarding hot path: one client request (an Exchange) becomes one or more attempts, each on one peer,
 // streamed both ways through the peer's undici pool. Retry rules live in retry.ts, health in health/.
 import { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
@@ -10,7 +11,7 @@ import { Role } from '../health/ejection.js'
 import type { WaitList, Waiting } from '../health/stall.js'
 import type { Attempted } from '../health/monitor.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
-import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
+import { ClientHop, forwardHeaders, readRequestHead, responseHeaders, trailerPairs, type RequestHead } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
@@ -30,6 +31,15 @@ export interface ForwardHooks {
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
 export class VigilRequest extends IncomingMessage {
   exchange: Exchange | undefined = undefined
+  /** Its raw headers read once (by the listener), so nothing builds Node's `headers` object on the way. */
+  head: RequestHead | undefined = undefined
+}
+
+const HOP = Symbol('vigil.clientHop')
+
+/** The connection's forwarding facts, made at its first request. */
+function clientHop(socket: Socket & { [HOP]?: ClientHop }, hooks: ForwardHooks): ClientHop {
+  return (socket[HOP] ??= new ClientHop(socket.remoteAddress ?? '', hooks.tls === true ? 'https' : 'http', hooks.trust?.has(socket.remoteAddress) === true))
 }
 
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
@@ -41,6 +51,11 @@ export class VigilResponse extends ServerResponse<VigilRequest> {
 
 function onClientClose(this: VigilResponse): void {
   this.exchange?.clientClosed()
+}
+
+/** Registered at most once per response, at its first backpressure: no wrapper per 'drain'. */
+function onClientDrain(this: VigilResponse): void {
+  this.exchange?.resumeUpstream()
 }
 
 function onBodyData(this: VigilRequest, chunk: Buffer): void {
@@ -92,6 +107,8 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
+  /** Stall re-dispatch already raced this attempt on another server. */
+  private raced = false
   /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
@@ -116,9 +133,9 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   }
 
   onData(chunk: Buffer): boolean {
-    const res = this.exchange.res
-    if (res.write(chunk)) return true
-    res.once('drain', this.resumeUpstream as () => void)
+    const ex = this.exchange
+    if (ex.res.write(chunk)) return true
+    ex.awaitDrain()
     return false
   }
 
@@ -130,9 +147,11 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
     if (!this.settled) this.exchange.error(this, err)
   }
 
-  /** Its server was just suspected of a stall while this attempt waits on it. */
+  /** Its server is suspected of a stall while this attempt waits on it: race it elsewhere, once. */
   stalled(now: number): void {
-    void now
+    if (this.settled || this.raced) return
+    this.raced = true
+    this.exchange.stalled(now)
   }
 
   /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
@@ -145,6 +164,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
 export class Exchange {
   private readonly started: number
   private readonly method: string | undefined
+  private readonly head: RequestHead
   private readonly headerList: string[]
   private body: Buffer | IncomingMessage | null = null
   private chunks: Buffer[] | undefined = undefined
@@ -157,6 +177,7 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined = undefined
   private clientGone = false
   private finished = false
+  private drainWatched = false
 
   constructor(
     readonly req: VigilRequest,
@@ -167,20 +188,16 @@ export class Exchange {
   ) {
     this.started = Date.now()
     this.method = req.method
-    this.headerList = requestHeaders(req.rawHeaders, req.headers.connection, {
-      clientAddress: req.socket.remoteAddress ?? '',
-      proto: hooks.tls === true ? 'https' : 'http',
-      trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
-      host: upstream.hostHeader ?? target.host,
-      originalHost: target.host,
-    })
+    const head = (this.head = req.head ?? readRequestHead(req.rawHeaders))
+    const hop = clientHop(req.socket, hooks)
+    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host }
+    this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
   }
 
   start(): void {
-    const headers = this.req.headers
-    const length = headers['content-length']
-    const chunked = headers['transfer-encoding'] !== undefined
-    if (!chunked && (length === undefined || length === '0')) return this.first()
+    const length = this.head.contentLength
+    const chunked = this.head.chunked
+    if (!chunked && (length === undefined || length === '0')) return this.first(this.started)
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
       this.chunks = []
@@ -190,7 +207,18 @@ export class Exchange {
       return
     }
     this.body = this.req
-    this.first()
+    this.first(this.started)
+  }
+
+  /** The client socket is full: undici stays paused until it drains. */
+  awaitDrain(): void {
+    if (this.drainWatched) return
+    this.drainWatched = true
+    this.res.on('drain', onClientDrain)
+  }
+
+  resumeUpstream(): void {
+    this.winner?.resumeUpstream?.()
   }
 
   bodyChunk(chunk: Buffer): void {
@@ -201,16 +229,16 @@ export class Exchange {
     this.req.exchange = undefined
     this.body = Buffer.concat(this.chunks as Buffer[])
     this.chunks = undefined
-    if (!this.finished) this.first()
+    if (!this.finished) this.first(Date.now())
   }
 
-  private first(): void {
-    this.upstream.retry.budget.request(Date.now())
-    this.begin()
+  private first(now: number): void {
+    this.upstream.retry.budget.request(now)
+    this.begin(now)
   }
 
   /** Send the first attempt; or wait in the queue while every eligible peer is at maxConns; or answer 503. */
-  begin(): void {
+  begin(now = Date.now()): void {
     const up = this.upstream
     const peer = up.select(NO_PEERS, this.req)
     if (peer === undefined) {
@@ -226,7 +254,7 @@ export class Exchange {
       return
     }
     this.firstPeer = peer
-    this.launch(peer, Date.now())
+    this.launch(peer, now)
   }
 
   private launch(peer: Peer, now: number): void {
@@ -348,6 +376,21 @@ export class Exchange {
     else this.launch(next, now)
   }
 
+  /**
+   * Stall re-dispatch: the server an attempt waits on was just suspected of a stall. Race the request on another
+   * server at once, keeping the original (first answer wins, the loser is cancelled): a hedge fired by evidence
+   * instead of a perTryTimeout guess, charged to the retry budget like one.
+   */
+  stalled(now: number): void {
+    if (this.winner !== undefined || this.finished || this.clientGone) return
+    const policy = this.upstream.retry
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now) || !this.replayable()) return
+    const peer = this.nextPeer()
+    if (peer === undefined || !policy.charge(now)) return
+    policy.redispatches++
+    this.launch(peer, now)
+  }
+
   clientClosed(): void {
     if (this.finished || this.res.writableFinished) return
     this.clientGone = true
@@ -380,7 +423,8 @@ export class Exchange {
 
   /**
    * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
-   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer, nor does
+   * one raced by stall re-dispatch (the stall suspicion already keeps new requests away from its server).
    */
   private cancelOthers(winner: Attempt, now: number): void {
     clearTimeout(this.timer)
@@ -389,7 +433,7 @@ export class Exchange {
     for (let a = this.live; a !== undefined; ) {
       const next = a.nextLive
       if (a !== winner) {
-        const late = now - a.started >= perTry
+        const late = perTry > 0 && now - a.started >= perTry
         this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
         a.abort()
       }

@@ -69,8 +69,8 @@ export class Upstream extends EventEmitter {
   /** peers, connections, balancer, slowStart, hostHeader, active, passive and retry are replaced in place on reload (src/upstream/membership.ts). */
   peers: readonly Peer[]
   connections: Connections
-  balancer: Balancer
-  slowStart: SlowStart
+  private policy!: Balancer
+  private ramp!: SlowStart
   /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
   readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
@@ -112,6 +112,30 @@ export class Upstream extends EventEmitter {
     this.started = true
   }
 
+  get balancer(): Balancer {
+    return this.policy
+  }
+
+  /** A new policy (reload) gets its tables for the current snapshot at once. */
+  set balancer(b: Balancer) {
+    this.policy = b
+    this.prepareBalancer()
+  }
+
+  get slowStart(): SlowStart {
+    return this.ramp
+  }
+
+  set slowStart(s: SlowStart) {
+    this.ramp = s
+    s.onWeights = () => this.prepareBalancer()
+  }
+
+  /** Balancer tables follow the snapshot and the effective weights; pick() never builds one. */
+  private prepareBalancer(): void {
+    this.policy.prepare?.([this.primaries, this.backups, this.lastResort])
+  }
+
   get timeouts(): UpstreamTimeouts {
     return this.connections.timeouts
   }
@@ -129,6 +153,7 @@ export class Upstream extends EventEmitter {
     this.lastResort = this.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     // The constructor's first snapshot is the start, not a recovery.
     if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
+    this.prepareBalancer()
     this.eligibilityChanged()
     this.emit('change', this)
     this.admitWaiting()
