@@ -88,8 +88,9 @@ export class ProxyListener {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rejected = rejectRequest(req, this.maxHeaders)
-    if (rejected === undefined) this.upgrades.handle(req, socket, head)
-    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    if (rejected === undefined) return this.upgrades.handle(req, socket, head)
+    sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    this.hooks.access.rejected(socket, rejected.status, rejected.code)
   }
 
   /**
