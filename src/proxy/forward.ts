@@ -34,6 +34,8 @@ export interface RequestMetrics {
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
 export class VigilRequest extends IncomingMessage {
   exchange: Exchange | undefined = undefined
+  /** Its response, set by forward(): 'close' on the request is the one client-gone signal every pipelined request gets. */
+  response: VigilResponse | undefined = undefined
 }
 
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
@@ -43,6 +45,29 @@ export class VigilResponse extends ServerResponse<VigilRequest> {
 
 function onClientClose(this: VigilResponse): void {
   this.exchange?.clientClosed()
+}
+
+/**
+ * Node 20 emits 'close' only on the response that owns the socket: a pipelined response still queued behind it
+ * never gets one when the client disconnects, but its request does (the server destroys every pending request).
+ * A request also closes normally once its response is done, when the socket is still open: that is no ending.
+ */
+function onRequestClose(this: VigilRequest): void {
+  if (this.socket.destroyed) this.response?.exchange?.clientClosed()
+}
+
+/**
+ * A response drained: resume the upstream body, but never from inside this 'drain'. Node emits it synchronously
+ * from another response's write (a pipelined response becomes the socket's owner when the one before it ends,
+ * inside that attempt's undici parser callback), and undici's parsers must not be re-entered (it asserts).
+ */
+function onResponseDrain(this: VigilResponse): void {
+  const a = this.exchange?.streaming
+  if (a !== undefined) process.nextTick(resumeAttempt, a)
+}
+
+function resumeAttempt(a: Attempt): void {
+  if (!a.settled) (a.resumeUpstream as () => void)()
 }
 
 function onBodyData(this: VigilRequest, chunk: Buffer): void {
@@ -120,7 +145,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   onData(chunk: Buffer): boolean {
     const res = this.exchange.res
     if (res.write(chunk)) return true
-    res.once('drain', this.resumeUpstream as () => void)
+    res.once('drain', onResponseDrain)
     return false
   }
 
@@ -150,6 +175,10 @@ export class Exchange {
   private tried: Peer[] | undefined = undefined
   private live: Attempt | undefined = undefined
   private winner: Attempt | undefined = undefined
+  /** The winner while its body streams to the client (what a 'drain' resumes). */
+  get streaming(): Attempt | undefined {
+    return this.winner
+  }
   private lastFailure: Failure | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
   private clientGone = false
@@ -305,7 +334,13 @@ export class Exchange {
   }
 
   error(a: Attempt, err: Error): void {
+    // The client's socket is gone (its 'close' may not have run yet): whatever failed, the provider is not to blame.
     const now = Date.now()
+    if (this.clientGone || this.req.socket.destroyed) {
+      this.settle(a, undefined, false, now)
+      this.clientClosed()
+      return
+    }
     const failure = classifyError(err)
     this.settle(a, failure, true, now)
     const midBody = a === this.winner
@@ -467,6 +502,8 @@ export function parseTarget(url: string, hostHeader: string | undefined): Target
 export function forward(req: VigilRequest, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
   const ex = new Exchange(req, res, upstream, target, hooks)
   res.exchange = ex
+  req.response = res
   res.on('close', onClientClose)
+  req.on('close', onRequestClose)
   ex.start()
 }
