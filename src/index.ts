@@ -15,6 +15,7 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { Watchdog } from './proxy/watchdog.js'
 import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
 
 export type { Config } from './config/schema.js'
@@ -50,6 +51,8 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
+  readonly watchdog: Watchdog
   private passive: PassiveHealthLink = passiveLink
   private current: Config
   private listeners: ProxyListener[]
@@ -83,6 +86,7 @@ export class Vigil {
       for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
       this.checker.update(this.upstreams)
     })
+    this.watchdog = new Watchdog(() => this.upstreams, this.log)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -193,6 +197,7 @@ export class Vigil {
       // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
       this.checker.start()
+      this.watchdog.start()
       for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
       this.reloader.watch()
@@ -234,6 +239,7 @@ export class Vigil {
     await closed
     await this.admin?.close()
     await this.checker.stop()
+    this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
     this.log.info('vigil stopped')

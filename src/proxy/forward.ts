@@ -4,8 +4,9 @@ import { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
-import type { Upstream } from '../upstream/upstream.js'
-import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
+import type { Upstream, UpstreamTimeouts } from '../upstream/upstream.js'
+import type { InFlightEntry } from '../upstream/inflight.js'
+import { classifyError, httpFailure, PER_TRY_TIMEOUT, POOL_TIMEOUT, STUCK, type Failure } from '../health/outcome.js'
 import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
 import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
@@ -101,7 +102,7 @@ const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim 
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
  * It only relays undici's callbacks to its exchange; it is also the request's place in the passive wait list.
  */
-export class Attempt implements Dispatcher.DispatchHandler, Waiting {
+export class Attempt implements Dispatcher.DispatchHandler, Waiting, InFlightEntry {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   resumeUpstream: (() => void) | undefined = undefined
   /** Settled: counted, unlinked, and any later callback from undici is ignored. */
@@ -116,6 +117,11 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   waitingOn: PeerHealth | undefined = undefined
   /** Next attempt of the same exchange still running (hedging runs several). */
   nextLive: Attempt | undefined = undefined
+  /** Its place in the peer's in-flight list (the watchdog's). */
+  prevInPeer: InFlightEntry | undefined = undefined
+  nextInPeer: InFlightEntry | undefined = undefined
+  /** Set by the watchdog when it finds the client gone; still in flight at its next sweep means stuck. */
+  orphaned = false
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
@@ -126,7 +132,14 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
     readonly exchange: Exchange,
     readonly peer: Peer,
     readonly started: number,
+    /** Its group's timeouts when it was sent (the watchdog measures it against them). */
+    readonly timeouts: UpstreamTimeouts,
   ) {}
+
+  /** undici gave it a connection (it calls onConnect just before writing the request). */
+  get connected(): boolean {
+    return this.abortUpstream !== undefined
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.settled) abort()
@@ -257,10 +270,11 @@ export class Exchange {
 
   private launch(peer: Peer, now: number): void {
     this.attempts++
-    const a = new Attempt(this, peer, now)
+    const a = new Attempt(this, peer, now, this.upstream.timeouts)
     a.nextLive = this.live
     this.live = a
     peer.inflight++
+    peer.attempts.add(a)
     this.upstream.passive.dispatched(peer, a, now)
     const perTry = this.upstream.retry.perTryTimeout
     if (perTry > 0) {
@@ -352,11 +366,7 @@ export class Exchange {
       return
     }
     this.lastFailure = failure
-    // A hedge still racing may yet answer.
-    if (this.live !== undefined) return
-    const next = this.retryPeer(failure, now)
-    if (next === undefined) this.fail()
-    else this.launch(next, now)
+    this.retryOrFail(failure, now)
   }
 
   perTryTimeout(): void {
@@ -377,9 +387,7 @@ export class Exchange {
     this.settle(a, PER_TRY_TIMEOUT, true, now)
     a.abort()
     this.lastFailure = PER_TRY_TIMEOUT
-    const next = this.retryPeer(PER_TRY_TIMEOUT, now)
-    if (next === undefined) this.fail()
-    else this.launch(next, now)
+    this.retryOrFail(PER_TRY_TIMEOUT, now)
   }
 
   clientClosed(): void {
@@ -394,6 +402,40 @@ export class Exchange {
     this.finish(this.winner?.status ?? 0)
   }
 
+  /**
+   * The watchdog: `a` waited for a pool connection longer than timeouts.queue (every connection of the peer busy).
+   * vigil's own limit, so it says nothing about the provider; another peer may be tried, else 503 pool_timeout.
+   */
+  poolTimeout(a: Attempt, now: number): void {
+    a.peer.poolTimeouts++
+    this.settle(a, POOL_TIMEOUT, false, now)
+    this.hooks.log.warn({ upstream: this.upstream.name, peer: a.peer.address, reason: POOL_TIMEOUT.code, waitedMs: now - a.started, inflight: a.peer.inflight }, 'request waited too long for a pooled connection')
+    this.lastFailure = POOL_TIMEOUT
+    this.retryOrFail(POOL_TIMEOUT, now)
+  }
+
+  /** The watchdog: `a` outlived every timeout meant to end it. End it (the watchdog reports it) so it cannot hold the pool. */
+  stuck(a: Attempt, now: number): void {
+    this.settle(a, STUCK, false, now)
+    a.abort()
+    if (this.clientGone || this.req.socket.destroyed) return this.clientClosed()
+    if (a === this.winner) {
+      this.res.destroy()
+      this.finish(a.status)
+      return
+    }
+    this.lastFailure = STUCK
+    if (this.live === undefined) this.fail()
+  }
+
+  /** After a failed attempt: wait for a hedge still racing, or try another peer, or answer the failure. */
+  private retryOrFail(f: Failure, now: number): void {
+    if (this.live !== undefined) return
+    const next = this.retryPeer(f, now)
+    if (next === undefined) this.fail()
+    else this.launch(next, now)
+  }
+
   /** Count an attempt exactly once: the peer's counters and its passive accounting. */
   private settle(a: Attempt, failure: Failure | undefined, conclusive: boolean, now: number): void {
     if (a.settled) return
@@ -401,6 +443,7 @@ export class Exchange {
     this.unlink(a)
     const peer = a.peer
     peer.inflight--
+    peer.attempts.remove(a)
     peer.requests++
     if (failure !== undefined && conclusive) peer.failures++
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
@@ -471,6 +514,8 @@ function describe(f: Failure, upstream: string): string {
     case 'response_timeout':
     case 'per_try_timeout':
       return `upstream "${upstream}" timed out before sending a response`
+    case 'pool_timeout':
+      return `no connection to a server of "${upstream}" became free within timeouts.queue`
     case 'invalid_response':
       return `upstream "${upstream}" sent an invalid response`
     default:
