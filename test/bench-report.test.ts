@@ -14,7 +14,7 @@ t.test('templates: placeholders and one block per server', async (t) => {
 
 t.test('every vigil fragment in bench/peers/ is a valid vigil config', async (t) => {
   const fragments = (await readdir(peersDir)).filter((f) => f.startsWith('vigil-') && f.endsWith('.json'))
-  t.same(fragments.sort(), ['vigil-active.json', 'vigil-both.json', 'vigil-passive.json'])
+  t.same(fragments.sort(), ['vigil-active.json', 'vigil-both.json', 'vigil-passive.json', 'vigil-throughput.json'])
   for (const f of fragments) {
     const fragment = JSON.parse(await readFile(`${peersDir}${f}`, 'utf8')) as Record<string, unknown>
     const text = JSON.stringify(vigilConfig(8080, 9901, ['127.0.0.1:9001', '127.0.0.1:9002'], fragment))
@@ -73,7 +73,7 @@ t.test('the report: self-contained HTML and a markdown summary from every result
     settings: { rounds: 3, duration: 5, connections: 50 },
     summary: [
       { target: 'direct', rps: 1000, p50: 1, p99: 2, errors: 0 },
-      { target: 'vigil', rps: 800, p50: 1, p99: 3, errors: 0 },
+      { target: 'vigil', rps: 800, p50: 1, p99: 3, errors: 0, cpuUs: 60.25, upstreamCpuUs: 10 },
     ],
     ratios: { vigilOverDirect: 0.8, vigilP99AboveDirect: 1 },
     fixedRate: { rate: 500, summary: [{ target: 'vigil', rps: 499, p50: 1, p99: 2, errors: 0 }], ratios: { vigilP99AboveDirect: 0.5 } },
@@ -87,9 +87,10 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(html, /<svg /)
   t.notMatch(html, /<script|<link|<img|src=|href=/, 'no external assets')
   const md = await readFile(`${dir}SUMMARY.md`, 'utf8')
-  t.match(md, /\| vigil \| 800 \| 1\.0 \| 3\.0 \| 0 \|/)
+  t.match(md, /\| vigil \| 800 \| 1\.00 \| 3\.00 \| 0 \| 60\.3 \| 10\.0 \|/, 'CPU per request of the proxy and the upstream')
+  t.match(md, /\| direct \| 1000 \| 1\.00 \| 2\.00 \| 0 \| - \| - \|/, 'no CPU figure where none was measured')
   t.match(md, /vigil\/direct 0\.80x/)
-  t.match(md, /At a fixed 500 req\/s .* = 0\.5 ms/)
+  t.match(md, /At a fixed 500 req\/s .* = 0\.50 ms/)
   t.match(md, /\| vigil \| 499 \|/)
   t.match(md, /### rolling/)
   t.match(md, /2 CPUs, load average 3\.0 → 4\.6 over the scenario/)

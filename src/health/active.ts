@@ -129,6 +129,7 @@ export class ActiveChecker {
   update(upstreams: ReadonlyMap<string, Upstream>): void {
     const next = new Map<string, CheckTarget>()
     const limiters = new Map<string, Limiter>()
+    const previous = this.byPeer
     this.byPeer = new Map()
     for (const upstream of upstreams.values()) {
       const spec = upstream.active
@@ -147,7 +148,7 @@ export class ActiveChecker {
         const key = `${address} ${specKey}`
         let target = next.get(key)
         if (target === undefined) {
-          target = this.targets.get(key) ?? new CheckTarget(address, spec, limiter, peer.host, port)
+          target = this.targets.get(key) ?? this.successor(previous.get(peer), new CheckTarget(address, spec, limiter, peer.host, port))
           target.members = []
           next.set(key, target)
           if (this.started && !this.targets.has(key)) this.schedule(target, 0)
@@ -161,6 +162,21 @@ export class ActiveChecker {
     for (const [key, target] of this.targets) if (!next.has(key)) void this.retire(target)
     this.targets = next
     this.limiters = limiters
+  }
+
+  /**
+   * A server whose check changed (another spec, so another target) keeps its up/down state: a server down by the
+   * old check stays out until the new one passes `rise` times, and one that was up is not sent back to
+   * `defaultDown`. Counting towards rise/fall starts afresh under the new thresholds; the new check runs at once.
+   */
+  private successor(before: CheckTarget | undefined, target: CheckTarget): CheckTarget {
+    if (before !== undefined && before.state.checked) {
+      target.state.down = before.state.down
+      target.state.checked = true
+      target.last = before.last
+      target.lastChange = before.lastChange
+    }
+    return target
   }
 
   start(): void {

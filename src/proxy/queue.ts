@@ -48,11 +48,16 @@ class QueuedRequest implements Waiter {
     this.forward(this.req, this.res, this.upstream, this.target, this.hooks)
   }
 
+  refuse(code: string, detail: string): void {
+    clearTimeout(this.timer)
+    this.unlisten()
+    sendError(this.res, 503, code, detail)
+    this.hooks.done()
+  }
+
   private expire(): void {
     this.upstream.queue?.remove(this)
-    this.unlisten()
-    sendError(this.res, 503, 'queue_timeout', `no server in "${this.upstream.name}" had room under maxConns in time`)
-    this.hooks.done()
+    this.refuse('queue_timeout', `no server in "${this.upstream.name}" had room under maxConns in time`)
   }
 
   /** The client went away while waiting. */

@@ -28,10 +28,11 @@ export function sendError(res: ServerResponse, status: number, code: string, det
     return
   }
   const body = errorBody(status, detail, attempts)
+  // Set apart so the access log can read it back (headers given to writeHead are not).
+  res.setHeader('x-vigil-error', code)
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    'x-vigil-error': code,
     'cache-control': 'no-store',
     ...(attempts === undefined ? undefined : { 'x-vigil-attempts': attempts }),
   })

@@ -8,8 +8,10 @@ import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
-import { classifyError, httpFailure, type Failure } from '../health/outcome.js'
-import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
+import { classifyError, type Failure } from '../health/outcome.js'
+import { Role } from '../health/ejection.js'
+import type { WaitList, Waiting } from '../health/stall.js'
+import type { Attempted } from '../health/monitor.js'
 import { tlsConnectOptions } from '../upstream/tls.js'
 import type { Router } from './router.js'
 import { parseTarget, type ForwardHooks } from './forward.js'
@@ -22,23 +24,29 @@ const NO_PEERS: readonly Peer[] = []
  * One upgrade: its client socket, its peer, and the provider's socket once the provider switched protocols.
  * Until the provider answers it is also a request waiting on the peer, for passive health (stall detection).
  */
-class Tunnel implements Waiting {
+class Tunnel implements Attempted {
   upstreamSocket: Duplex | undefined = undefined
   switched = false
   closed = false
   /** Its outcome went to passive health (once: answered, failed, or the client left first). */
   settled = false
   readonly started = Date.now()
+  readonly sentAt = performance.now()
+  headersAt = 0
+  status = 0
   role = Role.Normal
   prevWaiting: Waiting | undefined = undefined
   nextWaiting: Waiting | undefined = undefined
-  waitingOn: PeerHealth | undefined = undefined
+  waitingOn: WaitList | undefined = undefined
 
   constructor(
     readonly client: Duplex,
     readonly peer: Peer,
     readonly upstream: Upstream,
   ) {}
+
+  /** An upgrade is not replayable on another server: it waits for its own answer. */
+  stalled(): void {}
 }
 
 export class UpgradeProxy {
@@ -78,9 +86,8 @@ export class UpgradeProxy {
       return
     }
     // An open tunnel is load on its peer, for least-connection policies, until either side closes.
-    peer.inflight++
     const tunnel = new Tunnel(socket, peer, upstream)
-    upstream.passive.dispatched(peer, tunnel, tunnel.started)
+    upstream.monitor.dispatched(tunnel, tunnel.started)
     this.tunnels.set(socket, tunnel)
     socket.once('close', () => this.closed(tunnel))
     req.url = target.path
@@ -125,19 +132,15 @@ export class UpgradeProxy {
   /** The provider answered the upgrade: a success, or a failure when passive.failOn lists the status. */
   private answered(tunnel: Tunnel, status: number): void {
     const now = Date.now()
-    const passive = tunnel.upstream.passive
-    passive.responded(tunnel, now)
-    this.settle(tunnel, passive.failOn.hasStatus(status) ? httpFailure(status) : undefined, true, now)
+    tunnel.status = status
+    this.settle(tunnel, tunnel.upstream.monitor.responded(tunnel, status, now), true, now)
   }
 
-  /** Count the upgrade attempt exactly once: the peer's counters and its passive accounting. */
+  /** Report the upgrade attempt exactly once to the monitor; the tunnel stays load on its peer until it closes. */
   private settle(tunnel: Tunnel, failure: Failure | undefined, conclusive: boolean, now: number): void {
     if (tunnel.settled) return
     tunnel.settled = true
-    const peer = tunnel.peer
-    peer.requests++
-    if (failure !== undefined && conclusive) peer.failures++
-    tunnel.upstream.passive.settled(peer, tunnel, failure, conclusive, now)
+    tunnel.upstream.monitor.settled(tunnel, failure, conclusive, now)
   }
 
   private failed(tunnel: Tunnel, err: Error): void {
@@ -154,10 +157,9 @@ export class UpgradeProxy {
     // The client left before the provider answered: that says nothing about the provider.
     this.settle(tunnel, undefined, false, Date.now())
     tunnel.upstreamSocket?.destroy()
-    tunnel.peer.inflight--
     this.tunnels.delete(tunnel.client)
     // A closed tunnel frees a maxConns slot like a finished request.
-    tunnel.upstream.admitWaiting()
+    tunnel.upstream.monitor.released(tunnel.peer)
   }
 
   private agent(peer: Peer): HttpsAgent | false {
