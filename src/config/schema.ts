@@ -210,6 +210,8 @@ export const Timeouts = Type.Object(
     connect: Type.Optional(Duration),
     response: Type.Optional(Duration),
     idle: Type.Optional(Duration),
+    /** Longest wait for a connection of a server's pool (all its connections busy): then 503 pool_timeout. Default: `connect`. */
+    queue: Type.Optional(Duration),
   },
   closed,
 )
