@@ -29,7 +29,7 @@ export interface LoadShape {
 }
 
 /** Between starting a proxy and the load: time for first health checks, the same for every proxy. */
-const WARM = 1_500
+export const WARM = 1_500
 
 /** autocannon instances started 100 ms apart, so the load is even at the timeline's 100 ms resolution. */
 const SPREAD = 10
@@ -55,6 +55,9 @@ export interface RunResult {
   events?: FaultEvent[]
   series?: Series
   duration?: number
+  /** Which invocation wrote this row and at what scale (see RunLabel); absent in results from before labels. */
+  run?: string
+  scale?: number
 }
 
 /** Pair each fault mark with the next repair of the same provider. */

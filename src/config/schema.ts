@@ -210,6 +210,8 @@ export const Timeouts = Type.Object(
     connect: Type.Optional(Duration),
     response: Type.Optional(Duration),
     idle: Type.Optional(Duration),
+    /** Longest wait for a connection of a server's pool (all its connections busy): then 503 pool_timeout. Default: `connect`. */
+    queue: Type.Optional(Duration),
   },
   closed,
 )
@@ -339,6 +341,21 @@ export const Admin = Type.Object(
   closed,
 )
 
+export const AccessLog = Type.Union(
+  [
+    Type.Boolean(),
+    Type.Object(
+      {
+        path: Type.Optional(Type.String({ minLength: 1, description: 'file to append to, reopened on SIGUSR1 (log rotation); stdout when absent' })),
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('combined')], { default: 'json' })),
+      },
+      closed,
+    ),
+  ],
+  { default: false, description: 'true (JSON lines on stdout), or an object with path, format' },
+)
+export type AccessLog = Static<typeof AccessLog>
+
 export const Log = Type.Object(
   {
     level: Type.Optional(
@@ -355,7 +372,7 @@ export const Log = Type.Object(
         { default: 'info' },
       ),
     ),
-    access: Type.Optional(Type.Boolean({ default: false })),
+    access: Type.Optional(AccessLog),
   },
   closed,
 )

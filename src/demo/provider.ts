@@ -85,6 +85,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
       backlog: { type: 'string', default: '511' },
       // --count MS: write {"t","n"} JSON lines to stdout, one per interval of MS milliseconds with traffic.
       count: { type: 'string' },
+      // Exit when stdin closes: the parent that started this provider is gone, even if it was SIGKILLed.
+      'exit-with-parent': { type: 'boolean', default: false },
     },
   })
   const interval = values.count === undefined ? 0 : Number(values.count)
@@ -94,6 +96,10 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
   // One JSON line on stdout tells the parent where this provider listens.
   process.stdout.write(`${JSON.stringify({ name: values.name, port: address.port, pid: process.pid })}\n`)
   if (counter !== undefined) setInterval(() => counter.roll(Date.now()), interval).unref()
+  if (values['exit-with-parent']) {
+    process.stdin.on('end', () => process.exit(0))
+    process.stdin.resume()
+  }
   process.on('SIGTERM', () => {
     counter?.flush()
     provider.server.close(() => process.exit(0))

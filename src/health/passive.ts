@@ -135,9 +135,11 @@ export class PassiveHealth {
     this.stall = s.stall === undefined ? undefined : new StallWatch(s.stall, () => this.peers)
   }
 
+  /** A peer starts clean here: in rotation as far as passive health goes (new settings start accounting afresh). */
   private join(p: Peer): PeerHealth {
     const h = new PeerHealth(this, p)
     h.detector = this.detector(h)
+    p.passiveOk = true
     return (p.passive = h)
   }
 
@@ -207,7 +209,8 @@ export class PassiveHealth {
     if (list === undefined) return
     list.unlink(w)
     ;(list.owner as PeerHealth).answered(now)
-    ;(this.stall as StallWatch).sample(now - w.started)
+    // Linked under settings with stall detection, answered under new ones (a reload in between) that may have none.
+    this.stall?.sample(now - w.started)
   }
 
   /** Hot path: the attempt is over. `failure` undefined is a success; `conclusive` false means it says nothing. */
