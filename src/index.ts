@@ -18,6 +18,8 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { Watchdog } from './proxy/watchdog.js'
+import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
@@ -60,6 +62,8 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
+  readonly watchdog: Watchdog
   /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
   readonly access: AccessLog
   private passive: PassiveHealthLink = passiveLink
@@ -72,6 +76,10 @@ export class Vigil {
   private stopping: Promise<void> | undefined
   /** Set once start() succeeded: a start that failed stops without saying "stopping" (its error says it all). */
   private started = false
+  /** Every listener bound: start() got that far (for GET /ready). */
+  private listening = false
+  /** Transitions and per-server traffic samples (one per 10 s) for the html status page. */
+  readonly history: StatusHistory
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
@@ -104,6 +112,8 @@ export class Vigil {
         this.checker.update(this.upstreams)
       },
     })
+    this.watchdog = new Watchdog(() => this.upstreams, this.log)
+    this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -150,6 +160,10 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            config: () => this.current,
+            log: this.log,
+            history: this.history,
+            lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
           })
   }
 
@@ -217,7 +231,10 @@ export class Vigil {
       const access = this.current.log?.access
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
+      this.watchdog.start()
       for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      this.listening = true
+      this.history.start()
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
       this.reloader.watch()
       this.started = true
@@ -258,7 +275,9 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    this.history.stop()
     await this.checker.stop()
+    this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
     await this.access.close()

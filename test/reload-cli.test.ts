@@ -2,14 +2,18 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { get, spawnProvider } from './helpers/index.js'
-import { proxyConfig, startCli, tempDir, until, writeConfig } from './helpers/config-file.js'
+import { startCli } from './helpers/cli.js'
+import { proxyConfig, tempDir, until, writeConfig } from './helpers/config-file.js'
 
 t.test('SIGHUP and POST /reload apply a good file and reject a bad one the same way', async (t) => {
   const [a, b, c] = await Promise.all([spawnProvider(t, 'a'), spawnProvider(t, 'b'), spawnProvider(t, 'c')])
   const file = join(tempDir(t), 'vigil.json')
   writeConfig(file, proxyConfig([a.address]))
-  const cli = await startCli(t, file)
-  const { child, lines, url, admin, exited } = cli
+  const { child, lines, exited } = startCli(t, ['start', '--config', file])
+  await until(() => lines.some((l) => l['msg'] === 'vigil started'), 'the CLI to start')
+  const started = lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
+  const url = `http://${started.listeners[0]}`
+  const admin = `http://${started.admin}`
   const count = (msg: string): number => lines.filter((l) => l['msg'] === msg).length
   const status = async (): Promise<{ generation: number; last: { ok: boolean; source: string } }> => JSON.parse((await get(`${admin}/reload`)).body)
   t.equal((await get(url)).headers['x-provider'], 'a')

@@ -9,7 +9,8 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { client, control, get, silent, spawnProvider } from './helpers/index.js'
 import { dnsServer } from './helpers/dns.js'
-import { liveSet, proxyConfig, startCli, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
+import { liveSet, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
+import { startCli } from './helpers/cli.js'
 import { Vigil, type Config } from '../src/index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
@@ -113,25 +114,28 @@ t.test('case 3: a reload whose upstream tls.ca is a directory is rejected and th
   mkdirSync(caDir)
   const file = join(dir, 'vigil.json')
   writeConfig(file, proxyConfig([a.address]))
-  const cli = await startCli(t, file)
-  const { child, lines, admin } = cli
-  const exited = cli.exited.then(() => undefined)
+  const { child, lines, exited: exit } = startCli(t, ['start', '--config', file])
+  let code: number | null | undefined
+  const exited = exit.then((c) => void (code = c))
+  await until(() => lines.some((l) => l['msg'] === 'vigil started'), 'the CLI to start')
+  const started = lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
+  const admin = `http://${started.admin}`
   const rejected = (): number => lines.filter((l) => l['msg'] === 'config reload rejected; the running config stays').length
 
   // A kept group turns TLS on with a CA that is a directory.
   writeConfig(file, proxyConfig([], { upstreams: { api: { tls: { ca: caDir }, servers: [{ address: a.address }] } } }))
   process.kill(child.pid as number, 'SIGHUP')
   await Promise.race([exited, until(() => rejected() === 1, 'the SIGHUP rejection')])
-  t.equal(cli.code, undefined, 'the process is still running')
+  t.equal(code, undefined, 'the process is still running')
   const status = JSON.parse((await get(`${admin}/reload`)).body) as { generation: number; last: { ok: boolean; error: string } }
   t.match(status, { generation: 1, last: { ok: false } })
   t.match(status.last.error, /tls\.ca/, 'the error names the setting')
-  t.equal((await get(cli.url)).headers['x-provider'], 'a', 'the old config serves')
+  t.equal((await get(`http://${started.listeners[0]}`)).headers['x-provider'], 'a', 'the old config serves')
 
   // A new group with the same setting, through POST /reload.
   writeConfig(file, proxyConfig([a.address], { upstreams: { api: { servers: [{ address: a.address }] }, other: { tls: { ca: caDir }, servers: [{ address: a.address }] } } }))
   const r = await Promise.race([exited.then(() => undefined), postReload(admin)])
-  t.equal(cli.code, undefined, 'still running')
+  t.equal(code, undefined, 'still running')
   t.match(r, { status: 422, body: { ok: false, generation: 1 } })
   writeConfig(file, proxyConfig([a.address], { upstreams: { api: { servers: [{ address: a.address, weight: 2 }] } } }))
   t.match(await postReload(admin), { status: 200, body: { ok: true, generation: 2 } }, 'the next good file applies on top of the running config')

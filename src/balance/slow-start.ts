@@ -11,6 +11,8 @@ export class SlowStart {
   /** Peers still ramping, with the time their ramp began. */
   private readonly ramping = new Map<Peer, number>()
   private timer: NodeJS.Timeout | undefined
+  /** Called after the timer changed effective weights, so balancer tables follow (set by the Upstream). */
+  onWeights: (() => void) | undefined = undefined
 
   constructor(
     readonly window: number,
@@ -36,6 +38,7 @@ export class SlowStart {
       }
     }
     if (this.ramping.size === 0) this.stop()
+    this.onWeights?.()
   }
 
   /**

@@ -60,7 +60,11 @@ export class Monitor {
     peer.requests++
     if (failure !== undefined && conclusive) peer.failures++
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
-    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
+    if (a.headersAt !== 0 || failure?.kind === 'timeout') {
+      // The headers time is also the sample's clock reading: no second read.
+      const at = a.headersAt || performance.now()
+      peer.recordLatency(at - a.sentAt, at)
+    }
     const ms = now - a.started
     for (const o of this.observers) o.finished(peer, a.status, ms)
     this.upstream.passive.settled(peer, a, failure, conclusive, now)

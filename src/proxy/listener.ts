@@ -11,6 +11,7 @@ import { forward, parseTarget, VigilRequest, VigilResponse, type ForwardHooks } 
 import { sendError, sendRawError } from './respond.js'
 import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
 import { TrustedProxies } from './trust.js'
+import { readRequestHead } from './headers.js'
 import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
@@ -58,7 +59,9 @@ export class ProxyListener {
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
     if (this.hooks.access.enabled) this.hooks.access.begin(res)
-    const rejected = rejectRequest(req, this.maxHeaders)
+    // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
+    const head = (req.head = readRequestHead(req.rawHeaders))
+    const rejected = rejectRequest(req, this.maxHeaders, head)
     if (rejected !== undefined) {
       res.shouldKeepAlive = false
       sendError(res, rejected.status, rejected.code, rejected.detail)
@@ -67,7 +70,7 @@ export class ProxyListener {
     }
     // Keep-alive clients would otherwise keep a closing server busy forever.
     if (this.closing) res.shouldKeepAlive = false
-    const target = parseTarget(req.url ?? '/', req.headers.host)
+    const target = parseTarget(req.url ?? '/', head.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
       this.hooks.done()
@@ -85,8 +88,9 @@ export class ProxyListener {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rejected = rejectRequest(req, this.maxHeaders)
-    if (rejected === undefined) this.upgrades.handle(req, socket, head)
-    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    if (rejected === undefined) return this.upgrades.handle(req, socket, head)
+    sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    this.hooks.access.rejected(socket, rejected.status, rejected.code)
   }
 
   /**

@@ -14,11 +14,16 @@ import { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
+const STUCK_SLACK = 1_000
 
 export interface UpstreamTimeouts {
   connect: number
   response: number
   idle: number
+  /** Longest wait for a pooled connection (`timeouts.queue`, default `connect`). */
+  queue: number
+  /** Age after which an attempt still without response headers outlived every timeout that should have ended it. */
+  stuck: number
 }
 
 const NONE: readonly Peer[] = []
@@ -32,10 +37,16 @@ export interface Connections {
 }
 
 export function connections(config: UpstreamConfig): Connections {
+  const connect = ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect)
+  const response = ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response)
+  const queue = ms(config.timeouts?.queue ?? connect)
   const timeouts = {
-    connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
-    response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
+    connect,
+    response,
     idle: ms(config.timeouts?.idle ?? DEFAULT_TIMEOUTS.idle),
+    queue,
+    // Queued, connected, then answered: each phase has its timeout; a second of slack for the timers themselves.
+    stuck: queue + connect + response + STUCK_SLACK,
   }
   const pool: PoolOptions = {
     connectTimeout: timeouts.connect,
@@ -69,8 +80,8 @@ export class Upstream extends EventEmitter {
   /** peers, connections, balancer, slowStart, hostHeader, active, passive and retry are replaced in place on reload (src/upstream/membership.ts). */
   peers: readonly Peer[]
   connections: Connections
-  balancer: Balancer
-  slowStart: SlowStart
+  private policy!: Balancer
+  private ramp!: SlowStart
   /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
   readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
@@ -112,6 +123,30 @@ export class Upstream extends EventEmitter {
     this.started = true
   }
 
+  get balancer(): Balancer {
+    return this.policy
+  }
+
+  /** A new policy (reload) gets its tables for the current snapshot at once. */
+  set balancer(b: Balancer) {
+    this.policy = b
+    this.prepareBalancer()
+  }
+
+  get slowStart(): SlowStart {
+    return this.ramp
+  }
+
+  set slowStart(s: SlowStart) {
+    this.ramp = s
+    s.onWeights = () => this.prepareBalancer()
+  }
+
+  /** Balancer tables follow the snapshot and the effective weights; pick() never builds one. */
+  private prepareBalancer(): void {
+    this.policy.prepare?.([this.primaries, this.backups, this.lastResort])
+  }
+
   get timeouts(): UpstreamTimeouts {
     return this.connections.timeouts
   }
@@ -129,6 +164,7 @@ export class Upstream extends EventEmitter {
     this.lastResort = this.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     // The constructor's first snapshot is the start, not a recovery.
     if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
+    this.prepareBalancer()
     this.eligibilityChanged()
     this.emit('change', this)
     this.admitWaiting()

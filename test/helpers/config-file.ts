@@ -5,10 +5,8 @@ import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import pino, { type Logger } from 'pino'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { Vigil, type Config } from '../../src/index.js'
-import { cliScript, silent, type ProxyHandle } from './index.js'
+import { silent, type ProxyHandle } from './index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
@@ -80,44 +78,4 @@ export function capture(): { logger: Logger; lines: Record<string, unknown>[] } 
     },
   })
   return { logger: pino({ level: 'info' }, stream), lines }
-}
-
-export interface CliProxy {
-  child: ChildProcess
-  /** The CLI's JSON log lines so far. */
-  lines: Record<string, unknown>[]
-  url: string
-  admin: string
-  /** Resolves with the exit code; `code` holds it once known (undefined while running). */
-  exited: Promise<number | null>
-  readonly code: number | null | undefined
-}
-
-/** The compiled CLI started on `file` in its own process group (killed at teardown), once it logged "vigil started". */
-export async function startCli(t: Tap, file: string): Promise<CliProxy> {
-  const child = spawn(process.execPath, [cliScript, 'start', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-  let code: number | null | undefined
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve((code = c))))
-  t.teardown(async () => {
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL')
-    } catch {
-      // already gone
-    }
-    await exited
-  })
-  const lines: Record<string, unknown>[] = []
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (l) => lines.push(JSON.parse(l) as Record<string, unknown>))
-  await until(() => lines.some((l) => l['msg'] === 'vigil started'), 'the CLI to start')
-  const started = lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
-  return {
-    child,
-    lines,
-    url: `http://${started.listeners[0]}`,
-    admin: `http://${started.admin}`,
-    exited,
-    get code() {
-      return code
-    },
-  }
 }
