@@ -97,6 +97,12 @@ const BAD_REQUEST: [number, string, string] = [400, 'bad_request', 'malformed HT
  * too slow). Answer like Node would, plus a body and an x-vigil-error code, and close the connection.
  */
 export function onClientError(err: NodeJS.ErrnoException, socket: Duplex): { status: number; code: string } | undefined {
+  // Bytes after a request that closes the connection (`Connection: close`, HTTP/1.0): ignored, like nginx. The
+  // answer to that request is still on its way (Node closes the connection after it); an error now would replace it.
+  if (err.code === 'HPE_CLOSED_CONNECTION') {
+    if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage == null) socket.destroy()
+    return undefined
+  }
   if (err.code === 'ECONNRESET' || (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) {
     socket.destroy()
     return undefined
