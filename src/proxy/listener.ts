@@ -13,6 +13,7 @@ import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resol
 import { TrustedProxies } from './trust.js'
 import { readRequestHead } from './headers.js'
 import { UpgradeProxy } from './upgrade.js'
+import { serveWithoutUpgrade, triageUpgrade } from './upgrade-triage.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
 
@@ -88,8 +89,16 @@ export class ProxyListener {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rejected = rejectRequest(req, this.maxHeaders)
-    if (rejected === undefined) this.upgrades.handle(req, socket, head)
-    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    if (rejected !== undefined) return sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    switch (triageUpgrade(req)) {
+      case 'tunnel':
+        return this.upgrades.handle(req, socket, head)
+      case 'refuse':
+        return sendRawError(socket, 400, 'bad_websocket_upgrade', 'a WebSocket upgrade is a GET without a body')
+      case 'plain':
+        // An https server adopts decrypted sockets through 'secureConnection', a plain one through 'connection'.
+        return serveWithoutUpgrade(req, socket, head, (s) => this.server.emit(this.hooks.tls === true ? 'secureConnection' : 'connection', s))
+    }
   }
 
   /**
