@@ -9,7 +9,7 @@ import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
 import { forward, parseTarget, VigilRequest, VigilResponse, type ForwardHooks } from './forward.js'
 import { sendError, sendRawError } from './respond.js'
-import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
+import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions, type Limits } from './limits.js'
 import { TrustedProxies } from './trust.js'
 import { readRequestHead } from './headers.js'
 import { UpgradeProxy } from './upgrade.js'
@@ -21,7 +21,7 @@ export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
   private router: Router
   private readonly hooks: ForwardHooks
-  private readonly maxHeaders: number
+  private readonly limits: Limits
   readonly upgrades: UpgradeProxy
   /** Set once shutdown starts: every response from then on closes its connection. */
   private closing = false
@@ -34,7 +34,7 @@ export class ProxyListener {
     this.router = new Router(config, upstreams)
     this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies) }
     const limits = resolveLimits(config.limits)
-    this.maxHeaders = limits.maxHeaders
+    this.limits = limits
     const options = { ...serverOptions(limits), IncomingMessage: VigilRequest, ServerResponse: VigilResponse }
     const onRequest = (req: VigilRequest, res: VigilResponse): void => this.onRequest(req, res)
     this.server =
@@ -62,7 +62,7 @@ export class ProxyListener {
     if (this.hooks.access.enabled) this.hooks.access.begin(res)
     // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
     const head = (req.head = readRequestHead(req.rawHeaders))
-    const rejected = rejectRequest(req, this.maxHeaders, head)
+    const rejected = rejectRequest(req, this.limits, head)
     if (rejected !== undefined) {
       res.shouldKeepAlive = false
       sendError(res, rejected.status, rejected.code, rejected.detail)
@@ -88,7 +88,7 @@ export class ProxyListener {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const rejected = rejectRequest(req, this.maxHeaders)
+    const rejected = rejectRequest(req, this.limits)
     if (rejected !== undefined) return sendRawError(socket, rejected.status, rejected.code, rejected.detail)
     switch (triageUpgrade(req)) {
       case 'tunnel':
