@@ -41,6 +41,32 @@ t.test('request validation', async (t) => {
     })
   }
 
+  await t.test('a malformed chunked body: the provider sees the request aborted, never a shorter body as complete', async (t) => {
+    const complete: string[] = []
+    const aborted: string[] = []
+    const body = await httpServer(t, (req, res) => {
+      let got = ''
+      req.on('data', (d: Buffer) => (got += d.toString()))
+      req.on('error', () => {})
+      req.on('aborted', () => aborted.push(got))
+      req.on('end', () => {
+        complete.push(got)
+        res.end('ok')
+      })
+    })
+    const p = await startProxy(t, { upstreams: { api: { servers: [{ address: body.address }] } } })
+    const head = 'POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n'
+    for (const bad of ['ZZ\r\nbad\r\n0\r\n\r\n', '3\r\nabcXX\r\n0\r\n\r\n']) {
+      // The valid first chunk in its own write, so it has streamed to the provider before the bad one arrives.
+      const r = await exchange(p.port, { send: [head, bad], gap: 200 })
+      t.equal(r.status, 400, `${JSON.stringify(bad)}: 400`)
+    }
+    const down = Date.now() + 5_000
+    while (aborted.length < 2 && Date.now() < down) await new Promise((r) => setTimeout(r, 20))
+    t.same(complete, [], 'no body ever ended as complete')
+    t.equal(aborted.length, 2, `the provider saw both requests aborted, after ${JSON.stringify(aborted)}`)
+  })
+
   await t.test('a valid Host with a port, an IPv6 literal', async (t) => {
     for (const host of ['example.com:8080', '[::1]:80', 'a-b.c_d']) {
       const r = await exchange(proxy.port, { send: `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n` })
