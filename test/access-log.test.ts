@@ -8,6 +8,8 @@ import { createInterface } from 'node:readline'
 import { cliScript, closedPort, get, httpServer, startProxy } from './helpers/index.js'
 import { exchange } from './helpers/raw.js'
 import { waitFor } from './helpers/wait.js'
+import WebSocket, { WebSocketServer } from 'ws'
+import type { AddressInfo } from 'node:net'
 
 interface Line {
   time: string
@@ -96,7 +98,7 @@ t.test('a single request at low traffic reaches the file without more traffic (t
   const sent = Date.now()
   await get(`${p.url}/one`)
   await waitFor(() => lines(file).length === 1)
-  // A generous bound: the flush timer runs every 250 ms; a buffer that waited for 8 KiB would never get here.
+  // A generous bound: the flush timer runs every 250 ms; a buffer that waited for a full batch (32 KiB) would never get here.
   t.ok(Date.now() - sent < 5_000, `written after ${Date.now() - sent} ms`)
   t.match(json(file)[0], { path: '/one', status: 200 })
 })
@@ -130,6 +132,33 @@ t.test('a reload turns the access log on and off for listeners that stay', async
     json(file).map((l) => l.path),
     ['/during'],
   )
+})
+
+t.test('upgrades: a tunnel has its line when it closes (101), a refused upgrade at once', async (t) => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await new Promise((r) => wss.once('listening', r))
+  t.teardown(() => new Promise((r) => wss.close(r)))
+  wss.on('connection', (ws) => ws.on('message', (m) => ws.send(m)))
+  const address = `127.0.0.1:${(wss.address() as AddressInfo).port}`
+  const file = join(t.testdir(), 'access.log')
+  const p = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', routes: [{ pathPrefix: '/ws', upstream: 'api' }] }],
+    log: { access: { path: file } },
+    upstreams: { api: { servers: [{ address }] } },
+  })
+  const ws = new WebSocket(`ws://127.0.0.1:${p.port}/ws/chat`)
+  await new Promise((r) => ws.once('open', r))
+  ws.send('hi')
+  await new Promise((r) => ws.once('message', r))
+  ws.close()
+  await new Promise((r) => ws.once('close', r))
+  const refused = new WebSocket(`ws://127.0.0.1:${p.port}/elsewhere`)
+  refused.on('error', () => {})
+  await new Promise((r) => refused.once('close', r))
+  await waitFor(() => lines(file).length === 2)
+  const byPath = Object.fromEntries(json(file).map((l) => [l.path, l]))
+  t.match(byPath['/ws/chat'], { method: 'GET', status: 101, upstream: 'api', attempts: 1, tries: [{ address, status: 101 }], error: null })
+  t.match(byPath['/elsewhere'], { status: 404, error: 'no_route', upstream: null })
 })
 
 t.test('CLI: SIGUSR1 reopens the file after it was moved (log rotation)', async (t) => {

@@ -12,8 +12,8 @@ import type { AccessLog as AccessLogConfig } from '../config/schema.js'
 
 /** A line waits at most this long in the buffer. */
 export const FLUSH_INTERVAL = 250
-/** Below this many buffered bytes only the timer writes; above, the buffer is written at once. */
-const MIN_WRITE = 8 * 1024
+/** Lines are joined here and handed to the destination in batches of about this many characters (or by the timer). */
+const BATCH = 32 * 1024
 
 export type AccessFormat = 'json' | 'combined'
 
@@ -68,7 +68,8 @@ export class AccessLog {
   private format: AccessFormat = 'json'
   private settings: AccessSettings | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
-  private pending = false
+  /** Lines not yet handed to the destination: one string append per request, one destination write per batch. */
+  private batch = ''
 
   constructor(private readonly log: Logger) {}
 
@@ -88,12 +89,13 @@ export class AccessLog {
     if (next !== undefined) {
       // Proven writable first: a destination that fails to open cannot be closed again (pino flushes it at exit).
       if (next.path !== undefined) await writable(next.path)
-      dest = pino.destination({ dest: next.path ?? 1, sync: false, minLength: MIN_WRITE })
+      dest = pino.destination({ dest: next.path ?? 1, sync: false })
       dest.on('error', (err: Error) => this.log.error({ err: err.message, path: next.path }, 'access log write failed'))
     }
     this.settings = next
     this.format = next?.format ?? 'json'
     this.dest = dest
+    this.flush()
     clearInterval(this.timer)
     this.timer = dest === undefined ? undefined : setInterval(flushPending, FLUSH_INTERVAL, this).unref()
     if (old !== undefined) close(old)
@@ -116,27 +118,39 @@ export class AccessLog {
     this.write(line)
   }
 
-  write(line: string): void {
-    ;(this.dest as Destination).write(line)
-    this.pending = true
+  /**
+   * An Upgrade request has no response object: its line is written when vigil refused it, when the provider
+   * refused it, or when its tunnel closed (status 101, time = how long the tunnel was open).
+   */
+  upgrade(req: ResponseView['req'], r: AccessRecord, status: number, error: string | undefined): void {
+    if (this.dest === undefined) return
+    const view: ResponseView = { req, access: r, headersSent: status !== 0, statusCode: status, writableFinished: status !== 0, getHeader: () => error }
+    this.write(this.line(view, r))
   }
 
-  /** Write what is buffered. */
+  write(line: string): void {
+    this.batch += line
+    if (this.batch.length >= BATCH) this.flush()
+  }
+
+  /** Hand what is buffered to the destination, which writes it asynchronously. */
   flush(): void {
-    if (!this.pending || this.dest === undefined) return
-    this.pending = false
-    this.dest.flush()
+    if (this.batch === '' || this.dest === undefined) return
+    this.dest.write(this.batch)
+    this.batch = ''
   }
 
   /** Reopen the file (after logrotate moved it: SIGUSR1, like nginx); stdout has nothing to reopen. */
   reopen(): void {
     if (this.settings?.path === undefined || this.dest === undefined) return
+    this.flush()
     this.dest.reopen()
     this.log.info({ path: this.settings.path }, 'access log reopened')
   }
 
   /** Write what is left and close the file. */
   async close(): Promise<void> {
+    this.flush()
     clearInterval(this.timer)
     const dest = this.dest
     this.dest = undefined
@@ -158,6 +172,7 @@ export class AccessLog {
     // nginx's 499: the client closed the connection before it got an answer.
     const status = res.headersSent ? res.statusCode : 499
     const ms = Math.round((performance.now() - r.startedAt) * 10) / 10
+    const time = isoTime(r.time)
     const error = res.getHeader('x-vigil-error') as string | undefined
     const aborted = !res.writableFinished
     const tries = r.tries
@@ -171,7 +186,7 @@ export class AccessLog {
         }
       }
       return (
-        `{"time":"${new Date(r.time).toISOString()}","client":${str(socket.remoteAddress)},"method":${str(req.method)},"host":${str(req.headers.host)},` +
+        `{"time":"${time}","client":${str(socket.remoteAddress)},"method":${str(req.method)},"host":${str(req.headers.host)},` +
         `"path":${str(req.url)},"protocol":"HTTP/${req.httpVersion}","status":${status},"bytesIn":${bytesIn},"bytesOut":${bytesOut},"ms":${ms},` +
         `"upstream":${str(r.upstream)},"attempts":${attempts},"tries":[${t}],"error":${str(error)},"aborted":${aborted},` +
         `"userAgent":${str(req.headers['user-agent'])},"referer":${str(req.headers.referer)}}\n`
@@ -192,7 +207,7 @@ export class AccessLog {
     }
     // nginx's "combined" first, then the proxy's own fields as key=value (upstream_addr, upstream_status, ...).
     return (
-      `${socket.remoteAddress ?? '-'} - - [${new Date(r.time).toISOString()}] ${quote(`${req.method ?? '-'} ${req.url ?? '-'} HTTP/${req.httpVersion}`)} ${status} ${bytesOut} ` +
+      `${socket.remoteAddress ?? '-'} - - [${time}] ${quote(`${req.method ?? '-'} ${req.url ?? '-'} HTTP/${req.httpVersion}`)} ${status} ${bytesOut} ` +
       `${quote(req.headers.referer)} ${quote(req.headers['user-agent'])} host=${quote(req.headers.host)} in=${bytesIn} time=${seconds(ms)} ` +
       `upstream=${r.upstream ?? '-'} addr=${addresses} ustatus=${statuses} utime=${times} attempts=${attempts} error=${error ?? '-'}${aborted ? ' aborted' : ''}\n`
     )
@@ -230,6 +245,18 @@ function quote(s: string | undefined): string {
 }
 
 const seconds = (ms: number): string => (ms / 1000).toFixed(3)
+
+let lastMs = 0
+let lastIso = ''
+
+/** ISO 8601 of a millisecond time, made once per millisecond: at thousands of requests a second most share one. */
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastMs = ms
+    lastIso = new Date(ms).toISOString()
+  }
+  return lastIso
+}
 
 async function writable(path: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true })

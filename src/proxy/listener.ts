@@ -89,16 +89,21 @@ export class ProxyListener {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rejected = rejectRequest(req, this.limits)
-    if (rejected !== undefined) return sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    if (rejected !== undefined) return this.refuseUpgrade(socket, rejected.status, rejected.code, rejected.detail)
     switch (triageUpgrade(req)) {
       case 'tunnel':
         return this.upgrades.handle(req, socket, head)
       case 'refuse':
-        return sendRawError(socket, 400, 'bad_websocket_upgrade', 'a WebSocket upgrade is a GET without a body')
+        return this.refuseUpgrade(socket, 400, 'bad_websocket_upgrade', 'a WebSocket upgrade is a GET without a body')
       case 'plain':
         // An https server adopts decrypted sockets through 'secureConnection', a plain one through 'connection'.
         return serveWithoutUpgrade(req, socket, head, (s) => this.server.emit(this.hooks.tls === true ? 'secureConnection' : 'connection', s))
     }
+  }
+
+  private refuseUpgrade(socket: Duplex, status: number, code: string, detail: string): void {
+    sendRawError(socket, status, code, detail)
+    this.hooks.access.rejected(socket, status, code)
   }
 
   /**
