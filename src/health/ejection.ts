@@ -79,8 +79,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   private lastFailure: Failure | undefined = undefined
   private ejectReason = ''
   private ejectFailure: Failure | undefined = undefined
-  /** Set when the cap kept this peer in; cleared by its next success, so the log says it once. */
-  private cappedNow = false
+  /**
+   * When the cap last kept this peer in. One episode lasts while the cap keeps holding it, less than failTimeout
+   * apart (successes in between do not end it: a flapping peer would log every failure), so the log says it once.
+   */
+  private cappedAt = 0
   private timer: NodeJS.Timeout | undefined = undefined
   /** Duration computed for the ejection the rate breaker is about to report. */
   private pending = 0
@@ -114,7 +117,6 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       if (role === Role.LastResort && !failed) this.restore(now, 'answered while failing open')
       return
     }
-    if (!failed) this.cappedNow = false
     if (this.detector?.record(failed, now) === true) this.eject(EJECT_REASONS[this.group.settings.mode], now)
   }
 
@@ -152,8 +154,9 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     if (this.state === 'ok' && !g.mayTakeOut(this)) {
       this.capped++
       if (this.detector instanceof RateDetector) this.detector.reset()
-      if (!this.cappedNow) {
-        this.cappedNow = true
+      const episode = this.cappedAt !== 0 && now - this.cappedAt <= g.settings.failTimeout
+      this.cappedAt = now
+      if (!episode) {
         g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now), failure })
       }
       return
@@ -166,7 +169,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     this.ejectedUntil = now + duration
     this.ejectReason = reason
     this.ejectFailure = this.lastFailure
-    this.cappedNow = false
+    this.cappedAt = 0
     // The rate breaker times its own half-open; the counting modes reopen the gate with a timer.
     if (!(this.detector instanceof RateDetector)) {
       this.timer = setTimeout(reopen, duration, this)
