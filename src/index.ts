@@ -18,6 +18,7 @@ import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
@@ -61,6 +62,8 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
+  readonly watchdog: Watchdog
   /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
   readonly access: AccessLog
   private passive: PassiveHealthLink = passiveLink
@@ -109,6 +112,7 @@ export class Vigil {
         this.checker.update(this.upstreams)
       },
     })
+    this.watchdog = new Watchdog(() => this.upstreams, this.log)
     this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
@@ -227,6 +231,7 @@ export class Vigil {
       const access = this.current.log?.access
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
+      this.watchdog.start()
       for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
       this.listening = true
       this.history.start()
@@ -272,6 +277,7 @@ export class Vigil {
     await this.admin?.close()
     this.history.stop()
     await this.checker.stop()
+    this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
     await this.access.close()

@@ -1,13 +1,12 @@
 // The admin API's manners end to end: GET / lists the routes; a wrong method is 405 with Allow; every error is one
 // JSON shape; GET /ready follows start, first checks and draining; GET /config hides secrets; log levels by name.
 import t, { type Test } from 'tap'
-import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { cliScript, client, get, spawnProvider, startProxy, type Reply } from './helpers/index.js'
+import { client, get, spawnProvider, startProxy, type Reply } from './helpers/index.js'
 import { control, waitFor } from './helpers/health.js'
 import { tempDir } from './helpers/config-file.js'
+import { startCli } from './helpers/cli.js'
 
 type Route = { method: string; path: string; description: string }
 
@@ -138,18 +137,7 @@ t.test('log levels by name: GET and PUT /log, and "level":"info" in the log line
   const p = await spawnProvider(t, 'log')
   const file = join(tempDir(t), 'vigil.json')
   writeFileSync(file, JSON.stringify({ listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], admin: { address: '127.0.0.1:0' }, upstreams: { api: { servers: [{ address: p.address }] } } }))
-  const child = spawn(process.execPath, [cliScript, 'start', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  t.teardown(async () => {
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL')
-    } catch {
-      // gone
-    }
-    await exited
-  })
-  const lines: Record<string, unknown>[] = []
-  createInterface({ input: child.stdout }).on('line', (l) => lines.push(JSON.parse(l) as Record<string, unknown>))
+  const { child, lines, exited } = startCli(t, ['start', '-c', file])
   await waitFor('vigil started', () => lines.some((l) => l['msg'] === 'vigil started'))
   const started = lines.find((l) => l['msg'] === 'vigil started') as { level: unknown; admin: string }
   t.equal(started.level, 'info', 'the level by name')

@@ -14,7 +14,17 @@ t.test('templates: placeholders and one block per server', async (t) => {
 
 t.test('every vigil fragment in bench/peers/ is a valid vigil config', async (t) => {
   const fragments = (await readdir(peersDir)).filter((f) => f.startsWith('vigil-') && f.endsWith('.json'))
-  t.same(fragments.sort(), ['vigil-active.json', 'vigil-both.json', 'vigil-passive.json', 'vigil-throughput.json'])
+  t.same(fragments.sort(), [
+    'vigil-active.json',
+    'vigil-both.json',
+    'vigil-outlier.json',
+    'vigil-p2c-classic.json',
+    'vigil-p2c.json',
+    'vigil-passive.json',
+    'vigil-passive1-classic.json',
+    'vigil-passive1.json',
+    'vigil-throughput.json',
+  ])
   for (const f of fragments) {
     const fragment = JSON.parse(await readFile(`${peersDir}${f}`, 'utf8')) as Record<string, unknown>
     const text = JSON.stringify(vigilConfig(8080, 9901, ['127.0.0.1:9001', '127.0.0.1:9002'], fragment))

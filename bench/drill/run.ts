@@ -16,6 +16,13 @@ export const proxySpecs: readonly ProxySpec[] = [
   { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' },
   { name: 'vigil-active', kind: 'vigil', fragment: 'vigil-active.json' },
   { name: 'vigil-both', kind: 'vigil', fragment: 'vigil-both.json' },
+  // Issue 15's rows: passive only with one failure ejecting for 10 s; p2c with checks; outlier mode. Each
+  // "-classic" twin turns recovery probes and stall re-dispatch off (vigil before issue 15, nginx's behaviour).
+  { name: 'vigil-passive1', kind: 'vigil', fragment: 'vigil-passive1.json' },
+  { name: 'vigil-passive1-classic', kind: 'vigil', fragment: 'vigil-passive1-classic.json' },
+  { name: 'vigil-p2c', kind: 'vigil', fragment: 'vigil-p2c.json' },
+  { name: 'vigil-p2c-classic', kind: 'vigil', fragment: 'vigil-p2c-classic.json' },
+  { name: 'vigil-outlier', kind: 'vigil', fragment: 'vigil-outlier.json' },
   { name: 'nginx', kind: 'nginx' },
   { name: 'haproxy', kind: 'haproxy' },
   { name: 'caddy', kind: 'caddy' },

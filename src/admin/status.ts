@@ -45,6 +45,13 @@ export interface ServerStatus {
   ejections: number
   stalls: number
   inflight: number
+  /** Requests waiting for a connection of the server's pool (every connection busy), and the oldest wait in ms. */
+  waiting: number
+  oldestWaitMs: number
+  /** Requests that waited past timeouts.queue for a connection (503 pool_timeout or retried elsewhere). */
+  poolTimeouts: number
+  /** Attempts vigil ended because they outlived every timeout or their client: an internal error, also logged. */
+  stuck: number
   /** Learned time to response headers (peak EWMA), null until the server has answered. */
   latencyMs: number | null
   requests: number
@@ -99,6 +106,10 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         ejections: s?.ejections ?? 0,
         stalls: s?.stalls ?? 0,
         inflight: p.inflight,
+        waiting: p.waiting,
+        oldestWaitMs: p.oldestWait,
+        poolTimeouts: p.poolTimeouts,
+        stuck: p.stuck,
         latencyMs: p.rtt.measured ? Math.round(p.latency * 10) / 10 : null,
         requests: p.requests,
         failures: p.failures,
@@ -141,6 +152,10 @@ const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['ejections', (r) => r.ejections],
   ['stalls', (r) => r.stalls],
   ['inflight', (r) => r.inflight],
+  ['waiting', (r) => r.waiting],
+  ['oldest_wait_ms', (r) => r.oldestWaitMs],
+  ['pool_timeouts', (r) => r.poolTimeouts],
+  ['stuck', (r) => r.stuck],
   ['latency_ms', (r) => r.latencyMs ?? ''],
   ['requests', (r) => r.requests],
   ['failures', (r) => r.failures],

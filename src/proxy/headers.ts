@@ -32,9 +32,12 @@ const REQUEST_RULES = new Map<string, Rule>([
 ])
 for (const name of HOP_BY_HOP) REQUEST_RULES.set(name, Rule.Drop)
 
+const COMMON_CONNECTION = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close', 'upgrade', 'Upgrade'])
+
 /** Extra header names listed in Connection, beyond the ones already dropped; undefined when there are none. */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined
+  // The usual values (every keep-alive response from nginx says one of them) name nothing else: no split.
+  if (value === undefined || COMMON_CONNECTION.has(value)) return undefined
   let named: Set<string> | undefined
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase()
