@@ -1,6 +1,8 @@
 // `npm run bench`: the same load against the upstream directly, vigil, a minimal undici forwarder (vigil's
 // libraries without vigil's logic), a plain http-proxy forwarder and nginx (when installed), in interleaved
-// rounds within one run. Prints a table, writes bench/results/throughput.json and refreshes the report.
+// rounds within one run. Prints a table, writes bench/out/throughput.json and refreshes the report there
+// (`npm run bench:keep` makes it the committed one). `vigil+access` is the same vigil writing a JSON access log
+// to a file: the ratio of the two rows is what the access log costs. `--targets vigil,vigil+access` runs a subset.
 //
 // Processes: autocannon runs here; the upstream, vigil, the forwarders and nginx each run in their own process
 // group, so no proxy shares an event loop with the load generator or the upstream, and every target goes through
@@ -12,8 +14,8 @@ import { parseArgs } from 'node:util'
 import { groupCpuMs } from './lib/procs.js'
 import { runLoad, type LoadSummary } from './lib/load.js'
 import { isInstalled, startHelloUpstream, startProxy, type ProxySpec, type ProxyUnderTest } from './lib/proxies.js'
-import { median, quantile, resultsDir, writeJson } from './lib/results.js'
-import { writeReport } from './lib/report.js'
+import { median, quantile, resultsDir, runLabel, writeJson } from './lib/results.js'
+import { targetMarks, writeReport } from './lib/report.js'
 
 const { values } = parseArgs({
   options: {
@@ -25,8 +27,10 @@ const { values } = parseArgs({
     rate: { type: 'string', default: process.env['BENCH_RATE'] ?? '2000' },
     // Upstream servers every proxy balances over (and vigil checks); the direct row uses the first.
     servers: { type: 'string', default: process.env['BENCH_SERVERS'] ?? '3' },
+    targets: { type: 'string', default: process.env['BENCH_TARGETS'] },
   },
 })
+const started = new Date().toISOString()
 const rounds = Number(values.rounds)
 const duration = Number(values.duration)
 const connections = Number(values.connections)
@@ -42,12 +46,16 @@ const specs: ProxySpec[] = [
   { name: 'undici', kind: 'undici' },
   // Passive health (nginx mode), active HTTP checks on every server, metrics (always on), p2c.
   { name: 'vigil', kind: 'vigil', fragment: 'vigil-throughput.json' },
+  { name: 'vigil+access', kind: 'vigil', fragment: 'vigil-throughput.json', access: 'json' },
   { name: 'http-proxy', kind: 'http-proxy' },
   { name: 'nginx', kind: 'nginx' },
 ]
 const notes: string[] = []
-const targets: { name: string; port: number; proxy?: ProxyUnderTest }[] = [{ name: 'direct', port: Number((servers[0] as string).split(':')[1]) }]
+const only = values.targets?.split(',')
+const targets: { name: string; port: number; proxy?: ProxyUnderTest }[] =
+  only === undefined || only.includes('direct') ? [{ name: 'direct', port: Number((servers[0] as string).split(':')[1]) }] : []
 for (const spec of specs) {
+  if (only !== undefined && !only.includes(spec.name)) continue
   if (!(await isInstalled(spec.kind))) {
     notes.push(`${spec.name}: not installed, skipped`)
     continue
@@ -128,7 +136,7 @@ type Summary = ReturnType<typeof summarise>
 
 function ratiosOf(summary: Summary) {
   const of = (name: string) => summary.find((s) => s.target === name)
-  const [direct, vigil, undici, forwarder, nginx] = [of('direct'), of('vigil'), of('undici'), of('http-proxy'), of('nginx')]
+  const [direct, vigil, undici, forwarder, nginx, access] = [of('direct'), of('vigil'), of('undici'), of('http-proxy'), of('nginx'), of('vigil+access')]
   const cpu = (a: typeof vigil, b: typeof vigil) => (a?.cpuUs === undefined || b?.cpuUs === undefined ? undefined : a.cpuUs / b.cpuUs)
   return {
     vigilOverDirect: vigil && direct ? vigil.rps / direct.rps : undefined,
@@ -139,6 +147,8 @@ function ratiosOf(summary: Summary) {
     vigilOverNginx: vigil && nginx ? vigil.rps / nginx.rps : undefined,
     vigilCpuOverNginx: cpu(vigil, nginx),
     vigilP99AboveDirect: vigil && direct ? vigil.p99 - direct.p99 : undefined,
+    accessOverVigil: access && vigil ? access.rps / vigil.rps : undefined,
+    accessCpuOverVigil: cpu(access, vigil),
   }
 }
 type Ratios = ReturnType<typeof ratiosOf>
@@ -150,6 +160,9 @@ const met = (v: number | undefined, ok: (v: number) => boolean) => (v === undefi
 const doc = {
   kind: 'throughput',
   date: new Date().toISOString(),
+  run: started,
+  // Durations relative to the default 5 s rounds: a short run says so on every row.
+  scale: duration / 5,
   machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, loadavg: loadavg() },
   settings: { rounds, duration, connections, warmup, servers: servers.length, upstream: `${upstream.kind} on ${servers.length} ports`, vigil: 'bench/peers/vigil-throughput.json' },
   targets: {
@@ -160,6 +173,8 @@ const doc = {
     undiciCpuMet: met(ratios.vigilCpuOverUndici, (v) => v <= 1.1),
     httpProxyMet: met(ratios.vigilOverHttpProxy, (v) => v >= 2),
     latencyMetAtRate: met(fixed?.ratios.vigilP99AboveDirect, (v) => v <= 1),
+    accessLog: 'vigil+access >= 0.9x vigil req/s (the access log costs at most 10%)',
+    accessLogMet: met(ratios.accessOverVigil, (v) => v >= 0.9),
   },
   summary,
   ratios,
@@ -181,14 +196,17 @@ const ratioLine = (r: Ratios) =>
   `vigil/undici req/s ${fmt(r.vigilOverUndici, 2)} (target >= 0.9)  cpu ${fmt(r.vigilCpuOverUndici, 2)} (target <= 1.1)   ` +
   `vigil/http-proxy ${fmt(r.vigilOverHttpProxy, 2)} (target >= 2)   vigil/nginx ${fmt(r.vigilOverNginx, 2)}   vigil/direct ${fmt(r.vigilOverDirect, 2)}`
 const lines = [
-  `upstream: ${doc.settings.upstream}; vigil: ${doc.settings.vigil}`,
+  `run ${runLabel(doc)}; upstream: ${doc.settings.upstream}; vigil: ${doc.settings.vigil}`,
   `as fast as each goes: median of ${rounds} rounds, ${duration} s each, ${connections} connections`,
   ...table(summary),
   ratioLine(ratios),
   `vigil p99 - direct p99 = ${fmt(ratios.vigilP99AboveDirect, 2)} ms at saturation`,
+  `access log: vigil+access/vigil req/s ${fmt(ratios.accessOverVigil, 2)} (target >= 0.9)  cpu ${fmt(ratios.accessCpuOverVigil, 2)}`,
   ...(fixed === undefined
     ? []
     : ['', `at a fixed ${fixed.rate} req/s, ${connections} connections`, ...table(fixed.summary), ratioLine(fixed.ratios), `vigil p99 - direct p99 = ${fmt(fixed.ratios.vigilP99AboveDirect, 2)} ms (target <= 1 ms)`]),
+  '',
+  `targets: ${targetMarks(doc.targets).join('; ') || 'none measured'}`,
   ...notes,
 ]
 process.stdout.write(`\n${lines.join('\n')}\n`)

@@ -11,11 +11,15 @@ import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
-import { createAccessLogger, createLogger } from './log.js'
+import { createLogger } from './log.js'
+import { AccessLog } from './proxy/access-log.js'
+import { StartError } from './start-error.js'
 import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
+import { Watchdog } from './proxy/watchdog.js'
+import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
@@ -23,6 +27,7 @@ export type { Config } from './config/schema.js'
 import { validateConfig } from './config/load.js'
 export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
 export { ConfigError, type ConfigIssue } from './config/errors.js'
+export { StartError } from './start-error.js'
 export type { HealthEvent } from './health/passive-events.js'
 export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
@@ -35,8 +40,6 @@ export const DEFAULT_SHUTDOWN_GRACE = 30_000
 export interface StartOptions {
   /** Logger to use instead of one built from `config.log`. */
   logger?: Logger
-  /** Access logger to use when `config.log.access` is true. */
-  accessLogger?: Logger
   /** Start the admin listener (default true). */
   admin?: boolean
   /** The file `config` was read from: enables reloads (watch, SIGHUP via the CLI, POST /reload). */
@@ -59,15 +62,24 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
+  readonly watchdog: Watchdog
+  /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
+  readonly access: AccessLog
   private passive: PassiveHealthLink = passiveLink
   private current: Config
   private listeners: ProxyListener[]
   private readonly hooks: ForwardHooks
-  private accessLogger: Logger | undefined
   private readonly admin: AdminServer | undefined
   private inflight = 0
   private idle: (() => void) | undefined
   private stopping: Promise<void> | undefined
+  /** Set once start() succeeded: a start that failed stops without saying "stopping" (its error says it all). */
+  private started = false
+  /** Every listener bound: start() got that far (for GET /ready). */
+  private listening = false
+  /** Transitions and per-server traffic samples (one per 10 s) for the html status page. */
+  readonly history: StatusHistory
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
@@ -78,7 +90,7 @@ export class Vigil {
     this.current = config = validateConfig(config)
     this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
-    this.accessLogger = options.accessLogger
+    this.access = new AccessLog(this.log)
     const discovery = new Discovery({
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
@@ -100,6 +112,8 @@ export class Vigil {
         this.checker.update(this.upstreams)
       },
     })
+    this.watchdog = new Watchdog(() => this.upstreams, this.log)
+    this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -107,7 +121,7 @@ export class Vigil {
     })
     this.hooks = {
       log: this.log,
-      access: this.accessLog(config),
+      access: this.access,
       done: () => this.requestDone(),
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
@@ -125,7 +139,7 @@ export class Vigil {
           this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
           // A logger passed in by the caller is the caller's: its level is not the file's to set.
           if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
-          this.hooks.access = this.accessLog(next)
+          this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
         },
         grace: () => this.grace(),
       },
@@ -146,6 +160,10 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            config: () => this.current,
+            log: this.log,
+            history: this.history,
+            lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
           })
   }
 
@@ -181,12 +199,6 @@ export class Vigil {
     return l
   }
 
-  private accessLog(config: Config): Logger | undefined {
-    if (config.log?.access !== true) return undefined
-    this.accessLogger ??= createAccessLogger()
-    return this.accessLogger
-  }
-
   private grace(): number {
     return ms(this.current.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)
   }
@@ -216,10 +228,16 @@ export class Vigil {
     try {
       // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
+      const access = this.current.log?.access
+      await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
-      for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
-      if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
+      this.watchdog.start()
+      for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      this.listening = true
+      this.history.start()
+      if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
       this.reloader.watch()
+      this.started = true
     } catch (err) {
       await this.stop(0)
       throw err
@@ -242,7 +260,7 @@ export class Vigil {
   }
 
   private async shutdown(grace: number): Promise<void> {
-    this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
+    if (this.started) this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
     await this.reloader.close()
     const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()))
     if (this.inflight > 0) {
@@ -257,10 +275,20 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    this.history.stop()
     await this.checker.stop()
+    this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
-    this.log.info('vigil stopped')
+    await this.access.close()
+    if (this.started) this.log.info('vigil stopped')
+  }
+}
+
+/** A rejection handler that names the setting a start step failed on. */
+function failedAt(path: string, value: string): (err: unknown) => never {
+  return (err) => {
+    throw new StartError(path, value, err)
   }
 }
 

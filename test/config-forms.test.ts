@@ -5,19 +5,11 @@ import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
-import { ConfigError, loadConfigFile, parseConfig, Vigil } from '../src/index.js'
+import { loadConfigFile, parseConfig, Vigil } from '../src/index.js'
+import { issuesOf } from './helpers/config-error.js'
 import { cliScript, get, httpServer, silent } from './helpers/index.js'
 import { tempDir } from './helpers/config-file.js'
 
-function issuesOf(fn: () => unknown): ConfigError['issues'] {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err.issues
-    throw err
-  }
-  throw new Error('expected a ConfigError')
-}
 
 const JSONC = `// vigil in front of the api: a comment with "quotes", [brackets] and {braces} that are not JSON
 {

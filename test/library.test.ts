@@ -9,18 +9,10 @@ import { createInterface } from 'node:readline'
 import { ConfigError, parseConfig, startVigil, validateConfig, type Config } from '../src/index.js'
 import { closedPort, httpServer, root, silent } from './helpers/index.js'
 import { tempDir } from './helpers/config-file.js'
+import { configErrorOf } from './helpers/config-error.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
-function issuesOf(fn: () => unknown): ConfigError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err
-    throw err
-  }
-  throw new Error('expected a ConfigError')
-}
 
 const refused = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
@@ -50,12 +42,12 @@ t.test('startVigil with a typo is refused with the issues a file gets, and binds
   t.match(issues[0], { expected: /^one of address, upstream, routes/ })
   t.match((err as ConfigError).message, /<config object>: 4 errors\n<config object>: listeners\[0\]\.upstrem: found unknown key "upstrem"/)
   // The same issues as the same document read from a file, less the line and column a file has.
-  const fromText = issuesOf(() => parseConfig(JSON.stringify(doc))).issues.map(({ line: _l, column: _c, ...i }) => i)
+  const fromText = configErrorOf(() => parseConfig(JSON.stringify(doc))).issues.map(({ line: _l, column: _c, ...i }) => i)
   t.same(issues, fromText)
   t.ok(await refused(port), 'nothing listens on the address')
   // Values the schema cannot judge are checked too: a certificate file that is not there.
   const tls = { listeners: [{ address: '127.0.0.1:0', upstream: 'api', tls: { cert: '/nonexistent/c.pem', key: '/nonexistent/k.pem' } }], upstreams: { api: { servers: [{ address: '127.0.0.1:9001' }] } } }
-  t.match(issuesOf(() => validateConfig(tls)).issues, [{ path: 'listeners[0].tls.cert', found: /ENOENT/ }, { path: 'listeners[0].tls.key' }])
+  t.match(configErrorOf(() => validateConfig(tls)).issues, [{ path: 'listeners[0].tls.cert', found: /ENOENT/ }, { path: 'listeners[0].tls.key' }])
 })
 
 t.test('a valid object starts and serves', async (t) => {

@@ -378,7 +378,7 @@ t.test('config: passive and retry keys are validated with their JSON path', asyn
   t.match(
     err.issues.map((i) => `${i.path}: ${i.expected}`),
     [
-      'upstreams.a.passive.mode: "nginx" or "consecutive" or "window" or "rate"',
+      'upstreams.a.passive.mode: "nginx" or "consecutive" or "window" or "rate" or "outlier"',
       /^upstreams\.a\.passive\.ejectTime: /,
       'upstreams.a.passive.stall.factor: a number >= 1',
       'upstreams.a.retry.hedge: true or false',

@@ -27,6 +27,8 @@ export interface ProxySpec {
   kind: ProxyKind
   /** For vigil: the upstream fragment file in bench/peers/ (passive, active, retry, timeouts). */
   fragment?: string
+  /** For vigil: write an access log of this format to a file (what it costs is measured by this row). */
+  access?: 'json' | 'combined'
 }
 
 export const peersDir = `${root}bench/peers/`
@@ -51,11 +53,11 @@ export async function isInstalled(kind: ProxyKind): Promise<boolean> {
 }
 
 /** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */
-export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, logLevel = 'warn'): object {
+export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, log: Record<string, unknown> = { level: 'warn' }): object {
   return {
     listeners: [{ address: `127.0.0.1:${port}`, upstream: 'providers' }],
     admin: { address: `127.0.0.1:${adminPort}` },
-    log: { level: logLevel },
+    log,
     upstreams: { providers: { ...fragment, servers: servers.map((address) => ({ address })) } },
   }
 }
@@ -71,6 +73,7 @@ class VigilProcess implements ProxyUnderTest {
     private readonly adminPort: number,
     private readonly dir: string,
     private readonly fragment: Record<string, unknown>,
+    private readonly log: Record<string, unknown>,
     private readonly proc: Proc,
   ) {}
 
@@ -79,7 +82,7 @@ class VigilProcess implements ProxyUnderTest {
   }
 
   async reload(servers: readonly string[]): Promise<string> {
-    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment)))
+    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log)))
     const admin = `http://127.0.0.1:${this.adminPort}`
     let how: string
     const res = await fetch(`${admin}/reload`, { method: 'POST' }).catch(() => undefined)
@@ -107,10 +110,11 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const dir = await mkdtemp(join(tmpdir(), 'vigil-bench-'))
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(dir, 'vigil.json')
-  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment)))
+  const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
+  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log)))
   const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
   await waitForPort(port, 10_000, proc)
-  return new VigilProcess(spec.name, port, adminPort, dir, fragment, proc)
+  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc)
 }
 
 /** A child process running the plain http-proxy forwarder (bench/lib/forwarder.ts) or the minimal undici one (bench/lib/undici-forwarder.ts). */

@@ -64,9 +64,29 @@ export const Passive = Type.Object(
     failTimeout: Type.Optional(Duration),
     failOn: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
     maxEjectPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 50 })),
+    ejectAtLeastOne: Type.Optional(
+      Type.Boolean({ default: false, description: 'the cap always lets one server of a group of two or more out, even when maxEjectPercent of it rounds down to 0' }),
+    ),
+    outlier: Type.Optional(
+      Type.Object(
+        {
+          interval: Type.Optional(Duration),
+          requestVolume: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'requests a server must serve in an interval to be judged' })),
+          minimumHosts: Type.Optional(Type.Integer({ minimum: 1, default: 5, description: 'servers with that volume needed to judge any' })),
+          stdevFactor: Type.Optional(Type.Number({ minimum: 0, default: 1.9, description: 'success rate: eject below mean - stdevFactor x stdev' })),
+          stdevFloor: Type.Optional(
+            Type.Number({ minimum: 0, default: 1, description: 'success rate: the stdev (percentage points) is never taken below this; 0 is Envoy\'s exact rule' }),
+          ),
+          successRate: Type.Optional(Type.Boolean({ default: true })),
+          threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 85, description: 'failure percentage that ejects whatever the others do; 0 turns it off' })),
+        },
+        { ...closed, description: 'mode "outlier": judged every interval (default 10s)' },
+      ),
+    ),
     mode: Type.Optional(
-      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, or a failure rate.
-      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate')], { default: 'nginx' }),
+      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, a failure rate,
+      // or outliers relative to the group (Envoy's success rate and failure percentage).
+      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate'), Type.Literal('outlier')], { default: 'nginx' }),
     ),
     ejectTime: Type.Optional(Duration),
     maxEjectTime: Type.Optional(Duration),
@@ -190,6 +210,8 @@ export const Timeouts = Type.Object(
     connect: Type.Optional(Duration),
     response: Type.Optional(Duration),
     idle: Type.Optional(Duration),
+    /** Longest wait for a connection of a server's pool (all its connections busy): then 503 pool_timeout. Default: `connect`. */
+    queue: Type.Optional(Duration),
   },
   closed,
 )
@@ -319,6 +341,21 @@ export const Admin = Type.Object(
   closed,
 )
 
+export const AccessLog = Type.Union(
+  [
+    Type.Boolean(),
+    Type.Object(
+      {
+        path: Type.Optional(Type.String({ minLength: 1, description: 'file to append to, reopened on SIGUSR1 (log rotation); stdout when absent' })),
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('combined')], { default: 'json' })),
+      },
+      closed,
+    ),
+  ],
+  { default: false, description: 'true (JSON lines on stdout), or an object with path, format' },
+)
+export type AccessLog = Static<typeof AccessLog>
+
 export const Log = Type.Object(
   {
     level: Type.Optional(
@@ -335,7 +372,7 @@ export const Log = Type.Object(
         { default: 'info' },
       ),
     ),
-    access: Type.Optional(Type.Boolean({ default: false })),
+    access: Type.Optional(AccessLog),
   },
   closed,
 )

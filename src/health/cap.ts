@@ -4,15 +4,17 @@ import type { PeerHealth } from './ejection.js'
 
 /**
  * How many of `primaries` passive evidence may hold out at once: floor(primaries × percent / 100), rounded
- * down like Envoy's max_ejection_percent, so 50% of 3 is 1 and 50% of 1 is 0. A group of one never ejects.
+ * down like Envoy's max_ejection_percent, so 50% of 3 is 1 and 10% of 5 is 0; with `atLeastOne`, never less
+ * than one. A group of one never ejects (there would be nothing left to send to).
  */
-export function ejectionAllowance(primaries: number, percent: number): number {
+export function ejectionAllowance(primaries: number, percent: number, atLeastOne: boolean): number {
   if (primaries <= 1) return 0
-  return Math.floor((primaries * percent) / 100)
+  const allowed = Math.floor((primaries * percent) / 100)
+  return atLeastOne ? Math.max(1, allowed) : allowed
 }
 
 /** May passive evidence take `h` out now? Backups and servers already out always may. */
-export function mayTakeOut(h: PeerHealth, peers: readonly PeerHealth[], percent: number): boolean {
+export function mayTakeOut(h: PeerHealth, peers: readonly PeerHealth[], percent: number, atLeastOne: boolean): boolean {
   if (h.peer.backup || h.out) return true
   let primaries = 0
   let out = 0
@@ -21,5 +23,5 @@ export function mayTakeOut(h: PeerHealth, peers: readonly PeerHealth[], percent:
     primaries++
     if (p.out) out++
   }
-  return out + 1 <= ejectionAllowance(primaries, percent)
+  return out + 1 <= ejectionAllowance(primaries, percent, atLeastOne)
 }

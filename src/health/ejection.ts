@@ -23,6 +23,8 @@ export const EJECT_REASONS = {
   consecutive: 'consecutive_failures',
   window: 'failures_in_window',
   rate: 'failure_rate',
+  // Outlier mode ejects from its sweep, naming the algorithm that decided: success_rate or failure_percentage.
+  outlier: 'success_rate',
 } as const
 /** The single trial request after an ejection failed: ejected again. */
 export const TRIAL_FAILED = 'trial_failed'

@@ -14,6 +14,7 @@ import { NginxDetector } from './eject/nginx.js'
 import { ConsecutiveDetector } from './eject/consecutive.js'
 import { WindowDetector } from './eject/window.js'
 import { RATE_BUCKETS, RateDetector } from './eject/rate.js'
+import { OUTLIER_DEFAULTS, OutlierDetector, outlierVerdicts, type OutlierSample, type OutlierSettings } from './eject/outlier.js'
 import { PeerHealth, Role, type PeerPassiveSnapshot } from './ejection.js'
 import { StallWatch, type StallSettings, type Waiting } from './stall.js'
 import { mayTakeOut } from './cap.js'
@@ -41,11 +42,14 @@ export interface PassiveSettings {
   ejectTime: number
   maxEjectTime: number
   maxEjectPercent: number
+  /** The cap always lets one server of a group of two or more out, whatever maxEjectPercent rounds down to. */
+  ejectAtLeastOne: boolean
   failPercent: number
   minRequests: number
   stall: StallSettings | undefined
   /** Recovery probes of passive ejections (recovery.ts); undefined when off. */
   recovery: RecoverySettings | undefined
+  outlier: OutlierSettings
 }
 
 /** How long an ejection lasts before any growth: `ejectTime`, else `failTimeout` (nginx's one setting for both). */
@@ -68,6 +72,7 @@ function settings(c: Passive | undefined): PassiveSettings {
     ejectTime,
     maxEjectTime: Math.max(ejectTime, ms(c?.maxEjectTime ?? (mode === 'nginx' ? ejectTime : d.maxEjectTime))),
     maxEjectPercent: c?.maxEjectPercent ?? d.maxEjectPercent,
+    ejectAtLeastOne: c?.ejectAtLeastOne ?? false,
     failPercent: c?.failPercent ?? d.failPercent,
     minRequests: c?.minRequests ?? d.minRequests,
     stall:
@@ -78,11 +83,29 @@ function settings(c: Passive | undefined): PassiveSettings {
       probe.enabled === false
         ? undefined
         : { interval: ms(probe.interval ?? r.interval), maxInterval: Math.max(ms(probe.interval ?? r.interval), ms(probe.maxInterval ?? r.maxInterval)) },
+    outlier: outlierSettings(c?.outlier),
+  }
+}
+
+function outlierSettings(c: Passive['outlier']): OutlierSettings {
+  const d = OUTLIER_DEFAULTS
+  return {
+    interval: ms(c?.interval ?? d.interval),
+    requestVolume: c?.requestVolume ?? d.requestVolume,
+    minimumHosts: c?.minimumHosts ?? d.minimumHosts,
+    stdevFactor: c?.stdevFactor ?? d.stdevFactor,
+    stdevFloor: c?.stdevFloor ?? d.stdevFloor,
+    threshold: c?.threshold ?? d.threshold,
+    successRate: c?.successRate ?? d.successRate,
   }
 }
 
 function rotate(e: EventEmitter): void {
   e.emit('rotate')
+}
+
+function sweep(g: PassiveHealth): void {
+  g.sweepOutliers(Date.now())
 }
 
 /** Passive health of one upstream group. */
@@ -105,10 +128,9 @@ export class PassiveHealth {
     this.failOn = new FailureSet(config?.failOn ?? PASSIVE_DEFAULTS.failOn, true)
     if (s.mode === 'rate') {
       this.rotate = new EventEmitter().setMaxListeners(0)
-      const t = setInterval(rotate, Math.max(1, Math.floor(s.failTimeout / RATE_BUCKETS)), this.rotate)
-      t.unref()
-      this.timers.push(t)
+      this.every(s.failTimeout / RATE_BUCKETS, rotate, this.rotate)
     }
+    if (s.mode === 'outlier') this.every(s.outlier.interval, sweep, this)
     this.peers = upstream.peers.map((p) => this.join(p))
     this.stall = s.stall === undefined ? undefined : new StallWatch(s.stall, () => this.peers)
   }
@@ -131,6 +153,12 @@ export class PassiveHealth {
     this.peers = this.upstream.peers.map((p) => (p.passive?.group === this ? p.passive : this.join(p)))
   }
 
+  private every<T>(period: number, fn: (arg: T) => void, arg: T): void {
+    const t = setInterval(fn, Math.max(1, Math.floor(period)), arg)
+    t.unref()
+    this.timers.push(t)
+  }
+
   private detector(h: PeerHealth): Detector | undefined {
     const s = this.settings
     if (s.maxFails === 0) return undefined
@@ -143,6 +171,28 @@ export class PassiveHealth {
         return new WindowDetector(s.maxFails, s.failTimeout)
       case 'rate':
         return new RateDetector(h, { failPercent: s.failPercent, minRequests: s.minRequests, window: s.failTimeout, rotate: this.rotate as EventEmitter })
+      case 'outlier':
+        return new OutlierDetector(s.outlier.interval)
+    }
+  }
+
+  /** Outlier mode, once per interval: judge the servers in rotation against each other; eject the outliers, worst first. */
+  sweepOutliers(now: number): void {
+    const judged: PeerHealth[] = []
+    const samples: OutlierSample[] = []
+    for (const h of this.peers) {
+      const d = h.detector
+      if (!(d instanceof OutlierDetector)) continue
+      const sample = d.take()
+      // Only servers in rotation all interval compare alike; backups serve only when the primaries cannot.
+      if (h.state !== 'ok' || h.peer.backup) continue
+      judged.push(h)
+      samples.push(sample)
+    }
+    for (const v of outlierVerdicts(samples, this.settings.outlier)) {
+      const h = judged[v.index] as PeerHealth
+      ;(h.detector as OutlierDetector).verdict = v
+      h.eject(v.reason, now)
     }
   }
 
@@ -159,7 +209,8 @@ export class PassiveHealth {
     if (list === undefined) return
     list.unlink(w)
     ;(list.owner as PeerHealth).answered(now)
-    ;(this.stall as StallWatch).sample(now - w.started)
+    // Linked under settings with stall detection, answered under new ones (a reload in between) that may have none.
+    this.stall?.sample(now - w.started)
   }
 
   /** Hot path: the attempt is over. `failure` undefined is a success; `conclusive` false means it says nothing. */
@@ -182,7 +233,7 @@ export class PassiveHealth {
 
   /** The cap (cap.ts): may passive evidence take `h` out now? */
   mayTakeOut(h: PeerHealth): boolean {
-    return mayTakeOut(h, this.peers, this.settings.maxEjectPercent)
+    return mayTakeOut(h, this.peers, this.settings.maxEjectPercent, this.settings.ejectAtLeastOne)
   }
 
   emit(h: PeerHealth | undefined, kind: HealthEventKind, reason: string, extra: Partial<HealthEvent> = {}): void {

@@ -5,8 +5,9 @@ import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
-import type { Upstream } from '../upstream/upstream.js'
-import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
+import type { Upstream, UpstreamTimeouts } from '../upstream/upstream.js'
+import type { InFlightEntry } from '../upstream/inflight.js'
+import { classifyError, httpFailure, PER_TRY_TIMEOUT, POOL_TIMEOUT, STUCK, type Failure } from '../health/outcome.js'
 import { Role } from '../health/ejection.js'
 import type { WaitList, Waiting } from '../health/stall.js'
 import type { Attempted } from '../health/monitor.js'
@@ -15,11 +16,12 @@ import { ClientHop, forwardHeaders, readRequestHead, responseHeaders, trailerPai
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
+import type { AccessLog, AccessRecord } from './access-log.js'
 
 export interface ForwardHooks {
   log: Logger
-  /** Access log destination, or undefined when access logging is off. */
-  access: Logger | undefined
+  /** The access log (kept across reloads; `enabled` says whether it writes). */
+  access: AccessLog
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
@@ -32,6 +34,8 @@ export class VigilRequest extends IncomingMessage {
   exchange: Exchange | undefined = undefined
   /** Its raw headers read once (by the listener), so nothing builds Node's `headers` object on the way. */
   head: RequestHead | undefined = undefined
+  /** Its response, set by forward(): 'close' on the request is the one client-gone signal every pipelined request gets. */
+  response: VigilResponse | undefined = undefined
 }
 
 const HOP = Symbol('vigil.clientHop')
@@ -44,15 +48,35 @@ function clientHop(socket: Socket & { [HOP]?: ClientHop }, hooks: ForwardHooks):
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
 export class VigilResponse extends ServerResponse<VigilRequest> {
   exchange: Exchange | undefined = undefined
+  /** Set while the access log is on: the request's tries, written when the response closes. */
+  access: AccessRecord | undefined = undefined
 }
 
 function onClientClose(this: VigilResponse): void {
   this.exchange?.clientClosed()
 }
 
-/** Registered at most once per response, at its first backpressure: no wrapper per 'drain'. */
+/**
+ * Node 20 emits 'close' only on the response that owns the socket: a pipelined response still queued behind it
+ * never gets one when the client disconnects, but its request does (the server destroys every pending request).
+ * A request also closes normally once its response is done, when the socket is still open: that is no ending.
+ */
+function onRequestClose(this: VigilRequest): void {
+  if (this.socket.destroyed) this.response?.exchange?.clientClosed()
+}
+
+/**
+ * Registered at most once per response, at its first backpressure: no wrapper per 'drain'. The upstream body
+ * resumes on the next tick, never inside this 'drain': Node emits it synchronously from another response's write
+ * (a pipelined response becomes the socket's owner when the one before it ends, inside that attempt's undici
+ * parser callback), and undici's parsers must not be re-entered (it asserts `currentParser === null`).
+ */
 function onClientDrain(this: VigilResponse): void {
-  this.exchange?.resumeUpstream()
+  if (this.exchange !== undefined) process.nextTick(resumeExchange, this.exchange)
+}
+
+function resumeExchange(ex: Exchange): void {
+  ex.resumeUpstream()
 }
 
 function onBodyData(this: VigilRequest, chunk: Buffer): void {
@@ -86,7 +110,7 @@ const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim 
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
  * It only relays undici's callbacks to its exchange; it is also what the monitor is told about (health/monitor.ts).
  */
-export class Attempt implements Dispatcher.DispatchHandler, Attempted {
+export class Attempt implements Dispatcher.DispatchHandler, Attempted, InFlightEntry {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   resumeUpstream: (() => void) | undefined = undefined
   /** Settled: counted, unlinked, and any later callback from undici is ignored. */
@@ -101,6 +125,11 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
   waitingOn: WaitList | undefined = undefined
   /** Next attempt of the same exchange still running (hedging runs several). */
   nextLive: Attempt | undefined = undefined
+  /** Its place in the peer's in-flight list (the watchdog's). */
+  prevInPeer: InFlightEntry | undefined = undefined
+  nextInPeer: InFlightEntry | undefined = undefined
+  /** Set by the watchdog when it finds the client gone; still in flight at its next sweep means stuck. */
+  orphaned = false
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
@@ -113,7 +142,14 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted {
     readonly exchange: Exchange,
     readonly peer: Peer,
     readonly started: number,
+    /** Its group's timeouts when it was sent (the watchdog measures it against them). */
+    readonly timeouts: UpstreamTimeouts,
   ) {}
+
+  /** undici gave it a connection (it calls onConnect just before writing the request). */
+  get connected(): boolean {
+    return this.abortUpstream !== undefined
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.settled) abort()
@@ -215,7 +251,8 @@ export class Exchange {
   }
 
   resumeUpstream(): void {
-    this.winner?.resumeUpstream?.()
+    const w = this.winner
+    if (w !== undefined && !w.settled) w.resumeUpstream?.()
   }
 
   bodyChunk(chunk: Buffer): void {
@@ -247,7 +284,7 @@ export class Exchange {
         return
       }
       sendError(this.res, 503, refusal.code, refusal.detail)
-      this.finish(503)
+      this.finish()
       return
     }
     this.firstPeer = peer
@@ -256,9 +293,10 @@ export class Exchange {
 
   private launch(peer: Peer, now: number): void {
     this.attempts++
-    const a = new Attempt(this, peer, now)
+    const a = new Attempt(this, peer, now, this.upstream.timeouts)
     a.nextLive = this.live
     this.live = a
+    peer.attempts.add(a)
     this.upstream.monitor.dispatched(a, now)
     const perTry = this.upstream.retry.perTryTimeout
     if (perTry > 0) {
@@ -327,11 +365,17 @@ export class Exchange {
     if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
     this.res.end()
     this.settle(a, a.failure, true, Date.now())
-    this.finish(a.status)
+    this.finish()
   }
 
   error(a: Attempt, err: Error): void {
     const now = Date.now()
+    // The client's socket is gone (its 'close' may not have run yet): whatever failed, the provider is not to blame.
+    if (this.clientGone || this.req.socket.destroyed) {
+      this.settle(a, undefined, false, now)
+      this.clientClosed()
+      return
+    }
     const failure = classifyError(err)
     this.settle(a, failure, true, now)
     const midBody = a === this.winner
@@ -339,15 +383,11 @@ export class Exchange {
     if (midBody) {
       // The status line is out: the only honest signal left is to cut the client connection.
       this.res.destroy()
-      this.finish(a.status)
+      this.finish()
       return
     }
     this.lastFailure = failure
-    // A hedge still racing may yet answer.
-    if (this.live !== undefined) return
-    const next = this.retryPeer(failure, now)
-    if (next === undefined) this.fail()
-    else this.launch(next, now)
+    this.retryOrFail(failure, now)
   }
 
   perTryTimeout(): void {
@@ -368,9 +408,7 @@ export class Exchange {
     this.settle(a, PER_TRY_TIMEOUT, true, now)
     a.abort()
     this.lastFailure = PER_TRY_TIMEOUT
-    const next = this.retryPeer(PER_TRY_TIMEOUT, now)
-    if (next === undefined) this.fail()
-    else this.launch(next, now)
+    this.retryOrFail(PER_TRY_TIMEOUT, now)
   }
 
   /**
@@ -397,7 +435,41 @@ export class Exchange {
       this.settle(a, undefined, false, now)
       a.abort()
     }
-    this.finish(this.winner?.status ?? 0)
+    this.finish()
+  }
+
+  /**
+   * The watchdog: `a` waited for a pool connection longer than timeouts.queue (every connection of the peer busy).
+   * vigil's own limit, so it says nothing about the provider; another peer may be tried, else 503 pool_timeout.
+   */
+  poolTimeout(a: Attempt, now: number): void {
+    a.peer.poolTimeouts++
+    this.settle(a, POOL_TIMEOUT, false, now)
+    this.hooks.log.warn({ upstream: this.upstream.name, peer: a.peer.address, reason: POOL_TIMEOUT.code, waitedMs: now - a.started, inflight: a.peer.inflight }, 'request waited too long for a pooled connection')
+    this.lastFailure = POOL_TIMEOUT
+    this.retryOrFail(POOL_TIMEOUT, now)
+  }
+
+  /** The watchdog: `a` outlived every timeout meant to end it. End it (the watchdog reports it) so it cannot hold the pool. */
+  stuck(a: Attempt, now: number): void {
+    this.settle(a, STUCK, false, now)
+    a.abort()
+    if (this.clientGone || this.req.socket.destroyed) return this.clientClosed()
+    if (a === this.winner) {
+      this.res.destroy()
+      this.finish()
+      return
+    }
+    this.lastFailure = STUCK
+    if (this.live === undefined) this.fail()
+  }
+
+  /** After a failed attempt: wait for a hedge still racing, or try another peer, or answer the failure. */
+  private retryOrFail(f: Failure, now: number): void {
+    if (this.live !== undefined) return
+    const next = this.retryPeer(f, now)
+    if (next === undefined) this.fail()
+    else this.launch(next, now)
   }
 
   /** Report an attempt exactly once to the monitor, which counts it everywhere it counts. */
@@ -405,9 +477,12 @@ export class Exchange {
     if (a.settled) return
     a.settled = true
     this.unlink(a)
+    a.peer.attempts.remove(a)
     const monitor = this.upstream.monitor
     monitor.settled(a, failure, conclusive, now)
     monitor.released(a.peer)
+    // The provider's status, or why there was none (connect_refused, ...; "-" when abandoned for another try).
+    this.res.access?.attempt(a.peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
   }
 
   private unlink(a: Attempt): void {
@@ -440,25 +515,15 @@ export class Exchange {
   private fail(): void {
     const f = this.lastFailure as Failure
     sendError(this.res, f.status, f.code, describe(f, this.upstream.name), this.attempts)
-    this.finish(f.status)
+    this.finish()
   }
 
-  private finish(status: number): void {
+  private finish(): void {
     if (this.finished) return
     this.finished = true
     clearTimeout(this.timer)
     this.res.exchange = undefined
     this.req.exchange = undefined
-    this.hooks.access?.info({
-      method: this.method,
-      url: this.req.url,
-      status,
-      upstream: this.upstream.name,
-      peer: (this.winner?.peer ?? this.firstPeer)?.address,
-      attempts: this.attempts,
-      ms: Date.now() - this.started,
-      aborted: this.clientGone || undefined,
-    })
     this.hooks.done()
   }
 }
@@ -472,6 +537,8 @@ function describe(f: Failure, upstream: string): string {
     case 'response_timeout':
     case 'per_try_timeout':
       return `upstream "${upstream}" timed out before sending a response`
+    case 'pool_timeout':
+      return `no connection to a server of "${upstream}" became free within timeouts.queue`
     case 'invalid_response':
       return `upstream "${upstream}" sent an invalid response`
     default:
@@ -503,6 +570,8 @@ export function parseTarget(url: string, hostHeader: string | undefined): Target
 export function forward(req: VigilRequest, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
   const ex = new Exchange(req, res, upstream, target, hooks)
   res.exchange = ex
+  req.response = res
   res.on('close', onClientClose)
+  req.on('close', onRequestClose)
   ex.start()
 }

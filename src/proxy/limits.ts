@@ -96,16 +96,20 @@ const BAD_REQUEST: [number, string, string] = [400, 'bad_request', 'malformed HT
  * The listener's 'clientError' handler: a request Node's parser rejected (malformed, a smuggling attempt, too large,
  * too slow). Answer like Node would, plus a body and an x-vigil-error code, and close the connection.
  */
-export function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+export function onClientError(err: NodeJS.ErrnoException, socket: Duplex): { status: number; code: string } | undefined {
   if (err.code === 'ECONNRESET' || (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) {
     socket.destroy()
-    return
+    return undefined
   }
   const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? BAD_REQUEST
   sendRawError(socket, status, code, detail)
+  return { status, code }
 }
 
+const CONNECT_REFUSED = { status: 405, code: 'method_not_allowed' }
+
 /** The listener's 'connect' handler: vigil is a reverse proxy, never a tunnel to wherever a client asks. */
-export function onConnectMethod(_req: unknown, socket: Duplex): void {
+export function onConnectMethod(_req: unknown, socket: Duplex): { status: number; code: string } {
   sendRawError(socket, 405, 'method_not_allowed', 'CONNECT is not supported: vigil is not a forward proxy')
+  return CONNECT_REFUSED
 }

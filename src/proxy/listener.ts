@@ -44,13 +44,21 @@ export class ProxyListener {
             typeof VigilResponse
           >)
     applyServerLimits(this.server, limits)
-    this.server.on('clientError', onClientError)
-    this.server.on('connect', onConnectMethod)
+    const access = this.hooks.access
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const answer = onClientError(err, socket)
+      if (answer !== undefined) access.rejected(socket, answer.status, answer.code)
+    })
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      const answer = onConnectMethod(req, socket)
+      access.rejected(socket, answer.status, answer.code)
+    })
     this.upgrades = new UpgradeProxy(this.router, this.hooks)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
+    if (this.hooks.access.enabled) this.hooks.access.begin(res)
     // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
     const head = (req.head = readRequestHead(req.rawHeaders))
     const rejected = rejectRequest(req, this.maxHeaders, head)
@@ -74,13 +82,15 @@ export class ProxyListener {
       this.hooks.done()
       return
     }
+    if (res.access !== undefined) res.access.upstream = upstream.name
     forward(req, res, upstream, target, this.hooks)
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rejected = rejectRequest(req, this.maxHeaders)
-    if (rejected === undefined) this.upgrades.handle(req, socket, head)
-    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    if (rejected === undefined) return this.upgrades.handle(req, socket, head)
+    sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    this.hooks.access.rejected(socket, rejected.status, rejected.code)
   }
 
   /**

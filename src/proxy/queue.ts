@@ -19,6 +19,10 @@ export function enqueue(forward: ForwardFn, req: IncomingMessage, res: VigilResp
 class QueuedRequest implements Waiter {
   private readonly timer: NodeJS.Timeout
   private readonly onClose = (): void => this.leave()
+  /** A pipelined request's response gets no 'close' when the client leaves (see forward.ts); its request does. */
+  private readonly onRequestClose = (): void => {
+    if (this.req.socket.destroyed) this.leave()
+  }
 
   constructor(
     private readonly forward: ForwardFn,
@@ -30,17 +34,23 @@ class QueuedRequest implements Waiter {
   ) {
     this.timer = setTimeout(() => this.expire(), (upstream.queue as { timeout: number }).timeout)
     res.once('close', this.onClose)
+    req.once('close', this.onRequestClose)
+  }
+
+  private unlisten(): void {
+    this.res.off('close', this.onClose)
+    this.req.off('close', this.onRequestClose)
   }
 
   admit(): void {
     clearTimeout(this.timer)
-    this.res.off('close', this.onClose)
+    this.unlisten()
     this.forward(this.req, this.res, this.upstream, this.target, this.hooks)
   }
 
   refuse(code: string, detail: string): void {
     clearTimeout(this.timer)
-    this.res.off('close', this.onClose)
+    this.unlisten()
     sendError(this.res, 503, code, detail)
     this.hooks.done()
   }
@@ -53,6 +63,7 @@ class QueuedRequest implements Waiter {
   /** The client went away while waiting. */
   private leave(): void {
     clearTimeout(this.timer)
+    this.unlisten()
     this.upstream.queue?.remove(this)
     this.hooks.done()
   }

@@ -17,6 +17,7 @@ import type { Router } from './router.js'
 import { parseTarget, type ForwardHooks } from './forward.js'
 import { requestHeaders } from './headers.js'
 import { sendRawError } from './respond.js'
+import { AccessRecord } from './access-log.js'
 
 const NO_PEERS: readonly Peer[] = []
 
@@ -38,11 +39,16 @@ class Tunnel implements Attempted {
   prevWaiting: Waiting | undefined = undefined
   nextWaiting: Waiting | undefined = undefined
   waitingOn: WaitList | undefined = undefined
+  /** Why it failed, for the access log. */
+  error: string | undefined = undefined
 
   constructor(
     readonly client: Duplex,
     readonly peer: Peer,
     readonly upstream: Upstream,
+    readonly req: IncomingMessage,
+    /** Set while the access log is on; its line is written when the tunnel closes. */
+    readonly access: AccessRecord | undefined,
   ) {}
 
   /** An upgrade is not replayable on another server: it waits for its own answer. */
@@ -68,25 +74,30 @@ export class UpgradeProxy {
   /** The listener's 'upgrade' handler. */
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', onSocketError)
+    const access = this.hooks.access.enabled ? new AccessRecord(this.hooks.access) : undefined
     const target = parseTarget(req.url ?? '/', req.headers.host)
     const upstream = target === undefined ? undefined : this.router.match(target.host, target.path)
     if (target === undefined) {
       sendRawError(socket, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
+      if (access !== undefined) this.hooks.access.upgrade(req, access, 400, 'bad_request_target')
       return
     }
     if (upstream === undefined) {
       sendRawError(socket, 404, 'no_route', 'no route matches this host and path')
+      if (access !== undefined) this.hooks.access.upgrade(req, access, 404, 'no_route')
       return
     }
+    if (access !== undefined) access.upstream = upstream.name
     // The request takes part in the pick, so hash policies keep a client's tunnels on its peer.
     const peer = upstream.select(NO_PEERS, req)
     if (peer === undefined) {
       const refusal = upstream.refusal()
       sendRawError(socket, 503, refusal.code, refusal.detail)
+      if (access !== undefined) this.hooks.access.upgrade(req, access, 503, refusal.code)
       return
     }
     // An open tunnel is load on its peer, for least-connection policies, until either side closes.
-    const tunnel = new Tunnel(socket, peer, upstream)
+    const tunnel = new Tunnel(socket, peer, upstream, req, access)
     upstream.monitor.dispatched(tunnel, tunnel.started)
     this.tunnels.set(socket, tunnel)
     socket.once('close', () => this.closed(tunnel))
@@ -133,6 +144,7 @@ export class UpgradeProxy {
   private answered(tunnel: Tunnel, status: number): void {
     const now = Date.now()
     tunnel.status = status
+    tunnel.access?.attempt(tunnel.peer.address, status, now - tunnel.started)
     this.settle(tunnel, tunnel.upstream.monitor.responded(tunnel, status, now), true, now)
   }
 
@@ -145,6 +157,11 @@ export class UpgradeProxy {
 
   private failed(tunnel: Tunnel, err: Error): void {
     const failure = classifyError(err)
+    if (!tunnel.switched) {
+      tunnel.access?.attempt(tunnel.peer.address, failure.code, Date.now() - tunnel.started)
+      tunnel.status = failure.status
+      tunnel.error = failure.code
+    }
     // After the switch the upgrade was already counted as answered; a tunnel cut later is not a failed request.
     this.settle(tunnel, failure, true, Date.now())
     this.hooks.log.warn({ upstream: tunnel.upstream.name, peer: tunnel.peer.address, reason: failure.code, err: err.message, switched: tunnel.switched }, 'upgrade failed')
@@ -160,6 +177,7 @@ export class UpgradeProxy {
     this.tunnels.delete(tunnel.client)
     // A closed tunnel frees a maxConns slot like a finished request.
     tunnel.upstream.monitor.released(tunnel.peer)
+    if (tunnel.access !== undefined) this.hooks.access.upgrade(tunnel.req, tunnel.access, tunnel.status, tunnel.error)
   }
 
   private agent(peer: Peer): HttpsAgent | false {

@@ -6,6 +6,7 @@ import { TlsPool, type ClientTls } from './tls.js'
 import { PeakEwma } from '../balance/peak-ewma.js'
 import type { PeerHealth } from '../health/ejection.js'
 import { ResponseStats } from './response-stats.js'
+import { InFlightList } from './inflight.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -50,6 +51,15 @@ export class Peer {
   passive: PeerHealth | undefined = undefined
   /** Requests sent to this peer and not finished yet. */
   inflight = 0
+  /** The same attempts, oldest first, for the watchdog (src/proxy/watchdog.ts), which also sets the four below. */
+  readonly attempts = new InFlightList()
+  /** Attempts waiting for a connection of the pool, and how long the oldest of them has waited (ms). */
+  waiting = 0
+  oldestWait = 0
+  /** Attempts the watchdog ended because they outlived every timeout meant to end them (a vigil bug, logged as an error). */
+  stuck = 0
+  /** Requests that waited past timeouts.queue for a pool connection (answered 503 pool_timeout, or retried). */
+  poolTimeouts = 0
   requests = 0
   failures = 0
   /** Responses by class and their times, for /metrics. */

@@ -14,11 +14,16 @@ import { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
+const STUCK_SLACK = 1_000
 
 export interface UpstreamTimeouts {
   connect: number
   response: number
   idle: number
+  /** Longest wait for a pooled connection (`timeouts.queue`, default `connect`). */
+  queue: number
+  /** Age after which an attempt still without response headers outlived every timeout that should have ended it. */
+  stuck: number
 }
 
 const NONE: readonly Peer[] = []
@@ -32,10 +37,16 @@ export interface Connections {
 }
 
 export function connections(config: UpstreamConfig): Connections {
+  const connect = ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect)
+  const response = ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response)
+  const queue = ms(config.timeouts?.queue ?? connect)
   const timeouts = {
-    connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
-    response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
+    connect,
+    response,
     idle: ms(config.timeouts?.idle ?? DEFAULT_TIMEOUTS.idle),
+    queue,
+    // Queued, connected, then answered: each phase has its timeout; a second of slack for the timers themselves.
+    stuck: queue + connect + response + STUCK_SLACK,
   }
   const pool: PoolOptions = {
     connectTimeout: timeouts.connect,
