@@ -6,6 +6,8 @@ import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
+import { Registries } from './discovery/registries.js'
+import { registerDiscoveryMetrics } from './discovery/metrics.js'
 import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
@@ -24,6 +26,7 @@ export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
 export type { ReloadResult, ReloadStatus } from './reload.js'
 export type { DnsResolver } from './upstream/discovery.js'
+export { RegistryStartError, type SourceStatus } from './discovery/registries.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 
@@ -50,6 +53,8 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** ZooKeeper and etcd sources of the groups' servers. */
+  readonly registries: Registries
   private passive: PassiveHealthLink = passiveLink
   private current: Config
   private listeners: ProxyListener[]
@@ -73,7 +78,22 @@ export class Vigil {
       config: () => this.current.resolver,
       changed: (upstream) => void this.reloader.rediscover(upstream),
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), discovered: (u, name) => discovery.targets(u, name) })
+    this.registries = new Registries({
+      log: this.log,
+      health: (name) => ({
+        healthy: () => this.upstreams.get(name)?.peers.some((p) => p.eligible) === true,
+        passing: (address) => {
+          const u = this.upstreams.get(name)
+          return u?.active !== undefined && u.peers.some((p) => p.address === address && p.checkUp)
+        },
+      }),
+      changed: (upstream, kind, detail) => void this.reloader.rediscover(upstream, kind, detail),
+    })
+    this.membership = new Membership(config.upstreams, {
+      retireGrace: () => this.grace(),
+      discovered: (u, name) => discovery.targets(u, name),
+      registered: (u, server) => this.registries.targets(u, server),
+    })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
@@ -87,6 +107,8 @@ export class Vigil {
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
       if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
+      // A server held after it left its registry keeps traffic only while it passes its checks.
+      if (e.source === 'active' && e.event === 'down') this.registries.checkFailed(e.upstream)
     })
     this.hooks = {
       log: this.log,
@@ -100,6 +122,7 @@ export class Vigil {
         log: this.log,
         membership: this.membership,
         discovery,
+        registries: this.registries,
         config: () => this.current,
         listeners: () => this.listeners,
         createListener: (l, upstreams) => this.createListener(l, upstreams),
@@ -115,6 +138,7 @@ export class Vigil {
       options.configFile,
     )
     registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
+    registerDiscoveryMetrics(this.metrics.registry, () => this.registries.status())
     this.admin =
       options.admin === false
         ? undefined
@@ -128,6 +152,7 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            discovery: () => this.registries.status(),
           })
   }
 

@@ -1,4 +1,4 @@
-// The one update path: file reloads (watch, SIGHUP, POST /reload), admin server changes and DNS answers are
+// The one update path: file reloads (watch, SIGHUP, POST /reload), admin server changes, DNS answers and registry lists are
 // queued here and applied one at a time, so the last change applied is the last one asked for.
 import type { AddressInfo } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
@@ -12,6 +12,7 @@ import { ConfigWatcher } from './config/watch.js'
 import type { ServerSpec } from './config/diff.js'
 import type { Membership, MembershipChange } from './upstream/membership.js'
 import type { Discovery } from './upstream/discovery.js'
+import type { Registries } from './discovery/registries.js'
 import type { Upstream } from './upstream/upstream.js'
 import type { ProxyListener } from './proxy/listener.js'
 import { readCertificate } from './proxy/certificate.js'
@@ -19,7 +20,7 @@ import { readCertificate } from './proxy/certificate.js'
 export const DEFAULT_DEBOUNCE = 200
 
 /** What triggered a change: shown in the log line and the status. */
-export type ChangeSource = 'watch' | 'signal' | 'admin' | 'api' | 'dns'
+export type ChangeSource = 'watch' | 'signal' | 'admin' | 'api' | 'dns' | 'zookeeper' | 'etcd'
 
 export interface LastReload {
   ok: boolean
@@ -47,6 +48,7 @@ export interface ReloadTarget {
   readonly log: Logger
   readonly membership: Membership
   readonly discovery: Discovery
+  readonly registries: Registries
   config(): Config
   listeners(): readonly ProxyListener[]
   /** A listener for `config`, routing over `upstreams`, not yet bound. */
@@ -83,10 +85,13 @@ export class Reloader {
     return { generation: this.target.membership.generation, reloads: this.reloads, failures: this.failures, last: this.last }
   }
 
-  /** First DNS answers, before the listeners open, so no group starts empty. */
+  /**
+   * First DNS answers and registry lists, before the listeners open, so no group starts empty; a registry that is
+   * unreachable and has no cache file fails the start (RegistryStartError names it).
+   */
   async discover(): Promise<void> {
-    const { discovery, membership } = this.target
-    await discovery.prime(this.target.config().upstreams)
+    const { discovery, membership, registries } = this.target
+    await Promise.all([discovery.prime(this.target.config().upstreams), registries.prime(this.target.config().upstreams)])
     await this.enqueue(() => {
       for (const name of membership.upstreams.keys()) this.logged(membership.rediscover(name))
     })
@@ -140,9 +145,9 @@ export class Reloader {
     return this.enqueue(() => this.logged(this.target.membership.removeServer(upstream, address)))
   }
 
-  /** A group's DNS answer changed. */
-  rediscover(upstream: string): Promise<MembershipChange | undefined> {
-    return this.enqueue(() => this.logged(this.target.membership.rediscover(upstream)))
+  /** A group's DNS answer or registry list changed; `detail` (which registry source, why) goes into the log line. */
+  rediscover(upstream: string, source: 'dns' | 'zookeeper' | 'etcd' = 'dns', detail?: Record<string, unknown>): Promise<MembershipChange | undefined> {
+    return this.enqueue(() => this.logged(this.target.membership.rediscover(upstream, source), detail))
   }
 
   /** Runs `fn` after every change queued before it, and before every change queued after it. */
@@ -156,6 +161,7 @@ export class Reloader {
     this.watching = false
     this.watcher?.close()
     this.target.discovery.close()
+    await this.target.registries.close()
     await this.queue
     for (const l of this.closing) l.closeAll()
   }
@@ -178,8 +184,14 @@ export class Reloader {
         return this.fail(source, new Error(`listeners[${i}].tls: ${(err as Error).message}`))
       }
     }
-    // New resolve entries get their first answer before the swap, so a group never goes live empty.
+    // New resolve and registry entries get their first list before the swap, so a group never goes live empty.
     await this.target.discovery.prime(config.upstreams)
+    try {
+      await this.target.registries.prime(config.upstreams)
+    } catch (err) {
+      this.target.discovery.retain(this.target.config().upstreams)
+      return this.fail(source, err as Error)
+    }
     const prepared = membership.prepare(config.upstreams)
     // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
     const opened = new Map<string, ProxyListener>()
@@ -191,6 +203,7 @@ export class Reloader {
       } catch (err) {
         prepared.discard()
         this.target.discovery.retain(this.target.config().upstreams)
+        this.target.registries.retain(this.target.config().upstreams)
         await Promise.all([...opened.values()].map((o) => o.stopAccepting()))
         const index = config.listeners.indexOf(l)
         const e = err as NodeJS.ErrnoException
@@ -210,6 +223,7 @@ export class Reloader {
     for (const [l, certificate] of renewals) l.renewCertificate(certificate)
     this.target.swap(config, listeners)
     this.target.discovery.retain(config.upstreams)
+    this.target.registries.retain(config.upstreams)
     if (this.watching && !sameJson(before.reload, config.reload)) this.watch()
     for (const { key } of listenerDiff.removed) this.retireListener(byKey.get(key) as ProxyListener)
     log.info(
@@ -228,8 +242,8 @@ export class Reloader {
     return { ...this.last, change }
   }
 
-  private logged<T extends MembershipChange | undefined>(change: T): T {
-    if (change !== undefined) this.target.log.info(summary(change), 'membership changed')
+  private logged<T extends MembershipChange | undefined>(change: T, detail?: Record<string, unknown>): T {
+    if (change !== undefined) this.target.log.info({ ...summary(change), ...detail }, 'membership changed')
     return change
   }
 

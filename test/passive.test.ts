@@ -29,7 +29,7 @@ type Tap = { teardown(fn: () => unknown): void }
 const tick = (ms: number): void => mock.timers.tick(ms)
 
 /** An upstream of `n` peers (nothing listens: these tests never send traffic). */
-function group(t: Tap, n: number, extra: Partial<UpstreamConfig> = {}): { u: Upstream; events: HealthEvent[] } {
+function group(t: Tap, n: number, extra: Partial<Omit<UpstreamConfig, 'servers'>> = {}): { u: Upstream; events: HealthEvent[] } {
   const servers = Array.from({ length: n }, (_, i) => ({ address: `127.0.0.1:${10_001 + i}` }))
   const u = new Upstream('api', { servers, ...extra })
   const events: HealthEvent[] = []

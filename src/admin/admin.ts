@@ -5,6 +5,7 @@ import { listenOn } from '../net.js'
 import { authorized, safeAdminPath } from './guard.js'
 import { resolveLimits, serverOptions } from '../proxy/limits.js'
 import type { HealthEvents } from '../health/events.js'
+import type { SourceStatus } from '../discovery/registries.js'
 import { FORMATS, renderCsv, renderHtml, renderJson, renderPrometheus, statusRows, type Format, type StatusSource } from './status.js'
 import { applyAction, type Action } from './actions.js'
 import type { VigilMetrics } from './metrics.js'
@@ -21,6 +22,8 @@ export interface AdminOptions extends StatusSource {
   metrics: VigilMetrics
   /** POST /reload and runtime server changes (src/admin/membership.ts). */
   membership?: MembershipActions
+  /** Registry sources, for the status page. */
+  discovery?: () => SourceStatus[]
 }
 
 const ACTION = /^\/upstreams\/([^/]+)\/servers\/([^/]+)\/(drain|disable|enable)$/
@@ -74,10 +77,11 @@ export class AdminServer {
     const rows = statusRows(this.options).filter((r) => filter === null || r.status === filter)
     const generation = this.options.generation()
     const reload = this.options.membership?.status.last
+    const discovery = this.options.discovery?.() ?? []
     switch (format as Format) {
       case 'html': {
         const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
-        send(res, 200, 'text/html; charset=utf-8', renderHtml(rows, generation, Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload))
+        send(res, 200, 'text/html; charset=utf-8', renderHtml(rows, generation, Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, discovery))
         return
       }
       case 'csv':
@@ -87,7 +91,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation, reload))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery))
     }
   }
 

@@ -6,6 +6,7 @@ import type { ActiveChecker, LastCheck } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../reload.js'
 import type { PeerPassiveSnapshot } from '../health/passive.js'
+import type { SourceStatus } from '../discovery/registries.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
@@ -113,9 +114,29 @@ export function statusRows(source: StatusSource): ServerStatus[] {
   return rows
 }
 
-/** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
-export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload): string {
-  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload })}\n`
+/**
+ * Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one, and `discovery`
+ * (one entry per registry source) when there are any.
+ */
+export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
+  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery })}\n`
+}
+
+/** One row per registry source and group: is it connected, how old is its list, what the protection rules hold. */
+function discoveryTable(sources: readonly SourceStatus[]): string {
+  if (sources.length === 0) return ''
+  const head = ['kind', 'source', 'connected', 'session', 'version', 'last read', 'age s', 'servers', 'stale', 'drifts', 'upstream', 'from cache', 'held']
+  const rows = sources.flatMap((s) =>
+    (s.upstreams.length === 0 ? [undefined] : s.upstreams).map((b) => {
+      const cells = [s.kind, s.source, s.connected, s.session ?? '', s.version ?? '', s.lastRead ?? 'never', s.ageSeconds === undefined ? '' : s.ageSeconds.toFixed(1), s.servers, s.stale, s.drifts]
+      cells.push(b?.upstream ?? '', b?.fromCache ?? '', b?.held.map((h) => `${h.address} (${h.reason} since ${h.since})`).join('; ') ?? '')
+      return `<tr class="${s.stale || !s.connected ? 'down' : 'up'}">${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`
+    }),
+  )
+  return `<h2>discovery</h2>
+<table id="discovery"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table>`
 }
 
 /** Flat columns for csv and html: Tengine's first, then vigil's. */
@@ -169,7 +190,7 @@ function escapeHtml(v: unknown): string {
 }
 
 /** A readable table that reloads itself every `refresh` seconds; rows of servers out of rotation are marked. */
-export function renderHtml(rows: readonly ServerStatus[], generation: number, refresh: number, reload?: LastReload): string {
+export function renderHtml(rows: readonly ServerStatus[], generation: number, refresh: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
   const down = rows.filter((r) => r.status === 'down').length
   const body = rows
     .map((r) => `<tr class="${r.status}" data-name="${escapeHtml(r.name)}">${COLUMNS.map(([, get]) => `<td>${escapeHtml(get(r))}</td>`).join('')}</tr>`)
@@ -182,7 +203,7 @@ export function renderHtml(rows: readonly ServerStatus[], generation: number, re
   }</p>
 <table><thead><tr>${COLUMNS.map(([h]) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
 ${body}
-</tbody></table></body></html>\n`
+</tbody></table>${discoveryTable(discovery)}</body></html>\n`
 }
 
 function promLabel(v: string): string {

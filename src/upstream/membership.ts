@@ -2,7 +2,7 @@
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
 import type { Pool } from 'undici'
-import type { Config, Upstream as UpstreamConfig } from '../config/schema.js'
+import type { Config, Server, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
 import { createBalancer } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
@@ -52,7 +52,12 @@ export interface MembershipOptions {
   retireGrace: () => number
   /** The last good answer for a `resolve: true` entry (src/upstream/discovery.ts). */
   discovered: (upstream: string, name: string) => readonly Target[]
+  /** The servers a `zookeeper` or `etcd` entry gives its group now (src/discovery/registries.ts). */
+  registered: (upstream: string, server: Server) => readonly Target[]
 }
+
+/** Sources whose answer may change nothing: such an answer is not a new generation. */
+const DISCOVERY = new Set(['dns', 'zookeeper', 'etcd'])
 
 /** A file's groups built but not yet live: new listeners can bind against `upstreams` before the swap. */
 export interface PreparedConfig {
@@ -138,13 +143,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.overlay(upstream, (o) => o.set(address, null))
   }
 
-  /** Re-apply a group after one of its DNS answers changed; undefined when that changed nothing live. */
-  rediscover(upstream: string): MembershipChange | undefined {
+  /** Re-apply a group after one of its DNS answers or registry lists changed; undefined when that changed nothing live. */
+  rediscover(upstream: string, source: 'dns' | 'zookeeper' | 'etcd' = 'dns'): MembershipChange | undefined {
     const config = this.configs.get(upstream)
     const live = this.upstreams.get(upstream)
     if (config === undefined || live === undefined) return undefined
     const before = this.generation
-    const c = this.change('dns', (c) => this.applyServers(live, this.effective(upstream, config), c))
+    const c = this.change(source, (c) => this.applyServers(live, this.effective(upstream, config), c))
     return this.generation === before ? undefined : c
   }
 
@@ -171,15 +176,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return new Upstream(name, { ...config, servers: specs })
   }
 
-  /** The file's static servers, then each resolve entry's last answer, then the admin overlay; first address wins. */
+  /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
   private effective(name: string, config: UpstreamConfig): ServerSpec[] {
     const out = new Map<string, ServerSpec>()
     for (const s of config.servers) {
-      if (s.resolve !== true) {
-        if (!out.has(s.address)) out.set(s.address, serverSpec(s))
+      if (s.address !== undefined && s.resolve !== true) {
+        if (!out.has(s.address)) out.set(s.address, serverSpec({ ...s, address: s.address }))
         continue
       }
-      for (const t of this.options.discovered(name, s.address)) {
+      const found = s.address === undefined ? this.options.registered(name, s) : this.options.discovered(name, s.address)
+      for (const t of found) {
         if (!out.has(t.address)) out.set(t.address, { ...serverSpec({ ...s, address: t.address, weight: s.weight ?? t.weight }), backup: (s.backup ?? false) || (t.backup ?? false) })
       }
     }
@@ -194,8 +200,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const c: MembershipChange = { generation: this.generation, source, added: [], removed: [], changed: [], upstreams: { added: [], removed: [], changed: [] } }
     apply(c)
     const empty = c.added.length + c.removed.length + c.changed.length + c.upstreams.added.length + c.upstreams.removed.length + c.upstreams.changed.length === 0
-    // A DNS answer that changes nothing is not a new generation; a reload or an admin call always is.
-    if (empty && source === 'dns') return c
+    // A DNS answer or registry list that changes nothing is not a new generation; a reload or an admin call always is.
+    if (empty && DISCOVERY.has(source)) return c
     c.generation = ++this.generation
     this.emit('applied', c)
     return c
