@@ -1,8 +1,9 @@
 // etcd source: each key under `prefix` is a provider. A range read gives the list and its revision; the watch
-// starts at that revision + 1, so no revision is skipped. A reconnect re-reads in full; a watch cancelled because
-// its revision was compacted (or failing any other way) is replaced by a full read and a new watch.
+// starts at that revision + 1, so no revision is skipped. A lost connection means a full read (retried every
+// second) and a new watch; so does a watch cancelled because its revision was compacted.
 import { readFileSync } from 'node:fs'
-import { Etcd3, type IOptions, type Watcher } from 'etcd3'
+import { circuitBreaker, ConsecutiveBreaker, handleWhen } from 'cockatiel'
+import { Etcd3, isRecoverableError, type IOptions, type Watcher } from 'etcd3'
 import type { IRangeResponse, IWatchResponse } from 'etcd3/lib/rpc.js'
 import type { Logger } from 'pino'
 import { parseRecords, type Fields } from './formats.js'
@@ -26,6 +27,8 @@ export class EtcdSubscription extends Subscription {
   readonly kind = 'etcd'
   private readonly client: Etcd3
   private watcher: Watcher | undefined
+  /** True once the watch of the current read is set up. */
+  watching = false
   /** key -> value as of `revision`: the range read, then every watch event applied in order. */
   private readonly values = new Map<string, string>()
   private revision = 0n
@@ -50,7 +53,8 @@ export class EtcdSubscription extends Subscription {
     clearTimeout(this.retry)
     const w = this.watcher
     this.watcher = undefined
-    await w?.cancel().catch(() => undefined)
+    // A watch that is reconnecting may never answer its cancel: do not let shutdown wait on it.
+    if (w !== undefined) await within(w.cancel(), 1_000).catch(() => undefined)
     this.client.close()
   }
 
@@ -73,6 +77,7 @@ export class EtcdSubscription extends Subscription {
     clearTimeout(this.retry)
     const old = this.watcher
     this.watcher = undefined
+    this.watching = false
     void old?.cancel().catch(() => undefined)
     try {
       const res = await this.range()
@@ -83,22 +88,26 @@ export class EtcdSubscription extends Subscription {
       this.connected = true
       this.session = res.header.member_id
       this.deliver(this.listingOf(this.values, this.revision), cause)
-      const w = await within(this.client.watch().prefix(this.etcd.prefix).startRevision(String(this.revision + 1n)).create(), this.settings.connectTimeout)
-      if (epoch !== this.epoch) {
-        void w.cancel().catch(() => undefined)
-        return
-      }
+      // watcher() rather than create(): a watch that never connects must still be held, so it can be cancelled
+      // (an abandoned one stays in the client and keeps reconnecting, even after close).
+      const w = this.client.watch().prefix(this.etcd.prefix).startRevision(String(this.revision + 1n)).watcher()
       this.watcher = w
+      await within(
+        new Promise<void>((resolve, reject) => {
+          w.once('connected', () => resolve())
+          w.once('error', reject)
+        }),
+        this.settings.connectTimeout,
+      )
+      if (epoch !== this.epoch) return
+      this.watching = true
       w.on('data', (r) => this.events(epoch, r))
       w.on('disconnected', () => {
-        if (epoch !== this.epoch || !this.connected) return
+        if (epoch !== this.epoch) return
         this.connected = false
-        this.log.warn({ source: this.source, revision: String(this.revision), keeping: this.targets?.map((t) => t.address) }, 'disconnected from etcd; keeping the last good list')
-      })
-      w.on('connected', () => {
-        // The client resumes the watch by itself; vigil re-reads in full anyway (and watches from that read).
-        if (epoch !== this.epoch || this.connected) return
-        this.log.info({ source: this.source }, 'reconnected to etcd; reading again in full')
+        this.log.warn({ source: this.source, revision: String(this.revision), keeping: this.targets?.map((t) => t.address) }, 'disconnected from etcd; keeping the last good list, reading again in full until it answers')
+        // Not the client's own resume: its backoff grows to tens of seconds (and keeps a closed client alive).
+        // Changes may have happened meanwhile anyway: a full read, then a new watch from there.
         void this.restart('relist')
       })
       w.on('error', (err) => {
@@ -108,6 +117,8 @@ export class EtcdSubscription extends Subscription {
       })
     } catch (err) {
       if (epoch !== this.epoch) return
+      void this.watcher?.cancel().catch(() => undefined)
+      this.watcher = undefined
       this.connected = false
       this.failed(err as Error)
       this.retry = setTimeout(() => void this.restart(cause === 'first' ? 'first' : 'relist'), RETRY)
@@ -141,6 +152,10 @@ function clientOptions(etcd: EtcdSettings): IOptions {
     dialTimeout: timeout,
     // Unary calls get a deadline; the watch stream must not.
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
+    // A restarted etcd should be read again within about a second: gRPC's reconnect backoff (up to 2 minutes by
+    // default) and the client's per-host circuit breaker (5 s open) are both capped at RETRY.
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': RETRY },
+    faultHandling: { host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: RETRY, breaker: new ConsecutiveBreaker(3) }) },
   }
   if (etcd.username !== undefined) options.auth = { username: etcd.username, password: etcd.password ?? '' }
   if (etcd.tls?.ca !== undefined) {
