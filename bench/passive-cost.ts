@@ -12,7 +12,8 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import type { Config, Passive } from '../src/config/schema.js'
 import { Upstream } from '../src/upstream/upstream.js'
-import { Role, type Waiting } from '../src/health/passive.js'
+import { Role } from '../src/health/ejection.js'
+import type { Waiting } from '../src/health/stall.js'
 import { classifyError } from '../src/health/outcome.js'
 
 const dist = fileURLToPath(new URL('../', import.meta.url))
@@ -90,7 +91,7 @@ async function vigil(dir: string, providers: string[], passive: Passive): Promis
 async function accountingCost(passive: Passive): Promise<number> {
   const u = new Upstream('bench', { servers: [0, 1, 2, 3].map((i) => ({ address: `127.0.0.1:${20_000 + i}` })), passive: { ...passive, maxEjectPercent: 0 } })
   const failure = classifyError({ code: 'ECONNRESET' })
-  const w: Waiting = { started: 0, role: Role.Normal, prevWaiting: undefined, nextWaiting: undefined, waitingOn: undefined }
+  const w: Waiting = { started: 0, role: Role.Normal, prevWaiting: undefined, nextWaiting: undefined, waitingOn: undefined, stalled() {} }
   const n = 2_000_000
   let elapsed = 0n
   // Batches yield to the event loop so opossum's promise callbacks run, as they would between requests.

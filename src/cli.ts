@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Command line: argument parsing, signals, exit codes (0 ok, 1 runtime failure, 2 bad usage or bad config).
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { loadConfigFile } from './config/load.js'
 import { ConfigError } from './config/errors.js'
 import { Vigil } from './index.js'
+import { causeText, StartError } from './start-error.js'
 
 const USAGE = `usage: vigil <command> [options]
 
@@ -16,6 +17,7 @@ commands:
 
 options:
   -c, --config FILE     the JSON config file
+  --pid-file FILE       start: write the process id to FILE once serving, remove it on exit
   -h, --help            show this help
   -v, --version         print the version
 `
@@ -46,6 +48,7 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        'pid-file': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -88,14 +91,18 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     )
     return EXIT_OK
   }
+  const pidFile = values['pid-file']
   const vigil = new Vigil(config, { configFile: values.config })
   try {
     await vigil.start()
+    if (pidFile !== undefined) writePidFile(pidFile)
   } catch (err) {
-    vigil.log.fatal({ err }, 'vigil could not start')
+    await vigil.stop(0)
+    // One line that says what to fix, no stack: `vigil: listeners[0].address 127.0.0.1:8080: address already in use`.
+    io.err(`vigil: ${err instanceof StartError ? err.message : `could not start: ${causeText(err)}`}\n`)
     return EXIT_FAILURE
   }
-  return new Promise((resolve) => {
+  const code = await new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       vigil.log.info({ signal }, 'signal received')
       vigil.stop().then(
@@ -109,8 +116,31 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
     // The outcome (applied or rejected) is logged and kept in vigil.reloadStatus.
-    process.on('SIGHUP', () => void vigil.reload('signal'))
+    process.on('SIGHUP', () => {
+      vigil.reload('signal').catch((err: unknown) => vigil.log.error({ err }, 'reload failed'))
+    })
+    // Log rotation, as nginx does it: move the file, then SIGUSR1 makes vigil write to a new one at the old path.
+    process.on('SIGUSR1', () => vigil.access.reopen())
   })
+  if (pidFile !== undefined) removePidFile(pidFile)
+  return code
+}
+
+function writePidFile(file: string): void {
+  try {
+    writeFileSync(file, `${process.pid}\n`)
+  } catch (err) {
+    throw new StartError('--pid-file', file, err)
+  }
+}
+
+/** Only our own: a second vigil started with the same file owns it now. */
+function removePidFile(file: string): void {
+  try {
+    if (readFileSync(file, 'utf8').trim() === String(process.pid)) rmSync(file)
+  } catch {
+    // gone already
+  }
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {

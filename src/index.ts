@@ -8,23 +8,33 @@ import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
 import { Registries } from './discovery/registries.js'
 import { registerDiscoveryMetrics } from './discovery/metrics.js'
-import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './reload.js'
+import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './update/reloader.js'
+import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
 import { ProxyListener } from './proxy/listener.js'
 import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
-import { createAccessLogger, createLogger } from './log.js'
+import { createLogger } from './log.js'
+import { AccessLog } from './proxy/access-log.js'
+import { StartError } from './start-error.js'
 import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
 import { VigilMetrics } from './admin/metrics.js'
-import { passiveLink, reportPassive, type HealthEvent as PassiveEvent } from './health/passive.js'
+import { Watchdog } from './proxy/watchdog.js'
+import { StatusHistory } from './admin/history.js'
+import { passiveLink } from './health/passive.js'
+import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
-export { loadConfigFile, parseConfig } from './config/load.js'
-export { ConfigError } from './config/errors.js'
-export type { HealthEvent, PeerPassiveSnapshot } from './health/passive.js'
+import { validateConfig } from './config/load.js'
+export { loadConfigFile, parseConfig, validateConfig } from './config/load.js'
+export { ConfigError, type ConfigIssue } from './config/errors.js'
+export { StartError } from './start-error.js'
+export type { HealthEvent } from './health/passive-events.js'
+export type { PeerPassiveSnapshot } from './health/ejection.js'
 export type { MembershipChange, MembershipEvents } from './upstream/membership.js'
-export type { ReloadResult, ReloadStatus } from './reload.js'
+export type { ReloadResult, ReloadStatus } from './update/reloader.js'
+export type { ChangeSource, GenerationRecord, UpdateSubscriber } from './update/queue.js'
 export type { DnsResolver } from './upstream/discovery.js'
 export { RegistryStartError, type SourceStatus } from './discovery/registries.js'
 
@@ -33,8 +43,6 @@ export const DEFAULT_SHUTDOWN_GRACE = 30_000
 export interface StartOptions {
   /** Logger to use instead of one built from `config.log`. */
   logger?: Logger
-  /** Access logger to use when `config.log.access` is true. */
-  accessLogger?: Logger
   /** Start the admin listener (default true). */
   admin?: boolean
   /** The file `config` was read from: enables reloads (watch, SIGHUP via the CLI, POST /reload). */
@@ -45,39 +53,58 @@ export interface StartOptions {
 
 export class Vigil {
   readonly log: Logger
+  /** True when vigil built `log` from `config.log` (then reloads set its level). */
+  private readonly ownLogger: boolean
   /** The live peers of every group; emits 'peers-added', 'peers-removed', ... on every change (see MembershipEvents). */
   readonly membership: Membership
   /** The one update path for file reloads, admin server changes and DNS answers. */
   readonly reloader: Reloader
+  /** The queue every change goes through: its generation records, and subscribe() to hear of every generation. */
+  readonly updates: UpdateQueue
   /** Every health transition (active, passive, operator) is reported here. */
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
   /** ZooKeeper and etcd sources of the groups' servers. */
   readonly registries: Registries
+  /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
+  readonly watchdog: Watchdog
+  /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
+  readonly access: AccessLog
   private passive: PassiveHealthLink = passiveLink
   private current: Config
   private listeners: ProxyListener[]
   private readonly hooks: ForwardHooks
-  private accessLogger: Logger | undefined
   private readonly admin: AdminServer | undefined
   private inflight = 0
   private idle: (() => void) | undefined
   private stopping: Promise<void> | undefined
+  /** Set once start() succeeded: a start that failed stops without saying "stopping" (its error says it all). */
+  private started = false
+  /** Every listener bound: start() got that far (for GET /ready). */
+  private listening = false
+  /** Transitions and per-server traffic samples (one per 10 s) for the html status page. */
+  readonly history: StatusHistory
   /** Addresses actually bound, in config order (port 0 resolves here). */
   listenerAddresses: AddressInfo[] = []
   adminAddress: AddressInfo | undefined
 
+  /** Throws a ConfigError listing every issue (JSON path, found, expected) when `config` is not a valid config. */
   constructor(config: Config, options: StartOptions = {}) {
-    this.current = config
+    // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
+    this.current = config = validateConfig(config)
+    this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
-    this.accessLogger = options.accessLogger
+    this.access = new AccessLog(this.log)
     const discovery = new Discovery({
       resolver: options.resolver ?? createResolver(config.resolver),
       log: this.log,
       config: () => this.current.resolver,
-      changed: (upstream) => void this.reloader.rediscover(upstream),
+      changed: (upstream, name, targets) => {
+        this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
+      },
     })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
     this.registries = new Registries({
       log: this.log,
       health: (name) => ({
@@ -87,22 +114,22 @@ export class Vigil {
           return u?.active !== undefined && u.peers.some((p) => p.address === address && p.checkUp)
         },
       }),
-      changed: (upstream, kind, detail) => void this.reloader.rediscover(upstream, kind, detail),
-    })
-    this.membership = new Membership(config.upstreams, {
-      retireGrace: () => this.grace(),
-      discovered: (u, name) => discovery.targets(u, name),
-      registered: (u, server) => this.registries.targets(u, server),
+      changed: (kind, upstream, entry, targets, detail) => void this.reloader.servers(kind, upstream, entry, targets, detail),
     })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
-    this.membership.on('applied', () => {
-      for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
-      this.checker.update(this.upstreams)
+    this.updates = new UpdateQueue(this.log)
+    this.updates.subscribe({
+      applied: () => {
+        for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
+        this.checker.update(this.upstreams)
+      },
     })
+    this.watchdog = new Watchdog(() => this.upstreams, this.log)
+    this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
@@ -112,9 +139,8 @@ export class Vigil {
     })
     this.hooks = {
       log: this.log,
-      access: this.accessLog(config),
+      access: this.access,
       done: () => this.requestDone(),
-      metrics: this.metrics,
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
     this.reloader = new Reloader(
@@ -130,12 +156,14 @@ export class Vigil {
           this.current = next
           this.listeners = listeners
           this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
-          if (this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
-          this.hooks.access = this.accessLog(next)
+          // A logger passed in by the caller is the caller's: its level is not the file's to set.
+          if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
+          this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
         },
         grace: () => this.grace(),
       },
       options.configFile,
+      this.updates,
     )
     registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
     registerDiscoveryMetrics(this.metrics.registry, () => this.registries.status())
@@ -153,6 +181,10 @@ export class Vigil {
             metrics: this.metrics,
             membership: this.reloader,
             discovery: () => this.registries.status(),
+            config: () => this.current,
+            log: this.log,
+            history: this.history,
+            lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
           })
   }
 
@@ -182,14 +214,10 @@ export class Vigil {
 
   private createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener {
     const l = new ProxyListener(config, upstreams, this.hooks)
-    l.server.on('request', () => this.inflight++)
+    // Counted when the request arrives, before the listener's own handler, which may answer at once (404, 400)
+    // and call done(): counting after it would let shutdown see 0 and cut the requests still in flight.
+    l.server.prependListener('request', () => this.inflight++)
     return l
-  }
-
-  private accessLog(config: Config): Logger | undefined {
-    if (config.log?.access !== true) return undefined
-    this.accessLogger ??= createAccessLogger()
-    return this.accessLogger
   }
 
   private grace(): number {
@@ -202,9 +230,13 @@ export class Vigil {
     this.checker.linkPassive(link)
   }
 
-  /** One group's passive transitions go to the health emitter; its failed requests ask its checks for a re-check. */
+  /**
+   * One group's passive transitions go to the health emitter; its attempts feed the metrics (through its
+   * monitor); its failed requests ask its checks for a re-check.
+   */
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
+    u.monitor.subscribe(this.metrics)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 
@@ -217,10 +249,16 @@ export class Vigil {
     try {
       // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
+      const access = this.current.log?.access
+      await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
-      for (const l of this.listeners) this.listenerAddresses.push(await l.listen())
-      if (this.admin !== undefined) this.adminAddress = await this.admin.listen()
+      this.watchdog.start()
+      for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      this.listening = true
+      this.history.start()
+      if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
       this.reloader.watch()
+      this.started = true
     } catch (err) {
       await this.stop(0)
       throw err
@@ -243,7 +281,7 @@ export class Vigil {
   }
 
   private async shutdown(grace: number): Promise<void> {
-    this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
+    if (this.started) this.log.info({ inflight: this.inflight, grace }, 'vigil stopping')
     await this.reloader.close()
     const closed = Promise.all(this.listeners.map((l) => l.stopAccepting()))
     if (this.inflight > 0) {
@@ -258,10 +296,20 @@ export class Vigil {
     for (const l of this.listeners) l.closeAll()
     await closed
     await this.admin?.close()
+    this.history.stop()
     await this.checker.stop()
+    this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
-    this.log.info('vigil stopped')
+    await this.access.close()
+    if (this.started) this.log.info('vigil stopped')
+  }
+}
+
+/** A rejection handler that names the setting a start step failed on. */
+function failedAt(path: string, value: string): (err: unknown) => never {
+  return (err) => {
+    throw new StartError(path, value, err)
   }
 }
 

@@ -103,7 +103,8 @@ t.test('/metrics: health gauges, checks, responses by class and latency', async 
 t.test('drain lets an in-flight slow request finish while new requests go elsewhere; enable brings it back', async (t) => {
   const [slow, other] = await Promise.all([spawnProvider(t, 'slow'), spawnProvider(t, 'other')])
   await control(slow, 'delay=3000')
-  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: slow.address }, { address: other.address }] } } })
+  // A 3 s answer beside 1 ms ones looks like a stall: without redispatch off, the waiting GET would be raced on the other server.
+  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: slow.address }, { address: other.address }], passive: { stall: { redispatch: false } } } } })
   const events = recordEvents(proxy.vigil, 'operator')
   const peer = proxy.vigil.upstreams.get('api')!.peers[0]!
   const agent = client(t)

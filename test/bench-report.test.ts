@@ -14,7 +14,17 @@ t.test('templates: placeholders and one block per server', async (t) => {
 
 t.test('every vigil fragment in bench/peers/ is a valid vigil config', async (t) => {
   const fragments = (await readdir(peersDir)).filter((f) => f.startsWith('vigil-') && f.endsWith('.json'))
-  t.same(fragments.sort(), ['vigil-active.json', 'vigil-both.json', 'vigil-passive.json'])
+  t.same(fragments.sort(), [
+    'vigil-active.json',
+    'vigil-both.json',
+    'vigil-outlier.json',
+    'vigil-p2c-classic.json',
+    'vigil-p2c.json',
+    'vigil-passive.json',
+    'vigil-passive1-classic.json',
+    'vigil-passive1.json',
+    'vigil-throughput.json',
+  ])
   for (const f of fragments) {
     const fragment = JSON.parse(await readFile(`${peersDir}${f}`, 'utf8')) as Record<string, unknown>
     const text = JSON.stringify(vigilConfig(8080, 9901, ['127.0.0.1:9001', '127.0.0.1:9002'], fragment))
@@ -46,11 +56,15 @@ const run = {
   ],
   series: { width: 1_000, providers: { a: [10, 0, 0], a2: [0, 10, 12] }, ok: [10, 10, 12], non2xx: [0, 2, 0], errors: [0, 1, 0], slow: [0, 0, 0] },
   duration: 3_000,
+  run: '2026-12-01T10:20:30.000Z',
+  scale: 0.5,
 }
 
 t.test('a drill row reads like the table legend', async (t) => {
-  t.same(drillRow(run), ['vigil-both', '100', '1', '2', '0', '1.0', '9.0', '1.5 s', '3', 'never', '1/1', '5%', '0', 'a→a2: SIGHUP; NOT applied'])
-  t.same(drillRow({ proxy: 'caddy', status: 'skipped', note: 'caddy is not installed' }).filter((c) => c !== ''), ['caddy', 'skipped', 'caddy is not installed'])
+  t.same(drillRow(run), ['2026-12-01 10:20 ×0.5', 'vigil-both', '100', '1', '2', '0', '1.0', '9.0', '1.5 s', '3', 'never', '1/1', '5%', '0', '✓ met', 'a→a2: SIGHUP; NOT applied'])
+  t.same(drillRow({ proxy: 'caddy', status: 'skipped', note: 'caddy is not installed' }).filter((c) => c !== ''), ['earlier run', 'caddy', 'skipped', 'caddy is not installed'])
+  t.equal(drillRow({ ...run, detected: '1/2', falseEjections: 3 })[14], '✗ MISSED: detected 1/2, 3 false ejections', 'a missed target is marked')
+  t.equal(drillRow({ ...run, run: '2026-12-01T11:00:00.000Z', scale: 1 })[0], '2026-12-01 11:00', 'full scale says no factor')
 })
 
 t.test('timeline chart: one line per provider and the errors, faults and repairs marked', async (t) => {
@@ -64,16 +78,20 @@ t.test('timeline chart: one line per provider and the errors, faults and repairs
 t.test('the report: self-contained HTML and a markdown summary from every result file', async (t) => {
   const dir = `${await mkdtemp(join(tmpdir(), 'vigil-report-'))}/`
   t.teardown(() => rm(dir, { recursive: true, force: true }))
-  const drill: DrillDoc = { kind: 'drill', scenario: 'rolling', description: 'replace <all>', date: 'd', machine: { cpus: 2, node: 'v20', loadavg: [3, 4.56] }, timing: { before: 1 }, load: { rate: 10, connections: 2, timeout: 5 }, runs: [run] }
+  const older = { ...run, proxy: 'nginx', run: '2026-11-30T08:00:00.000Z', scale: 1, falseEjections: 2 }
+  const drill: DrillDoc = { kind: 'drill', scenario: 'rolling', description: 'replace <all>', date: 'd', machine: { cpus: 2, node: 'v20', loadavg: [3, 4.56] }, timing: { before: 1 }, load: { rate: 10, connections: 2, timeout: 5 }, runs: [run, older] }
   await writeJson(`${dir}rolling.json`, drill)
   await writeJson(`${dir}throughput.json`, {
     kind: 'throughput',
     date: 'd',
+    run: '2026-12-01T09:00:00.000Z',
+    scale: 0.4,
+    targets: { throughput: 'vigil >= 0.9x undici', undiciThroughputMet: false, accessLog: 'x', accessLogMet: true, latencyMetAtRate: undefined },
     machine: { cpus: 2, node: 'v20', loadavg: [1, 1, 1] },
     settings: { rounds: 3, duration: 5, connections: 50 },
     summary: [
       { target: 'direct', rps: 1000, p50: 1, p99: 2, errors: 0 },
-      { target: 'vigil', rps: 800, p50: 1, p99: 3, errors: 0 },
+      { target: 'vigil', rps: 800, p50: 1, p99: 3, errors: 0, cpuUs: 60.25, upstreamCpuUs: 10 },
     ],
     ratios: { vigilOverDirect: 0.8, vigilP99AboveDirect: 1 },
     fixedRate: { rate: 500, summary: [{ target: 'vigil', rps: 499, p50: 1, p99: 2, errors: 0 }], ratios: { vigilP99AboveDirect: 0.5 } },
@@ -87,11 +105,17 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(html, /<svg /)
   t.notMatch(html, /<script|<link|<img|src=|href=/, 'no external assets')
   const md = await readFile(`${dir}SUMMARY.md`, 'utf8')
-  t.match(md, /\| vigil \| 800 \| 1\.0 \| 3\.0 \| 0 \|/)
+  t.match(md, /\| vigil \| 800 \| 1\.00 \| 3\.00 \| 0 \| 60\.3 \| 10\.0 \|/, 'CPU per request of the proxy and the upstream')
+  t.match(md, /\| direct \| 1000 \| 1\.00 \| 2\.00 \| 0 \| - \| - \|/, 'no CPU figure where none was measured')
   t.match(md, /vigil\/direct 0\.80x/)
-  t.match(md, /At a fixed 500 req\/s .* = 0\.5 ms/)
+  t.match(md, /At a fixed 500 req\/s .* = 0\.50 ms/)
   t.match(md, /\| vigil \| 499 \|/)
   t.match(md, /### rolling/)
   t.match(md, /2 CPUs, load average 3\.0 → 4\.6 over the scenario/)
   t.match(md, /- nginx: not installed, skipped/)
+  t.match(md, /Run 2026-12-01 09:00 ×0\.4:/, 'the throughput run and its scale')
+  t.match(md, /Targets: \*\*undici throughput ✗ MISSED\*\*; access log ✓ met/, 'missed targets stand out; unmeasured ones are left out')
+  t.match(md, /\*\*Rows from 2 runs \(2026-12-01 10:20 ×0\.5; 2026-11-30 08:00\): compare across them with care\.\*\*/, 'mixed runs are said so')
+  t.match(md, /\| 2026-11-30 08:00 \| nginx \|.*✗ MISSED: 2 false ejections/)
+  t.match(html, /class="missed">undici throughput ✗ MISSED/)
 })

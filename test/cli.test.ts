@@ -43,7 +43,7 @@ t.test('check: every error with file, line, JSON path, found and expected; exit 
   t.match(lines[0], /bad\.json: 4 errors/)
   t.match(r.stderr, /bad\.json:\d+:\d+: listeners\[0\]\.extra: found unknown key "extra"/)
   t.match(r.stderr, /listeners\[0\]\.upstream: found "nope", expected the name of an upstream \(api\)/)
-  t.match(r.stderr, /upstreams\.api\.servers\[0\]\.address: found string "no-port", expected a string \(host:port\)/)
+  t.match(r.stderr, /upstreams\.api\.servers\[0\]\.address: found string "no-port", expected host:port, e\.g\. 127\.0\.0\.1:8080 or DNS SRV name/)
   t.match(r.stderr, /upstreams\.api\.timeouts\.idle: found string "forever"/)
   const garbage = join(t.testdir(), 'garbage.json')
   writeFileSync(garbage, '{\n  "listeners": [\n')
@@ -112,12 +112,33 @@ t.test('start: serves, then SIGTERM lets the in-flight request finish and exits 
   t.ok(logs.some((l) => l['msg'] === 'vigil stopped'))
 })
 
-t.test('start: a port already in use exits 1 with a log line', async (t) => {
+t.test('start: a port already in use is one line naming the listener, its address and the cause; exit 1', async (t) => {
   const busy = await httpServer(t, (_req, res) => res.end())
   const file = join(t.testdir(), 'vigil.json')
   const free = await closedPort()
-  writeFileSync(file, JSON.stringify({ listeners: [{ address: busy.address, upstream: 'api' }], admin: { address: `127.0.0.1:${free}` }, upstreams: { api: { servers: [{ address: busy.address }] } } }))
+  const other = await closedPort()
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listeners: [{ address: `127.0.0.1:${other}`, upstream: 'api' }, { address: busy.address, upstream: 'api' }],
+      admin: { address: `127.0.0.1:${free}` },
+      upstreams: { api: { servers: [{ address: busy.address }] } },
+    }),
+  )
   const r = run('start', '-c', file)
   t.equal(r.status, 1)
-  t.match(r.stdout, /EADDRINUSE/)
+  t.equal(r.stderr, `vigil: listeners[1].address ${busy.address}: address already in use\n`)
+  t.equal(r.stdout, '', 'no log records, no stack')
+
+  writeFileSync(file, JSON.stringify({ listeners: [{ address: `127.0.0.1:${free}`, upstream: 'api' }], admin: { address: busy.address }, upstreams: { api: { servers: [{ address: busy.address }] } } }))
+  const a = run('start', '-c', file)
+  t.equal(a.status, 1)
+  t.equal(a.stderr, `vigil: admin.address ${busy.address}: address already in use\n`)
+
+  const blocker = join(t.testdir(), 'not-a-dir')
+  writeFileSync(blocker, '')
+  writeFileSync(file, JSON.stringify({ listeners: [{ address: `127.0.0.1:${free}`, upstream: 'api' }], admin: { address: `127.0.0.1:${other}` }, log: { access: { path: join(blocker, 'access.log') } }, upstreams: { api: { servers: [{ address: busy.address }] } } }))
+  const l = run('start', '-c', file)
+  t.equal(l.status, 1)
+  t.match(l.stderr, /^vigil: log\.access\.path .*not-a-dir\/access\.log: a parent is not a directory\n$/)
 })

@@ -1,21 +1,13 @@
 // Config files that are not configs: too big, too deep, not UTF-8; and the values the schema alone cannot judge.
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
-import { ConfigError, loadConfigFile, parseConfig } from '../src/index.js'
+import { loadConfigFile, parseConfig } from '../src/index.js'
+import { issuesOf } from './helpers/config-error.js'
 import { MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH } from '../src/config/load.js'
 
 const base = (extra: Record<string, unknown> = {}, upstream: Record<string, unknown> = {}): string =>
   JSON.stringify({ listeners: [{ address: '127.0.0.1:8080', upstream: 'api', ...extra }], upstreams: { api: { servers: [{ address: '127.0.0.1:9001' }], ...upstream } } })
 
-function issuesOf(fn: () => unknown): ConfigError['issues'] {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ConfigError) return err.issues
-    throw err
-  }
-  throw new Error('expected a ConfigError')
-}
 
 t.test('a file over the size limit is refused before it is read', async (t) => {
   const dir = t.testdir({})

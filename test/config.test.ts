@@ -112,10 +112,12 @@ t.test('every error is reported, each with a line and column', async (t) => {
 })
 
 t.test('JSON syntax errors name line and column', async (t) => {
-  const issues = issuesOf('{\n  "listeners": [\n    { "address": "127.0.0.1:1", }\n  ]\n}')
+  // A missing comma (trailing commas and comments are allowed: see config-forms.test.ts).
+  const issues = issuesOf('{\n  "listeners": [\n    { "address": "127.0.0.1:1" "upstream": "api" }\n  ]\n}')
   t.equal(issues.length, 1)
   t.equal(issues[0]?.line, 3)
-  t.equal(issues[0]?.column, 33)
+  t.equal(issues[0]?.column, 32)
+  t.equal(issues[0]?.found, '"\\"upstream\\""')
   t.same(issuesOf('').map((i) => i.expected), ['a JSON value'])
 })
 

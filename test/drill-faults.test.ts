@@ -1,6 +1,6 @@
 import t from 'tap'
 import { inject, type Clock, type FaultStep, type FaultTarget } from '../bench/drill/faults.js'
-import { defaultTiming, scaled, scenarioNamed, scenarios } from '../bench/drill/scenarios.js'
+import { defaultTiming, providersOf, scaled, scenarioNamed, scenarios } from '../bench/drill/scenarios.js'
 
 /** A clock that jumps instead of waiting, and a target that records what it was asked to do. */
 function fakes(lateBy = 0) {
@@ -72,11 +72,18 @@ t.test('a replacement names the new provider and what the proxy did', async (t) 
   t.same(calls, ['replace a', 'retire a'])
 })
 
-t.test('the seven scenarios and their fault scripts', async (t) => {
+t.test('the scenarios and their fault scripts', async (t) => {
   t.same(
     scenarios.map((s) => s.name),
-    ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'noise'],
+    ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'partial', 'global', 'noise'],
   )
+  // partial: one of five is the faulty one; global: all five fail alike and none is marked faulty.
+  t.same(providersOf(scenarioNamed('partial')), ['a', 'b', 'c', 'd', 'e'])
+  t.match(scenarioNamed('partial').steps(defaultTiming), [{ provider: 'b', arg: 'failPercent=20', mark: 'fault' }, { provider: 'b', arg: 'failPercent=0', mark: 'repair' }])
+  const global = scenarioNamed('global').steps(defaultTiming)
+  t.equal(new Set(global.filter((x) => x.arg === 'failPercent=20').map((x) => x.provider)).size, 5)
+  t.ok(global.every((x) => x.mark === undefined))
+  t.same(providersOf(scenarioNamed('kill')), ['a', 'b', 'c'])
   const timing = defaultTiming
   for (const s of scenarios) {
     const steps = s.steps(timing)

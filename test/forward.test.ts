@@ -3,7 +3,7 @@
 import t from 'tap'
 import { request } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { HealthEvent } from '../src/health/passive.js'
+import type { HealthEvent } from '../src/health/passive-events.js'
 import type { Upstream } from '../src/upstream/upstream.js'
 import { get, httpServer, startProxy } from './helpers/index.js'
 

@@ -32,6 +32,20 @@ t.test('the same key always goes to the same server, and two rings over the same
   t.same(mapping(ring(peers), [...peers].reverse()), a, 'server order does not matter, only addresses')
 })
 
+t.test('prepared rings: each list gets its ring in prepare(), the mapping is the same as an unprepared one, and a snapshot change moves only the lost server\'s keys', async (t) => {
+  const peers = group(t, [1, 1, 1, 1])
+  const want = mapping(ring(peers), peers)
+  const h = ring(peers)
+  const backups = group(t, [1], 20)
+  h.prepare([peers, backups])
+  t.same(mapping(h, peers), want, 'prepared primaries map as an unprepared ring does')
+  t.equal(h.pick(backups, [], user(1)), backups[0], 'the backup tier has its own ring')
+  const without = peers.slice(1)
+  h.prepare([without, backups])
+  const after = mapping(h, without)
+  t.ok(after.every((p, i) => want[i] === peers[0] || p === want[i]), 'only keys of the server that left move')
+})
+
 t.test(`share per server follows weights within 20% of each share over ${KEYS} keys`, async (t) => {
   for (const weights of [
     [1, 1, 1],

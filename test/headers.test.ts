@@ -51,3 +51,34 @@ t.test('response: hop-by-hop and Connection-named headers are dropped', async (t
 t.test('trailers drop hop-by-hop names', async (t) => {
   t.same(trailerPairs(['x-checksum', 'abc', 'transfer-encoding', 'chunked']), [['x-checksum', 'abc']])
 })
+
+t.test('request head: one pass gives Host and its count, Connection joined as Node joins it, the body framing', async (t) => {
+  const { readRequestHead } = await import('../src/proxy/headers.js')
+  const head = readRequestHead(['HOST', 'a.example', 'Content-Length', '12', 'connection', 'keep-alive', 'User-Agent', 'x', 'Connection', 'X-Secret', 'host', 'b.example'])
+  t.equal(head.host, 'a.example', 'the first Host routes')
+  t.equal(head.hosts, 2, 'and the second is counted, for the limits to reject')
+  t.equal(head.connection, 'keep-alive, X-Secret')
+  t.equal(head.contentLength, '12')
+  t.equal(head.chunked, false)
+  t.same(head.list, ['Content-Length', '12', 'User-Agent', 'x'], 'end-to-end headers in order, nothing else')
+  t.equal(readRequestHead(['Transfer-Encoding', 'chunked']).chunked, true)
+  t.equal(readRequestHead([]).hosts, 0)
+})
+
+t.test('request: a trusted client\'s forwarding header named in Connection is dropped, not appended to', async (t) => {
+  const raw = ['Connection', 'X-Forwarded-For', 'X-Forwarded-For', '6.6.6.6', 'Forwarded', 'for=5.5.5.5']
+  const out = pairs(requestHeaders(raw, 'X-Forwarded-For', { ...fwd, trusted: true }))
+  t.equal(out['x-forwarded-for'], '10.1.2.3', 'the named one is hop-by-hop: only this hop')
+  t.equal(out['forwarded'], 'for=5.5.5.5, for=10.1.2.3;proto=http;host=svc.local', 'the unnamed one is appended to')
+})
+
+t.test('client hop: the Forwarded element is computed once per connection and again only when the Host changes', async (t) => {
+  const { ClientHop, forwardedElement } = await import('../src/proxy/headers.js')
+  const hop = new ClientHop('::1', 'https', false)
+  const first = hop.elementFor('a b')
+  t.equal(first, forwardedElement({ clientAddress: '::1', proto: 'https', host: undefined, originalHost: 'a b' }))
+  t.equal(first, 'for="[::1]";proto=https;host="a b"')
+  t.equal(hop.elementFor('a b'), first)
+  t.equal(hop.elementFor(undefined), 'for="[::1]";proto=https')
+  t.equal(hop.elementFor('c'), 'for="[::1]";proto=https;host=c')
+})

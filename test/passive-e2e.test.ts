@@ -2,7 +2,7 @@
 // to fail. Requests are counted on the providers' side (/_control), never from vigil's own view.
 import t from 'tap'
 import type { Upstream as UpstreamConfig } from '../src/config/schema.js'
-import type { HealthEvent } from '../src/health/passive.js'
+import type { HealthEvent } from '../src/health/passive-events.js'
 import type { Upstream } from '../src/upstream/upstream.js'
 import { client, control, get, spawnProvider, startProxy, type ProxyHandle, type Provider } from './helpers/index.js'
 
@@ -51,7 +51,8 @@ const servedBy = async (ps: Provider[]): Promise<number[]> => Promise.all(ps.map
 
 t.test('SIGKILL of one of three under a steady stream of GETs: no client errors, no traffic to it while ejected', async (t) => {
   const ps = await providers(t, 3)
-  const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s' } })
+  // nginx's exact behaviour (no recovery probe): the address gets nothing until its trial, 60 s later.
+  const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s', recoveryProbe: false } })
   const dead = ps[0] as Provider
   const agent = client(t)
   const statuses: number[] = []
@@ -142,7 +143,7 @@ t.test('all providers failing: fail open by default, 503 from vigil when failOpe
   for (const failOpen of [true, false]) {
     const ps = await providers(t, 3)
     for (const p of ps) await control(p, 'status=503')
-    const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s', failOn: ['error', 'http_503'], maxEjectPercent: 100, failOpen } })
+    const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s', failOn: ['error', 'http_503'], maxEjectPercent: 100 }, failOpen })
     await burst(proxy.url, 3, 1, t)
     t.equal(events.filter((e) => e.kind === 'ejected').length, 3)
     t.match(events.at(-1), { kind: 'no_eligible' })

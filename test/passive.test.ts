@@ -6,7 +6,10 @@ import { EventEmitter } from 'node:events'
 import { Upstream } from '../src/upstream/upstream.js'
 import type { Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { Peer } from '../src/upstream/peer.js'
-import { passiveLink, Role, type HealthEvent, type Waiting } from '../src/health/passive.js'
+import { passiveLink } from '../src/health/passive.js'
+import { Role } from '../src/health/ejection.js'
+import type { Waiting } from '../src/health/stall.js'
+import type { HealthEvent } from '../src/health/passive-events.js'
 import { HealthEvents } from '../src/health/events.js'
 import { ActiveChecker } from '../src/health/active.js'
 import { statusRows, type ServerStatus } from '../src/admin/status.js'
@@ -28,10 +31,13 @@ function fakeClock(t: Tap): void {
 type Tap = { teardown(fn: () => unknown): void }
 const tick = (ms: number): void => mock.timers.tick(ms)
 
-/** An upstream of `n` peers (nothing listens: these tests never send traffic). */
+/**
+ * An upstream of `n` peers (nothing listens: these tests never send traffic). Recovery probes are off unless
+ * asked for: with them, nothing listening would keep every ejection closed (see test/recovery.test.ts).
+ */
 function group(t: Tap, n: number, extra: Partial<Omit<UpstreamConfig, 'servers'>> = {}): { u: Upstream; events: HealthEvent[] } {
   const servers = Array.from({ length: n }, (_, i) => ({ address: `127.0.0.1:${10_001 + i}` }))
-  const u = new Upstream('api', { servers, ...extra })
+  const u = new Upstream('api', { servers, ...extra, passive: { recoveryProbe: false, ...extra.passive } })
   const events: HealthEvent[] = []
   u.on('health', (e: HealthEvent) => events.push(e))
   t.teardown(() => u.close())
@@ -39,7 +45,7 @@ function group(t: Tap, n: number, extra: Partial<Omit<UpstreamConfig, 'servers'>
 }
 
 function waiting(): Waiting {
-  return { started: Date.now(), role: Role.Normal, prevWaiting: undefined, nextWaiting: undefined, waitingOn: undefined }
+  return { started: Date.now(), role: Role.Normal, prevWaiting: undefined, nextWaiting: undefined, waitingOn: undefined, stalled() {} }
 }
 
 /** One request to `peer`, finished at once with `failure` (undefined: success). */
@@ -215,6 +221,7 @@ t.test('fail open when nothing is eligible, or fail fast when configured', async
   hit(u, peer(u, 0), REFUSED)
   t.equal(hit(u, peer(u, 0), REFUSED), Role.LastResort, 'a failure while failing open changes nothing')
 
+  // The older place of the setting (passive.failOpen) is still read.
   const fast = group(t, 2, { passive: { maxEjectPercent: 100, failOpen: false } })
   hit(fast.u, peer(fast.u, 0), REFUSED)
   hit(fast.u, peer(fast.u, 1), REFUSED)
@@ -371,7 +378,7 @@ t.test('config: passive and retry keys are validated with their JSON path', asyn
   t.match(
     err.issues.map((i) => `${i.path}: ${i.expected}`),
     [
-      'upstreams.a.passive.mode: "nginx" or "consecutive" or "window" or "rate"',
+      'upstreams.a.passive.mode: "nginx" or "consecutive" or "window" or "rate" or "outlier"',
       /^upstreams\.a\.passive\.ejectTime: /,
       'upstreams.a.passive.stall.factor: a number >= 1',
       'upstreams.a.retry.hedge: true or false',

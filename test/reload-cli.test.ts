@@ -1,27 +1,15 @@
 // SIGHUP and POST /reload on the compiled CLI behave the same: validate, apply or reject, report.
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { join } from 'node:path'
-import { cliScript, get, spawnProvider } from './helpers/index.js'
+import { get, spawnProvider } from './helpers/index.js'
+import { startCli } from './helpers/cli.js'
 import { proxyConfig, tempDir, until, writeConfig } from './helpers/config-file.js'
 
 t.test('SIGHUP and POST /reload apply a good file and reject a bad one the same way', async (t) => {
   const [a, b, c] = await Promise.all([spawnProvider(t, 'a'), spawnProvider(t, 'b'), spawnProvider(t, 'c')])
   const file = join(tempDir(t), 'vigil.json')
   writeConfig(file, proxyConfig([a.address]))
-  const child = spawn(process.execPath, [cliScript, 'start', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  t.teardown(async () => {
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL')
-    } catch {
-      // already gone
-    }
-    await exited
-  })
-  const lines: Record<string, unknown>[] = []
-  createInterface({ input: child.stdout }).on('line', (l) => lines.push(JSON.parse(l) as Record<string, unknown>))
+  const { child, lines, exited } = startCli(t, ['start', '--config', file])
   await until(() => lines.some((l) => l['msg'] === 'vigil started'), 'the CLI to start')
   const started = lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
   const url = `http://${started.listeners[0]}`

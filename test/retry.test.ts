@@ -124,6 +124,8 @@ t.test('hedging: GETs to a frozen provider complete from another one fast; a POS
       api: {
         servers: [{ address: frozen.address }, ...others.map((p) => ({ address: p.address }))],
         retry: { perTryTimeout: '200ms', hedge: true },
+        // Hedging alone: stall re-dispatch would race the same requests on evidence (test/stall-redispatch.test.ts).
+        passive: { stall: { redispatch: false } },
         timeouts: { response: '20s' },
       },
     },

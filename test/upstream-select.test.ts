@@ -41,9 +41,9 @@ t.test('a peer becoming eligible lets queued requests in', async (t) => {
   const p = u.peers[0] as Peer
   const admitted: number[] = []
   p.inflight = 1
-  u.queue?.offer({ admit: () => admitted.push(1) })
-  u.queue?.offer({ admit: () => admitted.push(2) })
-  t.equal(u.queue?.offer({ admit: () => admitted.push(3) }), false, 'full')
+  u.queue?.offer({ admit: () => admitted.push(1), refuse: () => undefined })
+  u.queue?.offer({ admit: () => admitted.push(2), refuse: () => undefined })
+  t.equal(u.queue?.offer({ admit: () => admitted.push(3), refuse: () => undefined }), false, 'full')
   u.admitWaiting()
   t.same(admitted, [], 'no room yet')
   p.inflight = 0

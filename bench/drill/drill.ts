@@ -1,11 +1,11 @@
-// One drill run: three provider processes, one proxy in front of them, steady autocannon load, the scenario's
+// One drill run: three (or five) provider processes, one proxy in front of them, steady autocannon load, the scenario's
 // fault script on the same clock, and the figures the issue asks for.
 import { runLoad } from '../lib/load.js'
 import { isInstalled, startProxy, type ProxySpec, type ProxyUnderTest } from '../lib/proxies.js'
 import { sleep } from '../lib/procs.js'
 import { inject, type FaultEvent } from './faults.js'
 import { ProviderSet } from './providers.js'
-import { PROVIDERS, type Scenario, type Timing } from './scenarios.js'
+import { providersOf, type Scenario, type Timing } from './scenarios.js'
 import {
   BUCKET,
   ClientRecorder,
@@ -29,7 +29,7 @@ export interface LoadShape {
 }
 
 /** Between starting a proxy and the load: time for first health checks, the same for every proxy. */
-const WARM = 1_500
+export const WARM = 1_500
 
 /** autocannon instances started 100 ms apart, so the load is even at the timeline's 100 ms resolution. */
 const SPREAD = 10
@@ -55,6 +55,9 @@ export interface RunResult {
   events?: FaultEvent[]
   series?: Series
   duration?: number
+  /** Which invocation wrote this row and at what scale (see RunLabel); absent in results from before labels. */
+  run?: string
+  scale?: number
 }
 
 /** Pair each fault mark with the next repair of the same provider. */
@@ -85,7 +88,7 @@ export function analyse(scenario: Scenario, events: readonly FaultEvent[], clien
   )
   const names = [...providers.buckets.keys()]
   const faulty = new Set(windows.map((w) => w.provider))
-  const healthy = [...PROVIDERS, ...windows.flatMap((w) => (w.replacement === undefined ? [] : [w.replacement]))].filter((n) => !faulty.has(n))
+  const healthy = [...providersOf(scenario), ...windows.flatMap((w) => (w.replacement === undefined ? [] : [w.replacement]))].filter((n) => !faulty.has(n))
   let faultyTraffic = 0
   let allTraffic = 0
   for (const w of windows) {
@@ -116,7 +119,7 @@ export async function runScenario(scenario: Scenario, spec: ProxySpec, timing: T
   const providers = new ProviderSet()
   let proxy: ProxyUnderTest | undefined
   try {
-    for (const name of PROVIDERS) await providers.start(name)
+    for (const name of providersOf(scenario)) await providers.start(name)
     if (scenario.setup !== undefined) await providers.controlAll(scenario.setup)
     proxy = await startProxy(spec, providers.servers())
     const running = proxy

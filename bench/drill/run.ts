@@ -1,19 +1,28 @@
-// `npm run drill`: every scenario against every proxy variant, results in bench/results/<scenario>.json and the
-// HTML report. Flags (or env): --scenarios kill,freeze  --proxies vigil-both,nginx  --scale 0.5 (all durations)
-//   --rate 200 --connections 20
+// `npm run drill`: every scenario against every proxy variant, results in bench/out/<scenario>.json and the
+// HTML report beside them (`npm run bench:keep` copies them to the committed bench/results/). Flags (or env):
+//   --scenarios kill,freeze  --proxies vigil-both,nginx  --scale 0.5 (all durations)  --rate 200 --connections 20
+// Every row is labelled with its run (when this invocation started) and scale: rerunning one proxy keeps the
+// other proxies' rows of earlier runs, and the report says so.
 import { parseArgs } from 'node:util'
 import { cpus, loadavg } from 'node:os'
 import { readFile } from 'node:fs/promises'
-import { resultsDir, writeJson } from '../lib/results.js'
-import { writeReport } from '../lib/report.js'
+import { resultsDir, writeJson, type RunLabel } from '../lib/results.js'
+import { drillMisses, writeReport } from '../lib/report.js'
 import type { ProxySpec } from '../lib/proxies.js'
-import { defaultLoad, runScenario, type RunResult } from './drill.js'
+import { defaultLoad, runScenario, WARM, type RunResult } from './drill.js'
 import { defaultTiming, scaled, scenarioNamed, scenarios } from './scenarios.js'
 
 export const proxySpecs: readonly ProxySpec[] = [
   { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' },
   { name: 'vigil-active', kind: 'vigil', fragment: 'vigil-active.json' },
   { name: 'vigil-both', kind: 'vigil', fragment: 'vigil-both.json' },
+  // Issue 15's rows: passive only with one failure ejecting for 10 s; p2c with checks; outlier mode. Each
+  // "-classic" twin turns recovery probes and stall re-dispatch off (vigil before issue 15, nginx's behaviour).
+  { name: 'vigil-passive1', kind: 'vigil', fragment: 'vigil-passive1.json' },
+  { name: 'vigil-passive1-classic', kind: 'vigil', fragment: 'vigil-passive1-classic.json' },
+  { name: 'vigil-p2c', kind: 'vigil', fragment: 'vigil-p2c.json' },
+  { name: 'vigil-p2c-classic', kind: 'vigil', fragment: 'vigil-p2c-classic.json' },
+  { name: 'vigil-outlier', kind: 'vigil', fragment: 'vigil-outlier.json' },
   { name: 'nginx', kind: 'nginx' },
   { name: 'haproxy', kind: 'haproxy' },
   { name: 'caddy', kind: 'caddy' },
@@ -38,6 +47,19 @@ const specs = values.proxies.split(',').map((name) => {
 const timing = scaled(defaultTiming, Number(values.scale))
 const load = { ...defaultLoad, rate: Number(values.rate), connections: Number(values.connections) }
 
+const label: RunLabel = { run: new Date().toISOString(), scale: Number(values.scale) }
+
+// Before anything starts: how long this takes (load time, plus the providers' and proxy's start, the warm-up and
+// the last counts per run; measured at about 4 s on a 2-core machine).
+const SETUP_MS = WARM + 4_000
+const totalMs = chosen.reduce((n, s) => n + specs.length * (s.duration(timing) + SETUP_MS), 0)
+const minutes = (ms: number) => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`)
+process.stderr.write(
+  `drill: ${chosen.length} scenario${chosen.length === 1 ? '' : 's'} × ${specs.length} prox${specs.length === 1 ? 'y' : 'ies'} at scale ${label.scale}: ` +
+    `about ${minutes(totalMs)} (ends near ${new Date(Date.now() + totalMs).toISOString().slice(11, 16)} UTC); --scale 0.5 about halves it\n` +
+    `results: ${resultsDir}\n`,
+)
+
 const fmt = (ms: number | null | undefined) => (ms === undefined ? '-' : ms === null ? 'never' : `${(ms / 1000).toFixed(1)}s`)
 
 for (const scenario of chosen) {
@@ -48,11 +70,12 @@ for (const scenario of chosen) {
   const load1 = loadavg()[0] as number
   for (const spec of specs) {
     process.stderr.write(`${scenario.name} / ${spec.name} ... `)
-    const result = await runScenario(scenario, spec, timing, load)
+    const result: RunResult = { ...(await runScenario(scenario, spec, timing, load)), ...label }
     const c = result.client
     process.stderr.write(
       result.status === 'ok' && c !== undefined
-        ? `${c.requests} req, ${c.errors} errors, ${c.non2xx} non-2xx, ${c.slow} slow, detect ${fmt(result.detectMs)}, recover ${fmt(result.recoverMs)}, false ejections ${result.falseEjections ?? '-'}\n`
+        ? `${c.requests} req, ${c.errors} errors, ${c.non2xx} non-2xx, ${c.slow} slow, detect ${fmt(result.detectMs)}, recover ${fmt(result.recoverMs)}, false ejections ${result.falseEjections ?? '-'}` +
+            `${drillMisses(result).length === 0 ? '' : `  MISSED: ${drillMisses(result).join(', ')}`}\n`
         : `${result.status}: ${result.note}\n`,
     )
     runs.push(result)

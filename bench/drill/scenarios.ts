@@ -1,4 +1,4 @@
-// The seven drill scenarios of issue 3 as fault scripts. Every duration comes from Timing so a full drill can
+// The drill scenarios (issue 3's seven, and issue 15's partial and global) as fault scripts. Every duration comes from Timing so a full drill can
 // be shortened (`npm run drill -- --scale 0.5`); the defaults are the issue's (faults of 10 s, flap for 20 s).
 import type { FaultStep } from './faults.js'
 
@@ -26,6 +26,8 @@ export function scaled(t: Timing, factor: number): Timing {
 }
 
 export const PROVIDERS = ['a', 'b', 'c'] as const
+/** The group of the drills that judge a provider against the others (outlier detection needs five). */
+export const FIVE = ['a', 'b', 'c', 'd', 'e'] as const
 /** The provider every single-provider fault hits. */
 export const FAULTY = 'b'
 
@@ -39,6 +41,12 @@ export interface Scenario {
   setup?: string
   /** Whether the faulty provider still counts what it receives while faulty. */
   counts: boolean
+  /** The providers behind the proxy; PROVIDERS (three) unless said. */
+  providers?: readonly string[]
+}
+
+export function providersOf(s: Scenario): readonly string[] {
+  return s.providers ?? PROVIDERS
 }
 
 const window = (t: Timing) => t.before + t.fault + t.after
@@ -106,6 +114,27 @@ export const scenarios: readonly Scenario[] = [
         { at: t.before + i * t.step + t.settle, action: 'retire', provider: p, mark: 'repair' },
       ]),
     counts: true,
+  },
+  {
+    name: 'partial',
+    description: 'one provider of five answers 20% of its requests with 503 for the fault time (an outlier: eject it)',
+    duration: window,
+    steps: faultFor({ action: 'control', arg: 'failPercent=20' }, { action: 'control', arg: 'failPercent=0' }),
+    counts: true,
+    providers: FIVE,
+  },
+  {
+    name: 'global',
+    description: 'all five providers answer 20% of their requests with 503 for the fault time (a shared dependency: eject nobody)',
+    duration: window,
+    // No fault mark: no provider is the faulty one, so any ejection is a false one.
+    steps: (t) =>
+      FIVE.flatMap((provider): FaultStep[] => [
+        { at: t.before, action: 'control', provider, arg: 'failPercent=20' },
+        { at: t.before + t.fault, action: 'control', provider, arg: 'failPercent=0' },
+      ]),
+    counts: true,
+    providers: FIVE,
   },
   {
     name: 'noise',

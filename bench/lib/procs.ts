@@ -153,3 +153,26 @@ export async function which(command: string): Promise<string | undefined> {
   }
   return undefined
 }
+
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ): 100 on every Linux build that matters. */
+const USER_HZ = 100
+
+/**
+ * CPU time (ms, user + system) used so far by every live process in process group `pgid` (a Proc is the leader
+ * of its own group, so this covers nginx's workers too); undefined where /proc is missing.
+ */
+export async function groupCpuMs(pgid: number): Promise<number | undefined> {
+  const { readdir, readFile } = await import('node:fs/promises')
+  const entries = await readdir('/proc').catch(() => undefined)
+  if (entries === undefined) return undefined
+  let ticks = 0
+  for (const entry of entries) {
+    const c = entry.charCodeAt(0)
+    if (c < 48 || c > 57) continue
+    const stat = await readFile(`/proc/${entry}/stat`, 'latin1').catch(() => '')
+    // Fields after the command name, which may itself hold spaces and parentheses: state ppid pgrp ... utime stime.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(fields[2]) === pgid) ticks += Number(fields[11]) + Number(fields[12])
+  }
+  return (ticks * 1_000) / USER_HZ
+}

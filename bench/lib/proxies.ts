@@ -19,7 +19,7 @@ export interface ProxyUnderTest {
   stop(): Promise<void>
 }
 
-export type ProxyKind = 'vigil' | 'http-proxy' | 'nginx' | 'haproxy' | 'caddy'
+export type ProxyKind = 'vigil' | 'undici' | 'http-proxy' | 'nginx' | 'haproxy' | 'caddy'
 
 export interface ProxySpec {
   /** Name in tables: "vigil-both", "nginx", ... */
@@ -27,6 +27,8 @@ export interface ProxySpec {
   kind: ProxyKind
   /** For vigil: the upstream fragment file in bench/peers/ (passive, active, retry, timeouts). */
   fragment?: string
+  /** For vigil: write an access log of this format to a file (what it costs is measured by this row). */
+  access?: 'json' | 'combined'
 }
 
 export const peersDir = `${root}bench/peers/`
@@ -51,11 +53,11 @@ export async function isInstalled(kind: ProxyKind): Promise<boolean> {
 }
 
 /** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */
-export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, logLevel = 'warn'): object {
+export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, log: Record<string, unknown> = { level: 'warn' }): object {
   return {
     listeners: [{ address: `127.0.0.1:${port}`, upstream: 'providers' }],
     admin: { address: `127.0.0.1:${adminPort}` },
-    log: { level: logLevel },
+    log,
     upstreams: { providers: { ...fragment, servers: servers.map((address) => ({ address })) } },
   }
 }
@@ -71,6 +73,7 @@ class VigilProcess implements ProxyUnderTest {
     private readonly adminPort: number,
     private readonly dir: string,
     private readonly fragment: Record<string, unknown>,
+    private readonly log: Record<string, unknown>,
     private readonly proc: Proc,
   ) {}
 
@@ -79,7 +82,7 @@ class VigilProcess implements ProxyUnderTest {
   }
 
   async reload(servers: readonly string[]): Promise<string> {
-    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment)))
+    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log)))
     const admin = `http://127.0.0.1:${this.adminPort}`
     let how: string
     const res = await fetch(`${admin}/reload`, { method: 'POST' }).catch(() => undefined)
@@ -107,15 +110,16 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const dir = await mkdtemp(join(tmpdir(), 'vigil-bench-'))
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(dir, 'vigil.json')
-  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment)))
+  const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
+  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log)))
   const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
   await waitForPort(port, 10_000, proc)
-  return new VigilProcess(spec.name, port, adminPort, dir, fragment, proc)
+  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc)
 }
 
-/** A child process running the plain http-proxy forwarder (bench/lib/forwarder.ts). */
+/** A child process running the plain http-proxy forwarder (bench/lib/forwarder.ts) or the minimal undici one (bench/lib/undici-forwarder.ts). */
 async function startForwarder(spec: ProxySpec, servers: readonly string[]): Promise<ProxyUnderTest> {
-  const script = `${root}dist/bench/lib/forwarder.js`
+  const script = `${root}dist/bench/lib/${spec.kind === 'undici' ? 'undici-forwarder' : 'forwarder'}.js`
   const proc = new Proc(spec.name, process.execPath, [script, ...servers])
   const { port } = await firstJsonLine<{ port: number }>(proc)
   return {
@@ -173,9 +177,46 @@ export function startProxy(spec: ProxySpec, servers: readonly string[]): Promise
   switch (spec.kind) {
     case 'vigil':
       return startVigil(spec, servers)
+    case 'undici':
     case 'http-proxy':
       return startForwarder(spec, servers)
     default:
       return startPeer(spec, servers)
   }
+}
+
+export interface HelloUpstream {
+  readonly servers: readonly string[]
+  /** Process group leaders serving them (nginx's master, whose group holds its worker; or one per demo provider). */
+  readonly pids: readonly number[]
+  stop(): Promise<void>
+}
+
+/**
+ * `count` loopback servers answering a short 200 to everything: one nginx worker (peers/hello-nginx.conf) when
+ * nginx is installed, otherwise one demo provider process per server.
+ */
+export async function startHelloUpstream(count: number): Promise<HelloUpstream & { kind: string }> {
+  const servers: string[] = []
+  for (let i = 0; i < count; i++) servers.push(`127.0.0.1:${await freePort()}`)
+  const nginx = await which('nginx')
+  if (nginx !== undefined) {
+    const dir = await mkdtemp(join(tmpdir(), 'vigil-hello-'))
+    const path = join(dir, 'nginx.conf')
+    await writeFile(path, render(await readFile(`${peersDir}hello-nginx.conf`, 'utf8'), { dir }, servers))
+    const proc = new Proc('hello-nginx', nginx, ['-p', dir, '-c', path, '-e', join(dir, 'error.log')], { stderr: 'ignore' })
+    for (const s of servers) await waitForPort(Number(s.split(':')[1]), 15_000, proc)
+    return {
+      kind: 'nginx return 200',
+      servers,
+      pids: [proc.pid],
+      stop: async () => {
+        await proc.stop(3_000)
+        await rm(dir, { recursive: true, force: true })
+      },
+    }
+  }
+  const procs = servers.map((s, i) => new Proc(`provider-${i}`, process.execPath, [`${root}dist/src/demo/provider.js`, '--name', `p${i}`, '--port', s.split(':')[1] as string]))
+  for (const [i, s] of servers.entries()) await waitForPort(Number(s.split(':')[1]), 10_000, procs[i])
+  return { kind: 'demo provider (node http)', servers, pids: procs.map((p) => p.pid), stop: async () => void (await Promise.all(procs.map((p) => p.stop()))) }
 }

@@ -1,20 +1,26 @@
-// The report: every result in bench/results/ as one self-contained HTML page (inline SVG charts, no external
-// assets) and a markdown summary, rewritten by both `npm run bench` and `npm run drill`.
+// The report: every result in one folder as one self-contained HTML page (inline SVG charts, no external assets)
+// and a markdown summary, rewritten by `npm run bench` and `npm run drill` in bench/out/, and by
+// `npm run bench:keep` in the committed bench/results/. Every row says which run wrote it and at what scale, and
+// every missed target is marked.
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import type { RunResult } from '../drill/drill.js'
 import type { FaultEvent } from '../drill/faults.js'
 import type { Series } from '../drill/timeline.js'
-import { resultsDir } from './results.js'
+import { resultsDir, runLabel } from './results.js'
 
 interface ThroughputDoc {
   kind: 'throughput'
   date: string
   machine: { cpus: number; model?: string; node: string; loadavg: number[] }
-  settings: { rounds: number; duration: number; connections: number }
+  settings: { rounds: number; duration: number; connections: number; upstream?: string }
   summary: ThroughputRow[]
   ratios: Ratios
   fixedRate?: { rate: number; summary: ThroughputRow[]; ratios: Ratios }
+  /** Target descriptions (strings) and whether each was met (`...Met` booleans; undefined: not measured). */
+  targets?: Record<string, string | boolean | undefined>
   notes: string[]
+  run?: string
+  scale?: number
 }
 
 interface ThroughputRow {
@@ -23,13 +29,20 @@ interface ThroughputRow {
   p50: number
   p99: number
   errors: number
+  /** CPU time per request (µs) of the proxy's processes and of the upstream's, from /proc/PID/stat. */
+  cpuUs?: number
+  upstreamCpuUs?: number
 }
 
 interface Ratios {
   vigilOverDirect?: number
+  vigilOverUndici?: number
+  vigilCpuOverUndici?: number
   vigilOverHttpProxy?: number
   vigilOverNginx?: number
   vigilP99AboveDirect?: number
+  accessOverVigil?: number
+  accessCpuOverVigil?: number
 }
 
 export interface DrillDoc {
@@ -62,33 +75,54 @@ export async function readResults(dir = resultsDir): Promise<{ throughput?: Thro
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 const n0 = (n: number | undefined) => (n === undefined ? '-' : Math.round(n).toString())
 const n1 = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(1))
+const n2 = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(2))
 const ratio = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(2)}x`)
 const secs = (ms: number | null | undefined) => (ms === undefined ? '-' : ms === null ? 'never' : `${(ms / 1000).toFixed(1)} s`)
 const pct = (n: number | undefined) => (n === undefined ? '-' : `${(n * 100).toFixed(0)}%`)
 
 function throughputRows(rows: readonly ThroughputRow[]): string[][] {
-  return rows.map((s) => [s.target, n0(s.rps), n1(s.p50), n1(s.p99), String(s.errors)])
+  return rows.map((s) => [s.target, n0(s.rps), n2(s.p50), n2(s.p99), String(s.errors), n1(s.cpuUs), n1(s.upstreamCpuUs)])
 }
-const THROUGHPUT_HEAD = ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors']
+const THROUGHPUT_HEAD = ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/request', 'upstream CPU µs/request']
 
 function fixedRateLine(f: NonNullable<ThroughputDoc['fixedRate']>): string {
-  return `At a fixed ${f.rate} req/s (every target keeps up, so nothing queues): vigil p99 − direct p99 = ${n1(f.ratios.vigilP99AboveDirect)} ms.`
+  return `At a fixed ${f.rate} req/s (every target keeps up, so nothing queues): vigil p99 − direct p99 = ${n2(f.ratios.vigilP99AboveDirect)} ms (target ≤ 1 ms); vigil/undici CPU per request ${ratio(f.ratios.vigilCpuOverUndici)}.`
 }
 
 function throughputRatios(r: Ratios): string {
   return (
-    `vigil/direct ${ratio(r.vigilOverDirect)}, vigil/http-proxy ${ratio(r.vigilOverHttpProxy)} (target ≥ 1.5x), ` +
-    `vigil/nginx ${ratio(r.vigilOverNginx)}; vigil p99 − direct p99 = ${n1(r.vigilP99AboveDirect)} ms (target ≤ 2 ms)`
+    `vigil/undici ${ratio(r.vigilOverUndici)} req/s (target ≥ 0.9x) and ${ratio(r.vigilCpuOverUndici)} CPU per request (target ≤ 1.1x), ` +
+    `vigil/http-proxy ${ratio(r.vigilOverHttpProxy)} (target ≥ 2x), vigil/nginx ${ratio(r.vigilOverNginx)}, vigil/direct ${ratio(r.vigilOverDirect)}; ` +
+    `vigil p99 − direct p99 = ${n2(r.vigilP99AboveDirect)} ms at saturation` +
+    (r.accessOverVigil === undefined ? '' : `; access log on: vigil+access/vigil ${ratio(r.accessOverVigil)} req/s (target ≥ 0.9x), ${ratio(r.accessCpuOverVigil)} CPU per request`)
   )
 }
 
-export const DRILL_HEAD = ['proxy', 'requests', 'errors', 'non-2xx', '> 1 s', 'p50 ms', 'p99 ms', 'fault → out', 'sent after out', 'repair → back', 'detected', 'faulty share', 'false ejections', 'note']
+/** "✓ met" / "✗ MISSED" per measured target of a throughput run, e.g. "undici throughput ✗ MISSED". */
+export function targetMarks(targets: ThroughputDoc['targets']): string[] {
+  return Object.entries(targets ?? {})
+    .filter((e): e is [string, boolean] => typeof e[1] === 'boolean')
+    .map(([key, met]) => `${key.replace(/Met$/, '').replace(/([A-Z])/g, ' $1').toLowerCase()} ${met ? '✓ met' : '✗ MISSED'}`)
+}
+
+/** The targets every drill row is judged by: every fault window detected, no healthy provider ejected. */
+export function drillMisses(r: RunResult): string[] {
+  const missed: string[] = []
+  const [found, all] = (r.detected ?? '').split('/').map(Number)
+  if (found !== undefined && all !== undefined && found < all) missed.push(`detected ${r.detected}`)
+  if ((r.falseEjections ?? 0) > 0) missed.push(`${r.falseEjections} false ejection${r.falseEjections === 1 ? '' : 's'}`)
+  return missed
+}
+
+export const DRILL_HEAD = ['run', 'proxy', 'requests', 'errors', 'non-2xx', '> 1 s', 'p50 ms', 'p99 ms', 'fault → out', 'sent after out', 'repair → back', 'detected', 'faulty share', 'false ejections', 'targets', 'note']
 
 export function drillRow(r: RunResult): string[] {
-  if (r.status !== 'ok' || r.client === undefined) return [r.proxy, r.status, ...new Array<string>(DRILL_HEAD.length - 3).fill(''), r.note ?? '']
+  if (r.status !== 'ok' || r.client === undefined) return [runLabel(r), r.proxy, r.status, ...new Array<string>(DRILL_HEAD.length - 4).fill(''), r.note ?? '']
+  const missed = drillMisses(r)
   const c = r.client
   const reloads = (r.events ?? []).filter((e) => e.note !== undefined).map((e) => `${e.provider}→${e.replacement}: ${e.note}`)
   return [
+    runLabel(r),
     r.proxy,
     String(c.requests),
     String(c.errors),
@@ -102,8 +136,15 @@ export function drillRow(r: RunResult): string[] {
     r.detected ?? '-',
     pct(r.faultyShare),
     r.falseEjections === undefined ? '-' : String(r.falseEjections),
+    missed.length === 0 ? '✓ met' : `✗ MISSED: ${missed.join(', ')}`,
     [r.note, ...reloads].filter((x) => x !== undefined).join('; '),
   ]
+}
+
+/** Said above a scenario's table when its rows come from more than one run (or scale). */
+export function mixedRunsNote(d: DrillDoc): string {
+  const labels = [...new Set(d.runs.map(runLabel))]
+  return labels.length < 2 ? '' : ` Rows from ${labels.length} runs (${labels.join('; ')}): compare across them with care.`
 }
 
 function machineNote(d: DrillDoc): string {
@@ -172,7 +213,7 @@ export function timelineSvg(s: Series, events: readonly FaultEvent[], title: str
 const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 th{background:#f3f3f3}td:first-child,td:last-child{text-align:left}td:last-child{max-width:420px;font-size:12px}
-.charts{display:flex;flex-wrap:wrap;gap:8px}.charts svg{border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}`
+.charts{display:flex;flex-wrap:wrap;gap:8px}.charts svg{border:1px solid #eee}code{background:#f6f6f6;padding:0 3px}.missed{color:#b00}`
 
 const LEGEND = `Columns: <b>errors</b> socket errors and timeouts seen by the clients; <b>non-2xx</b> responses the clients got
 that were not 2xx; <b>&gt; 1 s</b> responses slower than one second; p50/p99 over every response; <b>fault → out</b> from
@@ -191,15 +232,17 @@ export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillD
   const t = results.throughput
   if (t !== undefined) {
     out.push('<h2>Throughput (<code>npm run bench</code>)</h2>')
-    out.push(`<p>${esc(t.date)}, ${t.machine.cpus} CPUs (${esc(t.machine.model ?? '')}), Node ${esc(t.machine.node)}, load average before the run ${t.machine.loadavg.map((l) => l.toFixed(2)).join(' ')}. Median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.</p>`)
+    out.push(`<p>Run ${esc(runLabel(t))}: ${esc(t.date)}, ${t.machine.cpus} CPUs (${esc(t.machine.model ?? '')}), Node ${esc(t.machine.node)}, load average before the run ${t.machine.loadavg.map((l) => l.toFixed(2)).join(' ')}. Median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.</p>`)
     out.push(htmlTable(THROUGHPUT_HEAD, throughputRows(t.summary)))
     out.push(`<p>${esc(throughputRatios(t.ratios))}</p>`)
+    const marks = targetMarks(t.targets)
+    if (marks.length > 0) out.push(`<p>Targets: ${marks.map((m) => (m.includes('MISSED') ? `<b class="missed">${esc(m)}</b>` : esc(m))).join('; ')}</p>`)
     if (t.fixedRate !== undefined) out.push(`<p>${esc(fixedRateLine(t.fixedRate))}</p>`, htmlTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)))
     if (t.notes.length > 0) out.push(`<p>${t.notes.map(esc).join('<br>')}</p>`)
   }
   if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND.replace(/\s*\n\s*/g, ' ')}</p>`)
   for (const d of results.drills) {
-    out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}${esc(machineNote(d))}.</p>`)
+    out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}${esc(machineNote(d))}.<b class="missed">${esc(mixedRunsNote(d))}</b></p>`)
     out.push(htmlTable(DRILL_HEAD, d.runs.map(drillRow)))
     out.push('<div class="charts">')
     for (const r of d.runs) if (r.series !== undefined) out.push(timelineSvg(r.series, r.events ?? [], `${d.scenario} / ${r.proxy}`))
@@ -210,17 +253,21 @@ export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillD
 }
 
 export function renderMarkdown(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
-  const out: string[] = ['# vigil: benchmark and drill summary', '', 'Generated by `npm run bench` and `npm run drill`; charts in [report.html](report.html), raw figures in the JSON files beside it.', '']
+  const out: string[] = ['# vigil: benchmark and drill summary', '', 'Written by `npm run bench` and `npm run drill` (to bench/out/, untracked) and kept by `npm run bench:keep`; charts in [report.html](report.html), raw figures in the JSON files beside it.', '']
   const t = results.throughput
   if (t !== undefined) {
-    out.push('## Throughput', '', `${t.date}, ${t.machine.cpus} CPUs, Node ${t.machine.node}; median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections.`, '')
+    const load = t.machine.loadavg.map((l) => l.toFixed(1)).join(' ')
+    const upstream = t.settings.upstream === undefined ? '' : `; upstream ${t.settings.upstream}`
+    out.push('## Throughput', '', `Run ${runLabel(t)}: ${t.date}, ${t.machine.cpus} CPUs, Node ${t.machine.node}, load average before the run ${load}; median of ${t.settings.rounds} interleaved rounds of ${t.settings.duration} s at ${t.settings.connections} connections${upstream}.`, '')
     out.push(mdTable(THROUGHPUT_HEAD, throughputRows(t.summary)), '', throughputRatios(t.ratios), '')
+    const marks = targetMarks(t.targets)
+    if (marks.length > 0) out.push(`Targets: ${marks.map((m) => (m.includes('MISSED') ? `**${m}**` : m)).join('; ')}`, '')
     if (t.fixedRate !== undefined) out.push(fixedRateLine(t.fixedRate), '', mdTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)), '')
     for (const n of t.notes) out.push(`- ${n}`)
   }
   if (results.drills.length > 0) out.push('## Fault drills', '', LEGEND.replace(/<\/?[bi]>/g, '').replace(/&gt;/g, '>').replace(/\s*\n\s*/g, ' '), '')
   for (const d of results.drills) {
-    out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections${machineNote(d)}.`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
+    out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections${machineNote(d)}.${mixedRunsNote(d) === '' ? '' : ` **${mixedRunsNote(d).trim()}**`}`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
   }
   return `${out.join('\n')}\n`
 }

@@ -3,8 +3,28 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { root } from './procs.js'
 
-/** bench/results/, or BENCH_RESULTS_DIR (the test suite writes to a temp dir). */
-export const resultsDir = process.env['BENCH_RESULTS_DIR'] !== undefined ? `${process.env['BENCH_RESULTS_DIR'].replace(/\/$/, '')}/` : `${root}bench/results/`
+/**
+ * Where a run writes: bench/out/ (not tracked, so a run never dirties the tree), or BENCH_RESULTS_DIR (the test
+ * suite writes to a temp dir). Results become part of the repository only by `npm run bench:keep`.
+ */
+export const resultsDir = process.env['BENCH_RESULTS_DIR'] !== undefined ? `${process.env['BENCH_RESULTS_DIR'].replace(/\/$/, '')}/` : `${root}bench/out/`
+
+/** The committed results: bench/results/, written only by `npm run bench:keep`. */
+export const keptDir = `${root}bench/results/`
+
+/** What labels every row of a run: when the invocation started, and the scale of its durations. */
+export interface RunLabel {
+  /** ISO time the invocation started; every row it wrote carries it. */
+  run: string
+  /** Multiplier of the default durations (drill --scale; throughput duration/5 s). */
+  scale: number
+}
+
+/** The short form for tables: "2026-12-01 10:20 ×0.5". */
+export function runLabel(l: Partial<RunLabel>): string {
+  if (l.run === undefined) return 'earlier run'
+  return `${l.run.slice(0, 16).replace('T', ' ')}${l.scale === undefined || l.scale === 1 ? '' : ` ×${l.scale}`}`
+}
 
 export async function writeJson(path: string, value: unknown): Promise<void> {
   await mkdir(dirname(path), { recursive: true })

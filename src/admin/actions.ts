@@ -7,16 +7,13 @@ export type Action = 'drain' | 'disable' | 'enable'
 
 const STATE: Record<Action, OperatorState> = { drain: 'draining', disable: 'disabled', enable: 'enabled' }
 
-export interface ActionResult {
-  status: number
-  body: Record<string, unknown>
-}
+export type ActionResult = { status: 200; body: Record<string, unknown> } | { status: 404; error: string }
 
 export function applyAction(upstreams: ReadonlyMap<string, Upstream>, events: HealthEvents, upstreamName: string, address: string, action: Action): ActionResult {
   const upstream = upstreams.get(upstreamName)
   const peer = upstream?.find(address)
   if (upstream === undefined || peer === undefined) {
-    return { status: 404, body: { error: `no server ${JSON.stringify(address)} in upstream ${JSON.stringify(upstreamName)}` } }
+    return { status: 404, error: `no server ${JSON.stringify(address)} in upstream ${JSON.stringify(upstreamName)}` }
   }
   const previous = peer.operator
   peer.operator = STATE[action]

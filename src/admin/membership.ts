@@ -1,5 +1,6 @@
 // Admin routes for live membership: POST /reload (GET /reload for the last result), and
 // PUT / DELETE /upstreams/NAME/servers/ADDRESS, all through the same queued update path as file reloads.
+// The routing itself is in admin.ts.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Type } from '@sinclair/typebox'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -8,8 +9,8 @@ import { schemaIssues } from '../config/load.js'
 import { formatIssues } from '../config/errors.js'
 import { serverSpec, type ServerSpec } from '../config/diff.js'
 import { RuntimeUpdateError, type MembershipChange } from '../upstream/membership.js'
-import type { ChangeSource, ReloadResult, ReloadStatus } from '../reload.js'
-import { send } from './admin.js'
+import type { ChangeSource, ReloadResult, ReloadStatus } from '../update/reloader.js'
+import { sendError, sendJson } from './reply.js'
 
 export interface MembershipActions {
   readonly status: ReloadStatus
@@ -25,55 +26,50 @@ const RuntimeServer = Type.Object(
 )
 
 const MAX_BODY = 64 * 1024
-const SERVER_PATH = /^\/upstreams\/([^/]+)\/servers\/([^/]+)$/
 
-const json = (res: ServerResponse, status: number, body: unknown): void => send(res, status, 'application/json', `${JSON.stringify(body)}\n`)
+/** GET /reload: the last reload's result and the counts. */
+export function reloadStatus(res: ServerResponse, actions: MembershipActions): void {
+  sendJson(res, 200, actions.status)
+}
 
-/** Handles the request and returns true when the path is one of these routes. */
-export function handleMembership(req: IncomingMessage, res: ServerResponse, path: string, actions: MembershipActions): boolean {
-  if (path === '/reload') {
-    if (req.method === 'GET') json(res, 200, actions.status)
-    else if (req.method === 'POST') void actions.reload('admin').then((r) => json(res, r?.ok === true ? 200 : 422, r))
-    else send(res, 405, 'text/plain', 'use GET or POST\n', { allow: 'GET, POST' })
-    return true
+/** POST /reload: 200 with the result when applied, 422 with the reason and every issue when rejected. */
+export async function postReload(res: ServerResponse, actions: MembershipActions): Promise<void> {
+  const r = await actions.reload('admin')
+  if (r?.ok === true) sendJson(res, 200, r)
+  else sendError(res, 422, 'reload_rejected', r?.error ?? 'reload rejected', { ...r })
+}
+
+/** DELETE /upstreams/NAME/servers/ADDRESS */
+export async function deleteServer(res: ServerResponse, upstream: string, address: string, actions: MembershipActions): Promise<void> {
+  await changed(res, upstream, address, actions.removeServer(upstream, address))
+}
+
+/** PUT /upstreams/NAME/servers/ADDRESS, with an optional body of server settings. */
+export async function putServer(req: IncomingMessage, res: ServerResponse, upstream: string, address: string, actions: MembershipActions): Promise<void> {
+  const body = await readBody(req)
+  if (body === undefined) return sendError(res, 413, 'body_too_large', `body larger than ${MAX_BODY} bytes`)
+  let settings: unknown
+  try {
+    settings = body.trim() === '' ? {} : JSON.parse(body)
+  } catch (err) {
+    return sendError(res, 400, 'invalid_body', `body: not JSON (${(err as Error).message})`)
   }
-  const m = SERVER_PATH.exec(path)
-  if (m === null || (req.method !== 'PUT' && req.method !== 'DELETE')) return false
-  const upstream = decodeURIComponent(m[1] as string)
-  const address = decodeURIComponent(m[2] as string)
-  const done = (p: Promise<MembershipChange>): void => {
-    p.then(
-      (change) => json(res, change.added.length > 0 ? 201 : 200, { upstream, server: address, generation: change.generation, change }),
-      (err: unknown) => send(res, err instanceof RuntimeUpdateError ? err.status : 500, 'text/plain', `${(err as Error).message}\n`),
-    )
+  // The address comes from the path; one in the body must agree with it.
+  const server = typeof settings === 'object' && settings !== null && !Array.isArray(settings) ? { address, ...settings } : settings
+  const issues = schemaIssues(server, RuntimeServer)
+  if ((server as { address?: unknown }).address !== address) issues.push({ path: 'address', pointer: ['address'], found: JSON.stringify((server as { address?: unknown }).address), expected: `the address in the path, ${JSON.stringify(address)}` })
+  if (issues.length > 0) return sendError(res, 400, 'invalid_body', formatIssues('body', issues), { issues: issues.map(({ pointer: _, ...i }) => i) })
+  await changed(res, upstream, address, actions.putServer(upstream, serverSpec(server as ServerSpec)))
+}
+
+async function changed(res: ServerResponse, upstream: string, address: string, change: Promise<MembershipChange>): Promise<void> {
+  try {
+    const c = await change
+    sendJson(res, c.added.length > 0 ? 201 : 200, { upstream, server: address, generation: c.generation, change: c })
+  } catch (err) {
+    if (!(err instanceof RuntimeUpdateError)) throw err
+    sendError(res, err.status, err.status === 404 ? 'not_found' : 'conflict', err.message)
   }
-  if (req.method === 'DELETE') {
-    done(actions.removeServer(upstream, address))
-    return true
-  }
-  void readBody(req).then((body) => {
-    if (body === undefined) {
-      send(res, 413, 'text/plain', `body larger than ${MAX_BODY} bytes\n`)
-      return
-    }
-    let settings: unknown
-    try {
-      settings = body.trim() === '' ? {} : JSON.parse(body)
-    } catch (err) {
-      send(res, 400, 'text/plain', `body: not JSON (${(err as Error).message})\n`)
-      return
-    }
-    // The address comes from the path; one in the body must agree with it.
-    const server = typeof settings === 'object' && settings !== null && !Array.isArray(settings) ? { address, ...settings } : settings
-    const issues = schemaIssues(server, RuntimeServer)
-    if ((server as { address?: unknown }).address !== address) issues.push({ path: 'address', pointer: ['address'], found: JSON.stringify((server as { address?: unknown }).address), expected: `the address in the path, ${JSON.stringify(address)}` })
-    if (issues.length > 0) {
-      send(res, 400, 'text/plain', `${formatIssues('body', issues)}\n`)
-      return
-    }
-    done(actions.putServer(upstream, serverSpec(server as ServerSpec)))
-  })
-  return true
 }
 
 /** Reload series for GET /metrics, read from the live status when scraped. */
@@ -92,7 +88,8 @@ export function registerReloadMetrics(registry: Registry, status: () => ReloadSt
     help: '1 when the last reload applied, 0 when it was rejected (absent before the first)',
     registers,
     collect() {
-      this.reset()
+      // remove(), not reset(): a gauge without labels that was reset still shows 0, and an `== 0` alert would fire.
+      this.remove()
       const last = status().last
       if (last !== undefined) this.set(last.ok ? 1 : 0)
     },
@@ -102,7 +99,7 @@ export function registerReloadMetrics(registry: Registry, status: () => ReloadSt
     help: 'when the last reload finished, in Unix seconds',
     registers,
     collect() {
-      this.reset()
+      this.remove()
       const last = status().last
       if (last !== undefined) this.set(Date.parse(last.at) / 1000)
     },

@@ -5,25 +5,19 @@ import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { ActiveChecker } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
-import type { RequestMetrics } from '../proxy/forward.js'
+import type { AttemptObserver } from '../health/monitor.js'
 
-/** Upper bounds in seconds (prom-client's defaults). */
-const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const
-/** Response classes by index: a request that ended before any status (client gone), then 1xx..5xx. */
-const CLASSES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
-
-class PeerStats {
-  readonly responses = new Float64Array(CLASSES.length)
-  /** Non-cumulative counts per bucket; the last slot is +Inf. */
-  readonly buckets = new Float64Array(BUCKETS.length + 1)
-  sum = 0
-  count = 0
-}
+import { BUCKETS, CLASSES, type ResponseStats } from '../upstream/response-stats.js'
 
 export interface MetricsSource {
   upstreams(): ReadonlyMap<string, Upstream>
   checker: ActiveChecker
   passive(): PassiveHealthLink
+}
+
+/** A peer's response stats, or undefined before its first finished attempt (it has no series yet). */
+function statsOf(p: Peer): ResponseStats | undefined {
+  return p.stats.count === 0 ? undefined : p.stats
 }
 
 type Labels = Record<string, string>
@@ -33,9 +27,8 @@ interface Sample {
   value: number
 }
 
-export class VigilMetrics implements RequestMetrics {
+export class VigilMetrics implements AttemptObserver {
   readonly registry = new Registry()
-  private readonly stats = new WeakMap<Peer, PeerStats>()
   private readonly ejections: Counter<'upstream' | 'server' | 'reason'>
 
   constructor(private readonly source: MetricsSource) {
@@ -43,7 +36,6 @@ export class VigilMetrics implements RequestMetrics {
     collectDefaultMetrics({ register: this.registry })
     // Series are built at scrape time from live state (prom-client calls collect() before reading).
     const each = this.eachPeer.bind(this)
-    const stats = this.stats
     const perPeer = (name: string, help: string, value: (p: Peer, u: Upstream) => number): void => {
       new Gauge({
         name,
@@ -59,16 +51,23 @@ export class VigilMetrics implements RequestMetrics {
     perPeer('vigil_server_up', '1 unless the server is down by active check', (p) => (p.checkUp ? 1 : 0))
     perPeer('vigil_server_eligible', '1 when the server may receive new requests', (p) => (p.eligible ? 1 : 0))
     perPeer('vigil_server_inflight', 'requests sent to the server and not finished', (p) => p.inflight)
-    new Counter({
-      name: 'vigil_requests_total',
-      help: 'requests forwarded to the server',
-      labelNames: ['upstream', 'server'],
-      registers,
-      collect() {
-        this.reset()
-        each((p, u) => this.inc({ upstream: u.name, server: p.address }, p.requests))
-      },
-    })
+    perPeer('vigil_server_waiting', "requests waiting for a connection of the server's pool (every connection busy)", (p) => p.waiting)
+    perPeer('vigil_server_oldest_wait_seconds', 'how long the oldest request waiting for a pooled connection has waited', (p) => p.oldestWait / 1000)
+    const perPeerTotal = (name: string, help: string, value: (p: Peer) => number): void => {
+      new Counter({
+        name,
+        help,
+        labelNames: ['upstream', 'server'],
+        registers,
+        collect() {
+          this.reset()
+          each((p, u) => this.inc({ upstream: u.name, server: p.address }, value(p)))
+        },
+      })
+    }
+    perPeerTotal('vigil_requests_total', 'requests forwarded to the server', (p) => p.requests)
+    perPeerTotal('vigil_pool_timeouts_total', 'requests that waited past timeouts.queue for a pooled connection', (p) => p.poolTimeouts)
+    perPeerTotal('vigil_stuck_attempts_total', 'internal errors: attempts vigil ended because they outlived every timeout or their client', (p) => p.stuck)
     new Counter({
       name: 'vigil_responses_total',
       help: 'responses by class as the client saw them ("none": the request ended before a status)',
@@ -77,7 +76,7 @@ export class VigilMetrics implements RequestMetrics {
       collect() {
         this.reset()
         each((p, u) => {
-          const s = stats.get(p)
+          const s = statsOf(p)
           if (s !== undefined) CLASSES.forEach((c, i) => this.inc({ upstream: u.name, server: p.address, class: c }, s.responses[i] as number))
         })
       },
@@ -123,6 +122,7 @@ export class VigilMetrics implements RequestMetrics {
     }
     perUpstream('vigil_retries_total', 'attempts retried on another server', (u) => u.retry.retries)
     perUpstream('vigil_hedges_total', 'hedged attempts started while an earlier one was still waiting', (u) => u.retry.hedges)
+    perUpstream('vigil_stall_redispatches_total', 'requests raced on another server because theirs was suspected of a stall', (u) => u.retry.redispatches)
     perUpstream('vigil_retry_budget_exhausted_total', 'retries refused because the retry budget was spent', (u) => u.retry.budgetExhausted)
     // A histogram fed from PeerStats; prom-client's registry only needs get() from it.
     const latency = {
@@ -138,15 +138,7 @@ export class VigilMetrics implements RequestMetrics {
 
   /** Hot path, once per finished attempt: status 0 when the request ended before a response status. */
   finished(peer: Peer, status: number, ms: number): void {
-    let s = this.stats.get(peer)
-    if (s === undefined) this.stats.set(peer, (s = new PeerStats()))
-    ;(s.responses[status < 100 || status > 599 ? 0 : (status / 100) | 0] as number)++
-    const seconds = ms / 1000
-    let i = 0
-    while (i < BUCKETS.length && seconds > (BUCKETS[i] as number)) i++
-    ;(s.buckets[i] as number)++
-    s.sum += seconds
-    s.count++
+    peer.stats.record(status, ms)
   }
 
   /** A passive ejection (once per 'ejected' health event), by its named reason. */
@@ -169,7 +161,7 @@ export class VigilMetrics implements RequestMetrics {
   private latencySamples(): Sample[] {
     const out: Sample[] = []
     this.eachPeer((p, u) => {
-      const s = this.stats.get(p)
+      const s = statsOf(p)
       if (s === undefined) return
       const labels = { upstream: u.name, server: p.address }
       let cumulative = 0

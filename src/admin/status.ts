@@ -4,9 +4,9 @@ import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import type { ActiveChecker, LastCheck } from '../health/active.js'
 import type { PassiveHealthLink } from '../health/events.js'
-import type { LastReload } from '../reload.js'
-import type { PeerPassiveSnapshot } from '../health/passive.js'
+import type { LastReload } from '../update/reloader.js'
 import type { SourceStatus } from '../discovery/registries.js'
+import type { PeerPassiveSnapshot } from '../health/ejection.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
@@ -46,6 +46,13 @@ export interface ServerStatus {
   ejections: number
   stalls: number
   inflight: number
+  /** Requests waiting for a connection of the server's pool (every connection busy), and the oldest wait in ms. */
+  waiting: number
+  oldestWaitMs: number
+  /** Requests that waited past timeouts.queue for a connection (503 pool_timeout or retried elsewhere). */
+  poolTimeouts: number
+  /** Attempts vigil ended because they outlived every timeout or their client: an internal error, also logged. */
+  stuck: number
   /** Learned time to response headers (peak EWMA), null until the server has answered. */
   latencyMs: number | null
   requests: number
@@ -100,6 +107,10 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         ejections: s?.ejections ?? 0,
         stalls: s?.stalls ?? 0,
         inflight: p.inflight,
+        waiting: p.waiting,
+        oldestWaitMs: p.oldestWait,
+        poolTimeouts: p.poolTimeouts,
+        stuck: p.stuck,
         latencyMs: p.rtt.measured ? Math.round(p.latency * 10) / 10 : null,
         requests: p.requests,
         failures: p.failures,
@@ -114,32 +125,13 @@ export function statusRows(source: StatusSource): ServerStatus[] {
   return rows
 }
 
-/**
- * Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one, and `discovery`
- * (one entry per registry source) when there are any.
- */
+/** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
 export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
+  // `discovery` (one entry per registry source) only when there are any, so the Tengine shape stays as it was.
   return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery })}\n`
 }
 
-/** One row per registry source and group: is it connected, how old is its list, what the protection rules hold. */
-function discoveryTable(sources: readonly SourceStatus[]): string {
-  if (sources.length === 0) return ''
-  const head = ['kind', 'source', 'connected', 'session', 'version', 'last read', 'age s', 'servers', 'stale', 'drifts', 'upstream', 'from cache', 'held']
-  const rows = sources.flatMap((s) =>
-    (s.upstreams.length === 0 ? [undefined] : s.upstreams).map((b) => {
-      const cells = [s.kind, s.source, s.connected, s.session ?? '', s.version ?? '', s.lastRead ?? 'never', s.ageSeconds === undefined ? '' : s.ageSeconds.toFixed(1), s.servers, s.stale, s.drifts]
-      cells.push(b?.upstream ?? '', b?.fromCache ?? '', b?.held.map((h) => `${h.address} (${h.reason} since ${h.since})`).join('; ') ?? '')
-      return `<tr class="${s.stale || !s.connected ? 'down' : 'up'}">${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`
-    }),
-  )
-  return `<h2>discovery</h2>
-<table id="discovery"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
-${rows.join('\n')}
-</tbody></table>`
-}
-
-/** Flat columns for csv and html: Tengine's first, then vigil's. */
+/** Flat columns for csv: Tengine's first, then vigil's. (The html page is status-page.ts.) */
 const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['index', (r) => r.index],
   ['upstream', (r) => r.upstream],
@@ -162,6 +154,10 @@ const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['ejections', (r) => r.ejections],
   ['stalls', (r) => r.stalls],
   ['inflight', (r) => r.inflight],
+  ['waiting', (r) => r.waiting],
+  ['oldest_wait_ms', (r) => r.oldestWaitMs],
+  ['pool_timeouts', (r) => r.poolTimeouts],
+  ['stuck', (r) => r.stuck],
   ['latency_ms', (r) => r.latencyMs ?? ''],
   ['requests', (r) => r.requests],
   ['failures', (r) => r.failures],
@@ -183,27 +179,6 @@ export function renderCsv(rows: readonly ServerStatus[]): string {
   const lines = [COLUMNS.map(([name]) => name).join(',')]
   for (const r of rows) lines.push(COLUMNS.map(([, get]) => csvField(get(r))).join(','))
   return `${lines.join('\n')}\n`
-}
-
-function escapeHtml(v: unknown): string {
-  return String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
-}
-
-/** A readable table that reloads itself every `refresh` seconds; rows of servers out of rotation are marked. */
-export function renderHtml(rows: readonly ServerStatus[], generation: number, refresh: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
-  const down = rows.filter((r) => r.status === 'down').length
-  const body = rows
-    .map((r) => `<tr class="${r.status}" data-name="${escapeHtml(r.name)}">${COLUMNS.map(([, get]) => `<td>${escapeHtml(get(r))}</td>`).join('')}</tr>`)
-    .join('\n')
-  return `<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="${refresh}"><title>vigil status</title>
-<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}tr.down{background:#f88}</style>
-</head><body><h1>vigil status</h1>
-<p>generation ${generation}; ${rows.length} servers, <span id="down">${down}</span> down; refreshes every ${refresh} s${
-    reload === undefined ? '' : `; last reload <span id="reload">${reload.ok ? 'ok' : 'failed'}</span> (${escapeHtml(reload.source)}, ${escapeHtml(reload.at)})`
-  }</p>
-<table><thead><tr>${COLUMNS.map(([h]) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
-${body}
-</tbody></table>${discoveryTable(discovery)}</body></html>\n`
 }
 
 function promLabel(v: string): string {

@@ -1,9 +1,11 @@
 // Consistent hashing, ketama-style: every peer owns points on a 32-bit ring in proportion to its weight, and a
 // request goes to the owner of the first point at or after the hash of its key. Points depend only on a peer's
 // address and weight, so a peer leaving the eligible set moves only the keys it owned (about 1/N): the ring is
-// rebuilt from the eligible snapshot, which is the same as walking past the points of ineligible peers.
+// rebuilt from the eligible snapshot, which is the same as walking past the points of ineligible peers. Rings are
+// built in prepare(), when the snapshot changes, so a flap of one server in a large group costs the request that
+// follows it nothing.
 import { createHash } from 'node:crypto'
-import { available, availableWeight, weightedDraw, type Balancer, type PickRequest } from './balancer.js'
+import { available, availableWeight, Tables, weightedDraw, type Balancer, type PickRequest } from './balancer.js'
 import type { Peer } from '../upstream/peer.js'
 
 export type HashKey = { kind: 'ip' } | { kind: 'path' } | { kind: 'header'; name: string } | { kind: 'cookie'; name: string }
@@ -114,11 +116,18 @@ function cookieValue(header: string, name: string): number {
 
 export class ConsistentHash implements Balancer {
   private readonly pointsPerWeight: number
-  private primaries: Ring | undefined
-  private backups: Ring | undefined
+  /** A ring depends only on its peers' addresses and weights: a weight change comes with a new snapshot, so it is reused. */
+  private readonly rings: Tables<Ring>
+  /** The ring of the last unprepared list pick() was given (unit tests pass arrays of their own). */
+  private unprepared: Ring | undefined
 
   constructor(private readonly options: HashOptions) {
-    this.pointsPerWeight = Math.max(1, Math.min(POINTS_PER_WEIGHT, Math.floor(MAX_POINTS / Math.max(1, options.totalWeight))))
+    const pointsPerWeight = (this.pointsPerWeight = Math.max(1, Math.min(POINTS_PER_WEIGHT, Math.floor(MAX_POINTS / Math.max(1, options.totalWeight)))))
+    this.rings = new Tables((peers) => new Ring(peers, pointsPerWeight), true)
+  }
+
+  prepare(lists: readonly (readonly Peer[])[]): void {
+    this.rings.prepare(lists)
   }
 
   /** The hash of the request's key, or -1 when it has none (no such header or cookie). */
@@ -190,13 +199,8 @@ export class ConsistentHash implements Balancer {
   }
 
   private ring(peers: readonly Peer[]): Ring {
-    const backup = (peers[0] as Peer).backup
-    let ring = backup ? this.backups : this.primaries
-    if (ring === undefined || ring.peers !== peers) {
-      ring = new Ring(peers, this.pointsPerWeight)
-      if (backup) this.backups = ring
-      else this.primaries = ring
-    }
-    return ring
+    const ring = this.rings.of(peers) ?? this.unprepared
+    if (ring !== undefined && ring.peers === peers) return ring
+    return (this.unprepared = new Ring(peers, this.pointsPerWeight))
   }
 }

@@ -1,10 +1,38 @@
 // Power of two choices (nginx `random two least_conn`, Envoy least-request): draw two distinct peers by weight, send
 // to the less loaded one. Nearly as good as least-conn at spreading load, without herding on one "best" peer.
-import { availableWeight, weightedDraw, type Balancer } from './balancer.js'
+// With a prepared list the two draws come from its alias table in O(1); a draw that lands on a peer this request
+// may not use (tried, at maxConns) falls back to the exact draw among the available ones, three passes over the list.
+import { available, availableWeight, Tables, WeightTable, weightedDraw, type Balancer } from './balancer.js'
 import type { Peer } from '../upstream/peer.js'
 
+/** Draws of the second candidate before falling back: only a peer holding most of the weight needs more. */
+const SECOND_DRAWS = 4
+
 export class PowerOfTwo implements Balancer {
+  private readonly tables = new Tables((peers) => new WeightTable(peers), false)
+
+  prepare(lists: readonly (readonly Peer[])[]): void {
+    this.tables.prepare(lists)
+  }
+
   pick(peers: readonly Peer[], tried: readonly Peer[]): Peer | undefined {
+    const table = peers.length > 1 ? this.tables.of(peers) : undefined
+    if (table !== undefined) {
+      const a = table.draw()
+      if (available(a, tried)) {
+        for (let i = 0; i < SECOND_DRAWS; i++) {
+          const b = table.draw()
+          if (b === a) continue
+          if (!available(b, tried)) break
+          return this.prefer(b, a) ? b : a
+        }
+      }
+    }
+    return this.exact(peers, tried)
+  }
+
+  /** Both candidates drawn among the available peers only, by weight. */
+  private exact(peers: readonly Peer[], tried: readonly Peer[]): Peer | undefined {
     const total = availableWeight(peers, tried)
     if (total === 0) return undefined
     const a = weightedDraw(peers, tried, undefined, total) as Peer

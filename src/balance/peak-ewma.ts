@@ -12,7 +12,8 @@ export class PeakEwma {
   /** Time of the last sample (performance.now() ms); -1 until the first. */
   private stamp = -1
 
-  constructor(readonly decay: number = DEFAULT_DECAY) {}
+  /** Writable: a reload that changes the group's `ewmaDecay` retunes every server's estimate, keeping its value. */
+  constructor(public decay: number = DEFAULT_DECAY) {}
 
   /** Record one latency sample (ms) taken at `now`. */
   observe(rtt: number, now: number): void {

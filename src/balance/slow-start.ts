@@ -11,18 +11,19 @@ export class SlowStart {
   /** Peers still ramping, with the time their ramp began. */
   private readonly ramping = new Map<Peer, number>()
   private timer: NodeJS.Timeout | undefined
+  /** Called after the timer changed effective weights, so balancer tables follow (set by the Upstream). */
+  onWeights: (() => void) | undefined = undefined
 
   constructor(
     readonly window: number,
-    private readonly clock: () => number = Date.now,
+    readonly clock: () => number = Date.now,
   ) {}
 
   /** Start (or restart) the ramp of a peer that just became eligible. No-op when slow start is off. */
   begin(peer: Peer): void {
     if (this.window <= 0) return
-    this.ramping.set(peer, this.clock())
+    this.resume(peer, this.clock())
     peer.effectiveWeight = peer.weight * MIN_WEIGHT_SHARE
-    this.timer ??= setInterval(() => this.update(this.clock()), Math.max(10, this.window / STEPS)).unref()
   }
 
   /** Recompute the effective weight of every ramping peer at `now`; the timer stops once all are at full weight. */
@@ -37,6 +38,27 @@ export class SlowStart {
       }
     }
     if (this.ramping.size === 0) this.stop()
+    this.onWeights?.()
+  }
+
+  /**
+   * A reload replaced the window: the ramps running now continue under `next` from the time they began (a
+   * shorter window finishes them sooner, no window ends them at once), so no peer is left at a partial weight.
+   */
+  handOver(next: SlowStart): void {
+    this.stop()
+    const now = next.clock()
+    for (const [peer, since] of this.ramping) {
+      if (next.window <= 0) peer.effectiveWeight = peer.weight
+      else next.resume(peer, since)
+    }
+    this.ramping.clear()
+    if (next.ramping.size > 0) next.update(now)
+  }
+
+  private resume(peer: Peer, since: number): void {
+    this.ramping.set(peer, since)
+    this.timer ??= setInterval(() => this.update(this.clock()), Math.max(10, this.window / STEPS)).unref()
   }
 
   get active(): number {

@@ -11,6 +11,7 @@ import { readCertificate } from '../proxy/certificate.js'
 import { ejectTimeOf } from '../health/passive.js'
 import { ms } from './duration.js'
 import { DEFAULTS as REGISTRY_DEFAULTS } from '../discovery/defaults.js'
+import { canonicalListenAddress } from '../net.js'
 
 /** Far above any real config (ten thousand servers take about 1 MiB); a bigger file is a mistake, not a config. */
 export const MAX_CONFIG_BYTES = 8 * 1024 * 1024
@@ -68,13 +69,20 @@ function decodeUtf8(bytes: Buffer, file: string): string {
   }
 }
 
-/** The first place where arrays and objects nest deeper than MAX_CONFIG_DEPTH, skipping strings; -1 if none. */
+/** The first place where arrays and objects nest deeper than MAX_CONFIG_DEPTH, skipping strings and comments; -1 if none. */
 function tooDeep(text: string): number {
   let depth = 0
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
     if (c === 34 /* " */) {
       for (i++; i < text.length && text.charCodeAt(i) !== 34; i++) if (text.charCodeAt(i) === 92 /* \ */) i++
+    } else if (c === 47 /* / */ && text.charCodeAt(i + 1) === 47) {
+      i = text.indexOf('\n', i)
+      if (i === -1) return -1
+    } else if (c === 47 && text.charCodeAt(i + 1) === 42 /* * */) {
+      i = text.indexOf('*/', i + 2)
+      if (i === -1) return -1
+      i++
     } else if (c === 91 /* [ */ || c === 123 /* { */) {
       if (++depth > MAX_CONFIG_DEPTH) return i
     } else if (c === 93 /* ] */ || c === 125 /* } */) depth--
@@ -82,23 +90,40 @@ function tooDeep(text: string): number {
   return -1
 }
 
-/** Parses and validates config text; `file` is only used to name the source in errors. */
+/**
+ * Parses and validates config text: JSON with comments (`//`, `/* *\/`) and trailing commas, as in tsconfig.json
+ * or VS Code settings. `file` is only used to name the source in errors.
+ */
 export function parseConfig(text: string, file = '<config>'): Config {
   const deep = tooDeep(text)
   if (deep !== -1) {
     throw new ConfigError(file, [{ path: '', found: `values nested more than ${MAX_CONFIG_DEPTH} levels deep`, expected: 'a vigil config (about 7 levels deep)', ...lineColumn(text, deep) }])
   }
   const syntax: ParseError[] = []
-  const tree = parseTree(text, syntax, { allowTrailingComma: false, disallowComments: true, allowEmptyContent: false })
+  const tree = parseTree(text, syntax, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: false })
   if (syntax.length > 0 || tree === undefined) {
     // Only the first syntax error: the ones after it are usually its echo.
     throw new ConfigError(file, syntax[0] === undefined ? [{ path: '', found: 'no JSON value', expected: 'a JSON object' }] : [syntaxIssue(text, syntax[0])])
   }
   const doc: unknown = getNodeValue(tree)
-  // Cross-reference checks run even when the schema failed, so one `vigil check` lists everything.
-  const issues = [...schemaIssues(doc), ...referenceIssues(doc), ...valueIssues(doc)]
+  const issues = configIssues(doc)
   if (issues.length > 0) throw new ConfigError(file, issues.map((i) => locate(text, tree, i)))
   return doc as Config
+}
+
+/**
+ * Checks a config given as an object (the library's `startVigil(config)`) exactly as a file is checked: the same
+ * schema, cross-references and values, the same issues with their JSON paths. Throws a ConfigError naming `source`.
+ */
+export function validateConfig(config: unknown, source = '<config object>'): Config {
+  const issues = configIssues(config)
+  if (issues.length > 0) throw new ConfigError(source, issues.map(({ pointer: _, ...issue }) => issue))
+  return config as Config
+}
+
+/** Every issue of a parsed document. Cross-reference checks run even when the schema failed, so one `vigil check` lists everything. */
+function configIssues(doc: unknown): Located[] {
+  return [...schemaIssues(doc), ...referenceIssues(doc), ...valueIssues(doc)]
 }
 
 function syntaxIssue(text: string, e: ParseError): ConfigIssue {
@@ -189,6 +214,8 @@ function describe(schema: Record<string, unknown>): string {
   const type = schema['type']
   if (type === 'integer') parts.push('an integer')
   else if (type === 'number') parts.push('a number')
+  // A string with a pattern has a form, and its description shows it ("host:port, e.g. 127.0.0.1:8080").
+  else if (type === 'string' && typeof schema['description'] === 'string' && typeof schema['pattern'] === 'string') return schema['description']
   else if (type === 'string') parts.push(typeof schema['description'] === 'string' ? `a string (${schema['description']})` : 'a string')
   else if (type === 'boolean') parts.push('true or false')
   else if (type === 'array') parts.push('an array')
@@ -255,12 +282,13 @@ function referenceIssues(doc: unknown): Located[] {
   }
   config.listeners.forEach((l, i) => {
     const at = ['listeners', i]
-    const address = text(l['address'])
-    port(address, [...at, 'address'])
-    // Port 0 asks the kernel for a free port, so two such addresses never clash.
+    const written = text(l['address'])
+    port(written, [...at, 'address'])
+    // "8080" and "127.0.0.1:8080" are one address. Port 0 asks the kernel for a free port, so two such never clash.
+    const address = written === undefined ? undefined : canonicalListenAddress(written)
     const first = address === undefined || address.endsWith(':0') ? undefined : seenListeners.get(address)
     if (first !== undefined) {
-      out.push({ path: jsonPath([...at, 'address']), pointer: [...at, 'address'], found: `${JSON.stringify(address)} again`, expected: `an address not already used by listeners[${first}]` })
+      out.push({ path: jsonPath([...at, 'address']), pointer: [...at, 'address'], found: `${JSON.stringify(written)} again`, expected: `an address not already used by listeners[${first}]` })
     } else if (address !== undefined) seenListeners.set(address, i)
     if ((l['upstream'] === undefined) === (l['routes'] === undefined)) {
       out.push({ path: jsonPath(at), pointer: at, found: l['upstream'] === undefined ? 'neither "upstream" nor "routes"' : 'both "upstream" and "routes"', expected: 'exactly one of "upstream" or "routes"' })
@@ -275,7 +303,8 @@ function referenceIssues(doc: unknown): Located[] {
   const adminAddress = text(config.admin?.['address'])
   if (adminAddress !== undefined) {
     port(adminAddress, ['admin', 'address'])
-    const clash = adminAddress.endsWith(':0') ? undefined : seenListeners.get(adminAddress)
+    const canonical = canonicalListenAddress(adminAddress)
+    const clash = canonical.endsWith(':0') ? undefined : seenListeners.get(canonical)
     if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
   for (const [name, u] of Object.entries(config.upstreams)) {

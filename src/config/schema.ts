@@ -16,7 +16,16 @@ export type Duration = Static<typeof Duration>
 /** host:port, with IPv6 hosts in brackets: "127.0.0.1:8080", "[::1]:8080", "localhost:80". */
 export const Address = Type.String({
   pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
-  description: 'host:port',
+  description: 'host:port, e.g. 127.0.0.1:8080',
+})
+
+/**
+ * Where vigil itself listens: host:port, or the short forms operators type as for nginx's `listen`:
+ * ":8080" (every interface) and "8080" (loopback only: a sidecar is not exposed unless asked).
+ */
+export const ListenAddress = Type.String({
+  pattern: '^((\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)?:)?[0-9]{1,5}$',
+  description: 'host:port, e.g. 127.0.0.1:8080 (or ":8080" for every interface, "8080" for loopback)',
 })
 
 /** A DNS SRV name, "_service._proto.name", whose records give the servers' hosts and ports. */
@@ -92,7 +101,7 @@ export type EtcdSource = Static<typeof EtcdSource>
 
 export const Server = Type.Object(
   {
-    address: Type.Optional(Type.Union([Address, SrvName], { description: 'host:port; a server entry has an address, a zookeeper or an etcd source' })),
+    address: Type.Optional(Type.Union([Address, SrvName])),
     zookeeper: Type.Optional(ZooKeeperSource),
     etcd: Type.Optional(EtcdSource),
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
@@ -124,21 +133,64 @@ export const Passive = Type.Object(
     failTimeout: Type.Optional(Duration),
     failOn: Type.Optional(Type.Array(FailOn, { uniqueItems: true })),
     maxEjectPercent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 50 })),
+    ejectAtLeastOne: Type.Optional(
+      Type.Boolean({ default: false, description: 'the cap always lets one server of a group of two or more out, even when maxEjectPercent of it rounds down to 0' }),
+    ),
+    outlier: Type.Optional(
+      Type.Object(
+        {
+          interval: Type.Optional(Duration),
+          requestVolume: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'requests a server must serve in an interval to be judged' })),
+          minimumHosts: Type.Optional(Type.Integer({ minimum: 1, default: 5, description: 'servers with that volume needed to judge any' })),
+          stdevFactor: Type.Optional(Type.Number({ minimum: 0, default: 1.9, description: 'success rate: eject below mean - stdevFactor x stdev' })),
+          stdevFloor: Type.Optional(
+            Type.Number({ minimum: 0, default: 1, description: 'success rate: the stdev (percentage points) is never taken below this; 0 is Envoy\'s exact rule' }),
+          ),
+          successRate: Type.Optional(Type.Boolean({ default: true })),
+          threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 85, description: 'failure percentage that ejects whatever the others do; 0 turns it off' })),
+        },
+        { ...closed, description: 'mode "outlier": judged every interval (default 10s)' },
+      ),
+    ),
     mode: Type.Optional(
-      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, or a failure rate.
-      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate')], { default: 'nginx' }),
+      // nginx max_fails/fail_timeout, maxFails in a row, maxFails within a sliding failTimeout, a failure rate,
+      // or outliers relative to the group (Envoy's success rate and failure percentage).
+      Type.Union([Type.Literal('nginx'), Type.Literal('consecutive'), Type.Literal('window'), Type.Literal('rate'), Type.Literal('outlier')], { default: 'nginx' }),
     ),
     ejectTime: Type.Optional(Duration),
     maxEjectTime: Type.Optional(Duration),
     failPercent: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'rate mode: failure percentage that ejects' })),
     minRequests: Type.Optional(Type.Integer({ minimum: 1, default: 10, description: 'rate mode: requests in the window before the rate counts' })),
-    failOpen: Type.Optional(Type.Boolean({ default: true, description: 'when no server is eligible, try the non-down ones instead of answering 503' })),
+    failOpen: Type.Optional(Type.Boolean({ default: true, description: 'older place of the upstream\'s failOpen (selection), still read when that is unset' })),
+    recoveryProbe: Type.Optional(
+      Type.Union(
+        [
+          Type.Boolean(),
+          Type.Object(
+            {
+              enabled: Type.Optional(Type.Boolean({ default: true })),
+              interval: Type.Optional(Duration),
+              maxInterval: Type.Optional(Duration),
+            },
+            closed,
+          ),
+        ],
+        {
+          default: true,
+          description:
+            'while ejected on connection-level evidence, probe the server (its active check, else a TCP connect: first at once, then interval doubling to maxInterval, default 250ms and 2s) and let it back as soon as one passes',
+        },
+      ),
+    ),
     stall: Type.Optional(
       Type.Object(
         {
           enabled: Type.Optional(Type.Boolean({ default: true })),
           factor: Type.Optional(Type.Number({ minimum: 1, default: 10, description: "multiple of the group's recent p99 response time" })),
           floor: Type.Optional(Duration),
+          redispatch: Type.Optional(
+            Type.Boolean({ default: true, description: 'race the idempotent requests already waiting on a suspect server on another server' }),
+          ),
         },
         { ...closed, description: 'suspect a server whose oldest waiting request is far older than the group usually takes' },
       ),
@@ -227,6 +279,8 @@ export const Timeouts = Type.Object(
     connect: Type.Optional(Duration),
     response: Type.Optional(Duration),
     idle: Type.Optional(Duration),
+    /** Longest wait for a connection of a server's pool (all its connections busy): then 503 pool_timeout. Default: `connect`. */
+    queue: Type.Optional(Duration),
   },
   closed,
 )
@@ -290,6 +344,9 @@ export const Upstream = Type.Object(
     queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
+    failOpen: Type.Optional(
+      Type.Boolean({ default: true, description: 'when no server is eligible, try every enabled non-down server instead of answering 503 (Envoy\'s panic mode)' }),
+    ),
     passive: Type.Optional(Passive),
     active: Type.Optional(Active),
     retry: Type.Optional(Retry),
@@ -336,7 +393,7 @@ export type ClientLimits = Static<typeof ClientLimits>
 
 export const Listener = Type.Object(
   {
-    address: Address,
+    address: ListenAddress,
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
     tls: Type.Optional(ListenerTls),
@@ -349,11 +406,26 @@ export type Listener = Static<typeof Listener>
 
 export const Admin = Type.Object(
   {
-    address: Type.Optional(Address),
+    address: Type.Optional(ListenAddress),
     token: Type.Optional(Type.String({ minLength: 1 })),
   },
   closed,
 )
+
+export const AccessLog = Type.Union(
+  [
+    Type.Boolean(),
+    Type.Object(
+      {
+        path: Type.Optional(Type.String({ minLength: 1, description: 'file to append to, reopened on SIGUSR1 (log rotation); stdout when absent' })),
+        format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal('combined')], { default: 'json' })),
+      },
+      closed,
+    ),
+  ],
+  { default: false, description: 'true (JSON lines on stdout), or an object with path, format' },
+)
+export type AccessLog = Static<typeof AccessLog>
 
 export const Log = Type.Object(
   {
@@ -371,7 +443,7 @@ export const Log = Type.Object(
         { default: 'info' },
       ),
     ),
-    access: Type.Optional(Type.Boolean({ default: false })),
+    access: Type.Optional(AccessLog),
   },
   closed,
 )

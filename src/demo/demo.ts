@@ -1,59 +1,78 @@
-// `npm run demo`: three demo providers on loopback and vigil in front of them.
+// `npm run demo`: three demo providers (a, b, c) on loopback and vigil in front of them, configured the way an
+// operator should: a 503 counts against its provider and is retried on another, so a broken provider costs the
+// client nothing. SIGINT, SIGTERM and SIGHUP stop the providers and vigil, then the demo exits 0; the providers
+// also exit on their own if the demo dies without a word (their stdin closes).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { Vigil, type Config } from '../index.js'
+import { Vigil } from '../index.js'
+import { demoConfig } from './config.js'
 
 const providerScript = fileURLToPath(new URL('./provider.js', import.meta.url))
+const NAMES = ['a', 'b', 'c'] as const
 
-function startProvider(name: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [providerScript, '--name', name], { stdio: ['ignore', 'pipe', 'inherit'] })
+interface Running {
+  name: string
+  child: ChildProcess
+  address: string
+  exited: Promise<void>
+}
+
+function startProvider(name: string): Promise<Running> {
+  const child = spawn(process.execPath, [providerScript, '--name', name, '--exit-with-parent'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   return new Promise((resolve, reject) => {
     child.once('error', reject)
     child.once('exit', (code) => reject(new Error(`provider ${name} exited with ${code}`)))
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => resolve({ child, port: (JSON.parse(line) as { port: number }).port }))
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) =>
+      resolve({ name, child, address: `127.0.0.1:${(JSON.parse(line) as { port: number }).port}`, exited }),
+    )
   })
 }
 
 const port = process.env['VIGIL_DEMO_PORT'] ?? '8080'
 const adminPort = process.env['VIGIL_DEMO_ADMIN_PORT'] ?? '9901'
-const providers = await Promise.all(['a', 'b', 'c'].map(startProvider))
-const config: Config = {
-  listeners: [{ address: `127.0.0.1:${port}`, upstream: 'demo' }],
-  admin: { address: `127.0.0.1:${adminPort}` },
-  log: { level: 'info' },
-  upstreams: {
-    demo: {
-      balance: 'round_robin',
-      servers: providers.map((p, i) => ({ address: `127.0.0.1:${p.port}`, weight: i === 0 ? 2 : 1 })),
-      active: { type: 'http', interval: '2s', rise: 2, fall: 3, http: { path: '/healthz' } },
-    },
-  },
-}
-const vigil = new Vigil(config)
-const stopAll = (): void => {
+const providers = await Promise.all(NAMES.map(startProvider))
+const vigil = new Vigil(demoConfig(port, adminPort, providers.map((p) => p.address)))
+
+async function stopProviders(): Promise<void> {
   for (const p of providers) p.child.kill('SIGTERM')
+  await Promise.all(providers.map((p) => p.exited))
 }
+
 try {
   await vigil.start()
 } catch (err) {
-  stopAll()
-  console.error(`demo: could not start vigil (${(err as Error).message}); set VIGIL_DEMO_PORT / VIGIL_DEMO_ADMIN_PORT to free ports`)
+  await stopProviders()
+  process.stderr.write(`demo: ${(err as Error).message}; set VIGIL_DEMO_PORT / VIGIL_DEMO_ADMIN_PORT to free ports\n`)
   process.exit(1)
 }
-const controls = providers.map((p, i) => `    ${'abc'[i]}: curl 'http://127.0.0.1:${p.port}/_control?status=503'   (or ?delay=500, ?status=200)`).join('\n')
+
+const b = providers[1] as Running
+const table = providers.map((p) => `    ${p.name}  ${p.address}${p.name === 'a' ? '  (weight 2)' : ''}`).join('\n')
 process.stderr.write(`
-vigil demo is running
-  send traffic:  curl http://127.0.0.1:${port}/
-  status page:   http://127.0.0.1:${adminPort}/status?format=html   (json: /status)
-  break a provider:
-${controls}
-  Ctrl-C stops everything.
+vigil demo is running (pid ${process.pid})
+  send traffic:  curl http://127.0.0.1:${port}/          (answers "hello from a|b|c")
+  status page:   http://127.0.0.1:${adminPort}/status?format=html   (json: /status, metrics: /metrics)
+  providers (the status page lists them by address):
+${table}
+
+  break provider b:  curl 'http://${b.address}/_control?status=503'   (or ?delay=2000; repair with ?status=200&delay=0)
+  then send traffic: for i in $(seq 10); do curl -s http://127.0.0.1:${port}/; done
+    every answer is still 200: b's 503s are retried on a or c (x-vigil-attempts: 2 on those answers);
+  watch on the status page, row ${b.address}:
+    its failures count up and after 2 it is ejected (passive health) for 10 s;
+    its checks of /healthz fail, and after 3 of them (about 6 s) its status turns down (active health);
+    after the repair it passes 2 checks (about 4 s) and is up again.
+  Ctrl-C (or kill ${process.pid}) stops everything.
 
 `)
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    stopAll()
-    void vigil.stop(2_000).then(() => process.exit(0))
+
+let stopping = false
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    if (stopping) return
+    stopping = true
+    void Promise.all([stopProviders(), vigil.stop(2_000)]).then(() => process.exit(0))
   })
 }

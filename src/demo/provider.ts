@@ -12,6 +12,8 @@ export interface Behaviour {
   delay: number
   /** Extra random latency, uniform in [0, jitter) ms, on top of `delay`. */
   jitter: number
+  /** This share of requests (%, spread evenly: 20 fails every fifth) is answered 503 instead of `status`. */
+  failPercent: number
 }
 
 export interface ProviderOptions {
@@ -25,7 +27,7 @@ export interface ProviderOptions {
 }
 
 export function createProvider(options: ProviderOptions) {
-  const behaviour: Behaviour = { status: 200, delay: 0, jitter: 0 }
+  const behaviour: Behaviour = { status: 200, delay: 0, jitter: 0, failPercent: 0 }
   let served = 0
   /** Requests to /healthz, so tests can count the checks a provider received. */
   let healthz = 0
@@ -36,6 +38,7 @@ export function createProvider(options: ProviderOptions) {
       if (q.has('status')) behaviour.status = Number(q.get('status'))
       if (q.has('delay')) behaviour.delay = Number(q.get('delay'))
       if (q.has('jitter')) behaviour.jitter = Number(q.get('jitter'))
+      if (q.has('failPercent')) behaviour.failPercent = Number(q.get('failPercent'))
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(`${JSON.stringify({ name: options.name, served, healthz, ...behaviour })}\n`)
       return
@@ -50,9 +53,11 @@ export function createProvider(options: ProviderOptions) {
     options.counter?.record(Date.now())
     // `?bytes=N` asks for a large body (soak and bench runs); otherwise a one-line greeting.
     const bytes = Number(/[?&]bytes=([0-9]+)/.exec(url)?.[1] ?? 0)
+    const p = behaviour.failPercent
+    const status = p > 0 && Math.floor((served * p) / 100) !== Math.floor(((served - 1) * p) / 100) ? 503 : behaviour.status
     const reply = (): void => {
       const body = bytes > 0 ? Buffer.alloc(bytes, 0x61) : `hello from ${options.name}\n`
-      res.writeHead(behaviour.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-provider': options.name })
+      res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-provider': options.name })
       res.end(body)
     }
     // Drain the request body first so uploads do not stall the connection.
@@ -80,6 +85,8 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
       backlog: { type: 'string', default: '511' },
       // --count MS: write {"t","n"} JSON lines to stdout, one per interval of MS milliseconds with traffic.
       count: { type: 'string' },
+      // Exit when stdin closes: the parent that started this provider is gone, even if it was SIGKILLed.
+      'exit-with-parent': { type: 'boolean', default: false },
     },
   })
   const interval = values.count === undefined ? 0 : Number(values.count)
@@ -89,6 +96,10 @@ if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === realpath
   // One JSON line on stdout tells the parent where this provider listens.
   process.stdout.write(`${JSON.stringify({ name: values.name, port: address.port, pid: process.pid })}\n`)
   if (counter !== undefined) setInterval(() => counter.roll(Date.now()), interval).unref()
+  if (values['exit-with-parent']) {
+    process.stdin.on('end', () => process.exit(0))
+    process.stdin.resume()
+  }
   process.on('SIGTERM', () => {
     counter?.flush()
     provider.server.close(() => process.exit(0))

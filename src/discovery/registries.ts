@@ -4,7 +4,7 @@
 import type { Logger } from 'pino'
 import type { Config, EtcdSource, Server, ZooKeeperSource } from '../config/schema.js'
 import { ms } from '../config/duration.js'
-import type { Target } from '../upstream/membership.js'
+import { entryOf, listKey, type ServerLists, type Target } from '../upstream/membership.js'
 import { DEFAULTS } from './defaults.js'
 import { EtcdSubscription } from './etcd.js'
 import { Binding, type BindingStatus, type GroupHealth } from './protection.js'
@@ -18,8 +18,8 @@ const PER_ENTRY = ['cacheFile', 'removalGrace', 'maxRemovalPercent', 'confirmDel
 export interface RegistriesOptions {
   log: Logger
   health(upstream: string): GroupHealth
-  /** A group's registry servers changed: re-apply it through the update path. */
-  changed(upstream: string, kind: Kind, detail: { source: string; cause: string }): void
+  /** The complete list of one registry entry of a group changed: hand it to the update queue. */
+  changed(kind: Kind, upstream: string, entry: string, targets: readonly Target[], detail: { source: string; cause: string }): void
 }
 
 export class RegistryStartError extends Error {
@@ -40,9 +40,13 @@ export class Registries {
 
   constructor(private readonly options: RegistriesOptions) {}
 
-  /** The servers one registry entry gives its group now (empty until it is primed). */
-  targets(upstream: string, server: Server): readonly Target[] {
-    return this.bindings.get(bindingKey(upstream, server))?.applied ?? []
+  /** The lists the registry entries of `upstreams` give their groups now, as a prepare hands them to the membership. */
+  lists(upstreams: Config['upstreams']): ServerLists {
+    const out = new Map<string, readonly Target[]>()
+    for (const [name, u] of Object.entries(upstreams)) {
+      for (const s of u.servers) if (isRegistryServer(s)) out.set(bindingKey(name, s), this.bindings.get(bindingKey(name, s))?.applied ?? [])
+    }
+    return out
   }
 
   /**
@@ -119,7 +123,7 @@ export class Registries {
         allowEmpty: source.allowEmpty ?? false,
       },
       this.options.health(upstream),
-      (binding, cause) => this.options.changed(binding.upstream, binding.subscription.kind, { source: binding.subscription.source, cause }),
+      (binding, cause) => this.options.changed(sub.kind, upstream, entryOf(s) as string, binding.applied, { source: sub.source, cause }),
       this.options.log,
     )
     this.bindings.set(key, b)
@@ -195,4 +199,5 @@ function subscriptionKey(s: RegistryServer): string {
   return `${kind}\u0000${JSON.stringify(source, Object.keys(source).sort())}`
 }
 
-const bindingKey = (upstream: string, server: Server): string => `${upstream}\u0000${JSON.stringify(server)}`
+/** The membership's key for an entry's list, which is also the entry's binding here. */
+const bindingKey = (upstream: string, server: Server): string => listKey(upstream, entryOf(server) as string)

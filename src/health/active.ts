@@ -129,13 +129,13 @@ export class ActiveChecker {
   update(upstreams: ReadonlyMap<string, Upstream>): void {
     const next = new Map<string, CheckTarget>()
     const limiters = new Map<string, Limiter>()
+    const previous = this.byPeer
     this.byPeer = new Map()
     for (const upstream of upstreams.values()) {
       const spec = upstream.active
       if (spec === undefined) {
         // A group whose check was removed: nothing keeps its servers out any more.
         for (const peer of upstream.peers) peer.checkUp = true
-        upstream.refresh()
         continue
       }
       const specKey = JSON.stringify(spec)
@@ -146,21 +146,42 @@ export class ActiveChecker {
         const address = authority(peer.host, port)
         const key = `${address} ${specKey}`
         let target = next.get(key)
+        const known = this.targets.get(key)
         if (target === undefined) {
-          target = this.targets.get(key) ?? new CheckTarget(address, spec, limiter, peer.host, port)
+          target = known ?? new CheckTarget(address, spec, limiter, peer.host, port)
           target.members = []
           next.set(key, target)
-          if (this.started && !this.targets.has(key)) this.schedule(target, 0)
+          if (this.started && known === undefined) this.schedule(target, 0)
         }
+        if (known === undefined) this.inherit(target, previous.get(peer))
         target.members.push({ upstream, peer })
-        peer.checkUp = !target.state.down
         this.byPeer.set(peer, target)
       }
-      upstream.refresh()
     }
+    // Gates once every member has joined: a new target several servers share is down if any of them was.
+    for (const target of next.values()) for (const { peer } of target.members) peer.checkUp = !target.state.down
+    for (const upstream of upstreams.values()) upstream.refresh()
     for (const [key, target] of this.targets) if (!next.has(key)) void this.retire(target)
     this.targets = next
     this.limiters = limiters
+  }
+
+  /**
+   * A server whose check changed (another spec, so another target) keeps its up/down state: a server down by the
+   * old check stays out until the new one passes `rise` times, and one that was up is not sent back to
+   * `defaultDown`. Counting towards rise/fall starts afresh under the new thresholds; the new check runs at once.
+   * When several servers now share one new target (a `port` that maps them onto one probed address), it is down
+   * if any of them was.
+   */
+  private inherit(target: CheckTarget, before: CheckTarget | undefined): void {
+    if (before === undefined || !before.state.checked) return
+    const first = !target.state.checked
+    target.state.down = first ? before.state.down : target.state.down || before.state.down
+    target.state.checked = true
+    if (first) {
+      target.last = before.last
+      target.lastChange = before.lastChange
+    }
   }
 
   start(): void {

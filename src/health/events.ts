@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
-import type { PeerPassiveSnapshot } from './passive.js'
+import type { PeerPassiveSnapshot } from './ejection.js'
 
 export type HealthSource = 'active' | 'passive' | 'operator'
 

@@ -22,6 +22,10 @@ const RESET: Failure = { kind: 'error', status: 502, code: 'upstream_reset', bef
 const INVALID: Failure = { kind: 'invalid_header', status: 502, code: 'invalid_response', beforeSend: false }
 const TLS_FAILED: Failure = { kind: 'error', status: 502, code: 'tls_failed', beforeSend: true }
 const TOO_LARGE: Failure = { kind: 'invalid_header', status: 502, code: 'response_too_large', beforeSend: false }
+/** Every connection of the peer's pool stayed busy for timeouts.queue: vigil's own limit, never the provider's failure. */
+export const POOL_TIMEOUT: Failure = { kind: 'timeout', status: 503, code: 'pool_timeout', beforeSend: true }
+/** An attempt outlived every timeout meant to end it: a vigil bug, ended so it cannot hold the pool. */
+export const STUCK: Failure = { kind: 'error', status: 500, code: 'internal_stuck', beforeSend: false }
 /** No response headers within retry.perTryTimeout: the attempt is abandoned and counts as a timeout. */
 export const PER_TRY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'per_try_timeout', beforeSend: false }
 

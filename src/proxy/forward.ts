@@ -1,48 +1,82 @@
 // The forwarding hot path: one client request (an Exchange) becomes one or more attempts, each on one peer,
 // streamed both ways through the peer's undici pool. Retry rules live in retry.ts, health in health/.
 import { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
-import type { Upstream } from '../upstream/upstream.js'
-import { classifyError, httpFailure, PER_TRY_TIMEOUT, type Failure } from '../health/outcome.js'
-import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
+import type { Upstream, UpstreamTimeouts } from '../upstream/upstream.js'
+import type { InFlightEntry } from '../upstream/inflight.js'
+import { classifyError, httpFailure, PER_TRY_TIMEOUT, POOL_TIMEOUT, STUCK, type Failure } from '../health/outcome.js'
+import { Role } from '../health/ejection.js'
+import type { WaitList, Waiting } from '../health/stall.js'
+import type { Attempted } from '../health/monitor.js'
 import { BODY_BUFFER_LIMIT } from './retry.js'
-import { requestHeaders, responseHeaders, trailerPairs } from './headers.js'
+import { ClientHop, forwardHeaders, readRequestHead, responseHeaders, trailerPairs, type RequestHead } from './headers.js'
 import { sendError } from './respond.js'
 import type { TrustedProxies } from './trust.js'
 import { enqueue } from './queue.js'
+import type { AccessLog, AccessRecord } from './access-log.js'
 
 export interface ForwardHooks {
   log: Logger
-  /** Access log destination, or undefined when access logging is off. */
-  access: Logger | undefined
+  /** The access log (kept across reloads; `enabled` says whether it writes). */
+  access: AccessLog
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
   /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
   tls?: boolean
   trust?: TrustedProxies | undefined
-  /** Per-request metrics, recorded once when an attempt finishes. */
-  metrics?: RequestMetrics
-}
-
-export interface RequestMetrics {
-  /** `status` is 0 when the request ended before a response status; `ms` is the attempt's duration. */
-  finished(peer: Peer, status: number, ms: number): void
 }
 
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
 export class VigilRequest extends IncomingMessage {
   exchange: Exchange | undefined = undefined
+  /** Its raw headers read once (by the listener), so nothing builds Node's `headers` object on the way. */
+  head: RequestHead | undefined = undefined
+  /** Its response, set by forward(): 'close' on the request is the one client-gone signal every pipelined request gets. */
+  response: VigilResponse | undefined = undefined
+}
+
+const HOP = Symbol('vigil.clientHop')
+
+/** The connection's forwarding facts, made at its first request. */
+function clientHop(socket: Socket & { [HOP]?: ClientHop }, hooks: ForwardHooks): ClientHop {
+  return (socket[HOP] ??= new ClientHop(socket.remoteAddress ?? '', hooks.tls === true ? 'https' : 'http', hooks.trust?.has(socket.remoteAddress) === true))
 }
 
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
 export class VigilResponse extends ServerResponse<VigilRequest> {
   exchange: Exchange | undefined = undefined
+  /** Set while the access log is on: the request's tries, written when the response closes. */
+  access: AccessRecord | undefined = undefined
 }
 
 function onClientClose(this: VigilResponse): void {
   this.exchange?.clientClosed()
+}
+
+/**
+ * Node 20 emits 'close' only on the response that owns the socket: a pipelined response still queued behind it
+ * never gets one when the client disconnects, but its request does (the server destroys every pending request).
+ * A request also closes normally once its response is done, when the socket is still open: that is no ending.
+ */
+function onRequestClose(this: VigilRequest): void {
+  if (this.socket.destroyed) this.response?.exchange?.clientClosed()
+}
+
+/**
+ * Registered at most once per response, at its first backpressure: no wrapper per 'drain'. The upstream body
+ * resumes on the next tick, never inside this 'drain': Node emits it synchronously from another response's write
+ * (a pipelined response becomes the socket's owner when the one before it ends, inside that attempt's undici
+ * parser callback), and undici's parsers must not be re-entered (it asserts `currentParser === null`).
+ */
+function onClientDrain(this: VigilResponse): void {
+  if (this.exchange !== undefined) process.nextTick(resumeExchange, this.exchange)
+}
+
+function resumeExchange(ex: Exchange): void {
+  ex.resumeUpstream()
 }
 
 function onBodyData(this: VigilRequest, chunk: Buffer): void {
@@ -74,9 +108,9 @@ const INTERIM_STORM = Object.assign(new Error(`more than ${MAX_INTERIM} interim 
 /**
  * One attempt of one request on one peer, written as an undici dispatch handler (the callback form: it hands
  * over raw header buffers and a resume function, which keeps the path free of header objects and closures).
- * It only relays undici's callbacks to its exchange; it is also the request's place in the passive wait list.
+ * It only relays undici's callbacks to its exchange; it is also what the monitor is told about (health/monitor.ts).
  */
-export class Attempt implements Dispatcher.DispatchHandler, Waiting {
+export class Attempt implements Dispatcher.DispatchHandler, Attempted, InFlightEntry {
   private abortUpstream: ((err?: Error) => void) | undefined = undefined
   resumeUpstream: (() => void) | undefined = undefined
   /** Settled: counted, unlinked, and any later callback from undici is ignored. */
@@ -88,12 +122,19 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   role = Role.Normal
   prevWaiting: Waiting | undefined = undefined
   nextWaiting: Waiting | undefined = undefined
-  waitingOn: PeerHealth | undefined = undefined
+  waitingOn: WaitList | undefined = undefined
   /** Next attempt of the same exchange still running (hedging runs several). */
   nextLive: Attempt | undefined = undefined
+  /** Its place in the peer's in-flight list (the watchdog's). */
+  prevInPeer: InFlightEntry | undefined = undefined
+  nextInPeer: InFlightEntry | undefined = undefined
+  /** Set by the watchdog when it finds the client gone; still in flight at its next sweep means stuck. */
+  orphaned = false
   /** performance.now() at dispatch and at the response headers, for the peer's latency estimate. */
   readonly sentAt = performance.now()
   headersAt = 0
+  /** Stall re-dispatch already raced this attempt on another server. */
+  private raced = false
   /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
@@ -101,7 +142,14 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
     readonly exchange: Exchange,
     readonly peer: Peer,
     readonly started: number,
+    /** Its group's timeouts when it was sent (the watchdog measures it against them). */
+    readonly timeouts: UpstreamTimeouts,
   ) {}
+
+  /** undici gave it a connection (it calls onConnect just before writing the request). */
+  get connected(): boolean {
+    return this.abortUpstream !== undefined
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.settled) abort()
@@ -118,9 +166,9 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
   }
 
   onData(chunk: Buffer): boolean {
-    const res = this.exchange.res
-    if (res.write(chunk)) return true
-    res.once('drain', this.resumeUpstream as () => void)
+    const ex = this.exchange
+    if (ex.res.write(chunk)) return true
+    ex.awaitDrain()
     return false
   }
 
@@ -130,6 +178,13 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
 
   onError(err: Error): void {
     if (!this.settled) this.exchange.error(this, err)
+  }
+
+  /** Its server is suspected of a stall while this attempt waits on it: race it elsewhere, once. */
+  stalled(now: number): void {
+    if (this.settled || this.raced) return
+    this.raced = true
+    this.exchange.stalled(now)
   }
 
   /** Stop the upstream request; the caller settled it first, so undici's onError is ignored. */
@@ -142,6 +197,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Waiting {
 export class Exchange {
   private readonly started: number
   private readonly method: string | undefined
+  private readonly head: RequestHead
   private readonly headerList: string[]
   private body: Buffer | IncomingMessage | null = null
   private chunks: Buffer[] | undefined = undefined
@@ -154,6 +210,7 @@ export class Exchange {
   private timer: NodeJS.Timeout | undefined = undefined
   private clientGone = false
   private finished = false
+  private drainWatched = false
 
   constructor(
     readonly req: VigilRequest,
@@ -164,20 +221,16 @@ export class Exchange {
   ) {
     this.started = Date.now()
     this.method = req.method
-    this.headerList = requestHeaders(req.rawHeaders, req.headers.connection, {
-      clientAddress: req.socket.remoteAddress ?? '',
-      proto: hooks.tls === true ? 'https' : 'http',
-      trusted: hooks.trust?.has(req.socket.remoteAddress) === true,
-      host: upstream.hostHeader ?? target.host,
-      originalHost: target.host,
-    })
+    const head = (this.head = req.head ?? readRequestHead(req.rawHeaders))
+    const hop = clientHop(req.socket, hooks)
+    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host }
+    this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
   }
 
   start(): void {
-    const headers = this.req.headers
-    const length = headers['content-length']
-    const chunked = headers['transfer-encoding'] !== undefined
-    if (!chunked && (length === undefined || length === '0')) return this.first()
+    const length = this.head.contentLength
+    const chunked = this.head.chunked
+    if (!chunked && (length === undefined || length === '0')) return this.first(this.started)
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
       this.chunks = []
@@ -187,7 +240,19 @@ export class Exchange {
       return
     }
     this.body = this.req
-    this.first()
+    this.first(this.started)
+  }
+
+  /** The client socket is full: undici stays paused until it drains. */
+  awaitDrain(): void {
+    if (this.drainWatched) return
+    this.drainWatched = true
+    this.res.on('drain', onClientDrain)
+  }
+
+  resumeUpstream(): void {
+    const w = this.winner
+    if (w !== undefined && !w.settled) w.resumeUpstream?.()
   }
 
   bodyChunk(chunk: Buffer): void {
@@ -198,16 +263,16 @@ export class Exchange {
     this.req.exchange = undefined
     this.body = Buffer.concat(this.chunks as Buffer[])
     this.chunks = undefined
-    if (!this.finished) this.first()
+    if (!this.finished) this.first(Date.now())
   }
 
-  private first(): void {
-    this.upstream.retry.budget.request(Date.now())
-    this.begin()
+  private first(now: number): void {
+    this.upstream.retry.budget.request(now)
+    this.begin(now)
   }
 
   /** Send the first attempt; or wait in the queue while every eligible peer is at maxConns; or answer 503. */
-  begin(): void {
+  begin(now = Date.now()): void {
     const up = this.upstream
     const peer = up.select(NO_PEERS, this.req)
     if (peer === undefined) {
@@ -219,20 +284,20 @@ export class Exchange {
         return
       }
       sendError(this.res, 503, refusal.code, refusal.detail)
-      this.finish(503)
+      this.finish()
       return
     }
     this.firstPeer = peer
-    this.launch(peer, Date.now())
+    this.launch(peer, now)
   }
 
   private launch(peer: Peer, now: number): void {
     this.attempts++
-    const a = new Attempt(this, peer, now)
+    const a = new Attempt(this, peer, now, this.upstream.timeouts)
     a.nextLive = this.live
     this.live = a
-    peer.inflight++
-    this.upstream.passive.dispatched(peer, a, now)
+    peer.attempts.add(a)
+    this.upstream.monitor.dispatched(a, now)
     const perTry = this.upstream.retry.perTryTimeout
     if (perTry > 0) {
       clearTimeout(this.timer)
@@ -270,8 +335,7 @@ export class Exchange {
     if (a.settled || this.winner !== undefined) return false
     const now = Date.now()
     const up = this.upstream
-    a.headersAt = performance.now()
-    up.passive.responded(a, now)
+    const counted = up.monitor.responded(a, status, now)
     if (up.retry.on.hasStatus(status)) {
       // A retryable status is answered only when no other peer is racing or can be tried.
       const f = httpFailure(status)
@@ -285,7 +349,7 @@ export class Exchange {
         return false
       }
     }
-    if (up.passive.failOn.hasStatus(status)) a.failure = httpFailure(status)
+    a.failure = counted
     this.winner = a
     this.cancelOthers(a, now)
     a.status = status
@@ -301,11 +365,17 @@ export class Exchange {
     if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
     this.res.end()
     this.settle(a, a.failure, true, Date.now())
-    this.finish(a.status)
+    this.finish()
   }
 
   error(a: Attempt, err: Error): void {
     const now = Date.now()
+    // The client's socket is gone (its 'close' may not have run yet): whatever failed, the provider is not to blame.
+    if (this.clientGone || this.req.socket.destroyed) {
+      this.settle(a, undefined, false, now)
+      this.clientClosed()
+      return
+    }
     const failure = classifyError(err)
     this.settle(a, failure, true, now)
     const midBody = a === this.winner
@@ -313,15 +383,11 @@ export class Exchange {
     if (midBody) {
       // The status line is out: the only honest signal left is to cut the client connection.
       this.res.destroy()
-      this.finish(a.status)
+      this.finish()
       return
     }
     this.lastFailure = failure
-    // A hedge still racing may yet answer.
-    if (this.live !== undefined) return
-    const next = this.retryPeer(failure, now)
-    if (next === undefined) this.fail()
-    else this.launch(next, now)
+    this.retryOrFail(failure, now)
   }
 
   perTryTimeout(): void {
@@ -342,9 +408,22 @@ export class Exchange {
     this.settle(a, PER_TRY_TIMEOUT, true, now)
     a.abort()
     this.lastFailure = PER_TRY_TIMEOUT
-    const next = this.retryPeer(PER_TRY_TIMEOUT, now)
-    if (next === undefined) this.fail()
-    else this.launch(next, now)
+    this.retryOrFail(PER_TRY_TIMEOUT, now)
+  }
+
+  /**
+   * Stall re-dispatch: the server an attempt waits on was just suspected of a stall. Race the request on another
+   * server at once, keeping the original (first answer wins, the loser is cancelled): a hedge fired by evidence
+   * instead of a perTryTimeout guess, charged to the retry budget like one.
+   */
+  stalled(now: number): void {
+    if (this.winner !== undefined || this.finished || this.clientGone) return
+    const policy = this.upstream.retry
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now) || !this.replayable()) return
+    const peer = this.nextPeer()
+    if (peer === undefined || !policy.charge(now)) return
+    policy.redispatches++
+    this.launch(peer, now)
   }
 
   clientClosed(): void {
@@ -356,23 +435,54 @@ export class Exchange {
       this.settle(a, undefined, false, now)
       a.abort()
     }
-    this.finish(this.winner?.status ?? 0)
+    this.finish()
   }
 
-  /** Count an attempt exactly once: the peer's counters and its passive accounting. */
+  /**
+   * The watchdog: `a` waited for a pool connection longer than timeouts.queue (every connection of the peer busy).
+   * vigil's own limit, so it says nothing about the provider; another peer may be tried, else 503 pool_timeout.
+   */
+  poolTimeout(a: Attempt, now: number): void {
+    a.peer.poolTimeouts++
+    this.settle(a, POOL_TIMEOUT, false, now)
+    this.hooks.log.warn({ upstream: this.upstream.name, peer: a.peer.address, reason: POOL_TIMEOUT.code, waitedMs: now - a.started, inflight: a.peer.inflight }, 'request waited too long for a pooled connection')
+    this.lastFailure = POOL_TIMEOUT
+    this.retryOrFail(POOL_TIMEOUT, now)
+  }
+
+  /** The watchdog: `a` outlived every timeout meant to end it. End it (the watchdog reports it) so it cannot hold the pool. */
+  stuck(a: Attempt, now: number): void {
+    this.settle(a, STUCK, false, now)
+    a.abort()
+    if (this.clientGone || this.req.socket.destroyed) return this.clientClosed()
+    if (a === this.winner) {
+      this.res.destroy()
+      this.finish()
+      return
+    }
+    this.lastFailure = STUCK
+    if (this.live === undefined) this.fail()
+  }
+
+  /** After a failed attempt: wait for a hedge still racing, or try another peer, or answer the failure. */
+  private retryOrFail(f: Failure, now: number): void {
+    if (this.live !== undefined) return
+    const next = this.retryPeer(f, now)
+    if (next === undefined) this.fail()
+    else this.launch(next, now)
+  }
+
+  /** Report an attempt exactly once to the monitor, which counts it everywhere it counts. */
   private settle(a: Attempt, failure: Failure | undefined, conclusive: boolean, now: number): void {
     if (a.settled) return
     a.settled = true
     this.unlink(a)
-    const peer = a.peer
-    peer.inflight--
-    peer.requests++
-    if (failure !== undefined && conclusive) peer.failures++
-    // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
-    if (a.headersAt !== 0 || failure?.kind === 'timeout') peer.recordLatency((a.headersAt || performance.now()) - a.sentAt)
-    this.hooks.metrics?.finished(peer, a.status, now - a.started)
-    this.upstream.passive.settled(peer, a, failure, conclusive, now)
-    this.upstream.admitWaiting()
+    a.peer.attempts.remove(a)
+    const monitor = this.upstream.monitor
+    monitor.settled(a, failure, conclusive, now)
+    monitor.released(a.peer)
+    // The provider's status, or why there was none (connect_refused, ...; "-" when abandoned for another try).
+    this.res.access?.attempt(a.peer.address, a.status || (failure === undefined ? '-' : failure.kind === 'http' ? failure.status : failure.code), now - a.started)
   }
 
   private unlink(a: Attempt): void {
@@ -383,7 +493,8 @@ export class Exchange {
 
   /**
    * The first attempt with a response wins; the others are cancelled. A loser that had already outlived
-   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer.
+   * perTryTimeout failed it (that is why it was hedged); a younger one says nothing about its peer, nor does
+   * one raced by stall re-dispatch (the stall suspicion already keeps new requests away from its server).
    */
   private cancelOthers(winner: Attempt, now: number): void {
     clearTimeout(this.timer)
@@ -392,7 +503,7 @@ export class Exchange {
     for (let a = this.live; a !== undefined; ) {
       const next = a.nextLive
       if (a !== winner) {
-        const late = now - a.started >= perTry
+        const late = perTry > 0 && now - a.started >= perTry
         this.settle(a, late ? PER_TRY_TIMEOUT : undefined, late, now)
         a.abort()
       }
@@ -404,25 +515,15 @@ export class Exchange {
   private fail(): void {
     const f = this.lastFailure as Failure
     sendError(this.res, f.status, f.code, describe(f, this.upstream.name), this.attempts)
-    this.finish(f.status)
+    this.finish()
   }
 
-  private finish(status: number): void {
+  private finish(): void {
     if (this.finished) return
     this.finished = true
     clearTimeout(this.timer)
     this.res.exchange = undefined
     this.req.exchange = undefined
-    this.hooks.access?.info({
-      method: this.method,
-      url: this.req.url,
-      status,
-      upstream: this.upstream.name,
-      peer: (this.winner?.peer ?? this.firstPeer)?.address,
-      attempts: this.attempts,
-      ms: Date.now() - this.started,
-      aborted: this.clientGone || undefined,
-    })
     this.hooks.done()
   }
 }
@@ -436,6 +537,8 @@ function describe(f: Failure, upstream: string): string {
     case 'response_timeout':
     case 'per_try_timeout':
       return `upstream "${upstream}" timed out before sending a response`
+    case 'pool_timeout':
+      return `no connection to a server of "${upstream}" became free within timeouts.queue`
     case 'invalid_response':
       return `upstream "${upstream}" sent an invalid response`
     default:
@@ -467,6 +570,8 @@ export function parseTarget(url: string, hostHeader: string | undefined): Target
 export function forward(req: VigilRequest, res: VigilResponse, upstream: Upstream, target: Target, hooks: ForwardHooks): void {
   const ex = new Exchange(req, res, upstream, target, hooks)
   res.exchange = ex
+  req.response = res
   res.on('close', onClientClose)
+  req.on('close', onRequestClose)
   ex.start()
 }

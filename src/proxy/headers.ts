@@ -32,9 +32,12 @@ const REQUEST_RULES = new Map<string, Rule>([
 ])
 for (const name of HOP_BY_HOP) REQUEST_RULES.set(name, Rule.Drop)
 
+const COMMON_CONNECTION = new Set(['keep-alive', 'Keep-Alive', 'close', 'Close', 'upgrade', 'Upgrade'])
+
 /** Extra header names listed in Connection, beyond the ones already dropped; undefined when there are none. */
 function connectionNamed(value: string | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined
+  // The usual values (every keep-alive response from nginx says one of them) name nothing else: no split.
+  if (value === undefined || COMMON_CONNECTION.has(value)) return undefined
   let named: Set<string> | undefined
   for (const token of value.split(',')) {
     const name = token.trim().toLowerCase()
@@ -60,37 +63,94 @@ export interface ForwardedFor {
 
 const join = (a: string | undefined, b: string): string => (a === undefined ? b : `${a}, ${b}`)
 
-/** Request headers for the provider, as a flat [name, value, ...] list (undici accepts it as is). */
-export function requestHeaders(raw: readonly string[], connection: string | undefined, fwd: ForwardedFor): string[] {
-  const named = connectionNamed(connection)
-  const trusted = fwd.trusted === true
-  const out: string[] = []
-  let xff: string | undefined
-  let xfp: string | undefined
-  let xfh: string | undefined
-  let forwarded: string | undefined
+/** Lengths of every name REQUEST_RULES and readRequestHead look at: a header of another length is kept without lowercasing it. */
+const NOTED_LENGTHS = new Uint8Array(32)
+for (const name of [...REQUEST_RULES.keys(), 'content-length']) NOTED_LENGTHS[name.length] = 1
+
+/**
+ * What one pass over a request's raw headers learns: the routing Host, the limits' Host count, the body framing,
+ * the Connection header, the client's forwarding headers, and the end-to-end headers to send on. Read once per
+ * request (the listener), so nothing on the path builds Node's `req.headers` object.
+ */
+export class RequestHead {
+  /** End-to-end headers in order: no Host, no hop-by-hop, no forwarding headers (forwardHeaders adds this hop's). */
+  readonly list: string[] = []
+  /** The first Host value, and how many Host headers there were (more than one is rejected). */
+  host: string | undefined = undefined
+  hosts = 0
+  /** Every Connection value, joined as Node joins them. */
+  connection: string | undefined = undefined
+  contentLength: string | undefined = undefined
+  /** A Transfer-Encoding header was sent. */
+  chunked = false
+  /** The client's X-Forwarded-For, -Proto, -Host and Forwarded values, used only when the client is trusted. */
+  xff: string | undefined = undefined
+  xfp: string | undefined = undefined
+  xfh: string | undefined = undefined
+  forwarded: string | undefined = undefined
+
+  constructor(readonly raw: readonly string[]) {}
+}
+
+export function readRequestHead(raw: readonly string[]): RequestHead {
+  const head = new RequestHead(raw)
+  const list = head.list
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
-    const lower = name.toLowerCase()
-    if (named !== undefined && named.has(lower)) continue
-    const rule = REQUEST_RULES.get(lower)
     const value = raw[i + 1] as string
-    if (rule === undefined) {
-      out.push(name, value)
+    if (name.length >= 32 || NOTED_LENGTHS[name.length] === 0) {
+      list.push(name, value)
       continue
     }
-    if (!trusted || rule === Rule.Drop) continue
-    if (rule === Rule.ForwardedFor) xff = join(xff, value)
-    else if (rule === Rule.Forwarded) forwarded = join(forwarded, value)
-    else if (rule === Rule.ForwardedProto) xfp ??= value
-    else xfh ??= value
+    const lower = name.toLowerCase()
+    const rule = REQUEST_RULES.get(lower)
+    if (rule === undefined) {
+      if (lower === 'content-length') head.contentLength ??= value
+      list.push(name, value)
+    } else if (rule === Rule.Drop) {
+      if (lower === 'host') {
+        if (head.hosts++ === 0) head.host = value
+      } else if (lower === 'connection') head.connection = join(head.connection, value)
+      else if (lower === 'transfer-encoding') head.chunked = true
+    } else if (rule === Rule.ForwardedFor) head.xff = join(head.xff, value)
+    else if (rule === Rule.Forwarded) head.forwarded = join(head.forwarded, value)
+    else if (rule === Rule.ForwardedProto) head.xfp ??= value
+    else head.xfh ??= value
   }
+  return head
+}
+
+/**
+ * Request headers for the provider, as a flat [name, value, ...] list (undici accepts it as is): the head's list
+ * (consumed: one request, one list) plus this hop's forwarding headers. `element` is this hop's Forwarded element
+ * when the caller has it already (it is the same for every request of a connection and Host).
+ */
+export function forwardHeaders(head: RequestHead, fwd: ForwardedFor, connection = head.connection, element?: string): string[] {
+  const named = connectionNamed(connection)
+  // Headers the client named in Connection are hop-by-hop too; rare enough to take the long way, with the
+  // forwarding headers it named left out as well.
+  if (named !== undefined) head = exceptNamed(head.raw, named)
+  const out = head.list
+  const trusted = fwd.trusted === true
   if (fwd.host !== undefined) out.push('host', fwd.host)
-  out.push('x-forwarded-for', join(xff, fwd.clientAddress), 'x-forwarded-proto', xfp ?? fwd.proto)
-  const originalHost = xfh ?? fwd.originalHost
+  out.push('x-forwarded-for', trusted ? join(head.xff, fwd.clientAddress) : fwd.clientAddress, 'x-forwarded-proto', (trusted ? head.xfp : undefined) ?? fwd.proto)
+  const originalHost = (trusted ? head.xfh : undefined) ?? fwd.originalHost
   if (originalHost !== undefined) out.push('x-forwarded-host', originalHost)
-  out.push('forwarded', join(forwarded, forwardedElement(fwd)))
+  element ??= forwardedElement(fwd)
+  out.push('forwarded', trusted ? join(head.forwarded, element) : element)
   return out
+}
+
+/** The head of `raw` as if the headers in `named` had not been sent. */
+function exceptNamed(raw: readonly string[], named: ReadonlySet<string>): RequestHead {
+  const kept: string[] = []
+  for (let i = 0; i < raw.length; i += 2) if (!named.has((raw[i] as string).toLowerCase())) kept.push(raw[i] as string, raw[i + 1] as string)
+  return readRequestHead(kept)
+}
+
+/** Request headers for the provider from raw headers in one call (upgrades, tests). */
+export function requestHeaders(raw: readonly string[], connection: string | undefined, fwd: ForwardedFor): string[] {
+  return forwardHeaders(readRequestHead(raw), fwd, connection)
 }
 
 /** This hop's RFC 7239 element: `for=...;proto=...;host=...`, quoting where the grammar needs it. */
@@ -100,28 +160,60 @@ export function forwardedElement(fwd: ForwardedFor): string {
   return `for=${node};proto=${fwd.proto}${host}`
 }
 
+/**
+ * This hop as one client connection sees it: its address, scheme and trust, and its Forwarded element for the
+ * last Host it sent (the same for every request of a keep-alive connection, so it is quoted once).
+ */
+export class ClientHop {
+  private host: string | undefined = undefined
+  private element: string | undefined = undefined
+
+  constructor(
+    readonly clientAddress: string,
+    readonly proto: 'http' | 'https',
+    readonly trusted: boolean,
+  ) {}
+
+  elementFor(originalHost: string | undefined): string {
+    if (this.element === undefined || originalHost !== this.host) {
+      this.host = originalHost
+      this.element = forwardedElement({ clientAddress: this.clientAddress, proto: this.proto, host: undefined, originalHost })
+    }
+    return this.element
+  }
+}
+
 function quoted(value: string): string {
   return /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`
 }
 
-/** Response headers for the client, from undici's raw header buffers, as a flat list for writeHead. */
+/** Lengths of the hop-by-hop names: a response header of another length is passed on without lowercasing it. */
+const HOP_LENGTHS = new Uint8Array(32)
+for (const name of HOP_BY_HOP) HOP_LENGTHS[name.length] = 1
+
+/**
+ * Response headers for the client, from undici's raw header buffers, as a flat list for writeHead: one pass that
+ * lowercases only names as long as a hop-by-hop one, and a second only when Connection names further headers.
+ */
 export function responseHeaders(raw: readonly Buffer[]): string[] {
   let connection: string | undefined
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as Buffer
-    if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
-      connection = connection === undefined ? (raw[i + 1] as Buffer).toString('latin1') : `${connection},${(raw[i + 1] as Buffer).toString('latin1')}`
-    }
-  }
-  const named = connectionNamed(connection)
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as Buffer).toString('latin1')
-    const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue
+    if (name.length < 32 && HOP_LENGTHS[name.length] === 1) {
+      const lower = name.toLowerCase()
+      if (HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') connection = join(connection, (raw[i + 1] as Buffer).toString('latin1'))
+        continue
+      }
+    }
     out.push(name, (raw[i + 1] as Buffer).toString('latin1'))
   }
-  return out
+  const named = connectionNamed(connection)
+  if (named === undefined) return out
+  const kept: string[] = []
+  for (let i = 0; i < out.length; i += 2) if (!named.has((out[i] as string).toLowerCase())) kept.push(out[i] as string, out[i + 1] as string)
+  return kept
 }
 
 /** Trailers arrive as a flat list of strings from undici; drop hop-by-hop names (none should be there). */

@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream'
 import type { ClientLimits as LimitsConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import { sendRawError } from './respond.js'
+import { readRequestHead, type RequestHead } from './headers.js'
 
 /** Defaults; each is documented with its config key in README ("Client limits"). */
 export const DEFAULT_LIMITS = {
@@ -75,19 +76,14 @@ const TWO_HOSTS: Rejection = { status: 400, code: 'duplicate_host', detail: 'mor
 const VERSION: Rejection = { status: 505, code: 'http_version', detail: 'only HTTP/1.0 and HTTP/1.1 are spoken here' }
 const NO_HOST: Rejection = { status: 400, code: 'missing_host', detail: 'an HTTP/1.1 request needs a Host header' }
 
-/** What Node's parser accepts but a proxy must not pass on; undefined for a fine request. */
-export function rejectRequest(req: IncomingMessage, maxHeaders: number): Rejection | undefined {
-  const raw = req.rawHeaders
-  if (raw.length > maxHeaders * 2) return TOO_MANY
+/** What Node's parser accepts but a proxy must not pass on; undefined for a fine request. `head` is read from its raw headers. */
+export function rejectRequest(req: IncomingMessage, maxHeaders: number, head: RequestHead = readRequestHead(req.rawHeaders)): Rejection | undefined {
+  if (req.rawHeaders.length > maxHeaders * 2) return TOO_MANY
   if (req.httpVersionMajor !== 1) return VERSION
   // RFC 9112 3.2: no Host in HTTP/1.1, or two Host headers, is a 400; Node keeps the first of two, a provider
   // might route on the second.
-  let hosts = 0
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string
-    if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return TWO_HOSTS
-  }
-  return hosts === 0 && req.httpVersionMinor === 1 ? NO_HOST : undefined
+  if (head.hosts > 1) return TWO_HOSTS
+  return head.hosts === 0 && req.httpVersionMinor === 1 ? NO_HOST : undefined
 }
 
 const CLIENT_ERRORS: Record<string, [number, string, string]> = {
@@ -100,16 +96,20 @@ const BAD_REQUEST: [number, string, string] = [400, 'bad_request', 'malformed HT
  * The listener's 'clientError' handler: a request Node's parser rejected (malformed, a smuggling attempt, too large,
  * too slow). Answer like Node would, plus a body and an x-vigil-error code, and close the connection.
  */
-export function onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+export function onClientError(err: NodeJS.ErrnoException, socket: Duplex): { status: number; code: string } | undefined {
   if (err.code === 'ECONNRESET' || (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true) {
     socket.destroy()
-    return
+    return undefined
   }
   const [status, code, detail] = CLIENT_ERRORS[err.code ?? ''] ?? BAD_REQUEST
   sendRawError(socket, status, code, detail)
+  return { status, code }
 }
 
+const CONNECT_REFUSED = { status: 405, code: 'method_not_allowed' }
+
 /** The listener's 'connect' handler: vigil is a reverse proxy, never a tunnel to wherever a client asks. */
-export function onConnectMethod(_req: unknown, socket: Duplex): void {
+export function onConnectMethod(_req: unknown, socket: Duplex): { status: number; code: string } {
   sendRawError(socket, 405, 'method_not_allowed', 'CONNECT is not supported: vigil is not a forward proxy')
+  return CONNECT_REFUSED
 }

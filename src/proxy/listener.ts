@@ -11,6 +11,7 @@ import { forward, parseTarget, VigilRequest, VigilResponse, type ForwardHooks } 
 import { sendError, sendRawError } from './respond.js'
 import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
 import { TrustedProxies } from './trust.js'
+import { readRequestHead } from './headers.js'
 import { UpgradeProxy } from './upgrade.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
@@ -43,14 +44,24 @@ export class ProxyListener {
             typeof VigilResponse
           >)
     applyServerLimits(this.server, limits)
-    this.server.on('clientError', onClientError)
-    this.server.on('connect', onConnectMethod)
+    const access = this.hooks.access
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const answer = onClientError(err, socket)
+      if (answer !== undefined) access.rejected(socket, answer.status, answer.code)
+    })
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      const answer = onConnectMethod(req, socket)
+      access.rejected(socket, answer.status, answer.code)
+    })
     this.upgrades = new UpgradeProxy(this.router, this.hooks)
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
-    const rejected = rejectRequest(req, this.maxHeaders)
+    if (this.hooks.access.enabled) this.hooks.access.begin(res)
+    // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
+    const head = (req.head = readRequestHead(req.rawHeaders))
+    const rejected = rejectRequest(req, this.maxHeaders, head)
     if (rejected !== undefined) {
       res.shouldKeepAlive = false
       sendError(res, rejected.status, rejected.code, rejected.detail)
@@ -59,7 +70,7 @@ export class ProxyListener {
     }
     // Keep-alive clients would otherwise keep a closing server busy forever.
     if (this.closing) res.shouldKeepAlive = false
-    const target = parseTarget(req.url ?? '/', req.headers.host)
+    const target = parseTarget(req.url ?? '/', head.host)
     if (target === undefined) {
       sendError(res, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
       this.hooks.done()
@@ -71,13 +82,15 @@ export class ProxyListener {
       this.hooks.done()
       return
     }
+    if (res.access !== undefined) res.access.upstream = upstream.name
     forward(req, res, upstream, target, this.hooks)
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const rejected = rejectRequest(req, this.maxHeaders)
-    if (rejected === undefined) this.upgrades.handle(req, socket, head)
-    else sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    if (rejected === undefined) return this.upgrades.handle(req, socket, head)
+    sendRawError(socket, rejected.status, rejected.code, rejected.detail)
+    this.hooks.access.rejected(socket, rejected.status, rejected.code)
   }
 
   /**

@@ -19,6 +19,10 @@ export function enqueue(forward: ForwardFn, req: IncomingMessage, res: VigilResp
 class QueuedRequest implements Waiter {
   private readonly timer: NodeJS.Timeout
   private readonly onClose = (): void => this.leave()
+  /** A pipelined request's response gets no 'close' when the client leaves (see forward.ts); its request does. */
+  private readonly onRequestClose = (): void => {
+    if (this.req.socket.destroyed) this.leave()
+  }
 
   constructor(
     private readonly forward: ForwardFn,
@@ -30,24 +34,36 @@ class QueuedRequest implements Waiter {
   ) {
     this.timer = setTimeout(() => this.expire(), (upstream.queue as { timeout: number }).timeout)
     res.once('close', this.onClose)
+    req.once('close', this.onRequestClose)
+  }
+
+  private unlisten(): void {
+    this.res.off('close', this.onClose)
+    this.req.off('close', this.onRequestClose)
   }
 
   admit(): void {
     clearTimeout(this.timer)
-    this.res.off('close', this.onClose)
+    this.unlisten()
     this.forward(this.req, this.res, this.upstream, this.target, this.hooks)
+  }
+
+  refuse(code: string, detail: string): void {
+    clearTimeout(this.timer)
+    this.unlisten()
+    sendError(this.res, 503, code, detail)
+    this.hooks.done()
   }
 
   private expire(): void {
     this.upstream.queue?.remove(this)
-    this.res.off('close', this.onClose)
-    sendError(this.res, 503, 'queue_timeout', `no server in "${this.upstream.name}" had room under maxConns in time`)
-    this.hooks.done()
+    this.refuse('queue_timeout', `no server in "${this.upstream.name}" had room under maxConns in time`)
   }
 
   /** The client went away while waiting. */
   private leave(): void {
     clearTimeout(this.timer)
+    this.unlisten()
     this.upstream.queue?.remove(this)
     this.hooks.done()
   }

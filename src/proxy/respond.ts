@@ -8,7 +8,10 @@ const REASON: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   408: 'Request Timeout',
+  414: 'URI Too Long',
   431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
@@ -25,10 +28,11 @@ export function sendError(res: ServerResponse, status: number, code: string, det
     return
   }
   const body = errorBody(status, detail, attempts)
+  // Set apart so the access log can read it back (headers given to writeHead are not).
+  res.setHeader('x-vigil-error', code)
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    'x-vigil-error': code,
     'cache-control': 'no-store',
     ...(attempts === undefined ? undefined : { 'x-vigil-attempts': attempts }),
   })

@@ -81,6 +81,8 @@ export class RetryPolicy {
   /** Counters for metrics. */
   retries = 0
   hedges = 0
+  /** Requests raced on another server because the one they waited on was suspected of a stall. */
+  redispatches = 0
   budgetExhausted = 0
 
   constructor(c: Retry | undefined) {
@@ -116,6 +118,18 @@ export class RetryPolicy {
 
   /** May a hedge start now? Only for idempotent requests, within tries and time. */
   mayHedge(method: string | undefined, attempts: number, started: number, now: number): boolean {
-    return this.hedge && idempotent(method) && attempts < this.tries && (this.timeout === 0 || now - started < this.timeout)
+    return this.hedge && idempotent(method) && this.mayRace(attempts, started, now)
+  }
+
+  /**
+   * May a request waiting on a server just suspected of a stall race on another one (passive.stall.redispatch)?
+   * The methods a retry after sending may repeat (idempotent ones, or all with nonIdempotent), within tries and time.
+   */
+  mayRedispatch(method: string | undefined, attempts: number, started: number, now: number): boolean {
+    return (this.nonIdempotent || idempotent(method)) && this.mayRace(attempts, started, now)
+  }
+
+  private mayRace(attempts: number, started: number, now: number): boolean {
+    return attempts < this.tries && (this.timeout === 0 || now - started < this.timeout)
   }
 }

@@ -33,10 +33,12 @@ export class Router {
 
   /** `host` is the Host header (or absolute-form authority) as received; the port is ignored. */
   match(host: string | undefined, path: string): Upstream | undefined {
-    const name = host === undefined ? undefined : hostname(host)
+    // Lowercased only when a route looks at the host: a listener with one upstream never does.
+    let name: string | undefined
     for (const r of this.routes) {
       if (r.host !== undefined) {
-        if (name === undefined) continue
+        if (host === undefined) continue
+        name ??= hostname(host)
         if (r.wildcard ? !name.endsWith(r.host) : name !== r.host) continue
       }
       if (path.startsWith(r.pathPrefix)) return r.upstream

@@ -8,13 +8,16 @@ import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
-import { classifyError, httpFailure, type Failure } from '../health/outcome.js'
-import { Role, type PeerHealth, type Waiting } from '../health/passive.js'
+import { classifyError, type Failure } from '../health/outcome.js'
+import { Role } from '../health/ejection.js'
+import type { WaitList, Waiting } from '../health/stall.js'
+import type { Attempted } from '../health/monitor.js'
 import { tlsConnectOptions } from '../upstream/tls.js'
 import type { Router } from './router.js'
 import { parseTarget, type ForwardHooks } from './forward.js'
 import { requestHeaders } from './headers.js'
 import { sendRawError } from './respond.js'
+import { AccessRecord } from './access-log.js'
 
 const NO_PEERS: readonly Peer[] = []
 
@@ -22,23 +25,34 @@ const NO_PEERS: readonly Peer[] = []
  * One upgrade: its client socket, its peer, and the provider's socket once the provider switched protocols.
  * Until the provider answers it is also a request waiting on the peer, for passive health (stall detection).
  */
-class Tunnel implements Waiting {
+class Tunnel implements Attempted {
   upstreamSocket: Duplex | undefined = undefined
   switched = false
   closed = false
   /** Its outcome went to passive health (once: answered, failed, or the client left first). */
   settled = false
   readonly started = Date.now()
+  readonly sentAt = performance.now()
+  headersAt = 0
+  status = 0
   role = Role.Normal
   prevWaiting: Waiting | undefined = undefined
   nextWaiting: Waiting | undefined = undefined
-  waitingOn: PeerHealth | undefined = undefined
+  waitingOn: WaitList | undefined = undefined
+  /** Why it failed, for the access log. */
+  error: string | undefined = undefined
 
   constructor(
     readonly client: Duplex,
     readonly peer: Peer,
     readonly upstream: Upstream,
+    readonly req: IncomingMessage,
+    /** Set while the access log is on; its line is written when the tunnel closes. */
+    readonly access: AccessRecord | undefined,
   ) {}
+
+  /** An upgrade is not replayable on another server: it waits for its own answer. */
+  stalled(): void {}
 }
 
 export class UpgradeProxy {
@@ -60,27 +74,31 @@ export class UpgradeProxy {
   /** The listener's 'upgrade' handler. */
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', onSocketError)
+    const access = this.hooks.access.enabled ? new AccessRecord(this.hooks.access) : undefined
     const target = parseTarget(req.url ?? '/', req.headers.host)
     const upstream = target === undefined ? undefined : this.router.match(target.host, target.path)
     if (target === undefined) {
       sendRawError(socket, 400, 'bad_request_target', 'request target must be a path or an absolute URL')
+      if (access !== undefined) this.hooks.access.upgrade(req, access, 400, 'bad_request_target')
       return
     }
     if (upstream === undefined) {
       sendRawError(socket, 404, 'no_route', 'no route matches this host and path')
+      if (access !== undefined) this.hooks.access.upgrade(req, access, 404, 'no_route')
       return
     }
+    if (access !== undefined) access.upstream = upstream.name
     // The request takes part in the pick, so hash policies keep a client's tunnels on its peer.
     const peer = upstream.select(NO_PEERS, req)
     if (peer === undefined) {
       const refusal = upstream.refusal()
       sendRawError(socket, 503, refusal.code, refusal.detail)
+      if (access !== undefined) this.hooks.access.upgrade(req, access, 503, refusal.code)
       return
     }
     // An open tunnel is load on its peer, for least-connection policies, until either side closes.
-    peer.inflight++
-    const tunnel = new Tunnel(socket, peer, upstream)
-    upstream.passive.dispatched(peer, tunnel, tunnel.started)
+    const tunnel = new Tunnel(socket, peer, upstream, req, access)
+    upstream.monitor.dispatched(tunnel, tunnel.started)
     this.tunnels.set(socket, tunnel)
     socket.once('close', () => this.closed(tunnel))
     req.url = target.path
@@ -125,23 +143,25 @@ export class UpgradeProxy {
   /** The provider answered the upgrade: a success, or a failure when passive.failOn lists the status. */
   private answered(tunnel: Tunnel, status: number): void {
     const now = Date.now()
-    const passive = tunnel.upstream.passive
-    passive.responded(tunnel, now)
-    this.settle(tunnel, passive.failOn.hasStatus(status) ? httpFailure(status) : undefined, true, now)
+    tunnel.status = status
+    tunnel.access?.attempt(tunnel.peer.address, status, now - tunnel.started)
+    this.settle(tunnel, tunnel.upstream.monitor.responded(tunnel, status, now), true, now)
   }
 
-  /** Count the upgrade attempt exactly once: the peer's counters and its passive accounting. */
+  /** Report the upgrade attempt exactly once to the monitor; the tunnel stays load on its peer until it closes. */
   private settle(tunnel: Tunnel, failure: Failure | undefined, conclusive: boolean, now: number): void {
     if (tunnel.settled) return
     tunnel.settled = true
-    const peer = tunnel.peer
-    peer.requests++
-    if (failure !== undefined && conclusive) peer.failures++
-    tunnel.upstream.passive.settled(peer, tunnel, failure, conclusive, now)
+    tunnel.upstream.monitor.settled(tunnel, failure, conclusive, now)
   }
 
   private failed(tunnel: Tunnel, err: Error): void {
     const failure = classifyError(err)
+    if (!tunnel.switched) {
+      tunnel.access?.attempt(tunnel.peer.address, failure.code, Date.now() - tunnel.started)
+      tunnel.status = failure.status
+      tunnel.error = failure.code
+    }
     // After the switch the upgrade was already counted as answered; a tunnel cut later is not a failed request.
     this.settle(tunnel, failure, true, Date.now())
     this.hooks.log.warn({ upstream: tunnel.upstream.name, peer: tunnel.peer.address, reason: failure.code, err: err.message, switched: tunnel.switched }, 'upgrade failed')
@@ -154,10 +174,10 @@ export class UpgradeProxy {
     // The client left before the provider answered: that says nothing about the provider.
     this.settle(tunnel, undefined, false, Date.now())
     tunnel.upstreamSocket?.destroy()
-    tunnel.peer.inflight--
     this.tunnels.delete(tunnel.client)
     // A closed tunnel frees a maxConns slot like a finished request.
-    tunnel.upstream.admitWaiting()
+    tunnel.upstream.monitor.released(tunnel.peer)
+    if (tunnel.access !== undefined) this.hooks.access.upgrade(tunnel.req, tunnel.access, tunnel.status, tunnel.error)
   }
 
   private agent(peer: Peer): HttpsAgent | false {

@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import { sameJson } from '../config/diff.js'
 import { splitAddress } from '../net.js'
-import type { Target } from './membership.js'
+import { listKey, type ServerLists, type Target } from './membership.js'
 
 /** The edge of the module: node's dns.promises.Resolver, or a stand-in in unit tests. */
 export interface DnsResolver {
@@ -30,8 +30,8 @@ export interface DiscoveryOptions {
   resolver: DnsResolver
   log: Logger
   config: () => Config['resolver']
-  /** A group's answers changed: re-apply it through the update path. */
-  changed: (upstream: string) => void
+  /** An entry's answer changed: hand the complete new list to the update queue (src/update/queue.ts). */
+  changed: (upstream: string, name: string, targets: readonly Target[]) => void
 }
 
 interface Answer {
@@ -58,9 +58,13 @@ export class Discovery {
 
   constructor(private readonly options: DiscoveryOptions) {}
 
-  /** The last good answer for one resolve entry (empty until the first one). */
-  targets(upstream: string, name: string): readonly Target[] {
-    return this.entries.get(key(upstream, name))?.answer ?? []
+  /** The last good answers of the entries `upstreams` lists, as the lists a prepare hands to the membership. */
+  lists(upstreams: Config['upstreams']): ServerLists {
+    const out = new Map<string, readonly Target[]>()
+    for (const [upstream, u] of Object.entries(upstreams)) {
+      for (const s of u.servers) if (s.resolve === true && s.address !== undefined) out.set(listKey(upstream, s.address), this.entries.get(key(upstream, s.address))?.answer ?? [])
+    }
+    return out
   }
 
   /** Start resolving the entries of `upstreams` not known yet; resolves when each has its first answer or failure. */
@@ -102,7 +106,7 @@ export class Discovery {
       next = Math.min(maxTtl, Math.max(minTtl, answer.ttl * 1000))
       if (!sameJson(answer.targets, e.answer)) {
         e.answer = answer.targets
-        if (notify) this.options.changed(e.upstream)
+        if (notify) this.options.changed(e.upstream, e.name, e.answer)
       }
     } catch (err) {
       // An empty answer counts as a failure too: a group emptied by a DNS hiccup serves nothing, while stale
@@ -145,6 +149,6 @@ export class Discovery {
   }
 }
 
-const key = (upstream: string, name: string): string => `${upstream}\u0000${name}`
+const key = listKey
 const join = (host: string, port: number): string => (isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`)
 const sorted = (targets: Target[]): Target[] => targets.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0))

@@ -1,6 +1,7 @@
 // Live membership: which peers each group has now. Every change (file reload, admin call, DNS answer) lands here
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
+import { isDeepStrictEqual } from 'node:util'
 import type { Pool } from 'undici'
 import type { Config, Server, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
@@ -9,8 +10,9 @@ import { SlowStart } from '../balance/slow-start.js'
 import { ms } from '../config/duration.js'
 import { sameJson } from '../config/diff.js'
 import { maxConns, type Peer } from './peer.js'
-import { activeCheck, connections, Upstream } from './upstream.js'
+import { activeCheck, connections, failOpenOf, Upstream, type Connections } from './upstream.js'
 import { PassiveHealth } from '../health/passive.js'
+import { DEFAULT_DECAY } from '../balance/peak-ewma.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
@@ -50,14 +52,25 @@ export interface MembershipEvents {
 export interface MembershipOptions {
   /** How long a removed peer's in-flight requests may take before its pool is destroyed. */
   retireGrace: () => number
-  /** The last good answer for a `resolve: true` entry (src/upstream/discovery.ts). */
-  discovered: (upstream: string, name: string) => readonly Target[]
-  /** The servers a `zookeeper` or `etcd` entry gives its group now (src/discovery/registries.ts). */
-  registered: (upstream: string, server: Server) => readonly Target[]
 }
 
-/** Sources whose answer may change nothing: such an answer is not a new generation. */
-const DISCOVERY = new Set(['dns', 'zookeeper', 'etcd'])
+/**
+ * The server lists discovery sources handed in, by `listKey(upstream, entry)`: each the complete list of one entry
+ * (a DNS name today, a registry path next). Replaced as a whole, never edited: see src/update/queue.ts.
+ */
+export type ServerLists = ReadonlyMap<string, readonly Target[]>
+
+export const listKey = (upstream: string, entry: string): string => `${upstream}\u0000${entry}`
+
+/**
+ * The entry a discovery source hands lists for: a `resolve: true` server's name, or a registry server's source
+ * (kind and settings); undefined for a static address.
+ */
+export function entryOf(s: Server): string | undefined {
+  if (s.zookeeper !== undefined) return `zookeeper ${JSON.stringify(s.zookeeper)}`
+  if (s.etcd !== undefined) return `etcd ${JSON.stringify(s.etcd)}`
+  return s.resolve === true ? s.address : undefined
+}
 
 /** A file's groups built but not yet live: new listeners can bind against `upstreams` before the swap. */
 export interface PreparedConfig {
@@ -65,6 +78,9 @@ export interface PreparedConfig {
   commit(source: string): MembershipChange
   discard(): void
 }
+
+/** Sources whose every applied update is a generation, even an empty one (the operator asked for it). */
+const FILE_SOURCES = new Set(['watch', 'signal', 'api', 'admin'])
 
 export class RuntimeUpdateError extends Error {
   constructor(
@@ -85,6 +101,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** Admin changes on top of the file, per group: a spec to add or update, or null for removed. Cleared by a file reload. */
   private readonly overlays = new Map<string, Map<string, ServerSpec | null>>()
   private readonly retiring = new Set<Pool>()
+  /** The lists applied so far: changed only by a commit. */
+  private lists: ServerLists = new Map()
 
   constructor(
     config: Config['upstreams'],
@@ -92,7 +110,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   ) {
     super()
     this.configs = new Map(Object.entries(config))
-    this.upstreams = new Map([...this.configs].map(([name, c]) => [name, this.build(name, c)]))
+    this.upstreams = new Map([...this.configs].map(([name, c]) => [name, this.build(name, c, this.lists)]))
   }
 
   /** Peers that were removed and are still finishing requests. */
@@ -100,33 +118,52 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.retiring.size
   }
 
-  /** The groups of a file, built against the live ones; nothing changes until commit. */
-  prepare(config: Config['upstreams']): PreparedConfig {
+  /**
+   * The groups of a file, built against the live ones: everything that can fail happens here (reading and parsing
+   * TLS files, building new groups and their pools), and nothing live changes. It throws an error naming the
+   * setting, after releasing what it built; commit() then only swaps and cannot throw.
+   */
+  prepare(config: Config['upstreams'], lists: ServerLists = this.lists): PreparedConfig {
     const fresh = new Map<string, Upstream>()
     const next = new Map<string, Upstream>()
-    for (const [name, c] of Object.entries(config)) {
-      const live = this.upstreams.get(name)
-      if (live !== undefined) next.set(name, live)
-      else {
-        const u = this.build(name, c)
-        fresh.set(name, u)
-        next.set(name, u)
+    const settings = new Map<string, Connections>()
+    const release = (): void => {
+      for (const [name, u] of fresh) {
+        this.specs.delete(name)
+        void u.close()
       }
+    }
+    try {
+      for (const [name, c] of Object.entries(config)) {
+        const live = this.upstreams.get(name)
+        try {
+          if (live !== undefined) {
+            next.set(name, live)
+            settings.set(name, connections(c))
+            continue
+          }
+          const u = this.build(name, c, lists)
+          fresh.set(name, u)
+          next.set(name, u)
+        } catch (err) {
+          throw new Error(`upstreams.${name}.${(err as Error).message}`)
+        }
+      }
+    } catch (err) {
+      release()
+      throw err
     }
     let done = false
     return {
       upstreams: next,
       commit: (source) => {
         done = true
-        return this.commit(config, next, fresh, source)
+        return this.commit(config, lists, next, fresh, settings, source)
       },
       discard: () => {
         if (done) return
         done = true
-        for (const [name, u] of fresh) {
-          this.specs.delete(name)
-          void u.close()
-        }
+        release()
       },
     }
   }
@@ -143,13 +180,29 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.overlay(upstream, (o) => o.set(address, null))
   }
 
-  /** Re-apply a group after one of its DNS answers or registry lists changed; undefined when that changed nothing live. */
-  rediscover(upstream: string, source: 'dns' | 'zookeeper' | 'etcd' = 'dns'): MembershipChange | undefined {
+  /**
+   * A discovery source's complete list for one entry of one group (DNS answer, registry children); undefined when
+   * the group or the entry is not live (any more), or when the list changed nothing live.
+   */
+  servers(source: string, upstream: string, entry: string, targets: readonly Target[]): MembershipChange | undefined {
     const config = this.configs.get(upstream)
     const live = this.upstreams.get(upstream)
-    if (config === undefined || live === undefined) return undefined
+    if (config === undefined || live === undefined || !config.servers.some((s) => entryOf(s) === entry)) return undefined
+    const lists = new Map(this.lists)
+    lists.set(listKey(upstream, entry), targets)
+    this.lists = lists
     const before = this.generation
     const c = this.change(source, (c) => this.applyServers(live, this.effective(upstream, config), c))
+    return this.generation === before ? undefined : c
+  }
+
+  /** Every group with these lists (the first answers at start). */
+  discovered(source: string, lists: ServerLists): MembershipChange | undefined {
+    this.lists = lists
+    const before = this.generation
+    const c = this.change(source, (c) => {
+      for (const [name, u] of this.upstreams) this.applyServers(u, this.effective(name, this.configs.get(name) as UpstreamConfig), c)
+    })
     return this.generation === before ? undefined : c
   }
 
@@ -170,22 +223,22 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /** A group that is not live yet (a discarded prepare deletes its specs again). */
-  private build(name: string, config: UpstreamConfig): Upstream {
-    const specs = this.effective(name, config)
+  private build(name: string, config: UpstreamConfig, lists: ServerLists): Upstream {
+    const specs = this.effective(name, config, lists)
     this.specs.set(name, specs)
     return new Upstream(name, { ...config, servers: specs })
   }
 
   /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
-  private effective(name: string, config: UpstreamConfig): ServerSpec[] {
+  private effective(name: string, config: UpstreamConfig, lists: ServerLists = this.lists): ServerSpec[] {
     const out = new Map<string, ServerSpec>()
     for (const s of config.servers) {
-      if (s.address !== undefined && s.resolve !== true) {
-        if (!out.has(s.address)) out.set(s.address, serverSpec({ ...s, address: s.address }))
+      const entry = entryOf(s)
+      if (entry === undefined) {
+        if (s.address !== undefined && !out.has(s.address)) out.set(s.address, serverSpec({ ...s, address: s.address }))
         continue
       }
-      const found = s.address === undefined ? this.options.registered(name, s) : this.options.discovered(name, s.address)
-      for (const t of found) {
+      for (const t of lists.get(listKey(name, entry)) ?? []) {
         if (!out.has(t.address)) out.set(t.address, { ...serverSpec({ ...s, address: t.address, weight: s.weight ?? t.weight }), backup: (s.backup ?? false) || (t.backup ?? false) })
       }
     }
@@ -200,16 +253,17 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const c: MembershipChange = { generation: this.generation, source, added: [], removed: [], changed: [], upstreams: { added: [], removed: [], changed: [] } }
     apply(c)
     const empty = c.added.length + c.removed.length + c.changed.length + c.upstreams.added.length + c.upstreams.removed.length + c.upstreams.changed.length === 0
-    // A DNS answer or registry list that changes nothing is not a new generation; a reload or an admin call always is.
-    if (empty && DISCOVERY.has(source)) return c
+    // A discovery answer that changes nothing is not a new generation; a reload or an admin call always is.
+    if (empty && !FILE_SOURCES.has(source)) return c
     c.generation = ++this.generation
     this.emit('applied', c)
     return c
   }
 
-  private commit(config: Config['upstreams'], next: Map<string, Upstream>, fresh: ReadonlyMap<string, Upstream>, source: string): MembershipChange {
+  private commit(config: Config['upstreams'], lists: ServerLists, next: Map<string, Upstream>, fresh: ReadonlyMap<string, Upstream>, settings: ReadonlyMap<string, Connections>, source: string): MembershipChange {
     return this.change(source, (c) => {
       this.overlays.clear()
+      this.lists = lists
       const before = this.configs
       const previous = this.upstreams
       // Swapped first, so event listeners below already see the new map.
@@ -220,6 +274,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
         c.upstreams.removed.push(name)
         u.slowStart.stop()
         u.passive.close()
+        // Requests waiting for room in a group that is gone have nowhere to go: answered now, not at their timeout.
+        u.queue?.refuseAll('upstream_removed', `upstream "${name}" was removed by a reload`)
         this.retire(u, u.peers, c)
         this.specs.delete(name)
         this.emit('upstream-removed', u)
@@ -235,7 +291,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         const fields = changedSettings(before.get(name) as UpstreamConfig, cfg)
         const specs = this.effective(name, cfg)
         if (fields.length > 0) {
-          this.reconfigure(u, cfg, fields, specs)
+          this.reconfigure(u, cfg, fields, specs, settings.get(name) as Connections)
           c.upstreams.changed.push(`${name} (${fields.join(', ')})`)
         }
         this.applyServers(u, specs, c)
@@ -245,30 +301,35 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /**
-   * Settings of a kept group. Connections survive unless timeouts or maxResponseSize changed (an undici pool's
-   * options are fixed); tls, queue and ewmaDecay of kept servers wait for a restart (src/reload.ts warns).
+   * Settings of a kept group, with its connection settings read by prepare(). Connections survive unless tls,
+   * timeouts or maxResponseSize changed: then every server of the group gets a new pool at once (an undici pool's
+   * options are fixed) and the old ones finish their requests. queue waits for a restart (src/update/reloader.ts warns).
    */
-  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[]): void {
+  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[], next: Connections): void {
     u.balancer = createBalancer({ ...config, servers: specs })
     u.hostHeader = config.host
+    u.failOpen = failOpenOf(config)
     // The active checker picks the new check up in the same swap ('applied' -> ActiveChecker.update).
     u.active = activeCheck(config)
     if (fields.includes('retry')) u.retry = new RetryPolicy(config.retry)
-    // New passive settings start passive accounting afresh (ejections end); unchanged ones keep every peer's state.
+    // New passive settings start passive accounting afresh: ejections end, every server is back in rotation
+    // (PassiveHealth joins each peer with a clean state and reopens its gate); unchanged ones keep every peer's state.
     if (fields.includes('passive')) {
       u.passive.close()
       u.passive = new PassiveHealth(u, config.passive)
     }
     if (fields.includes('slowStart')) {
-      u.slowStart.stop()
-      u.slowStart = new SlowStart(ms(config.slowStart ?? 0))
+      const slowStart = new SlowStart(ms(config.slowStart ?? 0))
+      u.slowStart.handOver(slowStart)
+      u.slowStart = slowStart
     }
-    const next = connections(config)
     const before = u.connections
     u.connections = next
-    if (!sameJson(next.timeouts, before.timeouts) || next.pool.maxResponseSize !== before.pool.maxResponseSize) {
+    if (next.latencyDecay !== before.latencyDecay) for (const p of u.peers) p.rtt.decay = next.latencyDecay ?? DEFAULT_DECAY
+    if (!sameJson(next.timeouts, before.timeouts) || next.pool.maxResponseSize !== before.pool.maxResponseSize || !isDeepStrictEqual(next.pool.tls, before.pool.tls)) {
       for (const p of u.peers) this.retirePool(p.replacePool(next.pool))
     }
+    u.refresh()
   }
 
   /** Make `u` serve exactly `specs`: kept peers stay (state, counters, pool), new ones are built, gone ones retire. */

@@ -4,7 +4,9 @@ import type { AddressServer } from '../config/schema.js'
 import { splitAddress } from '../net.js'
 import { TlsPool, type ClientTls } from './tls.js'
 import { PeakEwma } from '../balance/peak-ewma.js'
-import type { PeerHealth } from '../health/passive.js'
+import type { PeerHealth } from '../health/ejection.js'
+import { ResponseStats } from './response-stats.js'
+import { InFlightList } from './inflight.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
@@ -27,7 +29,8 @@ export class Peer {
   readonly address: string
   readonly host: string
   readonly port: number
-  readonly origin: string
+  /** `http://` or `https://` and the address: follows the group's `tls` (see replacePool). */
+  origin: string
   /** weight, maxConns, backup and configDown change in place on reload (src/upstream/membership.ts). */
   weight: number
   /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
@@ -48,24 +51,35 @@ export class Peer {
   passive: PeerHealth | undefined = undefined
   /** Requests sent to this peer and not finished yet. */
   inflight = 0
+  /** The same attempts, oldest first, for the watchdog (src/proxy/watchdog.ts), which also sets the four below. */
+  readonly attempts = new InFlightList()
+  /** Attempts waiting for a connection of the pool, and how long the oldest of them has waited (ms). */
+  waiting = 0
+  oldestWait = 0
+  /** Attempts the watchdog ended because they outlived every timeout meant to end them (a vigil bug, logged as an error). */
+  stuck = 0
+  /** Requests that waited past timeouts.queue for a pool connection (answered 503 pool_timeout, or retried). */
+  poolTimeouts = 0
   requests = 0
   failures = 0
+  /** Responses by class and their times, for /metrics. */
+  readonly stats = new ResponseStats()
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */
   currentWeight = 0
   /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
   readonly rtt: PeakEwma
-  /** Replaced (see replacePool) only when the group's timeouts or response limit change on reload. */
+  /** Replaced (see replacePool) only when the group's tls, timeouts or response limit change on reload. */
   pool: Pool
   /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
-  readonly tls: ClientTls | undefined
+  tls: ClientTls | undefined
 
   constructor(server: AddressServer, pool: PoolOptions, latencyDecay?: number) {
     this.address = server.address
     const { host, port } = splitAddress(server.address)
     this.host = host
     this.port = port
-    this.tls = pool.tls === undefined ? undefined : { ...pool.tls, servername: pool.tls.servername ?? host }
-    this.origin = `${this.tls === undefined ? 'http' : 'https'}://${server.address}`
+    this.tls = peerTls(pool, host)
+    this.origin = origin(this.tls, server.address)
     this.weight = server.weight ?? 1
     this.effectiveWeight = this.weight
     this.maxConns = maxConns(server)
@@ -75,14 +89,18 @@ export class Peer {
     this.pool = this.createPool(pool)
   }
 
-  /** New requests use a pool with new options; the old pool is returned so its in-flight requests can finish before it closes. */
+  /**
+   * New requests use a pool with the group's new connection settings (TLS included: the whole group changes scheme
+   * at once, never a mixture); the old pool is returned so its in-flight requests can finish before it closes.
+   */
   replacePool(options: PoolOptions): Pool {
     const old = this.pool
+    this.tls = peerTls(options, this.host)
+    this.origin = origin(this.tls, this.address)
     this.pool = this.createPool(options)
     return old
   }
 
-  /** The TLS settings stay the peer's own: a server that changes scheme is a different server. */
   private createPool(pool: PoolOptions): Pool {
     const options: Pool.Options = {
       connections: pool.connections,
@@ -101,9 +119,9 @@ export class Peer {
     return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
   }
 
-  /** One latency sample (ms from sending the request to its response headers). */
-  recordLatency(ms: number): void {
-    this.rtt.observe(ms, performance.now())
+  /** One latency sample (ms from sending the request to its response headers), taken at `now` (performance.now()). */
+  recordLatency(ms: number, now = performance.now()): void {
+    this.rtt.observe(ms, now)
   }
 
   /** The learned latency now (ms): the peak-EWMA estimate, for the status page. */
@@ -115,6 +133,12 @@ export class Peer {
     return this.pool.close()
   }
 }
+
+function peerTls(pool: PoolOptions, host: string): ClientTls | undefined {
+  return pool.tls === undefined ? undefined : { ...pool.tls, servername: pool.tls.servername ?? host }
+}
+
+const origin = (tls: ClientTls | undefined, address: string): string => `${tls === undefined ? 'http' : 'https'}://${address}`
 
 /** `maxConns` as the peer checks it: Infinity when unlimited, so the check is one comparison. */
 export function maxConns(server: Pick<AddressServer, 'maxConns'>): number {

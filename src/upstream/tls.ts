@@ -1,5 +1,6 @@
 // How vigil talks TLS to HTTPS providers: SNI, CA bundle, optional client certificate, verification on by default.
 import { readFileSync } from 'node:fs'
+import { createSecureContext } from 'node:tls'
 import { isIP } from 'node:net'
 import { Pool, buildConnector, type Dispatcher } from 'undici'
 import type { UpstreamTls } from '../config/schema.js'
@@ -14,20 +15,30 @@ export interface ClientTls {
 }
 
 /**
- * An upstream's TLS settings with the PEM files read (their existence was checked when the config was loaded);
- * `servername` is left undefined when each server's own host is the name. Undefined when the upstream is plain HTTP.
+ * An upstream's TLS settings with the PEM files read and proven to parse; `servername` is left undefined when each
+ * server's own host is the name. Undefined when the upstream is plain HTTP. Throws an error naming the setting
+ * (`tls.ca "/etc/ca": EISDIR`): a reload prepares with this, so a file that broke after validation fails the
+ * reload instead of its swap.
  */
 export function loadClientTls(config: boolean | UpstreamTls | undefined, upstreamHost: string | undefined): Partial<ClientTls> & Omit<ClientTls, 'servername'> | undefined {
   if (config === undefined || config === false) return undefined
   const c = config === true ? {} : config
-  const read = (file: string | undefined): Buffer | undefined => (file === undefined ? undefined : readFileSync(file))
-  return {
-    servername: c.servername ?? hostOnly(upstreamHost),
-    ca: read(c.ca),
-    cert: read(c.cert),
-    key: read(c.key),
-    rejectUnauthorized: c.verify ?? true,
+  const read = (key: 'ca' | 'cert' | 'key'): Buffer | undefined => {
+    const file = c[key]
+    if (file === undefined) return undefined
+    try {
+      return readFileSync(file)
+    } catch (err) {
+      throw new Error(`tls.${key} ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
   }
+  const tls = { servername: c.servername ?? hostOnly(upstreamHost), ca: read('ca'), cert: read('cert'), key: read('key'), rejectUnauthorized: c.verify ?? true }
+  try {
+    createSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key })
+  } catch (err) {
+    throw new Error(`tls: ${(err as Error).message}`)
+  }
+  return tls
 }
 
 function hostOnly(host: string | undefined): string | undefined {

@@ -9,14 +9,21 @@ import { loadClientTls } from './tls.js'
 import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
 import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
 import { PassiveHealth } from '../health/passive.js'
+import type { HealthEvent } from '../health/passive-events.js'
+import { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
+const STUCK_SLACK = 1_000
 
 export interface UpstreamTimeouts {
   connect: number
   response: number
   idle: number
+  /** Longest wait for a pooled connection (`timeouts.queue`, default `connect`). */
+  queue: number
+  /** Age after which an attempt still without response headers outlived every timeout that should have ended it. */
+  stuck: number
 }
 
 const NONE: readonly Peer[] = []
@@ -30,10 +37,16 @@ export interface Connections {
 }
 
 export function connections(config: UpstreamConfig): Connections {
+  const connect = ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect)
+  const response = ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response)
+  const queue = ms(config.timeouts?.queue ?? connect)
   const timeouts = {
-    connect: ms(config.timeouts?.connect ?? DEFAULT_TIMEOUTS.connect),
-    response: ms(config.timeouts?.response ?? DEFAULT_TIMEOUTS.response),
+    connect,
+    response,
     idle: ms(config.timeouts?.idle ?? DEFAULT_TIMEOUTS.idle),
+    queue,
+    // Queued, connected, then answered: each phase has its timeout; a second of slack for the timers themselves.
+    stuck: queue + connect + response + STUCK_SLACK,
   }
   const pool: PoolOptions = {
     connectTimeout: timeouts.connect,
@@ -45,6 +58,11 @@ export function connections(config: UpstreamConfig): Connections {
     maxResponseSize: config.maxResponseSize,
   }
   return { timeouts, pool, latencyDecay: config.ewmaDecay === undefined ? undefined : ms(config.ewmaDecay) }
+}
+
+/** Fail open (Envoy's panic mode) unless turned off; `passive.failOpen` is where the setting used to live. */
+export function failOpenOf(config: UpstreamConfig): boolean {
+  return config.failOpen ?? config.passive?.failOpen ?? true
 }
 
 export function activeCheck(config: UpstreamConfig): CheckSpec | undefined {
@@ -62,8 +80,8 @@ export class Upstream extends EventEmitter {
   /** peers, connections, balancer, slowStart, hostHeader, active, passive and retry are replaced in place on reload (src/upstream/membership.ts). */
   peers: readonly Peer[]
   connections: Connections
-  balancer: Balancer
-  slowStart: SlowStart
+  private policy!: Balancer
+  private ramp!: SlowStart
   /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
   readonly queue: WaitQueue | undefined
   /** Host header for the servers; undefined keeps the client's. */
@@ -76,10 +94,15 @@ export class Upstream extends EventEmitter {
   private readonly noLive: Refusal
   private readonly allFull: Refusal
   private started = false
-  /** Every enabled, non-down peer: tried when none is eligible and passive.failOpen is on (empty otherwise). */
+  /** Every enabled, non-down peer: tried when none is eligible and failOpen is on (empty otherwise). */
   private lastResort: readonly Peer[] = NONE
+  /** Selection's bottom line: with no eligible peer, try the non-down ones rather than answer 503. */
+  failOpen: boolean
+  private noneEligible = false
   passive: PassiveHealth
   retry: RetryPolicy
+  /** Where the data path reports every attempt (health/monitor.ts); outlives passive and retry settings. */
+  readonly monitor: Monitor = new Monitor(this)
 
   constructor(name: string, config: GroupConfig) {
     super()
@@ -93,10 +116,35 @@ export class Upstream extends EventEmitter {
     this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
+    this.failOpen = failOpenOf(config)
     this.passive = new PassiveHealth(this, config.passive)
     this.retry = new RetryPolicy(config.retry)
     this.refresh()
     this.started = true
+  }
+
+  get balancer(): Balancer {
+    return this.policy
+  }
+
+  /** A new policy (reload) gets its tables for the current snapshot at once. */
+  set balancer(b: Balancer) {
+    this.policy = b
+    this.prepareBalancer()
+  }
+
+  get slowStart(): SlowStart {
+    return this.ramp
+  }
+
+  set slowStart(s: SlowStart) {
+    this.ramp = s
+    s.onWeights = () => this.prepareBalancer()
+  }
+
+  /** Balancer tables follow the snapshot and the effective weights; pick() never builds one. */
+  private prepareBalancer(): void {
+    this.policy.prepare?.([this.primaries, this.backups, this.lastResort])
   }
 
   get timeouts(): UpstreamTimeouts {
@@ -113,11 +161,23 @@ export class Upstream extends EventEmitter {
     const before = this.primaries.concat(this.backups)
     this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
-    this.lastResort = this.passive.settings.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
+    this.lastResort = this.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     // The constructor's first snapshot is the start, not a recovery.
     if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
+    this.prepareBalancer()
+    this.eligibilityChanged()
     this.emit('change', this)
     this.admitWaiting()
+  }
+
+  /** Says once when the group runs out of eligible peers, and once when it has some again. */
+  private eligibilityChanged(): void {
+    const none = this.eligibleCount === 0
+    if (none === this.noneEligible) return
+    this.noneEligible = none
+    const reason = none ? (this.failOpen ? 'no eligible server: failing open to every non-down server' : 'no eligible server: answering 503') : 'eligible servers again'
+    const event: HealthEvent = { kind: none ? 'no_eligible' : 'eligible', upstream: this.name, peer: undefined, reason }
+    this.emit('health', event)
   }
 
   /**

@@ -5,6 +5,8 @@
 export interface Waiter {
   /** A peer has room now: go and take it. */
   admit(): void
+  /** There will never be room (the group was removed): answer 503 with this code now. */
+  refuse(code: string, detail: string): void
 }
 
 export const DEFAULT_QUEUE_TIMEOUT = 60_000
@@ -30,6 +32,11 @@ export class WaitQueue {
 
   shift(): Waiter | undefined {
     return this.waiters.shift()
+  }
+
+  /** Empty the queue, refusing every waiter (in arrival order). */
+  refuseAll(code: string, detail: string): void {
+    for (const w of this.waiters.splice(0)) w.refuse(code, detail)
   }
 
   /** Leave the queue early (timed out, or the client went away). */

@@ -8,6 +8,9 @@ export interface Evidence {
   requests: number
   /** The span the evidence covers, ms (the window, or since the first counted failure). */
   span: number
+  /** Outlier mode: the server's success rate and the limit it fell below (or the failure threshold it passed), %. */
+  successRate?: number
+  limit?: number
 }
 
 /**

@@ -1,26 +1,29 @@
-// The one update path: file reloads (watch, SIGHUP, POST /reload), admin server changes, DNS answers and registry lists are
-// queued here and applied one at a time, so the last change applied is the last one asked for.
+// The update path's sources as a running vigil has them: the file (watch, SIGHUP, POST /reload), admin server
+// changes and DNS answers, each handed to the one queue (./queue.ts) and applied as prepare, then commit: prepare
+// does everything that can fail (read and validate the file, TLS files, DNS for new entries, new groups and pools,
+// new listeners bound) and changes nothing; commit is the swap (Membership.commit, listeners rerouted), which
+// cannot throw. A failed prepare releases what it built.
 import type { AddressInfo } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
 import type { Logger } from 'pino'
-import type { Config, Listener } from './config/schema.js'
-import { parseConfig, readConfigText } from './config/load.js'
-import { ConfigError, type ConfigIssue } from './config/errors.js'
-import { diffListeners, listenerKeys, sameJson } from './config/diff.js'
-import { ms } from './config/duration.js'
-import { ConfigWatcher } from './config/watch.js'
-import type { ServerSpec } from './config/diff.js'
-import type { Membership, MembershipChange } from './upstream/membership.js'
-import type { Discovery } from './upstream/discovery.js'
-import type { Registries } from './discovery/registries.js'
-import type { Upstream } from './upstream/upstream.js'
-import type { ProxyListener } from './proxy/listener.js'
-import { readCertificate } from './proxy/certificate.js'
+import type { Config, Listener } from '../config/schema.js'
+import { parseConfig, readConfigText } from '../config/load.js'
+import { ConfigError, type ConfigIssue } from '../config/errors.js'
+import { diffListeners, listenerKeys, sameJson } from '../config/diff.js'
+import { ms } from '../config/duration.js'
+import { ConfigWatcher } from '../config/watch.js'
+import type { ServerSpec } from '../config/diff.js'
+import type { Membership, MembershipChange, PreparedConfig, ServerLists, Target } from '../upstream/membership.js'
+import { UpdateQueue, type ChangeSource } from './queue.js'
+import type { Discovery } from '../upstream/discovery.js'
+import type { Registries } from '../discovery/registries.js'
+import type { Upstream } from '../upstream/upstream.js'
+import type { ProxyListener } from '../proxy/listener.js'
+import { readCertificate } from '../proxy/certificate.js'
 
 export const DEFAULT_DEBOUNCE = 200
 
-/** What triggered a change: shown in the log line and the status. */
-export type ChangeSource = 'watch' | 'signal' | 'admin' | 'api' | 'dns' | 'zookeeper' | 'etcd'
+export type { ChangeSource } from './queue.js'
 
 export interface LastReload {
   ok: boolean
@@ -60,10 +63,9 @@ export interface ReloadTarget {
 }
 
 export class Reloader {
-  private queue: Promise<unknown> = Promise.resolve()
   private watcher: ConfigWatcher | undefined
-  /** Text of the last file read, and the last config applied from the file: the watch reloads only on a difference. */
-  private lastText: string | undefined
+  /** Text the watch saw rejected by validation (not re-reported), and the last config applied from the file. */
+  private rejectedText: string | undefined
   private fileConfig: Config
   private reloads = 0
   private failures = 0
@@ -77,8 +79,10 @@ export class Reloader {
     private readonly target: ReloadTarget,
     /** The config file, when there is one; without it only admin server changes and DNS apply. */
     readonly file: string | undefined,
+    readonly queue: UpdateQueue = new UpdateQueue(target.log),
   ) {
     this.fileConfig = target.config()
+    target.membership.on('applied', (change) => queue.committed(change))
   }
 
   get status(): ReloadStatus {
@@ -91,10 +95,14 @@ export class Reloader {
    */
   async discover(): Promise<void> {
     const { discovery, membership, registries } = this.target
-    await Promise.all([discovery.prime(this.target.config().upstreams), registries.prime(this.target.config().upstreams)])
-    await this.enqueue(() => {
-      for (const name of membership.upstreams.keys()) this.logged(membership.rediscover(name))
-    })
+    const upstreams = this.target.config().upstreams
+    await Promise.all([discovery.prime(upstreams), registries.prime(upstreams)])
+    await this.enqueue(() => this.logged(membership.discovered('discovery', this.lists(upstreams))))
+  }
+
+  /** What every discovery source (DNS, registries) gives the entries of `upstreams` now. */
+  private lists(upstreams: Config['upstreams']): ServerLists {
+    return new Map([...this.target.discovery.lists(upstreams), ...this.target.registries.lists(upstreams)])
   }
 
   /** Watch the file when the config asks for it (the default); call once the listeners are open. */
@@ -112,28 +120,39 @@ export class Reloader {
   }
 
   /**
-   * Read, validate and apply the file. A watch-triggered reload applies only when the file's content changed
-   * (so admin changes survive a touch); SIGHUP and POST /reload always apply it.
+   * Read, validate and apply the file. A watch-triggered reload applies only when the file's content differs from
+   * the config running from the file (so admin changes survive a touch), and then only after an apply succeeded:
+   * a reload that failed while applying (a port still in use) is retried on the next trigger, with the same text.
+   * When the last reload failed and the file is back to the running config, that counts as a good reload (nothing
+   * changes, no new generation), so "last reload failed" never outlives its cause. SIGHUP and POST /reload always
+   * apply the file. Never rejects: every failure is logged and reported in `status`.
    */
   reload(source: ChangeSource): Promise<ReloadResult | undefined> {
     return this.enqueue(async () => {
       const file = this.file
       if (file === undefined) return this.fail(source, new Error('vigil was started without a config file; nothing to reload'))
       let config: Config
+      let text: string | undefined
       try {
-        const text = readConfigText(file)
-        if (source === 'watch' && text === this.lastText) return undefined
-        this.lastText = text
+        text = readConfigText(file)
+        if (source === 'watch' && text === this.rejectedText) return undefined
         config = parseConfig(text, file)
       } catch (err) {
-        // A file that stays unreadable (its directory is gone) is reported once, not on every retry of the watch.
+        // A file that stays bad (or unreadable: its directory is gone) is reported once, not on every watch event.
         if (source === 'watch' && this.last?.ok === false && this.last.error === (err as Error).message) return undefined
+        this.rejectedText = text
         return this.fail(source, err as Error)
       }
-      if (source === 'watch' && sameJson(config, this.fileConfig)) return undefined
-      const result = await this.apply(config, source)
-      if (result.ok) this.fileConfig = config
-      return result
+      this.rejectedText = undefined
+      if (source === 'watch' && sameJson(config, this.fileConfig)) return this.last?.ok === false ? this.unchanged(source) : undefined
+      try {
+        const result = await this.apply(config, source)
+        if (result.ok) this.fileConfig = config
+        return result
+      } catch (err) {
+        // prepare() throws with the setting named; nothing was swapped.
+        return this.fail(source, err as Error)
+      }
     })
   }
 
@@ -145,16 +164,14 @@ export class Reloader {
     return this.enqueue(() => this.logged(this.target.membership.removeServer(upstream, address)))
   }
 
-  /** A group's DNS answer or registry list changed; `detail` (which registry source, why) goes into the log line. */
-  rediscover(upstream: string, source: 'dns' | 'zookeeper' | 'etcd' = 'dns', detail?: Record<string, unknown>): Promise<MembershipChange | undefined> {
-    return this.enqueue(() => this.logged(this.target.membership.rediscover(upstream, source), detail))
+  /** A discovery source's complete list for one entry of a group (see ./queue.ts). */
+  servers(source: ChangeSource, upstream: string, entry: string, targets: readonly Target[], detail?: Record<string, unknown>): Promise<MembershipChange | undefined> {
+    return this.enqueue(() => this.logged(this.target.membership.servers(source, upstream, entry, targets), detail))
   }
 
   /** Runs `fn` after every change queued before it, and before every change queued after it. */
   enqueue<T>(fn: () => T | Promise<T>): Promise<T> {
-    const run = this.queue.then(fn)
-    this.queue = run.catch(() => undefined)
-    return run
+    return this.queue.run(fn)
   }
 
   async close(): Promise<void> {
@@ -162,7 +179,7 @@ export class Reloader {
     this.watcher?.close()
     this.target.discovery.close()
     await this.target.registries.close()
-    await this.queue
+    await this.queue.idle()
     for (const l of this.closing) l.closeAll()
   }
 
@@ -184,15 +201,17 @@ export class Reloader {
         return this.fail(source, new Error(`listeners[${i}].tls: ${(err as Error).message}`))
       }
     }
-    // New resolve and registry entries get their first list before the swap, so a group never goes live empty.
-    await this.target.discovery.prime(config.upstreams)
+    // New resolve and registry entries get their first list before the swap, so a group never goes live empty; a
+    // prepare that fails drops them again.
+    let prepared: PreparedConfig
     try {
-      await this.target.registries.prime(config.upstreams)
+      await Promise.all([this.target.discovery.prime(config.upstreams), this.target.registries.prime(config.upstreams)])
+      prepared = membership.prepare(config.upstreams, this.lists(config.upstreams))
     } catch (err) {
       this.target.discovery.retain(this.target.config().upstreams)
+      this.target.registries.retain(this.target.config().upstreams)
       return this.fail(source, err as Error)
     }
-    const prepared = membership.prepare(config.upstreams)
     // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
     const opened = new Map<string, ProxyListener>()
     for (const { key, listener: l } of listenerDiff.added) {
@@ -240,6 +259,15 @@ export class Reloader {
     this.reloads++
     this.last = { ok: true, source, at: new Date().toISOString(), generation: change.generation }
     return { ...this.last, change }
+  }
+
+  /** The file is back to the config running from it, after a failed reload: a good reload that changes nothing. */
+  private unchanged(source: ChangeSource): ReloadResult {
+    this.reloads++
+    const generation = this.target.membership.generation
+    this.last = { ok: true, source, at: new Date().toISOString(), generation }
+    this.target.log.info({ source, generation }, 'config file matches the running config again')
+    return this.last
   }
 
   private logged<T extends MembershipChange | undefined>(change: T, detail?: Record<string, unknown>): T {

@@ -1,0 +1,65 @@
+// The in-flight watchdog: a few times a second it walks every peer's in-flight attempts (oldest first). A request
+// still waiting for a pooled connection after timeouts.queue fails visibly (503 pool_timeout, or another peer),
+// instead of waiting inside undici where no timeout applies. An attempt that outlived every timeout meant to end
+// it, or whose client left without ending it, is a vigil bug: it is ended, counted and logged as an internal error,
+// never left to hold the pool while the status page says all is well. It also keeps each peer's waiting figures.
+import type { Logger } from 'pino'
+import type { Upstream } from '../upstream/upstream.js'
+import type { Peer } from '../upstream/peer.js'
+import type { Attempt } from './forward.js'
+
+export const WATCHDOG_PERIOD = 250
+
+export class Watchdog {
+  private timer: NodeJS.Timeout | undefined = undefined
+
+  constructor(
+    private readonly upstreams: () => ReadonlyMap<string, Upstream>,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.sweep(Date.now()), WATCHDOG_PERIOD)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+
+  sweep(now: number): void {
+    for (const u of this.upstreams().values()) for (const p of u.peers) this.sweepPeer(u, p, now)
+  }
+
+  private sweepPeer(u: Upstream, peer: Peer, now: number): void {
+    let waiting = 0
+    let oldestWait = 0
+    let stuck = 0
+    // Only requests queued in the pool itself wait for a connection; one already handed to a connecting client is
+    // under the connect timeout, which says something about the provider.
+    const poolFull = peer.attempts.head !== undefined && peer.pool.stats.queued > 0
+    for (let e = peer.attempts.head; e !== undefined; ) {
+      const a = e as Attempt
+      e = a.nextInPeer
+      const age = now - a.started
+      if (a.orphaned || (a.headersAt === 0 && age > a.timeouts.stuck)) {
+        stuck++
+        a.exchange.stuck(a, now)
+        continue
+      }
+      // The client's 'close' runs on a later tick than its socket's end: only a second sweep proves it was missed.
+      if (a.exchange.req.socket.destroyed) a.orphaned = true
+      if (a.connected) continue
+      if (poolFull && age > a.timeouts.queue) a.exchange.poolTimeout(a, now)
+      else {
+        waiting++
+        oldestWait = Math.max(oldestWait, age)
+      }
+    }
+    peer.waiting = waiting
+    peer.oldestWait = oldestWait
+    if (stuck === 0) return
+    peer.stuck += stuck
+    this.log.error({ upstream: u.name, peer: peer.address, stuck, inflight: peer.inflight }, 'internal error: attempts outlived their timeouts or their client; ended')
+  }
+}

@@ -1,0 +1,267 @@
+// The reload matrix, generated from the schema: every per-upstream and per-server setting is changed on a kept
+// group whose servers hold live state (one ejected, one ramping in slow start, one down by check, one draining,
+// a request in flight), and the outcome is the rule the README states for it. A setting the schema gains without
+// a row here fails the first test: every new setting must say which rule it follows.
+import t from 'tap'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import type { TSchema } from '@sinclair/typebox'
+import { Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Upstream as UpstreamConfig } from '../src/config/schema.js'
+import { client, get } from './helpers/index.js'
+import { capture, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
+import { makeCerts } from './helpers/tls.js'
+import type { Peer } from '../src/upstream/peer.js'
+import type { Upstream } from '../src/upstream/upstream.js'
+
+/** The rules of the README's reload section. */
+type Rule =
+  /** State kept, the new setting applies to new requests (new balancer, retry policy, Host header...). */
+  | 'kept'
+  /** Passive accounting starts afresh for the group: ejections end; every other state kept. */
+  | 'passive-afresh'
+  /** A running slow-start ramp continues under the new window. */
+  | 'ramp-continues'
+  /** Each server keeps its up/down check state; the new check counts rise/fall afresh. */
+  | 'check-kept'
+  /** The whole group gets new pools (old ones finish their requests); every other state kept. */
+  | 'new-pools'
+  /** Every server's latency estimate keeps its value and decays at the new rate. */
+  | 'retuned'
+  /** Named in the restart warning and applied to nothing. */
+  | 'restart-only'
+  /** The server itself changes in place (weight, backup, down, maxConns); its state is kept. */
+  | 'server-in-place'
+  /** A different address is a different server: the old one is removed (finishes in flight), the new one added. */
+  | 'new-server'
+
+/** Every leaf setting under a schema object: "passive.maxFails", "tls.ca", "active.http.path"... */
+function leaves(schema: TSchema, prefix = ''): string[] {
+  const props = (schema as { properties?: Record<string, TSchema> }).properties ?? {}
+  const out: string[] = []
+  for (const [key, value] of Object.entries(props)) {
+    const path = `${prefix}${key}`
+    const object = [value, ...((value as { anyOf?: TSchema[] }).anyOf ?? [])].find((s) => (s as { properties?: unknown }).properties !== undefined)
+    if (object !== undefined) out.push(...leaves(object, `${path}.`))
+    else out.push(path)
+  }
+  return out
+}
+
+interface World {
+  certs: ReturnType<typeof makeCerts>
+  address: (name: 'ejected' | 'ramping' | 'checkDown' | 'draining' | 'steady' | 'spare') => string
+}
+
+interface Row {
+  rule: Rule
+  /** The kept group "api" after the change (from the base group). */
+  change: (u: UpstreamConfig, w: World) => UpstreamConfig
+}
+
+const upstreamRow = (rule: Rule, patch: Partial<UpstreamConfig> | ((w: World) => Partial<UpstreamConfig>)): Row => ({
+  rule,
+  change: (u, w) => ({ ...u, ...(typeof patch === 'function' ? patch(w) : patch) }),
+})
+const nested = <K extends 'passive' | 'active' | 'retry' | 'timeouts' | 'queue'>(key: K, rule: Rule, patch: Record<string, unknown>): Row => ({
+  rule,
+  change: (u) => ({ ...u, [key]: { ...(u[key] as object | undefined), ...patch } }),
+})
+const serverRow = (rule: Rule, patch: (w: World) => Record<string, unknown>, who: 'ejected' | 'ramping' | 'steady' = 'ejected'): Row => ({
+  rule,
+  change: (u, w) => ({ ...u, servers: u.servers.map((s) => (s.address === w.address(who) ? { ...s, ...patch(w) } : s)) }),
+})
+
+const ROWS: Record<string, Row> = {
+  balance: upstreamRow('kept', { balance: 'least_conn' }),
+  hashKey: upstreamRow('kept', { balance: 'hash', hashKey: 'path' }),
+  hashBalanceFactor: upstreamRow('kept', { balance: 'hash', hashBalanceFactor: 150 }),
+  ewmaDecay: upstreamRow('retuned', { balance: 'ewma', ewmaDecay: '3s' }),
+  slowStart: upstreamRow('ramp-continues', { slowStart: '30m' }),
+  'queue.size': upstreamRow('restart-only', { queue: { size: 4 } }),
+  'queue.timeout': upstreamRow('restart-only', { queue: { size: 8, timeout: '5s' } }),
+  host: upstreamRow('kept', { host: 'api.internal' }),
+  'passive.maxFails': nested('passive', 'passive-afresh', { maxFails: 2 }),
+  'passive.failTimeout': nested('passive', 'passive-afresh', { failTimeout: '2h' }),
+  'passive.failOn': nested('passive', 'passive-afresh', { failOn: ['error', 'http_503'] }),
+  'passive.maxEjectPercent': nested('passive', 'passive-afresh', { maxEjectPercent: 60 }),
+  'passive.mode': nested('passive', 'passive-afresh', { mode: 'consecutive' }),
+  'passive.ejectTime': nested('passive', 'passive-afresh', { ejectTime: '30m' }),
+  'passive.maxEjectTime': nested('passive', 'passive-afresh', { maxEjectTime: '2h' }),
+  'passive.failPercent': nested('passive', 'passive-afresh', { failPercent: 40 }),
+  'passive.minRequests': nested('passive', 'passive-afresh', { minRequests: 20 }),
+  'passive.failOpen': nested('passive', 'passive-afresh', { failOpen: false }),
+  'passive.stall.enabled': nested('passive', 'passive-afresh', { stall: { enabled: false } }),
+  'passive.stall.factor': nested('passive', 'passive-afresh', { stall: { factor: 20 } }),
+  'passive.stall.floor': nested('passive', 'passive-afresh', { stall: { floor: '1s' } }),
+  'passive.stall.redispatch': nested('passive', 'passive-afresh', { stall: { redispatch: true } }),
+  'passive.recoveryProbe.enabled': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, interval: '1s' } }),
+  'passive.recoveryProbe.interval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, interval: '2s' } }),
+  'passive.recoveryProbe.maxInterval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, maxInterval: '5s' } }),
+  failOpen: upstreamRow('kept', { failOpen: false }),
+  'active.type': nested('active', 'check-kept', { type: 'tcp', http: undefined }),
+  'active.interval': nested('active', 'check-kept', { interval: '150ms' }),
+  'active.timeout': nested('active', 'check-kept', { timeout: '90ms' }),
+  'active.rise': nested('active', 'check-kept', { rise: 3 }),
+  'active.fall': nested('active', 'check-kept', { fall: 2 }),
+  'active.defaultDown': nested('active', 'check-kept', { defaultDown: true }),
+  'active.port': { rule: 'check-kept', change: (u, w) => ({ ...u, active: { ...u.active, port: Number(w.address('spare').split(':')[1]) } }) },
+  'active.fastInterval': nested('active', 'check-kept', { fastInterval: '120ms' }),
+  'active.downInterval': nested('active', 'check-kept', { downInterval: '120ms' }),
+  'active.jitter': nested('active', 'check-kept', { jitter: 0.2 }),
+  'active.maxInFlight': nested('active', 'check-kept', { maxInFlight: 8 }),
+  'active.unejectOnPass': nested('active', 'check-kept', { unejectOnPass: true }),
+  'active.http.method': nested('active', 'check-kept', { http: { path: '/healthz', method: 'HEAD' } }),
+  'active.http.path': nested('active', 'check-kept', { http: { path: '/healthz?v=2' } }),
+  'active.http.host': nested('active', 'check-kept', { http: { path: '/healthz', host: 'check.internal' } }),
+  'active.http.headers': nested('active', 'check-kept', { http: { path: '/healthz', headers: { 'x-check': '1' } } }),
+  'active.http.expectStatus': nested('active', 'check-kept', { http: { path: '/healthz', expectStatus: ['2xx'] } }),
+  'active.http.expectBody': nested('active', 'check-kept', { http: { path: '/healthz', expectBody: 'ok' } }),
+  'active.tls.serverName': nested('active', 'check-kept', { tls: { serverName: 'check.internal' } }),
+  'active.tls.skipVerify': nested('active', 'check-kept', { tls: { skipVerify: true } }),
+  'active.tcp.send': nested('active', 'check-kept', { type: 'tcp', http: undefined, tcp: { send: 'PING\r\n' } }),
+  'active.tcp.expect': nested('active', 'check-kept', { type: 'tcp', http: undefined, tcp: { send: 'GET / HTTP/1.0\r\n\r\n', expect: 'HTTP' } }),
+  'retry.on': nested('retry', 'kept', { on: ['error', 'timeout', 'http_503'] }),
+  'retry.tries': nested('retry', 'kept', { tries: 4 }),
+  'retry.timeout': nested('retry', 'kept', { timeout: '20s' }),
+  'retry.nonIdempotent': nested('retry', 'kept', { nonIdempotent: true }),
+  'retry.perTryTimeout': nested('retry', 'kept', { perTryTimeout: '5s' }),
+  'retry.hedge': nested('retry', 'kept', { perTryTimeout: '5s', hedge: true }),
+  'retry.budget.percent': nested('retry', 'kept', { budget: { percent: 30 } }),
+  'retry.budget.minPerSecond': nested('retry', 'kept', { budget: { minPerSecond: 5 } }),
+  'timeouts.connect': nested('timeouts', 'new-pools', { connect: '3s' }),
+  'timeouts.response': nested('timeouts', 'new-pools', { response: '40s' }),
+  'timeouts.idle': nested('timeouts', 'new-pools', { idle: '50s' }),
+  'tls.servername': upstreamRow('new-pools', { tls: { servername: 'provider.test' } }),
+  'tls.ca': upstreamRow('new-pools', (w) => ({ tls: { ca: w.certs.caFile } })),
+  'tls.cert': upstreamRow('new-pools', (w) => ({ tls: { cert: w.certs.clientCertFile, key: w.certs.clientKeyFile } })),
+  'tls.key': upstreamRow('new-pools', (w) => ({ tls: { key: w.certs.clientKeyFile, cert: w.certs.clientCertFile, verify: false } })),
+  'tls.verify': upstreamRow('new-pools', { tls: { verify: false } }),
+  maxResponseSize: upstreamRow('new-pools', { maxResponseSize: 1_000_000 }),
+  'servers.address': { rule: 'new-server', change: (u, w) => ({ ...u, servers: u.servers.map((s) => (s.address === w.address('steady') ? { address: w.address('spare') } : s)) }) },
+  'servers.weight': serverRow('server-in-place', () => ({ weight: 3 })),
+  'servers.backup': serverRow('server-in-place', () => ({ backup: true })),
+  'servers.down': serverRow('server-in-place', () => ({ down: true })),
+  'servers.maxConns': serverRow('server-in-place', () => ({ maxConns: 7 })),
+  'servers.resolve': serverRow('server-in-place', () => ({ resolve: true }), 'steady'),
+}
+
+t.test('every setting of the schema has a row (a new setting must say which rule it follows)', async (t) => {
+  // A registry source's settings (servers.zookeeper.*, servers.etcd.*) follow one rule, tested against real
+  // registries in test/etcd.test.ts: a changed entry is a new entry (its own subscription and list), and the
+  // addresses it yields that the group already had keep their state, as any kept address does.
+  const registry = (k: string): boolean => k.startsWith('zookeeper.') || k.startsWith('etcd.')
+  const settings = [...leaves(UpstreamSchema).filter((k) => !k.startsWith('servers')), ...leaves(ServerSchema).filter((k) => !registry(k)).map((k) => `servers.${k}`)]
+  t.same(settings.filter((k) => ROWS[k] === undefined), [], 'settings without a row')
+  t.same(Object.keys(ROWS).filter((k) => !settings.includes(k)), [], 'rows for settings the schema no longer has')
+})
+
+/** Answers at once (or resets every request but checks: `reset`); /hold/... waits until released; /healthz answers `health`. */
+function provider(t: Tap, health: number, reset = false): Promise<{ address: string; held: ServerResponse[] }> {
+  const held: ServerResponse[] = []
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith('/healthz') === true) res.writeHead(health).end('ok')
+    else if (reset) req.socket.destroy()
+    else if (req.url?.startsWith('/hold') === true) held.push(res)
+    else res.end('ok')
+  })
+  t.teardown(() => {
+    server.closeAllConnections()
+    return new Promise((resolve) => server.close(resolve))
+  })
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ address: `127.0.0.1:${(server.address() as AddressInfo).port}`, held })))
+}
+type Tap = { teardown(fn: () => unknown): void }
+
+t.test('each setting changed on a kept group with live state follows its rule', async (t) => {
+  const dir = tempDir(t)
+  const certs = makeCerts(dir)
+  // The ejected server passes its checks and resets every real request: passive evidence alone takes it out.
+  const [resetting, ramping, checkDown, draining, steady, spare] = await Promise.all([provider(t, 200, true), provider(t, 200), provider(t, 503), provider(t, 200), provider(t, 200), provider(t, 200)])
+  const ejected = resetting.address
+  const addresses = { ejected, ramping: ramping.address, checkDown: checkDown.address, draining: draining.address, steady: steady.address, spare: spare.address }
+  const world: World = { certs, address: (name) => addresses[name] }
+  const base: UpstreamConfig = {
+    slowStart: '1h',
+    // No recovery probes: the ejected server passes TCP connects and checks, which would end its ejection at once.
+    passive: { maxFails: 1, failTimeout: '1h', maxEjectPercent: 50, recoveryProbe: false },
+    // unejectOnPass off: the ejected server passes its checks, which would otherwise lift its ejection.
+    active: { type: 'http', interval: '100ms', rise: 2, fall: 1, unejectOnPass: false, http: { path: '/healthz' } },
+    retry: { tries: 2 },
+    servers: [ejected, ramping.address, checkDown.address, draining.address, steady.address].map((address) => ({ address })),
+  }
+  const config = (u: UpstreamConfig): Config => proxyConfig([], { upstreams: { api: u } })
+  const { logger, lines } = capture()
+  const proxy = await startProxyFromFile(t, join(dir, 'vigil.json'), config(base), logger)
+  const agent = client(t)
+  const group = (): Upstream => proxy.vigil.upstreams.get('api') as Upstream
+  const peer = (name: keyof typeof addresses): Peer => group().find(addresses[name]) as Peer
+
+  /** Bring every server back to its live state after a row: ejected, ramping, down by check, draining. */
+  async function establish(): Promise<void> {
+    await get(`${proxy.admin}/upstreams/api/servers/${draining.address}/drain`, { method: 'POST' })
+    await until(() => peer('checkDown').checkUp === false && [peer('ejected'), peer('ramping'), peer('steady'), peer('draining')].every((p) => p.checkUp), 'the check states')
+    await until(async () => {
+      if (peer('ejected').passive?.state === 'ejected') return true
+      await get(proxy.url, { dispatcher: agent })
+      return false
+    }, 'the ejection')
+    if (peer('ramping').effectiveWeight === peer('ramping').weight) {
+      await get(`${proxy.admin}/upstreams/api/servers/${ramping.address}/disable`, { method: 'POST' })
+      await get(`${proxy.admin}/upstreams/api/servers/${ramping.address}/enable`, { method: 'POST' })
+    }
+  }
+
+  for (const [setting, row] of Object.entries(ROWS)) {
+    await establish()
+    // A request in flight on one of the serving servers, held until the row is judged.
+    const holders = [ramping, steady]
+    const heldBefore = holders.reduce((n, h) => n + h.held.length, 0)
+    const inFlight = get(`${proxy.url}/hold/${setting}`, { dispatcher: agent })
+    await until(() => holders.reduce((n, h) => n + h.held.length, 0) > heldBefore, 'the held request')
+    const before = { group: group(), peers: new Map(group().peers.map((p) => [p.address, { peer: p, pool: p.pool, passive: p.passive, rtt: p.rtt }])), retry: group().retry, balancer: group().balancer, queue: group().queue }
+    const warned = lines.filter((l) => l['msg'] === 'these settings change at the next restart').length
+    writeConfig(proxy.file, config(row.change(base, world)))
+    const result = await proxy.vigil.reload('api')
+    t.equal(result.ok, true, `${setting}: the reload applies (${result.error ?? ''})`)
+    const after = group()
+    const kept = (name: keyof typeof addresses): boolean => after.find(addresses[name]) === before.peers.get(addresses[name])?.peer
+    const rule = row.rule
+    const failures: string[] = []
+    const expect = (ok: boolean, what: string): void => void (ok || failures.push(what))
+    expect(after === before.group, 'the group is the same live group')
+    for (const name of ['ramping', 'checkDown', 'draining'] as const) expect(kept(name), `${name} keeps its state holder`)
+    if (rule !== 'new-server') expect(kept('steady'), 'steady keeps its state holder')
+    // Ejected: kept unless passive accounting starts afresh.
+    if (rule === 'passive-afresh') expect(peer('ejected').passive?.state === 'ok' && peer('ejected').passiveOk, 'the ejected server is back in rotation')
+    else expect(peer('ejected').passive?.state === 'ejected' && !peer('ejected').passiveOk, 'the ejected server stays ejected')
+    expect(peer('ramping').effectiveWeight < peer('ramping').weight, 'the ramp goes on')
+    if (rule === 'ramp-continues') expect(after.slowStart.window === 30 * 60_000 && after.slowStart.active > 0, 'the new window carries the ramp')
+    expect(peer('checkDown').checkUp === false, 'the server down by check stays down')
+    expect(peer('draining').operator === 'draining', 'the draining server stays draining')
+    const pools = rule === 'new-pools'
+    for (const name of ['ramping', 'checkDown', 'draining'] as const) expect((peer(name).pool !== before.peers.get(addresses[name])?.pool) === pools, pools ? `${name} has a new pool` : `${name} keeps its pool`)
+    if (pools && setting.startsWith('tls.')) expect(after.peers.every((p) => p.origin.startsWith('https://')), 'the whole group connects with TLS')
+    if (rule === 'retuned') expect(after.peers.every((p) => p.rtt.decay === 3_000 && p.rtt === before.peers.get(p.address)?.rtt), 'every estimate is retuned in place')
+    if (rule === 'restart-only') {
+      expect(lines.filter((l) => l['msg'] === 'these settings change at the next restart').length === warned + 1, 'the restart warning names it')
+      expect(after.queue === before.queue, 'applied to nothing')
+    }
+    if (rule === 'kept' && setting.startsWith('retry.')) expect(after.retry !== before.retry, 'a new retry policy')
+    if (rule === 'server-in-place' && setting !== 'servers.resolve') {
+      const p = peer('ejected')
+      const field = setting.slice('servers.'.length)
+      const value = { weight: p.weight === 3, backup: p.backup, down: p.configDown, maxConns: p.maxConns === 7 }[field]
+      expect(value === true, `the server's ${field} changed in place`)
+    }
+    if (rule === 'new-server') expect(after.find(addresses.steady) === undefined && after.find(addresses.spare) !== undefined, 'the old address left, the new one came')
+    t.same(failures, [], `${setting} (${rule})`)
+
+    // The request in flight across the swap finishes with its answer.
+    for (const h of holders) for (const r of h.held.splice(0)) r.end('released')
+    const answer = await inFlight
+    t.equal(answer.status, 200, `${setting}: the request in flight finishes (${String(answer.headers['x-vigil-error'] ?? '')} ${answer.body})`)
+    writeConfig(proxy.file, config(base))
+    t.equal((await proxy.vigil.reload('api')).ok, true, `${setting}: back to the base file`)
+  }
+})
