@@ -194,7 +194,7 @@ t.test('config: policies, hash keys and policy options are validated with their 
   t.ok(parseConfig(doc({ balance: 'hash', hashKey: 'cookie:session_id', hashBalanceFactor: 125 })))
   t.ok(parseConfig(doc({ balance: 'ewma', ewmaDecay: '5s', queue: { size: 100, timeout: '2s' } })))
   t.throws(() => parseConfig(doc({ queue: { timeout: '2s' } })), /upstreams\.api\.queue\.size: found nothing, expected an integer >= 1 \(required\)/)
-  t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'header:' })), /upstreams\.api\.hashKey: found string "header:", expected a string \("ip", "path", "header:NAME" or "cookie:NAME"\)/)
+  t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'header:' })), /upstreams\.api\.hashKey: found string "header:", expected "ip", "path", "header:NAME" or "cookie:NAME"/)
   t.throws(() => parseConfig(doc({ balance: 'hash', hashKey: 'query:x' })), /upstreams\.api\.hashKey/)
   t.throws(() => parseConfig(doc({ balance: 'leastconn' })), /upstreams\.api\.balance: found string "leastconn", expected "round_robin" or "least_conn"/)
   t.throws(() => parseConfig(doc({ hashKey: 'ip' })), /upstreams\.api\.hashKey: found hashKey with balance "round_robin", expected balance "hash" \(hashKey applies only to it\)/)

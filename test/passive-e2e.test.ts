@@ -4,7 +4,7 @@ import t from 'tap'
 import type { Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { HealthEvent } from '../src/health/passive-events.js'
 import type { Upstream } from '../src/upstream/upstream.js'
-import { client, control, get, spawnProvider, startProxy, type ProxyHandle, type Provider } from './helpers/index.js'
+import { client, control, get, spawnProvider, startProxy, steadyGets, type ProxyHandle, type Provider } from './helpers/index.js'
 
 type Tap = Parameters<typeof spawnProvider>[0]
 
@@ -54,14 +54,8 @@ t.test('SIGKILL of one of three under a steady stream of GETs: no client errors,
   // nginx's exact behaviour (no recovery probe): the address gets nothing until its trial, 60 s later.
   const { proxy, events } = await proxyFor(t, ps, { passive: { maxFails: 1, failTimeout: '60s', recoveryProbe: false } })
   const dead = ps[0] as Provider
-  const agent = client(t)
-  const statuses: number[] = []
-  let stop = false
-  const stream = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (!stop) statuses.push((await get(`${proxy.url}/work`, { dispatcher: agent })).status)
-    }),
-  )
+  const stream = steadyGets(`${proxy.url}/work`, client(t), 4)
+  const statuses = stream.statuses
   await until(() => statuses.length >= 60, 'traffic before the kill')
   dead.signal('SIGKILL')
   await dead.exited
@@ -72,8 +66,7 @@ t.test('SIGKILL of one of three under a steady stream of GETs: no client errors,
   const revived = await spawnProvider(t, 'p0-again', ['--port', String(dead.port)])
   const atRevival = statuses.length
   await until(() => statuses.length >= atRevival + 90, 'traffic after the revival')
-  stop = true
-  await stream
+  await stream.stop()
   t.same([...new Set(statuses)], [200], `all ${statuses.length} client requests succeeded`)
   t.match(events[0], { kind: 'ejected', peer: dead.address, reason: 'max_fails', failure: /connect_refused|upstream_reset/ })
   t.equal((await control(revived)).served, 0, 'no request reached the ejected address')
@@ -163,7 +156,8 @@ t.test('all providers failing: fail open by default, 503 from vigil when failOpe
 
 t.test('stall: a frozen provider is suspected and gets no new requests long before they would time out', async (t) => {
   const ps = await providers(t, 3)
-  const { proxy, stalls: events, upstream } = await proxyFor(t, ps, { timeouts: { response: '20s' } })
+  // The suspicion alone (re-dispatch, which also sends it a stall trial now and then: test/stall-redispatch.test.ts).
+  const { proxy, stalls: events, upstream } = await proxyFor(t, ps, { timeouts: { response: '20s' }, passive: { stall: { redispatch: false } } })
   const frozen = ps[0] as Provider
   await burst(proxy.url, 60, 4, t)
   const before = (await control(frozen)).served

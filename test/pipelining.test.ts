@@ -1,8 +1,9 @@
 // Pipelining clients over real sockets: slow readers that pipeline and leave must not leak upstream attempts,
 // wedge the pool or count against healthy providers; requests pipelined behind one that closes are ignored.
 import t from 'tap'
+import type { ServerResponse } from 'node:http'
 import { connect } from 'node:net'
-import { client, get, spawnProvider, startProxy } from './helpers/index.js'
+import { client, echo, get, httpServer, spawnProvider, startProxy } from './helpers/index.js'
 import { exchange } from './helpers/raw.js'
 import { waitFor } from './helpers/wait.js'
 
@@ -88,4 +89,33 @@ t.test('pipelined slow readers that leave end their upstream attempts', async (t
     t.equal(r.text.match(/^HTTP\/1\.1 200 /gm)?.length, 5, 'five responses')
     t.ok(r.closed, 'closed after the last one')
   })
+})
+
+t.test('bytes after a request that closes the connection are ignored; its own answer reaches the client', async (t) => {
+  const seen: string[] = []
+  const up = await httpServer(t, (req, res) => {
+    seen.push(`${req.method} ${req.url}`)
+    echo(req, res as ServerResponse)
+  })
+  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: up.address }] } } })
+  const cases: [string, string, string][] = [
+    ['Connection: close, then a second request', 'GET /echo?a=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /echo?a=2 HTTP/1.1\r\nHost: x\r\n\r\n', 'GET /echo?a=1'],
+    ['two HTTP/1.0 requests', 'GET /echo?b=1 HTTP/1.0\r\n\r\nGET /echo?b=2 HTTP/1.0\r\n\r\n', 'GET /echo?b=1'],
+    [
+      'a POST with Connection: close, its body, then a second request',
+      'POST /echo?c=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhelloGET /echo?c=2 HTTP/1.1\r\nHost: x\r\n\r\n',
+      'POST /echo?c=1',
+    ],
+  ]
+  for (const [name, bytes, first] of cases) {
+    await t.test(name, async (t) => {
+      seen.length = 0
+      const r = await exchange(proxy.port, { send: bytes })
+      t.equal(r.status, 200, "the first request's real response")
+      t.match(r.text, first.split(' ')[1] as string, 'it is the echo of the first request')
+      t.equal(r.text.match(/^HTTP\/1\.[01] /gm)?.length, 1, 'one response only')
+      t.ok(r.closed, 'then the connection is closed')
+      t.same(seen, [first], 'the provider saw the first request only')
+    })
+  }
 })

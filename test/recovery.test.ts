@@ -9,7 +9,7 @@ import type { HealthEvent } from '../src/health/passive-events.js'
 import { classifyError, httpFailure } from '../src/health/outcome.js'
 import { probeDelay, RECOVERY_DEFAULTS, RecoveryProbe, recoveryKind, type RecoveryHost } from '../src/health/recovery.js'
 import { resolveCheck } from '../src/health/check-spec.js'
-import { client, closedPort, control, get, spawnProvider, startProxy, type Provider } from './helpers/index.js'
+import { client, closedPort, control, spawnProvider, startProxy, steadyGets, type Provider } from './helpers/index.js'
 
 /** Let real I/O (a refused connect) happen while timers are fake: yield to the event loop until `cond`. */
 async function ioUntil(cond: () => boolean): Promise<void> {
@@ -78,14 +78,8 @@ t.test('kill -9, restart on the same port: the probe lets it back, no client req
   // Attempts vigil sends to the dead address, counted from the monitor: what a client request would cost.
   let attempts = 0
   upstream.monitor.subscribe({ finished: (peer) => peer.address === dead.address && attempts++ })
-  const agent = client(t)
-  const statuses: number[] = []
-  let stop = false
-  const stream = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (!stop) statuses.push((await get(`${proxy.url}/work`, { dispatcher: agent })).status)
-    }),
-  )
+  const stream = steadyGets(`${proxy.url}/work`, client(t), 4)
+  const statuses = stream.statuses
   const until = async (cond: () => boolean | Promise<boolean>, what: string): Promise<void> => {
     const end = Date.now() + 20_000
     while (!(await cond())) {
@@ -105,8 +99,7 @@ t.test('kill -9, restart on the same port: the probe lets it back, no client req
   const revived = await spawnProvider(t, 'p0-again', ['--port', String(dead.port)])
   await until(async () => (await control(revived)).served > 0, 'the restarted provider serving')
   await until(() => events.some((e) => e.kind === 'restored'), 'the restore')
-  stop = true
-  await stream
+  await stream.stop()
   t.same([...new Set(statuses)], [200], `all ${statuses.length} client requests succeeded`)
   t.same(
     events.map((e) => e.kind),

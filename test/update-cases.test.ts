@@ -1,17 +1,16 @@
 // The ten update-path bugs of issue 12 and the reload-status signals of issue 17 (item 3), end to end: real
 // providers, the real proxy (library and CLI), real files, real sockets. Each test failed on the main of its day.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { connect, createServer as createNetServer, type Server as NetServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { createServer, type ServerResponse } from 'node:http'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import pino from 'pino'
-import { cliScript, client, control, get, silent, spawnProvider } from './helpers/index.js'
+import { client, control, get, silent, spawnProvider } from './helpers/index.js'
 import { dnsServer } from './helpers/dns.js'
 import { liveSet, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
+import { startCli } from './helpers/cli.js'
 import { Vigil, type Config } from '../src/index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
@@ -115,24 +114,9 @@ t.test('case 3: a reload whose upstream tls.ca is a directory is rejected and th
   mkdirSync(caDir)
   const file = join(dir, 'vigil.json')
   writeConfig(file, proxyConfig([a.address]))
-  const child = spawn(process.execPath, [cliScript, 'start', '--config', file], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-  let exitCode: number | null | undefined
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code) => {
-      exitCode = code
-      resolve()
-    }),
-  )
-  t.teardown(async () => {
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL')
-    } catch {
-      // already gone
-    }
-    await exited
-  })
-  const lines: Record<string, unknown>[] = []
-  createInterface({ input: child.stdout }).on('line', (l) => lines.push(JSON.parse(l) as Record<string, unknown>))
+  const { child, lines, exited: exit } = startCli(t, ['start', '--config', file])
+  let code: number | null | undefined
+  const exited = exit.then((c) => void (code = c))
   await until(() => lines.some((l) => l['msg'] === 'vigil started'), 'the CLI to start')
   const started = lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
   const admin = `http://${started.admin}`
@@ -142,7 +126,7 @@ t.test('case 3: a reload whose upstream tls.ca is a directory is rejected and th
   writeConfig(file, proxyConfig([], { upstreams: { api: { tls: { ca: caDir }, servers: [{ address: a.address }] } } }))
   process.kill(child.pid as number, 'SIGHUP')
   await Promise.race([exited, until(() => rejected() === 1, 'the SIGHUP rejection')])
-  t.equal(exitCode, undefined, 'the process is still running')
+  t.equal(code, undefined, 'the process is still running')
   const status = JSON.parse((await get(`${admin}/reload`)).body) as { generation: number; last: { ok: boolean; error: string } }
   t.match(status, { generation: 1, last: { ok: false } })
   t.match(status.last.error, /tls\.ca/, 'the error names the setting')
@@ -151,7 +135,7 @@ t.test('case 3: a reload whose upstream tls.ca is a directory is rejected and th
   // A new group with the same setting, through POST /reload.
   writeConfig(file, proxyConfig([a.address], { upstreams: { api: { servers: [{ address: a.address }] }, other: { tls: { ca: caDir }, servers: [{ address: a.address }] } } }))
   const r = await Promise.race([exited.then(() => undefined), postReload(admin)])
-  t.equal(exitCode, undefined, 'still running')
+  t.equal(code, undefined, 'still running')
   t.match(r, { status: 422, body: { ok: false, generation: 1 } })
   writeConfig(file, proxyConfig([a.address], { upstreams: { api: { servers: [{ address: a.address, weight: 2 }] } } }))
   t.match(await postReload(admin), { status: 200, body: { ok: true, generation: 2 } }, 'the next good file applies on top of the running config')

@@ -1,7 +1,7 @@
 // Power of two choices (nginx `random two least_conn`, Envoy least-request): draw two distinct peers by weight, send
 // to the less loaded one. Nearly as good as least-conn at spreading load, without herding on one "best" peer.
 // With a prepared list the two draws come from its alias table in O(1); a draw that lands on a peer this request
-// may not use (tried, at maxConns) falls back to the exact draw among the available ones, three passes over the list.
+// may not use (tried, at maxConns) falls back to the exact draw among the available ones, three passes over the list; the first candidate drawn stays.
 import { available, availableWeight, Tables, WeightTable, weightedDraw, type Balancer } from './balancer.js'
 import type { Peer } from '../upstream/peer.js'
 
@@ -26,16 +26,17 @@ export class PowerOfTwo implements Balancer {
           if (!available(b, tried)) break
           return this.prefer(b, a) ? b : a
         }
+        // The first candidate stands: drawing it again here would shift share away from heavy peers.
+        return this.second(peers, tried, a, availableWeight(peers, tried))
       }
     }
-    return this.exact(peers, tried)
-  }
-
-  /** Both candidates drawn among the available peers only, by weight. */
-  private exact(peers: readonly Peer[], tried: readonly Peer[]): Peer | undefined {
     const total = availableWeight(peers, tried)
     if (total === 0) return undefined
-    const a = weightedDraw(peers, tried, undefined, total) as Peer
+    return this.second(peers, tried, weightedDraw(peers, tried, undefined, total) as Peer, total)
+  }
+
+  /** The second candidate drawn exactly among the available peers other than `a`, by weight. */
+  private second(peers: readonly Peer[], tried: readonly Peer[], a: Peer, total: number): Peer {
     const b = weightedDraw(peers, tried, a, total - a.effectiveWeight)
     return b !== undefined && this.prefer(b, a) ? b : a
   }

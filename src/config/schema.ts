@@ -386,6 +386,10 @@ export const ClientLimits = Type.Object(
     keepAliveTimeout: Type.Optional(Duration),
     maxHeaderSize: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1048576, description: 'bytes of request line plus headers' })),
     maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
+    allowTrace: Type.Optional(Type.Boolean({ default: false, description: 'forward TRACE requests (default: 405, as nginx)' })),
+    allowUserinfo: Type.Optional(
+      Type.Boolean({ default: false, description: 'accept absolute-form targets with userinfo (http://user:pw@host/); default: 400' }),
+    ),
   },
   closed,
 )

@@ -14,6 +14,10 @@ import type { PassiveHealth } from './passive.js'
 
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
 
+/** The first quiet time before a stall trial, ms, and the most it doubles to. */
+const STALL_TRIAL_WAIT = 250
+const STALL_TRIAL_MAX = 1_000
+
 /** Ejections that grow are stretched by up to this share, so consumers do not come back in lockstep. */
 export const EJECT_JITTER = 0.1
 
@@ -60,6 +64,9 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   suspect = false
   /** Suspect, but nothing waits on it any more (all raced elsewhere): one request may go to see if it answers. */
   private stallTrial = false
+  /** While suspect with nothing waiting: since when, and how many stall trials went (they back off). */
+  private quietSince = 0
+  private stallTrials = 0
   ejectedUntil = 0
   restoredAt = 0
   lastResponse = 0
@@ -72,8 +79,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   private lastFailure: Failure | undefined = undefined
   private ejectReason = ''
   private ejectFailure: Failure | undefined = undefined
-  /** Set when the cap kept this peer in; cleared by its next success, so the log says it once. */
-  private cappedNow = false
+  /**
+   * When the cap last kept this peer in. One episode lasts while the cap keeps holding it, less than failTimeout
+   * apart (successes in between do not end it: a flapping peer would log every failure), so the log says it once.
+   */
+  private cappedAt = 0
   private timer: NodeJS.Timeout | undefined = undefined
   /** Duration computed for the ejection the rate breaker is about to report. */
   private pending = 0
@@ -107,7 +117,6 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       if (role === Role.LastResort && !failed) this.restore(now, 'answered while failing open')
       return
     }
-    if (!failed) this.cappedNow = false
     if (this.detector?.record(failed, now) === true) this.eject(EJECT_REASONS[this.group.settings.mode], now)
   }
 
@@ -145,8 +154,9 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     if (this.state === 'ok' && !g.mayTakeOut(this)) {
       this.capped++
       if (this.detector instanceof RateDetector) this.detector.reset()
-      if (!this.cappedNow) {
-        this.cappedNow = true
+      const episode = this.cappedAt !== 0 && now - this.cappedAt <= g.settings.failTimeout
+      this.cappedAt = now
+      if (!episode) {
         g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now), failure })
       }
       return
@@ -159,7 +169,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     this.ejectedUntil = now + duration
     this.ejectReason = reason
     this.ejectFailure = this.lastFailure
-    this.cappedNow = false
+    this.cappedAt = 0
     // The rate breaker times its own half-open; the counting modes reopen the gate with a timer.
     if (!(this.detector instanceof RateDetector)) {
       this.timer = setTimeout(reopen, duration, this)
@@ -267,8 +277,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       this.stalls++
       this.group.emit(this, 'suspect', 'no response for far longer than the group takes', { evidence })
     } else {
-      this.suspect = false
-      this.stallTrial = false
+      this.endSuspicion()
       this.group.emit(this, 'cleared', this.waits.head === undefined ? 'no request waiting any more' : 'responded again', { evidence })
     }
     this.applyGate()
@@ -276,20 +285,31 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
 
   /**
    * Suspect, and every request that waited on it was raced elsewhere and cancelled (stall re-dispatch): that is
-   * no evidence it answers again, so it stays suspect, and one request at a time is let through to find out.
+   * no evidence it answers again, so it stays suspect, and one request at a time is let through to find out,
+   * after a quiet time that doubles from 250 ms to 1 s (a frozen server costs a few slow requests, not many).
    */
-  openStallTrial(): void {
+  maybeStallTrial(now: number): void {
     if (!this.suspect || this.stallTrial) return
+    if (this.quietSince === 0) this.quietSince = now
+    if (now - this.quietSince < Math.min(STALL_TRIAL_WAIT * 2 ** this.stallTrials, STALL_TRIAL_MAX)) return
+    this.quietSince = 0
+    this.stallTrials++
     this.stallTrial = true
     this.applyGate()
+  }
+
+  private endSuspicion(): void {
+    this.suspect = false
+    this.stallTrial = false
+    this.quietSince = 0
+    this.stallTrials = 0
   }
 
   /** A response (or a passing check) from a suspect peer clears the suspicion at once: it answers again. */
   answered(now: number): void {
     this.waits.lastResponse = now
     if (!this.suspect) return
-    this.suspect = false
-    this.stallTrial = false
+    this.endSuspicion()
     this.group.emit(this, 'cleared', 'responded again')
     this.applyGate()
   }

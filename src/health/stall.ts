@@ -121,7 +121,7 @@ export class StallWatch {
       if (h.suspect && redispatch) {
         // Its waiting requests were raced elsewhere: only an answer clears it (answered()); meanwhile those that
         // outwait the threshold are raced too, and with none left one request may go to find out.
-        if (head === undefined) h.openStallTrial()
+        if (head === undefined) h.maybeStallTrial(now)
         else h.waits.notifyStalled(now, threshold)
         continue
       }

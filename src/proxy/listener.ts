@@ -9,10 +9,11 @@ import type { Upstream } from '../upstream/upstream.js'
 import { Router } from './router.js'
 import { forward, parseTarget, VigilRequest, VigilResponse, type ForwardHooks } from './forward.js'
 import { sendError, sendRawError } from './respond.js'
-import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions } from './limits.js'
+import { applyServerLimits, onClientError, onConnectMethod, rejectRequest, resolveLimits, serverOptions, type Limits } from './limits.js'
 import { TrustedProxies } from './trust.js'
 import { readRequestHead } from './headers.js'
 import { UpgradeProxy } from './upgrade.js'
+import { serveWithoutUpgrade, triageUpgrade } from './upgrade-triage.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
 
@@ -20,7 +21,7 @@ export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
   private router: Router
   private readonly hooks: ForwardHooks
-  private readonly maxHeaders: number
+  private readonly limits: Limits
   readonly upgrades: UpgradeProxy
   /** Set once shutdown starts: every response from then on closes its connection. */
   private closing = false
@@ -33,7 +34,7 @@ export class ProxyListener {
     this.router = new Router(config, upstreams)
     this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies) }
     const limits = resolveLimits(config.limits)
-    this.maxHeaders = limits.maxHeaders
+    this.limits = limits
     const options = { ...serverOptions(limits), IncomingMessage: VigilRequest, ServerResponse: VigilResponse }
     const onRequest = (req: VigilRequest, res: VigilResponse): void => this.onRequest(req, res)
     this.server =
@@ -61,7 +62,7 @@ export class ProxyListener {
     if (this.hooks.access.enabled) this.hooks.access.begin(res)
     // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
     const head = (req.head = readRequestHead(req.rawHeaders))
-    const rejected = rejectRequest(req, this.maxHeaders, head)
+    const rejected = rejectRequest(req, this.limits, head)
     if (rejected !== undefined) {
       res.shouldKeepAlive = false
       sendError(res, rejected.status, rejected.code, rejected.detail)
@@ -87,10 +88,22 @@ export class ProxyListener {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const rejected = rejectRequest(req, this.maxHeaders)
-    if (rejected === undefined) return this.upgrades.handle(req, socket, head)
-    sendRawError(socket, rejected.status, rejected.code, rejected.detail)
-    this.hooks.access.rejected(socket, rejected.status, rejected.code)
+    const rejected = rejectRequest(req, this.limits)
+    if (rejected !== undefined) return this.refuseUpgrade(socket, rejected.status, rejected.code, rejected.detail)
+    switch (triageUpgrade(req)) {
+      case 'tunnel':
+        return this.upgrades.handle(req, socket, head)
+      case 'refuse':
+        return this.refuseUpgrade(socket, 400, 'bad_websocket_upgrade', 'a WebSocket upgrade is a GET without a body')
+      case 'plain':
+        // An https server adopts decrypted sockets through 'secureConnection', a plain one through 'connection'.
+        return serveWithoutUpgrade(req, socket, head, (s) => this.server.emit(this.hooks.tls === true ? 'secureConnection' : 'connection', s))
+    }
+  }
+
+  private refuseUpgrade(socket: Duplex, status: number, code: string, detail: string): void {
+    sendRawError(socket, status, code, detail)
+    this.hooks.access.rejected(socket, status, code)
   }
 
   /**

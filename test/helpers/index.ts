@@ -114,6 +114,24 @@ export async function get(url: string, options: { method?: string; headers?: Rec
   return { status: res.statusCode, headers: res.headers, body: await res.body.text() }
 }
 
+/** Closed-loop GETs of `url` from `concurrency` clients sharing `agent`, until stopped; every status in order. */
+export function steadyGets(url: string, agent: Agent, concurrency: number): { statuses: number[]; stop(): Promise<void> } {
+  const statuses: number[] = []
+  let stopped = false
+  const loops = Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (!stopped) statuses.push((await get(url, { dispatcher: agent })).status)
+    }),
+  )
+  return {
+    statuses,
+    stop: async () => {
+      stopped = true
+      await loops
+    },
+  }
+}
+
 /** A handler that echoes what it received as JSON. */
 export function echo(req: IncomingMessage, res: ServerResponse): void {
   const chunks: Buffer[] = []
