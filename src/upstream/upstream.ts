@@ -1,6 +1,6 @@
 // An Upstream is a named group of peers plus the snapshot of which of them may receive traffic now.
 import { EventEmitter } from 'node:events'
-import type { Server, Upstream as UpstreamConfig } from '../config/schema.js'
+import type { AddressServer, GroupConfig, Upstream as UpstreamConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import { createBalancer, type Balancer, type PickRequest } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
@@ -104,7 +104,7 @@ export class Upstream extends EventEmitter {
   /** Where the data path reports every attempt (health/monitor.ts); outlives passive and retry settings. */
   readonly monitor: Monitor = new Monitor(this)
 
-  constructor(name: string, config: UpstreamConfig) {
+  constructor(name: string, config: GroupConfig) {
     super()
     this.name = name
     this.hostHeader = config.host
@@ -152,7 +152,7 @@ export class Upstream extends EventEmitter {
   }
 
   /** A peer of this group, connecting with the group's current settings (not yet in `peers`). */
-  createPeer(server: Server): Peer {
+  createPeer(server: AddressServer): Peer {
     return new Peer(server, this.connections.pool, this.connections.latencyDecay)
   }
 
