@@ -26,8 +26,11 @@ t.test('demo config: after "break provider b" (status=503) every answer is 200, 
     answers.some((a) => a.body === 'hello from b\n'),
     'b answered nothing the client saw',
   )
-  const status = (await (await fetch(`${p.admin}/status?format=json`)).json()) as { servers: { server: { name: string; passive: string; ejectionFailure: string | null; failures: number }[] } }
+  const status = (await (await fetch(`${p.admin}/status?format=json`)).json()) as { servers: { server: { name: string; status: string; check: string; passive: string; ejectionFailure: string | null; failures: number }[] } }
   const row = status.servers.server.find((s) => s.name === b.address)
-  t.match(row, { passive: 'ejected', ejectionFailure: 'http_503' }, 'the status page shows b ejected for its 503s')
-  t.ok((row?.failures ?? 0) >= 2, 'its failures counted')
+  // Which detector takes b out first is a race: two 503s eject it, and its first 503 asks for a re-check that
+  // fails too (on a loaded machine the check can win before b's second request).
+  t.equal(row?.status, 'down', 'the status page shows b out of rotation')
+  t.ok((row?.passive === 'ejected' && row.ejectionFailure === 'http_503') || row?.check === 'down', `for its 503s (passive ${row?.passive}, check ${row?.check})`)
+  t.ok((row?.failures ?? 0) >= 1, 'its failures counted')
 })
