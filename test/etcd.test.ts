@@ -9,6 +9,8 @@ import type { EtcdSubscription } from '../src/discovery/etcd.js'
 import { get, httpServer, startProxy } from './helpers/index.js'
 import { waitFor } from './helpers/wait.js'
 import { addresses, relay, startEtcd } from './helpers/registries.js'
+import { proxyConfig, startProxyFromFile, tempDir, writeConfig } from './helpers/config-file.js'
+import { join } from 'node:path'
 
 const etcd = await startEtcd(t)
 const kv = new Etcd3({ hosts: etcd.endpoint })
@@ -138,4 +140,23 @@ t.test('registry restart: stale while down, the last good list keeps serving, re
   await waitFor(() => addresses(vigil).length === 2, 30_000)
   await waitFor(() => !sub.stale)
   t.pass('re-read after the restart')
+})
+
+t.test('a reload that changes an entry re-subscribes; addresses it still yields keep their state', async (t) => {
+  const p = prefix()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await kv.put(`${p}a`).value(a)
+  const file = join(tempDir(t), 'vigil.json')
+  const base = (extra: Partial<EtcdSource>): Config => proxyConfig([], { upstreams: { api: { servers: [{ etcd: source(p, extra) }] } } })
+  const proxy = await startProxyFromFile(t, file, base({}))
+  const peer = proxy.vigil.upstreams.get('api')?.peers[0]
+  const before = proxy.vigil.registries.sources[0]
+  writeConfig(file, base({ resyncInterval: '400ms' }))
+  t.equal((await proxy.vigil.reload('api')).ok, true)
+  t.equal(proxy.vigil.registries.sources.length, 1, 'the old subscription is gone')
+  t.not(proxy.vigil.registries.sources[0], before, 'a new one watches')
+  t.equal(proxy.vigil.upstreams.get('api')?.peers[0], peer, 'the kept address keeps its peer (and its state)')
+  await kv.put(`${p}b`).value(b)
+  await waitFor(() => addresses(proxy.vigil).length === 2)
+  t.same(addresses(proxy.vigil), [a, b].sort(), 'and the new subscription delivers')
 })

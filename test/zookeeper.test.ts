@@ -173,7 +173,7 @@ t.test('registry down: the last good list keeps serving, marked stale; back up: 
   const path = await parent()
   const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
   await admin.create(`${path}/${a}`, '', false)
-  const { vigil, url, admin: adminUrl } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path, { resyncInterval: '300ms', staleAfter: '1s' }) }] } } })
+  const { vigil, url, admin: adminUrl } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path, { resyncInterval: '300ms', staleAfter: '1s', sessionTimeout: '6s' }) }] } } })
   const sub = vigil.registries.sources[0] as ZooKeeperSubscription
   await zk.kill()
   t.teardown(() => (zk.running ? undefined : zk.start()))
