@@ -20,6 +20,8 @@ options:
   --pid-file FILE       start: write the process id to FILE once serving, remove it on exit
   -h, --help            show this help
   -v, --version         print the version
+
+signals (start): SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the config, SIGUSR1 reopens the access log
 `
 
 export const EXIT_OK = 0

@@ -6,6 +6,8 @@ import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
 import { Membership } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
+import { Registries } from './discovery/registries.js'
+import { registerDiscoveryMetrics } from './discovery/metrics.js'
 import { Reloader, type ChangeSource, type ReloadResult, type ReloadStatus } from './update/reloader.js'
 import { UpdateQueue } from './update/queue.js'
 import { registerReloadMetrics } from './admin/membership.js'
@@ -34,6 +36,7 @@ export type { MembershipChange, MembershipEvents } from './upstream/membership.j
 export type { ReloadResult, ReloadStatus } from './update/reloader.js'
 export type { ChangeSource, GenerationRecord, UpdateSubscriber } from './update/queue.js'
 export type { DnsResolver } from './upstream/discovery.js'
+export { RegistryStartError, type SourceStatus } from './discovery/registries.js'
 
 export const DEFAULT_SHUTDOWN_GRACE = 30_000
 
@@ -62,6 +65,8 @@ export class Vigil {
   readonly events = new HealthEvents()
   readonly checker: ActiveChecker
   readonly metrics: VigilMetrics
+  /** ZooKeeper and etcd sources of the groups' servers. */
+  readonly registries: Registries
   /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
   readonly watchdog: Watchdog
   /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
@@ -100,6 +105,17 @@ export class Vigil {
       },
     })
     this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
+    this.registries = new Registries({
+      log: this.log,
+      health: (name) => ({
+        healthy: () => this.upstreams.get(name)?.peers.some((p) => p.eligible) === true,
+        passing: (address) => {
+          const u = this.upstreams.get(name)
+          return u?.active !== undefined && u.peers.some((p) => p.address === address && p.checkUp)
+        },
+      }),
+      changed: (kind, upstream, entry, targets, detail) => void this.reloader.servers(kind, upstream, entry, targets, detail),
+    })
     logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
@@ -118,6 +134,8 @@ export class Vigil {
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
       if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
+      // A server held after it left its registry keeps traffic only while it passes its checks.
+      if (e.source === 'active' && e.event === 'down') this.registries.checkFailed(e.upstream)
     })
     this.hooks = {
       log: this.log,
@@ -130,6 +148,7 @@ export class Vigil {
         log: this.log,
         membership: this.membership,
         discovery,
+        registries: this.registries,
         config: () => this.current,
         listeners: () => this.listeners,
         createListener: (l, upstreams) => this.createListener(l, upstreams),
@@ -147,6 +166,7 @@ export class Vigil {
       this.updates,
     )
     registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
+    registerDiscoveryMetrics(this.metrics.registry, () => this.registries.status())
     this.admin =
       options.admin === false
         ? undefined
@@ -160,6 +180,7 @@ export class Vigil {
             events: this.events,
             metrics: this.metrics,
             membership: this.reloader,
+            discovery: () => this.registries.status(),
             config: () => this.current,
             log: this.log,
             history: this.history,

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { mock } from 'node:test'
 import { Upstream } from '../src/upstream/upstream.js'
-import type { Upstream as UpstreamConfig } from '../src/config/schema.js'
+import type { GroupConfig } from '../src/config/schema.js'
 import type { Peer } from '../src/upstream/peer.js'
 import type { HealthEvent } from '../src/health/passive-events.js'
 import { OUTLIER_DEFAULTS, outlierVerdicts, type OutlierSample } from '../src/health/eject/outlier.js'
@@ -54,7 +54,7 @@ t.test('the sweep on a fake clock: the bad server is ejected at the interval, ca
   mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_000_000 })
   t.teardown(() => mock.timers.reset())
   const servers = Array.from({ length: 5 }, (_, i) => ({ address: `127.0.0.1:${10_001 + i}` }))
-  const config: UpstreamConfig = { servers, passive: { mode: 'outlier', failOn: ['error', 'http_503'], ejectTime: '30s', maxEjectTime: '5m', outlier: { interval: '10s' } } }
+  const config: GroupConfig = { servers, passive: { mode: 'outlier', failOn: ['error', 'http_503'], ejectTime: '30s', maxEjectTime: '5m', outlier: { interval: '10s' } } }
   const u = new Upstream('api', config)
   t.teardown(() => u.close())
   const events: HealthEvent[] = []

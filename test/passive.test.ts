@@ -35,7 +35,7 @@ const tick = (ms: number): void => mock.timers.tick(ms)
  * An upstream of `n` peers (nothing listens: these tests never send traffic). Recovery probes are off unless
  * asked for: with them, nothing listening would keep every ejection closed (see test/recovery.test.ts).
  */
-function group(t: Tap, n: number, extra: Partial<UpstreamConfig> = {}): { u: Upstream; events: HealthEvent[] } {
+function group(t: Tap, n: number, extra: Partial<Omit<UpstreamConfig, 'servers'>> = {}): { u: Upstream; events: HealthEvent[] } {
   const servers = Array.from({ length: n }, (_, i) => ({ address: `127.0.0.1:${10_001 + i}` }))
   const u = new Upstream('api', { servers, ...extra, passive: { recoveryProbe: false, ...extra.passive } })
   const events: HealthEvent[] = []

@@ -9,7 +9,7 @@ import { client, get, httpServer, startProxy } from './helpers/index.js'
 
 const pool = { connectTimeout: 1000, responseTimeout: 1000, idleTimeout: 1000, keepAlive: 1000, connections: 1 }
 
-function upstream(t: Test, config: Partial<UpstreamConfig>): Upstream {
+function upstream(t: Test, config: Partial<Omit<UpstreamConfig, 'servers'>>): Upstream {
   const u = new Upstream('api', { servers: [{ address: '127.0.0.1:9001' }, { address: '127.0.0.1:9002' }], ...config })
   t.teardown(() => u.close())
   return u

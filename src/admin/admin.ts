@@ -9,6 +9,7 @@ import { resolveLimits, serverOptions } from '../proxy/limits.js'
 import type { HealthEvents } from '../health/events.js'
 import { FORMATS, renderCsv, renderJson, renderPrometheus, statusRows, type Format, type StatusSource } from './status.js'
 import { renderHtml } from './status-page.js'
+import type { SourceStatus } from '../discovery/registries.js'
 import type { StatusHistory } from './history.js'
 import { applyAction, type Action } from './actions.js'
 import type { VigilMetrics } from './metrics.js'
@@ -38,6 +39,8 @@ export interface AdminOptions extends StatusSource, ReadySource {
   log: Logger
   /** Recent transitions and per-server traffic for the html status page. */
   history: StatusHistory
+  /** Registry sources, for the status page. */
+  discovery?: () => SourceStatus[]
   /** POST /reload and runtime server changes (src/admin/membership.ts). */
   membership?: MembershipActions
 }
@@ -183,11 +186,12 @@ export class AdminServer {
     const rows = statusRows(this.options).filter((r) => filter === null || r.status === filter)
     const generation = this.options.generation()
     const reload = this.options.membership?.status.last
+    const discovery = this.options.discovery?.() ?? []
     switch (format as Format) {
       case 'html': {
         const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
         const o = this.options
-        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now() }
+        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery }
         send(res, 200, 'text/html; charset=utf-8', renderHtml(page))
         return
       }
@@ -198,7 +202,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation, reload))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery))
     }
   }
 

@@ -36,35 +36,28 @@ export class VigilMetrics implements AttemptObserver {
     collectDefaultMetrics({ register: this.registry })
     // Series are built at scrape time from live state (prom-client calls collect() before reading).
     const each = this.eachPeer.bind(this)
-    const perPeer = (name: string, help: string, value: (p: Peer, u: Upstream) => number): void => {
-      new Gauge({
-        name,
-        help,
-        labelNames: ['upstream', 'server'],
-        registers,
-        collect() {
-          this.reset()
-          each((p, u) => this.set({ upstream: u.name, server: p.address }, value(p, u)))
-        },
-      })
-    }
+    // A gauge or a counter per peer, rebuilt from live numbers at each scrape (reset, then add the value).
+    const perPeerOf =
+      (Metric: typeof Gauge | typeof Counter) =>
+      (name: string, help: string, value: (p: Peer, u: Upstream) => number): void => {
+        new Metric({
+          name,
+          help,
+          labelNames: ['upstream', 'server'],
+          registers,
+          collect(this: Gauge | Counter) {
+            this.reset()
+            each((p, u) => this.inc({ upstream: u.name, server: p.address }, value(p, u)))
+          },
+        })
+      }
+    const perPeer = perPeerOf(Gauge)
     perPeer('vigil_server_up', '1 unless the server is down by active check', (p) => (p.checkUp ? 1 : 0))
     perPeer('vigil_server_eligible', '1 when the server may receive new requests', (p) => (p.eligible ? 1 : 0))
     perPeer('vigil_server_inflight', 'requests sent to the server and not finished', (p) => p.inflight)
     perPeer('vigil_server_waiting', "requests waiting for a connection of the server's pool (every connection busy)", (p) => p.waiting)
     perPeer('vigil_server_oldest_wait_seconds', 'how long the oldest request waiting for a pooled connection has waited', (p) => p.oldestWait / 1000)
-    const perPeerTotal = (name: string, help: string, value: (p: Peer) => number): void => {
-      new Counter({
-        name,
-        help,
-        labelNames: ['upstream', 'server'],
-        registers,
-        collect() {
-          this.reset()
-          each((p, u) => this.inc({ upstream: u.name, server: p.address }, value(p)))
-        },
-      })
-    }
+    const perPeerTotal = perPeerOf(Counter)
     perPeerTotal('vigil_requests_total', 'requests forwarded to the server', (p) => p.requests)
     perPeerTotal('vigil_pool_timeouts_total', 'requests that waited past timeouts.queue for a pooled connection', (p) => p.poolTimeouts)
     perPeerTotal('vigil_stuck_attempts_total', 'internal errors: attempts vigil ended because they outlived every timeout or their client', (p) => p.stuck)

@@ -3,6 +3,7 @@
 // away; the reason for every server out of rotation in words; the last transitions with their evidence; a
 // failed reload as a banner with its reason. The json, csv and prometheus forms (status.ts) stay Tengine's.
 import type { ServerStatus } from './status.js'
+import type { SourceStatus } from '../discovery/registries.js'
 import type { LastReload } from '../update/reloader.js'
 import type { Config } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
@@ -18,6 +19,8 @@ export interface StatusPage {
   upstreams: ReadonlyMap<string, Upstream>
   config: Config
   now: number
+  /** Registry sources (ZooKeeper, etcd). */
+  discovery: readonly SourceStatus[]
 }
 
 /** Transitions shown per upstream; older ones are in the json log lines. */
@@ -248,5 +251,23 @@ export function renderHtml(page: StatusPage): string {
 ${reloadBanner(reload, generation, now)}
 <main>
 ${[...groups].map(([name, group]) => section(name, group, page)).join('\n')}
+${discoveryTable(page.discovery)}
 </main></body></html>\n`
+}
+
+/** One row per registry source and group: is it connected, how old is its list, what the protection rules hold. */
+function discoveryTable(sources: readonly SourceStatus[]): string {
+  if (sources.length === 0) return ''
+  const head = ['kind', 'source', 'connected', 'session', 'version', 'last read', 'age s', 'servers', 'stale', 'drifts', 'upstream', 'from cache', 'held']
+  const rows = sources.flatMap((s) =>
+    (s.upstreams.length === 0 ? [undefined] : s.upstreams).map((b) => {
+      const cells = [s.kind, s.source, s.connected, s.session ?? '', s.version ?? '', s.lastRead ?? 'never', s.ageSeconds === undefined ? '' : s.ageSeconds.toFixed(1), s.servers, s.stale, s.drifts]
+      cells.push(b?.upstream ?? '', b?.fromCache ?? '', b?.held.map((h) => `${h.address} (${h.reason} since ${h.since})`).join('; ') ?? '')
+      return `<tr class="${s.stale || !s.connected ? 'down' : 'up'}">${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`
+    }),
+  )
+  return `<section><h2>discovery</h2>
+<table id="discovery"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table></section>`
 }

@@ -1,6 +1,6 @@
 // What a reload changes: which servers, groups and listeners come, go or change. Pure functions, no I/O.
 import { isDeepStrictEqual } from 'node:util'
-import type { Listener, Server, Upstream } from './schema.js'
+import type { AddressServer, Listener, Upstream } from './schema.js'
 
 /** A server as the live membership holds it: every setting filled in, so two specs compare field by field. */
 export interface ServerSpec {
@@ -12,7 +12,7 @@ export interface ServerSpec {
   maxConns: number
 }
 
-export function serverSpec(s: Pick<Server, 'address' | 'weight' | 'backup' | 'down' | 'maxConns'>): ServerSpec {
+export function serverSpec(s: Pick<AddressServer, 'address' | 'weight' | 'backup' | 'down' | 'maxConns'>): ServerSpec {
   return { address: s.address, weight: s.weight ?? 1, backup: s.backup ?? false, down: s.down ?? false, maxConns: s.maxConns ?? 0 }
 }
 

@@ -10,6 +10,7 @@ import { parseCidr } from '../proxy/trust.js'
 import { readCertificate } from '../proxy/certificate.js'
 import { ejectTimeOf } from '../health/passive.js'
 import { ms } from './duration.js'
+import { DEFAULTS as REGISTRY_DEFAULTS } from '../discovery/defaults.js'
 import { canonicalListenAddress } from '../net.js'
 
 /** Far above any real config (ten thousand servers take about 1 MiB); a bigger file is a mistake, not a config. */
@@ -310,6 +311,7 @@ function referenceIssues(doc: unknown): Located[] {
     if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']))
     const seen = new Map<string, number>()
     list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
+      if (isObject(s)) out.push(...sourceIssues(s, ['upstreams', name, 'servers', i]))
       const address = isObject(s) ? text(s['address']) : undefined
       if (address === undefined) return
       const at = ['upstreams', name, 'servers', i, 'address']
@@ -389,6 +391,51 @@ function compiles(pattern: string): boolean {
   } catch {
     return false
   }
+}
+
+const SOURCES = ['address', 'zookeeper', 'etcd'] as const
+
+/** A server entry names exactly one source; the settings of a registry source must fit together. */
+function sourceIssues(s: Record<string, unknown>, at: (string | number)[]): Located[] {
+  const out: Located[] = []
+  const issue = (pointer: (string | number)[], found: string, expected: string): void => {
+    out.push({ path: jsonPath(pointer), pointer, found, expected })
+  }
+  const named = SOURCES.filter((k) => s[k] !== undefined)
+  if (named.length !== 1) {
+    issue(at, named.length === 0 ? 'none of "address", "zookeeper", "etcd"' : `${named.map((k) => `"${k}"`).join(' and ')}`, 'exactly one of "address", "zookeeper" or "etcd"')
+  }
+  if (s['resolve'] !== undefined && s['address'] === undefined) issue([...at, 'resolve'], '"resolve" without "address"', '"resolve" only beside a DNS name in "address"')
+  for (const kind of ['zookeeper', 'etcd'] as const) {
+    const r = s[kind]
+    if (!isObject(r)) continue
+    const here = [...at, kind]
+    if (r['fields'] !== undefined && r['format'] !== 'json') issue([...here, 'fields'], `"fields" with format ${JSON.stringify(r['format'] ?? 'hostport')}`, 'format "json" (fields name the JSON record\'s keys)')
+    const durations = ['resyncInterval', 'staleAfter'].map((k) => r[k])
+    if (r['staleAfter'] !== undefined && durations.every((d) => d === undefined || Value.Check(Duration, d))) {
+      const resync = ms((r['resyncInterval'] as Duration | undefined) ?? REGISTRY_DEFAULTS.resyncInterval)
+      if (ms(r['staleAfter'] as Duration) <= resync) {
+        issue([...here, 'staleAfter'], `${JSON.stringify(r['staleAfter'])}, not more than resyncInterval (${resync} ms)`, 'a duration longer than resyncInterval (a healthy source reads at least once per resyncInterval)')
+      }
+    }
+    if (kind === 'etcd') {
+      if ((r['username'] === undefined) !== (r['password'] === undefined)) issue(here, `"${r['username'] === undefined ? 'password' : 'username'}" alone`, 'both "username" and "password", or neither')
+      const tls = isObject(r['tls']) ? r['tls'] : undefined
+      if (tls !== undefined && (tls['cert'] === undefined) !== (tls['key'] === undefined)) issue([...here, 'tls'], `no "${tls['cert'] === undefined ? 'cert' : 'key'}"`, 'both "cert" and "key", or neither')
+      if (tls !== undefined) {
+        for (const k of ['ca', 'cert', 'key']) {
+          const file = tls[k]
+          if (typeof file !== 'string') continue
+          try {
+            accessSync(file, constants.R_OK)
+          } catch (err) {
+            issue([...here, 'tls', k], `${JSON.stringify(file)} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'a readable PEM file')
+          }
+        }
+      }
+    }
+  }
+  return out
 }
 
 /** A maxEjectTime below the ejectTime it caps cannot be honoured: say so rather than silently raise it. */

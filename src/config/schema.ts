@@ -34,9 +34,76 @@ export const SrvName = Type.String({
   description: 'DNS SRV name like "_http._tcp.api.local" (with resolve: true)',
 })
 
+const FORMATS = 'hostport: the child name (ZooKeeper) or the value (etcd) is "host:port"; json: the data or value is a JSON object (see fields); dubbo: the child name is a URL-encoded Dubbo provider URL'
+
+/** Where a JSON provider record keeps its host, port and weight. */
+export const RecordFields = Type.Object(
+  {
+    host: Type.Optional(Type.String({ minLength: 1, default: 'host' })),
+    port: Type.Optional(Type.String({ minLength: 1, default: 'port' })),
+    weight: Type.Optional(Type.String({ minLength: 1, default: 'weight' })),
+  },
+  { ...closed, description: 'format "json" only: the names of the fields that hold host, port and weight' },
+)
+
+/** Settings every registry source shares: how it reads, how long a list may age, how it resists a bad push. */
+const registrySettings = {
+  connectTimeout: Type.Optional(Duration),
+  resyncInterval: Type.Optional(Duration),
+  staleAfter: Type.Optional(Duration),
+  cacheFile: Type.Optional(Type.String({ minLength: 1, description: 'every applied list is written here; vigil starts from it when the registry is down' })),
+  removalGrace: Type.Optional(Duration),
+  maxRemovalPercent: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: 100, default: 50, description: 'a list that drops more than this share of the group at once waits for a second read' }),
+  ),
+  confirmDelay: Type.Optional(Duration),
+  allowEmpty: Type.Optional(Type.Boolean({ default: false, description: 'let an empty list empty a group that still has healthy servers' })),
+}
+
+export const ZooKeeperSource = Type.Object(
+  {
+    servers: Type.String({
+      pattern: '^[A-Za-z0-9.:\\[\\]-]+(,[A-Za-z0-9.:\\[\\]-]+)*(/[^,]*)?$',
+      description: 'the ensemble, "host:port,host:port", with an optional "/chroot"',
+    }),
+    path: Type.String({ pattern: '^/', description: 'znode whose children are the providers' }),
+    format: Type.Optional(Type.Union([Type.Literal('hostport'), Type.Literal('json'), Type.Literal('dubbo')], { default: 'hostport', description: FORMATS })),
+    fields: Type.Optional(RecordFields),
+    sessionTimeout: Type.Optional(Duration),
+    auth: Type.Optional(
+      Type.Object({ user: Type.String({ minLength: 1 }), password: Type.String() }, { ...closed, description: 'ZooKeeper digest authentication' }),
+    ),
+    ...registrySettings,
+  },
+  { ...closed, description: 'every child of path is a provider' },
+)
+export type ZooKeeperSource = Static<typeof ZooKeeperSource>
+
+export const EtcdSource = Type.Object(
+  {
+    endpoints: Type.Array(Type.String({ pattern: '^https?://[^/]+/?$', description: 'http://host:port or https://host:port' }), { minItems: 1 }),
+    prefix: Type.String({ minLength: 1, description: 'every key under this prefix is a provider' }),
+    format: Type.Optional(Type.Union([Type.Literal('hostport'), Type.Literal('json')], { default: 'hostport', description: FORMATS })),
+    fields: Type.Optional(RecordFields),
+    username: Type.Optional(Type.String({ minLength: 1 })),
+    password: Type.Optional(Type.String()),
+    tls: Type.Optional(
+      Type.Object(
+        { ca: Type.Optional(Type.String({ minLength: 1 })), cert: Type.Optional(Type.String({ minLength: 1 })), key: Type.Optional(Type.String({ minLength: 1 })) },
+        { ...closed, description: 'PEM files for https endpoints: the CA, and a client certificate and key' },
+      ),
+    ),
+    ...registrySettings,
+  },
+  { ...closed, description: 'every key under prefix is a provider' },
+)
+export type EtcdSource = Static<typeof EtcdSource>
+
 export const Server = Type.Object(
   {
-    address: Type.Union([Address, SrvName]),
+    address: Type.Optional(Type.Union([Address, SrvName])),
+    zookeeper: Type.Optional(ZooKeeperSource),
+    etcd: Type.Optional(EtcdSource),
     weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 1 })),
     backup: Type.Optional(Type.Boolean({ default: false, description: 'used only when no primary server is eligible' })),
     down: Type.Optional(Type.Boolean({ default: false, description: 'never receives traffic' })),
@@ -50,6 +117,8 @@ export const Server = Type.Object(
   closed,
 )
 export type Server = Static<typeof Server>
+/** A server entry with an address: a static server, or one that discovery found. */
+export type AddressServer = Omit<Server, 'address' | 'zookeeper' | 'etcd'> & { address: string }
 
 const FailOn = Type.Union([
   Type.Literal('error'),
@@ -288,6 +357,8 @@ export const Upstream = Type.Object(
   closed,
 )
 export type Upstream = Static<typeof Upstream>
+/** A group as one generation builds it: every server entry resolved to addresses. */
+export type GroupConfig = Omit<Upstream, 'servers'> & { servers: AddressServer[] }
 
 const UpstreamName = Type.String({ pattern: '^[A-Za-z0-9_.-]+$' })
 

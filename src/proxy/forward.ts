@@ -201,6 +201,8 @@ export class Exchange {
   private readonly headerList: string[]
   private body: Buffer | IncomingMessage | null = null
   private chunks: Buffer[] | undefined = undefined
+  /** Bytes of a buffered body still to come. */
+  private bodyLeft = 0
   private attempts = 0
   private firstPeer: Peer | undefined = undefined
   private tried: Peer[] | undefined = undefined
@@ -234,6 +236,7 @@ export class Exchange {
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {
       this.chunks = []
+      this.bodyLeft = Number(length)
       this.req.exchange = this
       this.req.on('data', onBodyData)
       this.req.on('end', onBodyEnd)
@@ -255,8 +258,14 @@ export class Exchange {
     if (w !== undefined && !w.settled) w.resumeUpstream?.()
   }
 
+  /**
+   * Its last byte sends the request at once, inside the parser's 'data': 'end' comes a tick later, after Node has
+   * already emitted a request pipelined behind this one, which would otherwise reach the provider first.
+   */
   bodyChunk(chunk: Buffer): void {
     ;(this.chunks as Buffer[]).push(chunk)
+    this.bodyLeft -= chunk.length
+    if (this.bodyLeft <= 0) this.bodyEnd()
   }
 
   bodyEnd(): void {

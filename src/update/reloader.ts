@@ -13,9 +13,10 @@ import { diffListeners, listenerKeys, sameJson } from '../config/diff.js'
 import { ms } from '../config/duration.js'
 import { ConfigWatcher } from '../config/watch.js'
 import type { ServerSpec } from '../config/diff.js'
-import type { Membership, MembershipChange, PreparedConfig, Target } from '../upstream/membership.js'
+import type { Membership, MembershipChange, PreparedConfig, ServerLists, Target } from '../upstream/membership.js'
 import { UpdateQueue, type ChangeSource } from './queue.js'
 import type { Discovery } from '../upstream/discovery.js'
+import type { Registries } from '../discovery/registries.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { readCertificate } from '../proxy/certificate.js'
@@ -50,6 +51,7 @@ export interface ReloadTarget {
   readonly log: Logger
   readonly membership: Membership
   readonly discovery: Discovery
+  readonly registries: Registries
   config(): Config
   listeners(): readonly ProxyListener[]
   /** A listener for `config`, routing over `upstreams`, not yet bound. */
@@ -87,11 +89,20 @@ export class Reloader {
     return { generation: this.target.membership.generation, reloads: this.reloads, failures: this.failures, last: this.last }
   }
 
-  /** First DNS answers, before the listeners open, so no group starts empty. */
+  /**
+   * First DNS answers and registry lists, before the listeners open, so no group starts empty; a registry that is
+   * unreachable and has no cache file fails the start (RegistryStartError names it).
+   */
   async discover(): Promise<void> {
-    const { discovery, membership } = this.target
-    await discovery.prime(this.target.config().upstreams)
-    await this.enqueue(() => this.logged(membership.discovered('dns', discovery.lists(this.target.config().upstreams))))
+    const { discovery, membership, registries } = this.target
+    const upstreams = this.target.config().upstreams
+    await Promise.all([discovery.prime(upstreams), registries.prime(upstreams)])
+    await this.enqueue(() => this.logged(membership.discovered('discovery', this.lists(upstreams))))
+  }
+
+  /** What every discovery source (DNS, registries) gives the entries of `upstreams` now. */
+  private lists(upstreams: Config['upstreams']): ServerLists {
+    return new Map([...this.target.discovery.lists(upstreams), ...this.target.registries.lists(upstreams)])
   }
 
   /** Watch the file when the config asks for it (the default); call once the listeners are open. */
@@ -154,8 +165,8 @@ export class Reloader {
   }
 
   /** A discovery source's complete list for one entry of a group (see ./queue.ts). */
-  servers(source: ChangeSource, upstream: string, entry: string, targets: readonly Target[]): Promise<MembershipChange | undefined> {
-    return this.enqueue(() => this.logged(this.target.membership.servers(source, upstream, entry, targets)))
+  servers(source: ChangeSource, upstream: string, entry: string, targets: readonly Target[], detail?: Record<string, unknown>): Promise<MembershipChange | undefined> {
+    return this.enqueue(() => this.logged(this.target.membership.servers(source, upstream, entry, targets), detail))
   }
 
   /** Runs `fn` after every change queued before it, and before every change queued after it. */
@@ -167,6 +178,7 @@ export class Reloader {
     this.watching = false
     this.watcher?.close()
     this.target.discovery.close()
+    await this.target.registries.close()
     await this.queue.idle()
     for (const l of this.closing) l.closeAll()
   }
@@ -189,14 +201,15 @@ export class Reloader {
         return this.fail(source, new Error(`listeners[${i}].tls: ${(err as Error).message}`))
       }
     }
-    // New resolve entries get their first answer before the swap, so a group never goes live empty; a prepare
-    // that fails drops them again.
-    await this.target.discovery.prime(config.upstreams)
+    // New resolve and registry entries get their first list before the swap, so a group never goes live empty; a
+    // prepare that fails drops them again.
     let prepared: PreparedConfig
     try {
-      prepared = membership.prepare(config.upstreams, this.target.discovery.lists(config.upstreams))
+      await Promise.all([this.target.discovery.prime(config.upstreams), this.target.registries.prime(config.upstreams)])
+      prepared = membership.prepare(config.upstreams, this.lists(config.upstreams))
     } catch (err) {
       this.target.discovery.retain(this.target.config().upstreams)
+      this.target.registries.retain(this.target.config().upstreams)
       return this.fail(source, err as Error)
     }
     // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
@@ -209,6 +222,7 @@ export class Reloader {
       } catch (err) {
         prepared.discard()
         this.target.discovery.retain(this.target.config().upstreams)
+        this.target.registries.retain(this.target.config().upstreams)
         await Promise.all([...opened.values()].map((o) => o.stopAccepting()))
         const index = config.listeners.indexOf(l)
         const e = err as NodeJS.ErrnoException
@@ -228,6 +242,7 @@ export class Reloader {
     for (const [l, certificate] of renewals) l.renewCertificate(certificate)
     this.target.swap(config, listeners)
     this.target.discovery.retain(config.upstreams)
+    this.target.registries.retain(config.upstreams)
     if (this.watching && !sameJson(before.reload, config.reload)) this.watch()
     for (const { key } of listenerDiff.removed) this.retireListener(byKey.get(key) as ProxyListener)
     log.info(
@@ -255,8 +270,8 @@ export class Reloader {
     return this.last
   }
 
-  private logged<T extends MembershipChange | undefined>(change: T): T {
-    if (change !== undefined) this.target.log.info(summary(change), 'membership changed')
+  private logged<T extends MembershipChange | undefined>(change: T, detail?: Record<string, unknown>): T {
+    if (change !== undefined) this.target.log.info({ ...summary(change), ...detail }, 'membership changed')
     return change
   }
 

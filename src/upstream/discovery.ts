@@ -62,7 +62,7 @@ export class Discovery {
   lists(upstreams: Config['upstreams']): ServerLists {
     const out = new Map<string, readonly Target[]>()
     for (const [upstream, u] of Object.entries(upstreams)) {
-      for (const s of u.servers) if (s.resolve === true) out.set(listKey(upstream, s.address), this.entries.get(key(upstream, s.address))?.answer ?? [])
+      for (const s of u.servers) if (s.resolve === true && s.address !== undefined) out.set(listKey(upstream, s.address), this.entries.get(key(upstream, s.address))?.answer ?? [])
     }
     return out
   }
@@ -72,7 +72,7 @@ export class Discovery {
     const fresh: Entry[] = []
     for (const [upstream, u] of Object.entries(upstreams)) {
       for (const s of u.servers) {
-        if (s.resolve !== true || this.entries.has(key(upstream, s.address))) continue
+        if (s.resolve !== true || s.address === undefined || this.entries.has(key(upstream, s.address))) continue
         const e = new Entry(upstream, s.address)
         this.entries.set(key(upstream, s.address), e)
         fresh.push(e)

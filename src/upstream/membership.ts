@@ -1,7 +1,7 @@
 // Live membership: which peers each group has now. Every change (file reload, admin call, DNS answer) lands here
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
-import type { Config, Upstream as UpstreamConfig } from '../config/schema.js'
+import type { Config, Server, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
 import { createBalancer } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
@@ -58,6 +58,16 @@ export interface MembershipOptions {
 export type ServerLists = ReadonlyMap<string, readonly Target[]>
 
 export const listKey = (upstream: string, entry: string): string => `${upstream}\u0000${entry}`
+
+/**
+ * The entry a discovery source hands lists for: a `resolve: true` server's name, or a registry server's source
+ * (kind and settings); undefined for a static address.
+ */
+export function entryOf(s: Server): string | undefined {
+  if (s.zookeeper !== undefined) return `zookeeper ${JSON.stringify(s.zookeeper)}`
+  if (s.etcd !== undefined) return `etcd ${JSON.stringify(s.etcd)}`
+  return s.resolve === true ? s.address : undefined
+}
 
 /** A file's groups built but not yet live: new listeners can bind against `upstreams` before the swap. */
 export interface PreparedConfig {
@@ -177,7 +187,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   servers(source: string, upstream: string, entry: string, targets: readonly Target[]): MembershipChange | undefined {
     const config = this.configs.get(upstream)
     const live = this.upstreams.get(upstream)
-    if (config === undefined || live === undefined || !config.servers.some((s) => s.resolve === true && s.address === entry)) return undefined
+    if (config === undefined || live === undefined || !config.servers.some((s) => entryOf(s) === entry)) return undefined
     const lists = new Map(this.lists)
     lists.set(listKey(upstream, entry), targets)
     this.lists = lists
@@ -218,15 +228,16 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return new Upstream(name, { ...config, servers: specs }, this.hosts)
   }
 
-  /** The file's static servers, then each resolve entry's last answer, then the admin overlay; first address wins. */
+  /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
   private effective(name: string, config: UpstreamConfig, lists: ServerLists = this.lists): ServerSpec[] {
     const out = new Map<string, ServerSpec>()
     for (const s of config.servers) {
-      if (s.resolve !== true) {
-        if (!out.has(s.address)) out.set(s.address, serverSpec(s))
+      const entry = entryOf(s)
+      if (entry === undefined) {
+        if (s.address !== undefined && !out.has(s.address)) out.set(s.address, serverSpec({ ...s, address: s.address }))
         continue
       }
-      for (const t of lists.get(listKey(name, s.address)) ?? []) {
+      for (const t of lists.get(listKey(name, entry)) ?? []) {
         if (!out.has(t.address)) out.set(t.address, { ...serverSpec({ ...s, address: t.address, weight: s.weight ?? t.weight }), backup: (s.backup ?? false) || (t.backup ?? false) })
       }
     }

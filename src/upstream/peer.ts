@@ -1,6 +1,6 @@
 // A Peer is one provider inside one upstream group: its address, weight, live counters and health gates.
 import { Pool } from 'undici'
-import type { Server } from '../config/schema.js'
+import type { AddressServer } from '../config/schema.js'
 import type { ServerSpec } from '../config/diff.js'
 import { splitAddress } from '../net.js'
 import { TlsPool, type ClientTls } from './tls.js'
@@ -74,7 +74,7 @@ export class Peer {
   /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
   tls: ClientTls | undefined
 
-  constructor(server: Server, pool: PoolOptions, latencyDecay?: number) {
+  constructor(server: AddressServer, pool: PoolOptions, latencyDecay?: number) {
     this.address = server.address
     const { host, port } = splitAddress(server.address)
     this.host = host
@@ -151,6 +151,6 @@ function peerTls(pool: PoolOptions, host: string): ClientTls | undefined {
 const origin = (tls: ClientTls | undefined, address: string): string => `${tls === undefined ? 'http' : 'https'}://${address}`
 
 /** `maxConns` as the peer checks it: Infinity when unlimited, so the check is one comparison. */
-export function maxConns(server: Pick<Server, 'maxConns'>): number {
+export function maxConns(server: Pick<AddressServer, 'maxConns'>): number {
   return server.maxConns === undefined || server.maxConns === 0 ? Infinity : server.maxConns
 }

@@ -1,7 +1,7 @@
 // An Upstream is a named group of peers plus the snapshot of which of them may receive traffic now.
 import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import type { Upstream as UpstreamConfig } from '../config/schema.js'
+import type { GroupConfig, Upstream as UpstreamConfig } from '../config/schema.js'
 import { serverSpec } from '../config/diff.js'
 import { ms } from '../config/duration.js'
 import { createBalancer, type Balancer, type PickRequest } from '../balance/index.js'
@@ -114,7 +114,7 @@ export class Upstream extends EventEmitter {
   readonly monitor: Monitor = new Monitor(this)
 
   /** `hosts`: where its servers' state lives (Membership's registry; a group built alone has its own). */
-  constructor(name: string, config: UpstreamConfig, hosts: Hosts = new Hosts(() => 0)) {
+  constructor(name: string, config: GroupConfig, hosts: Hosts = new Hosts(() => 0)) {
     super()
     this.name = name
     this.hostHeader = config.host

@@ -1,0 +1,277 @@
+// Real registry servers for tests and drills: Debian's ZooKeeper (a Java program) and etcd, each started by hand
+// on free loopback ports with a temporary data directory, in its own process group, and restartable on the same
+// port and data (a registry restart keeps its data; a session or lease outlives it only if it is renewed in time).
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import zookeeper, { type Client } from 'node-zookeeper-client'
+import { freePort, Proc, sleep, which } from './procs.js'
+
+export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar'
+/** slf4j's no-op binding keeps ZooKeeper's log off the test output. */
+const SLF4J_NOP = '/usr/share/java/slf4j-nop.jar'
+
+/** Why a registry cannot run on this machine, or undefined when it can. */
+export async function missingZooKeeper(): Promise<string | undefined> {
+  if (!existsSync(ZOOKEEPER_JAR)) return `ZooKeeper is not installed (${ZOOKEEPER_JAR}; Debian package "zookeeper")`
+  if ((await which('java')) === undefined) return 'java is not installed (needed by ZooKeeper)'
+  return undefined
+}
+
+export async function missingEtcd(): Promise<string | undefined> {
+  return (await which('etcd')) === undefined ? 'etcd is not installed (Debian package "etcd-server")' : undefined
+}
+
+export abstract class RegistryServer {
+  protected proc: Proc | undefined
+  readonly dir = mkdtempSync(join(tmpdir(), 'vigil-registry-'))
+
+  constructor(readonly port: number) {}
+
+  get running(): boolean {
+    return this.proc?.running === true
+  }
+
+  get pid(): number {
+    return this.proc?.pid ?? -1
+  }
+
+  /** Start (again, on the same port and data) and wait until it answers. */
+  async start(timeout = 30_000): Promise<void> {
+    const proc = this.spawn()
+    this.proc = proc
+    const deadline = Date.now() + timeout
+    while (!(await this.answers())) {
+      if (!proc.running) throw new Error(`${proc.name} exited before it answered on ${this.port}`)
+      if (Date.now() > deadline) throw new Error(`${proc.name} did not answer on ${this.port} within ${timeout} ms`)
+      await sleep(50)
+    }
+  }
+
+  /** SIGKILL the whole process group (a crash); `start` brings it back. */
+  async kill(): Promise<void> {
+    const p = this.proc
+    if (p === undefined || !p.running) return
+    p.signal('SIGCONT')
+    p.signal('SIGKILL')
+    await p.exited
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc?.signal(sig)
+  }
+
+  /** Kill it and remove its data. */
+  async destroy(): Promise<void> {
+    await this.kill()
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  protected abstract spawn(): Proc
+  protected abstract answers(): Promise<boolean>
+}
+
+export class ZooKeeperServer extends RegistryServer {
+  /** "127.0.0.1:PORT", as a client's connect string. */
+  get connect(): string {
+    return `127.0.0.1:${this.port}`
+  }
+
+  static async create(): Promise<ZooKeeperServer> {
+    const z = new ZooKeeperServer(await freePort())
+    // A short tick lets tests use short session timeouts (the minimum is 2 ticks).
+    writeFileSync(
+      join(z.dir, 'zoo.cfg'),
+      [`tickTime=250`, `dataDir=${join(z.dir, 'data')}`, `clientPort=${z.port}`, `clientPortAddress=127.0.0.1`, 'admin.enableServer=false', '4lw.commands.whitelist=ruok,srvr', 'maxSessionTimeout=60000', ''].join('\n'),
+    )
+    await z.start()
+    return z
+  }
+
+  protected spawn(): Proc {
+    const args = ['-Xmx128m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Xshare:auto', '-cp', `${ZOOKEEPER_JAR}:${SLF4J_NOP}`, 'org.apache.zookeeper.server.ZooKeeperServerMain', join(this.dir, 'zoo.cfg')]
+    return new Proc(`zookeeper:${this.port}`, 'java', args, { stderr: 'ignore' })
+  }
+
+  protected answers(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = connect(this.port, '127.0.0.1')
+      let reply = ''
+      socket.setTimeout(1_000, () => socket.destroy())
+      socket.once('connect', () => socket.end('ruok'))
+      socket.on('data', (d: Buffer) => (reply += d.toString()))
+      socket.once('close', () => resolve(reply === 'imok'))
+      socket.once('error', () => resolve(false))
+    })
+  }
+}
+
+export class EtcdServer extends RegistryServer {
+  constructor(
+    port: number,
+    private readonly peerPort: number,
+  ) {
+    super(port)
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  static async create(): Promise<EtcdServer> {
+    const e = new EtcdServer(await freePort(), await freePort())
+    await e.start()
+    return e
+  }
+
+  protected spawn(): Proc {
+    const client = this.endpoint
+    const peer = `http://127.0.0.1:${this.peerPort}`
+    const args = [
+      '--name', 'vigil-test',
+      '--data-dir', join(this.dir, 'data'),
+      '--listen-client-urls', client,
+      '--advertise-client-urls', client,
+      '--listen-peer-urls', peer,
+      '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `vigil-test=${peer}`,
+      '--log-level', 'error',
+    ]
+    return new Proc(`etcd:${this.port}`, 'etcd', args, { stderr: 'ignore' })
+  }
+
+  protected async answers(): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1_000) })
+      return ((await res.json()) as { health?: string }).health === 'true'
+    } catch {
+      return false
+    }
+  }
+}
+
+/**
+ * A plain ZooKeeper client for tests and drills: providers register (ephemeral nodes) and deregister through it.
+ * If its session expires (a registry restart took too long), it opens a new one, so it can go on being used.
+ */
+export class ZooKeeperAdmin {
+  private constructor(
+    public client: Client,
+    private readonly open: () => Client,
+  ) {
+    this.renewOnExpiry(client)
+  }
+
+  /** Connect; `sessionId`/`sessionPassword` join an existing session (closing this client then ends it). */
+  static async connect(connectString: string, options: { sessionTimeout?: number; sessionId?: Buffer; sessionPassword?: Buffer } = {}): Promise<ZooKeeperAdmin> {
+    const open = (): Client => {
+      const c = zookeeper.createClient(connectString, { sessionTimeout: 4_000, spinDelay: 200, ...options } as Parameters<typeof zookeeper.createClient>[1])
+      c.connect()
+      return c
+    }
+    const client = open()
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ZooKeeper session with ${connectString}`)), 15_000)
+      client.once('connected', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+    return new ZooKeeperAdmin(client, open)
+  }
+
+  private renewOnExpiry(client: Client): void {
+    client.once('expired', () => {
+      client.close()
+      this.client = this.open()
+      this.renewOnExpiry(this.client)
+    })
+  }
+
+  mkdirp(path: string): Promise<void> {
+    return new Promise((resolve, reject) => this.client.mkdirp(path, (err) => (err ? reject(err) : resolve())))
+  }
+
+  /** Create a node; ephemeral ones vanish with this client's session. */
+  create(path: string, data = '', ephemeral = false): Promise<void> {
+    const mode = ephemeral ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT
+    return new Promise((resolve, reject) => this.client.create(path, Buffer.from(data), mode, (err) => (err ? reject(err) : resolve())))
+  }
+
+  remove(path: string): Promise<void> {
+    return new Promise((resolve, reject) => this.client.remove(path, (err) => (err ? reject(err) : resolve())))
+  }
+
+  setData(path: string, data: string): Promise<void> {
+    return new Promise((resolve, reject) => this.client.setData(path, Buffer.from(data), (err) => (err ? reject(err) : resolve())))
+  }
+
+  children(path: string): Promise<string[]> {
+    return new Promise((resolve, reject) => this.client.getChildren(path, (err, names) => (err ? reject(err) : resolve(names))))
+  }
+
+  close(): void {
+    this.client.close()
+  }
+}
+
+/**
+ * A TCP relay in front of a registry: `partition()` cuts every connection and then accepts new ones without
+ * forwarding a byte (packets lost, as on a broken network), `heal()` forwards again. A client cut off for longer
+ * than its session timeout finds its ZooKeeper session expired when it gets through.
+ */
+export class Relay {
+  private readonly sockets = new Set<Socket>()
+  private cut = false
+
+  private constructor(
+    private readonly server: NetServer,
+    readonly port: number,
+  ) {}
+
+  static async create(target: number): Promise<Relay> {
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const relay = new Relay(server, (server.address() as AddressInfo).port)
+    server.on('connection', (socket) => relay.accept(socket, target))
+    return relay
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`
+  }
+
+  partition(): void {
+    this.cut = true
+    for (const s of this.sockets) s.destroy()
+  }
+
+  heal(): void {
+    this.cut = false
+    // Connections accepted while cut off carried nothing: drop them so the clients dial again.
+    for (const s of this.sockets) s.destroy()
+  }
+
+  close(): Promise<void> {
+    for (const s of this.sockets) s.destroy()
+    return new Promise((resolve) => this.server.close(() => resolve()))
+  }
+
+  private accept(socket: Socket, target: number): void {
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+    if (this.cut) return
+    const upstream = connect(target, '127.0.0.1')
+    this.sockets.add(upstream)
+    upstream.once('close', () => {
+      this.sockets.delete(upstream)
+      socket.destroy()
+    })
+    socket.once('close', () => upstream.destroy())
+    upstream.on('error', () => upstream.destroy())
+    socket.pipe(upstream)
+    upstream.pipe(socket)
+  }
+}

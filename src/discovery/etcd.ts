@@ -1,0 +1,169 @@
+// etcd source: each key under `prefix` is a provider. A range read gives the list and its revision; the watch
+// starts at that revision + 1, so no revision is skipped. A lost connection means a full read (retried every
+// second) and a new watch; so does a watch cancelled because its revision was compacted.
+import { readFileSync } from 'node:fs'
+import { circuitBreaker, ConsecutiveBreaker, handleWhen } from 'cockatiel'
+import { Etcd3, isRecoverableError, type IOptions, type Watcher } from 'etcd3'
+import type { IRangeResponse, IWatchResponse } from 'etcd3/lib/rpc.js'
+import type { Logger } from 'pino'
+import { parseRecords, type Fields } from './formats.js'
+import { Subscription, type Listing, type ReadCause, type SubscriptionSettings } from './subscription.js'
+import { within } from './zookeeper.js'
+
+export interface EtcdSettings extends SubscriptionSettings {
+  endpoints: string[]
+  prefix: string
+  format: 'hostport' | 'json'
+  fields: Fields | undefined
+  username: string | undefined
+  password: string | undefined
+  tls: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined
+}
+
+/** How long a failed read waits before the next attempt. */
+const RETRY = 1_000
+
+export class EtcdSubscription extends Subscription {
+  readonly kind = 'etcd'
+  private readonly client: Etcd3
+  private watcher: Watcher | undefined
+  /** True once the watch of the current read is set up. */
+  watching = false
+  /** key -> value as of `revision`: the range read, then every watch event applied in order. */
+  private readonly values = new Map<string, string>()
+  private revision = 0n
+  /** Bumped by every restart: an older restart that finishes late changes nothing. */
+  private epoch = 0
+  private retry: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly etcd: EtcdSettings,
+    log: Logger,
+  ) {
+    super(`etcd ${etcd.endpoints.join(',')} ${etcd.prefix}`, etcd.prefix, etcd, log)
+    this.client = new Etcd3(clientOptions(etcd))
+  }
+
+  protected open(): void {
+    void this.restart('first')
+  }
+
+  protected async close(): Promise<void> {
+    this.epoch++
+    clearTimeout(this.retry)
+    const w = this.watcher
+    this.watcher = undefined
+    // A watch that is reconnecting may never answer its cancel: do not let shutdown wait on it.
+    if (w !== undefined) await within(w.cancel(), 1_000).catch(() => undefined)
+    this.client.close()
+  }
+
+  protected async read(): Promise<Listing> {
+    const res = await this.range()
+    return this.listingOf(res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]), BigInt(res.header.revision))
+  }
+
+  protected rewatch(): void {
+    void this.restart('drift')
+  }
+
+  private range(): Promise<IRangeResponse> {
+    return within(this.client.getAll().prefix(this.etcd.prefix).exec(), this.settings.connectTimeout)
+  }
+
+  /** Read in full, deliver, then watch from the read's revision + 1; on any failure, try again shortly. */
+  private async restart(cause: ReadCause): Promise<void> {
+    const epoch = ++this.epoch
+    clearTimeout(this.retry)
+    const old = this.watcher
+    this.watcher = undefined
+    this.watching = false
+    void old?.cancel().catch(() => undefined)
+    try {
+      const res = await this.range()
+      if (epoch !== this.epoch) return
+      this.values.clear()
+      for (const kv of res.kvs) this.values.set(kv.key.toString(), kv.value.toString())
+      this.revision = BigInt(res.header.revision)
+      this.connected = true
+      this.session = res.header.member_id
+      this.deliver(this.listingOf(this.values, this.revision), cause)
+      // watcher() rather than create(): a watch that never connects must still be held, so it can be cancelled
+      // (an abandoned one stays in the client and keeps reconnecting, even after close).
+      const w = this.client.watch().prefix(this.etcd.prefix).startRevision(String(this.revision + 1n)).watcher()
+      this.watcher = w
+      await within(
+        new Promise<void>((resolve, reject) => {
+          w.once('connected', () => resolve())
+          w.once('error', reject)
+        }),
+        this.settings.connectTimeout,
+      )
+      if (epoch !== this.epoch) return
+      this.watching = true
+      w.on('data', (r) => this.events(epoch, r))
+      w.on('disconnected', () => {
+        if (epoch !== this.epoch) return
+        this.connected = false
+        this.log.warn({ source: this.source, revision: String(this.revision), keeping: this.targets?.map((t) => t.address) }, 'disconnected from etcd; keeping the last good list, reading again in full until it answers')
+        // Not the client's own resume: its backoff grows to tens of seconds (and keeps a closed client alive).
+        // Changes may have happened meanwhile anyway: a full read, then a new watch from there.
+        void this.restart('relist')
+      })
+      w.on('error', (err) => {
+        if (epoch !== this.epoch) return
+        this.log.warn({ source: this.source, err: err.message, revision: String(this.revision) }, 'etcd watch ended (compacted or cancelled); reading again in full and watching from there')
+        void this.restart('relist')
+      })
+    } catch (err) {
+      if (epoch !== this.epoch) return
+      void this.watcher?.cancel().catch(() => undefined)
+      this.watcher = undefined
+      this.connected = false
+      this.failed(err as Error)
+      this.retry = setTimeout(() => void this.restart(cause === 'first' ? 'first' : 'relist'), RETRY)
+      this.retry.unref()
+    }
+  }
+
+  /** One watch response: its events applied in order, then one list (a transaction is one change). */
+  private events(epoch: number, r: IWatchResponse): void {
+    if (epoch !== this.epoch || r.events.length === 0) return
+    if (!this.notified()) return
+    for (const e of r.events) {
+      const key = e.kv.key.toString()
+      if (e.type === 'Delete') this.values.delete(key)
+      else this.values.set(key, e.kv.value.toString())
+    }
+    this.revision = BigInt(r.header.revision)
+    this.deliver(this.listingOf(this.values, this.revision), 'watch')
+  }
+
+  private listingOf(values: Iterable<[string, string]>, revision: bigint): Listing {
+    const { targets, invalid } = parseRecords(this.etcd.format, this.etcd.fields, [...values].map(([k, v]) => [k, v]))
+    return { targets, invalid, version: String(revision) }
+  }
+}
+
+function clientOptions(etcd: EtcdSettings): IOptions {
+  const timeout = etcd.connectTimeout
+  const options: IOptions = {
+    hosts: etcd.endpoints,
+    dialTimeout: timeout,
+    // Unary calls get a deadline; the watch stream must not.
+    defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
+    // A restarted etcd should be read again within about a second: gRPC's reconnect backoff (up to 2 minutes by
+    // default) and the client's per-host circuit breaker (5 s open) are both capped at RETRY.
+    grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': RETRY },
+    faultHandling: { host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: RETRY, breaker: new ConsecutiveBreaker(3) }) },
+  }
+  if (etcd.username !== undefined) options.auth = { username: etcd.username, password: etcd.password ?? '' }
+  if (etcd.tls?.ca !== undefined) {
+    options.credentials = {
+      rootCertificate: readFileSync(etcd.tls.ca),
+      privateKey: etcd.tls.key === undefined ? undefined : readFileSync(etcd.tls.key),
+      certChain: etcd.tls.cert === undefined ? undefined : readFileSync(etcd.tls.cert),
+    }
+  }
+  return options
+}

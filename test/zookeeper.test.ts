@@ -1,0 +1,194 @@
+// ZooKeeper discovery against a real ZooKeeper server: atomic list+watch, formats, a shared subscription, session
+// expiry, a lost event caught by the resync, registry restarts, stale marking, the cache file.
+import t from 'tap'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pino from 'pino'
+import { RegistryStartError, Vigil, type Config } from '../src/index.js'
+import type { ZooKeeperSubscription } from '../src/discovery/zookeeper.js'
+import { get, httpServer, silent, startProxy } from './helpers/index.js'
+import { waitFor } from './helpers/wait.js'
+import { addresses, relay, startZooKeeper, ZooKeeperAdmin } from './helpers/registries.js'
+
+const { server: zk, admin } = await startZooKeeper(t)
+
+let n = 0
+/** A fresh parent path per test, so tests never see each other's providers. */
+async function parent(): Promise<string> {
+  const path = `/services/t${++n}/providers`
+  await admin.mkdirp(path)
+  return path
+}
+
+const provider = async (tt: Parameters<typeof httpServer>[0], name: string): Promise<string> =>
+  (await httpServer(tt, (_req, res) => res.end(name))).address
+
+type ZkSource = NonNullable<Config['upstreams'][string]['servers'][number]['zookeeper']>
+const source = (path: string, extra: Partial<ZkSource> = {}): ZkSource => ({ servers: zk.connect, path, resyncInterval: '300ms', sessionTimeout: '2s', connectTimeout: '3s', ...extra })
+
+/** Log lines kept in memory, to assert on what vigil said. */
+function memoryLog(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = []
+  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) })
+  return { logger, lines }
+}
+
+t.test('each child "host:port" is a server; a new child is added and a deleted one removed', async (t) => {
+  const path = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await admin.create(`${path}/${a}`, '', true)
+  const { vigil, url } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path) }] } } })
+  t.same(addresses(vigil), [a], 'started with the registered provider')
+  t.equal((await get(url)).body, 'a')
+  await admin.create(`${path}/${b}`, '', true)
+  await waitFor(() => addresses(vigil).length === 2)
+  t.same(addresses(vigil), [a, b].sort())
+  await admin.remove(`${path}/${a}`)
+  await waitFor(() => addresses(vigil).length === 1)
+  t.same(addresses(vigil), [b])
+  t.equal((await get(url)).body, 'b', 'traffic goes to the one left')
+  t.equal(vigil.registries.sources[0]?.drifts, 0, 'the watch saw every change: no drift')
+})
+
+t.test('JSON data with named fields, and Dubbo provider URLs', async (t) => {
+  const jsonPath = await parent()
+  const dubboPath = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  const [ha, pa] = a.split(':')
+  await admin.create(`${jsonPath}/member-1`, JSON.stringify({ ip: ha, listen: Number(pa), w: 7 }), true)
+  await admin.create(`${jsonPath}/member-2`, 'not json', true)
+  const [hb, pb] = b.split(':')
+  await admin.create(`${dubboPath}/${encodeURIComponent(`dubbo://${hb}:${pb}/com.example.Api?anyhost=true&weight=300&side=provider`)}`, '', true)
+  const { vigil } = await startProxy(t, {
+    upstreams: {
+      api: { servers: [{ zookeeper: source(jsonPath, { format: 'json', fields: { host: 'ip', port: 'listen', weight: 'w' } }) }] },
+      dubbo: { servers: [{ zookeeper: source(dubboPath, { format: 'dubbo' }) }] },
+    },
+  })
+  t.same(vigil.upstreams.get('api')?.peers.map((p) => [p.address, p.weight]), [[a, 7]], 'host, port and weight from the named fields; the bad record left out')
+  t.same(vigil.upstreams.get('dubbo')?.peers.map((p) => [p.address, p.weight]), [[b, 300]], 'host, port and weight from the provider URL')
+  // A changed weight in a child's data is seen too (its data watch was set by the read).
+  await admin.setData(`${jsonPath}/member-1`, JSON.stringify({ ip: ha, listen: Number(pa), w: 3 }))
+  await waitFor(() => vigil.upstreams.get('api')?.peers[0]?.weight === 3)
+  t.pass('weight change applied')
+})
+
+t.test('two upstreams watching one path share one subscription, and both see every change', async (t) => {
+  const path = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await admin.create(`${path}/${a}`, '', true)
+  const { vigil } = await startProxy(t, {
+    upstreams: {
+      api: { servers: [{ zookeeper: source(path) }] },
+      other: { servers: [{ zookeeper: source(path, { removalGrace: '1s' }) }], balance: 'least_conn' },
+    },
+  })
+  t.equal(vigil.registries.sources.length, 1, 'one subscription')
+  await admin.create(`${path}/${b}`, '', true)
+  await waitFor(() => addresses(vigil, 'api').length === 2 && addresses(vigil, 'other').length === 2)
+  await admin.remove(`${path}/${b}`)
+  await waitFor(() => addresses(vigil, 'api').length === 1 && addresses(vigil, 'other').length === 1)
+  t.same(addresses(vigil, 'other'), [a])
+})
+
+t.test('a lost watch notification is caught by the resync: applied, logged as a drift, counted', async (t) => {
+  const path = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await admin.create(`${path}/${a}`, '', true)
+  const { logger, lines } = memoryLog()
+  const { vigil, admin: adminUrl } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path, { resyncInterval: '1s' }) }] } } }, logger)
+  const sub = vigil.registries.sources[0] as ZooKeeperSubscription
+  sub.loseEvents(1)
+  await admin.create(`${path}/${b}`, '', true)
+  await waitFor(() => addresses(vigil).length === 2)
+  t.equal(sub.drifts, 1, 'one drift counted')
+  const drift = lines.find((l) => String(l['msg']).startsWith('registry drift'))
+  t.same(drift?.['missing'], [b], 'the drift line names the missed server')
+  t.ok(Array.isArray(drift?.['delivered']) && Array.isArray(drift?.['registry']), 'and both lists')
+  const metrics = (await get(`${adminUrl}/metrics`)).body
+  t.match(metrics, /vigil_discovery_drift_total\{kind="zookeeper",source="[^"]+"\} 1/)
+  // The watch is set again after a drift: the next change arrives without waiting for a resync.
+  await admin.remove(`${path}/${b}`)
+  await waitFor(() => addresses(vigil).length === 1)
+  t.equal(sub.drifts, 1, 'no second drift: the re-armed watch delivered it')
+})
+
+t.test('an expired session gets a new client, which lists again (changes made meanwhile are seen)', async (t) => {
+  const path = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await admin.create(`${path}/${a}`, '', true)
+  const { logger, lines } = memoryLog()
+  const net = await relay(t, zk.port)
+  const { vigil } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path, { servers: net.address, resyncInterval: '1m' }) }] } } }, logger)
+  const sub = vigil.registries.sources[0] as ZooKeeperSubscription
+  const before = sub.session
+  // Cut off for longer than the session timeout (2 s): the server expires the session meanwhile.
+  net.partition()
+  await admin.create(`${path}/${b}`, '', true)
+  await waitFor(() => lines.some((l) => l['msg'] === 'disconnected from ZooKeeper; keeping the last good list'))
+  await new Promise((r) => setTimeout(r, 3_500))
+  net.heal()
+  await waitFor(() => sub.session !== before && sub.connected, 30_000)
+  await waitFor(() => addresses(vigil).length === 2)
+  t.ok(lines.some((l) => String(l['msg']).startsWith('ZooKeeper session expired')), 'the expiry is logged')
+  t.same(addresses(vigil), [a, b].sort(), 'the change made while cut off is seen by the new client')
+  t.equal(sub.drifts, 0)
+})
+
+t.test('start: from the cache file when the registry is unreachable; a clear error without one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vigil-cache-'))
+  const cacheFile = join(dir, 'api.json')
+  const path = await parent()
+  const a = await provider(t, 'a')
+  await admin.create(`${path}/${a}`, '', true)
+  {
+    const { vigil } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path, { cacheFile }) }] } } })
+    await waitFor(() => {
+      try {
+        return (JSON.parse(readFileSync(cacheFile, 'utf8')) as { targets: { address: string }[] }).targets.length === 1
+      } catch {
+        return false
+      }
+    })
+    await vigil.stop(100)
+  }
+  const dead = { servers: '127.0.0.1:1', path, connectTimeout: '500ms' }
+  const { vigil, url, admin: adminUrl } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: { ...dead, cacheFile } }] } } })
+  t.same(addresses(vigil), [a], 'started from the cache')
+  t.equal((await get(url)).body, 'a', 'serving at once')
+  const status = JSON.parse((await get(`${adminUrl}/status?format=json`)).body) as { discovery: { upstreams: { fromCache: boolean }[] }[] }
+  t.equal(status.discovery[0]?.upstreams[0]?.fromCache, true)
+
+  const config: Config = { listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], upstreams: { api: { servers: [{ zookeeper: dead }] } } }
+  const err = await new Vigil(config, { logger: silent, admin: false }).start().catch((e: unknown) => e)
+  t.type(err, RegistryStartError)
+  t.match((err as Error).message, /upstreams\.api\.servers\[0\]\.zookeeper: zookeeper 127\.0\.0\.1:1 \/services\/t\d+\/providers is unreachable .* no cache/)
+  writeFileSync(cacheFile, '{"half":')
+  const bad = await new Vigil({ ...config, upstreams: { api: { servers: [{ zookeeper: { ...dead, cacheFile } }] } } }, { logger: silent, admin: false }).start().catch((e: unknown) => e)
+  t.match((bad as Error).message, /not a vigil cache/, 'a broken cache file is named, not used')
+})
+
+t.test('registry down: the last good list keeps serving, marked stale; back up: re-listed, fresh again', async (t) => {
+  const path = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await admin.create(`${path}/${a}`, '', false)
+  const { vigil, url, admin: adminUrl } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path, { resyncInterval: '300ms', staleAfter: '1s' }) }] } } })
+  const sub = vigil.registries.sources[0] as ZooKeeperSubscription
+  await zk.kill()
+  t.teardown(() => (zk.running ? undefined : zk.start()))
+  await waitFor(() => sub.stale, 20_000)
+  t.equal(sub.connected, false)
+  t.equal((await get(url)).body, 'a', 'still serving the last good list')
+  const status = JSON.parse((await get(`${adminUrl}/status?format=json`)).body) as { discovery: { stale: boolean; connected: boolean; servers: number }[] }
+  t.match(status.discovery[0], { stale: true, connected: false, servers: 1 })
+  t.match((await get(`${adminUrl}/metrics`)).body, /vigil_discovery_stale\{kind="zookeeper",source="[^"]+"\} 1/)
+  await zk.start()
+  // A change made right after the restart, before vigil's client is back, must be seen by its re-list.
+  const late = await ZooKeeperAdmin.connect(zk.connect)
+  await late.create(`${path}/${b}`, '', false)
+  late.close()
+  await waitFor(() => addresses(vigil).length === 2, 30_000)
+  await waitFor(() => !sub.stale && sub.connected)
+  t.pass('re-listed after the restart and fresh again')
+})
