@@ -4,6 +4,7 @@ import t from 'tap'
 import { Hosts } from '../src/upstream/hosts.js'
 import { connections } from '../src/upstream/upstream.js'
 import { serverSpec } from '../src/config/diff.js'
+import { Membership } from '../src/upstream/membership.js'
 
 const spec = (address: string, weight = 1) => serverSpec({ address, weight })
 
@@ -51,4 +52,22 @@ t.test('groups keep their own state for one address; new connection settings mea
   for (let i = 0; i < 3; i++) hosts.release('api', a)
   hosts.release('billing', b)
   t.equal(b.pool.closed, true)
+})
+
+t.test('a new group prepared and discarded leaves nothing behind: prepared again, it starts with open pools', async (t) => {
+  const m = new Membership({ api: { servers: [{ address: '127.0.0.1:9001' }] } }, { retireGrace: () => 1_000 })
+  t.teardown(async () => {
+    await Promise.all([...m.upstreams.values()].map((u) => u.close()))
+    await m.close()
+  })
+  const next = { api: { servers: [{ address: '127.0.0.1:9001' }] }, billing: { servers: [{ address: '127.0.0.1:9002' }] } }
+  const first = m.prepare(next)
+  const discarded = first.upstreams.get('billing')?.peers[0]
+  first.discard()
+  t.equal(discarded?.pool.closed, true, 'the discarded group released its pool')
+  const second = m.prepare(next)
+  second.commit('api')
+  const live = m.upstreams.get('billing')?.peers[0]
+  t.not(live, discarded, 'a new state holder')
+  t.equal(live?.pool.closed, false, 'with an open pool')
 })

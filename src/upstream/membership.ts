@@ -130,7 +130,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         this.specs.delete(name)
         u.slowStart.stop()
         u.passive.close()
-        for (const p of u.peers) this.hosts.release(name, p)
+        this.release(u, u.peers)
       }
     }
     try {
