@@ -17,10 +17,15 @@ async function ioUntil(cond: () => boolean): Promise<void> {
   if (!cond()) throw new Error('condition never held')
 }
 
-t.test('the backoff: 250 ms doubling to 2 s, jittered by up to 20% either way', async (t) => {
-  t.same([1, 2, 3, 4, 5, 6].map((n) => probeDelay(n, RECOVERY_DEFAULTS, 0.5)), [250, 500, 1000, 2000, 2000, 2000])
-  t.equal(probeDelay(1, RECOVERY_DEFAULTS, 0), 200)
-  t.equal(probeDelay(4, RECOVERY_DEFAULTS, 0.999999), 2400)
+/** A longer ceiling than the default, so the doubling shows over several steps. */
+const BACKOFF = { interval: 250, maxInterval: 2_000 }
+
+t.test('the backoff: 250 ms doubling to maxInterval (default 500 ms), jittered by up to 20% either way', async (t) => {
+  t.same(RECOVERY_DEFAULTS, { interval: 250, maxInterval: 500 }, 'a restarted server waits at most 600 ms for its probe')
+  t.same([1, 2, 3, 4].map((n) => probeDelay(n, RECOVERY_DEFAULTS, 0.5)), [250, 500, 500, 500])
+  t.same([1, 2, 3, 4, 5, 6].map((n) => probeDelay(n, BACKOFF, 0.5)), [250, 500, 1000, 2000, 2000, 2000])
+  t.equal(probeDelay(1, BACKOFF, 0), 200)
+  t.equal(probeDelay(4, BACKOFF, 0.999999), 2400)
 })
 
 t.test('which evidence a probe can disprove: connection-level failures only; the check when there is one', async (t) => {
@@ -43,7 +48,7 @@ t.test('probes back off on a fake clock while the port refuses, and stop at the 
   const port = await closedPort()
   let passed = 0
   const host: RecoveryHost = { recoveryPassed: () => passed++ }
-  const probe = new RecoveryProbe(host, 'tcp', { host: '127.0.0.1', port } as Peer, undefined, 1_000, RECOVERY_DEFAULTS)
+  const probe = new RecoveryProbe(host, 'tcp', { host: '127.0.0.1', port } as Peer, undefined, 1_000, BACKOFF)
   t.teardown(() => probe.stop())
   mock.timers.tick(0)
   await ioUntil(() => probe.probes === 1)

@@ -178,7 +178,7 @@ export const Passive = Type.Object(
         {
           default: true,
           description:
-            'while ejected on connection-level evidence, probe the server (its active check, else a TCP connect: first at once, then interval doubling to maxInterval, default 250ms and 2s) and let it back as soon as one passes',
+            'while ejected on connection-level evidence, probe the server (its active check, else a TCP connect: first at once, then interval doubling to maxInterval, default 250ms and 500ms) and let it back as soon as one passes',
         },
       ),
     ),

@@ -17,7 +17,9 @@ export interface RecoverySettings {
   maxInterval: number
 }
 
-export const RECOVERY_DEFAULTS: RecoverySettings = { interval: 250, maxInterval: 2_000 }
+// A 500 ms ceiling bounds a restarted server's wait for its probe to 600 ms (the "back within 1 s" target) for two cheap
+// connects a second while it stays down.
+export const RECOVERY_DEFAULTS: RecoverySettings = { interval: 250, maxInterval: 500 }
 /** Each wait varies by up to this share either way, so many vigils do not probe a restarting server in lockstep. */
 export const RECOVERY_JITTER = 0.2
 
