@@ -1,18 +1,15 @@
 // Live membership: which peers each group has now. Every change (file reload, admin call, DNS answer) lands here
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
-import { isDeepStrictEqual } from 'node:util'
-import type { Pool } from 'undici'
 import type { Config, Server, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
 import { createBalancer } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
 import { ms } from '../config/duration.js'
-import { sameJson } from '../config/diff.js'
-import { maxConns, type Peer } from './peer.js'
+import type { Peer } from './peer.js'
 import { activeCheck, connections, failOpenOf, Upstream, type Connections } from './upstream.js'
+import { Hosts } from './hosts.js'
 import { PassiveHealth } from '../health/passive.js'
-import { DEFAULT_DECAY } from '../balance/peak-ewma.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
@@ -100,7 +97,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private readonly specs = new Map<string, ServerSpec[]>()
   /** Admin changes on top of the file, per group: a spec to add or update, or null for removed. Cleared by a file reload. */
   private readonly overlays = new Map<string, Map<string, ServerSpec | null>>()
-  private readonly retiring = new Set<Pool>()
+  /** Every server's state, by group and address: what outlives the generations (src/upstream/hosts.ts). */
+  private readonly hosts = new Hosts(() => this.options.retireGrace())
   /** The lists applied so far: changed only by a commit. */
   private lists: ServerLists = new Map()
 
@@ -115,7 +113,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   /** Peers that were removed and are still finishing requests. */
   get retiringPools(): number {
-    return this.retiring.size
+    return this.hosts.retiringPools
   }
 
   /**
@@ -130,7 +128,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const release = (): void => {
       for (const [name, u] of fresh) {
         this.specs.delete(name)
-        void u.close()
+        u.slowStart.stop()
+        u.passive.close()
+        this.release(u, u.peers)
       }
     }
     try {
@@ -208,8 +208,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
 
   /** Destroy the pools of removed peers still finishing (at shutdown, after the grace period). */
   async close(): Promise<void> {
-    await Promise.all([...this.retiring].map((p) => p.destroy()))
-    this.retiring.clear()
+    await this.hosts.close()
   }
 
   private overlay(upstream: string, edit: (o: Map<string, ServerSpec | null>) => void): MembershipChange {
@@ -226,7 +225,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private build(name: string, config: UpstreamConfig, lists: ServerLists): Upstream {
     const specs = this.effective(name, config, lists)
     this.specs.set(name, specs)
-    return new Upstream(name, { ...config, servers: specs })
+    return new Upstream(name, { ...config, servers: specs }, this.hosts)
   }
 
   /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
@@ -276,7 +275,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         u.passive.close()
         // Requests waiting for room in a group that is gone have nowhere to go: answered now, not at their timeout.
         u.queue?.refuseAll('upstream_removed', `upstream "${name}" was removed by a reload`)
-        this.retire(u, u.peers, c)
+        this.retire(u, this.release(u, u.peers), c)
         this.specs.delete(name)
         this.emit('upstream-removed', u)
       }
@@ -301,9 +300,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
   }
 
   /**
-   * Settings of a kept group, with its connection settings read by prepare(). Connections survive unless tls,
-   * timeouts or maxResponseSize changed: then every server of the group gets a new pool at once (an undici pool's
-   * options are fixed) and the old ones finish their requests. queue waits for a restart (src/update/reloader.ts warns).
+   * Settings of a kept group, with its connection settings read by prepare(): applyServers() then hands them to
+   * every server (a pool built under other settings is replaced, src/upstream/hosts.ts). queue waits for a
+   * restart (src/update/reloader.ts warns).
    */
   private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[], next: Connections): void {
     u.balancer = createBalancer({ ...config, servers: specs })
@@ -323,40 +322,26 @@ export class Membership extends EventEmitter<MembershipEvents> {
       u.slowStart.handOver(slowStart)
       u.slowStart = slowStart
     }
-    const before = u.connections
     u.connections = next
-    if (next.latencyDecay !== before.latencyDecay) for (const p of u.peers) p.rtt.decay = next.latencyDecay ?? DEFAULT_DECAY
-    if (!sameJson(next.timeouts, before.timeouts) || next.pool.maxResponseSize !== before.pool.maxResponseSize || !isDeepStrictEqual(next.pool.tls, before.pool.tls)) {
-      for (const p of u.peers) this.retirePool(p.replacePool(next.pool))
-    }
     u.refresh()
   }
 
-  /** Make `u` serve exactly `specs`: kept peers stay (state, counters, pool), new ones are built, gone ones retire. */
+  /**
+   * Make `u` serve exactly `specs` with its current connection settings: every listed server is acquired from the
+   * registry (a kept one is the same state, with these settings), then the previous list is released; a server
+   * that was the last holder's retires.
+   */
   private applyServers(u: Upstream, specs: ServerSpec[], c: MembershipChange): void {
     const d = diffServers(this.specs.get(u.name) ?? [], specs)
     this.specs.set(u.name, specs)
+    const previous = u.peers
+    const known = new Set(previous)
+    u.peers = specs.map((s) => this.hosts.acquire(u.name, s, u.connections))
+    const removed = this.release(u, previous)
     if (d.added.length + d.removed.length + d.changed.length === 0) return
-    const byAddress = new Map(u.peers.map((p) => [p.address, p]))
-    for (const [before, after] of d.changed) {
-      const p = byAddress.get(after.address) as Peer
-      // A peer still ramping up in slow start gets the new weight when its ramp ends.
-      if (p.effectiveWeight === p.weight) p.effectiveWeight = after.weight
-      p.weight = after.weight
-      p.backup = after.backup
-      p.configDown = after.down
-      p.maxConns = maxConns(after)
-      c.changed.push(`${u.name}/${describeServerChange([before, after])}`)
-    }
-    const added: Peer[] = []
-    for (const s of d.added) {
-      const p = u.createPeer(s)
-      byAddress.set(s.address, p)
-      added.push(p)
-      c.added.push(`${u.name}/${s.address}`)
-    }
-    const removed = d.removed.map((s) => byAddress.get(s.address) as Peer)
-    u.peers = specs.map((s) => byAddress.get(s.address) as Peer)
+    for (const pair of d.changed) c.changed.push(`${u.name}/${describeServerChange(pair)}`)
+    for (const s of d.added) c.added.push(`${u.name}/${s.address}`)
+    const added = u.peers.filter((p) => !known.has(p))
     u.passive.sync()
     // Policies that size themselves from the set (the hash ring's total weight) are rebuilt with it.
     u.balancer = createBalancer({ ...(this.configs.get(u.name) as UpstreamConfig), servers: specs })
@@ -365,26 +350,15 @@ export class Membership extends EventEmitter<MembershipEvents> {
     u.refresh()
   }
 
-  private retire(u: Upstream, peers: readonly Peer[], c: MembershipChange): void {
-    if (peers.length === 0) return
-    for (const p of peers) {
-      c.removed.push(`${u.name}/${p.address}`)
-      this.retirePool(p.pool)
-    }
-    this.emit('peers-removed', u, peers)
+  /** `peers` are no longer held by `u`'s previous generation; those no generation holds any more. */
+  private release(u: Upstream, peers: readonly Peer[]): Peer[] {
+    return peers.filter((p) => this.hosts.release(u.name, p))
   }
 
-  /** Close once in-flight requests are done, but never wait longer than the grace period. */
-  private retirePool(pool: Pool): void {
-    this.retiring.add(pool)
-    const timer = setTimeout(() => void pool.destroy(), this.options.retireGrace())
-    timer.unref()
-    pool.close().then(
-      () => {
-        clearTimeout(timer)
-        this.retiring.delete(pool)
-      },
-      () => this.retiring.delete(pool),
-    )
+  /** Peers that left the registry: they get no new requests, and their pools are closing (src/upstream/hosts.ts). */
+  private retire(u: Upstream, peers: readonly Peer[], c: MembershipChange): void {
+    if (peers.length === 0) return
+    for (const p of peers) c.removed.push(`${u.name}/${p.address}`)
+    this.emit('peers-removed', u, peers)
   }
 }

@@ -1,6 +1,7 @@
 // A Peer is one provider inside one upstream group: its address, weight, live counters and health gates.
 import { Pool } from 'undici'
 import type { AddressServer } from '../config/schema.js'
+import type { ServerSpec } from '../config/diff.js'
 import { splitAddress } from '../net.js'
 import { TlsPool, type ClientTls } from './tls.js'
 import { PeakEwma } from '../balance/peak-ewma.js'
@@ -31,7 +32,7 @@ export class Peer {
   readonly port: number
   /** `http://` or `https://` and the address: follows the group's `tls` (see replacePool). */
   origin: string
-  /** weight, maxConns, backup and configDown change in place on reload (src/upstream/membership.ts). */
+  /** weight, maxConns, backup and configDown are each generation's (see configure). */
   weight: number
   /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
   effectiveWeight: number
@@ -68,7 +69,7 @@ export class Peer {
   currentWeight = 0
   /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
   readonly rtt: PeakEwma
-  /** Replaced (see replacePool) only when the group's tls, timeouts or response limit change on reload. */
+  /** Replaced (see replacePool) only when the group's connection settings change (src/upstream/hosts.ts). */
   pool: Pool
   /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
   tls: ClientTls | undefined
@@ -87,6 +88,15 @@ export class Peer {
     this.backup = server.backup ?? false
     this.configDown = server.down ?? false
     this.pool = this.createPool(pool)
+  }
+
+  /** A generation's settings for this server. A peer still ramping up in slow start gets the new weight when its ramp ends. */
+  configure(server: ServerSpec): void {
+    if (this.effectiveWeight === this.weight) this.effectiveWeight = server.weight
+    this.weight = server.weight
+    this.backup = server.backup
+    this.configDown = server.down
+    this.maxConns = maxConns(server)
   }
 
   /**

@@ -1,10 +1,13 @@
 // An Upstream is a named group of peers plus the snapshot of which of them may receive traffic now.
+import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import type { AddressServer, GroupConfig, Upstream as UpstreamConfig } from '../config/schema.js'
+import type { GroupConfig, Upstream as UpstreamConfig } from '../config/schema.js'
+import { serverSpec } from '../config/diff.js'
 import { ms } from '../config/duration.js'
 import { createBalancer, type Balancer, type PickRequest } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
-import { Peer, type PoolOptions } from './peer.js'
+import type { Peer, PoolOptions } from './peer.js'
+import { Hosts } from './hosts.js'
 import { loadClientTls } from './tls.js'
 import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
 import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
@@ -32,8 +35,13 @@ const NONE: readonly Peer[] = []
 export interface Connections {
   timeouts: UpstreamTimeouts
   pool: PoolOptions
-  /** Peak-EWMA decay for new peers' latency estimates (ms); undefined for the default. */
+  /** Peak-EWMA decay for the peers' latency estimates (ms); undefined for the default. */
   latencyDecay: number | undefined
+  /**
+   * What shapes a pool (timeouts, TLS material, response limit), as one key: a peer whose pool was built under
+   * another key gets a new pool (src/upstream/hosts.ts).
+   */
+  key: string
 }
 
 export function connections(config: UpstreamConfig): Connections {
@@ -57,7 +65,8 @@ export function connections(config: UpstreamConfig): Connections {
     tls: loadClientTls(config.tls, config.host),
     maxResponseSize: config.maxResponseSize,
   }
-  return { timeouts, pool, latencyDecay: config.ewmaDecay === undefined ? undefined : ms(config.ewmaDecay) }
+  const key = createHash('sha256').update(JSON.stringify([timeouts, pool.maxResponseSize, pool.tls])).digest('base64')
+  return { timeouts, pool, latencyDecay: config.ewmaDecay === undefined ? undefined : ms(config.ewmaDecay), key }
 }
 
 /** Fail open (Envoy's panic mode) unless turned off; `passive.failOpen` is where the setting used to live. */
@@ -104,13 +113,14 @@ export class Upstream extends EventEmitter {
   /** Where the data path reports every attempt (health/monitor.ts); outlives passive and retry settings. */
   readonly monitor: Monitor = new Monitor(this)
 
-  constructor(name: string, config: GroupConfig) {
+  /** `hosts`: where its servers' state lives (Membership's registry; a group built alone has its own). */
+  constructor(name: string, config: GroupConfig, hosts: Hosts = new Hosts(() => 0)) {
     super()
     this.name = name
     this.hostHeader = config.host
     this.active = activeCheck(config)
     this.connections = connections(config)
-    this.peers = config.servers.map((s) => this.createPeer(s))
+    this.peers = config.servers.map((s) => hosts.acquire(name, serverSpec(s), this.connections))
     this.balancer = createBalancer(config)
     this.slowStart = new SlowStart(ms(config.slowStart ?? 0))
     this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
@@ -149,11 +159,6 @@ export class Upstream extends EventEmitter {
 
   get timeouts(): UpstreamTimeouts {
     return this.connections.timeouts
-  }
-
-  /** A peer of this group, connecting with the group's current settings (not yet in `peers`). */
-  createPeer(server: AddressServer): Peer {
-    return new Peer(server, this.connections.pool, this.connections.latencyDecay)
   }
 
   /** Recompute the eligible snapshot; call after any change to a peer's gates. */
