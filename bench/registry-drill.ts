@@ -18,12 +18,10 @@ import { Etcd3 } from 'etcd3'
 import pino from 'pino'
 import { Agent, request } from 'undici'
 import { Vigil, type Config, type MembershipChange } from '../src/index.js'
-import { EtcdServer, missingEtcd, missingZooKeeper, ZooKeeperAdmin, ZooKeeperServer } from './lib/registries.js'
-import { firstJsonLine, Proc, root, sleep } from './lib/procs.js'
+import { EtcdServer, missingEtcd, missingZooKeeper, ZooKeeperAdmin, ZooKeeperMember, ZooKeeperServer } from './lib/registries.js'
+import { sleep } from './lib/procs.js'
 import { registryRow, writeReport, type RegistryDoc, type RegistryPhase, type RegistryRow } from './lib/report.js'
 import { resultsDir, writeJson, type RunLabel } from './lib/results.js'
-
-const memberScript = `${root}dist/bench/lib/zookeeper-member.js`
 
 const DEFAULT_ROUNDS = 3
 const { values } = parseArgs({ options: { kinds: { type: 'string', default: 'etcd,zookeeper' }, rounds: { type: 'string', default: String(DEFAULT_ROUNDS) } } })
@@ -123,25 +121,27 @@ async function zooKeeperRegistry(): Promise<Registry> {
   await admin.mkdirp(path)
   // Each provider's ephemeral node hangs on a session of its own process (bench/lib/zookeeper-member.ts), so a
   // SIGKILL leaves the node to expire with the session, as a crashed provider does.
-  const members = new Map<string, Proc>()
-  const end = (p: Provider): void => {
-    members.get(p.address)?.signal('SIGKILL')
+  const members = new Map<string, ZooKeeperMember>()
+  const end = async (p: Provider): Promise<void> => {
+    await members.get(p.address)?.kill()
     members.delete(p.address)
   }
   return {
     kind: 'zookeeper',
     entry: (cacheFile) => ({ zookeeper: { servers: server.connect, path, resyncInterval: '2s', connectTimeout: '1s', sessionTimeout: '4s', cacheFile, confirmDelay: '1s' } }),
     async register(p) {
-      end(p)
-      const member = new Proc(`zookeeper-member:${p.address}`, process.execPath, [memberScript, server.connect, `${path}/${p.address}`, String(MEMBER_SESSION_MS)])
-      members.set(p.address, member)
-      await firstJsonLine(member, 15_000)
+      await end(p)
+      members.set(p.address, await ZooKeeperMember.start(server.connect, `${path}/${p.address}`, MEMBER_SESSION_MS))
     },
     async deregister(p) {
       await admin.remove(`${path}/${p.address}`)
-      end(p)
+      await end(p)
     },
-    vanish: async (p) => end(p),
+    async vanish(p) {
+      await end(p)
+      // The drill is about the node outliving its provider: if the kill had closed the session, say so.
+      if (!(await admin.children(path)).includes(p.address)) throw new Error(`${p.address}'s node went with the kill: its session was closed, not left to expire`)
+    },
     clear: async () => {
       for (const c of await admin.children(path)) await admin.remove(`${path}/${c}`)
     },
@@ -153,7 +153,7 @@ async function zooKeeperRegistry(): Promise<Registry> {
       await server.start()
     },
     close: async () => {
-      for (const m of members.values()) m.signal('SIGKILL')
+      for (const m of members.values()) await m.kill()
       admin.close()
       await server.destroy()
     },
@@ -214,8 +214,8 @@ class Applied {
       }
       this.vigil.membership.on('applied', on)
     })
-    await write()
-    const s = await applied
+    // Together, so a failed write also settles the wait (no rejection left unhandled when its timer fires).
+    const [s] = await Promise.all([applied, write()])
     this.seconds.push(s)
     return s
   }
