@@ -218,7 +218,9 @@ const REGISTRY_LEGEND = `Under 16 closed-loop clients through vigil, against rea
 sent to removed: requests a provider received after vigil applied its removal (counted by the provider);
 change → apply: from the registry write (or, for a killed provider, the kill) to vigil applying the change;
 the killed providers' etcd leases are 2 s, their ZooKeeper sessions 4 s and held by a process of their own.
-Targets: 0 client errors and 0 requests to removed addresses in every phase, plus the phase's own.`
+Targets: 0 client errors and 0 requests to removed addresses in every phase, plus the phase's own (restart: ends
+with the live providers; lost event: caught within resyncInterval plus its second look, 2.5 s, and counted as a
+drift; empty push: every server kept; start from cache: a 200).`
 
 function registryIntro(d: RegistryDoc): string {
   const labels = [...new Set(d.runs.map(runLabel))]
