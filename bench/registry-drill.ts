@@ -70,6 +70,9 @@ class Provider {
 interface Registry {
   kind: 'etcd' | 'zookeeper'
   entry(cacheFile: string): NonNullable<Config['upstreams'][string]['servers'][number]>
+  /** What a provider sets up before it registers (not part of a timed change). */
+  prepare(p: Provider): Promise<void>
+  /** The registry change itself: the clock of a timed change starts here. */
   register(p: Provider): Promise<void>
   deregister(p: Provider): Promise<void>
   /** Gone without deregistering: its lease or session is left to run out. */
@@ -87,6 +90,7 @@ async function etcdRegistry(): Promise<Registry> {
   return {
     kind: 'etcd',
     entry: (cacheFile) => ({ etcd: { endpoints: [server.endpoint], prefix, resyncInterval: '2s', connectTimeout: '1s', cacheFile, confirmDelay: '1s' } }),
+    prepare: async () => undefined,
     async register(p) {
       // Each provider's key hangs on its own 2 s lease, kept alive by its own client (as a real provider would).
       const client = new Etcd3({ hosts: server.endpoint })
@@ -129,12 +133,17 @@ async function zooKeeperRegistry(): Promise<Registry> {
     await members.get(p.address)?.kill()
     members.delete(p.address)
   }
+  const prepare = async (p: Provider): Promise<void> => {
+    await end(p)
+    members.set(p.address, await ZooKeeperMember.start(server.connect, `${path}/${p.address}`, MEMBER_SESSION_MS))
+  }
   return {
     kind: 'zookeeper',
     entry: (cacheFile) => ({ zookeeper: { servers: server.connect, path, resyncInterval: '2s', connectTimeout: '1s', sessionTimeout: '4s', cacheFile, confirmDelay: '1s' } }),
+    prepare,
     async register(p) {
-      await end(p)
-      members.set(p.address, await ZooKeeperMember.start(server.connect, `${path}/${p.address}`, MEMBER_SESSION_MS))
+      if (!members.has(p.address)) await prepare(p)
+      await members.get(p.address)?.register()
     },
     async deregister(p) {
       await admin.remove(`${path}/${p.address}`)
@@ -267,13 +276,19 @@ async function drill(registry: Registry, label: RunLabel): Promise<RegistryRow[]
       rows.push({ ...base, phase: name, status: 'failed', note: (err as Error).message })
     }
   }
+  /** A provider started and ready to register, so a timed change is the registration alone. */
+  const newProvider = async (): Promise<Provider> => {
+    const p = await Provider.start()
+    all.push(p)
+    await registry.prepare(p)
+    return p
+  }
   /** Replace ROUNDS providers one by one; `retire` times the old one's removal. Says how long removals took. */
   const deploy = async (retire: (p: Provider) => Promise<number>, after: string): Promise<Pick<RegistryRow, 'result'>> => {
     const removals: string[] = []
     for (let i = 0; i < ROUNDS; i++) {
       const old = providers.shift() as Provider
-      const fresh = await Provider.start()
-      all.push(fresh)
+      const fresh = await newProvider()
       await applied.after(() => registry.register(fresh), added(fresh))
       providers.push(fresh)
       removals.push((await retire(old)).toFixed(2))
@@ -304,8 +319,7 @@ async function drill(registry: Registry, label: RunLabel): Promise<RegistryRow[]
       ),
     )
     await phase('registry restart', async () => {
-      const fresh = await Provider.start()
-      all.push(fresh)
+      const fresh = await newProvider()
       await registry.restart()
       await applied.after(() => registry.register(fresh), added(fresh), 60_000)
       providers.push(fresh)
@@ -317,9 +331,8 @@ async function drill(registry: Registry, label: RunLabel): Promise<RegistryRow[]
     await phase('lost event', async () => {
       const drifts = () => vigil.registries.sources.reduce((n, s) => n + s.drifts, 0)
       const d0 = drifts()
+      const fresh = await newProvider()
       vigil.registries.sources[0]?.loseEvents(1)
-      const fresh = await Provider.start()
-      all.push(fresh)
       const s = await applied.after(() => registry.register(fresh), added(fresh))
       providers.push(fresh)
       const counted = drifts() - d0

@@ -144,6 +144,7 @@ t.test('a provider killed without deregistering leaves when the server expires i
   // after the kill seconds of margin before the server can expire it.
   const member = await ZooKeeperMember.start(zk.connect, `${path}/${b}`, 4_000)
   t.teardown(() => member.kill())
+  await member.register()
   const { vigil } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path) }] } } })
   t.same(addresses(vigil), [a, b].sort())
   await member.kill()

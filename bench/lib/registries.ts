@@ -224,7 +224,7 @@ export class ZooKeeperAdmin {
 export class ZooKeeperMember {
   private constructor(private readonly proc: Proc) {}
 
-  /** Register `node` (its parent must exist) and resolve once it is created. */
+  /** Start the process and resolve once its session is open; `register()` then creates `node`. */
   static async start(connectString: string, node: string, sessionMs = 4_000): Promise<ZooKeeperMember> {
     const proc = new Proc(`zookeeper-member:${node}`, process.execPath, [`${root}dist/bench/lib/zookeeper-member.js`, connectString, node, String(sessionMs)])
     try {
@@ -234,6 +234,13 @@ export class ZooKeeperMember {
       throw err
     }
     return new ZooKeeperMember(proc)
+  }
+
+  /** Create the ephemeral node (its parent must exist); resolves once it is created. */
+  async register(): Promise<void> {
+    const registered = firstJsonLine(this.proc, 15_000)
+    this.proc.signal('SIGUSR2')
+    await registered
   }
 
   /** SIGKILL, as a crash: nothing is deregistered. */
