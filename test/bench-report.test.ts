@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../src/index.js'
 import { peersDir, render, vigilConfig } from '../bench/lib/proxies.js'
 import { median, quantile, writeJson } from '../bench/lib/results.js'
-import { drillRow, timelineSvg, writeReport, type DrillDoc } from '../bench/lib/report.js'
+import { drillRow, registryRow, timelineSvg, writeReport, type DrillDoc, type RegistryRow } from '../bench/lib/report.js'
 
 t.test('templates: placeholders and one block per server', async (t) => {
   const out = render('listen {{listen}};\n{{#servers}}server {{address}} # {{index}}\n{{/servers}}{{unknown}}', { listen: '127.0.0.1:1' }, ['127.0.0.1:2', '127.0.0.1:3'])
@@ -75,6 +75,19 @@ t.test('timeline chart: one line per provider and the errors, faults and repairs
   t.match(svg, /stroke="#2ca02c" stroke-dasharray/, 'repair marked')
 })
 
+const killed: RegistryRow = { run: '2026-12-01T11:43:50.857Z', scale: 0.33, kind: 'zookeeper', rounds: 1, phase: 'killed, not deregistered', status: 'ok', requests: 500, clientErrors: 0, sentToRemoved: 0, changeToApply: [0.1, 3.07], seconds: 3.2, result: 'removed 3.07 s after its kill', missed: [] }
+
+t.test('a registry drill row: one phase, its counts, change → apply quantiles, missed targets marked', async (t) => {
+  t.same(registryRow(killed), ['2026-12-01 11:43 ×0.33', 'zookeeper', 'killed, not deregistered', '1', '500', '0', '0', '0.100 s', '3.070 s', '2', '3.2', 'removed 3.07 s after its kill', '✓ met'])
+  t.equal(registryRow({ ...killed, clientErrors: 2, sentToRemoved: 1 })[12], '✗ MISSED: 2 client errors, 1 sent to removed addresses', 'errors and requests to removed addresses miss')
+  t.equal(registryRow({ ...killed, missed: ['wrong set: 3 servers, 4 providers'] })[12], '✗ MISSED: wrong set: 3 servers, 4 providers', "the phase's own target")
+  t.same(registryRow({ ...killed, changeToApply: [], requests: undefined }).slice(4, 10), ['-', '0', '0', '-', '-', '0'], 'nothing measured shows as -')
+  const skipped = registryRow({ kind: 'etcd', phase: 'all', status: 'skipped', note: 'etcd is not installed' })
+  t.equal(skipped.length, 13)
+  t.same(skipped.filter((c) => c !== ''), ['earlier run', 'etcd', 'all', '-', 'skipped', 'etcd is not installed'])
+  t.equal(registryRow({ ...killed, status: 'failed', note: 'change not applied within the limit' })[12], '✗ MISSED: phase failed')
+})
+
 t.test('the report: self-contained HTML and a markdown summary from every result file', async (t) => {
   const dir = `${await mkdtemp(join(tmpdir(), 'vigil-report-'))}/`
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -97,6 +110,7 @@ t.test('the report: self-contained HTML and a markdown summary from every result
     fixedRate: { rate: 500, summary: [{ target: 'vigil', rps: 499, p50: 1, p99: 2, errors: 0 }], ratios: { vigilP99AboveDirect: 0.5 } },
     notes: ['nginx: not installed, skipped'],
   })
+  await writeJson(`${dir}registry.json`, { kind: 'registry', date: 'd', machine: { cpus: 2, node: 'v20', loadavg: [1, 2] }, clients: 16, runs: [killed, { ...killed, kind: 'etcd', run: '2026-11-30T08:00:00.000Z', scale: 1, clientErrors: 1 }] })
   await writeFile(`${dir}not-a-result.txt`, 'ignored')
   const html = await readFile(await writeReport(dir), 'utf8')
   t.match(html, /<h2>Throughput/)
@@ -118,4 +132,9 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(md, /\*\*Rows from 2 runs \(2026-12-01 10:20 ×0\.5; 2026-11-30 08:00\): compare across them with care\.\*\*/, 'mixed runs are said so')
   t.match(md, /\| 2026-11-30 08:00 \| nginx \|.*✗ MISSED: 2 false ejections/)
   t.match(html, /class="missed">undici throughput ✗ MISSED/)
+  t.match(html, /<h2>Registry drills/)
+  t.match(md, /## Registry drills/)
+  t.match(md, /\| 2026-12-01 11:43 ×0\.33 \| zookeeper \| killed, not deregistered \|.*✓ met \|/, 'registry rows carry their run and scale')
+  t.match(md, /\| 2026-11-30 08:00 \| etcd \|.*✗ MISSED: 1 client error \|/, 'a missed registry target is marked')
+  t.match(md, /Rows from 2 runs \(2026-12-01 11:43 ×0\.33; 2026-11-30 08:00\)/, 'mixed registry runs are said so')
 })

@@ -9,7 +9,7 @@ import { RegistryStartError, Vigil, type Config } from '../src/index.js'
 import type { ZooKeeperSubscription } from '../src/discovery/zookeeper.js'
 import { get, httpServer, silent, startProxy } from './helpers/index.js'
 import { waitFor } from './helpers/wait.js'
-import { addresses, relay, startZooKeeper, ZooKeeperAdmin } from './helpers/registries.js'
+import { addresses, relay, startZooKeeper, ZooKeeperAdmin, ZooKeeperMember } from './helpers/registries.js'
 
 const { server: zk, admin } = await startZooKeeper(t)
 
@@ -134,6 +134,24 @@ t.test('an expired session gets a new client, which lists again (changes made me
   t.ok(lines.some((l) => String(l['msg']).startsWith('ZooKeeper session expired')), 'the expiry is logged')
   t.same(addresses(vigil), [a, b].sort(), 'the change made while cut off is seen by the new client')
   t.equal(sub.drifts, 0)
+})
+
+t.test('a provider killed without deregistering leaves when the server expires its session', async (t) => {
+  const path = await parent()
+  const [a, b] = [await provider(t, 'a'), await provider(t, 'b')]
+  await admin.create(`${path}/${a}`, '', true)
+  // b's node hangs on a session of b's own process, as a real provider's does; 4 s leaves the check right
+  // after the kill seconds of margin before the server can expire it.
+  const member = await ZooKeeperMember.start(zk.connect, `${path}/${b}`, 4_000)
+  t.teardown(() => member.kill())
+  await member.register()
+  const { vigil } = await startProxy(t, { upstreams: { api: { servers: [{ zookeeper: source(path) }] } } })
+  t.same(addresses(vigil), [a, b].sort())
+  await member.kill()
+  t.ok((await admin.children(path)).includes(b), 'the kill closed nothing: the node is still there')
+  await waitFor(() => addresses(vigil).length === 1, 30_000)
+  t.same(addresses(vigil), [a])
+  t.notOk((await admin.children(path)).includes(b), 'the node went with the expired session')
 })
 
 t.test('start: from the cache file when the registry is unreachable; a clear error without one', async (t) => {

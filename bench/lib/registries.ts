@@ -6,7 +6,7 @@ import { connect, createServer, type AddressInfo, type Server as NetServer, type
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import zookeeper, { type Client } from 'node-zookeeper-client'
-import { freePort, Proc, sleep, which } from './procs.js'
+import { firstJsonLine, freePort, Proc, root, sleep, which } from './procs.js'
 
 export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar'
 /** slf4j's no-op binding keeps ZooKeeper's log off the test output. */
@@ -213,6 +213,40 @@ export class ZooKeeperAdmin {
 
   close(): void {
     this.client.close()
+  }
+}
+
+/**
+ * A provider's registration held by a process of its own (bench/lib/zookeeper-member.ts, run from dist/): its
+ * ephemeral node lives as long as that process's session. `kill()` is a crash: the session is not closed, so
+ * the node goes only when the server expires the session.
+ */
+export class ZooKeeperMember {
+  private constructor(private readonly proc: Proc) {}
+
+  /** Start the process and resolve once its session is open; `register()` then creates `node`. */
+  static async start(connectString: string, node: string, sessionMs = 4_000): Promise<ZooKeeperMember> {
+    const proc = new Proc(`zookeeper-member:${node}`, process.execPath, [`${root}dist/bench/lib/zookeeper-member.js`, connectString, node, String(sessionMs)])
+    try {
+      await firstJsonLine(proc, 15_000)
+    } catch (err) {
+      proc.signal('SIGKILL')
+      throw err
+    }
+    return new ZooKeeperMember(proc)
+  }
+
+  /** Create the ephemeral node (its parent must exist); resolves once it is created. */
+  async register(): Promise<void> {
+    const registered = firstJsonLine(this.proc, 15_000)
+    this.proc.signal('SIGUSR2')
+    await registered
+  }
+
+  /** SIGKILL, as a crash: nothing is deregistered. */
+  async kill(): Promise<void> {
+    this.proc.signal('SIGKILL')
+    await this.proc.exited
   }
 }
 

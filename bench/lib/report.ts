@@ -6,7 +6,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises'
 import type { RunResult } from '../drill/drill.js'
 import type { FaultEvent } from '../drill/faults.js'
 import type { Series } from '../drill/timeline.js'
-import { resultsDir, runLabel } from './results.js'
+import { quantile, resultsDir, runLabel, type RunLabel } from './results.js'
 
 interface ThroughputDoc {
   kind: 'throughput'
@@ -57,19 +57,59 @@ export interface DrillDoc {
   runs: RunResult[]
 }
 
+/** The registry drill's phases, in the order it runs them. */
+export type RegistryPhase = 'deregister, then kill' | 'killed, not deregistered' | 'registry restart' | 'lost event' | 'empty push' | 'start from cache'
+
+/** One phase of the registry drill against one registry (bench/registry-drill.ts). */
+export interface RegistryRow extends Partial<RunLabel> {
+  kind: string
+  /** Providers replaced per rolling deploy. */
+  rounds?: number
+  phase: RegistryPhase | 'all'
+  status: 'ok' | 'failed' | 'skipped'
+  requests?: number
+  clientErrors?: number
+  /** Requests a provider received after vigil applied its removal (counted by the provider). */
+  sentToRemoved?: number
+  /** Seconds from each registry change to vigil applying it. */
+  changeToApply?: number[]
+  seconds?: number
+  /** What the phase showed, in words. */
+  result?: string
+  /** Targets of the phase's own (beyond 0 client errors and 0 requests to removed addresses) that it missed. */
+  missed?: string[]
+  note?: string
+}
+
+export interface RegistryDoc {
+  kind: 'registry'
+  date: string
+  machine: { cpus: number; node: string; loadavg: number[] }
+  clients: number
+  runs: RegistryRow[]
+}
+
 const ORDER = ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'noise']
 
-export async function readResults(dir = resultsDir): Promise<{ throughput?: ThroughputDoc; drills: DrillDoc[] }> {
+interface Results {
+  throughput?: ThroughputDoc
+  drills: DrillDoc[]
+  registry?: RegistryDoc
+}
+
+export async function readResults(dir = resultsDir): Promise<Results> {
   const files = await readdir(dir).catch(() => [] as string[])
   let throughput: ThroughputDoc | undefined
+  let registry: RegistryDoc | undefined
   const drills: DrillDoc[] = []
   for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
-    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc
+    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc
     if (doc.kind === 'throughput') throughput = doc
     else if (doc.kind === 'drill') drills.push(doc)
+    else if (doc.kind === 'registry') registry = doc
   }
   drills.sort((a, b) => ORDER.indexOf(a.scenario) - ORDER.indexOf(b.scenario))
-  return { throughput, drills }
+  return { throughput, drills, registry }
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
@@ -139,6 +179,53 @@ export function drillRow(r: RunResult): string[] {
     missed.length === 0 ? '✓ met' : `✗ MISSED: ${missed.join(', ')}`,
     [r.note, ...reloads].filter((x) => x !== undefined).join('; '),
   ]
+}
+
+/** Every target a registry drill row missed: 0 client errors, 0 requests to removed addresses, its own. */
+export function registryMisses(r: RegistryRow): string[] {
+  if (r.status === 'skipped') return []
+  if (r.status === 'failed') return ['phase failed']
+  const missed: string[] = []
+  if ((r.clientErrors ?? 0) > 0) missed.push(`${r.clientErrors} client error${r.clientErrors === 1 ? '' : 's'}`)
+  if ((r.sentToRemoved ?? 0) > 0) missed.push(`${r.sentToRemoved} sent to removed addresses`)
+  return [...missed, ...(r.missed ?? [])]
+}
+
+export const REGISTRY_HEAD = ['run', 'registry', 'phase', 'rounds', 'requests', 'client errors', 'sent to removed', 'change → apply p50', 'p99', 'changes', 'phase s', 'result', 'targets']
+
+const s3 = (n: number | undefined) => (n === undefined ? '-' : `${n.toFixed(3)} s`)
+
+export function registryRow(r: RegistryRow): string[] {
+  const head = [runLabel(r), r.kind, r.phase, r.rounds === undefined ? '-' : String(r.rounds)]
+  if (r.status !== 'ok') return [...head, r.status, ...new Array<string>(REGISTRY_HEAD.length - head.length - 3).fill(''), r.note ?? '', r.status === 'failed' ? '✗ MISSED: phase failed' : '']
+  const applied = r.changeToApply ?? []
+  const missed = registryMisses(r)
+  return [
+    ...head,
+    r.requests === undefined ? '-' : String(r.requests),
+    r.clientErrors === undefined ? '-' : String(r.clientErrors),
+    r.sentToRemoved === undefined ? '-' : String(r.sentToRemoved),
+    s3(applied.length === 0 ? undefined : quantile(applied, 0.5)),
+    s3(applied.length === 0 ? undefined : quantile(applied, 0.99)),
+    String(applied.length),
+    n1(r.seconds),
+    r.result ?? '',
+    missed.length === 0 ? '✓ met' : `✗ MISSED: ${missed.join(', ')}`,
+  ]
+}
+
+const REGISTRY_LEGEND = `Under 16 closed-loop clients through vigil, against real etcd and ZooKeeper servers, one row per phase.
+sent to removed: requests a provider received after vigil applied its removal (counted by the provider);
+change → apply: from the registry write (or, for a killed provider, the kill) to vigil applying the change;
+the killed providers' etcd leases are 2 s, their ZooKeeper sessions 4 s and held by a process of their own.
+Targets: 0 client errors and 0 requests to removed addresses in every phase, plus the phase's own (restart: ends
+with the live providers; lost event: caught within resyncInterval plus its second look, 2.5 s, and counted as a
+drift; empty push: every server kept; start from cache: a 200).`
+
+function registryIntro(d: RegistryDoc): string {
+  const labels = [...new Set(d.runs.map(runLabel))]
+  const mixed = labels.length < 2 ? '' : ` Rows from ${labels.length} runs (${labels.join('; ')}): compare across them with care.`
+  return `${REGISTRY_LEGEND.replace(/\s*\n\s*/g, ' ')} ${d.date}; ${d.machine.cpus} CPUs, load average ${d.machine.loadavg.map((l) => l.toFixed(1)).join(' → ')} over the drill.${mixed}`
 }
 
 /** Said above a scenario's table when its rows come from more than one run (or scale). */
@@ -226,7 +313,7 @@ traffic again for good (no 1 s gap after); <b>detected</b> fault windows detecte
 requests the faulty provider received during its faults (a third when nothing is detected); <b>false ejections</b>
 spans of 1 s in which a healthy provider got nothing while at least 10 requests went to others. Resolution: 100 ms.`
 
-export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
+export function renderHtml(results: Results): string {
   const out: string[] = [`<!doctype html><html><head><meta charset="utf-8"><title>vigil bench and drills</title><style>${STYLE.replace(/\n/g, '')}</style></head><body>`]
   out.push('<h1>vigil: throughput and fault drills</h1>')
   const t = results.throughput
@@ -248,11 +335,13 @@ export function renderHtml(results: { throughput?: ThroughputDoc; drills: DrillD
     for (const r of d.runs) if (r.series !== undefined) out.push(timelineSvg(r.series, r.events ?? [], `${d.scenario} / ${r.proxy}`))
     out.push('</div>')
   }
+  const reg = results.registry
+  if (reg !== undefined) out.push(`<h2>Registry drills (<code>npm run drill:registry</code>)</h2><p>${esc(registryIntro(reg))}</p>`, htmlTable(REGISTRY_HEAD, reg.runs.map(registryRow)))
   out.push('</body></html>\n')
   return out.join('\n')
 }
 
-export function renderMarkdown(results: { throughput?: ThroughputDoc; drills: DrillDoc[] }): string {
+export function renderMarkdown(results: Results): string {
   const out: string[] = ['# vigil: benchmark and drill summary', '', 'Written by `npm run bench` and `npm run drill` (to bench/out/, untracked) and kept by `npm run bench:keep`; charts in [report.html](report.html), raw figures in the JSON files beside it.', '']
   const t = results.throughput
   if (t !== undefined) {
@@ -269,6 +358,8 @@ export function renderMarkdown(results: { throughput?: ThroughputDoc; drills: Dr
   for (const d of results.drills) {
     out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections${machineNote(d)}.${mixedRunsNote(d) === '' ? '' : ` **${mixedRunsNote(d).trim()}**`}`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
   }
+  const reg = results.registry
+  if (reg !== undefined) out.push('## Registry drills (`npm run drill:registry`)', '', registryIntro(reg), '', mdTable(REGISTRY_HEAD, reg.runs.map(registryRow)), '')
   return `${out.join('\n')}\n`
 }
 

@@ -1,10 +1,10 @@
 // Real ZooKeeper and etcd servers for a test file: started once, shared by the file's tests, killed (whole
 // process group) and their data removed at teardown.
-import { EtcdServer, Relay, ZooKeeperAdmin, ZooKeeperServer } from '../../bench/lib/registries.js'
+import { EtcdServer, Relay, ZooKeeperAdmin, ZooKeeperMember, ZooKeeperServer } from '../../bench/lib/registries.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
-export { EtcdServer, Relay, ZooKeeperAdmin, ZooKeeperServer }
+export { EtcdServer, Relay, ZooKeeperAdmin, ZooKeeperMember, ZooKeeperServer }
 
 /** A relay to `port`, closed at teardown. */
 export async function relay(t: Tap, port: number): Promise<Relay> {
