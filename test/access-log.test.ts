@@ -1,12 +1,11 @@
 // The access log end to end: the real proxy (in-process, and the CLI as a child for SIGUSR1), real providers,
 // real sockets; lines read back from the file they were written to.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { cliScript, closedPort, get, httpServer, startProxy } from './helpers/index.js'
+import { closedPort, get, httpServer, startProxy } from './helpers/index.js'
 import { exchange } from './helpers/raw.js'
+import { startCli } from './helpers/cli.js'
 import { waitFor } from './helpers/wait.js'
 import WebSocket, { WebSocketServer } from 'ws'
 import type { AddressInfo } from 'node:net'
@@ -176,17 +175,7 @@ t.test('CLI: SIGUSR1 reopens the file after it was moved (log rotation)', async 
       upstreams: { api: { servers: [{ address: up.address }] } },
     }),
   )
-  const child = spawn(process.execPath, [cliScript, 'start', '-c', config], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
-  t.teardown(() => {
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL')
-    } catch {
-      // exited already
-    }
-  })
-  const logs: { msg: string; time: string }[] = []
-  createInterface({ input: child.stdout }).on('line', (l) => logs.push(JSON.parse(l) as { msg: string; time: string }))
+  const { child, exited, lines: logs } = startCli(t, ['start', '-c', config])
   await waitFor(() => logs.some((l) => l.msg === 'vigil started'))
   t.ok(logs.every((l) => typeof l.time === 'string' && l.time.endsWith('Z')), 'the main log uses the same ISO time')
   await get(`http://127.0.0.1:${port}/one`)

@@ -3,12 +3,12 @@
 import t, { type Test } from 'tap'
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { cliScript, closedPort, get, httpServer, root } from './helpers/index.js'
 import { waitFor } from './helpers/wait.js'
+import { canConnect } from '../bench/lib/procs.js'
 
 type Tap = Test
 
@@ -33,16 +33,7 @@ function launch(t: Tap, command: string, args: string[], env: NodeJS.ProcessEnv 
 }
 
 /** True when nothing accepts connections on the port any more. */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1')
-    s.once('connect', () => {
-      s.destroy()
-      resolve(false)
-    })
-    s.once('error', () => resolve(true))
-  })
-}
+const refused = async (port: number): Promise<boolean> => !(await canConnect(port))
 
 /** No process is left in the group (it was started detached, so its id is the group's). */
 function groupGone(pgid: number): boolean {

@@ -113,7 +113,8 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-function canConnect(port: number): Promise<boolean> {
+/** Whether something accepts connections on the loopback port now. */
+export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
     socket.once('connect', () => {
