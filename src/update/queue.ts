@@ -1,12 +1,12 @@
 // The one serialized queue every change goes through, the record of every generation it applied, and the
 // subscribers that hear of each one.
 //
-// How a source hands its state to the queue (file watch, SIGHUP, POST /reload, admin PUT/DELETE, DNS today;
-// ZooKeeper and etcd next): a source never edits live objects and never shares a mutable array with another
+// How a source hands its state to the queue (file watch, SIGHUP, POST /reload, admin PUT/DELETE, DNS, ZooKeeper
+// and etcd): a source never edits live objects and never shares a mutable array with another
 // source. It owns one slice of the desired state and hands the queue that slice complete, every time:
 //   - the file sources hand a whole validated Config (src/update/reloader.ts: reload());
 //   - a discovery source hands the complete server list of one entry of one group: `servers(source, upstream,
-//     entry, targets)` (DNS: an entry is a `resolve: true` name; a registry source: its path or key). A list that
+//     entry, targets)` (DNS: an entry is a `resolve: true` name; a registry source (src/discovery/): its path or prefix). A list that
 //     loses servers is a list, not a delta: the queue applies "these and only these".
 //   - the admin source hands its complete overlay of one group (src/upstream/membership.ts keeps it).
 // The queue runs one update at a time, in the order handed in; each applied update gets the next generation, its
