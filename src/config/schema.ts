@@ -228,9 +228,18 @@ export const ActiveTcp = Type.Object(
   { ...closed, description: 'for type "tcp": an optional send/expect exchange' },
 )
 
+export const ActiveGrpc = Type.Object(
+  {
+    service: Type.Optional(
+      Type.String({ description: 'service name asked about in grpc.health.v1.Health/Check; default "" (the whole server)' }),
+    ),
+  },
+  { ...closed, description: 'for type "grpc"' },
+)
+
 export const Active = Type.Object(
   {
-    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https')], { default: 'tcp' })),
+    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https'), Type.Literal('grpc')], { default: 'tcp' })),
     interval: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
     rise: Type.Optional(Type.Integer({ minimum: 1, default: 2 })),
@@ -247,6 +256,7 @@ export const Active = Type.Object(
     http: Type.Optional(ActiveHttp),
     tls: Type.Optional(ActiveTls),
     tcp: Type.Optional(ActiveTcp),
+    grpc: Type.Optional(ActiveGrpc),
   },
   closed,
 )
@@ -329,6 +339,13 @@ export const Queue = Type.Object(
   { ...closed, description: 'requests that wait while every server is at its maxConns limit' },
 )
 
+/** How vigil speaks to a group's servers: HTTP/1.1, cleartext HTTP/2 with prior knowledge, or HTTP/2 over TLS (ALPN). */
+export const Protocol = Type.Union([Type.Literal('http1'), Type.Literal('h2c'), Type.Literal('h2')], {
+  default: 'http1',
+  description: '"http1", "h2c" (cleartext HTTP/2, prior knowledge) or "h2" (HTTP/2 over TLS, ALPN); active checks speak it too',
+})
+export type Protocol = Static<typeof Protocol>
+
 export const Upstream = Type.Object(
   {
     balance: Type.Optional(Balance),
@@ -343,6 +360,7 @@ export const Upstream = Type.Object(
     slowStart: Type.Optional(Duration),
     queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
+    protocol: Type.Optional(Protocol),
     servers: Type.Array(Server, { minItems: 1 }),
     failOpen: Type.Optional(
       Type.Boolean({ default: true, description: 'when no server is eligible, try every enabled non-down server instead of answering 503 (Envoy\'s panic mode)' }),
