@@ -81,6 +81,8 @@ const ROWS: Record<string, Row> = {
   'queue.size': upstreamRow('restart-only', { queue: { size: 4 } }),
   'queue.timeout': upstreamRow('restart-only', { queue: { size: 8, timeout: '5s' } }),
   host: upstreamRow('kept', { host: 'api.internal' }),
+  // Until the HTTP/2 data path reads it, the protocol changes how the group is checked: a new check.
+  protocol: upstreamRow('check-kept', { protocol: 'h2c' }),
   'passive.maxFails': nested('passive', 'passive-afresh', { maxFails: 2 }),
   'passive.failTimeout': nested('passive', 'passive-afresh', { failTimeout: '2h' }),
   'passive.failOn': nested('passive', 'passive-afresh', { failOn: ['error', 'http_503'] }),
@@ -129,6 +131,7 @@ const ROWS: Record<string, Row> = {
   'active.tls.serverName': nested('active', 'check-kept', { tls: { serverName: 'check.internal' } }),
   'active.tls.skipVerify': nested('active', 'check-kept', { tls: { skipVerify: true } }),
   'active.tcp.send': nested('active', 'check-kept', { type: 'tcp', http: undefined, tcp: { send: 'PING\r\n' } }),
+  'active.grpc.service': nested('active', 'check-kept', { type: 'grpc', http: undefined, grpc: { service: 'vigil.Api' } }),
   'active.tcp.expect': nested('active', 'check-kept', { type: 'tcp', http: undefined, tcp: { send: 'GET / HTTP/1.0\r\n\r\n', expect: 'HTTP' } }),
   'retry.on': nested('retry', 'kept', { on: ['error', 'timeout', 'http_503'] }),
   'retry.tries': nested('retry', 'kept', { tries: 4 }),
