@@ -29,6 +29,10 @@ export interface ProxySpec {
   fragment?: string
   /** For vigil: write an access log of this format to a file (what it costs is measured by this row). */
   access?: 'json' | 'combined'
+  /** For vigil: settings of its listener beside address and upstream (`{ "http2": true }` for h2c). */
+  listener?: Record<string, unknown>
+  /** For nginx, HAProxy, Caddy: the config template in bench/peers/ instead of the kind's default. */
+  template?: string
 }
 
 export const peersDir = `${root}bench/peers/`
@@ -53,9 +57,16 @@ export async function isInstalled(kind: ProxyKind): Promise<boolean> {
 }
 
 /** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */
-export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, log: Record<string, unknown> = { level: 'warn' }): object {
+export function vigilConfig(
+  port: number,
+  adminPort: number,
+  servers: readonly string[],
+  fragment: Record<string, unknown>,
+  log: Record<string, unknown> = { level: 'warn' },
+  listener: Record<string, unknown> = {},
+): object {
   return {
-    listeners: [{ address: `127.0.0.1:${port}`, upstream: 'providers' }],
+    listeners: [{ ...listener, address: `127.0.0.1:${port}`, upstream: 'providers' }],
     admin: { address: `127.0.0.1:${adminPort}` },
     log,
     upstreams: { providers: { ...fragment, servers: servers.map((address) => ({ address })) } },
@@ -74,6 +85,7 @@ class VigilProcess implements ProxyUnderTest {
     private readonly dir: string,
     private readonly fragment: Record<string, unknown>,
     private readonly log: Record<string, unknown>,
+    private readonly listener: Record<string, unknown> | undefined,
     private readonly proc: Proc,
   ) {}
 
@@ -82,7 +94,7 @@ class VigilProcess implements ProxyUnderTest {
   }
 
   async reload(servers: readonly string[]): Promise<string> {
-    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log)))
+    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log, this.listener)))
     const admin = `http://127.0.0.1:${this.adminPort}`
     let how: string
     const res = await fetch(`${admin}/reload`, { method: 'POST' }).catch(() => undefined)
@@ -111,10 +123,10 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(dir, 'vigil.json')
   const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
-  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log)))
+  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log, spec.listener)))
   const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
   await waitForPort(port, 10_000, proc)
-  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc)
+  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, spec.listener, proc)
 }
 
 /** A child process running the plain http-proxy forwarder (bench/lib/forwarder.ts) or the minimal undici one (bench/lib/undici-forwarder.ts). */
@@ -137,9 +149,8 @@ async function startPeer(spec: ProxySpec, servers: readonly string[]): Promise<P
   const port = await freePort()
   const adminPort = await freePort()
   const values = { listen: `127.0.0.1:${port}`, port, dir, adminPort }
-  const [template, file] =
-    spec.kind === 'nginx' ? ['nginx.conf', 'nginx.conf'] : spec.kind === 'haproxy' ? ['haproxy.cfg', 'haproxy.cfg'] : ['Caddyfile', 'Caddyfile']
-  const text = await readFile(`${peersDir}${template}`, 'utf8')
+  const file = spec.kind === 'nginx' ? 'nginx.conf' : spec.kind === 'haproxy' ? 'haproxy.cfg' : 'Caddyfile'
+  const text = await readFile(`${peersDir}${spec.template ?? file}`, 'utf8')
   const path = join(dir, file)
   await writeFile(path, render(text, values, servers))
   const env = { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }
@@ -194,20 +205,23 @@ export interface HelloUpstream {
 
 /**
  * `count` loopback servers answering a short 200 to everything: one nginx worker (peers/hello-nginx.conf) when
- * nginx is installed, otherwise one demo provider process per server.
+ * nginx is installed, otherwise one demo provider process per server. `h2c`: nginx speaking cleartext HTTP/2
+ * with prior knowledge only (peers/hello-nginx-h2.conf), which has no fallback (undefined without nginx).
  */
-export async function startHelloUpstream(count: number): Promise<HelloUpstream & { kind: string }> {
+export async function startHelloUpstream(count: number): Promise<HelloUpstream & { kind: string }>
+export async function startHelloUpstream(count: number, h2c: true): Promise<(HelloUpstream & { kind: string }) | undefined>
+export async function startHelloUpstream(count: number, h2c = false): Promise<(HelloUpstream & { kind: string }) | undefined> {
   const servers: string[] = []
   for (let i = 0; i < count; i++) servers.push(`127.0.0.1:${await freePort()}`)
   const nginx = await which('nginx')
   if (nginx !== undefined) {
     const dir = await mkdtemp(join(tmpdir(), 'vigil-hello-'))
     const path = join(dir, 'nginx.conf')
-    await writeFile(path, render(await readFile(`${peersDir}hello-nginx.conf`, 'utf8'), { dir }, servers))
+    await writeFile(path, render(await readFile(`${peersDir}${h2c ? 'hello-nginx-h2.conf' : 'hello-nginx.conf'}`, 'utf8'), { dir }, servers))
     const proc = new Proc('hello-nginx', nginx, ['-p', dir, '-c', path, '-e', join(dir, 'error.log')], { stderr: 'ignore' })
     for (const s of servers) await waitForPort(Number(s.split(':')[1]), 15_000, proc)
     return {
-      kind: 'nginx return 200',
+      kind: h2c ? 'nginx return 200 over h2c' : 'nginx return 200',
       servers,
       pids: [proc.pid],
       stop: async () => {
@@ -216,6 +230,7 @@ export async function startHelloUpstream(count: number): Promise<HelloUpstream &
       },
     }
   }
+  if (h2c) return undefined
   const procs = servers.map((s, i) => new Proc(`provider-${i}`, process.execPath, [`${root}dist/src/demo/provider.js`, '--name', `p${i}`, '--port', s.split(':')[1] as string]))
   for (const [i, s] of servers.entries()) await waitForPort(Number(s.split(':')[1]), 10_000, procs[i])
   return { kind: 'demo provider (node http)', servers, pids: procs.map((p) => p.pid), stop: async () => void (await Promise.all(procs.map((p) => p.stop()))) }

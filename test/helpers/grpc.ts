@@ -3,7 +3,7 @@ import { root, spawnScript, type Provider } from './index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
-export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
+export const grpcProviderScript = `${root}dist/bench/lib/grpc-health-provider.js`
 
 export interface GrpcProvider extends Provider {
   /** Change its behaviour: `health=NOT_SERVING[&service=NAME]`, `fail=14`, `delay=MS`. */

@@ -3,7 +3,7 @@
 // behaviour (health status per service, a gRPC error code for calls, a delay) is changed at run time through
 // an HTTP/1.1 control port, /_control, as the HTTP provider's (src/demo/provider.ts) is.
 //
-//   node dist/bench/lib/grpc-provider.js --name a [--port 0] [--count MS] [--no-health] [--tls-cert F --tls-key F]
+//   node dist/bench/lib/grpc-health-provider.js --name a [--port 0] [--count MS] [--no-health] [--tls-cert F --tls-key F]
 //
 // First stdout line: {"name","port","control","pid"}. With --count, {"t","n"} lines of calls served per interval.
 import { createServer as createHttpServer } from 'node:http'
