@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util'
 import { Listener } from '../src/config/schema.js'
 import { ECHO_PATH } from './lib/grpc-health-provider.js'
 import { runH2load, type H2LoadSummary } from './lib/h2load.js'
-import { Proc, firstJsonLine, groupCpuMs, root, which } from './lib/procs.js'
+import { Proc, firstJsonLine, grpcProviderScript, groupCpuMs, which } from './lib/procs.js'
 import { isInstalled, startHelloUpstream, startProxy, type HelloUpstream, type ProxySpec, type ProxyUnderTest } from './lib/proxies.js'
 import { median, resultsDir, writeJson } from './lib/results.js'
 
@@ -40,7 +40,7 @@ const started = new Date().toISOString()
 
 /** Three gRPC providers in processes of their own. */
 async function startGrpcUpstream(n: number): Promise<HelloUpstream> {
-  const procs = Array.from({ length: n }, (_, i) => new Proc(`grpc-${i}`, process.execPath, [`${root}dist/bench/lib/grpc-health-provider.js`, '--name', `g${i}`]))
+  const procs = Array.from({ length: n }, (_, i) => new Proc(`grpc-${i}`, process.execPath, [grpcProviderScript, '--name', `g${i}`]))
   const ready = await Promise.all(procs.map((p) => firstJsonLine<{ port: number }>(p)))
   return { servers: ready.map((r) => `127.0.0.1:${r.port}`), pids: procs.map((p) => p.pid), stop: async () => void (await Promise.all(procs.map((p) => p.stop()))) }
 }

@@ -17,6 +17,8 @@ t.test('every vigil fragment in bench/peers/ is a valid vigil config', async (t)
   t.same(fragments.sort(), [
     'vigil-active.json',
     'vigil-both.json',
+    'vigil-grpc.json',
+    'vigil-h2c.json',
     'vigil-outlier.json',
     'vigil-p2c-classic.json',
     'vigil-p2c.json',

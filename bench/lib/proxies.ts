@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import { Listener } from '../../src/config/schema.js'
 import { Proc, cliScript, firstJsonLine, freePort, root, waitForPort, which } from './procs.js'
 
 const run = promisify(execFile)
@@ -54,6 +55,15 @@ export function binaryOf(kind: ProxyKind): string | undefined {
 export async function isInstalled(kind: ProxyKind): Promise<boolean> {
   const bin = binaryOf(kind)
   return bin === undefined || (await which(bin)) !== undefined
+}
+
+/** Why `spec` cannot run here (its binary is missing, or this vigil build has no HTTP/2 listener), or undefined. */
+export async function unavailable(spec: ProxySpec): Promise<string | undefined> {
+  if (!(await isInstalled(spec.kind))) return `${spec.kind} is not installed`
+  if (spec.kind === 'vigil' && spec.listener?.['http2'] !== undefined && !('http2' in (Listener.properties as Record<string, unknown>))) {
+    return 'this vigil build has no HTTP/2 listener (listeners[].http2)'
+  }
+  return undefined
 }
 
 /** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */

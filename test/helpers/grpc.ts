@@ -1,9 +1,8 @@
-// gRPC providers for tests: bench/lib/grpc-provider.ts as a real child process, controlled over its HTTP port.
-import { root, spawnScript, type Provider } from './index.js'
+// gRPC providers for tests: bench/lib/grpc-health-provider.ts as a real child process, controlled over its HTTP port.
+import { spawnScript, type Provider } from './index.js'
+import { grpcProviderScript } from '../../bench/lib/procs.js'
 
 type Tap = { teardown(fn: () => unknown): void }
-
-export const grpcProviderScript = `${root}dist/bench/lib/grpc-health-provider.js`
 
 export interface GrpcProvider extends Provider {
   /** Change its behaviour: `health=NOT_SERVING[&service=NAME]`, `fail=14`, `delay=MS`. */
