@@ -11,6 +11,7 @@ import { tempDir } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import type { Config } from '../src/index.js'
 import type { CheckTarget } from '../src/health/active.js'
+import { healthRequest, servingStatus } from '../src/health/probes/grpc.js'
 
 type UpstreamConfig = Config['upstreams'][string]
 const fast = { interval: 100, timeout: 2_000, rise: 2, fall: 2 }
@@ -199,4 +200,19 @@ t.test('sessions: one reused while checks pass, a fresh one after a timeout, non
   await proxy.vigil.stop(1_000)
   await waitFor('every session of the check closed', () => h2c.sessions.size === 0)
   t.pass('no session outlives the checker')
+})
+
+t.test('the hand-written messages: HealthCheckRequest framing, HealthCheckResponse reading', async (t) => {
+  t.same([...healthRequest('')], [0, 0, 0, 0, 0], 'no service: an empty message')
+  t.same([...healthRequest('ab')], [0, 0, 0, 0, 4, 0x0a, 2, 0x61, 0x62], 'field 1, length 2, "ab"')
+  const long = healthRequest('x'.repeat(200))
+  t.same([...long.subarray(0, 8)], [0, 0, 0, 0, 203, 0x0a, 0xc8, 0x01], 'a name over 127 bytes has a two-byte length')
+  const frame = (...bytes: number[]): Buffer => Buffer.from([0, 0, 0, 0, bytes.length, ...bytes])
+  t.equal(servingStatus(frame(0x08, 1)), 1, 'SERVING')
+  t.equal(servingStatus(frame()), 0, 'an empty message is the default, UNKNOWN')
+  t.equal(servingStatus(frame(0x12, 1, 0x61, 0x08, 2)), 2, 'an unknown length-delimited field is skipped')
+  t.equal(servingStatus(Buffer.from([1, 0, 0, 0, 2, 0x08, 1])), 'a compressed reply (none was accepted)')
+  t.equal(servingStatus(Buffer.from([0, 0, 0, 0, 9, 0x08])), 'a truncated reply message')
+  t.equal(servingStatus(frame(0x08)), 'a malformed varint')
+  t.equal(servingStatus(Buffer.alloc(2)), 'no reply message')
 })

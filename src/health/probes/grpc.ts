@@ -90,8 +90,11 @@ export function servingStatus(reply: Buffer): number | string {
       if (wire === 0) {
         const value = read()
         if (tag >>> 3 === 1) status = value
-      } else if (wire === 2) i += read()
-      else if (wire === 1) i += 8
+      } else if (wire === 2) {
+        // Not `i += read()`: that would add the length to i as it was before the length's own bytes.
+        const length = read()
+        i += length
+      } else if (wire === 1) i += 8
       else if (wire === 5) i += 4
       else return `an unknown wire type ${wire}`
     }
