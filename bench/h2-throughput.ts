@@ -14,9 +14,9 @@ import { parseArgs } from 'node:util'
 import { Listener } from '../src/config/schema.js'
 import { ECHO_PATH } from './lib/grpc-health-provider.js'
 import { runH2load, type H2LoadSummary } from './lib/h2load.js'
-import { Proc, firstJsonLine, grpcProviderScript, groupCpuMs, which } from './lib/procs.js'
+import { Proc, firstJsonLine, grpcProviderScript, groupsCpuMs, which } from './lib/procs.js'
 import { isInstalled, startHelloUpstream, startProxy, type HelloUpstream, type ProxySpec, type ProxyUnderTest } from './lib/proxies.js'
-import { median, resultsDir, writeJson } from './lib/results.js'
+import { median, medianKnown, resultsDir, writeJson, type MeasuredRound } from './lib/results.js'
 
 const { values } = parseArgs({
   options: {
@@ -111,22 +111,8 @@ for (const w of workloads) {
   }
 }
 
-const cpuOf = async (pids: readonly number[]): Promise<number | undefined> => {
-  let total = 0
-  for (const pid of pids) {
-    const ms = await groupCpuMs(pid)
-    if (ms === undefined) return undefined
-    total += ms
-  }
-  return total
-}
-
-interface Round extends H2LoadSummary {
+interface Round extends H2LoadSummary, MeasuredRound {
   workload: string
-  target: string
-  round: number
-  cpuUs: number | undefined
-  upstreamCpuUs: number | undefined
 }
 const results: Round[] = []
 try {
@@ -139,9 +125,9 @@ try {
         const load = { url: `http://127.0.0.1:${target.port}${w.path}`, clients, streams, data: w.data, headers: w.headers }
         await runH2load({ ...load, duration: 1 })
         const pids = target.proxy === undefined ? [] : [target.proxy.pid]
-        const [before, upBefore] = [await cpuOf(pids), await cpuOf(w.upstream.pids)]
+        const [before, upBefore] = [await groupsCpuMs(pids), await groupsCpuMs(w.upstream.pids)]
         const summary = await runH2load({ ...load, duration })
-        const [after, upAfter] = [await cpuOf(pids), await cpuOf(w.upstream.pids)]
+        const [after, upAfter] = [await groupsCpuMs(pids), await groupsCpuMs(w.upstream.pids)]
         const per = (a: number | undefined, b: number | undefined): number | undefined =>
           a === undefined || b === undefined || summary.requests === 0 ? undefined : ((b - a) * 1_000) / summary.requests
         const cpuUs = target.proxy === undefined ? undefined : per(before, after)
@@ -157,10 +143,6 @@ try {
   await rm(dir, { recursive: true, force: true })
 }
 
-const medianOf = (xs: (number | undefined)[]): number | undefined => {
-  const known = xs.filter((v): v is number => v !== undefined)
-  return known.length === 0 ? undefined : median(known)
-}
 const summary = targets.map((t) => {
   const mine = results.filter((r) => r.workload === t.workload.name && r.target === t.name)
   return {
@@ -169,8 +151,8 @@ const summary = targets.map((t) => {
     rps: median(mine.map((r) => r.rps)),
     meanMs: median(mine.map((r) => r.meanMs)),
     failed: mine.reduce((n, r) => n + r.failed, 0),
-    cpuUs: medianOf(mine.map((r) => r.cpuUs)),
-    upstreamCpuUs: medianOf(mine.map((r) => r.upstreamCpuUs)),
+    cpuUs: medianKnown(mine.map((r) => r.cpuUs)),
+    upstreamCpuUs: medianKnown(mine.map((r) => r.upstreamCpuUs)),
   }
 })
 const ratios = workloads.map((w) => {

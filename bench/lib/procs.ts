@@ -178,3 +178,14 @@ export async function groupCpuMs(pgid: number): Promise<number | undefined> {
   }
   return (ticks * 1_000) / USER_HZ
 }
+
+/** groupCpuMs summed over several process groups; undefined where /proc is missing. */
+export async function groupsCpuMs(pgids: readonly number[]): Promise<number | undefined> {
+  let total = 0
+  for (const pgid of pgids) {
+    const ms = await groupCpuMs(pgid)
+    if (ms === undefined) return undefined
+    total += ms
+  }
+  return total
+}
