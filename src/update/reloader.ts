@@ -298,7 +298,7 @@ export class Reloader {
 
 /**
  * Settings a running vigil keeps until it restarts: the admin listener, the DNS resolver's servers and timeout,
- * TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies and TLS on/off of a kept listener
+ * TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept listener
  * address (its routes and its certificate files do change).
  */
 function restartOnly(before: Config, after: Config): string[] {
@@ -315,7 +315,7 @@ function restartOnly(before: Config, after: Config): string[] {
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
     const b = old.get(key)
     if (b === undefined) return
-    for (const k of ['limits', 'trustedProxies'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    for (const k of ['limits', 'trustedProxies', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
     // The certificate itself is re-read on every reload; only turning TLS on or off needs a new server.
     keys.push([`listeners[${i}].tls`, b.tls === undefined, listener.tls === undefined])
   })
