@@ -3,7 +3,7 @@
 // grpc_pass, nginx's only way to speak HTTP/2 to an upstream), in interleaved rounds within one run, with CPU
 // time per request of each proxy's process group from /proc/PID/stat (as bench/throughput.ts measures it).
 // Two workloads: `h2`, GETs to one nginx worker answering 200 over h2c on three ports; `grpc`, unary calls to three
-// @grpc/grpc-js providers (bench/lib/grpc-health-provider.ts), each call one length-prefixed message POSTed by h2load.
+// @grpc/grpc-js providers (bench/lib/grpc-provider.ts), each call one length-prefixed message POSTed by h2load.
 // A row whose tool is missing (h2load, nginx) or whose vigil build has no HTTP/2 listener is skipped with a note.
 // Writes bench/out/h2-throughput.json.
 //   --rounds 3 --duration 5 --clients 10 --streams 10 --workloads h2,grpc --targets direct,vigil,nginx
@@ -12,7 +12,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Listener } from '../src/config/schema.js'
-import { ECHO_PATH } from './lib/grpc-health-provider.js'
+import { SAY_PATH, sayRequest } from './lib/grpc-provider.js'
 import { runH2load, type H2LoadSummary } from './lib/h2load.js'
 import { Proc, firstJsonLine, grpcProviderScript, groupsCpuMs, which } from './lib/procs.js'
 import { isInstalled, startHelloUpstream, startProxy, type HelloUpstream, type ProxySpec, type ProxyUnderTest } from './lib/proxies.js'
@@ -63,9 +63,9 @@ if ((await which('h2load')) === undefined) {
 }
 
 const dir = await mkdtemp(join(tmpdir(), 'vigil-h2bench-'))
-// One gRPC message of 5 bytes of payload, length-prefixed: what every h2load request of the grpc workload sends.
+// One length-prefixed Say request (Msg { text: "hello" }): what every h2load request of the grpc workload sends.
 const frame = join(dir, 'call.bin')
-const payload = Buffer.from('hello')
+const payload = sayRequest()
 const header = Buffer.alloc(5)
 header.writeUInt32BE(payload.length, 1)
 await writeFile(frame, Buffer.concat([header, payload]))
@@ -80,7 +80,7 @@ if (chosen.includes('h2')) {
 if (chosen.includes('grpc')) {
   workloads.push({
     name: 'grpc',
-    path: ECHO_PATH,
+    path: SAY_PATH,
     upstream: await startGrpcUpstream(count),
     vigil: { name: 'vigil', kind: 'vigil', fragment: 'vigil-grpc.json', listener: { http2: true } },
     data: frame,

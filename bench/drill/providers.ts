@@ -1,5 +1,5 @@
 // The drill's providers: real child processes (src/demo/provider.ts, or the gRPC provider
-// bench/lib/grpc-health-provider.ts) that report per-interval served counts on stdout, and the fault actions on
+// bench/lib/grpc-provider.ts) that report per-interval served counts on stdout, and the fault actions on
 // them (the FaultTarget the injector drives).
 import { cpus } from 'node:os'
 import { Proc, firstJsonLine, providerScript } from '../lib/procs.js'

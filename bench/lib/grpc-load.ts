@@ -4,7 +4,7 @@
 // could not reach a provider, a provider's own error) is a non-2xx answer (503 for UNAVAILABLE, else 500); one
 // that outlives `timeout` (DEADLINE_EXCEEDED) is a timeout, as autocannon reports it.
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js'
-import { ECHO_PATH } from './grpc-health-provider.js'
+import { SAY_PATH, sayRequest } from './grpc-provider.js'
 import type { LoadOptions, LoadSummary } from './load.js'
 import { quantile } from './results.js'
 
@@ -18,12 +18,12 @@ export type GrpcLoadOptions = Omit<LoadOptions, 'url' | 'spread' | 'rate' | 'tim
 }
 
 const raw = (b: Buffer): Buffer => b
-const PAYLOAD = Buffer.from('hello')
 /** How often the scheduler sends the calls that are due. */
 const TICK = 5
 
 export async function runGrpcLoad(options: GrpcLoadOptions): Promise<LoadSummary & { codes: Record<string, number> }> {
   // A local subchannel pool per client: otherwise grpc-js shares one connection among clients with equal options.
+  const request = sayRequest()
   const clients = Array.from({ length: options.connections }, () => new Client(options.target, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }))
   const latencies: number[] = []
   const codes: Record<string, number> = {}
@@ -34,7 +34,7 @@ export async function runGrpcLoad(options: GrpcLoadOptions): Promise<LoadSummary
   const call = (client: Client): Promise<void> =>
     new Promise((resolve) => {
       const start = performance.now()
-      client.makeUnaryRequest(ECHO_PATH, raw, raw, PAYLOAD, new Metadata(), { deadline: Date.now() + options.timeout * 1_000 }, (err: ServiceError | null) => {
+      client.makeUnaryRequest(SAY_PATH, raw, raw, request, new Metadata(), { deadline: Date.now() + options.timeout * 1_000 }, (err: ServiceError | null) => {
         const latency = performance.now() - start
         const code = err === null ? 'OK' : (status[err.code] ?? String(err.code))
         codes[code] = (codes[code] ?? 0) + 1

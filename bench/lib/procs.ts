@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 export const root = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url))
 export const providerScript = `${root}dist/src/demo/provider.js`
 export const cliScript = `${root}dist/src/cli.js`
-export const grpcProviderScript = `${root}dist/bench/lib/grpc-health-provider.js`
+export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
 
 const live = new Set<Proc>()
 process.once('exit', () => {

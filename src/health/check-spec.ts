@@ -1,5 +1,6 @@
 // An upstream's `active` block resolved once into a complete check description, defaults filled in.
-import type { Active, Protocol } from '../config/schema.js'
+import type { Active } from '../config/schema.js'
+import type { UpstreamProtocol } from '../upstream/peer.js'
 import { ms } from '../config/duration.js'
 
 /** Tengine's defaults (`check interval=30000 rise=2 fall=5 timeout=1000`), except that servers start up. */
@@ -59,7 +60,7 @@ export interface CheckSpec {
  * HTTP/2 over TLS (ALPN), as the traffic is. A gRPC check is always HTTP/2: over TLS when the group is `h2`,
  * else cleartext.
  */
-export function resolveCheck(active: Active, upstreamHost: string | undefined, protocol: Protocol = 'http1'): CheckSpec {
+export function resolveCheck(active: Active, upstreamHost: string | undefined, protocol: UpstreamProtocol = 'http1'): CheckSpec {
   const type = active.type ?? 'tcp'
   const interval = ms(active.interval ?? ACTIVE_DEFAULTS.interval)
   const web = type === 'http' || type === 'https'
