@@ -37,7 +37,7 @@ export function echoService(): { service: grpc.ServiceDefinition; Client: grpc.S
 /** The bench's unary call: its path, and one request message (Msg { text: "hello" }) as h2load and bench/lib/grpc-load.ts send it. */
 export const SAY_PATH = '/vigil.echo.Echo/Say'
 export function sayRequest(): Buffer {
-  return echoService().service['say']?.requestSerialize({ text: 'hello' }) as Buffer
+  return echoService().service['Say']?.requestSerialize({ text: 'hello' }) as Buffer
 }
 
 export interface GrpcProviderOptions {
