@@ -10,6 +10,7 @@
 // @grpc/grpc-js as a client would bring its own reconnect backoff (up to two minutes) between vigil's checks
 // and the provider, delaying the `rise` checks that let a restarted provider back.
 import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2'
+import { GRPC_CODES } from '../../config/schema.js'
 import { classifyError } from '../outcome.js'
 import { PASSED, TIMED_OUT, type Probe, type ProbeResult } from './probe.js'
 import type { ProbeTls } from './tls.js'
@@ -20,27 +21,6 @@ const MAX_REPLY = 64 * 1024
 
 /** grpc.health.v1.HealthCheckResponse.ServingStatus, by number. */
 const SERVING_STATUS = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN']
-/** gRPC status codes, by number (grpc/doc/statuscodes.md). */
-export const GRPC_STATUS = [
-  'OK',
-  'CANCELLED',
-  'UNKNOWN',
-  'INVALID_ARGUMENT',
-  'DEADLINE_EXCEEDED',
-  'NOT_FOUND',
-  'ALREADY_EXISTS',
-  'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED',
-  'FAILED_PRECONDITION',
-  'ABORTED',
-  'OUT_OF_RANGE',
-  'UNIMPLEMENTED',
-  'INTERNAL',
-  'UNAVAILABLE',
-  'DATA_LOSS',
-  'UNAUTHENTICATED',
-]
-
 /** A varint as protobuf writes it (lengths here; a service name is rarely over 127 bytes). */
 function varint(n: number): number[] {
   const out: number[] = []
@@ -113,7 +93,7 @@ export function verdict(headers: IncomingHttpHeaders, trailers: IncomingHttpHead
   if (grpcStatus === undefined) return { ok: false, reason: 'invalid_response', detail: 'no grpc-status in the reply' }
   const code = Number(grpcStatus)
   if (code !== 0) {
-    const name = GRPC_STATUS[code] ?? String(code)
+    const name = GRPC_CODES[code] ?? String(code)
     const message = grpcMessage(trailers?.['grpc-message'] ?? headers['grpc-message'])
     const detail = code === 12 ? `the server does not implement grpc.health.v1.Health (UNIMPLEMENTED): ${message}` : message
     return { ok: false, reason: `grpc_${name}`, detail }
