@@ -22,7 +22,7 @@ interface H2Only {
   requests: number
   sessions: Set<ServerHttp2Session>
   opened: number
-  /** While true, gRPC health calls are never answered (a provider that accepts and hangs). */
+  /** While true, no request is answered (a provider that accepts and hangs). */
   hang: boolean
 }
 
@@ -35,11 +35,11 @@ function h2Only(server: Http2Server | Http2SecureServer): Promise<H2Only> {
   })
   server.on('stream', (stream, headers) => {
     state.requests++
+    if (state.hang) return
     if (headers[':path'] === '/healthz') {
       stream.respond({ ':status': 200 })
       stream.end('ok')
     } else if (headers[':path'] === '/grpc.health.v1.Health/Check') {
-      if (state.hang) return
       // A SERVING reply written by hand, so this server can also hang at will.
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true })
       stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }))
@@ -171,6 +171,25 @@ t.test('a frozen gRPC provider (SIGSTOP) times out and goes down; SIGCONT brings
   frozen.signal('SIGSTOP')
   await waitFor('down', () => target.state.down)
   frozen.signal('SIGCONT')
+  await waitFor('up', () => !target.state.down)
+  t.same(
+    events.map((e) => [e.event, e.reason]),
+    [
+      ['down', 'timeout'],
+      ['up', 'ok'],
+    ],
+  )
+})
+
+t.test('an HTTP/2 HTTP check of a provider that stops answering times out, and passes again when it answers', async (t) => {
+  h2c.hang = false
+  const proxy = await proxyFor(t, { api: { protocol: 'h2c', servers: [{ address: h2c.address }], active: { type: 'http', ...fast, timeout: 200, http: { path: '/healthz' } } } })
+  const events = recordEvents(proxy.vigil, 'active')
+  const target = proxy.target('api')
+  await waitFor('passing', () => target.checks >= 2 && target.failures === 0)
+  h2c.hang = true
+  await waitFor('down', () => target.state.down)
+  h2c.hang = false
   await waitFor('up', () => !target.state.down)
   t.same(
     events.map((e) => [e.event, e.reason]),
