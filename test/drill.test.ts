@@ -113,3 +113,25 @@ t.test('a short "errors" drill against vigil', async (t) => {
   t.equal(r.detected?.endsWith('/1'), true)
   t.ok(r.faultyShare !== undefined && r.faultyShare < 0.5, 'the faulty provider never took more than its share')
 })
+
+t.test('a short "grpc-errors" drill against vigil: gRPC providers, gRPC load, the same figures', async (t) => {
+  const timing = { before: 1_500, fault: 2_000, after: 1_500, flap: 0, flapHalf: 1_000, step: 0, settle: 0 }
+  const load = { rate: 100, connections: 10, timeout: 5 }
+  const spec: ProxySpec = { name: 'vigil-grpc', kind: 'vigil', fragment: 'vigil-grpc.json', listener: { http2: true } }
+  const r = await runScenario(scenarioNamed('grpc-errors'), spec, timing, load)
+  t.equal(r.status, 'ok', r.note ?? 'ran')
+  const c = r.client
+  const s = r.series
+  if (c === undefined || s === undefined || r.events === undefined) throw new Error('no figures')
+  t.same(
+    r.events.map((e) => [e.action, e.arg, e.mark]),
+    [
+      ['control', 'fail=14', 'fault'],
+      ['control', 'fail=0', 'repair'],
+    ],
+  )
+  t.ok(c.requests > 0.3 * load.rate * 5, `load ran (${c.requests} calls)`)
+  for (const p of ['a', 'b', 'c']) t.ok((s.providers[p]?.[0] ?? 0) > 0, `${p} served calls in the first second`)
+  t.equal((s.errors[0] ?? 0) + (s.non2xx[0] ?? 0), 0, 'no failed call before the fault')
+  t.ok(c.non2xx > 0, `calls answered UNAVAILABLE are reported as non-2xx (${c.non2xx})`)
+})
