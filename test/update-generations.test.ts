@@ -9,7 +9,7 @@ import { createServer as createNetServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { client, get, httpServer } from './helpers/index.js'
-import { proxyConfig, startProxyFromFile, tempDir, writeConfig } from './helpers/config-file.js'
+import { proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import type { Config } from '../src/index.js'
 import type { Upstream } from '../src/upstream/upstream.js'
@@ -121,4 +121,50 @@ t.test('an admin change is a new generation: a request routed before it picks fr
   const bodies = new Set<string>()
   for (let i = 0; i < 8; i++) bodies.add((await get(proxy.url)).body)
   t.same([...bodies], ['a'])
+})
+
+t.test('a request waiting in the queue across a reload stays queued and is admitted when the server has room', async (t) => {
+  const held: { res: import('node:http').ServerResponse; host: string | undefined }[] = []
+  const arrived: (() => void)[] = []
+  const a = await httpServer(t, (req, res) => {
+    held.push({ res, host: req.headers.host })
+    arrived.shift()?.()
+  })
+  const next = (): Promise<void> => new Promise((resolve) => arrived.push(resolve))
+  const config = (host: string): Config => proxyConfig([], { upstreams: { api: { host, queue: { size: 4, timeout: '1m' }, servers: [{ address: a.address, maxConns: 1 }] } } })
+  const proxy = await startProxyFromFile(t, join(tempDir(t), 'vigil.json'), config('old.internal'))
+  const agent = client(t)
+  const first = next()
+  const running = get(`${proxy.url}/first`, { dispatcher: agent })
+  await first
+  const before = proxy.vigil.upstreams.get('api') as Upstream
+  const waiting = get(`${proxy.url}/second`, { dispatcher: agent })
+  await until(() => before.queue?.length === 1, 'the second request waits in the queue')
+
+  writeConfig(proxy.file, config('new.internal'))
+  const result = await proxy.vigil.reload('signal')
+  t.equal(result.ok, true, result.error ?? '')
+  const after = proxy.vigil.upstreams.get('api') as Upstream
+  t.not(after, before, 'a new generation')
+  t.equal(after.queue, before.queue, 'the group keeps its wait queue')
+  t.equal(after.queue?.length, 1, 'and the request waiting in it')
+
+  const second = next()
+  ;(held.shift() as { res: import('node:http').ServerResponse }).res.end('first')
+  t.equal((await running).body, 'first')
+  await second
+  const admitted = held.shift() as { res: import('node:http').ServerResponse; host: string | undefined }
+  // Accepted before the reload, it keeps the settings it was accepted under (as an nginx worker's requests do).
+  t.equal(admitted.host, 'old.internal', 'admitted by the new generation, under its own settings')
+  admitted.res.end('second')
+  const answer = await waiting
+  t.equal(answer.status, 200, String(answer.headers['x-vigil-error'] ?? ''))
+  t.equal(answer.body, 'second')
+  const third = next()
+  const fresh = get(`${proxy.url}/third`, { dispatcher: agent })
+  await third
+  const late = held.shift() as { res: import('node:http').ServerResponse; host: string | undefined }
+  t.equal(late.host, 'new.internal', 'a request after the reload goes with the new Host header')
+  late.res.end('third')
+  t.equal((await fresh).body, 'third')
 })
