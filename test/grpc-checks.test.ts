@@ -187,10 +187,14 @@ t.test('an HTTP/2 HTTP check of a provider that stops answering times out, and p
   const events = recordEvents(proxy.vigil, 'active')
   const target = proxy.target('api')
   await waitFor('passing', () => target.checks >= 2 && target.failures === 0)
+  const opened = h2c.opened
   h2c.hang = true
   await waitFor('down', () => target.state.down)
   h2c.hang = false
   await waitFor('up', () => !target.state.down)
+  t.ok(h2c.opened - opened >= 1, 'a session that timed out is not reused')
+  await proxy.vigil.stop(1_000)
+  await waitFor('no session of the check left', () => h2c.sessions.size === 0)
   t.same(
     events.map((e) => [e.event, e.reason]),
     [
