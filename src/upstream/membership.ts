@@ -9,6 +9,7 @@ import { ms } from '../config/duration.js'
 import type { Peer } from './peer.js'
 import { activeCheck, connections, failOpenOf, Upstream, type Connections } from './upstream.js'
 import { Hosts } from './hosts.js'
+import { subsetRotation } from './subset-rotation.js'
 import { PassiveHealth } from '../health/passive.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
@@ -338,13 +339,21 @@ export class Membership extends EventEmitter<MembershipEvents> {
     const known = new Set(previous)
     u.peers = specs.map((s) => this.hosts.acquire(u.name, s, u.connections))
     const removed = this.release(u, previous)
-    if (d.added.length + d.removed.length + d.changed.length === 0) return
+    const config = this.configs.get(u.name) as UpstreamConfig
+    // The subset follows the server list, the subset settings and the cap (a reload changing `of` moves it).
+    const subset = subsetRotation(u.peers, config.subset, config.passive)
+    const subsetting = subset !== undefined || u.subset !== undefined
+    u.subset = subset
+    if (d.added.length + d.removed.length + d.changed.length === 0) {
+      if (subsetting) u.refresh()
+      return
+    }
     for (const pair of d.changed) c.changed.push(`${u.name}/${describeServerChange(pair)}`)
     for (const s of d.added) c.added.push(`${u.name}/${s.address}`)
     const added = u.peers.filter((p) => !known.has(p))
     u.passive.sync()
     // Policies that size themselves from the set (the hash ring's total weight) are rebuilt with it.
-    u.balancer = createBalancer({ ...(this.configs.get(u.name) as UpstreamConfig), servers: specs })
+    u.balancer = createBalancer({ ...config, servers: specs })
     if (added.length > 0) this.emit('peers-added', u, added)
     this.retire(u, removed, c)
     u.refresh()

@@ -15,6 +15,7 @@ import { PassiveHealth } from '../health/passive.js'
 import type { HealthEvent } from '../health/passive-events.js'
 import { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
+import { subsetRotation, type SubsetRotation } from './subset-rotation.js'
 
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 const STUCK_SLACK = 1_000
@@ -97,6 +98,8 @@ export class Upstream extends EventEmitter {
   hostHeader: string | undefined
   /** The active health check, resolved; undefined when the group has none. */
   active: CheckSpec | undefined
+  /** With `subset`: which primaries this vigil uses (rebuilt with the server list, src/upstream/membership.ts). */
+  subset: SubsetRotation | undefined
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
@@ -121,6 +124,7 @@ export class Upstream extends EventEmitter {
     this.active = activeCheck(config)
     this.connections = connections(config)
     this.peers = config.servers.map((s) => hosts.acquire(name, serverSpec(s), this.connections))
+    this.subset = subsetRotation(this.peers, config.subset, config.passive)
     this.balancer = createBalancer(config)
     this.slowStart = new SlowStart(ms(config.slowStart ?? 0))
     this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
@@ -164,7 +168,7 @@ export class Upstream extends EventEmitter {
   /** Recompute the eligible snapshot; call after any change to a peer's gates. */
   refresh(): void {
     const before = this.primaries.concat(this.backups)
-    this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
+    this.primaries = this.inRotation().filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
     this.lastResort = this.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     // The constructor's first snapshot is the start, not a recovery.
@@ -173,6 +177,27 @@ export class Upstream extends EventEmitter {
     this.eligibilityChanged()
     this.emit('change', this)
     this.admitWaiting()
+  }
+
+  /**
+   * The servers in rotation now: all, or under `subset` its members and replacements; a server that leaves standby is
+   * checked at once, as an added one is.
+   */
+  private inRotation(): readonly Peer[] {
+    const subset = this.subset
+    if (subset === undefined) {
+      // A reload that dropped `subset`: nothing stands by any more.
+      for (const p of this.peers) p.standby = false
+      return this.peers
+    }
+    const rotation = subset.rotation()
+    for (const p of this.peers) {
+      const standby = subset.role(p) === 'standby'
+      const back = p.standby && !standby
+      p.standby = standby
+      if (back && this.started) this.passive.checker?.recheck(p)
+    }
+    return rotation
   }
 
   /** Says once when the group runs out of eligible peers, and once when it has some again. */
