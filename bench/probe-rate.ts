@@ -1,15 +1,12 @@
-// The probes traffic-aware checks save: vigil in front of 10 real providers (one child process, one port each)
+// The probes traffic-aware checks save: vigil in front of 10 real providers (lib/provider-ports.ts: one child process, one port each)
 // under steady load, http checks every `--interval`, once without and once with active.trafficInterval; the
 // providers count the /healthz requests they receive. Side by side in one invocation.
 //   npm run build && node dist/bench/probe-rate.js [--servers 10] [--seconds 20] [--rate 200] [--interval 1s] [--traffic 30s]
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { AddressInfo } from 'node:net'
 import pino from 'pino'
-import { createProvider } from '../src/demo/provider.js'
+import { startProviderPorts } from './lib/provider-ports.js'
 import { Vigil, type Config } from '../src/index.js'
 import { runLoad } from './lib/load.js'
 
@@ -20,20 +17,10 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '200' },
     interval: { type: 'string', default: '1s' },
     traffic: { type: 'string', default: '30s' },
-    serve: { type: 'string' },
   },
 })
 
-if (values.serve !== undefined) {
-  // Child mode: one provider per port; print the ports; exit with the parent.
-  const ports: number[] = []
-  for (let i = 0; i < Number(values.serve); i++) ports.push((await createProvider({ name: `p${i}` }).listen()).port)
-  process.stdout.write(`${JSON.stringify(ports)}\n`)
-  process.stdin.resume()
-  process.stdin.on('end', () => process.exit(0))
-} else {
-  await main()
-}
+await main()
 
 /** /healthz requests each provider received so far, from its own side. */
 async function healthz(ports: readonly number[]): Promise<number[]> {
@@ -44,8 +31,8 @@ async function main(): Promise<void> {
   const servers = Number(values.servers)
   const seconds = Number(values.seconds)
   const rate = Number(values.rate)
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', String(servers)], { stdio: ['pipe', 'pipe', 'inherit'], detached: true })
-  const ports = await new Promise<number[]>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l) as number[])))
+  const providers = await startProviderPorts(servers)
+  const ports = providers.ports
   console.log(`probe rate: ${servers} providers, http checks every ${values.interval}, ${rate} req/s for ${seconds} s per run (round robin), node ${process.version}`)
   console.log('')
   console.log('| run | requests | non-2xx | probes | probes/s per provider | checks left out (traffic) |')
@@ -79,12 +66,7 @@ async function main(): Promise<void> {
       await sleep(200)
     }
   } finally {
-    child.stdin?.end()
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL')
-    } catch {
-      // gone already
-    }
+    providers.stop()
   }
   const [without, withTraffic] = rows as [{ probes: number }, { probes: number }]
   console.log('')

@@ -150,17 +150,17 @@ t.test('end to end: traffic and checks go to the subset only; a reload changing 
   // Members fail: the first one ejected leaves 2 of 3 (the floor is 3 − 1 = 2): no replacement. A second one
   // ejected: one replacement joins from outside the subset, and gets traffic.
   const [m0, m1] = second.map((a) => ps.find((p) => p.address === a) as Provider)
-  await get(`http://${(m0 as Provider).address}/_control?status=503`)
-  await until(async () => {
-    await send(3)
-    return upstream().find((m0 as Provider).address)?.passive?.state === 'ejected'
-  }, 'the first member ejected')
+  /** The member answers 503 from now on; requests until passive health ejected it. */
+  const fail = async (m: Provider): Promise<void> => {
+    await get(`http://${m.address}/_control?status=503`)
+    await until(async () => {
+      await send(3)
+      return upstream().find(m.address)?.passive?.state === 'ejected'
+    }, `${m.name} ejected`)
+  }
+  await fail(m0 as Provider)
   t.equal(upstream().subset?.replacements, 0, 'one of three out: at the floor')
-  await get(`http://${(m1 as Provider).address}/_control?status=503`)
-  await until(async () => {
-    await send(3)
-    return upstream().find((m1 as Provider).address)?.passive?.state === 'ejected'
-  }, 'the second member ejected')
+  await fail(m1 as Provider)
   t.equal(upstream().subset?.replacements, 1, 'two of three out: one replacement')
   const replacement = (await statusOf(proxy.admin)).find((r) => r.subset === 'replacement')
   t.ok(replacement !== undefined && !second.includes(replacement.name), `the replacement ${replacement?.name} is from outside the subset`)
