@@ -187,6 +187,11 @@ t.test('subset: size, and this vigil\'s place as id < of; errors name the JSON p
   const [neither] = issuesOf(subset({ size: 2 }))
   t.equal(neither?.path, 'upstreams.api.subset')
   t.match(neither?.expected, /"id" and "of"/)
+  const fleet = { registry: { etcd: { endpoints: ['http://127.0.0.1:2379'] } }, path: '/vigil/api' }
+  t.same(issuesOf(mutate((c) => {
+    ;(c.upstreams.api as Record<string, unknown>)['subset'] = { size: 2 }
+    c['fleet'] = fleet
+  })), [], 'with fleet registration, id and of may be left out')
   const [zero] = issuesOf(subset({ size: 0, id: 0, of: 1 }))
   t.equal(zero?.path, 'upstreams.api.subset.size')
   const [unknown] = issuesOf(subset({ size: 1, id: 0, of: 1, seed: 4 }))

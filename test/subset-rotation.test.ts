@@ -1,13 +1,15 @@
 // A group with `subset`: which servers one vigil sends to (members, replacements below the cap's floor, standby),
 // unit tests over Peers, then end to end with real providers and the real proxy: only the subset gets traffic and
-// checks, a reload changing `of` moves it, and members ejected past the floor are replaced from outside it.
+// checks, a reload changing `of` moves it, members ejected past the floor are replaced from outside it, and with
+// fleet registration (a real etcd) the place comes from the registered consumers.
 import t, { type Test } from 'tap'
 import { Peer } from '../src/upstream/peer.js'
 import { SubsetRotation } from '../src/upstream/subset-rotation.js'
 import { subset } from '../src/upstream/subset.js'
 import type { Config, Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { Upstream } from '../src/upstream/upstream.js'
-import { client, get, spawnProvider, type Provider } from './helpers/index.js'
+import { client, get, spawnProvider, startProxy, type Provider, type ProxyHandle } from './helpers/index.js'
+import { startEtcd } from './helpers/registries.js'
 import { proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { statusOf } from './helpers/health.js'
 import { join } from 'node:path'
@@ -170,4 +172,34 @@ t.test('end to end: traffic and checks go to the subset only; a reload changing 
   const served = (a: string): number => (afterReplacement.get(a)?.served ?? 0) - (beforeReplacement.get(a)?.served ?? 0)
   t.ok(served(replacement?.name as string) > 0, `the replacement served ${served(replacement?.name as string)}`)
   for (const a of all) if (a !== replacement?.name && !second.includes(a)) t.equal(served(a), 0, `${a} (standby) still served nothing`)
+})
+
+t.test('with fleet registration (a real etcd): index and count come from the registered consumers, and a vigil leaving moves the others\' subsets', async (t) => {
+  const etcd = await startEtcd(t)
+  const ps = await Promise.all(Array.from({ length: 3 }, (_, i) => spawnProvider(t, `f${i}`)))
+  const all = ps.map((p) => p.address)
+  const registry = { etcd: { endpoints: [etcd.endpoint], resyncInterval: '500ms', connectTimeout: '2s' } }
+  const start = (id: string): Promise<ProxyHandle> =>
+    startProxy(t, { upstreams: { api: { servers: all.map((address) => ({ address })), subset: { size: 1 } } }, fleet: { registry, path: '/vigil/subset', id, ttl: '2s' } })
+  const proxies = [await start('a'), await start('b'), await start('c')]
+  const members = (p: ProxyHandle): string[] => names([...((p.vigil.upstreams.get('api') as Upstream).subset?.members ?? [])])
+  await until(() => proxies.every((p) => p.vigil.fleet?.consumers.view.count === 3), 'three consumers registered')
+  await Promise.all(proxies.map((p) => p.vigil.updates.idle()))
+  const expected = ['a', 'b', 'c'].map((_, index) => subset(all, { index, count: 3 }, 1))
+  t.same(proxies.map(members), expected, 'consumer i of 3 uses subset(servers, i of 3)')
+  t.equal(new Set(proxies.flatMap(members)).size, 3, 'size 1 × 3 consumers: every server has exactly one consumer')
+  const agent = client(t)
+  const before = await counts(ps)
+  for (let i = 0; i < 10; i++) t.equal((await get(proxies[1]!.url, { dispatcher: agent })).status, 200)
+  const after = await counts(ps)
+  const servedBy = all.filter((a) => (after.get(a)?.served ?? 0) > (before.get(a)?.served ?? 0))
+  t.same(servedBy, expected[1], "b's requests reach only b's subset")
+  const records = proxies[0]!.vigil.updates.records
+  t.ok(records.some((r) => r.source === 'fleet' && r.change.upstreams.changed.some((c) => c.startsWith('api (subset: consumer 0 of 3)'))), 'a fleet generation names the move')
+
+  await proxies[2]!.vigil.stop(0)
+  await until(() => proxies[0]!.vigil.fleet?.consumers.view.count === 2 && proxies[1]!.vigil.fleet?.consumers.view.count === 2, 'c left')
+  await Promise.all(proxies.slice(0, 2).map((p) => p.vigil.updates.idle()))
+  t.same(proxies.slice(0, 2).map(members), [0, 1].map((index) => subset(all, { index, count: 2 }, 1)), 'consumer i of 2 now')
+  t.ok(proxies.slice(0, 2).every((p) => members(p).length === 2), 'two consumers for three servers: subsets grow to ceil(3 / 2)')
 })

@@ -310,7 +310,7 @@ function referenceIssues(doc: unknown): Located[] {
   }
   out.push(...fleetIssues(doc['fleet']))
   for (const [name, u] of Object.entries(config.upstreams)) {
-    if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']), ...subsetIssues(name, u['subset']))
+    if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']), ...subsetIssues(name, u['subset'], isObject(doc['fleet'])))
     const seen = new Map<string, number>()
     list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
       if (isObject(s)) out.push(...sourceIssues(s, ['upstreams', name, 'servers', i]))
@@ -490,8 +490,11 @@ function trafficIntervalIssues(name: string, active: Record<string, unknown> | u
   return [{ path: jsonPath(pointer), pointer, found: `${JSON.stringify(traffic)}, shorter than interval (${every} ms)`, expected: `a duration of at least ${every} ms: servers with traffic are checked less often, not more` }]
 }
 
-/** A consumer's place needs both numbers, and a place among them: id 3 of 3 is no consumer. */
-function subsetIssues(name: string, subset: unknown): Located[] {
+/**
+ * A consumer's place needs both numbers, and a place among them: id 3 of 3 is no consumer. With `fleet`, both may be
+ * left out: the fleet's registration gives them.
+ */
+function subsetIssues(name: string, subset: unknown, fleet: boolean): Located[] {
   if (!isObject(subset)) return []
   const { id, of } = subset
   // Malformed numbers are the schema's to report.
@@ -499,7 +502,8 @@ function subsetIssues(name: string, subset: unknown): Located[] {
   const at = (key: string): (string | number)[] => ['upstreams', name, 'subset', key]
   const issue = (pointer: (string | number)[], found: string, expected: string): Located => ({ path: jsonPath(pointer), pointer, found, expected })
   if (id === undefined && of === undefined) {
-    return [issue(['upstreams', name, 'subset'], 'neither "id" nor "of"', 'this vigil\'s place among the consumers: "id" and "of" (0 ≤ id < of)')]
+    if (fleet) return []
+    return [issue(['upstreams', name, 'subset'], 'neither "id" nor "of", and no "fleet"', 'this vigil\'s place among the consumers: "id" and "of" (0 ≤ id < of), or a "fleet" whose registration gives them')]
   }
   if (id === undefined) return [issue(at('of'), `"of" ${String(of)} without "id"`, 'both "id" and "of", or neither')]
   if (of === undefined) return [issue(at('id'), `"id" ${String(id)} without "of"`, 'both "id" and "of", or neither')]
