@@ -86,6 +86,18 @@ async function proxyFor(t: Tap, upstreams: Record<string, UpstreamConfig>): Prom
 }
 type Tap = { teardown(fn: () => unknown): void }
 
+/** Group "api" checked and passing, then `fault` until its server is down, then `repair` until it is up: the transitions. */
+async function outage(proxy: Awaited<ReturnType<typeof proxyFor>>, fault: () => unknown, repair: () => unknown): Promise<string[][]> {
+  const events = recordEvents(proxy.vigil, 'active')
+  const target = proxy.target('api')
+  await waitFor('checked and passing', () => target.checks >= 2 && target.last?.result === 'success' && !target.state.down)
+  fault()
+  await waitFor('down', () => target.state.down)
+  repair()
+  await waitFor('up', () => !target.state.down)
+  return events.map((e) => [e.event, e.reason])
+}
+
 t.test('a provider whose health service says NOT_SERVING goes down after `fall` checks, and SERVING brings it back', async (t) => {
   const proxy = await proxyFor(t, { api: { servers: [{ address: grpc.address }], active: { type: 'grpc', ...fast } } })
   const events = recordEvents(proxy.vigil, 'active')
@@ -165,43 +177,19 @@ t.test('protocol h2: gRPC and HTTP checks over TLS with ALPN h2', async (t) => {
 t.test('a frozen gRPC provider (SIGSTOP) times out and goes down; SIGCONT brings it back', async (t) => {
   const frozen = await spawnGrpcProvider(t, 'frozen')
   const proxy = await proxyFor(t, { api: { servers: [{ address: frozen.address }], active: { type: 'grpc', ...fast, timeout: 500 } } })
-  const events = recordEvents(proxy.vigil, 'active')
-  const target = proxy.target('api')
-  await waitFor('checked and passing', () => target.checks >= 2 && !target.state.down)
-  frozen.signal('SIGSTOP')
-  await waitFor('down', () => target.state.down)
-  frozen.signal('SIGCONT')
-  await waitFor('up', () => !target.state.down)
-  t.same(
-    events.map((e) => [e.event, e.reason]),
-    [
-      ['down', 'timeout'],
-      ['up', 'ok'],
-    ],
-  )
+  const transitions = await outage(proxy, () => frozen.signal('SIGSTOP'), () => frozen.signal('SIGCONT'))
+  t.same(transitions, [['down', 'timeout'], ['up', 'ok']])
 })
 
 t.test('an HTTP/2 HTTP check of a provider that stops answering times out, and passes again when it answers', async (t) => {
   h2c.hang = false
   const proxy = await proxyFor(t, { api: { protocol: 'h2c', servers: [{ address: h2c.address }], active: { type: 'http', ...fast, timeout: 200, http: { path: '/healthz' } } } })
-  const events = recordEvents(proxy.vigil, 'active')
-  const target = proxy.target('api')
-  await waitFor('passing', () => target.checks >= 2 && target.failures === 0)
   const opened = h2c.opened
-  h2c.hang = true
-  await waitFor('down', () => target.state.down)
-  h2c.hang = false
-  await waitFor('up', () => !target.state.down)
+  const transitions = await outage(proxy, () => (h2c.hang = true), () => (h2c.hang = false))
+  t.same(transitions, [['down', 'timeout'], ['up', 'ok']])
   t.ok(h2c.opened - opened >= 1, 'a session that timed out is not reused')
   await proxy.vigil.stop(1_000)
   await waitFor('no session of the check left', () => h2c.sessions.size === 0)
-  t.same(
-    events.map((e) => [e.event, e.reason]),
-    [
-      ['down', 'timeout'],
-      ['up', 'ok'],
-    ],
-  )
 })
 
 t.test('sessions: one reused while checks pass, a fresh one after a timeout, none left after stop', async (t) => {
