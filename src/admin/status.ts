@@ -7,12 +7,15 @@ import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../update/reloader.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { PeerPassiveSnapshot } from '../health/ejection.js'
+import type { FleetStatus } from '../fleet/fleet.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
   generation(): number
   checker: ActiveChecker
   passive(): PassiveHealthLink
+  /** With `fleet`: registration and shared observations (src/fleet/). */
+  fleet?: (() => FleetStatus) | undefined
 }
 
 export interface ServerStatus {
@@ -63,6 +66,9 @@ export interface ServerStatus {
   /** The last concluded check, `at` as an ISO time. */
   lastCheck: (Omit<LastCheck, 'at'> & { at: string }) | null
   lastChange: string | null
+  /** With `fleet`: other vigils reporting the server failing within the window, and what this vigil did about it. */
+  fleetObservers?: number
+  fleetDecision?: string
 }
 
 export type PassiveStatus = 'ok' | 'ejected' | 'trial' | 'suspect'
@@ -80,7 +86,9 @@ const iso = (t: number | undefined): string | null => (t === undefined ? null : 
 export function statusRows(source: StatusSource): ServerStatus[] {
   const rows: ServerStatus[] = []
   const passive = source.passive()
+  const fleet = source.fleet?.().upstreams
   for (const u of source.upstreams().values()) {
+    const shared = new Map((fleet?.[u.name] ?? []).map((f) => [f.server, f]))
     for (const p of u.peers) {
       const t = source.checker.stateOf(p)
       const s = passive.snapshot(p)
@@ -119,6 +127,7 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         inconclusive: t?.inconclusive ?? 0,
         lastCheck: t?.last === undefined ? null : { ...t.last, at: new Date(t.last.at).toISOString() },
         lastChange: iso(t?.lastChange),
+        ...(fleet === undefined ? {} : { fleetObservers: shared.get(p.address)?.reporting ?? 0, fleetDecision: shared.get(p.address)?.decision ?? 'none' }),
       })
     }
   }
@@ -126,9 +135,9 @@ export function statusRows(source: StatusSource): ServerStatus[] {
 }
 
 /** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
-export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
-  // `discovery` (one entry per registry source) only when there are any, so the Tengine shape stays as it was.
-  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery })}\n`
+export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = [], fleet?: FleetStatus): string {
+  // `discovery` (one entry per registry source) only when there are any, `fleet` only with one, so the Tengine shape stays as it was.
+  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery, fleet })}\n`
 }
 
 /** Flat columns for csv: Tengine's first, then vigil's. (The html page is status-page.ts.) */

@@ -35,8 +35,8 @@ export function stallLimit(timeout: number): number {
  * check is spread over the whole interval instead (Tengine's random start), so checks do not run in lockstep.
  * `random` is in [0, 1).
  */
-export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, random: number): number {
-  const base = state.changing ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
+export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, random: number, hurried = false): number {
+  const base = state.changing || hurried ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
   return spread ? random * base : base * (1 + spec.jitter * (2 * random - 1))
 }
 
@@ -63,6 +63,8 @@ export class CheckTarget {
   /** Wall-clock time of the last up/down flip. */
   lastChange: number | undefined = undefined
   lastRecheck = -Infinity
+  /** Checked at fastInterval whatever its state: other vigils report it failing (src/fleet/). */
+  hurried = false
 
   constructor(
     /** host:port actually probed. */
@@ -102,6 +104,14 @@ export interface ActiveCheckerOptions {
   log: Logger
 }
 
+/**
+ * Who probes what, when the fleet shares its checks (fleet.shareChecks): a target this vigil does not probe keeps
+ * its schedule but skips the probe, and takes its state from adopt().
+ */
+export interface CheckDelegate {
+  probes(target: CheckTarget): boolean
+}
+
 export class ActiveChecker {
   private targets = new Map<string, CheckTarget>()
   private byPeer = new Map<Peer, CheckTarget>()
@@ -109,6 +119,7 @@ export class ActiveChecker {
   private passive: PassiveHealthLink | undefined
   private started = false
   readonly lag = new LoopLag()
+  delegate: CheckDelegate | undefined = undefined
 
   constructor(
     upstreams: ReadonlyMap<string, Upstream>,
@@ -229,6 +240,10 @@ export class ActiveChecker {
   private run(target: CheckTarget): void {
     target.timer = undefined
     if (target.running || target.closed) return
+    if (this.delegate?.probes(target) === false) {
+      this.schedule(target, target.spec.interval)
+      return
+    }
     target.running = true
     target.limiter.run(() => this.probe(target))
   }
@@ -257,7 +272,7 @@ export class ActiveChecker {
       this.options.log.error({ err, address: target.address }, 'error while recording a check')
     }
     // Intervals run from check start to check start, so a slow server is still checked once per interval.
-    this.schedule(target, Math.max(0, checkDelay(target.spec, target.state, target.spread, Math.random()) - latency))
+    this.schedule(target, Math.max(0, checkDelay(target.spec, target.state, target.spread, Math.random(), target.hurried) - latency))
     target.spread = false
   }
 
@@ -289,6 +304,30 @@ export class ActiveChecker {
       })
     }
     if (result.ok && this.passive !== undefined) this.passed(target, this.passive)
+  }
+
+  /**
+   * The state of a target this vigil does not probe, from the consumers that do (fleet.shareChecks): the same
+   * gates, refresh and event as a check of its own would flip, with the reason `shared_check`.
+   */
+  adopt(target: CheckTarget, down: boolean, evidence: Record<string, unknown>): void {
+    const state = target.state
+    if (state.checked && state.down === down) return
+    const flipped = state.down !== down
+    state.checked = true
+    state.down = down
+    state.riseCount = state.fallCount = 0
+    if (!flipped) return
+    target.lastChange = Date.now()
+    for (const m of target.members) m.peer.checkUp = !down
+    for (const u of new Set(target.members.map((m) => m.upstream))) u.refresh()
+    this.report(target, down ? 'down' : 'up', 'shared_check', evidence)
+  }
+
+  /** Check a target at fastInterval from now on (true) or at its state's interval again (false). */
+  hurry(peer: Peer, on: boolean): void {
+    const target = this.byPeer.get(peer)
+    if (target !== undefined) target.hurried = on
   }
 
   /**
