@@ -201,3 +201,64 @@ t.test('the registry stopped: nothing healthy changes, and the fleet carries on 
   await waitFor(() => members.every((m) => m.vigil.fleet?.status().sources.every((s) => s.connected)), 30_000)
   t.same((await kv.getAll().prefix(`/vigil/fleet${n}/consumers/`).keys()).sort().map((k) => k.split('/').pop()), ['a', 'b', 'c'], 'registrations are there again')
 })
+
+t.test('suspect: a vigil whose own recent requests failed checks the server at once, then at the fast interval, at a lower weight', async (t) => {
+  const fleet = fleetAt()
+  const [good, bad] = [await provider(t), await provider(t, undefined, true)]
+  const group = passiveOnly([good, bad])
+  const [a, b] = [await member(t, group, fleet('a')), await member(t, group, fleet('b'))]
+  // c needs five failures to eject, and checks (passing: the provider answers /healthz) every hour.
+  const lenient: Upstream = {
+    ...group,
+    passive: { ...group.passive, maxFails: 5 },
+    active: { type: 'http', interval: '1h', fastInterval: '100ms', rise: 1, fall: 5, http: { path: '/healthz' } },
+  }
+  const c = await member(t, lenient, fleet('c'))
+  await traffic(c, () => peer(c, bad).failures > 0, true)
+  await traffic(a, () => peer(a, bad).passive?.state === 'ejected', true)
+  await traffic(b, () => peer(b, bad).passive?.state === 'ejected', true)
+  await waitFor(() => fleetRow(c, bad)?.decision === 'suspect', 20_000)
+  t.equal(peer(c, bad).effectiveWeight, peer(c, bad).weight * 0.1, 'weight lowered to suspectWeight (10%)')
+  const checks = c.vigil.checker.stateOf(peer(c, bad))?.checks ?? 0
+  await waitFor(() => (c.vigil.checker.stateOf(peer(c, bad))?.checks ?? 0) >= checks + 3, 20_000)
+  t.pass('checked again and again although its interval is an hour')
+  t.ok(peer(c, bad).passive?.state === 'ok', 'its own detector decides: still in rotation')
+  await a.vigil.stop(0)
+  await waitFor(() => fleetRow(c, bad)?.decision === 'none', 20_000)
+  t.equal(peer(c, bad).effectiveWeight, peer(c, bad).weight, 'full weight again once the quorum is gone')
+  t.equal(c.vigil.checker.stateOf(peer(c, bad))?.hurried, false, 'and its interval')
+})
+
+t.test('shared checks: each server is probed by k consumers, the others take their results', async (t) => {
+  const fleet = fleetAt()
+  let failing = false
+  const servers = await Promise.all([0, 1, 2, 3, 4, 5].map(() => provider(t)))
+  const sick = await provider(t, () => (failing ? 503 : 200))
+  const all = [...servers, sick]
+  const checked: Upstream = { ...passiveOnly(all), passive: { maxFails: 0 }, active: { type: 'http', interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
+  const members = await Promise.all(['a', 'b', 'c'].map((id) => member(t, checked, fleet(id, { shareChecks: { k: 1 }, quorum: 5 }))))
+  await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  // Every target is probed by exactly one of the three.
+  const probedBy = (address: string): string[] => members.filter((m) => fleetRow(m, address)?.probedHere === true).map((m) => m.vigil.fleet?.id ?? '')
+  t.same(all.map((s) => probedBy(s).length), all.map(() => 1), 'one checker per server')
+  const checks = (m: Member, address: string): number => m.vigil.checker.stateOf(peer(m, address))?.checks ?? 0
+  // (Until the others joined, the first vigil was a fleet of one and probed everything.)
+  const at = members.map((m) => all.map((s) => checks(m, s)))
+  await waitFor(() => all.every((s, j) => members.some((m, i) => checks(m, s) >= (at[i]?.[j] ?? 0) + 3)))
+  t.same(
+    all.filter((s, j) => members.some((m, i) => fleetRow(m, s)?.probedHere === false && checks(m, s) !== at[i]?.[j])),
+    [],
+    'the others do not probe it',
+  )
+  t.same(members.map((m) => m.vigil.fleet?.status().checks.probed).reduce((x, y) => (x ?? 0) + (y ?? 0), 0), all.length, 'the probes add up to one per server')
+  failing = true
+  await waitFor(() => members.every((m) => peer(m, sick).checkUp === false), 20_000)
+  const checker = probedBy(sick)[0]
+  t.ok(
+    members.filter((m) => m.vigil.fleet?.id !== checker).every((m) => m.events.some((e) => e.source === 'active' && e.event === 'down' && e.reason === 'shared_check')),
+    'the others took it down on its checker\'s word',
+  )
+  failing = false
+  await waitFor(() => members.every((m) => peer(m, sick).checkUp), 20_000)
+  t.match((await get(`${members[0]?.admin}/metrics`)).body, /vigil_fleet_checked_servers\{role="shared"\} [0-9]/)
+})
