@@ -135,11 +135,33 @@ export type Server = Static<typeof Server>
 /** A server entry with an address: a static server, or one that discovery found. */
 export type AddressServer = Omit<Server, 'address' | 'zookeeper' | 'etcd'> & { address: string }
 
+/** gRPC status names (grpc/doc/statuscodes.md), as `passive.failOn` and `retry.on` name them: `grpc_UNAVAILABLE`. */
+export const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const
+
 const FailOn = Type.Union([
   Type.Literal('error'),
   Type.Literal('timeout'),
   Type.Literal('invalid_header'),
   Type.String({ pattern: '^http_[1-5][0-9][0-9]$' }),
+  Type.String({ pattern: `^grpc_(${GRPC_CODES.slice(1).join('|')})$`, description: 'a gRPC status of a response, e.g. grpc_UNAVAILABLE' }),
 ])
 
 export const Passive = Type.Object(
@@ -368,6 +390,23 @@ export const Upstream = Type.Object(
     timeouts: Type.Optional(Timeouts),
     tls: Type.Optional(Type.Union([Type.Boolean(), UpstreamTls], { description: 'true, or an object with servername, ca, cert, key, verify' })),
     maxResponseSize: Type.Optional(Type.Integer({ minimum: 1, description: 'largest response body in bytes; a longer one is cut and counts as a bad response' })),
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('http1'), Type.Literal('h2c'), Type.Literal('h2')], {
+        default: 'http1',
+        description: 'to the servers: HTTP/1.1, HTTP/2 with prior knowledge (cleartext), or HTTP/2 over TLS (ALPN h2)',
+      }),
+    ),
+    http2: Type.Optional(
+      Type.Object(
+        {
+          connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'multiplexed connections per server at most' })),
+          maxConcurrentStreams: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: "streams per connection at most (lowered by the server's own SETTINGS)" }),
+          ),
+        },
+        { ...closed, description: 'protocol h2c or h2: connections to each server' },
+      ),
+    ),
   },
   closed,
 )
@@ -392,6 +431,19 @@ const Cidr = Type.String({ pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$', descriptio
 
 export const ListenerTls = Type.Object({ cert: PemFile, key: PemFile }, { ...closed, description: 'serve HTTPS with this certificate chain and key' })
 
+/** What one HTTP/2 client connection may do before it gets GOAWAY (listener `http2`). */
+export const Http2Limits = Type.Object(
+  {
+    maxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)' })),
+    maxResets: Type.Optional(Type.Integer({ minimum: 1, default: 200, description: 'streams a client may cancel per window (rapid reset, CVE-2023-44487)' })),
+    maxSettings: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'SETTINGS frames a client may send per window' })),
+    maxPings: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'PING frames a client may send per window' })),
+    window: Type.Optional(Duration),
+  },
+  { ...closed, description: 'limits for HTTP/2 clients; over one, the connection gets GOAWAY (ENHANCE_YOUR_CALM)' },
+)
+export type Http2Limits = Static<typeof Http2Limits>
+
 /** Limits on what one client may send and how slowly; each closes the connection or answers 4xx when crossed. */
 export const ClientLimits = Type.Object(
   {
@@ -405,6 +457,7 @@ export const ClientLimits = Type.Object(
     allowUserinfo: Type.Optional(
       Type.Boolean({ default: false, description: 'accept absolute-form targets with userinfo (http://user:pw@host/); default: 400' }),
     ),
+    http2: Type.Optional(Http2Limits),
   },
   closed,
 )
@@ -416,6 +469,12 @@ export const Listener = Type.Object(
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
     tls: Type.Optional(ListenerTls),
+    http2: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'speak HTTP/2: with tls, h2 by ALPN beside HTTP/1.1; without, h2c with prior knowledge only (gRPC over cleartext)',
+      }),
+    ),
     trustedProxies: Type.Optional(Type.Array(Cidr, { description: 'clients whose Forwarded / X-Forwarded-* headers are kept and appended to' })),
     limits: Type.Optional(ClientLimits),
   },

@@ -297,8 +297,9 @@ export class Reloader {
 }
 
 /**
- * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, the DNS resolver's servers and timeout,
- * TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies and TLS on/off of a kept listener
+ * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, the DNS resolver's servers and
+ * timeout, TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept
+ * listener
  * address (its routes and its certificate files do change).
  */
 export function restartOnly(before: Config, after: Config): string[] {
@@ -317,7 +318,7 @@ export function restartOnly(before: Config, after: Config): string[] {
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
     const b = old.get(key)
     if (b === undefined) return
-    for (const k of ['limits', 'trustedProxies'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    for (const k of ['limits', 'trustedProxies', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
     // The certificate itself is re-read on every reload; only turning TLS on or off needs a new server.
     keys.push([`listeners[${i}].tls`, b.tls === undefined, listener.tls === undefined])
   })
