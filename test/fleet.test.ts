@@ -242,9 +242,15 @@ t.test('shared checks: each server is probed by k consumers, the others take the
   const probedBy = (address: string): string[] => members.filter((m) => fleetRow(m, address)?.probedHere === true).map((m) => m.vigil.fleet?.id ?? '')
   t.same(all.map((s) => probedBy(s).length), all.map(() => 1), 'one checker per server')
   const checks = (m: Member, address: string): number => m.vigil.checker.stateOf(peer(m, address))?.checks ?? 0
-  // (Until the others joined, the first vigil was a fleet of one and probed everything.)
+  // Until the others joined, each vigil was a smaller fleet and probed more (a probe it started then may still
+  // be finishing): look from the moment every checker has run a few checks since.
+  const settle = (): Promise<void> => {
+    const from = members.map((m) => all.map((s) => checks(m, s)))
+    return waitFor(() => all.every((s, j) => members.some((m, i) => checks(m, s) >= (from[i]?.[j] ?? 0) + 3)))
+  }
+  await settle()
   const at = members.map((m) => all.map((s) => checks(m, s)))
-  await waitFor(() => all.every((s, j) => members.some((m, i) => checks(m, s) >= (at[i]?.[j] ?? 0) + 3)))
+  await settle()
   t.same(
     all.filter((s, j) => members.some((m, i) => fleetRow(m, s)?.probedHere === false && checks(m, s) !== at[i]?.[j])),
     [],
