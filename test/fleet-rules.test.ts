@@ -13,11 +13,17 @@ t.test('the quorum: max(2, 10%) by default; local success wins; no traffic means
   t.same([1, 10, 20, 21, 100].map((n) => quorumOf(undefined, n)), [2, 2, 2, 3, 10])
   t.equal(quorumOf(4, 100), 4, 'a configured quorum is taken as is')
   const now = 100_000
-  t.equal(decide(1, 2, undefined, now, 10_000), 'none', 'below the quorum nothing happens')
-  t.equal(decide(2, 2, undefined, now, 10_000), 'eject', 'never any traffic of its own')
-  t.equal(decide(2, 2, { lastAttempt: now - 20_000, lastSuccess: now - 20_000, lastFailure: 0 }, now, 10_000), 'eject', 'traffic, but not lately')
-  t.equal(decide(5, 2, { lastAttempt: now - 1, lastSuccess: now - 1, lastFailure: now - 5 }, now, 10_000), 'ignored', 'its own last request succeeded')
-  t.equal(decide(2, 2, { lastAttempt: now - 1, lastSuccess: now - 5, lastFailure: now - 1 }, now, 10_000), 'suspect', 'its own last request failed')
+  const reports = (...since: number[]): Observation[] =>
+    since.map((at, i) => ({ observer: `o${i}`, server: 's', ejected: true, checkDown: false, event: 'ejected', reason: 'max_fails', source: 'passive', since: at, at }))
+  t.equal(decide(reports(now), 2, undefined, now, 10_000), 'none', 'below the quorum nothing happens')
+  t.equal(decide(reports(now, now), 2, undefined, now, 10_000), 'eject', 'never any traffic of its own')
+  t.equal(decide(reports(now, now), 2, { lastAttempt: now - 20_000, lastSuccess: now - 20_000, lastFailure: 0 }, now, 10_000), 'eject', 'traffic, but not lately')
+  const r = reports(now - 100, now - 50, now - 10)
+  t.equal(decide(r, 2, { lastAttempt: now - 1, lastSuccess: now - 1, lastFailure: now - 500 }, now, 10_000), 'ignored', 'its own last request succeeded after the quorum formed')
+  t.equal(decide(r, 2, { lastAttempt: now - 40, lastSuccess: now - 40, lastFailure: 0 }, now, 10_000), 'ignored', 'only one report is newer than its success: it answers the others')
+  t.equal(decide(r, 2, { lastAttempt: now - 60, lastSuccess: now - 60, lastFailure: 0 }, now, 10_000), 'suspect', 'two reports are newer than its success: a quorum it has no answer to')
+  t.equal(decide(r, 2, { lastAttempt: now - 2_000, lastSuccess: now - 2_000, lastFailure: 0 }, now, 10_000), 'suspect', 'a success from before the failure others report is no answer to it')
+  t.equal(decide(r, 2, { lastAttempt: now - 1, lastSuccess: now - 5, lastFailure: now - 1 }, now, 10_000), 'suspect', 'its own last request failed')
 })
 
 t.test('rendezvous checkers: k per server, spread evenly, and only servers whose top k changed move', async (t) => {

@@ -12,7 +12,7 @@ export interface LocalTraffic {
 
 /**
  * - `none`: fewer than `quorum` observers report the server failing;
- * - `ignored`: they do, but this vigil's own recent requests to it succeed (local success wins);
+ * - `ignored`: they do, but this vigil's own requests to it succeed since (local success wins);
  * - `eject`: they do, and this vigil has no traffic of its own to it: the quorum is its evidence;
  * - `suspect`: they do, and its own recent traffic failed: check it now and often, lower its weight.
  */
@@ -31,10 +31,17 @@ export function reporting(observations: Iterable<Observation> | undefined, now: 
   return out
 }
 
-export function decide(reporters: number, quorum: number, local: LocalTraffic | undefined, now: number, localWindow: number): Decision {
-  if (reporters < quorum) return 'none'
+/**
+ * `reporters`: the observers reporting the server failing (reporting()). Local success wins when this vigil's
+ * last request to the server succeeded and fewer than `quorum` of the reported failures began after it (it
+ * answers the older ones): a success from before the failure others report is no answer to it. Observers' times are their clocks:
+ * the fleet's clocks are assumed to agree to well within `localWindow`.
+ */
+export function decide(reporters: readonly Observation[], quorum: number, local: LocalTraffic | undefined, now: number, localWindow: number): Decision {
+  if (reporters.length < quorum) return 'none'
   const recent = now - localWindow
   if (local === undefined || local.lastAttempt < recent) return 'eject'
-  if (local.lastSuccess >= recent && local.lastSuccess >= local.lastFailure) return 'ignored'
+  const formed = reporters.map((o) => o.since).sort((a, b) => b - a)[quorum - 1] as number
+  if (local.lastSuccess >= recent && local.lastSuccess >= formed && local.lastSuccess >= local.lastFailure) return 'ignored'
   return 'suspect'
 }

@@ -94,7 +94,7 @@ export class SharedHealth implements AttemptObserver {
       for (const peer of u.peers) {
         seen.add(peer)
         const reporters = reporting(g.others.get(peer.address)?.values(), now, this.settings.window)
-        this.apply(u, peer, decide(reporters.length, quorum, this.traffic.get(peer), now, this.settings.localWindow), reporters, quorum, now)
+        this.apply(u, peer, decide(reporters, quorum, this.traffic.get(peer), now, this.settings.localWindow), reporters, quorum, now)
       }
     }
     for (const peer of this.verdicts.keys()) if (!seen.has(peer)) this.verdicts.delete(peer)
