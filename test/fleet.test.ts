@@ -77,12 +77,18 @@ async function traffic(m: Member, done: () => boolean, fail: boolean): Promise<v
   }, 20_000)
 }
 
-t.test('a quorum of other vigils ejects a server at a vigil with no traffic of its own; the ejection ends with the quorum', async (t) => {
+/** Three vigils a, b, c of one fleet, passive only, in front of a good provider and one that fails marked requests. */
+async function trio(tt: Tap): Promise<{ good: string; bad: string; members: [Member, Member, Member] }> {
   const fleet = fleetAt()
-  const [good, bad] = [await provider(t), await provider(t, undefined, true)]
+  const [good, bad] = [await provider(tt), await provider(tt, undefined, true)]
   const group = passiveOnly([good, bad])
-  const [a, b, c] = [await member(t, group, fleet('a')), await member(t, group, fleet('b')), await member(t, group, fleet('c'))]
-  await waitFor(() => [a, b, c].every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  const members: [Member, Member, Member] = [await member(tt, group, fleet('a')), await member(tt, group, fleet('b')), await member(tt, group, fleet('c'))]
+  await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  return { good, bad, members }
+}
+
+t.test('a quorum of other vigils ejects a server at a vigil with no traffic of its own; the ejection ends with the quorum', async (t) => {
+  const { good, bad, members: [a, b, c] } = await trio(t)
   // a and b see `bad` fail (their requests carry x-fail; round robin sends some to `bad`): each ejects it.
   await traffic(a, () => peer(a, bad).passive?.state === 'ejected', true)
   await traffic(b, () => peer(b, bad).passive?.state === 'ejected', true)
@@ -108,11 +114,7 @@ t.test('a quorum of other vigils ejects a server at a vigil with no traffic of i
 })
 
 t.test('local success wins: a vigil whose own requests to the server succeed ignores the quorum', async (t) => {
-  const fleet = fleetAt()
-  const [good, flaky] = [await provider(t), await provider(t, undefined, true)]
-  const group = passiveOnly([good, flaky])
-  const [a, b, c] = [await member(t, group, fleet('a')), await member(t, group, fleet('b')), await member(t, group, fleet('c'))]
-  await waitFor(() => [a, b, c].every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  const { bad: flaky, members: [a, b, c] } = await trio(t)
   // c's own requests (no x-fail) succeed on both servers all along.
   const agent = client(t)
   let stop = false

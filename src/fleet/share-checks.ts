@@ -1,27 +1,11 @@
 // Shared checks (fleet.shareChecks): each server is probed by the k registered consumers that rendezvous hashing
 // (highest random weight) picks for it, so the probe rate per provider is k, not the fleet size; when consumers
 // come and go, only the servers whose top k changed move. The others take its state from what those k publish.
+import { hashString } from '../balance/hash.js'
 import type { Observation } from './observations.js'
 
-/** 32-bit FNV-1a of `consumer` and `server`, then murmur3's finalizer: fast, and well spread for ranking. */
-export function score(consumer: string, server: string): number {
-  let h = 0x811c9dc5
-  const mix = (s: string): void => {
-    for (let i = 0; i < s.length; i++) {
-      h ^= s.charCodeAt(i)
-      h = Math.imul(h, 0x01000193)
-    }
-  }
-  mix(consumer)
-  mix('\u0000')
-  mix(server)
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
+/** A consumer's rank for a server: the balancer's string hash (FNV-1a and murmur3's finalizer) of both. */
+export const score = (consumer: string, server: string): number => hashString(`${consumer}\u0000${server}`)
 
 /** The `k` consumers that check `server`: the highest scores, ties broken by id. */
 export function checkersOf(server: string, consumers: readonly string[], k: number): string[] {
