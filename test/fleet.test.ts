@@ -101,6 +101,9 @@ t.test('a quorum of other vigils ejects a server at a vigil with no traffic of i
   const status = JSON.parse((await get(`${c.admin}/status?format=json`)).body) as { servers: { server: { name: string; fleetObservers: number; fleetDecision: string; ejectionReason: string }[] }; fleet: FleetStatus }
   t.match(status.servers.server.find((s) => s.name === bad), { fleetObservers: 2, fleetDecision: 'ejected', ejectionReason: 'fleet_quorum' })
   t.equal(status.fleet.count, 3)
+  const html = (await get(`${c.admin}/status?format=html`)).body
+  t.match(html, /<table id="fleet">/, 'the html page has the fleet table')
+  t.match(html, new RegExp(`${bad.replace(/\./g, '\\.')}</td><td>2 of 2</td><td>ejected</td><td>a: ejected`), 'with who reported what and the decision')
   t.match((await get(`${c.admin}/metrics`)).body, new RegExp(`vigil_fleet_observers\\{upstream="api",server="${bad}"\\} 2`))
   t.match((await get(`${c.admin}/metrics`)).body, /vigil_ejections_total\{upstream="api",server="[^"]+",reason="fleet_quorum"\} 1/)
   t.notOk(
