@@ -108,7 +108,7 @@ export class Vigil {
         this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
       },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), consumer: () => this.fleet?.consumers.view })
     this.registries = new Registries({
       log: this.log,
       health: (name) => ({
@@ -130,6 +130,8 @@ export class Vigil {
       config.fleet === undefined
         ? undefined
         : new Fleet(config.fleet, { log: this.log, updates: this.updates, events: this.events, checker: this.checker, upstreams: () => this.upstreams })
+    // A consumer joining or leaving moves the fleet-placed subsets (run by the update queue, in order with the rest).
+    this.fleet?.consumers.subscribe(() => this.membership.consumersChanged())
     this.updates.subscribe({
       applied: () => {
         for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
