@@ -187,11 +187,12 @@ export class AdminServer {
     const generation = this.options.generation()
     const reload = this.options.membership?.status.last
     const discovery = this.options.discovery?.() ?? []
+    const fleet = this.options.fleet?.()
     switch (format as Format) {
       case 'html': {
         const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
         const o = this.options
-        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery }
+        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery, fleet }
         send(res, 200, 'text/html; charset=utf-8', renderHtml(page))
         return
       }
@@ -202,7 +203,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams())))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams()), fleet))
     }
   }
 
