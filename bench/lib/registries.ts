@@ -1,7 +1,9 @@
 // Real registry servers for tests and drills: Debian's ZooKeeper (a Java program) and etcd, each started by hand
 // on free loopback ports with a temporary data directory, in its own process group, and restartable on the same
 // port and data (a registry restart keeps its data; a session or lease outlives it only if it is renewed in time).
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
 import { connect, createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -109,20 +111,31 @@ export class ZooKeeperServer extends RegistryServer {
   }
 }
 
+/** PEM files of an etcd that serves https only and asks every client for a certificate signed by `ca`. */
+export interface EtcdTls {
+  ca: string
+  cert: string
+  key: string
+  /** The certificate and key `answers()` presents. */
+  clientCert: string
+  clientKey: string
+}
+
 export class EtcdServer extends RegistryServer {
   constructor(
     port: number,
     private readonly peerPort: number,
+    readonly tls: EtcdTls | undefined,
   ) {
     super(port)
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`
+    return `${this.tls === undefined ? 'http' : 'https'}://127.0.0.1:${this.port}`
   }
 
-  static async create(): Promise<EtcdServer> {
-    const e = new EtcdServer(await freePort(), await freePort())
+  static async create(options: { tls?: EtcdTls } = {}): Promise<EtcdServer> {
+    const e = new EtcdServer(await freePort(), await freePort(), options.tls)
     await e.start()
     return e
   }
@@ -139,17 +152,29 @@ export class EtcdServer extends RegistryServer {
       '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `vigil-test=${peer}`,
       '--log-level', 'error',
+      ...(this.tls === undefined ? [] : ['--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.ca, '--client-cert-auth']),
     ]
     return new Proc(`etcd:${this.port}`, 'etcd', args, { stderr: 'ignore' })
   }
 
-  protected async answers(): Promise<boolean> {
-    try {
-      const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1_000) })
-      return ((await res.json()) as { health?: string }).health === 'true'
-    } catch {
-      return false
-    }
+  protected answers(): Promise<boolean> {
+    const tls = this.tls
+    const options = tls === undefined ? {} : { ca: readFileSync(tls.ca), cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) }
+    return new Promise((resolve) => {
+      const req = (tls === undefined ? httpGet : httpsGet)(`${this.endpoint}/health`, { ...options, timeout: 1_000 }, (res) => {
+        let body = ''
+        res.on('data', (d: Buffer) => (body += d.toString()))
+        res.on('end', () => {
+          try {
+            resolve((JSON.parse(body) as { health?: string }).health === 'true')
+          } catch {
+            resolve(false)
+          }
+        })
+      })
+      req.on('timeout', () => req.destroy())
+      req.on('error', () => resolve(false))
+    })
   }
 }
 

@@ -158,11 +158,13 @@ function clientOptions(etcd: EtcdSettings): IOptions {
     faultHandling: { host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: RETRY, breaker: new ConsecutiveBreaker(3) }) },
   }
   if (etcd.username !== undefined) options.auth = { username: etcd.username, password: etcd.password ?? '' }
-  if (etcd.tls?.ca !== undefined) {
+  const tls = etcd.tls
+  if (tls !== undefined && (tls.ca !== undefined || tls.cert !== undefined)) {
     options.credentials = {
-      rootCertificate: readFileSync(etcd.tls.ca),
-      privateKey: etcd.tls.key === undefined ? undefined : readFileSync(etcd.tls.key),
-      certChain: etcd.tls.cert === undefined ? undefined : readFileSync(etcd.tls.cert),
+      // Without a ca, the system's roots (etcd3's type wants a Buffer; grpc-js takes null for its defaults).
+      rootCertificate: (tls.ca === undefined ? null : readFileSync(tls.ca)) as Buffer,
+      privateKey: tls.key === undefined ? undefined : readFileSync(tls.key),
+      certChain: tls.cert === undefined ? undefined : readFileSync(tls.cert),
     }
   }
   return options

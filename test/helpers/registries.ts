@@ -21,8 +21,8 @@ export async function startZooKeeper(t: Tap): Promise<{ server: ZooKeeperServer;
   return { server, admin }
 }
 
-export async function startEtcd(t: Tap): Promise<EtcdServer> {
-  const server = await EtcdServer.create()
+export async function startEtcd(t: Tap, options: Parameters<typeof EtcdServer.create>[0] = {}): Promise<EtcdServer> {
+  const server = await EtcdServer.create(options)
   t.teardown(() => server.destroy())
   return server
 }
