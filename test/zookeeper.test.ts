@@ -9,7 +9,9 @@ import { RegistryStartError, Vigil, type Config } from '../src/index.js'
 import { ZooKeeperSubscription } from '../src/discovery/zookeeper.js'
 import { get, httpServer, silent, startProxy } from './helpers/index.js'
 import { waitFor } from './helpers/wait.js'
-import { addresses, relay, startZooKeeper, ZooKeeperAdmin, ZooKeeperMember } from './helpers/registries.js'
+import zookeeper from 'node-zookeeper-client'
+import { discard } from '../src/discovery/zookeeper-client.js'
+import { addresses, relay, Relay, startZooKeeper, ZooKeeperAdmin, ZooKeeperMember } from './helpers/registries.js'
 
 const { server: zk, admin } = await startZooKeeper(t)
 
@@ -138,6 +140,22 @@ t.test('an expired session gets a new client, which lists again (changes made me
   t.ok(lines.some((l) => String(l['msg']).startsWith('ZooKeeper session expired')), 'the expiry is logged')
   t.same(addresses(vigil), [a, b].sort(), 'the change made meanwhile is seen by the new client')
   t.equal(sub.drifts, 0)
+})
+
+t.test('a client given up while a reconnect is scheduled never dials again (its handshake answer would crash the library)', async (t) => {
+  // The registry refuses connections, so each client waits out its spin delay between dials; it is given up
+  // during such a wait and the registry comes back at once: the dial already scheduled must not reach it.
+  const gate = await Relay.create(zk.port)
+  const port = gate.port
+  await gate.close()
+  const clients = Array.from({ length: 5 }, () => zookeeper.createClient(`127.0.0.1:${port}`, { sessionTimeout: 4_000, spinDelay: 500 }))
+  for (const c of clients) c.connect()
+  await new Promise((r) => setTimeout(r, 300))
+  for (const c of clients) discard(c)
+  const back = await relay(t, zk.port, port)
+  await new Promise((r) => setTimeout(r, 1_500))
+  t.equal(back.forwarded, 0, 'no handshake of a given-up client reached the registry')
+  t.ok(clients.every((c) => c.getState() !== zookeeper.State.SYNC_CONNECTED), 'none connected')
 })
 
 t.test('a provider killed without deregistering leaves when the server expires its session', async (t) => {

@@ -308,9 +308,13 @@ export class Relay {
     readonly port: number,
   ) {}
 
-  static async create(target: number): Promise<Relay> {
+  /** Bytes the relay's clients sent towards the target. */
+  forwarded = 0
+
+  /** A relay to `target`, on `port` (0: any free one). */
+  static async create(target: number, port = 0): Promise<Relay> {
     const server = createServer()
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
     const relay = new Relay(server, (server.address() as AddressInfo).port)
     server.on('connection', (socket) => relay.accept(socket, target))
     return relay
@@ -352,6 +356,7 @@ export class Relay {
     })
     socket.once('close', () => upstream.destroy())
     upstream.on('error', () => upstream.destroy())
+    socket.on('data', (d: Buffer) => (this.forwarded += d.length))
     socket.pipe(upstream)
     upstream.pipe(socket)
   }

@@ -39,14 +39,33 @@ export function reopenWhenStuck(client: Client, after: number, reopen: () => voi
   return stop
 }
 
+/** The parts of node-zookeeper-client's connection manager (not in its typed API) that closing for good needs. */
+interface ConnectionInternals {
+  socket?: Socket
+  onSocketConnected(this: ConnectionInternals): void
+  onSocketData(this: ConnectionInternals): void
+}
+
 /**
- * Close `client` for good. A connected one ends its session politely; one that is not connected cannot send the
- * close request, and its socket (maybe a handshake nobody will answer) would stay open and keep the process alive,
- * so it is destroyed: the library then reaches its closed state.
+ * Close `client` for good. A connected one ends its session politely. One that is not connected cannot send the
+ * close request, and the library goes on as if it could: its socket (maybe a handshake nobody will answer) stays
+ * open and keeps the process alive; a reconnect it had already scheduled still dials; and the answer to that
+ * handshake is then read as the reply to the close request, whose garbage error code the library throws from its
+ * socket handler (seen in drills: the process died). So every socket of it is destroyed, now and as soon as a
+ * later one connects or speaks; the library then reaches its closed state without reconnecting.
  */
 export function discard(client: Client): void {
   const connected = live(client.getState())
   client.close()
-  // The socket is not part of the typed API; the library has had no release since 2022, so it will not move.
-  if (!connected) (client as unknown as { connectionManager?: { socket?: Socket } }).connectionManager?.socket?.destroy()
+  if (connected) return
+  // The library has had no release since 2022, so these internals will not move; handlers are bound per socket
+  // when it is created, so instance overrides reach every later one.
+  const cm = (client as unknown as { connectionManager?: ConnectionInternals }).connectionManager
+  if (cm === undefined) return
+  const end = function (this: ConnectionInternals): void {
+    this.socket?.destroy()
+  }
+  cm.onSocketConnected = end
+  cm.onSocketData = end
+  cm.socket?.destroy()
 }

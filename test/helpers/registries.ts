@@ -7,8 +7,8 @@ type Tap = { teardown(fn: () => unknown): void }
 export { EtcdServer, Relay, ZooKeeperAdmin, ZooKeeperMember, ZooKeeperServer }
 
 /** A relay to `port`, closed at teardown. */
-export async function relay(t: Tap, port: number): Promise<Relay> {
-  const r = await Relay.create(port)
+export async function relay(t: Tap, port: number, listen = 0): Promise<Relay> {
+  const r = await Relay.create(port, listen)
   t.teardown(() => r.close())
   return r
 }
