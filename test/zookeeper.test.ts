@@ -11,6 +11,7 @@ import { get, httpServer, silent, startProxy } from './helpers/index.js'
 import { waitFor } from './helpers/wait.js'
 import zookeeper from 'node-zookeeper-client'
 import { discard } from '../src/discovery/zookeeper-client.js'
+import { providerRecords } from '../src/discovery/formats.js'
 import { addresses, relay, Relay, startZooKeeper, ZooKeeperAdmin, ZooKeeperMember } from './helpers/registries.js'
 
 const { server: zk, admin } = await startZooKeeper(t)
@@ -267,8 +268,8 @@ t.test('real ZooKeeper restarts: every subscription gets back and re-lists (none
   const path = await parent()
   const a = await provider(t, 'a')
   await admin.create(`${path}/${a}`, '', false)
-  const settings = { servers: zk.connect, path, format: 'hostport' as const, fields: undefined, sessionTimeout: 4_000, auth: undefined, resyncInterval: 60_000, staleAfter: 120_000, connectTimeout: 3_000 }
-  const subs = Array.from({ length: 20 }, () => new ZooKeeperSubscription(settings, silent))
+  const settings = { servers: zk.connect, path, sessionTimeout: 4_000, auth: undefined, resyncInterval: 60_000, staleAfter: 120_000, connectTimeout: 3_000 }
+  const subs = Array.from({ length: 20 }, () => new ZooKeeperSubscription(settings, providerRecords('hostport', undefined), silent))
   for (const s of subs) s.start()
   t.teardown(() => Promise.all(subs.map((s) => s.stop())))
   await waitFor(() => subs.every((s) => s.targets?.length === 1))
