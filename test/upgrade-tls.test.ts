@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import WebSocket, { WebSocketServer } from 'ws'
-import { echo, httpServer, startProxy } from './helpers/index.js'
+import { startProxy } from './helpers/index.js'
+import { recordingProvider } from './helpers/raw.js'
 import { makeCerts } from './helpers/tls.js'
 
 const certs = makeCerts(mkdtempSync(join(tmpdir(), 'vigil-upgrade-tls-')))
@@ -56,16 +57,10 @@ t.test('WebSocket through a TLS listener to a real provider', async (t) => {
 })
 
 t.test('an h2c Upgrade on a TLS listener is served as a plain request, with the one pipelined after it', async (t) => {
-  const seen: { method?: string; url?: string; upgrade?: string; settings?: string; body: string }[] = []
-  const up = await httpServer(t, (req, res) => {
-    let body = ''
-    req.on('data', (d: Buffer) => (body += d.toString()))
-    req.on('end', () => seen.push({ method: req.method, url: req.url, upgrade: req.headers.upgrade, settings: req.headers['http2-settings'] as string | undefined, body }))
-    echo(req, res)
-  })
+  const { address, seen } = await recordingProvider(t)
   const proxy = await startProxy(t, {
     listeners: [{ address: '127.0.0.1:0', upstream: 'api', tls: { cert: certs.certFile, key: certs.keyFile } }],
-    upstreams: { api: { servers: [{ address: up.address }] } },
+    upstreams: { api: { servers: [{ address }] } },
   })
   const text = await tlsExchange(
     proxy.port,
