@@ -138,7 +138,7 @@ export class Vigil {
         this.checker.update(this.upstreams)
       },
     })
-    this.watchdog = new Watchdog(() => this.upstreams, this.log)
+    this.watchdog = new Watchdog(() => this.upstreams, () => this.membership.departed(), this.log)
     this.history = new StatusHistory(this.events, () => this.upstreams)
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
     for (const u of this.upstreams.values()) this.joinHealth(u)
