@@ -7,6 +7,7 @@ import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../update/reloader.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { PeerPassiveSnapshot } from '../health/ejection.js'
+import type { WorkersStatus } from '../workers/primary.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
@@ -126,9 +127,9 @@ export function statusRows(source: StatusSource): ServerStatus[] {
 }
 
 /** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
-export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
-  // `discovery` (one entry per registry source) only when there are any, so the Tengine shape stays as it was.
-  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery })}\n`
+export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = [], workers?: WorkersStatus): string {
+  // `discovery` (one entry per registry source) and `workers` (a cluster's) only when there are any, so the Tengine shape stays as it was.
+  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery, workers })}\n`
 }
 
 /** Flat columns for csv: Tengine's first, then vigil's. (The html page is status-page.ts.) */

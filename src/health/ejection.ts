@@ -11,6 +11,7 @@ import { WaitList, type StallEvidence } from './stall.js'
 import { RecoveryProbe, recoveryKind, type RecoveryHost, type RecoveryKind } from './recovery.js'
 import type { ProbeResult } from './probes/index.js'
 import type { PassiveHealth } from './passive.js'
+import type { PendingOutcomes } from '../workers/outcomes.js'
 
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
 
@@ -95,6 +96,8 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   readonly waits: WaitList = new WaitList(this)
   /** Set once by the group right after construction (the rate detector needs this object as its host). */
   detector: Detector | undefined = undefined
+  /** A cluster worker's outcomes not yet reported to its primary (src/workers/outcomes.ts). */
+  unreported: PendingOutcomes | undefined = undefined
 
   constructor(
     readonly group: PassiveHealth,
@@ -311,6 +314,18 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     if (!this.suspect) return
     this.endSuspicion()
     this.group.emit(this, 'cleared', 'responded again')
+    this.applyGate()
+  }
+
+  /**
+   * A cluster worker's copy of the state its primary decided (src/workers/replica.ts), or a skip on its own
+   * evidence until the primary decides. No event and no timer: the primary reports and times its decisions. A
+   * trial this worker is already running stays running.
+   */
+  mirror(state: PassiveState, suspect: boolean): void {
+    this.state = state === 'trial' && this.state === 'probing' ? 'probing' : state
+    if (suspect) this.suspect = true
+    else if (this.suspect) this.endSuspicion()
     this.applyGate()
   }
 
