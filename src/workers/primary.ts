@@ -31,6 +31,8 @@ export interface WorkerStatus {
   generation: number
   version: number
   serving: boolean
+  /** Requests it forwarded (as of its last report). */
+  requests: number
   /** Times this worker slot was started again (after an exit or when it stopped answering). */
   restarts: number
   /** ms since its last report. */
@@ -178,6 +180,7 @@ export class Cluster {
         generation: m.generation,
         version: m.version,
         serving: m.serving,
+        requests: this.traffic.requestsOf(m.worker.id),
         restarts: this.restarts[m.slot] ?? 0,
         silentMs: Math.round(now - m.heard),
       }))

@@ -48,6 +48,13 @@ export class ClusterTraffic {
     for (const r of mine.values()) this.total(r[0], r[1])
   }
 
+  /** Requests worker `id` has forwarded (its last report), for the status page. */
+  requestsOf(id: number): number {
+    let n = 0
+    for (const r of this.byWorker.get(id)?.values() ?? []) n += r[2]
+    return n
+  }
+
   private total(upstream: string, address: string): void {
     const peer = this.upstreams().get(upstream)?.find(address)
     if (peer === undefined) return
