@@ -134,7 +134,8 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
   await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log, spec.workers)))
   const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
-  await waitForPort(port, 10_000, proc)
+  // A cluster starts three processes or more: on a loaded 2-core machine that takes longer than one.
+  await waitForPort(port, spec.workers === undefined ? 10_000 : 30_000, proc)
   // A cluster's listeners open with its first worker; it is ready once every worker serves (its status says).
   if (spec.workers !== undefined) await waitForWorkers(adminPort, spec.workers)
   return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc, spec.workers)
