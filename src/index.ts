@@ -25,6 +25,7 @@ import { VigilMetrics } from './admin/metrics.js'
 import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
+import { Fleet } from './fleet/fleet.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
@@ -75,6 +76,8 @@ export class Vigil {
   readonly metrics: VigilMetrics
   /** ZooKeeper and etcd sources of the groups' servers. */
   readonly registries: Registries
+  /** With `fleet`: this vigil's registration and the observations it shares with the others (src/fleet/). */
+  readonly fleet: Fleet | undefined
   /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
   readonly watchdog: Watchdog
   /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
@@ -137,6 +140,7 @@ export class Vigil {
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
     this.updates = new UpdateQueue(this.log)
+    this.fleet = config.fleet === undefined ? undefined : new Fleet(config.fleet, { log: this.log, updates: this.updates })
     this.updates.subscribe({
       applied: () => {
         if (worker) return
@@ -282,6 +286,8 @@ export class Vigil {
     try {
       // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
+      // Registered before checks and traffic start: the fleet's index and count are known (or known missing).
+      await this.fleet?.start()
       const access = this.current.log?.access
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       if (this.cluster !== 'worker') this.checker.start()
@@ -333,6 +339,7 @@ export class Vigil {
     await this.admin?.close()
     this.history.stop()
     await this.checker.stop()
+    await this.fleet?.close()
     this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()
