@@ -2,7 +2,7 @@
 // connections, which the cluster hands to the workers in turn (a keep-alive connection stays on its worker).
 // One cluster serves every subtest, in order: the ejection decided once for both workers, the cap across
 // workers, one status page and /metrics with the totals, a reload in every worker, a worker SIGKILLed with
-// requests in flight, graceful shutdown.
+// requests in flight, a worker that stops answering, graceful shutdown.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
@@ -202,6 +202,18 @@ t.test('a worker SIGKILLed with requests in flight is replaced; the other worker
     return w !== undefined && w.pid !== victim.pid && w.serving && w.restarts === 1
   }, 'a new worker in its place')
   t.ok(cli.lines.some((l) => l['msg'] === 'worker exited; starting a new one' && l['signal'] === 'SIGKILL'), 'the exit is logged')
+  await until(converged, 'the new worker to take the state')
+  for (let i = 0; i < 4; i++) t.equal((await request('/probe', agent())).status, 200, 'both workers serve')
+})
+
+t.test('a worker that stops answering (SIGSTOP) is killed and replaced', async (t) => {
+  const victim = (await status()).workers.workers[1] as WorkerRow
+  process.kill(victim.pid, 'SIGSTOP')
+  await until(async () => {
+    const w = (await status()).workers.workers.find((x) => x.worker === victim.worker)
+    return w !== undefined && w.pid !== victim.pid && w.serving
+  }, 'a new worker in place of the silent one')
+  t.ok(cli.lines.some((l) => l['msg'] === 'worker stopped answering; killing it for a new one' && l['worker'] === victim.worker), 'the primary says why')
   await until(converged, 'the new worker to take the state')
   for (let i = 0; i < 4; i++) t.equal((await request('/probe', agent())).status, 200, 'both workers serve')
 })

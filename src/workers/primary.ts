@@ -62,7 +62,7 @@ export function workerCount(setting: Config['workers']): number | undefined {
   return setting === 'auto' ? availableParallelism() : setting
 }
 
-/** Workers get the file's settings with every group's live servers as plain addresses: discovery runs here only. */
+/** Workers get the file's settings with every group's live servers as plain addresses: discovery runs here only, and so does the fleet. */
 function workerConfig(vigil: Vigil): Config {
   const c = vigil.config
   const upstreams: Config['upstreams'] = {}
@@ -76,7 +76,8 @@ function workerConfig(vigil: Vigil): Config {
       servers: u.peers.map((p) => ({ address: p.address, weight: p.weight, backup: p.backup, down: p.configDown, maxConns: p.maxConns === Infinity ? 0 : p.maxConns })),
     }
   }
-  return { ...c, upstreams, admin: undefined, workers: undefined, reload: { watch: false } }
+  // The fleet's registration is the proxy's, held by the primary.
+  return { ...c, upstreams, admin: undefined, workers: undefined, fleet: undefined, reload: { watch: false } }
 }
 
 export class Cluster {
