@@ -324,8 +324,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
    */
   mirror(state: PassiveState, suspect: boolean): void {
     this.state = state === 'trial' && this.state === 'probing' ? 'probing' : state
-    if (suspect) this.suspect = true
-    else if (this.suspect) this.endSuspicion()
+    if (suspect && !this.suspect) {
+      this.suspect = true
+      // As on a suspicion of its own (stall.ts): every request already waiting on it may be raced elsewhere.
+      if (this.group.stall?.settings.redispatch === true) this.waits.notifyStalled(Date.now(), -1)
+    } else if (!suspect && this.suspect) this.endSuspicion()
     this.applyGate()
   }
 

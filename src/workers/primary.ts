@@ -296,9 +296,9 @@ export class Cluster {
     if (u === undefined || peer === undefined || h === undefined) return
     const g = u.passive
     const now = Date.now()
+    // No vouching here: these successes may predate a suspicion. A worker that sees the server answer again
+    // says so at once (its 'stall' report), as one process would clear it on that answer.
     for (let i = 0; i < o.ok; i++) g.judge(h, Role.Normal, undefined, now)
-    // An answer clears a stall suspicion, as it does in one process.
-    if (o.ok > 0) g.vouch(peer, now)
     if (o.rescued > 0) g.judge(h, Role.LastResort, undefined, now)
     if (o.trial !== 0) {
       if (h.state === 'trial') h.dispatched(now)
