@@ -32,7 +32,7 @@ function flush(s: StateStream): void {
 export class StateStream {
   version = 0
   private readonly sent = new Map<string, string>()
-  private readonly watched = new WeakSet<Upstream>()
+  private readonly watched = new WeakSet<Upstream['group']>()
   /** wallNow() of the first change not sent yet; 0 when none waits. */
   private dirtySince = 0
   private scheduled = false
@@ -53,8 +53,9 @@ export class StateStream {
   /** Follow the gate changes of every live group (call after each generation: new groups join). */
   watch(): void {
     for (const u of this.upstreams().values()) {
-      if (this.watched.has(u)) continue
-      this.watched.add(u)
+      // A group's events outlive its generations: one listener per group.
+      if (this.watched.has(u.group)) continue
+      this.watched.add(u.group)
       u.on('change', () => this.dirty())
     }
     this.dirty()
