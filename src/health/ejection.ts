@@ -292,7 +292,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
    * after a quiet time that doubles from 250 ms to 1 s (a frozen server costs a few slow requests, not many).
    */
   maybeStallTrial(now: number): void {
-    if (!this.suspect || this.stallTrial) return
+    if (!this.suspect || this.stallTrial || !stallTrialsHere) return
     if (this.quietSince === 0) this.quietSince = now
     if (now - this.quietSince < Math.min(STALL_TRIAL_WAIT * 2 ** this.stallTrials, STALL_TRIAL_MAX)) return
     this.quietSince = 0
@@ -365,6 +365,16 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     this.recovery?.stop()
     if (this.detector instanceof RateDetector) this.detector.shutdown()
   }
+}
+
+/**
+ * Whether this process lets stall trials through. In a cluster one worker does (src/workers/worker.ts), so a frozen
+ * server gets one trial at a time from the whole proxy, as from one process; its answer clears every worker.
+ */
+let stallTrialsHere = true
+
+export function leaveStallTrialsToAnotherProcess(): void {
+  stallTrialsHere = false
 }
 
 function reopen(h: PeerHealth): void {

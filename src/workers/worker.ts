@@ -4,6 +4,7 @@
 // process group), or when the primary is gone.
 import { Vigil } from '../index.js'
 import { reportOutcomesTo } from '../health/passive.js'
+import { leaveStallTrialsToAnotherProcess } from '../health/ejection.js'
 import type { Config } from '../config/schema.js'
 import { causeText, StartError } from '../start-error.js'
 import { OutcomeReporter } from './outcomes.js'
@@ -85,6 +86,8 @@ export function runWorker(): Promise<number> {
         r.snapshot(snapshot)
         const out = (reporter = new OutcomeReporter(() => v.upstreams, send, () => ({ generation, version: r.version })))
         reportOutcomesTo(out)
+        // Stall trials go from worker 0 alone: one at a time for the proxy, as in one process.
+        if (process.env['VIGIL_WORKER'] !== '0') leaveStallTrialsToAnotherProcess()
         v.updates.subscribe({
           applied: () => {
             r.reapply()
