@@ -67,10 +67,9 @@ function workerConfig(vigil: Vigil): Config {
   const c = vigil.config
   const upstreams: Config['upstreams'] = {}
   for (const [name, u] of vigil.upstreams) {
-    const group = c.upstreams[name]
-    if (group === undefined) continue
+    // The live generation's settings: a subset placed by the fleet is in them, so a worker's rotation is the same.
     // Checks run here, once per server; a worker's check gates are the primary's.
-    const { active: _checks, ...rest } = group
+    const { active: _checks, ...rest } = u.config
     upstreams[name] = {
       ...rest,
       servers: u.peers.map((p) => ({ address: p.address, weight: p.weight, backup: p.backup, down: p.configDown, maxConns: p.maxConns === Infinity ? 0 : p.maxConns })),
