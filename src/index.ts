@@ -26,6 +26,7 @@ import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { Fleet } from './fleet/fleet.js'
+import { registerFleetMetrics } from './fleet/metrics.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
@@ -140,7 +141,10 @@ export class Vigil {
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
     this.updates = new UpdateQueue(this.log)
-    this.fleet = config.fleet === undefined ? undefined : new Fleet(config.fleet, { log: this.log, updates: this.updates })
+    this.fleet =
+      config.fleet === undefined
+        ? undefined
+        : new Fleet(config.fleet, { log: this.log, updates: this.updates, events: this.events, checker: this.checker, upstreams: () => this.upstreams })
     // A consumer joining or leaving moves the fleet-placed subsets (run by the update queue, in order with the rest).
     this.fleet?.consumers.subscribe(() => this.membership.consumersChanged())
     this.updates.subscribe({
@@ -193,6 +197,7 @@ export class Vigil {
       registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
       registerDiscoveryMetrics(this.metrics.registry, () => this.registries.status())
     }
+    if (this.fleet !== undefined) registerFleetMetrics(this.metrics.registry, this.fleet)
     this.admin =
       options.admin === false || worker
         ? undefined
@@ -207,6 +212,7 @@ export class Vigil {
             metrics: this.metrics,
             membership: this.reloader,
             discovery: () => this.registries.status(),
+            fleet: this.fleet === undefined ? undefined : () => (this.fleet as Fleet).status(),
             config: () => this.current,
             log: this.log,
             history: this.history,
@@ -276,6 +282,8 @@ export class Vigil {
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
     u.monitor.subscribe(this.metrics)
+    // The fleet weighs shared evidence against this vigil's own traffic to each server.
+    if (this.fleet !== undefined) u.monitor.subscribe(this.fleet.health)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 

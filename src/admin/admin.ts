@@ -191,11 +191,12 @@ export class AdminServer {
     const reload = this.options.membership?.status.last
     const discovery = this.options.discovery?.() ?? []
     const workers = this.options.workers?.()
+    const fleet = this.options.fleet?.()
     switch (format as Format) {
       case 'html': {
         const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
         const o = this.options
-        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery, workers }
+        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery, fleet, workers }
         send(res, 200, 'text/html; charset=utf-8', renderHtml(page))
         return
       }
@@ -206,7 +207,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams()), workers))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams()), fleet, workers))
     }
   }
 

@@ -161,6 +161,7 @@ export class VigilMetrics implements AttemptObserver {
         for (const t of checker.all) {
           this.inc({ server: t.address, type: t.spec.type, reason: 'traffic' }, t.skipped.traffic)
           this.inc({ server: t.address, type: t.spec.type, reason: 'standby' }, t.skipped.standby)
+          this.inc({ server: t.address, type: t.spec.type, reason: 'shared' }, t.skipped.shared)
         }
       },
     })

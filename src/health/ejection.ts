@@ -149,8 +149,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     }
   }
 
-  /** Eject now for the named `reason`, unless the cap or a group of one forbids it. */
-  eject(reason: string, now: number): void {
+  /**
+   * Eject now for the named `reason`, unless the cap or a group of one forbids it. `shared`: evidence from
+   * elsewhere (the fleet's observers, src/fleet/) that the decision rests on instead of this vigil's detector.
+   */
+  eject(reason: string, now: number, shared?: Record<string, unknown>): void {
     const g = this.group
     if (this.state === 'ejected') return
     const failure = this.lastFailure?.code
@@ -160,7 +163,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       const episode = this.cappedAt !== 0 && now - this.cappedAt <= g.settings.failTimeout
       this.cappedAt = now
       if (!episode) {
-        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now), failure })
+        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: shared ?? this.detector?.evidence(now), failure })
       }
       return
     }
@@ -179,7 +182,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       this.timer.unref()
     }
     const recovery = this.startRecovery()
-    g.emit(this, 'ejected', reason, { evidence: { ...this.detector?.evidence(now), recovery }, failure, duration, multiplier: this.multiplier })
+    g.emit(this, 'ejected', reason, { evidence: { ...(shared ?? this.detector?.evidence(now)), recovery }, failure, duration, multiplier: this.multiplier })
     this.applyGate()
   }
 
