@@ -3,6 +3,7 @@
 // away; the reason for every server out of rotation in words; the last transitions with their evidence; a
 // failed reload as a banner with its reason. The json, csv and prometheus forms (status.ts) stay Tengine's.
 import type { ServerStatus } from './status.js'
+import type { WorkersStatus } from '../workers/primary.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { FleetStatus } from '../fleet/fleet.js'
 import type { LastReload } from '../update/reloader.js'
@@ -24,6 +25,8 @@ export interface StatusPage {
   discovery: readonly SourceStatus[]
   /** With `fleet`: registration and shared observations. */
   fleet?: FleetStatus | undefined
+  /** A cluster's workers (`workers`); undefined for one process. */
+  workers?: WorkersStatus | undefined
 }
 
 /** Transitions shown per upstream; older ones are in the json log lines. */
@@ -268,7 +271,22 @@ ${reloadBanner(reload, generation, now)}
 ${[...groups].map(([name, group]) => section(name, group, page)).join('\n')}
 ${discoveryTable(page.discovery)}
 ${fleetSection(page.fleet, page.now)}
+${workersTable(page.workers)}
 </main></body></html>\n`
+}
+
+/** One row per worker: the generation and state version it serves (a worker behind the primary is marked down). */
+function workersTable(w: WorkersStatus | undefined): string {
+  if (w === undefined) return ''
+  const head = ['worker', 'pid', 'generation', 'state version', 'serving', 'restarts', 'last report ms ago']
+  const rows = w.workers.map((x) => {
+    const cells = [x.worker, x.pid ?? '', x.generation, x.version, x.serving, x.restarts, x.silentMs]
+    return `<tr class="${x.serving && x.generation === w.generation ? 'up' : 'down'}">${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`
+  })
+  const p = w.propagation
+  const lag = p.last === undefined ? 'not measured yet' : `last ${p.last.ms.toFixed(1)} ms, slowest ${(p.slowest?.ms ?? 0).toFixed(1)} ms over ${p.measured} changes`
+  return `<section><h2>workers</h2><p>primary generation ${w.generation}, state version ${w.version}; decision → every worker: ${esc(lag)}</p>
+<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></section>`
 }
 
 /** One row per registry source and group: is it connected, how old is its list, what the protection rules hold. */

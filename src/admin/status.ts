@@ -7,6 +7,7 @@ import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../update/reloader.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { PeerPassiveSnapshot } from '../health/ejection.js'
+import type { WorkersStatus } from '../workers/primary.js'
 import type { FleetStatus } from '../fleet/fleet.js'
 import type { SubsetRole } from '../upstream/subset-rotation.js'
 
@@ -177,10 +178,11 @@ export function renderJson(
   discovery: readonly SourceStatus[] = [],
   subsets: readonly SubsetStatus[] = [],
   fleet?: FleetStatus,
+  workers?: WorkersStatus,
 ): string {
   // `discovery` (one entry per registry source) and `subsets` only when there are any, `fleet` only with one,
-  // so the Tengine shape stays as it was.
-  const extra = { discovery: discovery.length === 0 ? undefined : discovery, subsets: subsets.length === 0 ? undefined : subsets, fleet }
+  // `workers` only in a cluster, so the Tengine shape stays as it was.
+  const extra = { discovery: discovery.length === 0 ? undefined : discovery, subsets: subsets.length === 0 ? undefined : subsets, fleet, workers }
   return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, ...extra })}\n`
 }
 
