@@ -1,0 +1,716 @@
+// One run of the fleet simulation: N consumers × M providers, one fault on provider P0 at t = 0, one strategy.
+// A discrete-event model on a virtual clock (ms): one binary heap of events (flatqueue), one seeded generator.
+//
+// What is vigil's own code: the failure classes and failOn (health/outcome.ts), the nginx/consecutive/window
+// detectors (health/eject/), Tengine's rise/fall (health/rise-fall.ts), the check schedule (checkDelay in
+// health/active.ts, resolveCheck), the cap's allowance (health/cap.ts), recovery-probe kinds and backoff
+// (health/recovery.ts), the ejection time and its jitter (PASSIVE_DEFAULTS, ejectTimeOf, EJECT_JITTER), the
+// subset (upstream/subset.ts) and the hash behind rendezvous hashing (balance/hash.ts). What is re-stated here
+// is the wiring around them that in vigil runs on timers and sockets (PeerHealth's ok → ejected → trial →
+// probing, the stall watch's first suspicion, the checker's recheck), kept to the same rules; ASSUMPTIONS says
+// where the model is coarser.
+import FlatQueue from 'flatqueue'
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus'
+import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64'
+import { ms } from '../../src/config/duration.js'
+import { hashString } from '../../src/balance/hash.js'
+import { checkDelay } from '../../src/health/active.js'
+import { resolveCheck, checkCovers, type CheckSpec } from '../../src/health/check-spec.js'
+import { ejectionAllowance } from '../../src/health/cap.js'
+import { EJECT_JITTER } from '../../src/health/ejection.js'
+import { ejectTimeOf, PASSIVE_DEFAULTS } from '../../src/health/passive.js'
+import { probeDelay, recoveryKind } from '../../src/health/recovery.js'
+import { RiseFall } from '../../src/health/rise-fall.js'
+import { classifyError, failureClass, FailureSet, httpFailure, type Failure } from '../../src/health/outcome.js'
+import type { Detector } from '../../src/health/eject/detector.js'
+import { NginxDetector } from '../../src/health/eject/nginx.js'
+import { ConsecutiveDetector } from '../../src/health/eject/consecutive.js'
+import { WindowDetector } from '../../src/health/eject/window.js'
+import { subset } from './subset-stub.js'
+import type { Fault, SimParams, Strategy } from './model.js'
+
+export interface RunResult {
+  fault: Fault
+  strategy: string
+  consumers: number
+  providers: number
+  /** Consumers that use the faulty provider (all of them without subsetting). */
+  watchers: number
+  /** Mean probes per second a healthy provider receives over the run (checks; the registry fault includes fallbacks). */
+  probesPerProvider: number
+  /** Probes per second the faulty provider received during the fault: checks plus recovery probes. */
+  probesFaulty: number
+  /** Requests the fault failed or stalled, fleet-wide (attempts, before any retry). */
+  failed: number
+  /** Requests sent to the faulty provider during the fault. */
+  sentToFaulty: number
+  /** Consumers the fault concerns (that see it) and how many took the provider out; detection ms from the fault. */
+  affected: number
+  detected: number
+  detectP50: number | null
+  detectP99: number | null
+  /** A healthy provider taken out by a consumer (noise ejections; the partitioned one by the consumers that reach it). */
+  falseEjections: number
+  /** Ejections decided on shared evidence (quorum or checkers' results) rather than a consumer's own. */
+  sharedDecisions: number
+  /** Times the cap kept a server in. */
+  capped: number
+  registryWrites: number
+  /** Most registry writes in one second. */
+  writesPeak: number
+  events: number
+  wallMs: number
+}
+
+// Event kinds, packed below the index: id = index × 16 + kind.
+const REQ = 0
+const REQ_TIMEOUT = 1
+const TRIAL_TIMEOUT = 2
+const STALL = 3
+const CHECK = 4
+const CHECK_DONE = 5
+const EJECT_END = 6
+const RECOVERY = 7
+const WRITE = 8
+const QUORUM = 9
+const NOISE = 10
+const BYSTANDER_END = 11
+const OUTAGE_START = 12
+const OUTAGE_END = 13
+
+// Passive states of one consumer's view of P0 (PeerHealth.state).
+const OK = 0
+const EJECTED = 1
+const TRIAL = 2
+const PROBING = 3
+
+const REFUSED = classifyError({ code: 'ECONNREFUSED' })
+const CONNECT_TIMEOUT = classifyError({ code: 'UND_ERR_CONNECT_TIMEOUT' })
+const RESPONSE_TIMEOUT = classifyError({ code: 'UND_ERR_HEADERS_TIMEOUT' })
+const RESET = classifyError({ code: 'ECONNRESET' })
+const HTTP_503 = httpFailure(503)
+
+/** Time a refused connect, a 503 or a passing check takes, ms. */
+const FAST = 1
+
+/**
+ * A stable 32-bit seed per (seed, fault, stream). Not per strategy: every strategy of a fault draws the same
+ * numbers for the same consumer (common random numbers), so strategies differ by their rules, not their luck.
+ */
+function streamSeed(seed: number, fault: Fault, stream: string | number): number {
+  return (hashString(`${seed} ${fault} ${stream}`) ^ seed) | 0
+}
+
+type Draw = () => number
+function stream(seed: number, fault: Fault, name: string | number): Draw {
+  const g = xoroshiro128plus(streamSeed(seed, fault, name))
+  return () => uniformFloat64(g)
+}
+/** An exponential wait (ms) at `rate` per ms. */
+const exp = (draw: Draw, rate: number): number => (rate <= 0 ? Infinity : -Math.log(1 - draw()) / rate)
+
+/** The detector vigil builds for the mode (health/passive.ts); the sim supports the counting modes. */
+function detectorFor(mode: string, maxFails: number, failTimeout: number): Detector {
+  switch (mode) {
+    case 'nginx':
+      return new NginxDetector(maxFails, failTimeout)
+    case 'consecutive':
+      return new ConsecutiveDetector(maxFails)
+    case 'window':
+      return new WindowDetector(maxFails, failTimeout)
+    default:
+      throw new Error(`sim: passive mode "${mode}" is not modelled (nginx, consecutive, window are)`)
+  }
+}
+
+/** The `k` consumers (indexes into `candidates`) that check `server`: highest rendezvous score first. */
+export function checkersOf(server: string, candidates: readonly number[], k: number): number[] {
+  const scored = candidates.map((c, i) => ({ i, s: hashString(`${c}|${server}`) }))
+  scored.sort((a, b) => b.s - a.s || a.i - b.i)
+  return scored.slice(0, k).map((x) => x.i)
+}
+
+/** Fenwick tree over 100 ms buckets: failing observations in the registry by the time they were made. */
+class TimeCounts {
+  private readonly tree: Int32Array
+  constructor(
+    private readonly bucket: number,
+    span: number,
+  ) {
+    this.tree = new Int32Array(Math.ceil(span / bucket) + 2)
+  }
+  private index(t: number): number {
+    return Math.min(this.tree.length - 1, Math.max(1, Math.floor(t / this.bucket) + 1))
+  }
+  add(t: number, d: number): void {
+    for (let i = this.index(t); i < this.tree.length; i += i & -i) this.tree[i] = (this.tree[i] as number) + d
+  }
+  /** Observations made at or before t. */
+  upTo(t: number): number {
+    let n = 0
+    for (let i = this.index(t); i > 0; i -= i & -i) n += this.tree[i] as number
+    return n
+  }
+}
+
+interface Bystander {
+  detector: Detector
+  /** Time of the previous failure on this pair. */
+  last: number
+  outUntil: number
+}
+
+const providerNames = (m: number): string[] => Array.from({ length: m }, (_, i) => `10.0.${i >> 8}.${i & 255}:8080`)
+
+const subsetCache = new Map<string, Int32Array>()
+/** Every consumer's subset (provider indexes, `size` per consumer), computed once per fleet shape. */
+function subsets(n: number, m: number, size: number): Int32Array {
+  const key = `${n} ${m} ${size}`
+  const known = subsetCache.get(key)
+  if (known !== undefined) return known
+  const names = providerNames(m)
+  const index = new Map(names.map((name, i) => [name, i]))
+  const views = new Int32Array(n * size)
+  for (let c = 0; c < n; c++) subset(names, { index: c, count: n }, size).forEach((name, j) => (views[c * size + j] = index.get(name) as number))
+  subsetCache.set(key, views)
+  return views
+}
+
+export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunResult {
+  const wallStart = performance.now()
+  // One stream per consumer of P0 (its requests, checks, probes), one for registry writes, one for noise elsewhere.
+  const sharing = stream(p.seed, fault, 'sharing')
+  const noiseDraw = stream(p.seed, fault, 'noise')
+
+  const spec: CheckSpec = resolveCheck(p.active, undefined)
+  const passive = p.passive
+  const mode = passive.mode ?? PASSIVE_DEFAULTS.mode
+  const maxFails = passive.maxFails ?? PASSIVE_DEFAULTS.maxFails
+  const failTimeout = ms(passive.failTimeout ?? PASSIVE_DEFAULTS.failTimeout)
+  const ejectTime = ejectTimeOf(passive)
+  const maxEjectTime = Math.max(ejectTime, ms(passive.maxEjectTime ?? (mode === 'nginx' ? ejectTime : PASSIVE_DEFAULTS.maxEjectTime)))
+  const maxEjectPercent = passive.maxEjectPercent ?? PASSIVE_DEFAULTS.maxEjectPercent
+  const atLeastOne = passive.ejectAtLeastOne ?? false
+  const failOn = new FailureSet(passive.failOn ?? PASSIVE_DEFAULTS.failOn, true)
+  const stallOn = passive.stall?.enabled !== false
+  const stallFloor = ms(passive.stall?.floor ?? PASSIVE_DEFAULTS.stallFloor)
+  const recoveryOn = passive.recoveryProbe !== false && (typeof passive.recoveryProbe !== 'object' || passive.recoveryProbe.enabled !== false)
+  const recoverySettings = { interval: spec.fastInterval, maxInterval: spec.fastInterval }
+  const rules = p.fleet
+  const T = p.duration
+  const N = p.consumers
+  const M = p.providers
+
+  // Who uses what. Without subsetting every consumer uses every provider.
+  const names = providerNames(M)
+  const size = strategy.subset ? Math.min(p.subsetSize, M) : M
+  const views = strategy.subset ? subsets(N, M, size) : undefined
+  // The faulty provider: consumer 0's first (with subsets: its subset's first).
+  const P0 = views === undefined ? 0 : (views[0] as number)
+  const watcherList: number[] = []
+  for (let c = 0; c < N; c++) {
+    if (views === undefined) watcherList.push(c)
+    else for (let j = 0; j < size; j++) if (views[c * size + j] === P0) watcherList.push(c)
+  }
+  const W = watcherList.length
+  const draws: Draw[] = watcherList.map((c) => stream(p.seed, fault, c))
+  const cons = Int32Array.from(watcherList)
+  const checkerSet = strategy.shareChecks ? checkersOf(names[P0] as string, watcherList, rules.checkers) : []
+  // The partitioned consumer: the worst case for the strategy, one of P0's checkers when checks are shared.
+  const victim = strategy.shareChecks ? (checkerSet[0] as number) : 0
+  const quorum = Math.max(rules.quorumMin, Math.ceil((rules.quorumPercent / 100) * W))
+
+  const faultyFor = (i: number): boolean => fault === 'kill' || fault === 'freeze' || fault === 'degrade' || (fault === 'partition' && i === victim)
+  const outageEnd = fault === 'registry' ? p.outage : -Infinity
+  let registryDown = false
+
+  // Per-watcher state: consumer cons[i]'s view of P0.
+  const lambda = new Float64Array(W).fill(p.rate / size)
+  const weight = new Float64Array(W).fill(1)
+  const pstate = new Uint8Array(W)
+  const suspect = new Uint8Array(W)
+  const stallAt = new Float64Array(W).fill(NaN)
+  const mult = new Float64Array(W)
+  const restoredAt = new Float64Array(W).fill(-1e9)
+  const ejectedUntil = new Float64Array(W).fill(NaN)
+  const recoveryAt = new Float64Array(W).fill(NaN)
+  const recoveryFailing = new Uint8Array(W)
+  const recoveryProbes = new Int32Array(W)
+  const ejectFailure: (Failure | undefined)[] = new Array<Failure | undefined>(W).fill(undefined)
+  const detectors: Detector[] = Array.from({ length: W }, () => detectorFor(mode, maxFails, failTimeout))
+  const checks = new Uint8Array(W)
+  const riseFall: RiseFall[] = []
+  const checkAt = new Float64Array(W).fill(NaN)
+  const checkRunning = new Uint8Array(W)
+  const checkOk = new Uint8Array(W)
+  const checkStart = new Float64Array(W)
+  const lastRecheck = new Float64Array(W).fill(-Infinity)
+  const sharedDown = new Uint8Array(W)
+  const lastSuccess = new Float64Array(W)
+  const lastRequest = new Float64Array(W)
+  const eligible = new Uint8Array(W).fill(1)
+  const outFlag = new Uint8Array(W)
+  const detectedAt = new Float64Array(W).fill(NaN)
+  // Registry: what each watcher wants published about P0, what is published, and pending writes.
+  const wantFailing = new Uint8Array(W)
+  const wantAt = new Float64Array(W)
+  const published = new Uint8Array(W)
+  const publishedAt = new Float64Array(W)
+  const pending = new Uint8Array(W)
+  const observations = new TimeCounts(100, T + 2 * rules.window)
+  const checkersDown = new Set<number>()
+  let quorumOn = false
+  let checkersQuorumOn = false
+  /** Providers each consumer holds out on passive or shared evidence, for the cap. */
+  const consumerOut = new Int32Array(N)
+  const isChecker = new Uint8Array(W)
+  for (const i of checkerSet) isChecker[i] = 1
+
+  let failed = 0
+  let sentToFaulty = 0
+  let falseEjections = 0
+  let sharedDecisions = 0
+  let capped = 0
+  let probesFaulty = 0
+  let registryWrites = 0
+  const writesPerSecond = new Int32Array(Math.ceil(T / 1000) + 1)
+  let events = 0
+
+  const q = new FlatQueue<number>()
+  const push = (t: number, i: number, kind: number): void => {
+    if (t <= T) q.push(i * 16 + kind, t)
+  }
+
+  const mayTakeOut = (c: number): boolean => consumerOut[c]! + 1 <= ejectionAllowance(size, maxEjectPercent, atLeastOne)
+
+  /** Recompute the gates after any change: eligibility (detection / false ejection) and "out" for the cap. */
+  const update = (i: number, t: number): void => {
+    const out = suspect[i] === 1 || pstate[i] === EJECTED || pstate[i] === PROBING ? 1 : 0
+    if (out !== outFlag[i]) {
+      outFlag[i] = out
+      consumerOut[cons[i] as number]! += out === 1 ? 1 : -1
+    }
+    // Down by check: its own check, or (shared checks) its checkers' published verdict.
+    const checkUp = checks[i] === 1 ? !(riseFall[i] as RiseFall).down : sharedDown[i] === 0
+    const now = checkUp && (pstate[i] === OK || pstate[i] === TRIAL) && suspect[i] === 0 ? 1 : 0
+    if (now === eligible[i]) return
+    eligible[i] = now
+    if (now === 1) return
+    if (!faultyFor(i)) falseEjections++
+    else if (Number.isNaN(detectedAt[i])) detectedAt[i] = t
+  }
+
+  const publish = (i: number, failing: boolean, t: number): void => {
+    if (!strategy.shareObservations) return
+    wantFailing[i] = failing ? 1 : 0
+    wantAt[i] = t
+    if (pending[i] === 1) return
+    pending[i] = 1
+    push((registryDown ? outageEnd : t) + sharing() * rules.publishJitter, i, WRITE)
+  }
+
+  /** Registry writes that nothing in the model reads (noise ejections of bystanders): counted, deferred while it is down. */
+  const countWrite = (t: number): void => {
+    const at = (t < outageEnd ? outageEnd : t) + sharing() * rules.publishJitter
+    if (at > T) return
+    registryWrites++
+    writesPerSecond[Math.floor(at / 1000)]!++
+  }
+
+  const failing = (i: number): boolean => pstate[i] !== OK || (checks[i] === 1 && (riseFall[i] as RiseFall).down)
+
+  const restore = (i: number, t: number): void => {
+    if (pstate[i] === OK) return
+    pstate[i] = OK
+    restoredAt[i] = t
+    ejectedUntil[i] = NaN
+    recoveryAt[i] = NaN
+    ;(detectors[i] as Detector).reset()
+    update(i, t)
+    if (!failing(i)) publish(i, false, t)
+  }
+
+  const decayed = (i: number, t: number): number => (mult[i] === 0 ? 0 : Math.max(0, mult[i]! - Math.floor((t - restoredAt[i]!) / ejectTime)))
+
+  const eject = (i: number, t: number, failure: Failure, shared: boolean): void => {
+    if (pstate[i] === EJECTED) return
+    const c = cons[i] as number
+    if (pstate[i] === OK && outFlag[i] === 0 && !mayTakeOut(c)) {
+      capped++
+      return
+    }
+    const previous = pstate[i] === OK ? decayed(i, t) : mult[i]!
+    const base = Math.min(ejectTime * (previous + 1), maxEjectTime)
+    const duration = maxEjectTime > ejectTime ? Math.round(base * (1 + (draws[i] as Draw)() * EJECT_JITTER)) : base
+    if (pstate[i] === OK) mult[i] = decayed(i, t)
+    mult[i]!++
+    pstate[i] = EJECTED
+    ejectedUntil[i] = t + duration
+    ejectFailure[i] = failure
+    push(t + duration, i, EJECT_END)
+    if (shared) sharedDecisions++
+    // A recovery probe for connection-level evidence: the group's check at its fast interval, the first at once.
+    recoveryFailing[i] = 0
+    recoveryAt[i] = NaN
+    if (recoveryOn && recoveryKind(failure, spec) !== undefined) {
+      recoveryFailing[i] = 1
+      recoveryProbes[i] = 0
+      recoveryAt[i] = t
+      push(t, i, RECOVERY)
+    }
+    update(i, t)
+    publish(i, true, t)
+  }
+
+  /** A check outcome for P0 from consumer i: [passes, ms it takes]. */
+  const probe = (i: number): [boolean, number] => {
+    if (!faultyFor(i)) return [true, FAST]
+    switch (fault) {
+      case 'kill':
+        return [false, FAST]
+      case 'degrade':
+        return [(draws[i] as Draw)() >= p.degradeErrors, FAST]
+      default:
+        return [false, spec.timeout]
+    }
+  }
+
+  const scheduleCheck = (i: number, t: number): void => {
+    checkAt[i] = t
+    push(t, i, CHECK)
+  }
+
+  /** HAProxy's observe: a counted failure asks for a check now, at most once per fastInterval. */
+  const recheck = (i: number, t: number): void => {
+    if (checks[i] === 0 || checkRunning[i] === 1 || t - lastRecheck[i]! < spec.fastInterval) return
+    lastRecheck[i] = t
+    scheduleCheck(i, t)
+  }
+
+  /** The steady period of a check: interval, or trafficInterval for a server that answered real requests lately. */
+  const steadyPeriod = (i: number, t: number): number => (strategy.trafficAware && t - lastSuccess[i]! <= p.trafficInterval ? p.trafficInterval : spec.interval)
+
+  const record = (i: number, failure: Failure | undefined, trial: boolean, t: number): void => {
+    const counted = failure !== undefined && failOn.has(failure) ? failure : undefined
+    if (trial) {
+      if (pstate[i] !== PROBING) return
+      if (counted !== undefined) eject(i, t, counted, false)
+      else restore(i, t)
+    } else if (pstate[i] === OK && (detectors[i] as Detector).record(counted !== undefined, t)) {
+      eject(i, t, counted as Failure, false)
+    }
+    if (counted !== undefined) recheck(i, t)
+  }
+
+  const answered = (i: number, t: number): void => {
+    lastSuccess[i] = t
+    if (suspect[i] === 0) return
+    suspect[i] = 0
+    update(i, t)
+  }
+
+  // A registry change became visible to every watcher: the quorum and, with shared checks, the checkers' verdict.
+  const evaluate = (t: number): void => {
+    const since = t - rules.window
+    const count = observations.upTo(t) - observations.upTo(since - 1e-9)
+    if (count >= quorum && !quorumOn) {
+      quorumOn = true
+      const first = firstObservation(since)
+      for (let i = 0; i < W; i++) {
+        if (published[i] === 1 || lastSuccess[i]! > first) continue // an observer itself; local success wins
+        if (t - lastRequest[i]! > rules.window) eject(i, t, ejectFailure[observer(since)] ?? REFUSED, true)
+        else {
+          weight[i] = rules.suspectWeight
+          recheck(i, t)
+        }
+      }
+    } else if (count < quorum) quorumOn = false
+    if (!strategy.shareChecks) return
+    const down = checkersDown.size >= rules.checkersDown
+    if (down === checkersQuorumOn) return
+    checkersQuorumOn = down
+    const first = down ? Math.min(...[...checkersDown].map((i) => publishedAt[i] as number)) : 0
+    for (let i = 0; i < W; i++) {
+      if (checks[i] === 1) continue
+      if (down && lastSuccess[i]! > first) continue
+      const was = sharedDown[i]
+      sharedDown[i] = down ? 1 : 0
+      if (down && was === 0) sharedDecisions++
+      update(i, t)
+    }
+  }
+  const firstObservation = (since: number): number => {
+    let first = Infinity
+    for (let i = 0; i < W; i++) if (published[i] === 1 && publishedAt[i]! >= since && publishedAt[i]! < first) first = publishedAt[i] as number
+    return first
+  }
+  const observer = (since: number): number => {
+    for (let i = 0; i < W; i++) if (published[i] === 1 && publishedAt[i]! >= since) return i
+    return 0
+  }
+
+  // Bystanders: every (consumer, provider) pair but P0's, where only failures matter (see ASSUMPTIONS).
+  const bystanders = new Map<number, Bystander>()
+  const bystanderEnds: number[] = []
+  const freeEnds: number[] = []
+  const noiseRate = ((N * p.rate - W * (p.rate / size)) * p.noise) / 1000
+  const pickBystander = (): [number, number] => {
+    for (;;) {
+      const c = Math.floor(noiseDraw() * N)
+      const j = Math.floor(noiseDraw() * size)
+      const server = views === undefined ? j : (views[c * size + j] as number)
+      // P0's pairs are modelled request by request, their noise included.
+      if (server !== P0) return [c, server]
+    }
+  }
+  const noise = (t: number): void => {
+    push(t + exp(noiseDraw, noiseRate), 0, NOISE)
+    const [c, server] = pickBystander()
+    const key = c * M + server
+    let b = bystanders.get(key)
+    if (b === undefined) bystanders.set(key, (b = { detector: detectorFor(mode, maxFails, failTimeout), last: -Infinity, outUntil: -Infinity }))
+    if (t < b.outUntil) return // out of rotation: this request went elsewhere
+    const rate = p.rate / size / 1000
+    // The latest success before this failure is all a counting detector needs of the successes in between.
+    const success = t - exp(noiseDraw, rate)
+    if (success > b.last) b.detector.record(false, success)
+    b.last = t
+    if (!b.detector.record(true, t)) return
+    if (!mayTakeOut(c)) {
+      capped++
+      return
+    }
+    // A reset is connection-level evidence: the recovery check passes at once and the next request is the trial.
+    falseEjections++
+    b.detector.reset()
+    b.outUntil = t + (recoveryOn ? FAST : ejectTime) + exp(noiseDraw, rate)
+    consumerOut[c]!++
+    const slot = freeEnds.pop() ?? bystanderEnds.length
+    bystanderEnds[slot] = c
+    push(b.outUntil, slot, BYSTANDER_END)
+    if (strategy.shareObservations) {
+      countWrite(t)
+      countWrite(b.outUntil)
+    }
+  }
+
+  // Start: steady state, every check passing, phases spread; each watcher's last success drawn backwards in time.
+  for (let i = 0; i < W; i++) {
+    const draw = draws[i] as Draw
+    lastSuccess[i] = -exp(draw, lambda[i]! / 1000)
+    lastRequest[i] = lastSuccess[i]!
+    push(exp(draw, lambda[i]! / 1000), i, REQ)
+    const own = !strategy.shareChecks || isChecker[i] === 1
+    checks[i] = own ? 1 : 0
+    const rf = new RiseFall(spec.rise, spec.fall, false)
+    rf.checked = true
+    riseFall.push(rf)
+    const phase = draw() * steadyPeriod(i, 0)
+    if (own) scheduleCheck(i, phase)
+  }
+  if (noiseRate > 0) push(exp(noiseDraw, noiseRate), 0, NOISE)
+  if (fault === 'registry') {
+    push(0, 0, OUTAGE_START)
+    push(p.outage, 0, OUTAGE_END)
+  }
+
+  while (q.length > 0) {
+    const t = q.peekValue() as number
+    const id = q.pop() as number
+    const kind = id & 15
+    const i = (id - kind) / 16
+    events++
+    switch (kind) {
+      case REQ: {
+        push(t + exp(draws[i] as Draw, (lambda[i]! * weight[i]!) / 1000), i, REQ)
+        if (eligible[i] === 0) break
+        const trial = pstate[i] === TRIAL
+        if (trial) {
+          pstate[i] = PROBING
+          update(i, t)
+        }
+        lastRequest[i] = t
+        const faulty = faultyFor(i)
+        if (faulty) sentToFaulty++
+        if (faulty && (fault === 'freeze' || fault === 'partition')) {
+          // It hangs: a timeout later (connect or response), and a stall suspicion once it waited stallFloor.
+          failed++
+          push(t + (fault === 'freeze' ? p.timeouts.response : p.timeouts.connect), i, trial ? TRIAL_TIMEOUT : REQ_TIMEOUT)
+          if (stallOn && suspect[i] === 0 && Number.isNaN(stallAt[i])) {
+            stallAt[i] = t + stallFloor
+            push(t + stallFloor, i, STALL)
+          }
+          break
+        }
+        const d = (draws[i] as Draw)()
+        const failure = faulty ? (fault === 'kill' ? REFUSED : d < p.degradeErrors ? HTTP_503 : undefined) : d < p.noise ? RESET : undefined
+        if (faulty && failure !== undefined) failed++
+        if (failure === undefined) answered(i, t)
+        record(i, failure, trial, t)
+        break
+      }
+      case REQ_TIMEOUT:
+      case TRIAL_TIMEOUT:
+        record(i, fault === 'freeze' ? RESPONSE_TIMEOUT : CONNECT_TIMEOUT, kind === TRIAL_TIMEOUT, t)
+        break
+      case STALL:
+        stallAt[i] = NaN
+        if (suspect[i] === 1 || lastSuccess[i]! > t - stallFloor) break
+        if (outFlag[i] === 0 && !mayTakeOut(cons[i] as number)) {
+          capped++
+          break
+        }
+        suspect[i] = 1
+        update(i, t)
+        break
+      case CHECK: {
+        if (checkAt[i] !== t || checks[i] === 0) break
+        checkAt[i] = NaN
+        checkRunning[i] = 1
+        checkStart[i] = t
+        probesFaulty++
+        const [ok, latency] = probe(i)
+        checkOk[i] = ok ? 1 : 0
+        push(t + latency, i, CHECK_DONE)
+        break
+      }
+      case CHECK_DONE: {
+        checkRunning[i] = 0
+        const rf = riseFall[i] as RiseFall
+        const ok = checkOk[i] === 1
+        const flipped = rf.record(ok)
+        if (flipped !== undefined) {
+          update(i, t)
+          publish(i, failing(i), t)
+        }
+        if (ok) {
+          // A passing HTTP check answers: it ends a stall suspicion and lifts an ejection it disproves.
+          if (checkCovers(spec, 'timeout')) answered(i, t)
+          const f = ejectFailure[i]
+          if (spec.unejectOnPass && pstate[i] !== OK && f !== undefined && checkCovers(spec, failureClass(f))) restore(i, t)
+        }
+        const latency = t - checkStart[i]!
+        const r = (draws[i] as Draw)()
+        const steady = !rf.changing && !rf.down
+        const delay = steady && strategy.trafficAware && t - lastSuccess[i]! <= p.trafficInterval ? p.trafficInterval * (1 + spec.jitter * (2 * r - 1)) : checkDelay(spec, rf, false, r)
+        scheduleCheck(i, t + Math.max(0, delay - latency))
+        break
+      }
+      case EJECT_END:
+        // The ejection time is over: one trial request, unless a recovery probe still finds the server down.
+        if (pstate[i] !== EJECTED || ejectedUntil[i] !== t || recoveryFailing[i] === 1) break
+        pstate[i] = TRIAL
+        update(i, t)
+        break
+      case RECOVERY: {
+        if (recoveryAt[i] !== t || pstate[i] !== EJECTED) break
+        probesFaulty++
+        recoveryProbes[i]!++
+        const [ok, latency] = probe(i)
+        if (ok) {
+          // nginx mode: the trial request is due at once; the other modes restore.
+          recoveryFailing[i] = 0
+          recoveryAt[i] = NaN
+          if (mode === 'nginx') {
+            ejectedUntil[i] = NaN
+            pstate[i] = TRIAL
+            update(i, t)
+          } else restore(i, t)
+        } else {
+          recoveryAt[i] = t + latency + probeDelay(recoveryProbes[i] as number, recoverySettings, (draws[i] as Draw)())
+          push(recoveryAt[i] as number, i, RECOVERY)
+        }
+        break
+      }
+      case WRITE: {
+        if (registryDown) {
+          push(outageEnd + sharing() * rules.publishJitter, i, WRITE)
+          break
+        }
+        pending[i] = 0
+        registryWrites++
+        writesPerSecond[Math.floor(t / 1000)]!++
+        if (published[i] === 1) observations.add(publishedAt[i] as number, -1)
+        published[i] = wantFailing[i] as number
+        publishedAt[i] = wantAt[i] as number
+        if (published[i] === 1) observations.add(publishedAt[i] as number, 1)
+        if (isChecker[i] === 1) {
+          if (published[i] === 1) checkersDown.add(i)
+          else checkersDown.delete(i)
+        }
+        push(t + rules.watchDelay, 0, QUORUM)
+        break
+      }
+      case QUORUM:
+        evaluate(t)
+        break
+      case NOISE:
+        noise(t)
+        break
+      case BYSTANDER_END:
+        consumerOut[bystanderEnds[i] as number]!--
+        freeEnds.push(i)
+        break
+      case OUTAGE_START:
+        registryDown = true
+        break
+      case OUTAGE_END:
+        registryDown = false
+        break
+    }
+  }
+
+  const affected: number[] = []
+  for (let i = 0; i < W; i++) if (faultyFor(i)) affected.push(i)
+  const times = affected.map((i) => detectedAt[i] as number).filter((d) => !Number.isNaN(d))
+  const quantileOf = (qq: number): number | null => {
+    if (affected.length === 0) return null
+    // Consumers that never took it out count as never (Infinity): p99 is "never" when more than 1% did not.
+    const all = affected.map((i) => (Number.isNaN(detectedAt[i]) ? Infinity : (detectedAt[i] as number))).sort((a, b) => a - b)
+    const v = all[Math.min(all.length - 1, Math.max(0, Math.ceil(qq * all.length) - 1))] as number
+    return Number.isFinite(v) ? v : null
+  }
+
+  return {
+    fault,
+    strategy: strategy.name,
+    consumers: N,
+    providers: M,
+    watchers: W,
+    probesPerProvider: healthyProbeRate(p, strategy, fault, size),
+    probesFaulty: (probesFaulty * 1000) / T,
+    failed,
+    sentToFaulty,
+    affected: affected.length,
+    detected: times.length,
+    detectP50: quantileOf(0.5),
+    detectP99: quantileOf(0.99),
+    falseEjections,
+    sharedDecisions,
+    capped,
+    registryWrites,
+    writesPeak: Math.max(0, ...writesPerSecond),
+    events,
+    wallMs: Math.round(performance.now() - wallStart),
+  }
+}
+
+/**
+ * Probes per second a healthy provider receives, averaged over providers and the run: its consumers' steady
+ * checks (every check passes, so nothing changes state). Traffic-aware: a consumer whose pair sees a request
+ * within trafficInterval with probability π waits trafficInterval, else interval (a renewal average).
+ * Shared checks: `checkers` consumers; in the registry fault the others check for themselves from staleAfter
+ * into the outage until it ends.
+ */
+export function healthyProbeRate(p: SimParams, s: Strategy, fault: Fault, size: number): number {
+  const spec = resolveCheck(p.active, undefined)
+  const consumersPer = (p.consumers * size) / p.providers
+  const pairRate = p.rate / size / 1000
+  const seen = 1 - Math.exp(-pairRate * p.trafficInterval)
+  const period = s.trafficAware ? seen * p.trafficInterval + (1 - seen) * spec.interval : spec.interval
+  const perConsumer = 1000 / period
+  if (!s.shareChecks) return consumersPer * perConsumer
+  const checkers = Math.min(p.fleet.checkers, consumersPer)
+  const fallback = fault === 'registry' ? Math.max(0, Math.min(p.outage, p.duration) - p.fleet.staleAfter) / p.duration : 0
+  return checkers * perConsumer + (consumersPer - checkers) * (1000 / spec.interval) * fallback
+}

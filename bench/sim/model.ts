@@ -1,0 +1,110 @@
+// What the fleet simulation is run with: the faults, the strategies, the fleet's size and load, and the health
+// settings of every vigil in it (the drills' `vigil-both` fragment, read by vigil's own resolvers).
+import type { Active, Passive } from '../../src/config/schema.js'
+
+export type Fault = 'kill' | 'freeze' | 'partition' | 'degrade' | 'registry'
+
+export const FAULTS: readonly Fault[] = ['kill', 'freeze', 'partition', 'degrade', 'registry']
+
+export const FAULT_WORDS: Record<Fault, string> = {
+  kill: 'a provider dies (connects refused at once)',
+  freeze: 'a provider freezes (accepts, never answers)',
+  partition: 'a provider is partitioned from one consumer only (its connects time out)',
+  degrade: 'a provider degrades (20% of requests and checks fail with 503)',
+  registry: 'the registry is down (no provider fault)',
+}
+
+/** How the consumers of one fleet watch their providers. Every strategy keeps vigil's passive health. */
+export interface Strategy {
+  name: string
+  /** A server that answered real requests within `trafficInterval` is probed at `trafficInterval`. */
+  trafficAware: boolean
+  /** Each consumer uses a stable subset of `subsetSize` providers. */
+  subset: boolean
+  /** Transitions are written to the registry; a quorum of observers is evidence for the others. */
+  shareObservations: boolean
+  /** Each provider is checked by `fleet.checkers` consumers chosen by rendezvous hashing; the others read their results. */
+  shareChecks: boolean
+}
+
+export const STRATEGIES: readonly Strategy[] = [
+  { name: 'probe-all', trafficAware: false, subset: false, shareObservations: false, shareChecks: false },
+  { name: 'traffic-aware', trafficAware: true, subset: false, shareObservations: false, shareChecks: false },
+  { name: 'subset', trafficAware: false, subset: true, shareObservations: false, shareChecks: false },
+  { name: 'shared-obs', trafficAware: false, subset: false, shareObservations: true, shareChecks: false },
+  { name: 'shared-checks', trafficAware: false, subset: false, shareObservations: true, shareChecks: true },
+  { name: 'combined', trafficAware: true, subset: true, shareObservations: true, shareChecks: true },
+]
+
+/** The shared-observation rules (issue 19), as the fleet settings name them. */
+export interface FleetRules {
+  /** A server is suspect once this share of its observers (and at least `quorumMin`) report it failing. */
+  quorumPercent: number
+  quorumMin: number
+  /** Observations older than this do not count towards the quorum, ms. */
+  window: number
+  /** Each write waits a random time up to this, so a mass failure is not a write storm, ms. */
+  publishJitter: number
+  /** From a registry write to every watcher seeing it, ms. */
+  watchDelay: number
+  /** shareChecks: how many consumers check each server. */
+  checkers: number
+  /** shareChecks: how many of a server's checkers must report it down for the others to take it down. */
+  checkersDown: number
+  /** shareChecks: with the registry unreachable this long, a consumer checks everything itself again, ms. */
+  staleAfter: number
+  /** Weight of a suspect server relative to the others (it is sent this share of its usual traffic). */
+  suspectWeight: number
+}
+
+export interface SimParams {
+  seed: number
+  consumers: number
+  providers: number
+  /** Requests per second each consumer sends, spread evenly over the providers it uses. */
+  rate: number
+  /** Simulated time from the fault's start, ms. */
+  duration: number
+  /** How long the registry is down in the `registry` fault, ms (from the fault's start). */
+  outage: number
+  /** Failure probability of any request to a healthy provider (resets, transient 5xx). */
+  noise: number
+  /** Failure probability of a request or check to the degraded provider. */
+  degradeErrors: number
+  subsetSize: number
+  trafficInterval: number
+  fleet: FleetRules
+  passive: Passive
+  active: Active
+  timeouts: { connect: number; response: number }
+}
+
+export const FLEET_DEFAULTS: FleetRules = {
+  quorumPercent: 10,
+  quorumMin: 2,
+  window: 10_000,
+  publishJitter: 1_000,
+  watchDelay: 50,
+  checkers: 3,
+  checkersDown: 2,
+  staleAfter: 3_000,
+  suspectWeight: 0.1,
+}
+
+/** `npm run sim` without flags: small enough to finish in well under a minute on a loaded 2-core machine. */
+export const SIM_DEFAULTS: Omit<SimParams, 'passive' | 'active' | 'timeouts'> = {
+  seed: 1,
+  consumers: 1_000,
+  providers: 100,
+  rate: 20,
+  duration: 60_000,
+  outage: 30_000,
+  noise: 0.001,
+  degradeErrors: 0.2,
+  subsetSize: 10,
+  trafficInterval: 30_000,
+  fleet: FLEET_DEFAULTS,
+}
+
+/** The big run of issue 19 (`npm run sim -- --big`). */
+export const BIG: Partial<SimParams> = { consumers: 10_000, providers: 500, rate: 100, subsetSize: 20 }
