@@ -46,11 +46,16 @@ export const RecordFields = Type.Object(
   { ...closed, description: 'format "json" only: the names of the fields that hold host, port and weight' },
 )
 
-/** Settings every registry source shares: how it reads, how long a list may age, how it resists a bad push. */
-const registrySettings = {
+/** How every registry connection reads: how long it waits, how often it re-reads in full, when a list is stale. */
+const readSettings = {
   connectTimeout: Type.Optional(Duration),
   resyncInterval: Type.Optional(Duration),
   staleAfter: Type.Optional(Duration),
+}
+
+/** Settings of a server entry's registry source: how it resists a bad push, where it caches its list. */
+const registrySettings = {
+  ...readSettings,
   cacheFile: Type.Optional(Type.String({ minLength: 1, description: 'every applied list is written here; vigil starts from it when the registry is down' })),
   removalGrace: Type.Optional(Duration),
   maxRemovalPercent: Type.Optional(
@@ -60,19 +65,37 @@ const registrySettings = {
   allowEmpty: Type.Optional(Type.Boolean({ default: false, description: 'let an empty list empty a group that still has healthy servers' })),
 }
 
+/** How to reach a ZooKeeper ensemble (a server entry's source, and `fleet.registry`). */
+const zookeeperConnection = {
+  servers: Type.String({
+    pattern: '^[A-Za-z0-9.:\\[\\]-]+(,[A-Za-z0-9.:\\[\\]-]+)*(/[^,]*)?$',
+    description: 'the ensemble, "host:port,host:port", with an optional "/chroot"',
+  }),
+  sessionTimeout: Type.Optional(Duration),
+  auth: Type.Optional(
+    Type.Object({ user: Type.String({ minLength: 1 }), password: Type.String() }, { ...closed, description: 'ZooKeeper digest authentication' }),
+  ),
+}
+
+/** How to reach an etcd cluster (a server entry's source, and `fleet.registry`). */
+const etcdConnection = {
+  endpoints: Type.Array(Type.String({ pattern: '^https?://[^/]+/?$', description: 'http://host:port or https://host:port' }), { minItems: 1 }),
+  username: Type.Optional(Type.String({ minLength: 1 })),
+  password: Type.Optional(Type.String()),
+  tls: Type.Optional(
+    Type.Object(
+      { ca: Type.Optional(Type.String({ minLength: 1 })), cert: Type.Optional(Type.String({ minLength: 1 })), key: Type.Optional(Type.String({ minLength: 1 })) },
+      { ...closed, description: 'PEM files for https endpoints: the CA, and a client certificate and key' },
+    ),
+  ),
+}
+
 export const ZooKeeperSource = Type.Object(
   {
-    servers: Type.String({
-      pattern: '^[A-Za-z0-9.:\\[\\]-]+(,[A-Za-z0-9.:\\[\\]-]+)*(/[^,]*)?$',
-      description: 'the ensemble, "host:port,host:port", with an optional "/chroot"',
-    }),
+    ...zookeeperConnection,
     path: Type.String({ pattern: '^/', description: 'znode whose children are the providers' }),
     format: Type.Optional(Type.Union([Type.Literal('hostport'), Type.Literal('json'), Type.Literal('dubbo')], { default: 'hostport', description: FORMATS })),
     fields: Type.Optional(RecordFields),
-    sessionTimeout: Type.Optional(Duration),
-    auth: Type.Optional(
-      Type.Object({ user: Type.String({ minLength: 1 }), password: Type.String() }, { ...closed, description: 'ZooKeeper digest authentication' }),
-    ),
     ...registrySettings,
   },
   { ...closed, description: 'every child of path is a provider' },
@@ -81,18 +104,10 @@ export type ZooKeeperSource = Static<typeof ZooKeeperSource>
 
 export const EtcdSource = Type.Object(
   {
-    endpoints: Type.Array(Type.String({ pattern: '^https?://[^/]+/?$', description: 'http://host:port or https://host:port' }), { minItems: 1 }),
+    ...etcdConnection,
     prefix: Type.String({ minLength: 1, description: 'every key under this prefix is a provider' }),
     format: Type.Optional(Type.Union([Type.Literal('hostport'), Type.Literal('json')], { default: 'hostport', description: FORMATS })),
     fields: Type.Optional(RecordFields),
-    username: Type.Optional(Type.String({ minLength: 1 })),
-    password: Type.Optional(Type.String()),
-    tls: Type.Optional(
-      Type.Object(
-        { ca: Type.Optional(Type.String({ minLength: 1 })), cert: Type.Optional(Type.String({ minLength: 1 })), key: Type.Optional(Type.String({ minLength: 1 })) },
-        { ...closed, description: 'PEM files for https endpoints: the CA, and a client certificate and key' },
-      ),
-    ),
     ...registrySettings,
   },
   { ...closed, description: 'every key under prefix is a provider' },
@@ -120,11 +135,33 @@ export type Server = Static<typeof Server>
 /** A server entry with an address: a static server, or one that discovery found. */
 export type AddressServer = Omit<Server, 'address' | 'zookeeper' | 'etcd'> & { address: string }
 
+/** gRPC status names (grpc/doc/statuscodes.md), as `passive.failOn` and `retry.on` name them: `grpc_UNAVAILABLE`. */
+export const GRPC_CODES = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+] as const
+
 const FailOn = Type.Union([
   Type.Literal('error'),
   Type.Literal('timeout'),
   Type.Literal('invalid_header'),
   Type.String({ pattern: '^http_[1-5][0-9][0-9]$' }),
+  Type.String({ pattern: `^grpc_(${GRPC_CODES.slice(1).join('|')})$`, description: 'a gRPC status of a response, e.g. grpc_UNAVAILABLE' }),
 ])
 
 export const Passive = Type.Object(
@@ -353,6 +390,23 @@ export const Upstream = Type.Object(
     timeouts: Type.Optional(Timeouts),
     tls: Type.Optional(Type.Union([Type.Boolean(), UpstreamTls], { description: 'true, or an object with servername, ca, cert, key, verify' })),
     maxResponseSize: Type.Optional(Type.Integer({ minimum: 1, description: 'largest response body in bytes; a longer one is cut and counts as a bad response' })),
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('http1'), Type.Literal('h2c'), Type.Literal('h2')], {
+        default: 'http1',
+        description: 'to the servers: HTTP/1.1, HTTP/2 with prior knowledge (cleartext), or HTTP/2 over TLS (ALPN h2)',
+      }),
+    ),
+    http2: Type.Optional(
+      Type.Object(
+        {
+          connections: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'multiplexed connections per server at most' })),
+          maxConcurrentStreams: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: "streams per connection at most (lowered by the server's own SETTINGS)" }),
+          ),
+        },
+        { ...closed, description: 'protocol h2c or h2: connections to each server' },
+      ),
+    ),
   },
   closed,
 )
@@ -377,6 +431,19 @@ const Cidr = Type.String({ pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$', descriptio
 
 export const ListenerTls = Type.Object({ cert: PemFile, key: PemFile }, { ...closed, description: 'serve HTTPS with this certificate chain and key' })
 
+/** What one HTTP/2 client connection may do before it gets GOAWAY (listener `http2`). */
+export const Http2Limits = Type.Object(
+  {
+    maxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100, description: 'streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)' })),
+    maxResets: Type.Optional(Type.Integer({ minimum: 1, default: 200, description: 'streams a client may cancel per window (rapid reset, CVE-2023-44487)' })),
+    maxSettings: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'SETTINGS frames a client may send per window' })),
+    maxPings: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'PING frames a client may send per window' })),
+    window: Type.Optional(Duration),
+  },
+  { ...closed, description: 'limits for HTTP/2 clients; over one, the connection gets GOAWAY (ENHANCE_YOUR_CALM)' },
+)
+export type Http2Limits = Static<typeof Http2Limits>
+
 /** Limits on what one client may send and how slowly; each closes the connection or answers 4xx when crossed. */
 export const ClientLimits = Type.Object(
   {
@@ -390,6 +457,7 @@ export const ClientLimits = Type.Object(
     allowUserinfo: Type.Optional(
       Type.Boolean({ default: false, description: 'accept absolute-form targets with userinfo (http://user:pw@host/); default: 400' }),
     ),
+    http2: Type.Optional(Http2Limits),
   },
   closed,
 )
@@ -401,6 +469,12 @@ export const Listener = Type.Object(
     upstream: Type.Optional(UpstreamName),
     routes: Type.Optional(Type.Array(Route, { minItems: 1 })),
     tls: Type.Optional(ListenerTls),
+    http2: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'speak HTTP/2: with tls, h2 by ALPN beside HTTP/1.1; without, h2c with prior knowledge only (gRPC over cleartext)',
+      }),
+    ),
     trustedProxies: Type.Optional(Type.Array(Cidr, { description: 'clients whose Forwarded / X-Forwarded-* headers are kept and appended to' })),
     limits: Type.Optional(ClientLimits),
   },
@@ -470,6 +544,38 @@ export const Resolver = Type.Object(
   { ...closed, description: 'DNS resolution for servers with resolve: true' },
 )
 
+/** A fleet of vigils sharing what they see through the registry the fleet already runs (docs/fleet.md). */
+export const Fleet = Type.Object(
+  {
+    registry: Type.Object(
+      {
+        zookeeper: Type.Optional(Type.Object({ ...zookeeperConnection, ...readSettings }, { ...closed, description: 'a ZooKeeper ensemble' })),
+        etcd: Type.Optional(Type.Object({ ...etcdConnection, ...readSettings }, { ...closed, description: 'an etcd cluster' })),
+      },
+      { ...closed, description: 'exactly one of zookeeper or etcd: how to reach the registry' },
+    ),
+    path: Type.String({ pattern: '^/[^\\s]*[^/\\s]$', description: 'ZooKeeper path or etcd key prefix under which this fleet keeps its records' }),
+    id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'this vigil\'s consumer id (default: host name and process id)' })),
+    ttl: Type.Optional(Duration),
+    quorum: Type.Optional(Type.Integer({ minimum: 1, description: 'observers that must report a server failing (default: max(2, 10% of the consumers))' })),
+    window: Type.Optional(Duration),
+    writeRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 5, description: 'most observation writes per second of one vigil (burst of the same size)' })),
+    writeJitter: Type.Optional(Duration),
+    suspectWeight: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'percent of its weight a suspect server keeps until its own check or traffic clears it' }),
+    ),
+    localWindow: Type.Optional(Duration),
+    shareChecks: Type.Optional(
+      Type.Object(
+        { k: Type.Integer({ minimum: 1, description: 'consumers that check each server (rendezvous hashing over the registered consumers)' }) },
+        { ...closed, description: 'split active checks: each server is checked by k consumers, the others use their published results' },
+      ),
+    ),
+  },
+  { ...closed, description: 'shared observations and consumer registration through a registry' },
+)
+export type Fleet = Static<typeof Fleet>
+
 export const Config = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -482,6 +588,7 @@ export const Config = Type.Object(
     reload: Type.Optional(Reload),
     resolver: Type.Optional(Resolver),
     upstreams: Type.Record(UpstreamName, Upstream, { minProperties: 1, additionalProperties: false }),
+    fleet: Type.Optional(Fleet),
   },
   { ...closed, title: 'vigil configuration' },
 )

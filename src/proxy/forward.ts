@@ -156,6 +156,7 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted, InFlightE
     else this.abortUpstream = abort
   }
 
+  /** `rawHeaders`: buffers from undici, strings from the HTTP/2 pool (src/upstream/h2-pool.ts). */
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     // 1xx: Node answers the client's Expect itself and 103 hints are optional; wait for the final response.
     if (statusCode < 200) {
@@ -225,13 +226,14 @@ export class Exchange {
     this.method = req.method
     const head = (this.head = req.head ?? readRequestHead(req.rawHeaders))
     const hop = clientHop(req.socket, hooks)
-    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host }
+    const te = upstream.connections.pool.protocol !== undefined && upstream.connections.pool.protocol !== 'http1'
+    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host, te }
     this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
   }
 
   start(): void {
     const length = this.head.contentLength
-    const chunked = this.head.chunked
+    const chunked = this.head.chunked || this.head.streamed
     if (!chunked && (length === undefined || length === '0')) return this.first(this.started)
     // A small body is read first so it can be sent again on a retry; anything else streams.
     if (!chunked && this.upstream.retry.tries > 1 && Number(length) <= BODY_BUFFER_LIMIT) {

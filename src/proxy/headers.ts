@@ -59,6 +59,8 @@ export interface ForwardedFor {
    * and this hop is appended. Otherwise they are replaced, so a client cannot claim another address.
    */
   trusted?: boolean
+  /** Forward `TE: trailers` when the client sent it: HTTP/2 providers only (gRPC needs it; HTTP/1.1 ones never see TE). */
+  te?: boolean
 }
 
 const join = (a: string | undefined, b: string): string => (a === undefined ? b : `${a}, ${b}`)
@@ -80,9 +82,13 @@ export class RequestHead {
   hosts = 0
   /** Every Connection value, joined as Node joins them. */
   connection: string | undefined = undefined
+  /** The client asked for trailers (`TE: trailers`, which gRPC requires): forwarded to HTTP/2 providers. */
+  trailers = false
   contentLength: string | undefined = undefined
   /** A Transfer-Encoding header was sent. */
   chunked = false
+  /** HTTP/2: a body framed by its stream's end, not by a header (set by the listener from the HEADERS frame). */
+  streamed = false
   /** The client's X-Forwarded-For, -Proto, -Host and Forwarded values, used only when the client is trusted. */
   xff: string | undefined = undefined
   xfp: string | undefined = undefined
@@ -95,9 +101,15 @@ export class RequestHead {
 export function readRequestHead(raw: readonly string[]): RequestHead {
   const head = new RequestHead(raw)
   const list = head.list
+  let authority: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
+    // HTTP/2 pseudo-headers: :authority is the Host; :method, :path and :scheme are the request line's.
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = value
+      continue
+    }
     if (name.length >= 32 || NOTED_LENGTHS[name.length] === 0) {
       list.push(name, value)
       continue
@@ -112,11 +124,14 @@ export function readRequestHead(raw: readonly string[]): RequestHead {
         if (head.hosts++ === 0) head.host = value
       } else if (lower === 'connection') head.connection = join(head.connection, value)
       else if (lower === 'transfer-encoding') head.chunked = true
+      else if (lower === 'te') head.trailers ||= /(^|,)\s*trailers\s*(;|,|$)/i.test(value)
     } else if (rule === Rule.ForwardedFor) head.xff = join(head.xff, value)
     else if (rule === Rule.Forwarded) head.forwarded = join(head.forwarded, value)
     else if (rule === Rule.ForwardedProto) head.xfp ??= value
     else head.xfh ??= value
   }
+  // RFC 9113 8.3.1: a Host beside :authority must name the same; a different one is a second Host (400).
+  if (authority !== undefined && head.host !== authority && head.hosts++ === 0) head.host = authority
   return head
 }
 
@@ -133,6 +148,7 @@ export function forwardHeaders(head: RequestHead, fwd: ForwardedFor, connection 
   const out = head.list
   const trusted = fwd.trusted === true
   if (fwd.host !== undefined) out.push('host', fwd.host)
+  if (fwd.te === true && head.trailers) out.push('te', 'trailers')
   out.push('x-forwarded-for', trusted ? join(head.xff, fwd.clientAddress) : fwd.clientAddress, 'x-forwarded-proto', (trusted ? head.xfp : undefined) ?? fwd.proto)
   const originalHost = (trusted ? head.xfh : undefined) ?? fwd.originalHost
   if (originalHost !== undefined) out.push('x-forwarded-host', originalHost)
@@ -195,19 +211,19 @@ for (const name of HOP_BY_HOP) HOP_LENGTHS[name.length] = 1
  * Response headers for the client, from undici's raw header buffers, as a flat list for writeHead: one pass that
  * lowercases only names as long as a hop-by-hop one, and a second only when Connection names further headers.
  */
-export function responseHeaders(raw: readonly Buffer[]): string[] {
+export function responseHeaders(raw: readonly (Buffer | string)[]): string[] {
   let connection: string | undefined
   const out: string[] = []
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString('latin1')
+    const name = text(raw[i] as Buffer | string)
     if (name.length < 32 && HOP_LENGTHS[name.length] === 1) {
       const lower = name.toLowerCase()
       if (HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') connection = join(connection, (raw[i + 1] as Buffer).toString('latin1'))
+        if (lower === 'connection') connection = join(connection, text(raw[i + 1] as Buffer | string))
         continue
       }
     }
-    out.push(name, (raw[i + 1] as Buffer).toString('latin1'))
+    out.push(name, text(raw[i + 1] as Buffer | string))
   }
   const named = connectionNamed(connection)
   if (named === undefined) return out
@@ -215,6 +231,9 @@ export function responseHeaders(raw: readonly Buffer[]): string[] {
   for (let i = 0; i < out.length; i += 2) if (!named.has((out[i] as string).toLowerCase())) kept.push(out[i] as string, out[i + 1] as string)
   return kept
 }
+
+/** undici hands header buffers; the HTTP/2 pool (src/upstream/h2-pool.ts) hands strings. */
+const text = (b: Buffer | string): string => (typeof b === 'string' ? b : b.toString('latin1'))
 
 /** Trailers arrive as a flat list of strings from undici; drop hop-by-hop names (none should be there). */
 export function trailerPairs(raw: readonly (string | Buffer)[]): [string, string][] {

@@ -16,6 +16,8 @@ import { UpgradeProxy } from './upgrade.js'
 import { serveWithoutUpgrade, triageUpgrade } from './upgrade-triage.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
+import type { Http2Session } from 'node:http2'
+import { createHttp2Server, guardSession, resolveHttp2Limits, type VigilH2Request } from './http2.js'
 
 export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
@@ -25,6 +27,8 @@ export class ProxyListener {
   readonly upgrades: UpgradeProxy
   /** Set once shutdown starts: every response from then on closes its connection. */
   private closing = false
+  /** Open HTTP/2 client sessions (listener `http2`), sent GOAWAY at shutdown. */
+  private readonly sessions = new Set<Http2Session>()
 
   constructor(
     public config: ListenerConfig,
@@ -37,13 +41,15 @@ export class ProxyListener {
     this.limits = limits
     const options = { ...serverOptions(limits), IncomingMessage: VigilRequest, ServerResponse: VigilResponse }
     const onRequest = (req: VigilRequest, res: VigilResponse): void => this.onRequest(req, res)
-    this.server =
-      config.tls === undefined
-        ? createServer(options, onRequest)
-        : (createHttpsServer({ ...options, ...readCertificate(config.tls) }, onRequest) as unknown as Server<
-            typeof VigilRequest,
-            typeof VigilResponse
-          >)
+    if (config.http2 === true) this.server = this.createHttp2(limits, onRequest)
+    else
+      this.server =
+        config.tls === undefined
+          ? createServer(options, onRequest)
+          : (createHttpsServer({ ...options, ...readCertificate(config.tls) }, onRequest) as unknown as Server<
+              typeof VigilRequest,
+              typeof VigilResponse
+            >)
     applyServerLimits(this.server, limits)
     const access = this.hooks.access
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -58,6 +64,26 @@ export class ProxyListener {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head))
   }
 
+  /**
+   * Node's HTTP/2 server; with TLS its HTTP/1.1 half is Node's own HTTP/1.1 machinery, which reads its limits from
+   * the server object, so the same options are set on it. HTTP/2 streams arrive as VigilH2Request/Response, which
+   * forward() takes like their HTTP/1.1 counterparts (the typing says so: see http2.ts).
+   */
+  private createHttp2(limits: Limits, onRequest: (req: VigilRequest, res: VigilResponse) => void): Server<typeof VigilRequest, typeof VigilResponse> {
+    const h2Limits = resolveHttp2Limits(this.config.limits?.http2)
+    const tls = this.config.tls === undefined ? undefined : readCertificate(this.config.tls)
+    const h2 = createHttp2Server(limits, h2Limits, tls, { IncomingMessage: VigilRequest, ServerResponse: VigilResponse })
+    Object.assign(h2, serverOptions(limits))
+    h2.on('request', onRequest as never)
+    h2.on('session', (session: Http2Session) => {
+      this.sessions.add(session)
+      session.once('close', () => this.sessions.delete(session))
+      guardSession(session, h2Limits, limits.idleTimeout, this.hooks.log)
+      if (this.closing) session.close()
+    })
+    return h2 as unknown as Server<typeof VigilRequest, typeof VigilResponse>
+  }
+
   private onRequest(req: VigilRequest, res: VigilResponse): void {
     if (this.hooks.access.enabled) this.hooks.access.begin(res)
     // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
@@ -69,6 +95,8 @@ export class ProxyListener {
       this.hooks.done()
       return
     }
+    // An HTTP/2 request has a body unless its HEADERS frame ended the stream; Content-Length is optional there.
+    if (req.httpVersionMajor === 2) head.streamed = !(req as unknown as VigilH2Request).stream.endAfterHeaders
     // Keep-alive clients would otherwise keep a closing server busy forever.
     if (this.closing) res.shouldKeepAlive = false
     const target = parseTarget(req.url ?? '/', head.host)
@@ -130,12 +158,16 @@ export class ProxyListener {
   stopAccepting(): Promise<void> {
     this.closing = true
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    this.server.closeIdleConnections()
+    // GOAWAY: an HTTP/2 client finishes its open streams and opens new ones elsewhere.
+    for (const s of this.sessions) s.close()
+    // An h2c server has no HTTP/1.1 connections to close.
+    this.server.closeIdleConnections?.()
     return closed
   }
 
   closeAll(): void {
-    this.server.closeAllConnections()
+    for (const s of this.sessions) s.destroy()
+    this.server.closeAllConnections?.()
     this.upgrades.closeAll()
   }
 }

@@ -2,6 +2,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { isGrpc, sendGrpcError } from './grpc.js'
 
 const REASON: Record<number, string> = {
   400: 'Bad Request',
@@ -27,6 +28,8 @@ export function sendError(res: ServerResponse, status: number, code: string, det
     res.destroy()
     return
   }
+  // A gRPC client reads only grpc-status: it gets its own form of the same answer.
+  if (isGrpc(res.req?.headers['content-type'])) return sendGrpcError(res, status, code, detail, attempts)
   const body = errorBody(status, detail, attempts)
   // Set apart so the access log can read it back (headers given to writeHead are not).
   res.setHeader('x-vigil-error', code)

@@ -297,13 +297,16 @@ export class Reloader {
 }
 
 /**
- * Settings a running vigil keeps until it restarts: the admin listener, the DNS resolver's servers and timeout,
- * TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies and TLS on/off of a kept listener
+ * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, the DNS resolver's servers and
+ * timeout, TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept
+ * listener
  * address (its routes and its certificate files do change).
  */
-function restartOnly(before: Config, after: Config): string[] {
+export function restartOnly(before: Config, after: Config): string[] {
   const keys: [string, unknown, unknown][] = [
     ['admin', before.admin, after.admin],
+    // The fleet's registration and observations hold a registry session for the life of the process.
+    ['fleet', before.fleet, after.fleet],
     ['resolver.servers', before.resolver?.servers, after.resolver?.servers],
     ['resolver.timeout', before.resolver?.timeout, after.resolver?.timeout],
   ]
@@ -315,7 +318,7 @@ function restartOnly(before: Config, after: Config): string[] {
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
     const b = old.get(key)
     if (b === undefined) return
-    for (const k of ['limits', 'trustedProxies'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    for (const k of ['limits', 'trustedProxies', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
     // The certificate itself is re-read on every reload; only turning TLS on or off needs a new server.
     keys.push([`listeners[${i}].tls`, b.tls === undefined, listener.tls === undefined])
   })

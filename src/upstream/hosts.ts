@@ -3,10 +3,10 @@
 // generations that use it. A generation acquires every server it lists and the one before it then releases its
 // own: a kept server is the same state holder because its key is the same, with the new generation's settings;
 // a server no generation holds any more leaves, and its pool closes once its in-flight requests are done.
-import type { Pool } from 'undici'
 import type { ServerSpec } from '../config/diff.js'
 import { DEFAULT_DECAY } from '../balance/peak-ewma.js'
 import { Peer } from './peer.js'
+import type { UpstreamPool } from './h2-pool.js'
 import type { Connections } from './upstream.js'
 
 interface Entry {
@@ -25,7 +25,7 @@ const hostKey = (upstream: string, address: string): string => `${upstream}\u000
 export class Hosts {
   private readonly entries = new Map<string, Entry>()
   /** Pools of servers that left (or of replaced connection settings) still finishing their requests. */
-  private readonly retiring = new Set<Pool>()
+  private readonly retiring = new Set<UpstreamPool>()
 
   /** `grace`: how long a released pool's in-flight requests may take before it is destroyed. */
   constructor(private readonly grace: () => number) {}
@@ -75,7 +75,7 @@ export class Hosts {
   }
 
   /** Close once in-flight requests are done, but never wait longer than the grace period. */
-  private retire(pool: Pool): void {
+  private retire(pool: UpstreamPool): void {
     this.retiring.add(pool)
     const timer = setTimeout(() => void pool.destroy(), this.grace())
     timer.unref()

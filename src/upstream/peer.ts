@@ -1,5 +1,6 @@
 // A Peer is one provider inside one upstream group: its address, weight, live counters and health gates.
 import { Pool } from 'undici'
+import { Http2Pool, type UpstreamPool } from './h2-pool.js'
 import type { AddressServer } from '../config/schema.js'
 import type { ServerSpec } from '../config/diff.js'
 import { splitAddress } from '../net.js'
@@ -11,7 +12,15 @@ import { InFlightList } from './inflight.js'
 
 export type OperatorState = 'enabled' | 'draining' | 'disabled'
 
+/** How vigil speaks to a group's providers (`protocol`): HTTP/1.1, HTTP/2 with prior knowledge, HTTP/2 over TLS. */
+export type UpstreamProtocol = 'http1' | 'h2c' | 'h2'
+
 export interface PoolOptions {
+  /** Default http1. */
+  protocol?: UpstreamProtocol | undefined
+  /** HTTP/2: sessions per provider at most, and streams per session at most. */
+  sessions?: number | undefined
+  maxStreams?: number | undefined
   connectTimeout: number
   /** Time until response headers arrive. */
   responseTimeout: number
@@ -70,7 +79,15 @@ export class Peer {
   /** Learned time to response headers, fed by forward() and read by the ewma policy and the status page. */
   readonly rtt: PeakEwma
   /** Replaced (see replacePool) only when the group's connection settings change (src/upstream/hosts.ts). */
-  pool: Pool
+  pool: UpstreamPool
+  protocol: UpstreamProtocol = 'http1'
+  /**
+   * The provider sent GOAWAY and no new HTTP/2 session to it is up yet: drained like a removed server (what it
+   * accepted finishes, nothing new is sent), not ejected; its pool reconnects and lets it back once it answers.
+   */
+  goingAway = false
+  /** Set by the upstream that holds it (Upstream.refresh): a gate of this peer changed outside the health modules. */
+  onGateChange: (() => void) | undefined = undefined
   /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
   tls: ClientTls | undefined
 
@@ -103,7 +120,7 @@ export class Peer {
    * New requests use a pool with the group's new connection settings (TLS included: the whole group changes scheme
    * at once, never a mixture); the old pool is returned so its in-flight requests can finish before it closes.
    */
-  replacePool(options: PoolOptions): Pool {
+  replacePool(options: PoolOptions): UpstreamPool {
     const old = this.pool
     this.tls = peerTls(options, this.host)
     this.origin = origin(this.tls, this.address)
@@ -111,7 +128,10 @@ export class Peer {
     return old
   }
 
-  private createPool(pool: PoolOptions): Pool {
+  private createPool(pool: PoolOptions): UpstreamPool {
+    this.protocol = pool.protocol ?? 'http1'
+    this.goingAway = false
+    if (this.protocol !== 'http1') return this.createHttp2Pool(pool)
     const options: Pool.Options = {
       connections: pool.connections,
       connect: { timeout: pool.connectTimeout },
@@ -125,8 +145,40 @@ export class Peer {
     return this.tls === undefined ? new Pool(this.origin, options) : new TlsPool(this.origin, options, this.tls, pool.connectTimeout)
   }
 
+  private createHttp2Pool(pool: PoolOptions): Http2Pool {
+    const h2 = new Http2Pool({
+      origin: this.origin,
+      tls: this.tls,
+      sessions: pool.sessions ?? 1,
+      maxStreams: pool.maxStreams ?? 100,
+      connectTimeout: pool.connectTimeout,
+      headersTimeout: pool.responseTimeout,
+      bodyTimeout: pool.idleTimeout,
+      idleTimeout: pool.keepAlive,
+      maxResponseSize: pool.maxResponseSize,
+      onGoaway: () => {
+        if (this.pool === h2) this.setGoingAway(true)
+      },
+      onReady: () => {
+        if (this.pool === h2) this.setGoingAway(false)
+      },
+    })
+    return h2
+  }
+
+  private setGoingAway(on: boolean): void {
+    if (this.goingAway === on) return
+    this.goingAway = on
+    this.onGateChange?.()
+  }
+
+  /** HTTP/2 streams open to this provider now (0 for HTTP/1.1, where every request in flight is a connection). */
+  get streams(): number {
+    return this.pool instanceof Http2Pool ? this.pool.streams : 0
+  }
+
   get eligible(): boolean {
-    return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk
+    return !this.configDown && this.operator === 'enabled' && this.checkUp && this.passiveOk && !this.goingAway
   }
 
   /** One latency sample (ms from sending the request to its response headers), taken at `now` (performance.now()). */
@@ -145,6 +197,8 @@ export class Peer {
 }
 
 function peerTls(pool: PoolOptions, host: string): ClientTls | undefined {
+  // h2 is TLS by definition: verified against the system CAs unless the group's `tls` says otherwise.
+  if (pool.tls === undefined && pool.protocol === 'h2') return { servername: host, ca: undefined, cert: undefined, key: undefined, rejectUnauthorized: true }
   return pool.tls === undefined ? undefined : { ...pool.tls, servername: pool.tls.servername ?? host }
 }
 

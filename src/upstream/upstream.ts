@@ -16,6 +16,9 @@ import type { HealthEvent } from '../health/passive-events.js'
 import { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
 
+/** HTTP/2 to providers: one multiplexed session per provider, 100 streams on it (a Node or grpc-go server's own limit). */
+export const HTTP2_DEFAULTS = { connections: 1, maxConcurrentStreams: 100 } as const
+
 export const DEFAULT_TIMEOUTS = { connect: 2_000, response: 30_000, idle: 60_000 } as const
 const STUCK_SLACK = 1_000
 
@@ -56,16 +59,21 @@ export function connections(config: UpstreamConfig): Connections {
     // Queued, connected, then answered: each phase has its timeout; a second of slack for the timers themselves.
     stuck: queue + connect + response + STUCK_SLACK,
   }
+  const protocol = config.protocol ?? 'http1'
   const pool: PoolOptions = {
+    protocol,
+    sessions: config.http2?.connections ?? HTTP2_DEFAULTS.connections,
+    maxStreams: config.http2?.maxConcurrentStreams ?? HTTP2_DEFAULTS.maxConcurrentStreams,
     connectTimeout: timeouts.connect,
     responseTimeout: timeouts.response,
     idleTimeout: timeouts.idle,
-    keepAlive: 4_000,
+    // An HTTP/2 session is one connection for every request: kept longer than an idle HTTP/1.1 socket.
+    keepAlive: protocol === 'http1' ? 4_000 : 60_000,
     connections: 256,
     tls: loadClientTls(config.tls, config.host),
     maxResponseSize: config.maxResponseSize,
   }
-  const key = createHash('sha256').update(JSON.stringify([timeouts, pool.maxResponseSize, pool.tls])).digest('base64')
+  const key = createHash('sha256').update(JSON.stringify([timeouts, pool.maxResponseSize, pool.tls, protocol, pool.sessions, pool.maxStreams])).digest('base64')
   return { timeouts, pool, latencyDecay: config.ewmaDecay === undefined ? undefined : ms(config.ewmaDecay), key }
 }
 
@@ -161,8 +169,12 @@ export class Upstream extends EventEmitter {
     return this.connections.timeouts
   }
 
+  /** A peer's pool closed or reopened a gate (GOAWAY): the snapshot follows. */
+  private readonly gateChanged = (): void => this.refresh()
+
   /** Recompute the eligible snapshot; call after any change to a peer's gates. */
   refresh(): void {
+    for (const p of this.peers) p.onGateChange = this.gateChanged
     const before = this.primaries.concat(this.backups)
     this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)

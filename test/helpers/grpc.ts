@@ -1,0 +1,78 @@
+// gRPC pieces for tests: real @grpc/grpc-js providers as child processes (their own process groups, so SIGKILL
+// and SIGSTOP reach them), clients, and promise forms of the Echo calls (bench/peers/echo.proto).
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import * as grpc from '@grpc/grpc-js'
+import { echoService, type Msg } from '../../bench/lib/grpc-provider.js'
+import { root, type Provider } from './index.js'
+
+type Tap = { teardown(fn: () => unknown): void }
+
+export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
+
+/** A gRPC provider child process; `maxAge` (ms) makes it send GOAWAY on connections that old. */
+export async function spawnGrpcProvider(t: Tap, name: string, maxAge = 0): Promise<Provider> {
+  const child = spawn(process.execPath, [grpcProviderScript, '--name', name, '--max-age', String(maxAge)], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-(child.pid as number), sig)
+    } catch {
+      // already gone
+    }
+  }
+  t.teardown(async () => {
+    signal('SIGCONT')
+    signal('SIGKILL')
+    await exited
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`gRPC provider ${name} exited early (${code})`)))
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => resolve((JSON.parse(line) as { port: number }).port))
+  })
+  return { name, port, address: `127.0.0.1:${port}`, child, signal, exited }
+}
+
+export interface EchoClient {
+  raw: grpc.Client
+  say(m: Partial<Msg>, deadlineMs?: number): Promise<Msg>
+  stream(m: Partial<Msg>): Promise<Msg[]>
+  collect(texts: string[]): Promise<Msg>
+  control(code: number, delayMs?: number): Promise<{ served: number; name: string }>
+}
+
+type Callback<T> = (err: grpc.ServiceError | null, value: T) => void
+type Methods = {
+  say(m: Partial<Msg>, options: grpc.CallOptions, cb: Callback<Msg>): void
+  stream(m: Partial<Msg>): grpc.ClientReadableStream<Msg>
+  collect(cb: Callback<Msg>): grpc.ClientWritableStream<Partial<Msg>>
+  control(m: { code: number; delayMs: number }, cb: Callback<{ served: number; name: string }>): void
+}
+
+/** An Echo client on `address` (vigil's listener or a provider), closed at teardown. */
+export function echoClient(t: Tap, address: string, options: grpc.ChannelOptions = {}): EchoClient {
+  const { Client } = echoService()
+  const raw = new Client(address, grpc.credentials.createInsecure(), options)
+  t.teardown(() => raw.close())
+  const c = raw as unknown as Methods
+  const settle = <T>(resolve: (v: T) => void, reject: (e: Error) => void): Callback<T> => (err, v) => (err === null ? resolve(v) : reject(err))
+  return {
+    raw,
+    say: (m, deadlineMs = 10_000) => new Promise((resolve, reject) => c.say(m, { deadline: Date.now() + deadlineMs }, settle(resolve, reject))),
+    stream: (m) =>
+      new Promise((resolve, reject) => {
+        const got: Msg[] = []
+        const s = c.stream(m)
+        s.on('data', (x: Msg) => got.push(x))
+        s.on('error', reject)
+        s.on('end', () => resolve(got))
+      }),
+    collect: (texts) =>
+      new Promise((resolve, reject) => {
+        const w = c.collect(settle(resolve, reject))
+        for (const text of texts) w.write({ text })
+        w.end()
+      }),
+    control: (code, delayMs = 0) => new Promise((resolve, reject) => c.control({ code, delayMs }, settle(resolve, reject))),
+  }
+}
