@@ -26,7 +26,8 @@ import type { Detector } from '../../src/health/eject/detector.js'
 import { NginxDetector } from '../../src/health/eject/nginx.js'
 import { ConsecutiveDetector } from '../../src/health/eject/consecutive.js'
 import { WindowDetector } from '../../src/health/eject/window.js'
-import { subset } from './subset-stub.js'
+import { subset } from '../../src/upstream/subset.js'
+import { decide, quorumOf, type LocalTraffic } from './quorum-stub.js'
 import type { Fault, SimParams, Strategy } from './model.js'
 
 export interface RunResult {
@@ -77,6 +78,8 @@ const NOISE = 10
 const BYSTANDER_END = 11
 const OUTAGE_START = 12
 const OUTAGE_END = 13
+const REFRESH = 14
+const TICK = 15
 
 // Passive states of one consumer's view of P0 (PeerHealth.state).
 const OK = 0
@@ -89,6 +92,8 @@ const CONNECT_TIMEOUT = classifyError({ code: 'UND_ERR_CONNECT_TIMEOUT' })
 const RESPONSE_TIMEOUT = classifyError({ code: 'UND_ERR_HEADERS_TIMEOUT' })
 const RESET = classifyError({ code: 'ECONNRESET' })
 const HTTP_503 = httpFailure(503)
+/** The failure the observers report, which an ejection on the fleet's word carries (it picks the recovery probe). */
+const REPORTED: Record<Fault, Failure> = { kill: REFUSED, freeze: RESPONSE_TIMEOUT, partition: CONNECT_TIMEOUT, degrade: HTTP_503, registry: RESET }
 
 /** Time a refused connect, a 503 or a passing check takes, ms. */
 const FAST = 1
@@ -218,7 +223,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
   const checkerSet = strategy.shareChecks ? checkersOf(names[P0] as string, watcherList, rules.checkers) : []
   // The partitioned consumer: the worst case for the strategy, one of P0's checkers when checks are shared.
   const victim = strategy.shareChecks ? (checkerSet[0] as number) : 0
-  const quorum = Math.max(rules.quorumMin, Math.ceil((rules.quorumPercent / 100) * W))
+  // vigil's default quorum is 10% of the registered consumers (all N), whether or not they use the server.
+  const quorum = quorumOf(rules.quorum, N)
+  const checkersNeeded = Math.ceil(rules.checkers / 2)
 
   const faultyFor = (i: number): boolean => fault === 'kill' || fault === 'freeze' || fault === 'degrade' || (fault === 'partition' && i === victim)
   const outageEnd = fault === 'registry' ? p.outage : -Infinity
@@ -251,16 +258,19 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
   const eligible = new Uint8Array(W).fill(1)
   const outFlag = new Uint8Array(W)
   const detectedAt = new Float64Array(W).fill(NaN)
-  // Registry: what each watcher wants published about P0, what is published, and pending writes.
-  const wantFailing = new Uint8Array(W)
-  const wantAt = new Float64Array(W)
+  // Registry: what each watcher published about P0 (failing: ejected on its own evidence or down by check;
+  // checkDown: down by its check), when, and whether a write is waiting.
   const published = new Uint8Array(W)
+  const publishedDown = new Uint8Array(W)
   const publishedAt = new Float64Array(W)
   const pending = new Uint8Array(W)
   const observations = new TimeCounts(100, T + 2 * rules.window)
-  const checkersDown = new Set<number>()
+  const fleetEjected = new Uint8Array(W)
+  const lastFailure = new Float64Array(W).fill(-Infinity)
   let quorumOn = false
-  let checkersQuorumOn = false
+  let checkersOn = false
+  /** While anything is reported, the watchers look again each second: reports age out without a write. */
+  let ticking = false
   /** Providers each consumer holds out on passive or shared evidence, for the cap. */
   const consumerOut = new Int32Array(N)
   const isChecker = new Uint8Array(W)
@@ -300,24 +310,24 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     else if (Number.isNaN(detectedAt[i])) detectedAt[i] = t
   }
 
-  const publish = (i: number, failing: boolean, t: number): void => {
-    if (!strategy.shareObservations) return
-    wantFailing[i] = failing ? 1 : 0
-    wantAt[i] = t
-    if (pending[i] === 1) return
+  /** A transition to write: after writeJitter (deferred while the registry is down); the write takes the state then. */
+  const publish = (i: number, t: number): void => {
+    if (!strategy.shareObservations || pending[i] === 1) return
     pending[i] = 1
-    push((registryDown ? outageEnd : t) + sharing() * rules.publishJitter, i, WRITE)
+    push((registryDown ? outageEnd : t) + sharing() * rules.writeJitter, i, WRITE)
   }
 
   /** Registry writes that nothing in the model reads (noise ejections of bystanders): counted, deferred while it is down. */
   const countWrite = (t: number): void => {
-    const at = (t < outageEnd ? outageEnd : t) + sharing() * rules.publishJitter
+    const at = (t < outageEnd ? outageEnd : t) + sharing() * rules.writeJitter
     if (at > T) return
     registryWrites++
     writesPerSecond[Math.floor(at / 1000)]!++
   }
 
-  const failing = (i: number): boolean => pstate[i] !== OK || (checks[i] === 1 && (riseFall[i] as RiseFall).down)
+  const checkDown = (i: number): boolean => checks[i] === 1 && (riseFall[i] as RiseFall).down
+  /** What this consumer reports: its own evidence only (a fleet ejection is not written again: no echo). */
+  const failing = (i: number): boolean => (pstate[i] !== OK && fleetEjected[i] === 0) || checkDown(i)
 
   const restore = (i: number, t: number): void => {
     if (pstate[i] === OK) return
@@ -326,8 +336,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     ejectedUntil[i] = NaN
     recoveryAt[i] = NaN
     ;(detectors[i] as Detector).reset()
+    fleetEjected[i] = 0
     update(i, t)
-    if (!failing(i)) publish(i, false, t)
+    publish(i, t)
   }
 
   const decayed = (i: number, t: number): number => (mult[i] === 0 ? 0 : Math.max(0, mult[i]! - Math.floor((t - restoredAt[i]!) / ejectTime)))
@@ -348,7 +359,10 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     ejectedUntil[i] = t + duration
     ejectFailure[i] = failure
     push(t + duration, i, EJECT_END)
-    if (shared) sharedDecisions++
+    if (shared) {
+      sharedDecisions++
+      fleetEjected[i] = 1
+    }
     // A recovery probe for connection-level evidence: the group's check at its fast interval, the first at once.
     recoveryFailing[i] = 0
     recoveryAt[i] = NaN
@@ -359,7 +373,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
       push(t, i, RECOVERY)
     }
     update(i, t)
-    publish(i, true, t)
+    publish(i, t)
   }
 
   /** A check outcome for P0 from consumer i: [passes, ms it takes]. */
@@ -392,6 +406,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
 
   const record = (i: number, failure: Failure | undefined, trial: boolean, t: number): void => {
     const counted = failure !== undefined && failOn.has(failure) ? failure : undefined
+    if (counted !== undefined) lastFailure[i] = t
     if (trial) {
       if (pstate[i] !== PROBING) return
       if (counted !== undefined) eject(i, t, counted, false)
@@ -400,6 +415,8 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
       eject(i, t, counted as Failure, false)
     }
     if (counted !== undefined) recheck(i, t)
+    // Its own evidence changed while the fleet reports the server failing: decide again.
+    if (quorumOn) decideFor(i, t)
   }
 
   const answered = (i: number, t: number): void => {
@@ -409,44 +426,51 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     update(i, t)
   }
 
-  // A registry change became visible to every watcher: the quorum and, with shared checks, the checkers' verdict.
+  /** Failing reports about P0 made within the window, as every watcher sees them at t. */
+  const reporters = (t: number): number => observations.upTo(t) - observations.upTo(t - rules.window - 1e-9)
+  const reportsItself = (i: number, t: number): boolean => published[i] === 1 && t - publishedAt[i]! <= rules.window
+
+  /** docs/fleet.md's rule for consumer i at quorum: ignore (own recent success), eject (no own traffic), or suspect. */
+  const decideFor = (i: number, t: number): void => {
+    const others = reporters(t) - (reportsItself(i, t) ? 1 : 0)
+    const local: LocalTraffic = { lastAttempt: lastRequest[i] as number, lastSuccess: lastSuccess[i] as number, lastFailure: lastFailure[i] as number }
+    const decision = decide(others, quorum, local, t, rules.localWindow)
+    if (decision === 'eject' && (pstate[i] === OK || pstate[i] === TRIAL)) eject(i, t, REPORTED[fault], true)
+    else if (decision === 'suspect' && weight[i] === 1) {
+      weight[i] = rules.suspectWeight
+      recheck(i, t)
+    } else if (decision === 'ignored') weight[i] = 1
+  }
+
+  // A registry change became visible to every watcher (or a report may have aged out): the quorum and, with
+  // shared checks, the checkers' verdict.
   const evaluate = (t: number): void => {
-    const since = t - rules.window
-    const count = observations.upTo(t) - observations.upTo(since - 1e-9)
-    if (count >= quorum && !quorumOn) {
-      quorumOn = true
-      const first = firstObservation(since)
+    const on = reporters(t) >= quorum
+    if (on !== quorumOn) {
+      quorumOn = on
       for (let i = 0; i < W; i++) {
-        if (published[i] === 1 || lastSuccess[i]! > first) continue // an observer itself; local success wins
-        if (t - lastRequest[i]! > rules.window) eject(i, t, ejectFailure[observer(since)] ?? REFUSED, true)
+        if (on) decideFor(i, t)
         else {
-          weight[i] = rules.suspectWeight
-          recheck(i, t)
+          // The quorum is gone: the suspicion ends, and so does an ejection taken on the fleet's word.
+          weight[i] = 1
+          if (fleetEjected[i] === 1) restore(i, t)
         }
       }
-    } else if (count < quorum) quorumOn = false
-    if (!strategy.shareChecks) return
-    const down = checkersDown.size >= rules.checkersDown
-    if (down === checkersQuorumOn) return
-    checkersQuorumOn = down
-    const first = down ? Math.min(...[...checkersDown].map((i) => publishedAt[i] as number)) : 0
-    for (let i = 0; i < W; i++) {
-      if (checks[i] === 1) continue
-      if (down && lastSuccess[i]! > first) continue
-      const was = sharedDown[i]
-      sharedDown[i] = down ? 1 : 0
-      if (down && was === 0) sharedDecisions++
-      update(i, t)
     }
-  }
-  const firstObservation = (since: number): number => {
-    let first = Infinity
-    for (let i = 0; i < W; i++) if (published[i] === 1 && publishedAt[i]! >= since && publishedAt[i]! < first) first = publishedAt[i] as number
-    return first
-  }
-  const observer = (since: number): number => {
-    for (let i = 0; i < W; i++) if (published[i] === 1 && publishedAt[i]! >= since) return i
-    return 0
+    if (strategy.shareChecks) {
+      let down = 0
+      for (const i of checkerSet) if (publishedDown[i] === 1 && t - publishedAt[i]! <= rules.window) down++
+      const verdict = down >= checkersNeeded
+      if (verdict !== checkersOn) {
+        checkersOn = verdict
+        for (let i = 0; i < W; i++) {
+          if (checks[i] === 1) continue
+          sharedDown[i] = verdict ? 1 : 0
+          if (verdict) sharedDecisions++
+          update(i, t)
+        }
+      }
+    }
   }
 
   // Bystanders: every (consumer, provider) pair but P0's, where only failures matter (see ASSUMPTIONS).
@@ -581,7 +605,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
         const flipped = rf.record(ok)
         if (flipped !== undefined) {
           update(i, t)
-          publish(i, failing(i), t)
+          publish(i, t)
         }
         if (ok) {
           // A passing HTTP check answers: it ends a stall suspicion and lifts an ejection it disproves.
@@ -624,25 +648,42 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
       }
       case WRITE: {
         if (registryDown) {
-          push(outageEnd + sharing() * rules.publishJitter, i, WRITE)
+          push(outageEnd + sharing() * rules.writeJitter, i, WRITE)
           break
         }
         pending[i] = 0
+        const now = failing(i) ? 1 : 0
+        // A newer state replaced an unwritten older one and equals what is published: nothing to write.
+        const refresh = now === 1 && published[i] === 1 && t - publishedAt[i]! >= rules.window - rules.writeJitter
+        if (now === published[i] && !refresh) break
         registryWrites++
         writesPerSecond[Math.floor(t / 1000)]!++
         if (published[i] === 1) observations.add(publishedAt[i] as number, -1)
-        published[i] = wantFailing[i] as number
-        publishedAt[i] = wantAt[i] as number
-        if (published[i] === 1) observations.add(publishedAt[i] as number, 1)
-        if (isChecker[i] === 1) {
-          if (published[i] === 1) checkersDown.add(i)
-          else checkersDown.delete(i)
+        published[i] = now
+        publishedDown[i] = checkDown(i) ? 1 : 0
+        publishedAt[i] = t
+        if (now === 1) {
+          observations.add(t, 1)
+          // An observer that still sees the failure says it again every window.
+          push(t + rules.window - rules.writeJitter, i, REFRESH)
         }
         push(t + rules.watchDelay, 0, QUORUM)
+        if (!ticking) {
+          ticking = true
+          push(t + 1_000, 0, TICK)
+        }
         break
       }
+      case REFRESH:
+        if (published[i] === 1 && failing(i)) publish(i, t)
+        break
       case QUORUM:
         evaluate(t)
+        break
+      case TICK:
+        evaluate(t)
+        ticking = quorumOn || checkersOn || reporters(t) > 0
+        if (ticking) push(t + 1_000, 0, TICK)
         break
       case NOISE:
         noise(t)
@@ -677,7 +718,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     consumers: N,
     providers: M,
     watchers: W,
-    probesPerProvider: healthyProbeRate(p, strategy, fault, size),
+    probesPerProvider: healthyProbeRate(p, strategy, size),
     probesFaulty: (probesFaulty * 1000) / T,
     failed,
     sentToFaulty,
@@ -699,18 +740,14 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
  * Probes per second a healthy provider receives, averaged over providers and the run: its consumers' steady
  * checks (every check passes, so nothing changes state). Traffic-aware: a consumer whose pair sees a request
  * within trafficInterval with probability π waits trafficInterval, else interval (a renewal average).
- * Shared checks: `checkers` consumers; in the registry fault the others check for themselves from staleAfter
- * into the outage until it ends.
+ * Shared checks: its `checkers` only (with the registry away they keep checking and the others keep the last
+ * state they read, docs/fleet.md).
  */
-export function healthyProbeRate(p: SimParams, s: Strategy, fault: Fault, size: number): number {
+export function healthyProbeRate(p: SimParams, s: Strategy, size: number): number {
   const spec = resolveCheck(p.active, undefined)
   const consumersPer = (p.consumers * size) / p.providers
   const pairRate = p.rate / size / 1000
   const seen = 1 - Math.exp(-pairRate * p.trafficInterval)
   const period = s.trafficAware ? seen * p.trafficInterval + (1 - seen) * spec.interval : spec.interval
-  const perConsumer = 1000 / period
-  if (!s.shareChecks) return consumersPer * perConsumer
-  const checkers = Math.min(p.fleet.checkers, consumersPer)
-  const fallback = fault === 'registry' ? Math.max(0, Math.min(p.outage, p.duration) - p.fleet.staleAfter) / p.duration : 0
-  return checkers * perConsumer + (consumersPer - checkers) * (1000 / spec.interval) * fallback
+  return (s.shareChecks ? Math.min(p.fleet.checkers, consumersPer) : consumersPer) * (1000 / period)
 }

@@ -36,24 +36,21 @@ export const STRATEGIES: readonly Strategy[] = [
   { name: 'combined', trafficAware: true, subset: true, shareObservations: true, shareChecks: true },
 ]
 
-/** The shared-observation rules (issue 19), as the fleet settings name them. */
+/** The fleet settings (docs/fleet.md), with the defaults vigil documents; `checkers` is shareChecks.k. */
 export interface FleetRules {
-  /** A server is suspect once this share of its observers (and at least `quorumMin`) report it failing. */
-  quorumPercent: number
-  quorumMin: number
-  /** Observations older than this do not count towards the quorum, ms. */
+  /** Observers (other than the consumer itself) that must report a server failing; undefined: max(2, 10% of the consumers). */
+  quorum: number | undefined
+  /** A report older than this is not evidence; an observer that still sees the failure says it again every window, ms. */
   window: number
-  /** Each write waits a random time up to this, so a mass failure is not a write storm, ms. */
-  publishJitter: number
+  /** What "recent" means for a consumer's own traffic to a server, ms. */
+  localWindow: number
+  /** Each write waits a random time up to this first, ms. */
+  writeJitter: number
   /** From a registry write to every watcher seeing it, ms. */
   watchDelay: number
-  /** shareChecks: how many consumers check each server. */
+  /** shareChecks.k: how many consumers check each server; the others are down when ceil(k/2) of them report down. */
   checkers: number
-  /** shareChecks: how many of a server's checkers must report it down for the others to take it down. */
-  checkersDown: number
-  /** shareChecks: with the registry unreachable this long, a consumer checks everything itself again, ms. */
-  staleAfter: number
-  /** Weight of a suspect server relative to the others (it is sent this share of its usual traffic). */
+  /** Share of its weight a suspect server keeps. */
   suspectWeight: number
 }
 
@@ -80,14 +77,13 @@ export interface SimParams {
 }
 
 export const FLEET_DEFAULTS: FleetRules = {
-  quorumPercent: 10,
-  quorumMin: 2,
-  window: 10_000,
-  publishJitter: 1_000,
+  quorum: undefined,
+  window: 30_000,
+  localWindow: 10_000,
+  writeJitter: 1_000,
   watchDelay: 50,
-  checkers: 3,
-  checkersDown: 2,
-  staleAfter: 3_000,
+  // docs/fleet.md's example: with k = 2 one checker's report is half of them.
+  checkers: 2,
   suspectWeight: 0.1,
 }
 
