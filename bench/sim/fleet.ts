@@ -359,10 +359,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     ejectedUntil[i] = t + duration
     ejectFailure[i] = failure
     push(t + duration, i, EJECT_END)
-    if (shared) {
-      sharedDecisions++
-      fleetEjected[i] = 1
-    }
+    // An ejection on its own evidence (a failed trial after a fleet ejection) is its own again, and is written.
+    fleetEjected[i] = shared ? 1 : 0
+    if (shared) sharedDecisions++
     // A recovery probe for connection-level evidence: the group's check at its fast interval, the first at once.
     recoveryFailing[i] = 0
     recoveryAt[i] = NaN
