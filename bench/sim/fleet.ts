@@ -28,7 +28,7 @@ import { ConsecutiveDetector } from '../../src/health/eject/consecutive.js'
 import { WindowDetector } from '../../src/health/eject/window.js'
 import { subset } from '../../src/upstream/subset.js'
 import { decide, quorumOf, type LocalTraffic } from './quorum-stub.js'
-import type { Fault, SimParams, Strategy } from './model.js'
+import { providerFault, registryOutage, type Fault, type SimParams, type Strategy } from './model.js'
 
 export interface RunResult {
   fault: Fault
@@ -93,7 +93,7 @@ const RESPONSE_TIMEOUT = classifyError({ code: 'UND_ERR_HEADERS_TIMEOUT' })
 const RESET = classifyError({ code: 'ECONNRESET' })
 const HTTP_503 = httpFailure(503)
 /** The failure the observers report, which an ejection on the fleet's word carries (it picks the recovery probe). */
-const REPORTED: Record<Fault, Failure> = { kill: REFUSED, freeze: RESPONSE_TIMEOUT, partition: CONNECT_TIMEOUT, degrade: HTTP_503, registry: RESET }
+const REPORTED: Record<Fault, Failure> = { kill: REFUSED, freeze: RESPONSE_TIMEOUT, partition: CONNECT_TIMEOUT, degrade: HTTP_503, registry: RESET, 'registry+kill': REFUSED }
 
 /** Time a refused connect, a 503 or a passing check takes, ms. */
 const FAST = 1
@@ -227,8 +227,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
   const quorum = quorumOf(rules.quorum, N)
   const checkersNeeded = Math.ceil(rules.checkers / 2)
 
-  const faultyFor = (i: number): boolean => fault === 'kill' || fault === 'freeze' || fault === 'degrade' || (fault === 'partition' && i === victim)
-  const outageEnd = fault === 'registry' ? p.outage : -Infinity
+  const provider = providerFault(fault)
+  const faultyFor = (i: number): boolean => provider === 'kill' || provider === 'freeze' || provider === 'degrade' || (provider === 'partition' && i === victim)
+  const outageEnd = registryOutage(fault) ? p.outage : -Infinity
   let registryDown = false
 
   // Per-watcher state: consumer cons[i]'s view of P0.
@@ -378,7 +379,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
   /** A check outcome for P0 from consumer i: [passes, ms it takes]. */
   const probe = (i: number): [boolean, number] => {
     if (!faultyFor(i)) return [true, FAST]
-    switch (fault) {
+    switch (provider) {
       case 'kill':
         return [false, FAST]
       case 'degrade':
@@ -532,7 +533,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     if (own) scheduleCheck(i, phase)
   }
   if (noiseRate > 0) push(exp(noiseDraw, noiseRate), 0, NOISE)
-  if (fault === 'registry') {
+  if (registryOutage(fault)) {
     push(0, 0, OUTAGE_START)
     push(p.outage, 0, OUTAGE_END)
   }
@@ -555,10 +556,10 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
         lastRequest[i] = t
         const faulty = faultyFor(i)
         if (faulty) sentToFaulty++
-        if (faulty && (fault === 'freeze' || fault === 'partition')) {
+        if (faulty && (provider === 'freeze' || provider === 'partition')) {
           // It hangs: a timeout later (connect or response), and a stall suspicion once it waited stallFloor.
           failed++
-          push(t + (fault === 'freeze' ? p.timeouts.response : p.timeouts.connect), i, trial ? TRIAL_TIMEOUT : REQ_TIMEOUT)
+          push(t + (provider === 'freeze' ? p.timeouts.response : p.timeouts.connect), i, trial ? TRIAL_TIMEOUT : REQ_TIMEOUT)
           if (stallOn && suspect[i] === 0 && Number.isNaN(stallAt[i])) {
             stallAt[i] = t + stallFloor
             push(t + stallFloor, i, STALL)
@@ -566,7 +567,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
           break
         }
         const d = (draws[i] as Draw)()
-        const failure = faulty ? (fault === 'kill' ? REFUSED : d < p.degradeErrors ? HTTP_503 : undefined) : d < p.noise ? RESET : undefined
+        const failure = faulty ? (provider === 'kill' ? REFUSED : d < p.degradeErrors ? HTTP_503 : undefined) : d < p.noise ? RESET : undefined
         if (faulty && failure !== undefined) failed++
         if (failure === undefined) answered(i, t)
         record(i, failure, trial, t)
@@ -574,7 +575,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
       }
       case REQ_TIMEOUT:
       case TRIAL_TIMEOUT:
-        record(i, fault === 'freeze' ? RESPONSE_TIMEOUT : CONNECT_TIMEOUT, kind === TRIAL_TIMEOUT, t)
+        record(i, provider === 'freeze' ? RESPONSE_TIMEOUT : CONNECT_TIMEOUT, kind === TRIAL_TIMEOUT, t)
         break
       case STALL:
         stallAt[i] = NaN

@@ -2,9 +2,9 @@
 // settings of every vigil in it (the drills' `vigil-both` fragment, read by vigil's own resolvers).
 import type { Active, Passive } from '../../src/config/schema.js'
 
-export type Fault = 'kill' | 'freeze' | 'partition' | 'degrade' | 'registry'
+export type Fault = 'kill' | 'freeze' | 'partition' | 'degrade' | 'registry' | 'registry+kill'
 
-export const FAULTS: readonly Fault[] = ['kill', 'freeze', 'partition', 'degrade', 'registry']
+export const FAULTS: readonly Fault[] = ['kill', 'freeze', 'partition', 'degrade', 'registry', 'registry+kill']
 
 export const FAULT_WORDS: Record<Fault, string> = {
   kill: 'a provider dies (connects refused at once)',
@@ -12,7 +12,16 @@ export const FAULT_WORDS: Record<Fault, string> = {
   partition: 'a provider is partitioned from one consumer only (its connects time out)',
   degrade: 'a provider degrades (20% of requests and checks fail with 503)',
   registry: 'the registry is down (no provider fault)',
+  'registry+kill': 'the registry is down and a provider dies at the same time (what shared evidence is worth when it cannot be shared)',
 }
+
+/** How the faulty provider behaves in a fault. */
+export function providerFault(f: Fault): 'kill' | 'freeze' | 'partition' | 'degrade' | undefined {
+  return f === 'registry+kill' ? 'kill' : f === 'registry' ? undefined : f
+}
+
+/** Whether the registry is down (for `outage` ms from the fault's start). */
+export const registryOutage = (f: Fault): boolean => f === 'registry' || f === 'registry+kill'
 
 /** How the consumers of one fleet watch their providers. Every strategy keeps vigil's passive health. */
 export interface Strategy {
