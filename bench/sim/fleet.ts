@@ -17,7 +17,7 @@ import { hashString } from '../../src/balance/hash.js'
 import { checkDelay } from '../../src/health/active.js'
 import { resolveCheck, checkCovers, type CheckSpec } from '../../src/health/check-spec.js'
 import { ejectionAllowance } from '../../src/health/cap.js'
-import { EJECT_JITTER } from '../../src/health/ejection.js'
+import { EJECT_JITTER, STALL_TRIAL_MAX, STALL_TRIAL_WAIT } from '../../src/health/ejection.js'
 import { ejectTimeOf, PASSIVE_DEFAULTS } from '../../src/health/passive.js'
 import { probeDelay, recoveryKind } from '../../src/health/recovery.js'
 import { RiseFall } from '../../src/health/rise-fall.js'
@@ -238,6 +238,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
   const pstate = new Uint8Array(W)
   const suspect = new Uint8Array(W)
   const stallAt = new Float64Array(W).fill(NaN)
+  /** While suspect with nothing waiting: when the next stall trial may go, and how many went (they back off). */
+  const stallTrialAt = new Float64Array(W).fill(Infinity)
+  const stallTrials = new Int32Array(W)
   const mult = new Float64Array(W)
   const restoredAt = new Float64Array(W).fill(-1e9)
   const ejectedUntil = new Float64Array(W).fill(NaN)
@@ -294,6 +297,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
 
   const mayTakeOut = (c: number): boolean => consumerOut[c]! + 1 <= ejectionAllowance(size, maxEjectPercent, atLeastOne)
 
+  /** Down by check: its own check, or (shared checks) its checkers' published verdict. */
+  const checkUpOf = (i: number): boolean => (checks[i] === 1 ? !(riseFall[i] as RiseFall).down : sharedDown[i] === 0)
+
   /** Recompute the gates after any change: eligibility (detection / false ejection) and "out" for the cap. */
   const update = (i: number, t: number): void => {
     const out = suspect[i] === 1 || pstate[i] === EJECTED || pstate[i] === PROBING ? 1 : 0
@@ -301,9 +307,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
       outFlag[i] = out
       consumerOut[cons[i] as number]! += out === 1 ? 1 : -1
     }
-    // Down by check: its own check, or (shared checks) its checkers' published verdict.
-    const checkUp = checks[i] === 1 ? !(riseFall[i] as RiseFall).down : sharedDown[i] === 0
-    const now = checkUp && (pstate[i] === OK || pstate[i] === TRIAL) && suspect[i] === 0 ? 1 : 0
+    const now = checkUpOf(i) && (pstate[i] === OK || pstate[i] === TRIAL) && suspect[i] === 0 ? 1 : 0
     if (now === eligible[i]) return
     eligible[i] = now
     if (now === 1) return
@@ -423,6 +427,8 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     lastSuccess[i] = t
     if (suspect[i] === 0) return
     suspect[i] = 0
+    stallTrials[i] = 0
+    stallTrialAt[i] = Infinity
     update(i, t)
   }
 
@@ -547,7 +553,13 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
     switch (kind) {
       case REQ: {
         push(t + exp(draws[i] as Draw, (lambda[i]! * weight[i]!) / 1000), i, REQ)
-        if (eligible[i] === 0) break
+        // A suspect server (nothing else keeping it out) lets one request through once its quiet time is over.
+        const stallTrial = eligible[i] === 0 && suspect[i] === 1 && t >= stallTrialAt[i]! && (pstate[i] === OK || pstate[i] === TRIAL) && checkUpOf(i)
+        if (eligible[i] === 0 && !stallTrial) break
+        if (stallTrial) {
+          stallTrials[i]!++
+          stallTrialAt[i] = Infinity
+        }
         const trial = pstate[i] === TRIAL
         if (trial) {
           pstate[i] = PROBING
@@ -560,7 +572,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
           // It hangs: a timeout later (connect or response), and a stall suspicion once it waited stallFloor.
           failed++
           push(t + (provider === 'freeze' ? p.timeouts.response : p.timeouts.connect), i, trial ? TRIAL_TIMEOUT : REQ_TIMEOUT)
-          if (stallOn && suspect[i] === 0 && Number.isNaN(stallAt[i])) {
+          if (stallOn && Number.isNaN(stallAt[i])) {
             stallAt[i] = t + stallFloor
             push(t + stallFloor, i, STALL)
           }
@@ -579,12 +591,18 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
         break
       case STALL:
         stallAt[i] = NaN
-        if (suspect[i] === 1 || lastSuccess[i]! > t - stallFloor) break
+        if (lastSuccess[i]! > t - stallFloor) break
+        if (suspect[i] === 1) {
+          // Its requests were raced elsewhere: quiet again, the next stall trial after a wait that doubles.
+          stallTrialAt[i] = t + Math.min(STALL_TRIAL_WAIT * 2 ** stallTrials[i]!, STALL_TRIAL_MAX)
+          break
+        }
         if (outFlag[i] === 0 && !mayTakeOut(cons[i] as number)) {
           capped++
           break
         }
         suspect[i] = 1
+        stallTrialAt[i] = t + STALL_TRIAL_WAIT
         update(i, t)
         break
       case CHECK: {
