@@ -5,13 +5,15 @@ import t from 'tap'
 import { runAll, defaultParams } from '../bench/sim/sim.js'
 import { STRATEGIES, type Fault } from '../bench/sim/model.js'
 import type { RunResult } from '../bench/sim/fleet.js'
+import { ASSUMPTIONS, SIM_HEAD, simHtmlSection, simMarkdown, simSvg } from '../bench/sim/report.js'
+import { renderHtml, renderMarkdown } from '../bench/lib/report.js'
 
 // Small enough to run in well under a second; no noise, so every false ejection is the model's doing. Three
 // checkers per server: two must report it down, so one partitioned checker cannot take it down for the others
 // (with docs/fleet.md's k = 2, one report is half of them and it does: the sim's table shows that case).
 const base = defaultParams({ consumers: 200, providers: 20, rate: 20, duration: 20_000, subsetSize: 5, noise: 0, outage: 10_000 })
 const params = { ...base, fleet: { ...base.fleet, checkers: 3 } }
-const faults: Fault[] = ['kill', 'partition', 'registry']
+const faults: Fault[] = ['kill', 'freeze', 'partition', 'degrade', 'registry', 'registry+kill']
 const strip = (runs: RunResult[]) => runs.map(({ wallMs: _, ...r }) => r)
 
 const first = runAll(params, faults)
@@ -71,4 +73,26 @@ t.test("shared checks with k = 2: one partitioned checker's report takes the pro
   const r = runAll({ ...base, fleet: { ...base.fleet, checkers: 2 } }, ['partition'], STRATEGIES.filter((s) => s.name === 'shared-checks')).runs[0] as RunResult
   t.equal(r.detected, 1)
   t.equal(r.falseEjections, r.watchers - 2, 'every consumer but the two checkers')
+})
+
+t.test('every fault that hurts a provider is detected by someone; freeze and degrade cost requests', async (t) => {
+  for (const fault of ['freeze', 'degrade', 'registry+kill'] as Fault[]) {
+    const r = find(fault, 'probe-all')
+    t.ok(r.detected > 0 && r.failed > 0, `${fault}: ${r.detected}/${r.affected} detected, ${r.failed} failed`)
+  }
+  t.ok(find('registry+kill', 'shared-checks').failed > find('kill', 'shared-checks').failed, 'shared checks cost more while the registry is down')
+})
+
+t.test('the outputs: a table row and a bar per run, the assumptions, the drill report section', async (t) => {
+  const md = simMarkdown(first)
+  const rows = md.split('\n').filter((l) => l.startsWith('| ') && !l.startsWith('| fault') && !l.startsWith('| ---'))
+  t.equal(rows.length, first.runs.length)
+  t.ok(rows.every((r) => r.split(' | ').length === SIM_HEAD.length), 'every row has every column')
+  for (const a of ASSUMPTIONS) t.ok(md.includes(a), 'states its assumptions')
+  const svg = simSvg(first)
+  t.match(svg, /^<svg[^>]+>.*<\/svg>$/s)
+  t.ok((svg.match(/<rect [^>]*><title>/g) ?? []).length >= first.runs.length, 'bars with their figures')
+  const results = { drills: [], sim: first }
+  t.ok(renderHtml(results).includes(simHtmlSection(first)), 'report.html has the section')
+  t.match(renderMarkdown(results), /## Fleet simulation \(`npm run sim`\)/)
 })
