@@ -181,7 +181,14 @@ function subsets(n: number, m: number, size: number): Int32Array {
   return views
 }
 
-export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunResult {
+/**
+ * What consumer 0 did with each request it had for P0, for checking the model's passive state machine against
+ * vigil's PeerHealth (test/fleet-sim.test.ts replays it): sent or not, as the trial request or not, and the outcome
+ * (a failure's code; undefined for a success or a hang).
+ */
+export type RequestTrace = (t: number, sent: boolean, trial: boolean, failure: Failure | undefined) => void
+
+export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?: RequestTrace): RunResult {
   const wallStart = performance.now()
   // One stream per consumer of P0 (its requests, checks, probes), one for registry writes, one for noise elsewhere.
   const sharing = stream(p.seed, fault, 'sharing')
@@ -555,7 +562,10 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
         push(t + exp(draws[i] as Draw, (lambda[i]! * weight[i]!) / 1000), i, REQ)
         // A suspect server (nothing else keeping it out) lets one request through once its quiet time is over.
         const stallTrial = eligible[i] === 0 && suspect[i] === 1 && t >= stallTrialAt[i]! && (pstate[i] === OK || pstate[i] === TRIAL) && checkUpOf(i)
-        if (eligible[i] === 0 && !stallTrial) break
+        if (eligible[i] === 0 && !stallTrial) {
+          if (i === 0) trace?.(t, false, false, undefined)
+          break
+        }
         if (stallTrial) {
           stallTrials[i]!++
           stallTrialAt[i] = Infinity
@@ -581,6 +591,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy): RunRes
         const d = (draws[i] as Draw)()
         const failure = faulty ? (provider === 'kill' ? REFUSED : d < p.degradeErrors ? HTTP_503 : undefined) : d < p.noise ? RESET : undefined
         if (faulty && failure !== undefined) failed++
+        if (i === 0) trace?.(t, true, trial, failure)
         if (failure === undefined) answered(i, t)
         record(i, failure, trial, t)
         break
