@@ -14,7 +14,7 @@ import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus'
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64'
 import { ms } from '../../src/config/duration.js'
 import { hashString } from '../../src/balance/hash.js'
-import { checkDelay } from '../../src/health/active.js'
+import { checkDelay, skipCheck } from '../../src/health/active.js'
 import { resolveCheck, checkCovers, type CheckSpec } from '../../src/health/check-spec.js'
 import { ejectionAllowance } from '../../src/health/cap.js'
 import { EJECT_JITTER, STALL_TRIAL_MAX, STALL_TRIAL_WAIT } from '../../src/health/ejection.js'
@@ -194,7 +194,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   const sharing = stream(p.seed, fault, 'sharing')
   const noiseDraw = stream(p.seed, fault, 'noise')
 
-  const spec: CheckSpec = resolveCheck(p.active, undefined)
+  const spec: CheckSpec = resolveCheck(strategy.trafficAware ? { ...p.active, trafficInterval: p.trafficInterval } : p.active, undefined)
   const passive = p.passive
   const mode = passive.mode ?? PASSIVE_DEFAULTS.mode
   const maxFails = passive.maxFails ?? PASSIVE_DEFAULTS.maxFails
@@ -262,6 +262,8 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   const checkRunning = new Uint8Array(W)
   const checkOk = new Uint8Array(W)
   const checkStart = new Float64Array(W)
+  /** The due check is a recheck (a counted failure asked for it): it runs whatever skipCheck says. */
+  const forced = new Uint8Array(W)
   const lastRecheck = new Float64Array(W).fill(-Infinity)
   const sharedDown = new Uint8Array(W)
   const lastSuccess = new Float64Array(W)
@@ -409,11 +411,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   const recheck = (i: number, t: number): void => {
     if (checks[i] === 0 || checkRunning[i] === 1 || t - lastRecheck[i]! < spec.fastInterval) return
     lastRecheck[i] = t
+    forced[i] = 1
     scheduleCheck(i, t)
   }
-
-  /** The steady period of a check: interval, or trafficInterval for a server that answered real requests lately. */
-  const steadyPeriod = (i: number, t: number): number => (strategy.trafficAware && t - lastSuccess[i]! <= p.trafficInterval ? p.trafficInterval : spec.interval)
 
   const record = (i: number, failure: Failure | undefined, trial: boolean, t: number): void => {
     const counted = failure !== undefined && failOn.has(failure) ? failure : undefined
@@ -430,8 +430,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
     if (quorumOn) decideFor(i, t)
   }
 
-  const answered = (i: number, t: number): void => {
-    lastSuccess[i] = t
+  /** It answered: a real request (`real`: its last success, for traffic-aware checks and the fleet rule) or a check. */
+  const answered = (i: number, t: number, real: boolean): void => {
+    if (real) lastSuccess[i] = t
     if (suspect[i] === 0) return
     suspect[i] = 0
     stallTrials[i] = 0
@@ -542,7 +543,10 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
     const rf = new RiseFall(spec.rise, spec.fall, false)
     rf.checked = true
     riseFall.push(rf)
-    const phase = draw() * steadyPeriod(i, 0)
+    // Before the fault: checks due every interval, phases spread; traffic-aware, the last one ran within trafficInterval.
+    const phase = draw() * spec.interval
+    const last = draw()
+    checkStart[i] = spec.trafficInterval === undefined ? phase - spec.interval : -last * spec.trafficInterval
     if (own) scheduleCheck(i, phase)
   }
   if (noiseRate > 0) push(exp(noiseDraw, noiseRate), 0, NOISE)
@@ -592,7 +596,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
         const failure = faulty ? (provider === 'kill' ? REFUSED : d < p.degradeErrors ? HTTP_503 : undefined) : d < p.noise ? RESET : undefined
         if (faulty && failure !== undefined) failed++
         if (i === 0) trace?.(t, true, trial, failure)
-        if (failure === undefined) answered(i, t)
+        if (failure === undefined) answered(i, t, true)
         record(i, failure, trial, t)
         break
       }
@@ -619,6 +623,15 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
       case CHECK: {
         if (checkAt[i] !== t || checks[i] === 0) break
         checkAt[i] = NaN
+        // vigil's skipCheck: an up, settled server that answered real requests within trafficInterval waits.
+        const skip = forced[i] === 1 ? undefined : skipCheck(spec, riseFall[i] as RiseFall, false, lastSuccess[i] as number, checkStart[i] as number, t)
+        forced[i] = 0
+        if (skip !== undefined) {
+          const next = checkDelay(spec, riseFall[i] as RiseFall, false, (draws[i] as Draw)())
+          // A timer fires at least 1 ms later (setTimeout): without that, float rounding could skip forever.
+          scheduleCheck(i, t + Math.max(1, Math.min(next, checkStart[i]! + (spec.trafficInterval as number) - t)))
+          break
+        }
         checkRunning[i] = 1
         checkStart[i] = t
         probesFaulty++
@@ -638,15 +651,12 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
         }
         if (ok) {
           // A passing HTTP check answers: it ends a stall suspicion and lifts an ejection it disproves.
-          if (checkCovers(spec, 'timeout')) answered(i, t)
+          if (checkCovers(spec, 'timeout')) answered(i, t, false)
           const f = ejectFailure[i]
           if (spec.unejectOnPass && pstate[i] !== OK && f !== undefined && checkCovers(spec, failureClass(f))) restore(i, t)
         }
         const latency = t - checkStart[i]!
-        const r = (draws[i] as Draw)()
-        const steady = !rf.changing && !rf.down
-        const delay = steady && strategy.trafficAware && t - lastSuccess[i]! <= p.trafficInterval ? p.trafficInterval * (1 + spec.jitter * (2 * r - 1)) : checkDelay(spec, rf, false, r)
-        scheduleCheck(i, t + Math.max(0, delay - latency))
+        scheduleCheck(i, t + Math.max(0, checkDelay(spec, rf, false, (draws[i] as Draw)()) - latency))
         break
       }
       case EJECT_END:
