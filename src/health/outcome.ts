@@ -29,6 +29,17 @@ export const STUCK: Failure = { kind: 'error', status: 500, code: 'internal_stuc
 /** No response headers within retry.perTryTimeout: the attempt is abandoned and counts as a timeout. */
 export const PER_TRY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'per_try_timeout', beforeSend: false }
 
+const BY_CODE = new Map([CONNECT_REFUSED, CONNECT_FAILED, CONNECT_TIMEOUT, RESPONSE_TIMEOUT, BODY_TIMEOUT, RESET, INVALID, TLS_FAILED, TOO_LARGE, POOL_TIMEOUT, STUCK, PER_TRY_TIMEOUT].map((f) => [f.code, f]))
+
+/** The failure a stable `code` names (`connect_refused`, `http_503`...), for outcomes reported by another process. */
+export function failureOf(code: string): Failure | undefined {
+  if (code.startsWith('http_')) {
+    const status = Number(code.slice(5))
+    return Number.isInteger(status) && status >= 100 && status < 600 ? httpFailure(status) : undefined
+  }
+  return BY_CODE.get(code)
+}
+
 /** Classify an error from undici or the socket below it. Never throws. */
 export function classifyError(err: unknown): Failure {
   const code = (err as { code?: unknown } | null)?.code
