@@ -297,7 +297,7 @@ async function main(): Promise<void> {
     // Without the namespace, providers and etcd listen on loopback under the same names.
     sh('ip', 'addr', 'add', `${HOST_IP}/32`, 'dev', 'lo')
   }
-  const etcd = (registry = new FleetEtcd(await freePort(), await freePort()))
+  const etcd = (registry = new FleetEtcd(await freePort(), await freePort(), undefined))
   await etcd.start()
   const providers: Provider[] = []
   for (let i = 0; i < 5; i++) providers.push(await startProvider(`p${i}`, await freePort(), HOST_IP))
