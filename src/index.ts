@@ -23,6 +23,7 @@ import { VigilMetrics } from './admin/metrics.js'
 import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
+import { Fleet } from './fleet/fleet.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
@@ -67,6 +68,8 @@ export class Vigil {
   readonly metrics: VigilMetrics
   /** ZooKeeper and etcd sources of the groups' servers. */
   readonly registries: Registries
+  /** With `fleet`: this vigil's registration and the observations it shares with the others (src/fleet/). */
+  readonly fleet: Fleet | undefined
   /** Ends requests waiting too long for a pooled connection, and reports attempts that outlived their timeouts. */
   readonly watchdog: Watchdog
   /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
@@ -122,6 +125,7 @@ export class Vigil {
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
     this.updates = new UpdateQueue(this.log)
+    this.fleet = config.fleet === undefined ? undefined : new Fleet(config.fleet, { log: this.log, updates: this.updates })
     this.updates.subscribe({
       applied: () => {
         for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
@@ -249,6 +253,8 @@ export class Vigil {
     try {
       // DNS answers first, then checks: servers are checked at once, before traffic arrives.
       await this.reloader.discover()
+      // Registered before checks and traffic start: the fleet's index and count are known (or known missing).
+      await this.fleet?.start()
       const access = this.current.log?.access
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
       this.checker.start()
@@ -298,6 +304,7 @@ export class Vigil {
     await this.admin?.close()
     this.history.stop()
     await this.checker.stop()
+    await this.fleet?.close()
     this.watchdog.stop()
     await Promise.all([...this.upstreams.values()].map((u) => u.close()))
     await this.membership.close()

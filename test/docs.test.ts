@@ -7,7 +7,7 @@ import { jsonSchema } from '../src/config/schema.js'
 import { get, root, spawnProvider, startProxy } from './helpers/index.js'
 
 const read = (file: string): string => readFileSync(join(root, file), 'utf8')
-const DOCS = ['docs/configuration.md', 'docs/health.md', 'docs/admin-api.md', 'docs/discovery.md']
+const DOCS = ['docs/configuration.md', 'docs/health.md', 'docs/admin-api.md', 'docs/discovery.md', 'docs/fleet.md']
 
 /** Every key of the schema as a dotted path, e.g. upstreams.NAME.passive.maxFails. */
 function keys(node: unknown, prefix = ''): string[] {

@@ -7,7 +7,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
-import { Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Upstream as UpstreamConfig } from '../src/config/schema.js'
+import { Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
+import { restartOnly } from '../src/update/reloader.js'
 import { client, get } from './helpers/index.js'
 import { capture, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
@@ -166,6 +167,52 @@ t.test('every setting of the schema has a row (a new setting must say which rule
   const settings = [...leaves(UpstreamSchema).filter((k) => !k.startsWith('servers')), ...leaves(ServerSchema).filter((k) => !registry(k)).map((k) => `servers.${k}`)]
   t.same(settings.filter((k) => ROWS[k] === undefined), [], 'settings without a row')
   t.same(Object.keys(ROWS).filter((k) => !settings.includes(k)), [], 'rows for settings the schema no longer has')
+})
+
+/**
+ * The fleet's settings (top-level `fleet`, docs/fleet.md) hold a registry session for the life of the process:
+ * each is restart-only, named in the restart warning. The registration itself is tested against real
+ * registries in test/fleet-registration.test.ts.
+ */
+const FLEET_BASE: Fleet = { registry: { etcd: { endpoints: ['http://127.0.0.1:2379'] } }, path: '/vigil/matrix' }
+const zk = (patch: Record<string, unknown>): Partial<Fleet> => ({ registry: { zookeeper: { servers: '127.0.0.1:2181', ...patch } } })
+const etcdFleet = (patch: Record<string, unknown>): Partial<Fleet> => ({ registry: { etcd: { endpoints: ['http://127.0.0.1:2379'], ...patch } } })
+const FLEET_ROWS: Record<string, Partial<Fleet>> = {
+  'registry.zookeeper.servers': zk({}),
+  'registry.zookeeper.sessionTimeout': zk({ sessionTimeout: '5s' }),
+  'registry.zookeeper.auth.user': zk({ auth: { user: 'u', password: '' } }),
+  'registry.zookeeper.auth.password': zk({ auth: { user: 'u', password: 'p' } }),
+  'registry.zookeeper.connectTimeout': zk({ connectTimeout: '1s' }),
+  'registry.zookeeper.resyncInterval': zk({ resyncInterval: '10s' }),
+  'registry.zookeeper.staleAfter': zk({ staleAfter: '2m' }),
+  'registry.etcd.endpoints': etcdFleet({ endpoints: ['http://127.0.0.2:2379'] }),
+  'registry.etcd.username': etcdFleet({ username: 'u', password: 'p' }),
+  'registry.etcd.password': etcdFleet({ username: 'u', password: 'q' }),
+  'registry.etcd.tls.ca': etcdFleet({ tls: { ca: '/dev/null' } }),
+  'registry.etcd.tls.cert': etcdFleet({ tls: { ca: '/dev/null', cert: '/dev/null', key: '/dev/null' } }),
+  'registry.etcd.tls.key': etcdFleet({ tls: { ca: '/dev/null', key: '/dev/null', cert: '/dev/null' } }),
+  'registry.etcd.connectTimeout': etcdFleet({ connectTimeout: '1s' }),
+  'registry.etcd.resyncInterval': etcdFleet({ resyncInterval: '10s' }),
+  'registry.etcd.staleAfter': etcdFleet({ staleAfter: '2m' }),
+  path: { path: '/vigil/other' },
+  id: { id: 'consumer-1' },
+  ttl: { ttl: '20s' },
+  quorum: { quorum: 3 },
+  window: { window: '1m' },
+  localWindow: { localWindow: '5s' },
+  writeRate: { writeRate: 2 },
+  writeJitter: { writeJitter: '2s' },
+  suspectWeight: { suspectWeight: 25 },
+  'shareChecks.k': { shareChecks: { k: 2 } },
+}
+
+t.test('every fleet setting has a row, and each is restart-only', async (t) => {
+  const settings = leaves(FleetSchema)
+  t.same(settings.filter((k) => FLEET_ROWS[k] === undefined), [], 'fleet settings without a row')
+  t.same(Object.keys(FLEET_ROWS).filter((k) => !settings.includes(k)), [], 'rows for settings the schema no longer has')
+  const config = (fleet: Fleet | undefined): Config => ({ ...proxyConfig(['127.0.0.1:1']), ...(fleet === undefined ? {} : { fleet }) })
+  for (const [setting, patch] of Object.entries(FLEET_ROWS)) t.same(restartOnly(config(FLEET_BASE), config({ ...FLEET_BASE, ...patch })), ['fleet'], `fleet.${setting}: restart-only`)
+  t.same(restartOnly(config(undefined), config(FLEET_BASE)), ['fleet'], 'turning the fleet on waits for a restart')
 })
 
 /** Answers at once (or resets every request but checks: `reset`); /hold/... waits until released; /healthz answers `health`. */

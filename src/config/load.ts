@@ -307,6 +307,7 @@ function referenceIssues(doc: unknown): Located[] {
     const clash = canonical.endsWith(':0') ? undefined : seenListeners.get(canonical)
     if (clash !== undefined) out.push({ path: 'admin.address', pointer: ['admin', 'address'], found: JSON.stringify(adminAddress), expected: `an address not already used by listeners[${clash}]` })
   }
+  out.push(...fleetIssues(doc['fleet']))
   for (const [name, u] of Object.entries(config.upstreams)) {
     if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']))
     const seen = new Map<string, number>()
@@ -410,27 +411,52 @@ function sourceIssues(s: Record<string, unknown>, at: (string | number)[]): Loca
     const r = s[kind]
     if (!isObject(r)) continue
     const here = [...at, kind]
-    if (r['fields'] !== undefined && r['format'] !== 'json') issue([...here, 'fields'], `"fields" with format ${JSON.stringify(r['format'] ?? 'hostport')}`, 'format "json" (fields name the JSON record\'s keys)')
-    const durations = ['resyncInterval', 'staleAfter'].map((k) => r[k])
-    if (r['staleAfter'] !== undefined && durations.every((d) => d === undefined || Value.Check(Duration, d))) {
-      const resync = ms((r['resyncInterval'] as Duration | undefined) ?? REGISTRY_DEFAULTS.resyncInterval)
-      if (ms(r['staleAfter'] as Duration) <= resync) {
-        issue([...here, 'staleAfter'], `${JSON.stringify(r['staleAfter'])}, not more than resyncInterval (${resync} ms)`, 'a duration longer than resyncInterval (a healthy source reads at least once per resyncInterval)')
-      }
+    out.push(...registryIssues(kind, r, here))
+  }
+  return out
+}
+
+/** `fleet.registry` names exactly one registry, whose settings fit together as a server entry's must. */
+function fleetIssues(fleet: unknown): Located[] {
+  const registry = isObject(fleet) ? fleet['registry'] : undefined
+  if (!isObject(registry)) return []
+  const at = ['fleet', 'registry']
+  const named = (['zookeeper', 'etcd'] as const).filter((k) => registry[k] !== undefined)
+  if (named.length !== 1) {
+    const found = named.length === 0 ? 'neither "zookeeper" nor "etcd"' : 'both "zookeeper" and "etcd"'
+    return [{ path: jsonPath(at), pointer: at, found, expected: 'exactly one of "zookeeper" or "etcd"' }]
+  }
+  const kind = named[0] as 'zookeeper' | 'etcd'
+  const r = registry[kind]
+  return isObject(r) ? registryIssues(kind, r, [...at, kind]) : []
+}
+
+/** The settings of one registry connection that must fit together. */
+function registryIssues(kind: 'zookeeper' | 'etcd', r: Record<string, unknown>, here: (string | number)[]): Located[] {
+  const out: Located[] = []
+  const issue = (pointer: (string | number)[], found: string, expected: string): void => {
+    out.push({ path: jsonPath(pointer), pointer, found, expected })
+  }
+  if (r['fields'] !== undefined && r['format'] !== 'json') issue([...here, 'fields'], `"fields" with format ${JSON.stringify(r['format'] ?? 'hostport')}`, 'format "json" (fields name the JSON record\'s keys)')
+  const durations = ['resyncInterval', 'staleAfter'].map((k) => r[k])
+  if (r['staleAfter'] !== undefined && durations.every((d) => d === undefined || Value.Check(Duration, d))) {
+    const resync = ms((r['resyncInterval'] as Duration | undefined) ?? REGISTRY_DEFAULTS.resyncInterval)
+    if (ms(r['staleAfter'] as Duration) <= resync) {
+      issue([...here, 'staleAfter'], `${JSON.stringify(r['staleAfter'])}, not more than resyncInterval (${resync} ms)`, 'a duration longer than resyncInterval (a healthy source reads at least once per resyncInterval)')
     }
-    if (kind === 'etcd') {
-      if ((r['username'] === undefined) !== (r['password'] === undefined)) issue(here, `"${r['username'] === undefined ? 'password' : 'username'}" alone`, 'both "username" and "password", or neither')
-      const tls = isObject(r['tls']) ? r['tls'] : undefined
-      if (tls !== undefined && (tls['cert'] === undefined) !== (tls['key'] === undefined)) issue([...here, 'tls'], `no "${tls['cert'] === undefined ? 'cert' : 'key'}"`, 'both "cert" and "key", or neither')
-      if (tls !== undefined) {
-        for (const k of ['ca', 'cert', 'key']) {
-          const file = tls[k]
-          if (typeof file !== 'string') continue
-          try {
-            accessSync(file, constants.R_OK)
-          } catch (err) {
-            issue([...here, 'tls', k], `${JSON.stringify(file)} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'a readable PEM file')
-          }
+  }
+  if (kind === 'etcd') {
+    if ((r['username'] === undefined) !== (r['password'] === undefined)) issue(here, `"${r['username'] === undefined ? 'password' : 'username'}" alone`, 'both "username" and "password", or neither')
+    const tls = isObject(r['tls']) ? r['tls'] : undefined
+    if (tls !== undefined && (tls['cert'] === undefined) !== (tls['key'] === undefined)) issue([...here, 'tls'], `no "${tls['cert'] === undefined ? 'cert' : 'key'}"`, 'both "cert" and "key", or neither')
+    if (tls !== undefined) {
+      for (const k of ['ca', 'cert', 'key']) {
+        const file = tls[k]
+        if (typeof file !== 'string') continue
+        try {
+          accessSync(file, constants.R_OK)
+        } catch (err) {
+          issue([...here, 'tls', k], `${JSON.stringify(file)} (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`, 'a readable PEM file')
         }
       }
     }

@@ -46,11 +46,16 @@ export const RecordFields = Type.Object(
   { ...closed, description: 'format "json" only: the names of the fields that hold host, port and weight' },
 )
 
-/** Settings every registry source shares: how it reads, how long a list may age, how it resists a bad push. */
-const registrySettings = {
+/** How every registry connection reads: how long it waits, how often it re-reads in full, when a list is stale. */
+const readSettings = {
   connectTimeout: Type.Optional(Duration),
   resyncInterval: Type.Optional(Duration),
   staleAfter: Type.Optional(Duration),
+}
+
+/** Settings of a server entry's registry source: how it resists a bad push, where it caches its list. */
+const registrySettings = {
+  ...readSettings,
   cacheFile: Type.Optional(Type.String({ minLength: 1, description: 'every applied list is written here; vigil starts from it when the registry is down' })),
   removalGrace: Type.Optional(Duration),
   maxRemovalPercent: Type.Optional(
@@ -60,19 +65,37 @@ const registrySettings = {
   allowEmpty: Type.Optional(Type.Boolean({ default: false, description: 'let an empty list empty a group that still has healthy servers' })),
 }
 
+/** How to reach a ZooKeeper ensemble (a server entry's source, and `fleet.registry`). */
+const zookeeperConnection = {
+  servers: Type.String({
+    pattern: '^[A-Za-z0-9.:\\[\\]-]+(,[A-Za-z0-9.:\\[\\]-]+)*(/[^,]*)?$',
+    description: 'the ensemble, "host:port,host:port", with an optional "/chroot"',
+  }),
+  sessionTimeout: Type.Optional(Duration),
+  auth: Type.Optional(
+    Type.Object({ user: Type.String({ minLength: 1 }), password: Type.String() }, { ...closed, description: 'ZooKeeper digest authentication' }),
+  ),
+}
+
+/** How to reach an etcd cluster (a server entry's source, and `fleet.registry`). */
+const etcdConnection = {
+  endpoints: Type.Array(Type.String({ pattern: '^https?://[^/]+/?$', description: 'http://host:port or https://host:port' }), { minItems: 1 }),
+  username: Type.Optional(Type.String({ minLength: 1 })),
+  password: Type.Optional(Type.String()),
+  tls: Type.Optional(
+    Type.Object(
+      { ca: Type.Optional(Type.String({ minLength: 1 })), cert: Type.Optional(Type.String({ minLength: 1 })), key: Type.Optional(Type.String({ minLength: 1 })) },
+      { ...closed, description: 'PEM files for https endpoints: the CA, and a client certificate and key' },
+    ),
+  ),
+}
+
 export const ZooKeeperSource = Type.Object(
   {
-    servers: Type.String({
-      pattern: '^[A-Za-z0-9.:\\[\\]-]+(,[A-Za-z0-9.:\\[\\]-]+)*(/[^,]*)?$',
-      description: 'the ensemble, "host:port,host:port", with an optional "/chroot"',
-    }),
+    ...zookeeperConnection,
     path: Type.String({ pattern: '^/', description: 'znode whose children are the providers' }),
     format: Type.Optional(Type.Union([Type.Literal('hostport'), Type.Literal('json'), Type.Literal('dubbo')], { default: 'hostport', description: FORMATS })),
     fields: Type.Optional(RecordFields),
-    sessionTimeout: Type.Optional(Duration),
-    auth: Type.Optional(
-      Type.Object({ user: Type.String({ minLength: 1 }), password: Type.String() }, { ...closed, description: 'ZooKeeper digest authentication' }),
-    ),
     ...registrySettings,
   },
   { ...closed, description: 'every child of path is a provider' },
@@ -81,18 +104,10 @@ export type ZooKeeperSource = Static<typeof ZooKeeperSource>
 
 export const EtcdSource = Type.Object(
   {
-    endpoints: Type.Array(Type.String({ pattern: '^https?://[^/]+/?$', description: 'http://host:port or https://host:port' }), { minItems: 1 }),
+    ...etcdConnection,
     prefix: Type.String({ minLength: 1, description: 'every key under this prefix is a provider' }),
     format: Type.Optional(Type.Union([Type.Literal('hostport'), Type.Literal('json')], { default: 'hostport', description: FORMATS })),
     fields: Type.Optional(RecordFields),
-    username: Type.Optional(Type.String({ minLength: 1 })),
-    password: Type.Optional(Type.String()),
-    tls: Type.Optional(
-      Type.Object(
-        { ca: Type.Optional(Type.String({ minLength: 1 })), cert: Type.Optional(Type.String({ minLength: 1 })), key: Type.Optional(Type.String({ minLength: 1 })) },
-        { ...closed, description: 'PEM files for https endpoints: the CA, and a client certificate and key' },
-      ),
-    ),
     ...registrySettings,
   },
   { ...closed, description: 'every key under prefix is a provider' },
@@ -529,6 +544,38 @@ export const Resolver = Type.Object(
   { ...closed, description: 'DNS resolution for servers with resolve: true' },
 )
 
+/** A fleet of vigils sharing what they see through the registry the fleet already runs (docs/fleet.md). */
+export const Fleet = Type.Object(
+  {
+    registry: Type.Object(
+      {
+        zookeeper: Type.Optional(Type.Object({ ...zookeeperConnection, ...readSettings }, { ...closed, description: 'a ZooKeeper ensemble' })),
+        etcd: Type.Optional(Type.Object({ ...etcdConnection, ...readSettings }, { ...closed, description: 'an etcd cluster' })),
+      },
+      { ...closed, description: 'exactly one of zookeeper or etcd: how to reach the registry' },
+    ),
+    path: Type.String({ pattern: '^/[^\\s]*[^/\\s]$', description: 'ZooKeeper path or etcd key prefix under which this fleet keeps its records' }),
+    id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,128}$', description: 'this vigil\'s consumer id (default: host name and process id)' })),
+    ttl: Type.Optional(Duration),
+    quorum: Type.Optional(Type.Integer({ minimum: 1, description: 'observers that must report a server failing (default: max(2, 10% of the consumers))' })),
+    window: Type.Optional(Duration),
+    writeRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 5, description: 'most observation writes per second of one vigil (burst of the same size)' })),
+    writeJitter: Type.Optional(Duration),
+    suspectWeight: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'percent of its weight a suspect server keeps until its own check or traffic clears it' }),
+    ),
+    localWindow: Type.Optional(Duration),
+    shareChecks: Type.Optional(
+      Type.Object(
+        { k: Type.Integer({ minimum: 1, description: 'consumers that check each server (rendezvous hashing over the registered consumers)' }) },
+        { ...closed, description: 'split active checks: each server is checked by k consumers, the others use their published results' },
+      ),
+    ),
+  },
+  { ...closed, description: 'shared observations and consumer registration through a registry' },
+)
+export type Fleet = Static<typeof Fleet>
+
 export const Config = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
@@ -541,6 +588,7 @@ export const Config = Type.Object(
     reload: Type.Optional(Reload),
     resolver: Type.Optional(Resolver),
     upstreams: Type.Record(UpstreamName, Upstream, { minProperties: 1, additionalProperties: false }),
+    fleet: Type.Optional(Fleet),
   },
   { ...closed, title: 'vigil configuration' },
 )

@@ -1,29 +1,33 @@
 // etcd source: each key under `prefix` is a provider. A range read gives the list and its revision; the watch
 // starts at that revision + 1, so no revision is skipped. A lost connection means a full read (retried every
-// second) and a new watch; so does a watch cancelled because its revision was compacted.
+// second) and a new watch; so does a watch cancelled because its revision was compacted. Records the process
+// keeps itself (publish) are keys bound to one lease, kept alive by the client; a lost lease gets a new one.
 import { readFileSync } from 'node:fs'
 import { circuitBreaker, ConsecutiveBreaker, handleWhen } from 'cockatiel'
-import { Etcd3, isRecoverableError, type IOptions, type Watcher } from 'etcd3'
+import { Etcd3, isRecoverableError, type IOptions, type Lease, type Watcher } from 'etcd3'
 import type { IRangeResponse, IWatchResponse } from 'etcd3/lib/rpc.js'
 import type { Logger } from 'pino'
-import { parseRecords, type Fields } from './formats.js'
+import type { Records } from './formats.js'
+import type { Target } from '../upstream/membership.js'
 import { Subscription, type Listing, type ReadCause, type SubscriptionSettings } from './subscription.js'
 import { within } from './zookeeper.js'
 
 export interface EtcdSettings extends SubscriptionSettings {
   endpoints: string[]
   prefix: string
-  format: 'hostport' | 'json'
-  fields: Fields | undefined
   username: string | undefined
   password: string | undefined
   tls: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } | undefined
+  /** TTL of the lease that owned records are bound to, seconds (they vanish this long after the process dies). */
+  leaseTtl?: number | undefined
 }
+
+const DEFAULT_LEASE_TTL = 10
 
 /** How long a failed read waits before the next attempt. */
 const RETRY = 1_000
 
-export class EtcdSubscription extends Subscription {
+export class EtcdSubscription<E = Target> extends Subscription<E> {
   readonly kind = 'etcd'
   private readonly client: Etcd3
   private watcher: Watcher | undefined
@@ -35,12 +39,15 @@ export class EtcdSubscription extends Subscription {
   /** Bumped by every restart: an older restart that finishes late changes nothing. */
   private epoch = 0
   private retry: NodeJS.Timeout | undefined
+  /** The lease owned records are bound to; granted on the first write, replaced when lost. */
+  private lease: Lease | undefined
 
   constructor(
     private readonly etcd: EtcdSettings,
+    records: Records<E>,
     log: Logger,
   ) {
-    super(`etcd ${etcd.endpoints.join(',')} ${etcd.prefix}`, etcd.prefix, etcd, log)
+    super(`etcd ${etcd.endpoints.join(',')} ${etcd.prefix}`, etcd.prefix, etcd, records, log)
     this.client = new Etcd3(clientOptions(etcd))
   }
 
@@ -55,16 +62,42 @@ export class EtcdSubscription extends Subscription {
     this.watcher = undefined
     // A watch that is reconnecting may never answer its cancel: do not let shutdown wait on it.
     if (w !== undefined) await within(w.cancel(), 1_000).catch(() => undefined)
+    // A clean stop takes the owned records with it at once, not a lease TTL later.
+    const lease = this.lease
+    this.lease = undefined
+    if (lease !== undefined) await within(lease.revoke(), 1_000).catch(() => undefined)
     this.client.close()
   }
 
-  protected async read(): Promise<Listing> {
+  protected async read(): Promise<Listing<E>> {
     const res = await this.range()
     return this.listingOf(res.kvs.map((kv) => [kv.key.toString(), kv.value.toString()]), BigInt(res.header.revision))
   }
 
   protected rewatch(): void {
     void this.restart('drift')
+  }
+
+  protected async write(name: string, value: string): Promise<void> {
+    await within(this.ownLease().put(this.etcd.prefix + name).value(value).exec(), this.settings.connectTimeout)
+  }
+
+  protected async erase(name: string): Promise<void> {
+    await within(this.client.delete().key(this.etcd.prefix + name).exec(), this.settings.connectTimeout)
+  }
+
+  private ownLease(): Lease {
+    if (this.lease !== undefined) return this.lease
+    const lease = this.client.lease(this.etcd.leaseTtl ?? DEFAULT_LEASE_TTL)
+    this.lease = lease
+    lease.on('lost', (err) => {
+      if (this.lease !== lease || this.closed) return
+      this.lease = undefined
+      this.log.warn({ source: this.source, err: err.message }, 'etcd lease lost (expired or never granted); writing the records again under a new lease')
+      // Not at once: an etcd that is away would be asked for a new lease in a tight loop.
+      setTimeout(() => this.rewrite(), RETRY).unref()
+    })
+    return lease
   }
 
   private range(): Promise<IRangeResponse> {
@@ -105,7 +138,7 @@ export class EtcdSubscription extends Subscription {
       w.on('disconnected', () => {
         if (epoch !== this.epoch) return
         this.connected = false
-        this.log.warn({ source: this.source, revision: String(this.revision), keeping: this.targets?.map((t) => t.address) }, 'disconnected from etcd; keeping the last good list, reading again in full until it answers')
+        this.log.warn({ source: this.source, revision: String(this.revision), keeping: this.keeping() }, 'disconnected from etcd; keeping the last good list, reading again in full until it answers')
         // Not the client's own resume: its backoff grows to tens of seconds (and keeps a closed client alive).
         // Changes may have happened meanwhile anyway: a full read, then a new watch from there.
         void this.restart('relist')
@@ -139,8 +172,9 @@ export class EtcdSubscription extends Subscription {
     this.deliver(this.listingOf(this.values, this.revision), 'watch')
   }
 
-  private listingOf(values: Iterable<[string, string]>, revision: bigint): Listing {
-    const { targets, invalid } = parseRecords(this.etcd.format, this.etcd.fields, [...values].map(([k, v]) => [k, v]))
+  private listingOf(values: Iterable<[string, string]>, revision: bigint): Listing<E> {
+    const n = this.etcd.prefix.length
+    const { targets, invalid } = this.records.parse([...values].map(([k, v]) => [k.slice(n), v]))
     return { targets, invalid, version: String(revision) }
   }
 }

@@ -20,6 +20,41 @@ export interface Parsed {
 
 const HOST = /^[A-Za-z0-9.-]+$/
 
+/**
+ * What a subscription reads and how: the records of one path or prefix parsed into entries. Discovery parses
+ * provider records into Targets (providerRecords); the fleet (src/fleet/) reads its own records raw (rawRecords).
+ */
+export interface Records<E> {
+  /** Each record's data is read too (ZooKeeper getData with its watch; an etcd value is always there). */
+  withData: boolean
+  parse(records: Iterable<[name: string, value: string | undefined]>): { targets: E[]; invalid: string[] }
+  /** The record an entry came from (drift logs name them; owned records are looked up by it). */
+  name(entry: E): string
+  /** The record's data, when the entries keep it: an owned record whose data differs is written again. */
+  value?(entry: E): string | undefined
+}
+
+export function providerRecords(format: Format, fields: Fields | undefined): Records<Target> {
+  return { withData: format === 'json', parse: (records) => parseRecords(format, fields, records), name: (t) => t.address }
+}
+
+/** A record as the registry holds it: a ZooKeeper child name or the key after the etcd prefix, and its data. */
+export interface RawRecord {
+  name: string
+  value: string
+}
+
+/** Records read as they are, sorted by name (a record without data reads as ""). */
+export const rawRecords: Records<RawRecord> = {
+  withData: true,
+  parse: (records) => ({
+    targets: [...records].map(([name, value]) => ({ name, value: value ?? '' })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    invalid: [],
+  }),
+  name: (r) => r.name,
+  value: (r) => r.value,
+}
+
 /** One record: `name` is the ZooKeeper child name or the etcd key, `value` its data. */
 export function parseRecord(format: Format, fields: Fields | undefined, name: string, value: string | undefined): Target {
   switch (format) {

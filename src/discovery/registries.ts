@@ -7,6 +7,7 @@ import { ms } from '../config/duration.js'
 import { entryOf, listKey, type ServerLists, type Target } from '../upstream/membership.js'
 import { DEFAULTS } from './defaults.js'
 import { EtcdSubscription } from './etcd.js'
+import { providerRecords, type Records } from './formats.js'
 import { Binding, type BindingStatus, type GroupHealth } from './protection.js'
 import type { Kind, Subscription, SubscriptionStatus } from './subscription.js'
 import { ZooKeeperSubscription } from './zookeeper.js'
@@ -158,31 +159,38 @@ export class Registries {
   }
 
   private subscribe(s: RegistryServer): Subscription {
-    const log = this.options.log
-    if (s.zookeeper !== undefined) {
-      const z = s.zookeeper
-      return new ZooKeeperSubscription(
-        {
-          ...common(z),
-          servers: z.servers,
-          path: z.path,
-          format: z.format ?? 'hostport',
-          fields: z.fields,
-          sessionTimeout: ms(z.sessionTimeout ?? DEFAULTS.sessionTimeout),
-          auth: z.auth,
-        },
-        log,
-      )
-    }
-    const e = s.etcd as EtcdSource
-    return new EtcdSubscription(
-      { ...common(e), endpoints: e.endpoints, prefix: e.prefix, format: e.format ?? 'hostport', fields: e.fields, username: e.username, password: e.password, tls: e.tls },
-      log,
-    )
+    const source = (s.zookeeper ?? s.etcd) as ZooKeeperSource | EtcdSource
+    const where = s.zookeeper !== undefined ? s.zookeeper.path : (s.etcd as EtcdSource).prefix
+    return subscription(s, where, providerRecords(source.format ?? 'hostport', source.fields), this.options.log)
   }
 }
 
-function common(s: ZooKeeperSource | EtcdSource): { connectTimeout: number; resyncInterval: number; staleAfter: number } {
+/** How to reach a registry: a server entry's source, or `fleet.registry`. */
+export interface RegistryConnection {
+  zookeeper?: ZooKeeperConnection | undefined
+  etcd?: EtcdConnection | undefined
+}
+type ZooKeeperConnection = Pick<ZooKeeperSource, 'servers' | 'sessionTimeout' | 'auth' | 'connectTimeout' | 'resyncInterval' | 'staleAfter'>
+type EtcdConnection = Pick<EtcdSource, 'endpoints' | 'username' | 'password' | 'tls' | 'connectTimeout' | 'resyncInterval' | 'staleAfter'>
+
+/**
+ * A subscription to `where` (a ZooKeeper path, an etcd prefix) of the registry `r` connects to, reading `records`:
+ * discovery's providers, or the fleet's own records (src/fleet/), with the same client, session and resync handling.
+ */
+export function subscription<E>(r: RegistryConnection, where: string, records: Records<E>, log: Logger, leaseTtl?: number): Subscription<E> {
+  if (r.zookeeper !== undefined) {
+    const z = r.zookeeper
+    return new ZooKeeperSubscription(
+      { ...common(z), servers: z.servers, path: where, sessionTimeout: ms(z.sessionTimeout ?? DEFAULTS.sessionTimeout), auth: z.auth },
+      records,
+      log,
+    )
+  }
+  const e = r.etcd as EtcdConnection
+  return new EtcdSubscription({ ...common(e), endpoints: e.endpoints, prefix: where, username: e.username, password: e.password, tls: e.tls, leaseTtl }, records, log)
+}
+
+function common(s: Pick<ZooKeeperSource | EtcdSource, 'connectTimeout' | 'resyncInterval' | 'staleAfter'>): { connectTimeout: number; resyncInterval: number; staleAfter: number } {
   const resyncInterval = ms(s.resyncInterval ?? DEFAULTS.resyncInterval)
   return {
     connectTimeout: ms(s.connectTimeout ?? DEFAULTS.connectTimeout),

@@ -4,14 +4,16 @@
 import type { Logger } from 'pino'
 import { sameJson } from '../config/diff.js'
 import type { Target } from '../upstream/membership.js'
+import type { Records } from './formats.js'
 
 export type Kind = 'zookeeper' | 'etcd'
 
 /** Why a list was delivered: the first read, a watch event, a re-list after a reconnect, a resync, a confirming read. */
 export type ReadCause = 'first' | 'watch' | 'relist' | 'resync' | 'confirm' | 'drift'
 
-export interface Listing {
-  targets: readonly Target[]
+/** One read of the registry: `E` is a provider (Target) for discovery, a raw record for the fleet (src/fleet/). */
+export interface Listing<E = Target> {
+  targets: readonly E[]
   /** Records that did not parse: "name: why". */
   invalid: readonly string[]
   /** ZooKeeper: the parent's pzxid; etcd: the revision the list is at. */
@@ -24,7 +26,7 @@ export interface SubscriptionSettings {
   connectTimeout: number
 }
 
-export type ListListener = (targets: readonly Target[], cause: ReadCause) => void
+export type ListListener<E = Target> = (targets: readonly E[], cause: ReadCause) => void
 
 export interface Drift {
   at: string
@@ -51,16 +53,16 @@ export interface SubscriptionStatus {
   lastError: string | undefined
 }
 
-export abstract class Subscription {
+export abstract class Subscription<E = Target> {
   abstract readonly kind: Kind
   /** Every upstream entry that watches this source: each hears every list (a Set, never a shared array). */
-  readonly listeners = new Set<ListListener>()
+  readonly listeners = new Set<ListListener<E>>()
   connected = false
   /** ZooKeeper session id; etcd member id. */
   session: string | undefined
   version: string | undefined
   /** The last list delivered; undefined until the first successful read. */
-  targets: readonly Target[] | undefined
+  targets: readonly E[] | undefined
   lastRead: number | undefined
   stale = false
   drifts = 0
@@ -73,6 +75,8 @@ export abstract class Subscription {
   private resyncing = false
   private invalid = ''
   private lose = 0
+  /** Records this process keeps in the registry itself (the fleet's registration and observations): name -> data. */
+  private readonly own = new Map<string, string>()
   private readonly firstList: Promise<void>
   private gotFirst: () => void = () => undefined
 
@@ -81,6 +85,8 @@ export abstract class Subscription {
     readonly source: string,
     readonly path: string,
     readonly settings: SubscriptionSettings,
+    /** How the records read are parsed into entries, and how an entry is named (drift logs). */
+    protected readonly records: Records<E>,
     protected readonly log: Logger,
   ) {
     this.firstList = new Promise((resolve) => (this.gotFirst = resolve))
@@ -155,13 +161,46 @@ export abstract class Subscription {
     }
   }
 
+  /**
+   * Keep `value` under `name` (beside the records read) for as long as this process lives: an etcd key bound to
+   * the subscription's lease, a ZooKeeper ephemeral node of its session. A read that finds it missing or changed
+   * (a new session, a lost lease, a registry restarted empty) writes it again, so a registry that comes back
+   * gets it back. Rejects when the write fails now; the record is still kept and written on the next read.
+   */
+  publish(name: string, value: string): Promise<void> {
+    this.own.set(name, value)
+    return this.write(name, value)
+  }
+
+  /** Stop keeping `name`, and delete it from the registry. */
+  withdraw(name: string): Promise<void> {
+    this.own.delete(name)
+    return this.erase(name)
+  }
+
   /** Connect and start reading and watching; called once. */
   protected abstract open(): void
   protected abstract close(): Promise<void>
   /** One full read, without setting a watch (resyncs and confirmations). */
-  protected abstract read(): Promise<Listing>
+  protected abstract read(): Promise<Listing<E>>
   /** Forget the current watch and read+watch from scratch: after a drift the watch itself is suspect. */
   protected abstract rewatch(): void
+  /** Write one owned record (create or replace), bound to this process's session or lease. */
+  protected abstract write(name: string, value: string): Promise<void>
+  protected abstract erase(name: string): Promise<void>
+
+  /** The owned records the registry should hold again (all of them after a lost lease or session). */
+  protected rewrite(only?: ReadonlySet<string>): void {
+    for (const [name, value] of this.own) {
+      if (only !== undefined && !only.has(name)) continue
+      this.write(name, value).catch((err: Error) => this.failed(err))
+    }
+  }
+
+  /** Names of the last list, for logs: what vigil keeps serving while the registry is away. */
+  protected keeping(): string[] | undefined {
+    return this.targets?.map(this.records.name)
+  }
 
   /** A watch notification arrived; false when the test hook drops it. */
   protected notified(): boolean {
@@ -171,7 +210,7 @@ export abstract class Subscription {
     return false
   }
 
-  protected deliver(l: Listing, cause: ReadCause): void {
+  protected deliver(l: Listing<E>, cause: ReadCause): void {
     if (this.closed) return
     this.lastRead = Date.now()
     this.version = l.version
@@ -185,6 +224,7 @@ export abstract class Subscription {
     const first = this.targets === undefined
     const changed = first || !sameJson(this.targets, l.targets)
     this.targets = l.targets
+    if (this.own.size > 0) this.heal(l.targets)
     if (first) this.gotFirst()
     if (!changed && cause !== 'confirm') return
     for (const listener of [...this.listeners]) listener(l.targets, first ? 'first' : cause)
@@ -192,7 +232,7 @@ export abstract class Subscription {
 
   protected failed(err: Error): void {
     const message = err.message
-    if (message !== this.lastError) this.log.warn({ source: this.source, err: message, keeping: this.targets?.map((t) => t.address) }, 'registry read failed; keeping the last good list')
+    if (message !== this.lastError) this.log.warn({ source: this.source, err: message, keeping: this.keeping() }, 'registry read failed; keeping the last good list')
     this.lastError = message
   }
 
@@ -207,8 +247,8 @@ export abstract class Subscription {
       await new Promise((resolve) => setTimeout(resolve, Math.min(1000, this.settings.resyncInterval / 4)).unref())
       const second = await this.read()
       if (sameJson(second.targets, this.targets)) return this.deliver(second, 'resync')
-      const had = new Set(this.targets.map((t) => t.address))
-      const has = new Set(second.targets.map((t) => t.address))
+      const had = new Set(this.targets.map(this.records.name))
+      const has = new Set(second.targets.map(this.records.name))
       this.drifts++
       this.lastDrift = {
         at: new Date().toISOString(),
@@ -228,13 +268,22 @@ export abstract class Subscription {
     }
   }
 
+  /** Owned records a read did not find as written: write them again. */
+  private heal(read: readonly E[]): void {
+    const found = new Map<string, string | undefined>()
+    for (const e of read) found.set(this.records.name(e), this.records.value?.(e))
+    const missing = new Set<string>()
+    for (const [name, value] of this.own) if (!found.has(name) || (this.records.value !== undefined && found.get(name) !== value)) missing.add(name)
+    if (missing.size > 0) this.rewrite(missing)
+  }
+
   private armStale(): void {
     clearTimeout(this.staleTimer)
     if (this.closed) return
     this.staleTimer = setTimeout(() => {
       this.stale = true
       this.log.warn(
-        { source: this.source, lastRead: this.lastRead === undefined ? undefined : new Date(this.lastRead).toISOString(), keeping: this.targets?.map((t) => t.address) },
+        { source: this.source, lastRead: this.lastRead === undefined ? undefined : new Date(this.lastRead).toISOString(), keeping: this.keeping() },
         'registry source is stale: no successful read within staleAfter; its servers keep serving on their health checks',
       )
     }, this.settings.staleAfter)

@@ -1,23 +1,24 @@
 // ZooKeeper source: each child of `path` is a provider. Every list is a getChildren that sets its watch in the
 // same call, and every watch event leads to such a list (never list first and watch later). A reconnect re-lists
-// in full; an expired session gets a new client, since an expired handle never recovers.
+// in full; an expired session gets a new client, since an expired handle never recovers. Records the process
+// keeps itself (publish) are ephemeral nodes of its session: they go with the session, and come back with the
+// list that a new session reads (see Subscription.publish).
 import zookeeper, { type Client, type Exception, type Stat } from 'node-zookeeper-client'
 import type { Logger } from 'pino'
-import { parseRecords, type Fields, type Format } from './formats.js'
+import type { Records } from './formats.js'
+import type { Target } from '../upstream/membership.js'
 import { Subscription, type Listing, type ReadCause, type SubscriptionSettings } from './subscription.js'
 
 export interface ZooKeeperSettings extends SubscriptionSettings {
   servers: string
   path: string
-  format: Format
-  fields: Fields | undefined
   sessionTimeout: number
   auth: { user: string; password: string } | undefined
 }
 
 type Watcher = (event: unknown) => void
 
-export class ZooKeeperSubscription extends Subscription {
+export class ZooKeeperSubscription<E = Target> extends Subscription<E> {
   readonly kind = 'zookeeper'
   private client: Client | undefined
   /** Lists run concurrently (a watch fires while one is in flight); only the newest one delivers. */
@@ -29,9 +30,10 @@ export class ZooKeeperSubscription extends Subscription {
 
   constructor(
     private readonly zk: ZooKeeperSettings,
+    records: Records<E>,
     log: Logger,
   ) {
-    super(`zookeeper ${zk.servers} ${zk.path}`, zk.path, zk, log)
+    super(`zookeeper ${zk.servers} ${zk.path}`, zk.path, zk, records, log)
   }
 
   /** The session's id and password (tests expire the session by connecting a second client with them). */
@@ -48,7 +50,7 @@ export class ZooKeeperSubscription extends Subscription {
     this.client = undefined
   }
 
-  protected read(): Promise<Listing> {
+  protected read(): Promise<Listing<E>> {
     const client = this.client
     if (client === undefined || !this.connected) return Promise.reject(new Error('not connected to ZooKeeper'))
     return within(this.listing(client, undefined), this.settings.connectTimeout)
@@ -56,6 +58,39 @@ export class ZooKeeperSubscription extends Subscription {
 
   protected rewatch(): void {
     this.list('drift')
+  }
+
+  protected async write(name: string, value: string): Promise<void> {
+    const client = this.connectedClient()
+    const node = this.child(name)
+    const data = Buffer.from(value)
+    await within(mkdirp(client, this.zk.path), this.settings.connectTimeout)
+    try {
+      await within(call<string>((cb) => client.create(node, data, zookeeper.CreateMode.EPHEMERAL, cb)), this.settings.connectTimeout)
+    } catch (err) {
+      if (code(err) !== NODE_EXISTS) throw err
+      // Ours (this session's), or left by a session that has not expired yet: replaced, and written again by
+      // the next list if that session takes it away when it expires.
+      await within(call<Stat>((cb) => client.setData(node, data, -1, cb)), this.settings.connectTimeout)
+    }
+  }
+
+  protected async erase(name: string): Promise<void> {
+    const client = this.connectedClient()
+    try {
+      await within(call<void>((cb) => client.remove(this.child(name), -1, cb)), this.settings.connectTimeout)
+    } catch (err) {
+      if (code(err) !== NO_NODE) throw err
+    }
+  }
+
+  private connectedClient(): Client {
+    if (this.client === undefined || !this.connected) throw new Error('not connected to ZooKeeper')
+    return this.client
+  }
+
+  private child(name: string): string {
+    return `${this.zk.path === '/' ? '' : this.zk.path}/${name}`
   }
 
   private connect(): void {
@@ -75,7 +110,7 @@ export class ZooKeeperSubscription extends Subscription {
     client.on('disconnected', () => {
       if (!mine()) return
       this.connected = false
-      this.log.warn({ source: this.source, session: this.session, keeping: this.targets?.map((t) => t.address) }, 'disconnected from ZooKeeper; keeping the last good list')
+      this.log.warn({ source: this.source, session: this.session, keeping: this.keeping() }, 'disconnected from ZooKeeper; keeping the last good list')
     })
     client.on('expired', () => {
       if (!mine()) return
@@ -106,7 +141,7 @@ export class ZooKeeperSubscription extends Subscription {
   }
 
   /** Children (and their data for the json format), with `watcher` set by the very calls that read them. */
-  private async listing(client: Client, watcher: Watcher | undefined): Promise<Listing> {
+  private async listing(client: Client, watcher: Watcher | undefined): Promise<Listing<E>> {
     const path = this.zk.path
     const found = await children(client, path, watcher)
     if (found === undefined) {
@@ -116,21 +151,31 @@ export class ZooKeeperSubscription extends Subscription {
       return { targets: [], invalid: [], version: 'none' }
     }
     const [names, stat] = found
-    const records: [string, string | undefined][] =
-      this.zk.format === 'json'
-        ? (await Promise.all(names.map(async (n) => [n, await data(client, `${path === '/' ? '' : path}/${n}`, watcher)] as const))).filter(
-            (r): r is [string, string] => r[1] !== undefined,
-          )
-        : names.map((n) => [n, undefined])
-    const { targets, invalid } = parseRecords(this.zk.format, this.zk.fields, records)
+    const records: [string, string | undefined][] = this.records.withData
+      ? (await Promise.all(names.map(async (n) => [n, await data(client, this.child(n), watcher)] as const))).filter((r): r is [string, string] => r[1] !== undefined)
+      : names.map((n) => [n, undefined])
+    const { targets, invalid } = this.records.parse(records)
     return { targets, invalid, version: `0x${stat.pzxid.toString('hex')}` }
   }
 }
 
 const NO_NODE = -101
+const NODE_EXISTS = -110
+
+const code = (err: unknown): number | undefined =>
+  typeof err === 'object' && err !== null && 'getCode' in err && typeof err.getCode === 'function' ? (err.getCode() as number) : undefined
 
 function isNoNode(err: Error | Exception | null): boolean {
-  return err !== null && 'getCode' in err && err.getCode() === NO_NODE
+  return code(err) === NO_NODE
+}
+
+/** A client call with a node-style callback, as a promise. */
+function call<T>(fn: (cb: (err: Error | Exception | null, result: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, result) => (err !== null ? reject(err) : resolve(result))))
+}
+
+function mkdirp(client: Client, path: string): Promise<string> {
+  return call<string>((cb) => client.mkdirp(path, cb))
 }
 
 function children(client: Client, path: string, watcher: Watcher | undefined): Promise<[string[], Stat] | undefined> {

@@ -297,13 +297,16 @@ export class Reloader {
 }
 
 /**
- * Settings a running vigil keeps until it restarts: the admin listener, the DNS resolver's servers and timeout,
- * TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept listener
+ * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, the DNS resolver's servers and
+ * timeout, TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept
+ * listener
  * address (its routes and its certificate files do change).
  */
-function restartOnly(before: Config, after: Config): string[] {
+export function restartOnly(before: Config, after: Config): string[] {
   const keys: [string, unknown, unknown][] = [
     ['admin', before.admin, after.admin],
+    // The fleet's registration and observations hold a registry session for the life of the process.
+    ['fleet', before.fleet, after.fleet],
     ['resolver.servers', before.resolver?.servers, after.resolver?.servers],
     ['resolver.timeout', before.resolver?.timeout, after.resolver?.timeout],
   ]
