@@ -471,7 +471,8 @@ export class Exchange {
   }
 
   clientClosed(): void {
-    if (this.finished || this.res.writableFinished) return
+    // writableEnded, not writableFinished: an HTTP/2 stream the client reset counts as finished writing.
+    if (this.finished || this.res.writableEnded) return
     this.clientGone = true
     const now = Date.now()
     // Aborted because the client went away: not the provider's failure.
