@@ -2,9 +2,15 @@ import t from 'tap'
 import { Router } from '../src/proxy/router.js'
 import type { Upstream } from '../src/upstream/upstream.js'
 
-const api = { name: 'api' } as Upstream
-const billing = { name: 'billing' } as Upstream
-const wild = { name: 'wild' } as Upstream
+/** A generation as the router sees it: a name, and its group's live generation (itself until a swap). */
+function generation(name: string): Upstream {
+  const u = { name, group: { live: undefined as unknown } }
+  u.group.live = u
+  return u as unknown as Upstream
+}
+const api = generation('api')
+const billing = generation('billing')
+const wild = generation('wild')
 const upstreams = new Map([['api', api], ['billing', billing], ['wild', wild]])
 
 t.test('routes by host and path prefix, first match wins, port ignored', async (t) => {
@@ -34,4 +40,12 @@ t.test('no match gives undefined; a listener naming one upstream matches everyth
   const direct = new Router({ address: '127.0.0.1:1', upstream: 'billing' }, upstreams)
   t.equal(direct.match('anything', '/any'), billing)
   t.throws(() => new Router({ address: '127.0.0.1:1', upstream: 'nope' }, upstreams))
+})
+
+t.test('a route names a group: after a swap it gives the generation live now', async (t) => {
+  const u = generation('api')
+  const r = new Router({ address: '127.0.0.1:1', upstream: 'api' }, new Map([['api', u]]))
+  const next = generation('api')
+  ;(u.group as { live: Upstream }).live = next
+  t.equal(r.match(undefined, '/'), next)
 })

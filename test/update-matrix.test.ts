@@ -100,6 +100,10 @@ const ROWS: Record<string, Row> = {
   'passive.recoveryProbe.interval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, interval: '2s' } }),
   'passive.recoveryProbe.maxInterval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, maxInterval: '5s' } }),
   failOpen: upstreamRow('kept', { failOpen: false }),
+  // A subset only decides which servers this vigil sends to: every server keeps its state in or out of it.
+  'subset.size': upstreamRow('kept', { subset: { size: 2, id: 0, of: 2 } }),
+  'subset.id': upstreamRow('kept', { subset: { size: 2, id: 1, of: 2 } }),
+  'subset.of': upstreamRow('kept', { subset: { size: 2, id: 1, of: 3 } }),
   'passive.ejectAtLeastOne': nested('passive', 'passive-afresh', { ejectAtLeastOne: true }),
   'passive.outlier.interval': nested('passive', 'passive-afresh', { outlier: { interval: '5s' } }),
   'passive.outlier.requestVolume': nested('passive', 'passive-afresh', { outlier: { requestVolume: 50 } }),
@@ -118,6 +122,7 @@ const ROWS: Record<string, Row> = {
   'active.port': { rule: 'check-kept', change: (u, w) => ({ ...u, active: { ...u.active, port: Number(w.address('spare').split(':')[1]) } }) },
   'active.fastInterval': nested('active', 'check-kept', { fastInterval: '120ms' }),
   'active.downInterval': nested('active', 'check-kept', { downInterval: '120ms' }),
+  'active.trafficInterval': nested('active', 'check-kept', { trafficInterval: '1s' }),
   'active.jitter': nested('active', 'check-kept', { jitter: 0.2 }),
   'active.maxInFlight': nested('active', 'check-kept', { maxInFlight: 8 }),
   'active.unejectOnPass': nested('active', 'check-kept', { unejectOnPass: true }),
@@ -288,7 +293,11 @@ t.test('each setting changed on a kept group with live state follows its rule', 
     const rule = row.rule
     const failures: string[] = []
     const expect = (ok: boolean, what: string): void => void (ok || failures.push(what))
-    expect(after === before.group, 'the group is the same live group')
+    // Every generation is a new immutable group over the same lasting state: its events, monitor and wait queue,
+    // and each kept server's state holder.
+    expect(after !== before.group, 'the reload built a new generation of the group')
+    expect(after.monitor === before.group.monitor && after.group === before.group.group, 'the group keeps its monitor and events')
+    expect(before.group.select([]) === undefined || after.peers.includes(before.group.select([]) as Peer), 'the replaced generation picks from the live servers')
     for (const name of ['ramping', 'checkDown', 'draining'] as const) expect(kept(name), `${name} keeps its state holder`)
     if (rule !== 'new-server') expect(kept('steady'), 'steady keeps its state holder')
     // Ejected: kept unless passive accounting starts afresh.
@@ -302,6 +311,8 @@ t.test('each setting changed on a kept group with live state follows its rule', 
     for (const name of ['ramping', 'checkDown', 'draining'] as const) expect((peer(name).pool !== before.peers.get(addresses[name])?.pool) === pools, pools ? `${name} has a new pool` : `${name} keeps its pool`)
     if (pools && setting.startsWith('tls.')) expect(after.peers.every((p) => p.origin.startsWith('https://')), 'the whole group connects with TLS')
     if (rule === 'retuned') expect(after.peers.every((p) => p.rtt.decay === 3_000 && p.rtt === before.peers.get(p.address)?.rtt), 'every estimate is retuned in place')
+    // A setting that applies is not announced as waiting for a restart.
+    if (rule !== 'restart-only') expect(lines.filter((l) => l['msg'] === 'these settings change at the next restart').length === warned, 'no restart warning')
     if (rule === 'restart-only') {
       expect(lines.filter((l) => l['msg'] === 'these settings change at the next restart').length === warned + 1, 'the restart warning names it')
       expect(after.queue === before.queue, 'applied to nothing')

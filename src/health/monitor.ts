@@ -2,9 +2,10 @@
 // an upgrade) is dispatched, maybe answered (response headers), and settled exactly once; the monitor turns
 // that into the server's counters and latency estimate, passive health (ejection, stall), and whatever
 // subscribed (metrics). Envoy feeds its outlier detector the same way: result, status, response time.
-// It holds no state of its own beyond its subscribers, so it survives a reload that replaces passive health.
+// It holds no state of its own beyond its subscribers and lives as long as its group (group-state.ts), reporting to
+// the passive health of the live generation.
 import type { Peer } from '../upstream/peer.js'
-import type { Upstream } from '../upstream/upstream.js'
+import type { GroupState } from '../upstream/group-state.js'
 import { grpcFailure, httpFailure, type Failure } from './outcome.js'
 import type { Waiting } from './stall.js'
 
@@ -30,7 +31,7 @@ export class Monitor {
   /** Replaced, never mutated: a subscriber added while outcomes are being reported cannot be lost or doubled. */
   private observers: readonly AttemptObserver[] = NONE
 
-  constructor(private readonly upstream: Upstream) {}
+  constructor(private readonly group: GroupState) {}
 
   subscribe(o: AttemptObserver): void {
     if (!this.observers.includes(o)) this.observers = [...this.observers, o]
@@ -43,13 +44,13 @@ export class Monitor {
   /** The attempt is being sent: it is load on its server, and passive health gives it its role (trial...). */
   dispatched(a: Attempted, now: number): void {
     a.peer.inflight++
-    this.upstream.passive.dispatched(a.peer, a, now)
+    this.group.live.passive.dispatched(a.peer, a, now)
   }
 
   /** Response headers arrived with `status`; returns the failure that status counts as for passive health, if any. */
   responded(a: Attempted, status: number, now: number): Failure | undefined {
     a.headersAt = performance.now()
-    const passive = this.upstream.passive
+    const passive = this.group.live.passive
     passive.responded(a, now)
     return passive.failOn.hasStatus(status) ? httpFailure(status) : undefined
   }
@@ -57,7 +58,7 @@ export class Monitor {
   /** A gRPC call ended with `grpcStatus` (trailers, or a trailers-only head): the failure it counts as, if any. */
   grpcEnded(peer: Peer, grpcStatus: number): Failure | undefined {
     peer.stats.grpc(grpcStatus)
-    return this.upstream.passive.failOn.hasGrpc(grpcStatus) ? grpcFailure(grpcStatus) : undefined
+    return this.group.live.passive.failOn.hasGrpc(grpcStatus) ? grpcFailure(grpcStatus) : undefined
   }
 
   /** The attempt is over, counted once. `conclusive` false (the client left, a hedge lost young) says nothing. */
@@ -65,6 +66,7 @@ export class Monitor {
     const peer = a.peer
     peer.requests++
     if (failure !== undefined && conclusive) peer.failures++
+    else if (failure === undefined && a.status !== 0) peer.lastAnswered = now
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
     if (a.headersAt !== 0 || failure?.kind === 'timeout') {
       // The headers time is also the sample's clock reading: no second read.
@@ -73,12 +75,12 @@ export class Monitor {
     }
     const ms = now - a.started
     for (const o of this.observers) o.finished(peer, a.status, ms)
-    this.upstream.passive.settled(peer, a, failure, conclusive, now)
+    this.group.live.passive.settled(peer, a, failure, conclusive, now)
   }
 
   /** The attempt no longer loads its server (settled, or its tunnel closed): queued requests may go. */
   released(peer: Peer): void {
     peer.inflight--
-    this.upstream.admitWaiting()
+    this.group.live.admitWaiting()
   }
 }

@@ -7,6 +7,7 @@ import type { Passive } from '../config/schema.js'
 import { ms } from '../config/duration.js'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
+import type { GroupState } from '../upstream/group-state.js'
 import { FailureSet, type Failure } from './outcome.js'
 import type { Detector } from './eject/detector.js'
 import type { PassiveHealthLink, RecheckLink } from './events.js'
@@ -121,8 +122,10 @@ export class PassiveHealth {
   /** The active checker, when the group has checks: a failed request asks it to check the peer at once. */
   checker: RecheckLink | undefined = undefined
 
+  /** `group`: the lasting state of the group whose `peers` these are (its events, its live generation). */
   constructor(
-    readonly upstream: Upstream,
+    private readonly group: GroupState,
+    peers: readonly Peer[],
     config: Passive | undefined,
   ) {
     const s = (this.settings = settings(config))
@@ -132,8 +135,13 @@ export class PassiveHealth {
       this.every(s.failTimeout / RATE_BUCKETS, rotate, this.rotate)
     }
     if (s.mode === 'outlier') this.every(s.outlier.interval, sweep, this)
-    this.peers = upstream.peers.map((p) => this.join(p))
+    this.peers = peers.map((p) => this.join(p))
     this.stall = s.stall === undefined ? undefined : new StallWatch(s.stall, () => this.peers)
+  }
+
+  /** The live generation: its check, its timeouts, its snapshot (these passive settings may outlive the one that built them). */
+  get upstream(): Upstream {
+    return this.group.live
   }
 
   /** A peer starts clean here: in rotation as far as passive health goes (new settings start accounting afresh). */
@@ -145,13 +153,14 @@ export class PassiveHealth {
   }
 
   /**
-   * The group's peers changed (a reload, an admin call, DNS; src/upstream/membership.ts): kept peers keep their
-   * passive state, added ones start clean, removed ones stop their timers (their in-flight requests still settle).
+   * A new generation with the same passive settings has these `peers` (a reload, an admin call, DNS;
+   * src/upstream/membership.ts): kept peers keep their passive state, added ones start clean, removed ones stop
+   * their timers (their in-flight requests still settle).
    */
-  sync(): void {
-    const live = new Set(this.upstream.peers)
+  sync(peers: readonly Peer[]): void {
+    const live = new Set(peers)
     for (const h of this.peers) if (!live.has(h.peer)) h.close()
-    this.peers = this.upstream.peers.map((p) => (p.passive?.group === this ? p.passive : this.join(p)))
+    this.peers = peers.map((p) => (p.passive?.group === this ? p.passive : this.join(p)))
   }
 
   private every<T>(period: number, fn: (arg: T) => void, arg: T): void {
@@ -238,8 +247,8 @@ export class PassiveHealth {
   }
 
   emit(h: PeerHealth | undefined, kind: HealthEventKind, reason: string, extra: Partial<HealthEvent> = {}): void {
-    const event: HealthEvent = { kind, upstream: this.upstream.name, peer: h?.peer.address, reason, ...extra }
-    this.upstream.emit('health', event)
+    const event: HealthEvent = { kind, upstream: this.group.name, peer: h?.peer.address, reason, ...extra }
+    this.group.emit('health', event)
   }
 
   snapshot(): PeerPassiveSnapshot[] {

@@ -98,7 +98,7 @@ const USERINFO_TARGET = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*@/
 /** What Node's parser accepts but a proxy must not pass on; undefined for a fine request. `head` is read from its raw headers. */
 export function rejectRequest(req: IncomingMessage, limits: Limits, head: RequestHead = readRequestHead(req.rawHeaders)): Rejection | undefined {
   if (req.rawHeaders.length > limits.maxHeaders * 2) return TOO_MANY
-  // HTTP/2 only as itself (listener http2), never as a version in an HTTP/1 request line.
+  // "HTTP/2.0" in an HTTP/1 request line is no HTTP/2 stream: only a request that came in on an HTTP/2 session is one.
   if (req.httpVersionMajor !== 1 && !(req instanceof Http2ServerRequest)) return VERSION
   // RFC 9112 3.2: no Host in HTTP/1.1, or two Host headers, is a 400; Node keeps the first of two, a provider
   // might route on the second. An invalid one would reach X-Forwarded-Host and Forwarded.

@@ -41,7 +41,8 @@ export class Router {
         name ??= hostname(host)
         if (r.wildcard ? !name.endsWith(r.host) : name !== r.host) continue
       }
-      if (path.startsWith(r.pathPrefix)) return r.upstream
+      // A route names a group: the request gets the generation live now (admin and DNS changes publish new ones).
+      if (path.startsWith(r.pathPrefix)) return r.upstream.group.live
     }
     return undefined
   }

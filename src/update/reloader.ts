@@ -298,7 +298,7 @@ export class Reloader {
 
 /**
  * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, the DNS resolver's servers and
- * timeout, TLS, queue and EWMA decay of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept
+ * timeout, the wait queue of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept
  * listener
  * address (its routes and its certificate files do change).
  */
@@ -312,7 +312,8 @@ export function restartOnly(before: Config, after: Config): string[] {
   ]
   for (const [name, u] of Object.entries(after.upstreams)) {
     const b = before.upstreams[name]
-    if (b !== undefined) for (const k of ['tls', 'queue', 'ewmaDecay'] as const) keys.push([`upstreams.${name}.${k}`, b[k], u[k]])
+    // A kept group's TLS and ewmaDecay do apply (new pools, retuned estimates); only its wait queue is the group's for good.
+    if (b !== undefined) keys.push([`upstreams.${name}.queue`, b.queue, u.queue])
   }
   const old = new Map(listenerKeys(before.listeners).map((k) => [k.key, k.listener]))
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {

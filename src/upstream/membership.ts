@@ -1,16 +1,12 @@
 // Live membership: which peers each group has now. Every change (file reload, admin call, DNS answer) lands here
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
-import type { Config, Server, Upstream as UpstreamConfig } from '../config/schema.js'
-import { changedSettings, describeServerChange, diffServers, serverSpec, type ServerSpec } from '../config/diff.js'
-import { createBalancer } from '../balance/index.js'
-import { SlowStart } from '../balance/slow-start.js'
-import { ms } from '../config/duration.js'
+import type { Config, GroupConfig, Server, Upstream as UpstreamConfig } from '../config/schema.js'
+import { changedSettings, describeServerChange, diffServers, sameJson, serverSpec, type ServerSpec } from '../config/diff.js'
 import type { Peer } from './peer.js'
-import { activeCheck, connections, failOpenOf, Upstream, type Connections } from './upstream.js'
+import { connections, Upstream, type Connections } from './upstream.js'
 import { Hosts } from './hosts.js'
-import { PassiveHealth } from '../health/passive.js'
-import { RetryPolicy } from '../proxy/retry.js'
+import type { Consumer } from './subset.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
 export interface Target {
@@ -49,7 +45,12 @@ export interface MembershipEvents {
 export interface MembershipOptions {
   /** How long a removed peer's in-flight requests may take before its pool is destroyed. */
   retireGrace: () => number
+  /** This vigil's place in its fleet (fleet registration), for `subset` without `id` and `of`; a fleet of one until known. */
+  consumer?: () => Consumer | undefined
 }
+
+/** A group's `subset` takes its place from the fleet when neither `id` nor `of` is set by hand. */
+const placedByFleet = (config: UpstreamConfig | undefined): boolean => config?.subset !== undefined && config.subset.id === undefined && config.subset.of === undefined
 
 /**
  * The server lists discovery sources handed in, by `listKey(upstream, entry)`: each the complete list of one entry
@@ -74,6 +75,15 @@ export interface PreparedConfig {
   upstreams: ReadonlyMap<string, Upstream>
   commit(source: string): MembershipChange
   discard(): void
+}
+
+/** A live group's next generation, built by a change and published by it. */
+interface Step {
+  previous: Upstream
+  next: Upstream
+  specs: ServerSpec[]
+  /** Settings other than servers that changed (a file reload). */
+  fields: readonly string[]
 }
 
 /** Sources whose every applied update is a generation, even an empty one (the operator asked for it). */
@@ -138,6 +148,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
         const live = this.upstreams.get(name)
         try {
           if (live !== undefined) {
+            // A kept group's next generation (and any new pools) is built by the commit; until then the live
+            // generation routes, and a failed prepare leaves nothing behind. Its TLS files are read here.
             next.set(name, live)
             settings.set(name, connections(c))
             continue
@@ -158,7 +170,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
       upstreams: next,
       commit: (source) => {
         done = true
-        return this.commit(config, lists, next, fresh, settings, source)
+        return this.commit(config, lists, fresh, settings, source)
       },
       discard: () => {
         if (done) return
@@ -192,7 +204,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     lists.set(listKey(upstream, entry), targets)
     this.lists = lists
     const before = this.generation
-    const c = this.change(source, (c) => this.applyServers(live, this.effective(upstream, config), c))
+    const c = this.change(source, (c) => this.advanceServers([live], c))
     return this.generation === before ? undefined : c
   }
 
@@ -200,9 +212,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   discovered(source: string, lists: ServerLists): MembershipChange | undefined {
     this.lists = lists
     const before = this.generation
-    const c = this.change(source, (c) => {
-      for (const [name, u] of this.upstreams) this.applyServers(u, this.effective(name, this.configs.get(name) as UpstreamConfig), c)
-    })
+    const c = this.change(source, (c) => this.advanceServers([...this.upstreams.values()], c))
     return this.generation === before ? undefined : c
   }
 
@@ -218,14 +228,42 @@ export class Membership extends EventEmitter<MembershipEvents> {
     let o = this.overlays.get(upstream)
     if (o === undefined) this.overlays.set(upstream, (o = new Map()))
     edit(o)
-    return this.change('admin', (c) => this.applyServers(live, this.effective(upstream, config), c))
+    return this.change('admin', (c) => this.advanceServers([live], c))
   }
 
   /** A group that is not live yet (a discarded prepare deletes its specs again). */
   private build(name: string, config: UpstreamConfig, lists: ServerLists): Upstream {
     const specs = this.effective(name, config, lists)
     this.specs.set(name, specs)
-    return new Upstream(name, { ...config, servers: specs }, this.hosts)
+    return new Upstream(name, this.generationConfig(config, specs), this.hosts)
+  }
+
+  /** A group's config as one generation uses it: its servers, and with a fleet-placed `subset` this vigil's place. */
+  private generationConfig(config: UpstreamConfig, servers: ServerSpec[]): GroupConfig {
+    if (!placedByFleet(config)) return { ...config, servers }
+    const { index, count } = this.options.consumer?.() ?? { index: 0, count: 1 }
+    return { ...config, servers, subset: { ...(config.subset as NonNullable<UpstreamConfig['subset']>), id: index, of: count } }
+  }
+
+  /**
+   * This vigil's place in the fleet changed (a consumer joined or left): every group whose subset the fleet places
+   * gets its next generation, same servers, its subset recomputed. Undefined when that moved no subset.
+   */
+  consumersChanged(): MembershipChange | undefined {
+    const before = this.generation
+    const c = this.change('fleet', (c) => {
+      const steps: Step[] = []
+      for (const live of this.upstreams.values()) {
+        const config = this.configs.get(live.name)
+        if (!placedByFleet(config)) continue
+        const subset = this.generationConfig(config as UpstreamConfig, []).subset
+        if (sameJson(subset, live.config.subset)) continue
+        steps.push(this.step(live, config as UpstreamConfig, live.connections, []))
+        c.upstreams.changed.push(`${live.name} (subset: consumer ${String(subset?.id)} of ${String(subset?.of)})`)
+      }
+      this.advance(steps, c)
+    })
+    return this.generation === before ? undefined : c
   }
 
   /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
@@ -259,14 +297,30 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return c
   }
 
-  private commit(config: Config['upstreams'], lists: ServerLists, next: Map<string, Upstream>, fresh: ReadonlyMap<string, Upstream>, settings: ReadonlyMap<string, Connections>, source: string): MembershipChange {
+  private commit(config: Config['upstreams'], lists: ServerLists, fresh: ReadonlyMap<string, Upstream>, settings: ReadonlyMap<string, Connections>, source: string): MembershipChange {
     return this.change(source, (c) => {
       this.overlays.clear()
       this.lists = lists
       const before = this.configs
       const previous = this.upstreams
-      // Swapped first, so event listeners below already see the new map.
       this.configs = new Map(Object.entries(config))
+      // Every kept group gets its next generation, with the connection settings prepare() read: a rotated CA file
+      // under an unchanged config text is new connection settings, so new pools (src/upstream/hosts.ts).
+      const steps: Step[] = []
+      const next = new Map<string, Upstream>()
+      for (const name of Object.keys(config)) {
+        const u = fresh.get(name)
+        if (u !== undefined) {
+          next.set(name, u)
+          continue
+        }
+        const live = previous.get(name) as Upstream
+        const cfg = this.configs.get(name) as UpstreamConfig
+        const step = this.step(live, cfg, settings.get(name) as Connections, changedSettings(before.get(name) as UpstreamConfig, cfg))
+        steps.push(step)
+        next.set(name, step.next)
+      }
+      // Swapped first, so event listeners below already see the new map.
       this.upstreams = next
       for (const [name, u] of previous) {
         if (next.has(name)) continue
@@ -279,75 +333,67 @@ export class Membership extends EventEmitter<MembershipEvents> {
         this.specs.delete(name)
         this.emit('upstream-removed', u)
       }
-      for (const [name, u] of next) {
-        const cfg = this.configs.get(name) as UpstreamConfig
-        if (fresh.has(name)) {
-          c.upstreams.added.push(name)
-          for (const p of u.peers) c.added.push(`${name}/${p.address}`)
-          this.emit('upstream-added', u, cfg)
-          continue
-        }
-        const fields = changedSettings(before.get(name) as UpstreamConfig, cfg)
-        const specs = this.effective(name, cfg)
-        if (fields.length > 0) {
-          this.reconfigure(u, cfg, fields, specs, settings.get(name) as Connections)
-          c.upstreams.changed.push(`${name} (${fields.join(', ')})`)
-        }
-        this.applyServers(u, specs, c)
-        if (fields.length > 0) this.emit('upstream-changed', u, cfg, fields)
+      for (const [name, u] of fresh) {
+        c.upstreams.added.push(name)
+        for (const p of u.peers) c.added.push(`${name}/${p.address}`)
+        this.emit('upstream-added', u, this.configs.get(name) as UpstreamConfig)
+      }
+      for (const step of steps) {
+        const fields = step.fields
+        if (fields.length > 0) c.upstreams.changed.push(`${step.next.name} (${fields.join(', ')})`)
+        else if (step.next.connections.key !== step.previous.connections.key) c.upstreams.changed.push(`${step.next.name} (tls files)`)
+        this.publish(step, c)
+        if (fields.length > 0) this.emit('upstream-changed', step.next, this.configs.get(step.next.name) as UpstreamConfig, fields)
       }
     })
   }
 
-  /**
-   * Settings of a kept group, with its connection settings read by prepare(): applyServers() then hands them to
-   * every server (a pool built under other settings is replaced, src/upstream/hosts.ts). queue waits for a
-   * restart (src/update/reloader.ts warns).
-   */
-  private reconfigure(u: Upstream, config: UpstreamConfig, fields: readonly string[], specs: ServerSpec[], next: Connections): void {
-    u.balancer = createBalancer({ ...config, servers: specs })
-    u.hostHeader = config.host
-    u.failOpen = failOpenOf(config)
-    // The active checker picks the new check up in the same swap ('applied' -> ActiveChecker.update).
-    u.active = activeCheck(config)
-    if (fields.includes('retry')) u.retry = new RetryPolicy(config.retry)
-    // New passive settings start passive accounting afresh: ejections end, every server is back in rotation
-    // (PassiveHealth joins each peer with a clean state and reopens its gate); unchanged ones keep every peer's state.
-    if (fields.includes('passive')) {
-      u.passive.close()
-      u.passive = new PassiveHealth(u, config.passive)
+  /** Admin and discovery changes: each group whose server list changed gets its next generation, same settings. */
+  private advanceServers(groups: readonly Upstream[], c: MembershipChange): void {
+    const steps: Step[] = []
+    for (const live of groups) {
+      const specs = this.effective(live.name, this.configs.get(live.name) as UpstreamConfig)
+      if (sameJson(specs, this.specs.get(live.name))) continue
+      steps.push(this.step(live, this.configs.get(live.name) as UpstreamConfig, live.connections, []))
     }
-    if (fields.includes('slowStart')) {
-      const slowStart = new SlowStart(ms(config.slowStart ?? 0))
-      u.slowStart.handOver(slowStart)
-      u.slowStart = slowStart
-    }
-    u.connections = next
-    u.refresh()
+    this.advance(steps, c)
+  }
+
+  /** Swap in the next generations of these live groups and publish them. */
+  private advance(steps: readonly Step[], c: MembershipChange): void {
+    if (steps.length === 0) return
+    const next = new Map(this.upstreams)
+    for (const step of steps) next.set(step.next.name, step.next)
+    this.upstreams = next
+    for (const step of steps) this.publish(step, c)
   }
 
   /**
-   * Make `u` serve exactly `specs` with its current connection settings: every listed server is acquired from the
-   * registry (a kept one is the same state, with these settings), then the previous list is released; a server
-   * that was the last holder's retires.
+   * The next generation of a live group, built (its servers acquired: a kept one is the same state, with the new
+   * settings and maybe a new pool) but not published.
    */
-  private applyServers(u: Upstream, specs: ServerSpec[], c: MembershipChange): void {
-    const d = diffServers(this.specs.get(u.name) ?? [], specs)
-    this.specs.set(u.name, specs)
-    const previous = u.peers
-    const known = new Set(previous)
-    u.peers = specs.map((s) => this.hosts.acquire(u.name, s, u.connections))
-    const removed = this.release(u, previous)
-    if (d.added.length + d.removed.length + d.changed.length === 0) return
-    for (const pair of d.changed) c.changed.push(`${u.name}/${describeServerChange(pair)}`)
-    for (const s of d.added) c.added.push(`${u.name}/${s.address}`)
-    const added = u.peers.filter((p) => !known.has(p))
-    u.passive.sync()
-    // Policies that size themselves from the set (the hash ring's total weight) are rebuilt with it.
-    u.balancer = createBalancer({ ...(this.configs.get(u.name) as UpstreamConfig), servers: specs })
-    if (added.length > 0) this.emit('peers-added', u, added)
-    this.retire(u, removed, c)
-    u.refresh()
+  private step(previous: Upstream, config: UpstreamConfig, connections: Connections, fields: readonly string[]): Step {
+    const specs = this.effective(previous.name, config)
+    const next = new Upstream(previous.name, this.generationConfig(config, specs), this.hosts, { previous, connections })
+    return { previous, next, specs, fields }
+  }
+
+  /**
+   * Make a built generation live: added servers are announced before the new snapshot is published (a health
+   * module may set their gates), then the previous generation releases its servers; one no generation holds any
+   * more retires (no new requests, its pool closes once its requests are done).
+   */
+  private publish({ previous, next, specs }: Step, c: MembershipChange): void {
+    const name = next.name
+    const d = diffServers(this.specs.get(name) ?? [], specs)
+    this.specs.set(name, specs)
+    for (const pair of d.changed) c.changed.push(`${name}/${describeServerChange(pair)}`)
+    for (const s of d.added) c.added.push(`${name}/${s.address}`)
+    const known = new Set(previous.peers)
+    const added = next.peers.filter((p) => !known.has(p))
+    if (added.length > 0) this.emit('peers-added', next, added)
+    this.retire(next, this.release(previous, previous.peers), c)
+    next.publish()
   }
 
   /** `peers` are no longer held by `u`'s previous generation; those no generation holds any more. */

@@ -1,6 +1,6 @@
-// An Upstream is a named group of peers plus the snapshot of which of them may receive traffic now.
+// An Upstream is one generation of a named group: its peers, policies and connection settings, immutable, plus the
+// snapshot of which of its peers may receive traffic now.
 import { createHash } from 'node:crypto'
-import { EventEmitter } from 'node:events'
 import type { GroupConfig, Upstream as UpstreamConfig } from '../config/schema.js'
 import { serverSpec } from '../config/diff.js'
 import { ms } from '../config/duration.js'
@@ -10,11 +10,14 @@ import type { Peer, PoolOptions } from './peer.js'
 import { Hosts } from './hosts.js'
 import { loadClientTls } from './tls.js'
 import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
-import { DEFAULT_QUEUE_TIMEOUT, WaitQueue, type Waiter } from './wait-queue.js'
+import type { WaitQueue, Waiter } from './wait-queue.js'
+import { GroupState } from './group-state.js'
+import { sameJson } from '../config/diff.js'
 import { PassiveHealth } from '../health/passive.js'
 import type { HealthEvent } from '../health/passive-events.js'
-import { Monitor } from '../health/monitor.js'
+import type { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
+import { subsetRotation, type SubsetRotation } from './subset-rotation.js'
 
 /** HTTP/2 to providers: one multiplexed session per provider, 100 streams on it (a Node or grpc-go server's own limit). */
 export const HTTP2_DEFAULTS = { connections: 1, maxConcurrentStreams: 100 } as const
@@ -92,109 +95,183 @@ export interface Refusal {
   detail: string
 }
 
-export class Upstream extends EventEmitter {
+/** What builds a group's next generation (see the Upstream constructor). */
+export interface NextGeneration {
+  previous?: Upstream
+  connections?: Connections
+}
+
+/**
+ * One generation of a group: its servers (each the lasting state of its address, from the hosts registry), its
+ * balancer, policies and connection settings, all fixed at construction. A reload, an admin call or a DNS answer
+ * builds the next generation from this one (NextGeneration) and publishes it; what outlives generations is
+ * in the hosts registry (per server) and in the group's GroupState (events, monitor, wait queue, live generation).
+ */
+export class Upstream {
   readonly name: string
-  /** peers, connections, balancer, slowStart, hostHeader, active, passive and retry are replaced in place on reload (src/upstream/membership.ts). */
-  peers: readonly Peer[]
-  connections: Connections
-  private policy!: Balancer
-  private ramp!: SlowStart
-  /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
-  readonly queue: WaitQueue | undefined
+  /** The config this generation was built from, its servers filled in (what the next generation is compared with). */
+  readonly config: GroupConfig
+  readonly peers: readonly Peer[]
+  readonly connections: Connections
+  readonly balancer: Balancer
+  /** The slow-start ramps: the previous generation's when the window is the same, handed over when it changed. */
+  readonly slowStart: SlowStart
   /** Host header for the servers; undefined keeps the client's. */
-  hostHeader: string | undefined
+  readonly hostHeader: string | undefined
   /** The active health check, resolved; undefined when the group has none. */
-  active: CheckSpec | undefined
+  readonly active: CheckSpec | undefined
+  /** With `subset`: which primaries this vigil uses, and which stand by (src/upstream/subset-rotation.ts). */
+  readonly subset: SubsetRotation | undefined
+  /** Selection's bottom line: with no eligible peer, try the non-down ones rather than answer 503. */
+  readonly failOpen: boolean
+  /** Passive accounting: the previous generation's when its settings are the same, afresh when they changed. */
+  readonly passive: PassiveHealth
+  readonly retry: RetryPolicy
+  /** What the group keeps across generations. */
+  readonly group: GroupState
   /** Eligible primaries and eligible backups, rebuilt on every health or operator change, read per request. */
   private primaries: readonly Peer[] = NONE
   private backups: readonly Peer[] = NONE
   private readonly noLive: Refusal
   private readonly allFull: Refusal
-  private started = false
   /** Every enabled, non-down peer: tried when none is eligible and failOpen is on (empty otherwise). */
   private lastResort: readonly Peer[] = NONE
-  /** Selection's bottom line: with no eligible peer, try the non-down ones rather than answer 503. */
-  failOpen: boolean
-  private noneEligible = false
-  passive: PassiveHealth
-  retry: RetryPolicy
-  /** Where the data path reports every attempt (health/monitor.ts); outlives passive and retry settings. */
-  readonly monitor: Monitor = new Monitor(this)
 
-  /** `hosts`: where its servers' state lives (Membership's registry; a group built alone has its own). */
-  constructor(name: string, config: GroupConfig, hosts: Hosts = new Hosts(() => 0)) {
-    super()
+  /**
+   * `hosts`: where its servers' state lives (Membership's registry; a group built alone has its own). `next`: the
+   * live generation this one will replace and the connection settings prepare() read (TLS files can fail to
+   * load, so they are read before the swap); without a previous generation the group starts here and is live at
+   * once. With it, it is built inside the swap and routes nothing until publish(): the servers are acquired (a
+   * kept one is the same state, with these settings), and passive accounting, slow start and the retry policy are
+   * carried over by the rules below.
+   */
+  constructor(name: string, config: GroupConfig, hosts: Hosts = new Hosts(() => 0), next: NextGeneration = {}) {
+    const previous = next.previous
     this.name = name
+    this.config = config
     this.hostHeader = config.host
     this.active = activeCheck(config)
-    this.connections = connections(config)
+    this.connections = next.connections ?? connections(config)
     this.peers = config.servers.map((s) => hosts.acquire(name, serverSpec(s), this.connections))
+    this.subset = subsetRotation(this.peers, config.subset, config.passive)
     this.balancer = createBalancer(config)
-    this.slowStart = new SlowStart(ms(config.slowStart ?? 0))
-    this.queue = config.queue === undefined ? undefined : new WaitQueue(config.queue.size, ms(config.queue.timeout ?? DEFAULT_QUEUE_TIMEOUT))
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
     this.failOpen = failOpenOf(config)
-    this.passive = new PassiveHealth(this, config.passive)
-    this.retry = new RetryPolicy(config.retry)
-    this.refresh()
-    this.started = true
+    // A retry policy carries its budget's counts: kept while its settings are the same.
+    this.retry = previous !== undefined && sameJson(previous.config.retry, config.retry) ? previous.retry : new RetryPolicy(config.retry)
+    this.group = previous?.group ?? new GroupState(name, config)
+    // Slow start: a running ramp continues under a new window from the time it began (SlowStart.handOver).
+    const window = ms(config.slowStart ?? 0)
+    if (previous?.slowStart.window === window) this.slowStart = previous.slowStart
+    else {
+      this.slowStart = new SlowStart(window)
+      this.slowStart.onWeights = () => this.group.live.prepareBalancer()
+      previous?.slowStart.handOver(this.slowStart)
+    }
+    // Passive health: kept peers keep their state under the same settings; new settings start accounting afresh
+    // (ejections end, every server is back in rotation), so no server is stranded by a rule it was ejected under.
+    if (previous !== undefined && sameJson(previous.config.passive, config.passive)) {
+      this.passive = previous.passive
+      this.passive.sync(this.peers)
+    } else {
+      previous?.passive.close()
+      this.passive = new PassiveHealth(this.group, this.peers, config.passive)
+    }
+    if (previous === undefined) this.publish()
   }
 
-  get balancer(): Balancer {
-    return this.policy
-  }
-
-  /** A new policy (reload) gets its tables for the current snapshot at once. */
-  set balancer(b: Balancer) {
-    this.policy = b
-    this.prepareBalancer()
-  }
-
-  get slowStart(): SlowStart {
-    return this.ramp
-  }
-
-  set slowStart(s: SlowStart) {
-    this.ramp = s
-    s.onWeights = () => this.prepareBalancer()
+  /**
+   * Make this generation the live one: its snapshot is built, the servers that were not eligible in the one it
+   * replaces start slow start, and the group's waiters may take room it has. Called once, inside the swap.
+   */
+  publish(): void {
+    const previous = this.group.live as Upstream | undefined
+    this.group.live = this
+    this.rebuild(previous === undefined ? undefined : previous.primaries.concat(previous.backups))
   }
 
   /** Balancer tables follow the snapshot and the effective weights; pick() never builds one. */
   private prepareBalancer(): void {
-    this.policy.prepare?.([this.primaries, this.backups, this.lastResort])
+    this.balancer.prepare?.([this.primaries, this.backups, this.lastResort])
   }
 
   get timeouts(): UpstreamTimeouts {
     return this.connections.timeouts
   }
 
-  /** A peer's pool closed or reopened a gate (GOAWAY): the snapshot follows. */
+  /** A peer's pool closed or reopened a gate (GOAWAY): the live snapshot follows. */
   private readonly gateChanged = (): void => this.refresh()
 
-  /** Recompute the eligible snapshot; call after any change to a peer's gates. */
+  /** Recompute the eligible snapshot of the live generation; call after any change to a peer's gates. */
   refresh(): void {
+    const live = this.group.live
+    live.rebuild(live.primaries.concat(live.backups))
+  }
+
+  /** `before`: the eligible servers until now (undefined at the group's start, which is not a recovery). */
+  private rebuild(before: readonly Peer[] | undefined): void {
     for (const p of this.peers) p.onGateChange = this.gateChanged
-    const before = this.primaries.concat(this.backups)
-    this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
+    this.primaries = this.inRotation(before !== undefined).filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
     this.lastResort = this.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
-    // The constructor's first snapshot is the start, not a recovery.
-    if (this.started) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
+    if (before !== undefined) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
     this.prepareBalancer()
     this.eligibilityChanged()
-    this.emit('change', this)
+    this.group.emit('change', this)
     this.admitWaiting()
+  }
+
+  /**
+   * The servers in rotation now: all, or under `subset` its members and replacements; a server that leaves standby is
+   * checked at once, as an added one is.
+   */
+  private inRotation(started: boolean): readonly Peer[] {
+    const subset = this.subset
+    if (subset === undefined) {
+      // A generation without `subset` after one with it: nothing stands by any more.
+      for (const p of this.peers) p.standby = false
+      return this.peers
+    }
+    const rotation = subset.rotation()
+    for (const p of this.peers) {
+      const standby = subset.role(p) === 'standby'
+      const back = p.standby && !standby
+      p.standby = standby
+      if (back && started) this.passive.checker?.recheck(p)
+    }
+    return rotation
+  }
+
+  /** Listen to the group's events ('health', 'change'), whichever generation is live when they happen. */
+  on(event: 'health' | 'change', listener: (...args: any[]) => void): this {
+    this.group.on(event, listener)
+    return this
+  }
+
+  off(event: 'health' | 'change', listener: (...args: any[]) => void): this {
+    this.group.off(event, listener)
+    return this
+  }
+
+  /** Where the data path reports every attempt (health/monitor.ts): the group's, whichever generation is live. */
+  get monitor(): Monitor {
+    return this.group.monitor
+  }
+
+  /** Requests waiting for room under maxConns; undefined when the upstream has no `queue`. */
+  get queue(): WaitQueue | undefined {
+    return this.group.queue
   }
 
   /** Says once when the group runs out of eligible peers, and once when it has some again. */
   private eligibilityChanged(): void {
     const none = this.eligibleCount === 0
-    if (none === this.noneEligible) return
-    this.noneEligible = none
+    if (none === this.group.noneEligible) return
+    this.group.noneEligible = none
     const reason = none ? (this.failOpen ? 'no eligible server: failing open to every non-down server' : 'no eligible server: answering 503') : 'eligible servers again'
     const event: HealthEvent = { kind: none ? 'no_eligible' : 'eligible', upstream: this.name, peer: undefined, reason }
-    this.emit('health', event)
+    this.group.emit('health', event)
   }
 
   /**
@@ -210,6 +287,8 @@ export class Upstream extends EventEmitter {
    * last failure). When no peer is eligible at all, fail open: any enabled, non-down peer rather than nothing.
    */
   select(tried: readonly Peer[], req?: PickRequest): Peer | undefined {
+    // A request routed before a swap (a retry, a hedge, a queued request) picks from the live server list.
+    if (this.group.live !== this) return this.group.live.select(tried, req)
     const peer = this.balancer.pick(this.primaries, tried, req) ?? (this.backups.length === 0 ? undefined : this.balancer.pick(this.backups, tried, req))
     if (peer !== undefined || this.primaries.length + this.backups.length !== 0 || this.lastResort.length === 0) return peer
     return this.balancer.pick(this.lastResort, tried, req)
@@ -217,6 +296,7 @@ export class Upstream extends EventEmitter {
 
   /** Why select() found no peer: nothing eligible, or every eligible peer at its maxConns limit. */
   refusal(): Refusal {
+    if (this.group.live !== this) return this.group.live.refusal()
     for (const p of this.primaries) if (p.inflight >= p.maxConns) return this.allFull
     for (const p of this.backups) if (p.inflight >= p.maxConns) return this.allFull
     return this.noLive
@@ -224,8 +304,9 @@ export class Upstream extends EventEmitter {
 
   /** A request finished or the snapshot changed: let queued requests in while some eligible peer has room. */
   admitWaiting(): void {
-    const queue = this.queue
+    const queue = this.group.queue
     if (queue === undefined) return
+    if (this.group.live !== this) return this.group.live.admitWaiting()
     while (queue.length > 0 && this.hasRoom()) (queue.shift() as Waiter).admit()
   }
 
