@@ -6,7 +6,8 @@
 // removal was applied (counted by the providers), seconds from a registry change to its application (p50/p99),
 // and the drift counter. Rows go to bench/out/registry.json and the drill report (report.html, SUMMARY.md),
 // labelled with the run and its scale (rounds / 3). A registry that is not installed is skipped with a note.
-// Flags: --kinds etcd,zookeeper --rounds 3 (providers replaced per deploy).
+// Flags: --kinds etcd,zookeeper --rounds 3 (providers replaced per deploy), --limit 900 (seconds: the watchdog that
+// ends a drill that hangs, with exit code 1; a single phase is given up after PHASE_LIMIT_MS and marked failed).
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdtempSync } from 'node:fs'
@@ -24,8 +25,19 @@ import { registryRow, writeReport, type RegistryDoc, type RegistryPhase, type Re
 import { resultsDir, writeJson, type RunLabel } from './lib/results.js'
 
 const DEFAULT_ROUNDS = 3
-const { values } = parseArgs({ options: { kinds: { type: 'string', default: 'etcd,zookeeper' }, rounds: { type: 'string', default: String(DEFAULT_ROUNDS) } } })
+const { values } = parseArgs({
+  options: { kinds: { type: 'string', default: 'etcd,zookeeper' }, rounds: { type: 'string', default: String(DEFAULT_ROUNDS) }, limit: { type: 'string', default: '900' } },
+})
 const ROUNDS = Number(values.rounds)
+/** A phase that has not ended by then is recorded as failed and the drill goes on (its own waits are shorter). */
+const PHASE_LIMIT_MS = 120_000
+/** What runs now, for the watchdog's last word. */
+let running = 'start'
+// The drill must never hang: past --limit it says what was running and exits 1 (procs.ts kills the children).
+const watchdog = setTimeout(() => {
+  process.stderr.write(`registry drill: watchdog: still running "${running}" after ${values.limit} s; giving up\n`)
+  process.exit(1)
+}, Number(values.limit) * 1000)
 const CLIENTS = 16
 /**
  * The sources' resyncInterval (2 s): a lost event is caught by the next resync, which looks again
@@ -260,8 +272,13 @@ async function drill(registry: Registry, label: RunLabel): Promise<RegistryRow[]
   const phase = async (name: RegistryPhase, fn: () => Promise<Pick<RegistryRow, 'result' | 'missed'>>, underLoad = true): Promise<void> => {
     const before = { requests: traffic.requests, errors: traffic.errors, sent: sentToRemoved(), applied: applied.seconds.length }
     const t0 = performance.now()
+    running = `${registry.kind}: ${name}`
+    let timer: NodeJS.Timeout | undefined
+    const limit = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`watchdog: the phase did not end within ${PHASE_LIMIT_MS / 1000} s`)), PHASE_LIMIT_MS)
+    })
     try {
-      const shown = await fn()
+      const shown = await Promise.race([fn(), limit])
       const counts = { requests: traffic.requests - before.requests, clientErrors: traffic.errors - before.errors, sentToRemoved: sentToRemoved() - before.sent }
       rows.push({
         ...base,
@@ -274,6 +291,8 @@ async function drill(registry: Registry, label: RunLabel): Promise<RegistryRow[]
       })
     } catch (err) {
       rows.push({ ...base, phase: name, status: 'failed', note: (err as Error).message })
+    } finally {
+      clearTimeout(timer)
     }
   }
   /** A provider started and ready to register, so a timed change is the registration alone. */
@@ -349,11 +368,13 @@ async function drill(registry: Registry, label: RunLabel): Promise<RegistryRow[]
       return { result: `${kept} of ${before} servers kept`, missed: kept < before ? [`${before - kept} servers dropped`] : [] }
     })
   } finally {
+    running = `${registry.kind}: stopping the load and vigil`
     await traffic.stop()
     await vigil.stop(500)
   }
 
   // Start with the registry down: from the cache file vigil wrote, serving at once.
+  running = `${registry.kind}: stopping the registry`
   await registry.close()
   await phase('start from cache', async () => {
     const t0 = performance.now()
@@ -395,4 +416,5 @@ rows.sort((a, b) => a.kind.localeCompare(b.kind)) // stable: each registry's pha
 const machine = { cpus: cpus().length, node: process.version, loadavg: [load1, loadavg()[0] as number] }
 await writeJson(file, { kind: 'registry', date: new Date().toISOString(), machine, clients: CLIENTS, runs: rows } satisfies RegistryDoc)
 process.stdout.write(`report: ${await writeReport()}\n`)
+clearTimeout(watchdog)
 process.exit(0)

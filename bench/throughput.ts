@@ -49,6 +49,11 @@ const specs: ProxySpec[] = [
   { name: 'vigil+access', kind: 'vigil', fragment: 'vigil-throughput.json', access: 'json' },
   { name: 'http-proxy', kind: 'http-proxy' },
   { name: 'nginx', kind: 'nginx' },
+  // Every core: a primary and 1 or 2 workers, against nginx with 1 or 2 worker processes. The load generator
+  // shares the two cores, so the figure to compare is vigil's 2÷1 scaling with nginx's, not 2.0x.
+  { name: 'vigil-w1', kind: 'vigil', fragment: 'vigil-throughput.json', workers: 1 },
+  { name: 'vigil-w2', kind: 'vigil', fragment: 'vigil-throughput.json', workers: 2 },
+  { name: 'nginx-w2', kind: 'nginx', workers: 2 },
 ]
 const notes: string[] = []
 const only = values.targets?.split(',')
@@ -137,6 +142,7 @@ type Summary = ReturnType<typeof summarise>
 function ratiosOf(summary: Summary) {
   const of = (name: string) => summary.find((s) => s.target === name)
   const [direct, vigil, undici, forwarder, nginx, access] = [of('direct'), of('vigil'), of('undici'), of('http-proxy'), of('nginx'), of('vigil+access')]
+  const [w1, w2, nginx2] = [of('vigil-w1'), of('vigil-w2'), of('nginx-w2')]
   const cpu = (a: typeof vigil, b: typeof vigil) => (a?.cpuUs === undefined || b?.cpuUs === undefined ? undefined : a.cpuUs / b.cpuUs)
   return {
     vigilOverDirect: vigil && direct ? vigil.rps / direct.rps : undefined,
@@ -149,6 +155,11 @@ function ratiosOf(summary: Summary) {
     vigilP99AboveDirect: vigil && direct ? vigil.p99 - direct.p99 : undefined,
     accessOverVigil: access && vigil ? access.rps / vigil.rps : undefined,
     accessCpuOverVigil: cpu(access, vigil),
+    // Scaling from one worker to two, vigil's beside nginx's; CPU per request summed over every process.
+    vigilTwoOverOneWorker: w2 && w1 ? w2.rps / w1.rps : undefined,
+    nginxTwoOverOneWorker: nginx2 && nginx ? nginx2.rps / nginx.rps : undefined,
+    vigilTwoWorkersCpuOverOne: cpu(w2, w1),
+    vigilOneWorkerCpuOverOneProcess: cpu(w1, vigil),
   }
 }
 type Ratios = ReturnType<typeof ratiosOf>
@@ -202,6 +213,7 @@ const lines = [
   ratioLine(ratios),
   `vigil p99 - direct p99 = ${fmt(ratios.vigilP99AboveDirect, 2)} ms at saturation`,
   `access log: vigil+access/vigil req/s ${fmt(ratios.accessOverVigil, 2)} (target >= 0.9)  cpu ${fmt(ratios.accessCpuOverVigil, 2)}`,
+  `workers: vigil 2/1 req/s ${fmt(ratios.vigilTwoOverOneWorker, 2)}  nginx 2/1 req/s ${fmt(ratios.nginxTwoOverOneWorker, 2)}  vigil cpu 2/1 ${fmt(ratios.vigilTwoWorkersCpuOverOne, 2)}  vigil 1 worker/1 process cpu ${fmt(ratios.vigilOneWorkerCpuOverOneProcess, 2)}`,
   ...(fixed === undefined
     ? []
     : ['', `at a fixed ${fixed.rate} req/s, ${connections} connections`, ...table(fixed.summary), ratioLine(fixed.ratios), `vigil p99 - direct p99 = ${fmt(fixed.ratios.vigilP99AboveDirect, 2)} ms (target <= 1 ms)`]),

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Command line: argument parsing, signals, exit codes (0 ok, 1 runtime failure, 2 bad usage or bad config).
+import cluster from 'node:cluster'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -8,6 +9,8 @@ import { loadConfigFile } from './config/load.js'
 import { ConfigError } from './config/errors.js'
 import { Vigil } from './index.js'
 import { causeText, StartError } from './start-error.js'
+import { Cluster, workerCount } from './workers/primary.js'
+import { runWorker } from './workers/worker.js'
 
 const USAGE = `usage: vigil <command> [options]
 
@@ -43,6 +46,8 @@ interface Io {
 
 /** Runs a command and resolves to its exit code; `start` resolves only when the proxy has stopped. */
 export async function main(argv: readonly string[], io: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }): Promise<number> {
+  // A cluster worker was forked with the primary's arguments; its config comes from the primary.
+  if (cluster.isWorker) return runWorker()
   let parsed
   try {
     parsed = parseArgs({
@@ -94,12 +99,16 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
     return EXIT_OK
   }
   const pidFile = values['pid-file']
-  const vigil = new Vigil(config, { configFile: values.config })
+  const workers = workerCount(config.workers)
+  const vigil = new Vigil(config, { configFile: values.config, cluster: workers === undefined ? undefined : 'primary' })
+  // One process, or a cluster's primary with its workers (src/workers/): they stop, reload and reopen alike.
+  const proxy = workers === undefined ? { stop: (grace?: number) => vigil.stop(grace), reopen: () => vigil.access.reopen() } : new Cluster(vigil, workers)
   try {
-    await vigil.start()
+    if (proxy instanceof Cluster) await proxy.start()
+    else await vigil.start()
     if (pidFile !== undefined) writePidFile(pidFile)
   } catch (err) {
-    await vigil.stop(0)
+    await proxy.stop(0)
     // One line that says what to fix, no stack: `vigil: listeners[0].address 127.0.0.1:8080: address already in use`.
     io.err(`vigil: ${err instanceof StartError ? err.message : `could not start: ${causeText(err)}`}\n`)
     return EXIT_FAILURE
@@ -107,7 +116,7 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
   const code = await new Promise<number>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       vigil.log.info({ signal }, 'signal received')
-      vigil.stop().then(
+      proxy.stop().then(
         () => resolve(EXIT_OK),
         (err: unknown) => {
           vigil.log.error({ err }, 'error while stopping')
@@ -122,7 +131,7 @@ export async function main(argv: readonly string[], io: Io = { out: (s) => proce
       vigil.reload('signal').catch((err: unknown) => vigil.log.error({ err }, 'reload failed'))
     })
     // Log rotation, as nginx does it: move the file, then SIGUSR1 makes vigil write to a new one at the old path.
-    process.on('SIGUSR1', () => vigil.access.reopen())
+    process.on('SIGUSR1', () => proxy.reopen())
   })
   if (pidFile !== undefined) removePidFile(pidFile)
   return code
@@ -147,4 +156,6 @@ function removePidFile(file: string): void {
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {
   process.exitCode = await main(process.argv.slice(2))
+  // A worker's channel to the primary would keep it alive.
+  if (cluster.isWorker) process.disconnect()
 }

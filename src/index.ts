@@ -16,6 +16,8 @@ import { AdminServer, DEFAULT_ADMIN_ADDRESS } from './admin/admin.js'
 import { createLogger } from './log.js'
 import { AccessLog } from './proxy/access-log.js'
 import { StartError } from './start-error.js'
+import { listenTarget } from './net.js'
+import type { WorkersStatus } from './workers/primary.js'
 import type { ForwardHooks } from './proxy/forward.js'
 import { HealthEvents, logHealthEvents, type PassiveHealthLink } from './health/events.js'
 import { ActiveChecker } from './health/active.js'
@@ -24,6 +26,7 @@ import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { Fleet } from './fleet/fleet.js'
+import { registerFleetMetrics } from './fleet/metrics.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
 export type { Config } from './config/schema.js'
@@ -50,6 +53,12 @@ export interface StartOptions {
   configFile?: string
   /** DNS resolver for `resolve: true` servers, instead of one built from `config.resolver`. */
   resolver?: DnsResolver
+  /**
+   * This process's part in a cluster (`workers`, src/workers/): the primary serves no traffic (its workers bind the
+   * listeners), checks, and decides health from its workers' reports; a worker forwards, reports its outcomes and
+   * takes its health state from the primary (no admin listener, no checks). Unset: one process does everything.
+   */
+  cluster?: 'primary' | 'worker'
 }
 
 export class Vigil {
@@ -75,6 +84,10 @@ export class Vigil {
   /** One line per client request when `log.access` is on; `reopen()` after log rotation (the CLI's SIGUSR1). */
   readonly access: AccessLog
   private passive: PassiveHealthLink = passiveLink
+  /** See StartOptions.cluster. */
+  readonly cluster: 'primary' | 'worker' | undefined
+  /** A cluster's primary: its workers (generation, state version), for the status page (src/workers/primary.ts). */
+  workers: (() => WorkersStatus) | undefined = undefined
   private current: Config
   private listeners: ProxyListener[]
   private readonly hooks: ForwardHooks
@@ -96,6 +109,8 @@ export class Vigil {
   constructor(config: Config, options: StartOptions = {}) {
     // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
     this.current = config = validateConfig(config)
+    this.cluster = options.cluster
+    const worker = options.cluster === 'worker'
     this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.access = new AccessLog(this.log)
@@ -119,24 +134,30 @@ export class Vigil {
       }),
       changed: (kind, upstream, entry, targets, detail) => void this.reloader.servers(kind, upstream, entry, targets, detail),
     })
-    logHealthEvents(this.events, this.log)
+    // A worker's decisions are its primary's, logged there.
+    if (!worker) logHealthEvents(this.events, this.log)
     this.checker = new ActiveChecker(this.upstreams, { events: this.events, log: this.log })
     this.checker.linkPassive(this.passive)
     // Inside every swap: kept servers keep their check state, added ones are checked at once, removed ones stop.
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
     this.updates = new UpdateQueue(this.log)
-    this.fleet = config.fleet === undefined ? undefined : new Fleet(config.fleet, { log: this.log, updates: this.updates })
+    this.fleet =
+      config.fleet === undefined
+        ? undefined
+        : new Fleet(config.fleet, { log: this.log, updates: this.updates, events: this.events, checker: this.checker, upstreams: () => this.upstreams })
     // A consumer joining or leaving moves the fleet-placed subsets (run by the update queue, in order with the rest).
     this.fleet?.consumers.subscribe(() => this.membership.consumersChanged())
     this.updates.subscribe({
       applied: () => {
+        if (worker) return
         for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker
         this.checker.update(this.upstreams)
       },
     })
-    this.watchdog = new Watchdog(() => this.upstreams, this.log)
+    this.watchdog = new Watchdog(() => this.upstreams, () => this.membership.departed(), this.log)
     this.history = new StatusHistory(this.events, () => this.upstreams)
-    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive })
+    // In a cluster, the workers' registries count traffic and the primary's health (one /metrics, admin/metrics.ts).
+    this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive }, options.cluster === undefined ? 'all' : worker ? 'traffic' : 'health')
     for (const u of this.upstreams.values()) this.joinHealth(u)
     this.events.on('health', (e) => {
       if (e.source === 'passive' && e.event === 'ejected') this.metrics.ejected(e.upstream, e.server, e.reason)
@@ -158,10 +179,11 @@ export class Vigil {
         config: () => this.current,
         listeners: () => this.listeners,
         createListener: (l, upstreams) => this.createListener(l, upstreams),
+        bind: (l) => this.bind(l),
         swap: (next, listeners) => {
           this.current = next
           this.listeners = listeners
-          this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
+          if (options.cluster !== 'primary') this.listenerAddresses = listeners.map((l) => l.server.address() as AddressInfo)
           // A logger passed in by the caller is the caller's: its level is not the file's to set.
           if (this.ownLogger && this.log.level !== (next.log?.level ?? 'info')) this.log.level = next.log?.level ?? 'info'
           this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
@@ -171,10 +193,13 @@ export class Vigil {
       options.configFile,
       this.updates,
     )
-    registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
-    registerDiscoveryMetrics(this.metrics.registry, () => this.registries.status())
+    if (!worker) {
+      registerReloadMetrics(this.metrics.registry, () => this.reloader.status)
+      registerDiscoveryMetrics(this.metrics.registry, () => this.registries.status())
+    }
+    if (this.fleet !== undefined) registerFleetMetrics(this.metrics.registry, this.fleet)
     this.admin =
-      options.admin === false
+      options.admin === false || worker
         ? undefined
         : new AdminServer({
             address: config.admin?.address ?? DEFAULT_ADMIN_ADDRESS,
@@ -187,10 +212,12 @@ export class Vigil {
             metrics: this.metrics,
             membership: this.reloader,
             discovery: () => this.registries.status(),
+            fleet: this.fleet === undefined ? undefined : () => (this.fleet as Fleet).status(),
             config: () => this.current,
             log: this.log,
             history: this.history,
             lifecycle: () => ({ listening: this.listening, draining: this.stopping !== undefined }),
+            workers: () => this.workers?.(),
           })
   }
 
@@ -226,8 +253,20 @@ export class Vigil {
     return l
   }
 
+  /** A cluster's primary binds nothing (the cluster module binds for its workers): the address is the configured one. */
+  private bind(l: ProxyListener): Promise<AddressInfo> {
+    if (this.cluster !== 'primary') return l.listen()
+    const { host, port } = listenTarget(l.config.address)
+    return Promise.resolve({ address: host ?? '::', port, family: host?.includes(':') === false ? 'IPv4' : 'IPv6' })
+  }
+
   private grace(): number {
     return ms(this.current.shutdown?.grace ?? DEFAULT_SHUTDOWN_GRACE)
+  }
+
+  /** `shutdown.grace` of the running config, ms. */
+  get shutdownGrace(): number {
+    return this.grace()
   }
 
   /** Replace the passive side the status page, metrics and the checker see (tests link a stand-in). */
@@ -243,6 +282,8 @@ export class Vigil {
   private joinHealth(u: Upstream): void {
     u.on('health', (e: PassiveEvent) => reportPassive(this.events, e))
     u.monitor.subscribe(this.metrics)
+    // The fleet weighs shared evidence against this vigil's own traffic to each server.
+    if (this.fleet !== undefined) u.monitor.subscribe(this.fleet.health)
     if (u.active !== undefined) u.passive.checker = this.checker
   }
 
@@ -259,9 +300,9 @@ export class Vigil {
       await this.fleet?.start()
       const access = this.current.log?.access
       await this.access.configure(access).catch(failedAt('log.access.path', typeof access === 'object' ? (access.path ?? '') : ''))
-      this.checker.start()
+      if (this.cluster !== 'worker') this.checker.start()
       this.watchdog.start()
-      for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await l.listen().catch(failedAt(`listeners[${i}].address`, l.config.address)))
+      for (const [i, l] of this.listeners.entries()) this.listenerAddresses.push(await this.bind(l).catch(failedAt(`listeners[${i}].address`, l.config.address)))
       this.listening = true
       this.history.start()
       if (this.admin !== undefined) this.adminAddress = await this.admin.listen().catch(failedAt('admin.address', this.current.admin?.address ?? DEFAULT_ADMIN_ADDRESS))
@@ -271,13 +312,15 @@ export class Vigil {
       await this.stop(0)
       throw err
     }
+    // A cluster says it started once its workers serve (src/workers/primary.ts).
+    if (this.cluster === 'primary') return this
     this.log.info(
       {
         listeners: this.listenerAddresses.map((a) => `${a.address}:${a.port}`),
         admin: this.adminAddress === undefined ? undefined : `${this.adminAddress.address}:${this.adminAddress.port}`,
         upstreams: Object.fromEntries([...this.upstreams].map(([n, u]) => [n, u.peers.map((p) => p.address)])),
       },
-      'vigil started',
+      this.cluster === 'worker' ? 'worker serving' : 'vigil started',
     )
     return this
   }

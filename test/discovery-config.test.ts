@@ -32,7 +32,9 @@ t.test('settings that do not fit together', async (t) => {
   t.match(issues({ zookeeper: { ...zk, fields: { host: 'ip' } } }), [{ path: 'upstreams.api.servers[0].zookeeper.fields', found: '"fields" with format "hostport"' }])
   t.match(issues({ zookeeper: { ...zk, resyncInterval: '30s', staleAfter: '10s' } }), [{ path: 'upstreams.api.servers[0].zookeeper.staleAfter', found: /not more than resyncInterval \(30000 ms\)/ }])
   t.match(issues({ etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/p/', username: 'u' } }), [{ path: 'upstreams.api.servers[0].etcd', found: '"username" alone' }])
-  t.match(issues({ etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/p/', tls: { ca: '/nonexistent/ca.pem' } } }), [{ path: 'upstreams.api.servers[0].etcd.tls.ca', found: /ENOENT/ }])
+  t.match(issues({ etcd: { endpoints: ['https://127.0.0.1:2379'], prefix: '/p/', tls: { ca: '/nonexistent/ca.pem' } } }), [{ path: 'upstreams.api.servers[0].etcd.tls.ca', found: /ENOENT/ }])
+  t.match(issues({ etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/p/', tls: {} } }), [{ path: 'upstreams.api.servers[0].etcd.tls', found: /"tls" with http:\/\/ endpoints/, expected: /https:\/\// }])
+  t.match(issues({ etcd: { endpoints: ['https://a:2379', 'http://b:2379'], prefix: '/p/' } }), [{ path: 'upstreams.api.servers[0].etcd.endpoints', found: '["http://b:2379"] beside https:// endpoints' }])
 })
 
 t.test('the schema names the key and its place', async (t) => {

@@ -88,6 +88,19 @@ t.test('zookeeper', async (t) => {
     t.same(view(vigils[0] as Vigil), { index: 0, count: 1, registered: true })
   })
 
+  t.test('shared observations through ZooKeeper: a quorum of two ejects a server at a vigil with no traffic of its own', async (t) => {
+    const good = await provider(t)
+    const bad = (await httpServer(t, (req, res) => res.writeHead(req.url === '/healthz' ? 503 : 200).end())).address
+    const checked = { servers: [{ address: good }, { address: bad }], passive: { maxFails: 1, failTimeout: '1h', recoveryProbe: false }, active: { type: 'http' as const, interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
+    const fleet = (id: string): FleetConfig => ({ registry, path: '/vigil/zobs', id, quorum: 2, writeJitter: '20ms' })
+    for (const id of ['a', 'b']) await startProxy(t, { upstreams: { api: checked }, fleet: fleet(id) })
+    const { vigil: c } = await startProxy(t, { upstreams: { api: { ...checked, active: undefined } }, fleet: fleet('c') })
+    const peer = (): { passive?: { state: string; ejection(): { reason: string } | undefined } | undefined } | undefined => c.upstreams.get('api')?.find(bad)
+    await waitFor(() => peer()?.passive?.state === 'ejected', 20_000)
+    t.equal(peer()?.passive?.ejection()?.reason, 'fleet_quorum')
+    t.same((await admin.children('/vigil/zobs/observations/api')).sort(), [`${encodeURIComponent(bad)}@a`, `${encodeURIComponent(bad)}@b`], 'one ephemeral node per observer')
+  })
+
   t.test('a vigil killed with SIGKILL leaves when its session expires', async (t) => {
     const dir = tempDir(t)
     const address = await provider(t)

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
-import { Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
+import { Config as ConfigSchema, Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
 import { restartOnly } from '../src/update/reloader.js'
 import { client, get } from './helpers/index.js'
 import { capture, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
@@ -163,6 +163,33 @@ const ROWS: Record<string, Row> = {
   'servers.maxConns': serverRow('server-in-place', () => ({ maxConns: 7 })),
   'servers.resolve': serverRow('server-in-place', () => ({ resolve: true }), 'steady'),
 }
+
+/** Top-level settings with a reload rule of their own (the others are the README's: admin, log, resolver...). */
+const TOP_ROWS: Record<string, { rule: Rule; value: unknown }> = {
+  workers: { rule: 'restart-only', value: 2 },
+}
+
+t.test('a top-level restart-only setting is named in the restart warning and changes nothing', async (t) => {
+  t.same(Object.keys(TOP_ROWS).filter((k) => (ConfigSchema as unknown as { properties: Record<string, unknown> }).properties[k] === undefined), [], 'every row is a setting')
+  const dir = tempDir(t)
+  const p = await provider(t, 200)
+  const base = proxyConfig([p.address])
+  const { logger, lines } = capture()
+  const proxy = await startProxyFromFile(t, join(dir, 'vigil.json'), base, logger)
+  for (const [setting, row] of Object.entries(TOP_ROWS)) {
+    const group = proxy.vigil.upstreams.get('api')?.group
+    writeConfig(proxy.file, { ...base, [setting]: row.value })
+    t.equal((await proxy.vigil.reload('api')).ok, true, `${setting}: the reload applies`)
+    const warning = lines.filter((l) => l['msg'] === 'these settings change at the next restart').pop() as { settings: string[] } | undefined
+    t.same(warning?.settings, [setting], `${setting} (${row.rule}): the restart warning names it`)
+    // Compared as a boolean: tap would render both groups in a diff.
+    t.ok(proxy.vigil.upstreams.get('api')?.group === group, `${setting}: the group keeps its state`)
+    t.equal(proxy.vigil.cluster, undefined, `${setting}: still one process`)
+    t.equal((await get(proxy.url)).status, 200, `${setting}: still serving`)
+    writeConfig(proxy.file, base)
+    t.equal((await proxy.vigil.reload('api')).ok, true, `${setting}: back to the base file`)
+  }
+})
 
 t.test('every setting of the schema has a row (a new setting must say which rule it follows)', async (t) => {
   // A registry source's settings (servers.zookeeper.*, servers.etcd.*) follow one rule, tested against real

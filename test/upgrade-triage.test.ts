@@ -1,19 +1,12 @@
 // Upgrades vigil does not tunnel never get silence: h2c, TLS/1.2 (anything but WebSocket) are served as the plain
 // request they also are, the Upgrade ignored (as nginx); a WebSocket handshake with a body is refused with a 400.
 import t from 'tap'
-import type { ServerResponse } from 'node:http'
-import { echo, httpServer, startProxy } from './helpers/index.js'
-import { exchange } from './helpers/raw.js'
+import { startProxy } from './helpers/index.js'
+import { exchange, recordingProvider } from './helpers/raw.js'
 
 t.test('upgrades other than WebSocket', async (t) => {
-  const seen: { method?: string; url?: string; upgrade?: string; settings?: string; body: string }[] = []
-  const up = await httpServer(t, (req, res) => {
-    let body = ''
-    req.on('data', (d: Buffer) => (body += d.toString()))
-    req.on('end', () => seen.push({ method: req.method, url: req.url, upgrade: req.headers.upgrade, settings: req.headers['http2-settings'] as string | undefined, body }))
-    echo(req, res as ServerResponse)
-  })
-  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address: up.address }] } } })
+  const { address, seen } = await recordingProvider(t)
+  const proxy = await startProxy(t, { upstreams: { api: { servers: [{ address }] } } })
   const close = 'Connection: close\r\n'
   const plain: [string, string, { method: string; url: string; body: string }[]][] = [
     [

@@ -1,7 +1,7 @@
 // One drill run: three (or five) provider processes, one proxy in front of them, steady autocannon load, the scenario's
 // fault script on the same clock, and the figures the issue asks for.
 import { runLoad } from '../lib/load.js'
-import { isInstalled, startProxy, type ProxySpec, type ProxyUnderTest } from '../lib/proxies.js'
+import { isInstalled, startProxy, type Propagation, type ProxySpec, type ProxyUnderTest } from '../lib/proxies.js'
 import { sleep } from '../lib/procs.js'
 import { inject, type FaultEvent } from './faults.js'
 import { ProviderSet } from './providers.js'
@@ -55,6 +55,8 @@ export interface RunResult {
   events?: FaultEvent[]
   series?: Series
   duration?: number
+  /** vigil with workers: the primary's decisions until every worker applied them (target: within 100 ms). */
+  propagation?: Propagation
   /** Which invocation wrote this row and at what scale (see RunLabel); absent in results from before labels. */
   run?: string
   scale?: number
@@ -144,7 +146,8 @@ export async function runScenario(scenario: Scenario, spec: ProxySpec, timing: T
       inject(scenario.steps(timing), providers, origin),
     ])
     await sleep(BUCKET * 3) // the providers' last counter lines
-    return { proxy: spec.name, status: 'ok', ...analyse(scenario, events, clients, counts, duration) }
+    const propagation = await proxy.propagation?.()
+    return { proxy: spec.name, status: 'ok', ...analyse(scenario, events, clients, counts, duration), propagation }
   } catch (err) {
     return { proxy: spec.name, status: 'failed', note: (err as Error).message }
   } finally {

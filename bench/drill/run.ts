@@ -16,6 +16,9 @@ export const proxySpecs: readonly ProxySpec[] = [
   { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' },
   { name: 'vigil-active', kind: 'vigil', fragment: 'vigil-active.json' },
   { name: 'vigil-both', kind: 'vigil', fragment: 'vigil-both.json' },
+  // The same with a primary and two workers: the same figures are the target, and every decision applied by
+  // both workers within 100 ms.
+  { name: 'vigil-both-w2', kind: 'vigil', fragment: 'vigil-both.json', workers: 2 },
   // Issue 15's rows: passive only with one failure ejecting for 10 s; p2c with checks; outlier mode. Each
   // "-classic" twin turns recovery probes and stall re-dispatch off (vigil before issue 15, nginx's behaviour).
   { name: 'vigil-passive1', kind: 'vigil', fragment: 'vigil-passive1.json' },
@@ -75,6 +78,7 @@ for (const scenario of chosen) {
     process.stderr.write(
       result.status === 'ok' && c !== undefined
         ? `${c.requests} req, ${c.errors} errors, ${c.non2xx} non-2xx, ${c.slow} slow, detect ${fmt(result.detectMs)}, recover ${fmt(result.recoverMs)}, false ejections ${result.falseEjections ?? '-'}` +
+            `${result.propagation === undefined ? '' : `, decision → every worker: slowest ${result.propagation.slowestMs?.toFixed(1) ?? '-'} ms of ${result.propagation.measured}`}` +
             `${drillMisses(result).length === 0 ? '' : `  MISSED: ${drillMisses(result).join(', ')}`}\n`
         : `${result.status}: ${result.note}\n`,
     )

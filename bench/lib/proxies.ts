@@ -16,7 +16,16 @@ export interface ProxyUnderTest {
   readonly pid: number
   /** Point the proxy at a new server list the way an operator would; resolves to what happened. */
   reload(servers: readonly string[]): Promise<string>
+  /** vigil with workers: how long the workers took to apply the primary's health decisions (its status page). */
+  propagation?(): Promise<Propagation | undefined>
   stop(): Promise<void>
+}
+
+/** From the primary's decision until every worker applied it: state changes measured, the slowest and the last (ms). */
+export interface Propagation {
+  measured: number
+  slowestMs: number | undefined
+  lastMs: number | undefined
 }
 
 export type ProxyKind = 'vigil' | 'undici' | 'http-proxy' | 'nginx' | 'haproxy' | 'caddy'
@@ -29,6 +38,8 @@ export interface ProxySpec {
   fragment?: string
   /** For vigil: write an access log of this format to a file (what it costs is measured by this row). */
   access?: 'json' | 'combined'
+  /** vigil's `workers` (unset: one process) or nginx's `worker_processes` (default 1). */
+  workers?: number
 }
 
 export const peersDir = `${root}bench/peers/`
@@ -53,8 +64,9 @@ export async function isInstalled(kind: ProxyKind): Promise<boolean> {
 }
 
 /** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */
-export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, log: Record<string, unknown> = { level: 'warn' }): object {
+export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, log: Record<string, unknown> = { level: 'warn' }, workers?: number): object {
   return {
+    workers,
     listeners: [{ address: `127.0.0.1:${port}`, upstream: 'providers' }],
     admin: { address: `127.0.0.1:${adminPort}` },
     log,
@@ -64,6 +76,7 @@ export function vigilConfig(port: number, adminPort: number, servers: readonly s
 
 interface StatusJson {
   servers: { server: { name: string }[] }
+  workers?: { propagation: { measured: number; last?: { ms: number }; slowest?: { ms: number } } }
 }
 
 class VigilProcess implements ProxyUnderTest {
@@ -75,6 +88,7 @@ class VigilProcess implements ProxyUnderTest {
     private readonly fragment: Record<string, unknown>,
     private readonly log: Record<string, unknown>,
     private readonly proc: Proc,
+    private readonly workers: number | undefined,
   ) {}
 
   get pid(): number {
@@ -82,7 +96,7 @@ class VigilProcess implements ProxyUnderTest {
   }
 
   async reload(servers: readonly string[]): Promise<string> {
-    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log)))
+    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log, this.workers)))
     const admin = `http://127.0.0.1:${this.adminPort}`
     let how: string
     const res = await fetch(`${admin}/reload`, { method: 'POST' }).catch(() => undefined)
@@ -99,6 +113,13 @@ class VigilProcess implements ProxyUnderTest {
     return `${how}; ${applied ? 'applied' : `NOT applied (still serving ${live.join(' ')})`}`
   }
 
+  async propagation(): Promise<Propagation | undefined> {
+    if (this.workers === undefined) return undefined
+    const status = (await fetch(`http://127.0.0.1:${this.adminPort}/status?format=json`).then((r) => r.json()).catch(() => undefined)) as StatusJson | undefined
+    const p = status?.workers?.propagation
+    return p === undefined ? undefined : { measured: p.measured, slowestMs: p.slowest?.ms, lastMs: p.last?.ms }
+  }
+
   async stop(): Promise<void> {
     await this.proc.stop()
     await rm(this.dir, { recursive: true, force: true })
@@ -111,10 +132,22 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(dir, 'vigil.json')
   const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
-  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log)))
+  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log, spec.workers)))
   const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
-  await waitForPort(port, 10_000, proc)
-  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc)
+  // A cluster starts three processes or more: on a loaded 2-core machine that takes longer than one.
+  await waitForPort(port, spec.workers === undefined ? 10_000 : 30_000, proc)
+  // A cluster's listeners open with its first worker; it is ready once every worker serves (its status says).
+  if (spec.workers !== undefined) await waitForWorkers(adminPort, spec.workers)
+  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc, spec.workers)
+}
+
+async function waitForWorkers(adminPort: number, count: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const status = (await fetch(`http://127.0.0.1:${adminPort}/status?format=json`).then((r) => r.json()).catch(() => undefined)) as { workers?: { workers: { serving: boolean }[] } } | undefined
+    if (status?.workers?.workers.filter((w) => w.serving).length === count) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`vigil: ${count} workers did not all serve within 20 s`)
 }
 
 /** A child process running the plain http-proxy forwarder (bench/lib/forwarder.ts) or the minimal undici one (bench/lib/undici-forwarder.ts). */
@@ -136,7 +169,7 @@ async function startPeer(spec: ProxySpec, servers: readonly string[]): Promise<P
   const dir = await mkdtemp(join(tmpdir(), `vigil-${spec.kind}-`))
   const port = await freePort()
   const adminPort = await freePort()
-  const values = { listen: `127.0.0.1:${port}`, port, dir, adminPort }
+  const values = { listen: `127.0.0.1:${port}`, port, dir, adminPort, workers: spec.workers ?? 1 }
   const [template, file] =
     spec.kind === 'nginx' ? ['nginx.conf', 'nginx.conf'] : spec.kind === 'haproxy' ? ['haproxy.cfg', 'haproxy.cfg'] : ['Caddyfile', 'Caddyfile']
   const text = await readFile(`${peersDir}${template}`, 'utf8')

@@ -1,11 +1,15 @@
 // Real registry servers for tests and drills: Debian's ZooKeeper (a Java program) and etcd, each started by hand
 // on free loopback ports with a temporary data directory, in its own process group, and restartable on the same
 // port and data (a registry restart keeps its data; a session or lease outlives it only if it is renewed in time).
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { get as httpGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
 import { connect, createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import zookeeper, { type Client } from 'node-zookeeper-client'
+import zookeeper, { type Client, type Exception } from 'node-zookeeper-client'
+import { within } from '../../src/discovery/zookeeper.js'
+import { discard, reopenWhenStuck } from '../../src/discovery/zookeeper-client.js'
 import { firstJsonLine, freePort, Proc, root, sleep, which } from './procs.js'
 
 export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar'
@@ -107,20 +111,31 @@ export class ZooKeeperServer extends RegistryServer {
   }
 }
 
+/** PEM files of an etcd that serves https only and asks every client for a certificate signed by `ca`. */
+export interface EtcdTls {
+  ca: string
+  cert: string
+  key: string
+  /** The certificate and key `answers()` presents. */
+  clientCert: string
+  clientKey: string
+}
+
 export class EtcdServer extends RegistryServer {
   constructor(
     port: number,
     private readonly peerPort: number,
+    readonly tls: EtcdTls | undefined,
   ) {
     super(port)
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`
+    return `${this.tls === undefined ? 'http' : 'https'}://127.0.0.1:${this.port}`
   }
 
-  static async create(): Promise<EtcdServer> {
-    const e = new EtcdServer(await freePort(), await freePort())
+  static async create(options: { tls?: EtcdTls } = {}): Promise<EtcdServer> {
+    const e = new EtcdServer(await freePort(), await freePort(), options.tls)
     await e.start()
     return e
   }
@@ -137,36 +152,54 @@ export class EtcdServer extends RegistryServer {
       '--initial-advertise-peer-urls', peer,
       '--initial-cluster', `vigil-test=${peer}`,
       '--log-level', 'error',
+      ...(this.tls === undefined ? [] : ['--cert-file', this.tls.cert, '--key-file', this.tls.key, '--trusted-ca-file', this.tls.ca, '--client-cert-auth']),
     ]
     return new Proc(`etcd:${this.port}`, 'etcd', args, { stderr: 'ignore' })
   }
 
-  protected async answers(): Promise<boolean> {
-    try {
-      const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1_000) })
-      return ((await res.json()) as { health?: string }).health === 'true'
-    } catch {
-      return false
-    }
+  protected answers(): Promise<boolean> {
+    const tls = this.tls
+    const options = tls === undefined ? {} : { ca: readFileSync(tls.ca), cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) }
+    return new Promise((resolve) => {
+      const req = (tls === undefined ? httpGet : httpsGet)(`${this.endpoint}/health`, { ...options, timeout: 1_000 }, (res) => {
+        let body = ''
+        res.on('data', (d: Buffer) => (body += d.toString()))
+        res.on('end', () => {
+          try {
+            resolve((JSON.parse(body) as { health?: string }).health === 'true')
+          } catch {
+            resolve(false)
+          }
+        })
+      })
+      req.on('timeout', () => req.destroy())
+      req.on('error', () => resolve(false))
+    })
   }
 }
 
 /**
  * A plain ZooKeeper client for tests and drills: providers register (ephemeral nodes) and deregister through it.
- * If its session expires (a registry restart took too long), it opens a new one, so it can go on being used.
+ * If its session expires (a registry restart took too long), or it stays disconnected for longer than its session
+ * timeout (src/discovery/zookeeper-client.ts says why it can), it opens a new one, so it can go on being used;
+ * a call that gets no answer fails after a while instead of waiting forever.
  */
 export class ZooKeeperAdmin {
+  private unwatch: () => void = () => undefined
+
   private constructor(
     public client: Client,
     private readonly open: () => Client,
+    private readonly sessionTimeout: number,
   ) {
-    this.renewOnExpiry(client)
+    this.renew(client)
   }
 
   /** Connect; `sessionId`/`sessionPassword` join an existing session (closing this client then ends it). */
   static async connect(connectString: string, options: { sessionTimeout?: number; sessionId?: Buffer; sessionPassword?: Buffer } = {}): Promise<ZooKeeperAdmin> {
+    const settings = { sessionTimeout: 4_000, spinDelay: 200, ...options }
     const open = (): Client => {
-      const c = zookeeper.createClient(connectString, { sessionTimeout: 4_000, spinDelay: 200, ...options } as Parameters<typeof zookeeper.createClient>[1])
+      const c = zookeeper.createClient(connectString, settings as Parameters<typeof zookeeper.createClient>[1])
       c.connect()
       return c
     }
@@ -178,41 +211,52 @@ export class ZooKeeperAdmin {
         resolve()
       })
     })
-    return new ZooKeeperAdmin(client, open)
+    return new ZooKeeperAdmin(client, open, settings.sessionTimeout)
   }
 
-  private renewOnExpiry(client: Client): void {
-    client.once('expired', () => {
-      client.close()
+  private renew(client: Client): void {
+    const replace = (): void => {
+      this.unwatch()
+      discard(client)
       this.client = this.open()
-      this.renewOnExpiry(this.client)
-    })
+      this.renew(this.client)
+    }
+    this.unwatch = reopenWhenStuck(client, this.sessionTimeout, replace)
+    client.once('expired', replace)
   }
 
   mkdirp(path: string): Promise<void> {
-    return new Promise((resolve, reject) => this.client.mkdirp(path, (err) => (err ? reject(err) : resolve())))
+    return this.call((c, done) => c.mkdirp(path, (err) => done(err)))
   }
 
   /** Create a node; ephemeral ones vanish with this client's session. */
   create(path: string, data = '', ephemeral = false): Promise<void> {
     const mode = ephemeral ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT
-    return new Promise((resolve, reject) => this.client.create(path, Buffer.from(data), mode, (err) => (err ? reject(err) : resolve())))
+    return this.call((c, done) => c.create(path, Buffer.from(data), mode, (err) => done(err)))
   }
 
   remove(path: string): Promise<void> {
-    return new Promise((resolve, reject) => this.client.remove(path, (err) => (err ? reject(err) : resolve())))
+    return this.call((c, done) => c.remove(path, (err) => done(err)))
   }
 
   setData(path: string, data: string): Promise<void> {
-    return new Promise((resolve, reject) => this.client.setData(path, Buffer.from(data), (err) => (err ? reject(err) : resolve())))
+    return this.call((c, done) => c.setData(path, Buffer.from(data), (err) => done(err)))
   }
 
   children(path: string): Promise<string[]> {
-    return new Promise((resolve, reject) => this.client.getChildren(path, (err, names) => (err ? reject(err) : resolve(names))))
+    return this.call<string[]>((c, done) => c.getChildren(path, (err, names) => done(err, names)))
   }
 
   close(): void {
-    this.client.close()
+    this.unwatch()
+    this.client.removeAllListeners('expired')
+    discard(this.client)
+  }
+
+  /** One request on the current client; a request queued on a client that is replaced would never be answered. */
+  private call<T = void>(request: (c: Client, done: (err: Error | Exception | null, value?: T) => void) => void): Promise<T> {
+    const answer = new Promise<T>((resolve, reject) => request(this.client, (err, value) => (err ? reject(err) : resolve(value as T))))
+    return within(answer, 3 * this.sessionTimeout)
   }
 }
 
@@ -264,9 +308,13 @@ export class Relay {
     readonly port: number,
   ) {}
 
-  static async create(target: number): Promise<Relay> {
+  /** Bytes the relay's clients sent towards the target. */
+  forwarded = 0
+
+  /** A relay to `target`, on `port` (0: any free one). */
+  static async create(target: number, port = 0): Promise<Relay> {
     const server = createServer()
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
     const relay = new Relay(server, (server.address() as AddressInfo).port)
     server.on('connection', (socket) => relay.accept(socket, target))
     return relay
@@ -281,10 +329,13 @@ export class Relay {
     for (const s of this.sockets) s.destroy()
   }
 
-  heal(): void {
+  /**
+   * Forward again. Connections accepted while cut off carried nothing: by default they are dropped so their
+   * clients dial again; with `keepStalled` they stay open and silent, like a handshake a server never answers.
+   */
+  heal({ keepStalled = false } = {}): void {
     this.cut = false
-    // Connections accepted while cut off carried nothing: drop them so the clients dial again.
-    for (const s of this.sockets) s.destroy()
+    if (!keepStalled) for (const s of this.sockets) s.destroy()
   }
 
   close(): Promise<void> {
@@ -305,6 +356,7 @@ export class Relay {
     })
     socket.once('close', () => upstream.destroy())
     upstream.on('error', () => upstream.destroy())
+    socket.on('data', (d: Buffer) => (this.forwarded += d.length))
     socket.pipe(upstream)
     upstream.pipe(socket)
   }

@@ -13,6 +13,7 @@ import type { SourceStatus } from '../discovery/registries.js'
 import type { StatusHistory } from './history.js'
 import { applyAction, type Action } from './actions.js'
 import type { VigilMetrics } from './metrics.js'
+import type { WorkersStatus } from '../workers/primary.js'
 import { deleteServer, postReload, putServer, reloadStatus, type MembershipActions } from './membership.js'
 import { ReadyProbe, type ReadySource } from './ready.js'
 import { redactConfig } from './config-dump.js'
@@ -43,6 +44,8 @@ export interface AdminOptions extends StatusSource, ReadySource {
   discovery?: () => SourceStatus[]
   /** POST /reload and runtime server changes (src/admin/membership.ts). */
   membership?: MembershipActions
+  /** A cluster's workers: the generation and state version each serves (src/workers/primary.ts). */
+  workers?: () => WorkersStatus | undefined
 }
 
 type Method = 'GET' | 'POST' | 'PUT' | 'DELETE'
@@ -187,11 +190,13 @@ export class AdminServer {
     const generation = this.options.generation()
     const reload = this.options.membership?.status.last
     const discovery = this.options.discovery?.() ?? []
+    const workers = this.options.workers?.()
+    const fleet = this.options.fleet?.()
     switch (format as Format) {
       case 'html': {
         const refresh = Number(q.get('refresh') ?? DEFAULT_REFRESH)
         const o = this.options
-        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery }
+        const page = { rows, generation, refresh: Number.isInteger(refresh) && refresh > 0 ? refresh : DEFAULT_REFRESH, reload, history: o.history, upstreams: o.upstreams(), config: o.config(), now: Date.now(), discovery, fleet, workers }
         send(res, 200, 'text/html; charset=utf-8', renderHtml(page))
         return
       }
@@ -202,7 +207,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams())))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams()), fleet, workers))
     }
   }
 

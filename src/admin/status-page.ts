@@ -3,7 +3,9 @@
 // away; the reason for every server out of rotation in words; the last transitions with their evidence; a
 // failed reload as a banner with its reason. The json, csv and prometheus forms (status.ts) stay Tengine's.
 import type { ServerStatus } from './status.js'
+import type { WorkersStatus } from '../workers/primary.js'
 import type { SourceStatus } from '../discovery/registries.js'
+import type { FleetStatus } from '../fleet/fleet.js'
 import type { LastReload } from '../update/reloader.js'
 import type { Config } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
@@ -21,6 +23,10 @@ export interface StatusPage {
   now: number
   /** Registry sources (ZooKeeper, etcd). */
   discovery: readonly SourceStatus[]
+  /** With `fleet`: registration and shared observations. */
+  fleet?: FleetStatus | undefined
+  /** A cluster's workers (`workers`); undefined for one process. */
+  workers?: WorkersStatus | undefined
 }
 
 /** Transitions shown per upstream; older ones are in the json log lines. */
@@ -140,7 +146,7 @@ function serverRow(r: ServerStatus, page: StatusPage): string {
     ['ejection', r.ejectionReason === null ? '—' : `${r.ejectionReason} (${r.ejectionFailure ?? '?'}) until ${r.ejectedUntil ?? '?'}`],
     ['rise / fall', `${r.rise} / ${r.fall}`],
     ['checks', `${r.checks} (${r.checkFailures} failed, ${r.inconclusive} inconclusive)`],
-    ['checks skipped', `${r.checksSkipped.traffic} (traffic), ${r.checksSkipped.standby} (standby)`],
+    ['checks skipped', `${r.checksSkipped.traffic} (traffic), ${r.checksSkipped.standby} (standby), ${r.checksSkipped.shared} (shared)`],
     ['subset', r.subset ?? '—'],
     ['check port', r.port === 0 ? 'the server\'s' : r.port],
     ['last change', r.lastChange ?? '—'],
@@ -264,7 +270,23 @@ ${reloadBanner(reload, generation, now)}
 <main>
 ${[...groups].map(([name, group]) => section(name, group, page)).join('\n')}
 ${discoveryTable(page.discovery)}
+${fleetSection(page.fleet, page.now)}
+${workersTable(page.workers)}
 </main></body></html>\n`
+}
+
+/** One row per worker: the generation and state version it serves (a worker behind the primary is marked down). */
+function workersTable(w: WorkersStatus | undefined): string {
+  if (w === undefined) return ''
+  const head = ['worker', 'pid', 'generation', 'state version', 'serving', 'restarts', 'last report ms ago']
+  const rows = w.workers.map((x) => {
+    const cells = [x.worker, x.pid ?? '', x.generation, x.version, x.serving, x.restarts, x.silentMs]
+    return `<tr class="${x.serving && x.generation === w.generation ? 'up' : 'down'}">${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`
+  })
+  const p = w.propagation
+  const lag = p.last === undefined ? 'not measured yet' : `last ${p.last.ms.toFixed(1)} ms, slowest ${(p.slowest?.ms ?? 0).toFixed(1)} ms over ${p.measured} changes`
+  return `<section><h2>workers</h2><p>primary generation ${w.generation}, state version ${w.version}; decision → every worker: ${esc(lag)}</p>
+<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></section>`
 }
 
 /** One row per registry source and group: is it connected, how old is its list, what the protection rules hold. */
@@ -280,6 +302,37 @@ function discoveryTable(sources: readonly SourceStatus[]): string {
   )
   return `<section><h2>discovery</h2>
 <table id="discovery"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
+${rows.join('\n')}
+</tbody></table></section>`
+}
+
+/**
+ * The fleet: this vigil's place in it, its writes, and per server what the other vigils report (each observer's
+ * last word) and what this vigil did about it. Only servers someone said something about are listed.
+ */
+function fleetSection(fleet: FleetStatus | undefined, now: number): string {
+  if (fleet === undefined) return ''
+  const w = fleet.writes
+  const summary = [
+    `id <b>${esc(fleet.id)}</b>`,
+    `index ${fleet.index} of ${fleet.count}${fleet.registered ? '' : ' <b class="bad">(not registered)</b>'}`,
+    `quorum ${fleet.quorum}`,
+    `writes ${w.written} (${w.pending} pending, ${w.superseded} superseded, ${w.failed} failed)`,
+    `checks: ${fleet.checks.probed} probed here, ${fleet.checks.shared} from others`,
+  ]
+  const head = ['upstream', 'server', 'reporting', 'decision', 'observers (what each said)', 'checkers']
+  const rows = Object.entries(fleet.upstreams).flatMap(([upstream, servers]) =>
+    servers
+      .filter((s) => s.observers.length > 0 || s.decision !== 'none' || s.probedHere === false)
+      .map((s) => {
+        const said = s.observers.map((o) => `${o.observer}: ${o.event} (${o.reason}, ${ago(now, o.at) ?? ''})`).join('; ')
+        const checkers = s.checkers === undefined ? '' : `${s.checkers.join(', ')}${s.probedHere === true ? ' (this vigil)' : ''}`
+        const cells = [upstream, s.server, `${s.reporting} of ${s.quorum}`, s.decision, said, checkers]
+        return `<tr class="${s.decision === 'none' || s.decision === 'ignored' ? 'up' : 'down'}">${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`
+      }),
+  )
+  return `<section><h2>fleet</h2><p class="meta">${summary.join(' · ')}</p>
+<table id="fleet"><thead><tr>${head.map((h) => `<th>${h}</th>`).join('')}</tr></thead><tbody>
 ${rows.join('\n')}
 </tbody></table></section>`
 }

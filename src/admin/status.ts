@@ -7,6 +7,8 @@ import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../update/reloader.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { PeerPassiveSnapshot } from '../health/ejection.js'
+import type { WorkersStatus } from '../workers/primary.js'
+import type { FleetStatus } from '../fleet/fleet.js'
 import type { SubsetRole } from '../upstream/subset-rotation.js'
 
 export interface StatusSource {
@@ -14,6 +16,8 @@ export interface StatusSource {
   generation(): number
   checker: ActiveChecker
   passive(): PassiveHealthLink
+  /** With `fleet`: registration and shared observations (src/fleet/). */
+  fleet?: (() => FleetStatus) | undefined
 }
 
 export interface ServerStatus {
@@ -74,12 +78,15 @@ export interface ServerStatus {
   /** Checks of it this vigil started per second, over about the last minute (0 without a check). */
   probeRate: number
   /** Due checks left out: "traffic" (real requests answered within active.trafficInterval), "standby" (outside the subset rotation). */
-  checksSkipped: { traffic: number; standby: number }
+  checksSkipped: { traffic: number; standby: number; shared: number }
   /**
    * With `subset`: "member" of this vigil's subset, "replacement" for members that are out, or "standby" (no
    * traffic from this vigil); null without a subset, and for backups and servers down in the config.
    */
   subset: SubsetRole | null
+  /** With `fleet`: other vigils reporting the server failing within the window, and what this vigil did about it. */
+  fleetObservers?: number
+  fleetDecision?: string
 }
 
 /** A group's subset as this vigil computed it: the consumer's place, and how many servers are in rotation. */
@@ -119,7 +126,9 @@ const iso = (t: number | undefined): string | null => (t === undefined ? null : 
 export function statusRows(source: StatusSource): ServerStatus[] {
   const rows: ServerStatus[] = []
   const passive = source.passive()
+  const fleet = source.fleet?.().upstreams
   for (const u of source.upstreams().values()) {
+    const shared = new Map((fleet?.[u.name] ?? []).map((f) => [f.server, f]))
     for (const p of u.peers) {
       const t = source.checker.stateOf(p)
       const s = passive.snapshot(p)
@@ -163,8 +172,9 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         lastCheck: t?.last === undefined ? null : { ...t.last, at: new Date(t.last.at).toISOString() },
         lastChange: iso(t?.lastChange),
         probeRate: t === undefined ? 0 : Math.round(t.rate.perSecond() * 1000) / 1000,
-        checksSkipped: { ...(t?.skipped ?? { traffic: 0, standby: 0 }) },
+        checksSkipped: { ...(t?.skipped ?? { traffic: 0, standby: 0, shared: 0 }) },
         subset: u.subset?.role(p) ?? null,
+        ...(fleet === undefined ? {} : { fleetObservers: shared.get(p.address)?.reporting ?? 0, fleetDecision: shared.get(p.address)?.decision ?? 'none' }),
       })
     }
   }
@@ -172,9 +182,18 @@ export function statusRows(source: StatusSource): ServerStatus[] {
 }
 
 /** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
-export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = [], subsets: readonly SubsetStatus[] = []): string {
-  // `discovery` (one entry per registry source) and `subsets` only when there are any, so the Tengine shape stays as it was.
-  const extra = { discovery: discovery.length === 0 ? undefined : discovery, subsets: subsets.length === 0 ? undefined : subsets }
+export function renderJson(
+  rows: readonly ServerStatus[],
+  generation: number,
+  reload?: LastReload,
+  discovery: readonly SourceStatus[] = [],
+  subsets: readonly SubsetStatus[] = [],
+  fleet?: FleetStatus,
+  workers?: WorkersStatus,
+): string {
+  // `discovery` (one entry per registry source) and `subsets` only when there are any, `fleet` only with one,
+  // `workers` only in a cluster, so the Tengine shape stays as it was.
+  const extra = { discovery: discovery.length === 0 ? undefined : discovery, subsets: subsets.length === 0 ? undefined : subsets, fleet, workers }
   return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, ...extra })}\n`
 }
 
@@ -222,6 +241,7 @@ const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['probe_rate', (r) => r.probeRate],
   ['checks_skipped_traffic', (r) => r.checksSkipped.traffic],
   ['checks_skipped_standby', (r) => r.checksSkipped.standby],
+  ['checks_skipped_shared', (r) => r.checksSkipped.shared],
   ['subset', (r) => r.subset ?? ''],
 ]
 

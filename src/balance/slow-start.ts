@@ -61,6 +61,11 @@ export class SlowStart {
     this.timer ??= setInterval(() => this.update(this.clock()), Math.max(10, this.window / STEPS)).unref()
   }
 
+  /** Is `peer` still ramping up? (Whoever else lowers its weight leaves it to the ramp then.) */
+  ramps(peer: Peer): boolean {
+    return this.ramping.has(peer)
+  }
+
   get active(): number {
     return this.ramping.size
   }

@@ -450,6 +450,11 @@ function registryIssues(kind: 'zookeeper' | 'etcd', r: Record<string, unknown>, 
   if (kind === 'etcd') {
     if ((r['username'] === undefined) !== (r['password'] === undefined)) issue(here, `"${r['username'] === undefined ? 'password' : 'username'}" alone`, 'both "username" and "password", or neither')
     const tls = isObject(r['tls']) ? r['tls'] : undefined
+    // etcd3 refuses a mix of schemes, and tls settings on plain endpoints would make every connection fail.
+    const endpoints = Array.isArray(r['endpoints']) ? r['endpoints'].filter((e): e is string => typeof e === 'string') : []
+    const plain = endpoints.filter((e) => e.startsWith('http://'))
+    if (plain.length > 0 && plain.length < endpoints.length) issue([...here, 'endpoints'], `${JSON.stringify(plain)} beside https:// endpoints`, 'endpoints that are all http:// or all https://')
+    else if (plain.length > 0 && tls !== undefined) issue([...here, 'tls'], `"tls" with http:// endpoints ${JSON.stringify(plain)}`, 'https:// endpoints (tls settings apply to TLS connections)')
     if (tls !== undefined && (tls['cert'] === undefined) !== (tls['key'] === undefined)) issue([...here, 'tls'], `no "${tls['cert'] === undefined ? 'cert' : 'key'}"`, 'both "cert" and "key", or neither')
     if (tls !== undefined) {
       for (const k of ['ca', 'cert', 'key']) {

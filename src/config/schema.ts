@@ -599,6 +599,11 @@ export const Config = Type.Object(
       Type.Object({ grace: Type.Optional(Duration) }, { ...closed, description: 'SIGTERM/SIGINT handling' }),
     ),
     reload: Type.Optional(Reload),
+    workers: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
+        description: 'worker processes that accept and forward, with one primary that checks and decides health ("auto": one per core); unset: one process. Changes at the next restart',
+      }),
+    ),
     resolver: Type.Optional(Resolver),
     upstreams: Type.Record(UpstreamName, Upstream, { minProperties: 1, additionalProperties: false }),
     fleet: Type.Optional(Fleet),

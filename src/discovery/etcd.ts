@@ -3,7 +3,7 @@
 // second) and a new watch; so does a watch cancelled because its revision was compacted. Records the process
 // keeps itself (publish) are keys bound to one lease, kept alive by the client; a lost lease gets a new one.
 import { readFileSync } from 'node:fs'
-import { circuitBreaker, ConsecutiveBreaker, handleWhen } from 'cockatiel'
+import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, type IBackoff } from 'cockatiel'
 import { Etcd3, isRecoverableError, type IOptions, type Lease, type Watcher } from 'etcd3'
 import type { IRangeResponse, IWatchResponse } from 'etcd3/lib/rpc.js'
 import type { Logger } from 'pino'
@@ -62,6 +62,7 @@ export class EtcdSubscription<E = Target> extends Subscription<E> {
     this.watcher = undefined
     // A watch that is reconnecting may never answer its cancel: do not let shutdown wait on it.
     if (w !== undefined) await within(w.cancel(), 1_000).catch(() => undefined)
+    abandonWatches(this.client)
     // A clean stop takes the owned records with it at once, not a lease TTL later.
     const lease = this.lease
     this.lease = undefined
@@ -179,6 +180,27 @@ export class EtcdSubscription<E = Target> extends Subscription<E> {
   }
 }
 
+/** The part of etcd3 1.1.2's watch manager (not in its typed API) that a forced shutdown needs. */
+interface WatchManagerInternals {
+  watchers: unknown[]
+  expectedClosers: Set<unknown>
+  stream?: { cancel(): void }
+}
+
+/**
+ * Drop every watch of `client` that is still there after its cancel had its chance: one whose cancel or create
+ * etcd never answered (a hung server) stays in etcd3's manager with its stream open, and one that was connecting
+ * is re-established on every stream error, even after close(); either keeps the process alive for good. Every
+ * watch of this client is this source's, so all of them go; cancelling the stream ends its socket's last call.
+ */
+function abandonWatches(client: Etcd3): void {
+  const manager = (client as unknown as { watchManager?: WatchManagerInternals }).watchManager
+  if (manager === undefined) return
+  manager.watchers = []
+  manager.expectedClosers.clear()
+  manager.stream?.cancel()
+}
+
 function clientOptions(etcd: EtcdSettings): IOptions {
   const timeout = etcd.connectTimeout
   const options: IOptions = {
@@ -189,14 +211,22 @@ function clientOptions(etcd: EtcdSettings): IOptions {
     // A restarted etcd should be read again within about a second: gRPC's reconnect backoff (up to 2 minutes by
     // default) and the client's per-host circuit breaker (5 s open) are both capped at RETRY.
     grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': RETRY },
-    faultHandling: { host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: RETRY, breaker: new ConsecutiveBreaker(3) }) },
+    // The watch stream's own reconnect backoff too (30 s by default): a stopped source's last retry must not
+    // keep the process waiting that long.
+    faultHandling: {
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: RETRY, breaker: new ConsecutiveBreaker(3) }),
+      // etcd3's type says a backoff; what it calls (and its own default) is a factory of them.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: RETRY }) as unknown as IBackoff<unknown>,
+    },
   }
   if (etcd.username !== undefined) options.auth = { username: etcd.username, password: etcd.password ?? '' }
-  if (etcd.tls?.ca !== undefined) {
+  const tls = etcd.tls
+  if (tls !== undefined && (tls.ca !== undefined || tls.cert !== undefined)) {
     options.credentials = {
-      rootCertificate: readFileSync(etcd.tls.ca),
-      privateKey: etcd.tls.key === undefined ? undefined : readFileSync(etcd.tls.key),
-      certChain: etcd.tls.cert === undefined ? undefined : readFileSync(etcd.tls.cert),
+      // Without a ca, the system's roots (etcd3's type wants a Buffer; grpc-js takes null for its defaults).
+      rootCertificate: (tls.ca === undefined ? null : readFileSync(tls.ca)) as Buffer,
+      privateKey: tls.key === undefined ? undefined : readFileSync(tls.key),
+      certChain: tls.cert === undefined ? undefined : readFileSync(tls.cert),
     }
   }
   return options

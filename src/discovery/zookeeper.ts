@@ -1,13 +1,15 @@
 // ZooKeeper source: each child of `path` is a provider. Every list is a getChildren that sets its watch in the
 // same call, and every watch event leads to such a list (never list first and watch later). A reconnect re-lists
-// in full; an expired session gets a new client, since an expired handle never recovers. Records the process
-// keeps itself (publish) are ephemeral nodes of its session: they go with the session, and come back with the
-// list that a new session reads (see Subscription.publish).
+// in full; an expired session gets a new client, since an expired handle never recovers, and so does a client that
+// stays disconnected for longer than the session timeout (zookeeper-client.ts says why it can). Records the
+// process keeps itself (publish) are ephemeral nodes of its session: they go with the session, and come back with
+// the list that a new session reads (see Subscription.publish).
 import zookeeper, { type Client, type Exception, type Stat } from 'node-zookeeper-client'
 import type { Logger } from 'pino'
 import type { Records } from './formats.js'
 import type { Target } from '../upstream/membership.js'
 import { Subscription, type Listing, type ReadCause, type SubscriptionSettings } from './subscription.js'
+import { discard, reopenWhenStuck } from './zookeeper-client.js'
 
 export interface ZooKeeperSettings extends SubscriptionSettings {
   servers: string
@@ -21,6 +23,9 @@ type Watcher = (event: unknown) => void
 export class ZooKeeperSubscription<E = Target> extends Subscription<E> {
   readonly kind = 'zookeeper'
   private client: Client | undefined
+  private unwatch: () => void = () => undefined
+  /** Set when a stuck client was replaced; the next one that connects says so (one line per episode). */
+  private reopened = false
   /** Lists run concurrently (a watch fires while one is in flight); only the newest one delivers. */
   private seq = 0
   /** One watcher function: the client keeps a watcher once per path and function, so re-lists never pile up. */
@@ -46,7 +51,8 @@ export class ZooKeeperSubscription<E = Target> extends Subscription<E> {
   }
 
   protected async close(): Promise<void> {
-    this.client?.close()
+    this.unwatch()
+    if (this.client !== undefined) discard(this.client)
     this.client = undefined
   }
 
@@ -98,12 +104,26 @@ export class ZooKeeperSubscription<E = Target> extends Subscription<E> {
     this.client = client
     if (this.zk.auth !== undefined) client.addAuthInfo('digest', Buffer.from(`${this.zk.auth.user}:${this.zk.auth.password}`))
     const mine = (): boolean => this.client === client && !this.closed
+    this.unwatch = reopenWhenStuck(client, this.zk.sessionTimeout, () => {
+      if (!mine()) return
+      if (!this.reopened) {
+        this.log.warn(
+          { source: this.source, session: this.session, after: this.zk.sessionTimeout, keeping: this.keeping() },
+          'not connected to ZooKeeper for longer than the session timeout; opening a new client (keeping the last good list)',
+        )
+      }
+      this.reopened = true
+      discard(client)
+      this.connect()
+    })
     client.on('connected', () => {
       if (!mine()) return
       const reconnect = this.targets !== undefined
       this.connected = true
       this.session = client.getSessionId().toString('hex')
-      if (reconnect) this.log.info({ source: this.source, session: this.session }, 'reconnected to ZooKeeper; listing again in full')
+      if (this.reopened) this.log.info({ source: this.source, session: this.session }, 'connected to ZooKeeper with a new client; listing again in full')
+      else if (reconnect) this.log.info({ source: this.source, session: this.session }, 'reconnected to ZooKeeper; listing again in full')
+      this.reopened = false
       // Changes may have happened while disconnected: a reconnect always re-lists (and re-arms the watch).
       this.list(reconnect ? 'relist' : 'first')
     })
@@ -116,7 +136,8 @@ export class ZooKeeperSubscription<E = Target> extends Subscription<E> {
       if (!mine()) return
       this.connected = false
       this.log.warn({ source: this.source, session: this.session }, 'ZooKeeper session expired; connecting with a new client')
-      client.close()
+      this.unwatch()
+      discard(client)
       this.connect()
     })
     client.on('authenticationFailed', () => {

@@ -35,13 +35,14 @@ export function stallLimit(timeout: number): number {
  * check is spread over the whole interval instead (Tengine's random start), so checks do not run in lockstep.
  * `random` is in [0, 1).
  */
-export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, random: number): number {
-  const base = state.changing ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
+export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, random: number, hurried = false): number {
+  const base = state.changing || hurried ? spec.fastInterval : state.down ? spec.downInterval : spec.interval
   return spread ? random * base : base * (1 + spec.jitter * (2 * random - 1))
 }
 
 /** Why a due check is left out: its servers stand outside this vigil's subset, or real traffic covers them. */
-export type SkipReason = 'standby' | 'traffic'
+/** `shared`: another consumer checks it for the fleet (fleet.shareChecks), its results are taken from there. */
+export type SkipReason = 'standby' | 'traffic' | 'shared'
 
 /**
  * Whether the check of a server that is due now (by checkDelay) runs. A down server is always checked (its own
@@ -82,7 +83,7 @@ export class CheckTarget {
   failures = 0
   inconclusive = 0
   /** Due checks left out (skipCheck), by reason. */
-  skipped: Record<SkipReason, number> = { standby: 0, traffic: 0 }
+  skipped: Record<SkipReason, number> = { standby: 0, traffic: 0, shared: 0 }
   /** Wall-clock start of the latest check (ms), 0 before the first. */
   lastStart = 0
   /** Checks started per second, over about the last minute (the status page's probe rate). */
@@ -92,6 +93,8 @@ export class CheckTarget {
   /** Wall-clock time of the last up/down flip. */
   lastChange: number | undefined = undefined
   lastRecheck = -Infinity
+  /** Checked at fastInterval whatever its state: other vigils report it failing (src/fleet/). */
+  hurried = false
 
   constructor(
     /** host:port actually probed. */
@@ -169,6 +172,14 @@ export interface ActiveCheckerOptions {
   log: Logger
 }
 
+/**
+ * Who probes what, when the fleet shares its checks (fleet.shareChecks): a target this vigil does not probe keeps
+ * its schedule but skips the probe, and takes its state from adopt().
+ */
+export interface CheckDelegate {
+  probes(target: CheckTarget): boolean
+}
+
 export class ActiveChecker {
   private targets = new Map<string, CheckTarget>()
   private byPeer = new Map<Peer, CheckTarget>()
@@ -176,6 +187,7 @@ export class ActiveChecker {
   private passive: PassiveHealthLink | undefined
   private started = false
   readonly lag = new LoopLag()
+  delegate: CheckDelegate | undefined = undefined
 
   constructor(
     upstreams: ReadonlyMap<string, Upstream>,
@@ -313,6 +325,9 @@ export class ActiveChecker {
   }
 
   private skip(target: CheckTarget, now: number): SkipReason | undefined {
+    // Suspect on the fleet's word: its own checks must decide, traffic or not.
+    if (target.hurried) return undefined
+    if (this.delegate?.probes(target) === false) return 'shared'
     let standby = true
     let lastAnswered = 0
     for (const { peer } of target.members) {
@@ -346,7 +361,7 @@ export class ActiveChecker {
       this.options.log.error({ err, address: target.address }, 'error while recording a check')
     }
     // Intervals run from check start to check start, so a slow server is still checked once per interval.
-    this.schedule(target, Math.max(0, checkDelay(target.spec, target.state, target.spread, Math.random()) - latency))
+    this.schedule(target, Math.max(0, checkDelay(target.spec, target.state, target.spread, Math.random(), target.hurried) - latency))
     target.spread = false
   }
 
@@ -378,6 +393,30 @@ export class ActiveChecker {
       })
     }
     if (result.ok && this.passive !== undefined) this.passed(target, this.passive)
+  }
+
+  /**
+   * The state of a target this vigil does not probe, from the consumers that do (fleet.shareChecks): the same
+   * gates, refresh and event as a check of its own would flip, with the reason `shared_check`.
+   */
+  adopt(target: CheckTarget, down: boolean, evidence: Record<string, unknown>): void {
+    const state = target.state
+    if (state.checked && state.down === down) return
+    const flipped = state.down !== down
+    state.checked = true
+    state.down = down
+    state.riseCount = state.fallCount = 0
+    if (!flipped) return
+    target.lastChange = Date.now()
+    for (const m of target.members) m.peer.checkUp = !down
+    for (const u of new Set(target.members.map((m) => m.upstream))) u.refresh()
+    this.report(target, down ? 'down' : 'up', 'shared_check', evidence)
+  }
+
+  /** Check a target at fastInterval from now on (true) or at its state's interval again (false). */
+  hurry(peer: Peer, on: boolean): void {
+    const target = this.byPeer.get(peer)
+    if (target !== undefined) target.hurried = on
   }
 
   /**

@@ -11,6 +11,7 @@ import { WaitList, type StallEvidence } from './stall.js'
 import { RecoveryProbe, recoveryKind, type RecoveryHost, type RecoveryKind } from './recovery.js'
 import type { ProbeResult } from './probes/index.js'
 import type { PassiveHealth } from './passive.js'
+import type { PendingOutcomes } from '../workers/outcomes.js'
 
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
 
@@ -95,6 +96,8 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   readonly waits: WaitList = new WaitList(this)
   /** Set once by the group right after construction (the rate detector needs this object as its host). */
   detector: Detector | undefined = undefined
+  /** A cluster worker's outcomes not yet reported to its primary (src/workers/outcomes.ts). */
+  unreported: PendingOutcomes | undefined = undefined
 
   constructor(
     readonly group: PassiveHealth,
@@ -146,8 +149,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     }
   }
 
-  /** Eject now for the named `reason`, unless the cap or a group of one forbids it. */
-  eject(reason: string, now: number): void {
+  /**
+   * Eject now for the named `reason`, unless the cap or a group of one forbids it. `shared`: evidence from
+   * elsewhere (the fleet's observers, src/fleet/) that the decision rests on instead of this vigil's detector.
+   */
+  eject(reason: string, now: number, shared?: Record<string, unknown>): void {
     const g = this.group
     if (this.state === 'ejected') return
     const failure = this.lastFailure?.code
@@ -157,7 +163,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       const episode = this.cappedAt !== 0 && now - this.cappedAt <= g.settings.failTimeout
       this.cappedAt = now
       if (!episode) {
-        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: this.detector?.evidence(now), failure })
+        g.emit(this, 'capped', `${reason}; not ejected: the cap holds (maxEjectPercent of the primaries, never a group of one)`, { evidence: shared ?? this.detector?.evidence(now), failure })
       }
       return
     }
@@ -176,7 +182,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
       this.timer.unref()
     }
     const recovery = this.startRecovery()
-    g.emit(this, 'ejected', reason, { evidence: { ...this.detector?.evidence(now), recovery }, failure, duration, multiplier: this.multiplier })
+    g.emit(this, 'ejected', reason, { evidence: { ...(shared ?? this.detector?.evidence(now)), recovery }, failure, duration, multiplier: this.multiplier })
     this.applyGate()
   }
 
@@ -289,7 +295,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
    * after a quiet time that doubles from 250 ms to 1 s (a frozen server costs a few slow requests, not many).
    */
   maybeStallTrial(now: number): void {
-    if (!this.suspect || this.stallTrial) return
+    if (!this.suspect || this.stallTrial || !stallTrialsHere) return
     if (this.quietSince === 0) this.quietSince = now
     if (now - this.quietSince < Math.min(STALL_TRIAL_WAIT * 2 ** this.stallTrials, STALL_TRIAL_MAX)) return
     this.quietSince = 0
@@ -311,6 +317,21 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     if (!this.suspect) return
     this.endSuspicion()
     this.group.emit(this, 'cleared', 'responded again')
+    this.applyGate()
+  }
+
+  /**
+   * A cluster worker's copy of the state its primary decided (src/workers/replica.ts), or a skip on its own
+   * evidence until the primary decides. No event and no timer: the primary reports and times its decisions. A
+   * trial this worker is already running stays running.
+   */
+  mirror(state: PassiveState, suspect: boolean): void {
+    this.state = state === 'trial' && this.state === 'probing' ? 'probing' : state
+    if (suspect && !this.suspect) {
+      this.suspect = true
+      // As on a suspicion of its own (stall.ts): every request already waiting on it may be raced elsewhere.
+      if (this.group.stall?.settings.redispatch === true) this.waits.notifyStalled(Date.now(), -1)
+    } else if (!suspect && this.suspect) this.endSuspicion()
     this.applyGate()
   }
 
@@ -347,6 +368,16 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     this.recovery?.stop()
     if (this.detector instanceof RateDetector) this.detector.shutdown()
   }
+}
+
+/**
+ * Whether this process lets stall trials through. In a cluster one worker does (src/workers/worker.ts), so a frozen
+ * server gets one trial at a time from the whole proxy, as from one process; its answer clears every worker.
+ */
+let stallTrialsHere = true
+
+export function leaveStallTrialsToAnotherProcess(): void {
+  stallTrialsHere = false
 }
 
 function reopen(h: PeerHealth): void {

@@ -5,7 +5,8 @@ import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
 import type { PeerPassiveSnapshot } from './ejection.js'
 
-export type HealthSource = 'active' | 'passive' | 'operator'
+/** `fleet`: a decision taken on other vigils' observations (src/fleet/). */
+export type HealthSource = 'active' | 'passive' | 'operator' | 'fleet'
 
 export interface HealthEvent {
   upstream: string

@@ -41,6 +41,21 @@ export const PER_TRY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'p
 /** See Failure.refused; the HTTP/2 pool's error code for it (src/upstream/h2-pool.ts). */
 export const REFUSED_STREAM: Failure = { kind: 'error', status: 502, code: 'refused_stream', beforeSend: true, refused: true }
 
+const BY_CODE = new Map([CONNECT_REFUSED, CONNECT_FAILED, CONNECT_TIMEOUT, RESPONSE_TIMEOUT, BODY_TIMEOUT, RESET, INVALID, TLS_FAILED, TOO_LARGE, POOL_TIMEOUT, STUCK, PER_TRY_TIMEOUT, REFUSED_STREAM].map((f) => [f.code, f]))
+
+/** The failure a stable `code` names (`connect_refused`, `http_503`...), for outcomes reported by another process. */
+export function failureOf(code: string): Failure | undefined {
+  if (code.startsWith('http_')) {
+    const status = Number(code.slice(5))
+    return Number.isInteger(status) && status >= 100 && status < 600 ? httpFailure(status) : undefined
+  }
+  if (code.startsWith('grpc_')) {
+    const grpcStatus = (GRPC_CODES as readonly string[]).indexOf(code.slice(5))
+    return grpcStatus > 0 ? grpcFailure(grpcStatus) : undefined
+  }
+  return BY_CODE.get(code)
+}
+
 /** Classify an error from undici or the socket below it. Never throws. */
 export function classifyError(err: unknown): Failure {
   const code = (err as { code?: unknown } | null)?.code

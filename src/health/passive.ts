@@ -232,8 +232,16 @@ export class PassiveHealth {
       return
     }
     const counted = failure !== undefined && this.failOn.has(failure) ? failure : undefined
-    h.record(w.role, counted, now)
-    if (counted !== undefined) this.checker?.recheck(peer)
+    judging.outcome(this, h, w.role, counted, now)
+  }
+
+  /**
+   * One conclusive outcome (`counted`: the failure as failOn counts it, undefined for a success) through the state
+   * machine, and a failure asks the checks for a re-check. A cluster's primary replays its workers' reports here.
+   */
+  judge(h: PeerHealth, role: Role, counted: Failure | undefined, now: number): void {
+    h.record(role, counted, now)
+    if (counted !== undefined) this.checker?.recheck(h.peer)
   }
 
   /** Evidence from elsewhere that the peer answers (an active check passed): it counts as a response. */
@@ -260,6 +268,22 @@ export class PassiveHealth {
     this.stall?.close()
     for (const h of this.peers) h.close()
   }
+}
+
+/**
+ * Where a process's conclusive outcomes go: judged at once, here (one process, or a cluster's primary), or, in a
+ * cluster worker, counted and reported to the primary that judges them (src/workers/outcomes.ts).
+ */
+export interface OutcomeSink {
+  outcome(group: PassiveHealth, h: PeerHealth, role: Role, counted: Failure | undefined, now: number): void
+}
+
+const JUDGE_HERE: OutcomeSink = { outcome: (group, h, role, counted, now) => group.judge(h, role, counted, now) }
+let judging: OutcomeSink = JUDGE_HERE
+
+/** A cluster worker sends its outcomes to the primary (once, at its start): a process has one role. */
+export function reportOutcomesTo(sink: OutcomeSink): void {
+  judging = sink
 }
 
 /**

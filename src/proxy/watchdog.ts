@@ -3,10 +3,14 @@
 // instead of waiting inside undici where no timeout applies. An attempt that outlived every timeout meant to end
 // it, or whose client left without ending it, is a vigil bug: it is ended, counted and logged as an internal error,
 // never left to hold the pool while the status page says all is well. It also keeps each peer's waiting figures.
+// Servers a reload removed are swept too, while they finish their attempts.
 import type { Logger } from 'pino'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import type { Attempt } from './forward.js'
+
+/** Servers that left every generation but still have attempts in flight, with their group's name. */
+export type Departed = () => Iterable<[upstream: string, peer: Peer]>
 
 export const WATCHDOG_PERIOD = 250
 
@@ -15,6 +19,7 @@ export class Watchdog {
 
   constructor(
     private readonly upstreams: () => ReadonlyMap<string, Upstream>,
+    private readonly departed: Departed,
     private readonly log: Logger,
   ) {}
 
@@ -28,10 +33,11 @@ export class Watchdog {
   }
 
   sweep(now: number): void {
-    for (const u of this.upstreams().values()) for (const p of u.peers) this.sweepPeer(u, p, now)
+    for (const u of this.upstreams().values()) for (const p of u.peers) this.sweepPeer(u.name, p, now)
+    for (const [upstream, p] of this.departed()) this.sweepPeer(upstream, p, now)
   }
 
-  private sweepPeer(u: Upstream, peer: Peer, now: number): void {
+  private sweepPeer(upstream: string, peer: Peer, now: number): void {
     let waiting = 0
     let oldestWait = 0
     let stuck = 0
@@ -60,6 +66,6 @@ export class Watchdog {
     peer.oldestWait = oldestWait
     if (stuck === 0) return
     peer.stuck += stuck
-    this.log.error({ upstream: u.name, peer: peer.address, stuck, inflight: peer.inflight }, 'internal error: attempts outlived their timeouts or their client; ended')
+    this.log.error({ upstream, peer: peer.address, stuck, inflight: peer.inflight }, 'internal error: attempts outlived their timeouts or their client; ended')
   }
 }

@@ -56,6 +56,8 @@ export interface ReloadTarget {
   listeners(): readonly ProxyListener[]
   /** A listener for `config`, routing over `upstreams`, not yet bound. */
   createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener
+  /** Open a new listener's socket (a cluster's primary opens none: its workers do). */
+  bind(listener: ProxyListener): Promise<AddressInfo>
   /** Make `config` and `listeners` current (synchronously, inside the swap). */
   swap(config: Config, listeners: ProxyListener[]): void
   /** How long removed listeners and peers may finish their requests. */
@@ -145,15 +147,24 @@ export class Reloader {
       }
       this.rejectedText = undefined
       if (source === 'watch' && sameJson(config, this.fileConfig)) return this.last?.ok === false ? this.unchanged(source) : undefined
-      try {
-        const result = await this.apply(config, source)
-        if (result.ok) this.fileConfig = config
-        return result
-      } catch (err) {
-        // prepare() throws with the setting named; nothing was swapped.
-        return this.fail(source, err as Error)
-      }
+      const result = await this.applyOrFail(config, source)
+      if (result.ok) this.fileConfig = config
+      return result
     })
+  }
+
+  /** A cluster worker takes the config its primary applied (src/workers/worker.ts): the same prepare and commit, no file. */
+  replace(config: Config, source: ChangeSource): Promise<ReloadResult> {
+    return this.enqueue(() => this.applyOrFail(config, source))
+  }
+
+  private async applyOrFail(config: Config, source: ChangeSource): Promise<ReloadResult> {
+    try {
+      return await this.apply(config, source)
+    } catch (err) {
+      // prepare() throws with the setting named; nothing was swapped.
+      return this.fail(source, err as Error)
+    }
   }
 
   putServer(upstream: string, spec: ServerSpec): Promise<MembershipChange> {
@@ -217,7 +228,7 @@ export class Reloader {
     for (const { key, listener: l } of listenerDiff.added) {
       const listener = this.target.createListener(l, prepared.upstreams)
       try {
-        await listener.listen()
+        await this.target.bind(listener)
         opened.set(key, listener)
       } catch (err) {
         prepared.discard()
@@ -297,7 +308,7 @@ export class Reloader {
 }
 
 /**
- * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, the DNS resolver's servers and
+ * Settings a running vigil keeps until it restarts: the admin listener, `fleet`, `workers`, the DNS resolver's servers and
  * timeout, the wait queue of a kept group, and the limits, trusted proxies, HTTP/2 and TLS on/off of a kept
  * listener
  * address (its routes and its certificate files do change).
@@ -305,6 +316,8 @@ export class Reloader {
 export function restartOnly(before: Config, after: Config): string[] {
   const keys: [string, unknown, unknown][] = [
     ['admin', before.admin, after.admin],
+    // The processes are forked at start (src/workers/).
+    ['workers', before.workers, after.workers],
     // The fleet's registration and observations hold a registry session for the life of the process.
     ['fleet', before.fleet, after.fleet],
     ['resolver.servers', before.resolver?.servers, after.resolver?.servers],
@@ -331,6 +344,6 @@ function summary(c: MembershipChange): Record<string, unknown> {
 }
 
 function address(l: ProxyListener): string {
-  const a = l.server.address() as AddressInfo
-  return `${a.address}:${a.port}`
+  const a = l.server.address() as AddressInfo | null
+  return a === null ? l.config.address : `${a.address}:${a.port}`
 }

@@ -26,6 +26,8 @@ export class Hosts {
   private readonly entries = new Map<string, Entry>()
   /** Pools of servers that left (or of replaced connection settings) still finishing their requests. */
   private readonly retiring = new Set<UpstreamPool>()
+  /** Servers no generation holds that still had attempts in flight when they left, with their group's name. */
+  private readonly leaving = new Map<Peer, string>()
 
   /** `grace`: how long a released pool's in-flight requests may take before it is destroyed. */
   constructor(private readonly grace: () => number) {}
@@ -59,8 +61,20 @@ export class Hosts {
     const e = this.entries.get(key)
     if (e === undefined || e.peer !== peer || --e.refs > 0) return false
     this.entries.delete(key)
+    if (peer.attempts.head !== undefined) this.leaving.set(peer, upstream)
     this.retire(peer.pool)
     return true
+  }
+
+  /**
+   * Servers that left but are still finishing attempts, with their group's name: the watchdog sweeps them like
+   * live ones (a stuck attempt would otherwise hold a draining pool until the grace period). Those done are dropped.
+   */
+  *departed(): IterableIterator<[upstream: string, peer: Peer]> {
+    for (const [peer, upstream] of this.leaving) {
+      if (peer.attempts.head === undefined) this.leaving.delete(peer)
+      else yield [upstream, peer]
+    }
   }
 
   /** Released pools still finishing requests. */
@@ -72,6 +86,7 @@ export class Hosts {
   async close(): Promise<void> {
     await Promise.all([...this.retiring].map((p) => p.destroy()))
     this.retiring.clear()
+    this.leaving.clear()
   }
 
   /** Close once in-flight requests are done, but never wait longer than the grace period. */

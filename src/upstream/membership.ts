@@ -126,6 +126,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.hosts.retiringPools
   }
 
+  /** Servers that left every generation and still have attempts in flight (src/upstream/hosts.ts). */
+  departed(): IterableIterator<[upstream: string, peer: Peer]> {
+    return this.hosts.departed()
+  }
+
   /**
    * The groups of a file, built against the live ones: everything that can fail happens here (reading and parsing
    * TLS files, building new groups and their pools), and nothing live changes. It throws an error naming the

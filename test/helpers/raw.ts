@@ -1,6 +1,7 @@
 // Raw-socket clients and providers for the hostile-input tests: exact bytes in, exact bytes (or a closed socket) out.
 import { connect, createServer, type Socket, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { echo, httpServer } from './index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
@@ -106,3 +107,24 @@ export async function rawProvider(t: Tap, behave: (socket: Socket, head: string)
 
 /** A request as a client would write it. */
 export const request = (path = '/', extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n`
+
+/** What a recording provider saw of one request: enough to tell whether an Upgrade reached it. */
+export interface Seen {
+  method?: string | undefined
+  url?: string | undefined
+  upgrade?: string | undefined
+  settings?: string | undefined
+  body: string
+}
+
+/** An echo provider that records every request it gets (for the upgrade tests), closed at teardown. */
+export async function recordingProvider(t: Tap): Promise<{ address: string; seen: Seen[] }> {
+  const seen: Seen[] = []
+  const up = await httpServer(t, (req, res) => {
+    let body = ''
+    req.on('data', (d: Buffer) => (body += d.toString()))
+    req.on('end', () => seen.push({ method: req.method, url: req.url, upgrade: req.headers.upgrade, settings: req.headers['http2-settings'] as string | undefined, body }))
+    echo(req, res)
+  })
+  return { address: up.address, seen }
+}

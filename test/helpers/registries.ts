@@ -7,8 +7,8 @@ type Tap = { teardown(fn: () => unknown): void }
 export { EtcdServer, Relay, ZooKeeperAdmin, ZooKeeperMember, ZooKeeperServer }
 
 /** A relay to `port`, closed at teardown. */
-export async function relay(t: Tap, port: number): Promise<Relay> {
-  const r = await Relay.create(port)
+export async function relay(t: Tap, port: number, listen = 0): Promise<Relay> {
+  const r = await Relay.create(port, listen)
   t.teardown(() => r.close())
   return r
 }
@@ -21,8 +21,8 @@ export async function startZooKeeper(t: Tap): Promise<{ server: ZooKeeperServer;
   return { server, admin }
 }
 
-export async function startEtcd(t: Tap): Promise<EtcdServer> {
-  const server = await EtcdServer.create()
+export async function startEtcd(t: Tap, options: Parameters<typeof EtcdServer.create>[0] = {}): Promise<EtcdServer> {
+  const server = await EtcdServer.create(options)
   t.teardown(() => server.destroy())
   return server
 }

@@ -1,0 +1,62 @@
+// Prometheus series of the fleet, built at scrape time from its status; decisions counted as they change.
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { Fleet } from './fleet.js'
+
+export function registerFleetMetrics(registry: Registry, fleet: Fleet): void {
+  const registers = [registry]
+  const gauge = (name: string, help: string, value: () => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value())
+      },
+    })
+  }
+  gauge('vigil_fleet_consumers', 'consumers registered in the fleet (this vigil included)', () => fleet.consumers.view.count)
+  gauge('vigil_fleet_index', "this vigil's index in the sorted list of consumers", () => fleet.consumers.view.index)
+  gauge('vigil_fleet_registered', '1 once the registry lists this vigil', () => (fleet.consumers.view.registered ? 1 : 0))
+  gauge('vigil_fleet_quorum', 'observers that must report a server failing for it to become suspect here', () => fleet.health.quorum)
+  new Gauge({
+    name: 'vigil_fleet_observers',
+    help: 'other vigils reporting the server failing within the window',
+    labelNames: ['upstream', 'server'],
+    registers,
+    collect() {
+      this.reset()
+      for (const [upstream, servers] of Object.entries(fleet.status().upstreams)) for (const s of servers) this.set({ upstream, server: s.server }, s.reporting)
+    },
+  })
+  new Gauge({
+    name: 'vigil_fleet_checked_servers',
+    help: 'check targets this vigil probes itself (probed) or takes from other consumers (shared)',
+    labelNames: ['role'],
+    registers,
+    collect() {
+      const c = fleet.health.checkShare()
+      this.set({ role: 'probed' }, c.probed)
+      this.set({ role: 'shared' }, c.shared)
+    },
+  })
+  new Counter({
+    name: 'vigil_fleet_writes_total',
+    help: "this vigil's observation writes to the registry, by result (superseded: replaced by a newer state before it was written)",
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset()
+      const w = fleet.writer.status()
+      this.inc({ result: 'written' }, w.written)
+      this.inc({ result: 'failed' }, w.failed)
+      this.inc({ result: 'superseded' }, w.superseded)
+    },
+  })
+  const decisions = new Counter({
+    name: 'vigil_fleet_decisions_total',
+    help: 'decisions taken on shared evidence, as they changed: ignored (local success wins), suspect, ejected, capped, none (cleared)',
+    labelNames: ['upstream', 'decision'],
+    registers,
+  })
+  fleet.decided = (upstream, decision) => decisions.inc({ upstream, decision })
+}

@@ -1,0 +1,132 @@
+// A cluster worker's side of passive health: its conclusive outcomes are counted in one slot per server (made
+// once, bumped on the hot path without allocating) and reported to the primary, which judges them with the one
+// state machine (health/ejection.ts). Successes go in the batch every BATCH_INTERVAL; a failure (it may eject
+// under maxFails), a trial's outcome and a fail-open success go at once, at most one report per server per
+// URGENT_INTERVAL (the ones in between are coalesced into it). A refused connection also skips the server here
+// at once, within the cap, until the primary's verdict arrives.
+import type { Upstream } from '../upstream/upstream.js'
+import type { Failure } from '../health/outcome.js'
+import { Role, type PeerHealth } from '../health/ejection.js'
+import type { OutcomeSink, PassiveHealth } from '../health/passive.js'
+import { BATCH_INTERVAL, URGENT_INTERVAL, type Outcomes, type ReportedFailure, type ToPrimary, type Traffic } from './protocol.js'
+
+/** One server's outcomes not reported yet. */
+export class PendingOutcomes {
+  ok = 0
+  rescued = 0
+  trial: 0 | 1 | 2 = 0
+  trialFailure: ReportedFailure | undefined = undefined
+  fails = 0
+  failure: ReportedFailure | undefined = undefined
+  /** performance.now() of the last urgent report, and its timer while the next one waits its turn. */
+  lastSent = -Infinity
+  timer: NodeJS.Timeout | undefined = undefined
+
+  constructor(
+    readonly upstream: string,
+    readonly address: string,
+  ) {}
+
+  get urgent(): boolean {
+    return this.fails !== 0 || this.trial !== 0 || this.rescued !== 0
+  }
+}
+
+const reported = (f: Failure): ReportedFailure => ({ kind: f.kind, status: f.status, code: f.code })
+
+function sendLater(r: OutcomeReporter, p: PendingOutcomes): void {
+  p.timer = undefined
+  r.sendUrgent(p)
+}
+
+function flush(r: OutcomeReporter): void {
+  r.flush()
+}
+
+export class OutcomeReporter implements OutcomeSink {
+  private timer: NodeJS.Timeout | undefined = undefined
+
+  constructor(
+    private readonly upstreams: () => ReadonlyMap<string, Upstream>,
+    private readonly send: (m: ToPrimary) => void,
+    /** The primary's generation and state version this worker serves, reported with every batch. */
+    private readonly serving: () => { generation: number; version: number },
+  ) {}
+
+  start(): void {
+    this.adoptAll()
+    this.timer = setInterval(flush, BATCH_INTERVAL, this)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+    this.flush()
+  }
+
+  /** Every server of the live groups gets its slot (at start and after each generation), so the hot path makes none. */
+  adoptAll(): void {
+    for (const u of this.upstreams().values()) for (const p of u.peers) if (p.passive !== undefined) this.slot(p.passive)
+  }
+
+  /** Hot path: one conclusive outcome (`counted` undefined for a success). */
+  outcome(group: PassiveHealth, h: PeerHealth, role: Role, counted: Failure | undefined, _now: number): void {
+    const p = this.slot(h)
+    if (counted === undefined) {
+      if (role === Role.Normal) {
+        p.ok++
+        return
+      }
+      if (role === Role.Trial) p.trial = 1
+      else p.rescued++
+    } else if (role === Role.Trial) {
+      p.trial = 2
+      p.trialFailure = reported(counted)
+    } else {
+      p.fails++
+      p.failure = reported(counted)
+      // Own evidence: a refused connection says the server is gone; skip it here now, within the cap.
+      if (counted.code === 'connect_refused' && h.state === 'ok' && group.mayTakeOut(h)) h.mirror('ejected', h.suspect)
+    }
+    this.urgent(p)
+  }
+
+  private slot(h: PeerHealth): PendingOutcomes {
+    return (h.unreported ??= new PendingOutcomes(h.group.upstream.name, h.peer.address))
+  }
+
+  private urgent(p: PendingOutcomes): void {
+    if (p.timer !== undefined) return
+    const wait = p.lastSent + URGENT_INTERVAL - performance.now()
+    if (wait <= 0) this.sendUrgent(p)
+    else p.timer = setTimeout(sendLater, wait, this, p)
+  }
+
+  /** The successes before the failures: the order nginx's and the consecutive detectors count in. */
+  sendUrgent(p: PendingOutcomes): void {
+    if (!p.urgent) return
+    const m: Outcomes = { upstream: p.upstream, address: p.address, ok: p.ok, rescued: p.rescued, trial: p.trial, trialFailure: p.trialFailure, fails: p.fails, failure: p.failure }
+    p.ok = p.rescued = p.fails = p.trial = 0
+    p.trialFailure = p.failure = undefined
+    p.lastSent = performance.now()
+    this.send({ t: 'outcome', ...m })
+  }
+
+  /** The batch: successes and every server's live numbers; also the worker's heartbeat. */
+  flush(): void {
+    const ok: [string, string, number][] = []
+    const traffic: Traffic[] = []
+    for (const u of this.upstreams().values()) {
+      for (const peer of u.peers) {
+        const p = peer.passive?.unreported
+        if (p !== undefined && p.ok !== 0) {
+          ok.push([u.name, peer.address, p.ok])
+          p.ok = 0
+        }
+        const latency = peer.stats.count === 0 ? -1 : peer.latency
+        traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency])
+      }
+    }
+    this.send({ t: 'batch', ...this.serving(), ok, traffic })
+  }
+}

@@ -1,0 +1,394 @@
+// A cluster's primary (`workers: N`): one Vigil that owns the configuration, the update queue, the active checks
+// and the health state machine, and serves no traffic; N worker processes (Node's cluster module) that accept
+// and forward. Workers report their outcomes; the primary replays them through the same passive health a single
+// process runs (so maxFails counts across workers and the cap is the group's), and streams the state it decides
+// back (state-stream.ts). A worker that exits is replaced; one that stops answering is killed and replaced;
+// every applied generation is handed to every worker, which applies it through the same prepare/commit.
+import cluster, { type Worker } from 'node:cluster'
+import { availableParallelism } from 'node:os'
+import type { Logger } from 'pino'
+import { Histogram } from 'prom-client'
+import type { Config } from '../config/schema.js'
+import type { Vigil } from '../index.js'
+import { Role } from '../health/ejection.js'
+import { failureOf, type Failure } from '../health/outcome.js'
+import type { RegistryJson } from '../admin/metrics.js'
+import { StateStream, type Propagation } from './state-stream.js'
+import { ClusterTraffic } from './traffic.js'
+import { isMessage, SNAPSHOT_INTERVAL, UNRESPONSIVE_AFTER, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
+
+/** How long a metrics scrape waits for a worker's answer before leaving it out. */
+const METRICS_TIMEOUT = 2_000
+/** Replacements of a worker that keeps exiting wait this long (ms). */
+const RESPAWN_DELAY = 100
+const RESPAWN_BACKOFF = 2_000
+
+/** One worker as the status page shows it. */
+export interface WorkerStatus {
+  worker: number
+  pid: number | undefined
+  /** The primary's generation this worker serves, and the state version it applied last. */
+  generation: number
+  version: number
+  serving: boolean
+  /** Requests it forwarded (as of its last report). */
+  requests: number
+  /** Times this worker slot was started again (after an exit or when it stopped answering). */
+  restarts: number
+  /** ms since its last report. */
+  silentMs: number
+}
+
+export interface WorkersStatus {
+  workers: WorkerStatus[]
+  generation: number
+  version: number
+  /** From the primary's decision until every worker applied it, ms: the last and the slowest measured. */
+  propagation: { measured: number; last: Propagation | undefined; slowest: Propagation | undefined }
+}
+
+interface Member {
+  slot: number
+  worker: Worker
+  generation: number
+  version: number
+  serving: boolean
+  heard: number
+  listeners: string[]
+}
+
+/** `workers` as a number of processes: "auto" is one per core; undefined runs one process. */
+export function workerCount(setting: Config['workers']): number | undefined {
+  return setting === 'auto' ? availableParallelism() : setting
+}
+
+/** Workers get the file's settings with every group's live servers as plain addresses: discovery runs here only, and so does the fleet. */
+function workerConfig(vigil: Vigil): Config {
+  const c = vigil.config
+  const upstreams: Config['upstreams'] = {}
+  for (const [name, u] of vigil.upstreams) {
+    // The live generation's settings: a subset placed by the fleet is in them, so a worker's rotation is the same.
+    // Checks run here, once per server; a worker's check gates are the primary's.
+    const { active: _checks, ...rest } = u.config
+    upstreams[name] = {
+      ...rest,
+      servers: u.peers.map((p) => ({ address: p.address, weight: p.weight, backup: p.backup, down: p.configDown, maxConns: p.maxConns === Infinity ? 0 : p.maxConns })),
+    }
+  }
+  // The fleet's registration is the proxy's, held by the primary.
+  return { ...c, upstreams, admin: undefined, workers: undefined, fleet: undefined, reload: { watch: false } }
+}
+
+export class Cluster {
+  readonly log: Logger
+  private readonly members = new Map<number, Member>()
+  private readonly stream: StateStream
+  private readonly traffic: ClusterTraffic
+  private readonly restarts: number[]
+  private readonly timers: NodeJS.Timeout[] = []
+  private stopping: Promise<void> | undefined
+  private starting: { resolve: () => void; reject: (err: Error) => void } | undefined
+  private readonly metricWaits = new Map<number, (m: RegistryJson) => void>()
+  private metricIds = 0
+  private configDue = false
+  private lastSource = 'start'
+  private readonly propagation: Histogram
+
+  constructor(
+    readonly vigil: Vigil,
+    readonly count: number,
+  ) {
+    this.log = vigil.log
+    this.restarts = new Array<number>(count).fill(0)
+    const upstreams = (): ReturnType<() => Vigil['upstreams']> => vigil.upstreams
+    this.traffic = new ClusterTraffic(upstreams)
+    this.propagation = new Histogram({
+      name: 'vigil_state_propagation_seconds',
+      help: "time from the primary's health decision until every worker applied it",
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [vigil.metrics.registry],
+    })
+    this.stream = new StateStream(upstreams, (d) => this.broadcast({ t: 'state', ...d }), (p) => {
+      this.propagation.observe(p.ms / 1000)
+      this.log.debug({ version: p.version, ms: Math.round(p.ms * 100) / 100 }, 'state applied by every worker')
+    })
+    vigil.metrics.workers = () => this.workerMetrics()
+    vigil.workers = () => this.status()
+    vigil.updates.subscribe({
+      applied: (record) => {
+        this.lastSource = record.source
+        this.stream.watch()
+        // After the swap (the config becomes current after the commit, in the same turn).
+        if (this.configDue) return
+        this.configDue = true
+        setImmediate(() => this.sendConfig())
+      },
+    })
+  }
+
+  /** Start the primary's Vigil, then the workers; resolves once every worker serves. */
+  async start(): Promise<this> {
+    await this.vigil.start()
+    this.stream.watch()
+    const serving = new Promise<void>((resolve, reject) => (this.starting = { resolve, reject }))
+    for (let slot = 0; slot < this.count; slot++) this.fork(slot)
+    try {
+      await serving
+    } catch (err) {
+      await this.stop(0)
+      throw err
+    }
+    this.starting = undefined
+    this.every(SNAPSHOT_INTERVAL, () => this.broadcast({ t: 'snapshot', ...this.stream.snapshot() }))
+    this.every(UNRESPONSIVE_AFTER / 5, () => this.watchdog())
+    const first = [...this.members.values()][0]
+    this.log.info(
+      {
+        listeners: first?.listeners,
+        admin: this.vigil.adminAddress === undefined ? undefined : `${this.vigil.adminAddress.address}:${this.vigil.adminAddress.port}`,
+        upstreams: Object.fromEntries([...this.vigil.upstreams].map(([n, u]) => [n, u.peers.map((p) => p.address)])),
+        workers: [...this.members.values()].map((m) => m.worker.process.pid),
+      },
+      'vigil started',
+    )
+    return this
+  }
+
+  reload(source: 'signal' | 'api' = 'signal'): Promise<unknown> {
+    return this.vigil.reload(source)
+  }
+
+  /** Log rotation: every worker reopens its access log. */
+  reopen(): void {
+    this.vigil.access.reopen()
+    this.broadcast({ t: 'reopen' })
+  }
+
+  /** Every worker drains within `grace` and exits; then the primary stops. */
+  stop(grace?: number): Promise<void> {
+    this.stopping ??= this.shutdown(grace ?? this.grace())
+    return this.stopping
+  }
+
+  status(): WorkersStatus {
+    const now = performance.now()
+    const workers = [...this.members.values()]
+      .sort((a, b) => a.slot - b.slot)
+      .map((m) => ({
+        worker: m.slot,
+        pid: m.worker.process.pid,
+        generation: m.generation,
+        version: m.version,
+        serving: m.serving,
+        requests: this.traffic.requestsOf(m.worker.id),
+        restarts: this.restarts[m.slot] ?? 0,
+        silentMs: Math.round(now - m.heard),
+      }))
+    const s = this.stream
+    return { workers, generation: this.vigil.generation, version: s.version, propagation: { measured: s.measured, last: s.last, slowest: s.slowest } }
+  }
+
+  private grace(): number {
+    return this.vigil.shutdownGrace
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms)
+    t.unref()
+    this.timers.push(t)
+  }
+
+  private fork(slot: number): void {
+    const worker = cluster.fork({ VIGIL_WORKER: String(slot) })
+    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [] }
+    this.members.set(worker.id, m)
+    worker.on('message', (msg: unknown) => {
+      if (isMessage<ToPrimary>(msg)) this.onMessage(m, msg)
+    })
+    worker.on('exit', (code, signal) => this.exited(m, code, signal))
+    // A channel that fails (the worker died mid-send) is the 'exit' handler's business.
+    worker.on('error', (err) => this.log.debug({ worker: slot, err: err.message }, 'worker channel error'))
+  }
+
+  private send(m: Member, msg: ToWorker): void {
+    if (!m.worker.isConnected()) return
+    m.worker.send(msg, (err: Error | null) => {
+      if (err !== null) this.log.debug({ worker: m.slot, err: err.message }, 'message to a worker not delivered')
+    })
+  }
+
+  /** To every worker that serves; returns their ids. */
+  private broadcast(msg: ToWorker): number[] {
+    const ids: number[] = []
+    for (const [id, m] of this.members) {
+      if (!m.serving) continue
+      this.send(m, msg)
+      ids.push(id)
+    }
+    return ids
+  }
+
+  private onMessage(m: Member, msg: ToPrimary): void {
+    m.heard = performance.now()
+    switch (msg.t) {
+      case 'hello':
+        this.send(m, { t: 'init', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), snapshot: this.stream.snapshot() })
+        return
+      case 'serving':
+        m.serving = true
+        m.generation = this.vigil.generation
+        m.listeners = msg.listeners
+        m.version = this.stream.version
+        // It got its snapshot before serving; anything decided since then comes as a snapshot too.
+        this.send(m, { t: 'snapshot', ...this.stream.snapshot() })
+        if (this.starting !== undefined && [...this.members.values()].every((x) => x.serving)) this.starting.resolve()
+        if (this.starting === undefined) this.log.info({ worker: m.slot, pid: m.worker.process.pid }, 'worker serving')
+        return
+      case 'failed':
+        this.log.error({ worker: m.slot, err: msg.error }, 'worker could not start')
+        this.starting?.reject(new Error(msg.error))
+        return
+      case 'batch':
+        m.generation = msg.generation
+        m.version = msg.version
+        for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, ok, rescued: 0, trial: 0, trialFailure: undefined, fails: 0, failure: undefined })
+        this.traffic.report(m.worker.id, msg.traffic)
+        return
+      case 'outcome': {
+        this.judge(msg)
+        // The decision may have changed nothing: the worker still hears it (it may have skipped the server).
+        setImmediate(() => {
+          const s = this.stream.stateOf(msg.upstream, msg.address)
+          if (s !== undefined) this.send(m, { t: 'verdict', servers: [s] })
+        })
+        return
+      }
+      case 'stall':
+        this.stall(msg.upstream, msg.address, msg.suspect, msg.evidence)
+        return
+      case 'ack':
+        m.version = msg.version
+        this.stream.applied(m.worker.id, msg.version, msg.at)
+        return
+      case 'resync':
+        this.send(m, { t: 'snapshot', ...this.stream.snapshot() })
+        return
+      case 'generation':
+        if (msg.ok) m.generation = msg.generation
+        else this.log.error({ worker: m.slot, generation: msg.generation, err: msg.error }, 'a worker could not apply the generation; it serves the one before')
+        m.listeners = msg.listeners
+        return
+      case 'metrics':
+        this.metricWaits.get(msg.id)?.(msg.metrics)
+        return
+    }
+  }
+
+  /**
+   * A worker's outcomes through the group's passive health, in the order the detectors count them: the
+   * successes, a fail-open success, the trial's outcome (the trial is taken here when a worker ran it), failures.
+   */
+  private judge(o: Outcomes): void {
+    const u = this.vigil.upstreams.get(o.upstream)
+    const peer = u?.find(o.address)
+    const h = peer?.passive
+    if (u === undefined || peer === undefined || h === undefined) return
+    const g = u.passive
+    const now = Date.now()
+    // No vouching here: these successes may predate a suspicion. A worker that sees the server answer again
+    // says so at once (its 'stall' report), as one process would clear it on that answer.
+    for (let i = 0; i < o.ok; i++) g.judge(h, Role.Normal, undefined, now)
+    if (o.rescued > 0) g.judge(h, Role.LastResort, undefined, now)
+    if (o.trial !== 0) {
+      if (h.state === 'trial') h.dispatched(now)
+      g.judge(h, Role.Trial, o.trial === 2 ? failure(o.trialFailure) : undefined, now)
+    }
+    const f = failure(o.failure)
+    for (let i = 0; i < o.fails; i++) g.judge(h, Role.Normal, f, now)
+  }
+
+  /** A worker's stall watch suspects a server (or it answered again): the primary's cap decides for all. */
+  private stall(upstream: string, address: string, suspect: boolean, evidence: Record<string, unknown> | undefined): void {
+    const h = this.vigil.upstreams.get(upstream)?.find(address)?.passive
+    if (h === undefined) return
+    if (!suspect) h.answered(Date.now())
+    else if (!h.suspect) h.stallVerdict(true, { waiting: Number(evidence?.['waiting'] ?? 0), threshold: Number(evidence?.['threshold'] ?? 0), p99: Number(evidence?.['p99'] ?? 0) })
+  }
+
+  private sendConfig(): void {
+    this.configDue = false
+    const generation = this.vigil.generation
+    const config = workerConfig(this.vigil)
+    this.broadcast({ t: 'config', generation, source: this.lastSource, config })
+  }
+
+  /** A worker that has not reported for UNRESPONSIVE_AFTER is killed (its exit starts a new one). */
+  private watchdog(): void {
+    const now = performance.now()
+    for (const m of this.members.values()) {
+      if (!m.serving || now - m.heard < UNRESPONSIVE_AFTER) continue
+      this.log.warn({ worker: m.slot, pid: m.worker.process.pid, silentMs: Math.round(now - m.heard) }, 'worker stopped answering; killing it for a new one')
+      m.serving = false
+      m.worker.process.kill('SIGKILL')
+    }
+  }
+
+  private exited(m: Member, code: number | null, signal: string | null): void {
+    this.members.delete(m.worker.id)
+    this.stream.left(m.worker.id)
+    this.traffic.left(m.worker.id)
+    if (this.stopping !== undefined) return
+    if (this.starting !== undefined && !m.serving) {
+      this.starting.reject(new Error(`worker ${m.slot} exited before serving (${signal ?? `code ${code ?? '?'}`})`))
+      return
+    }
+    const restarts = ++this.restarts[m.slot]!
+    this.log.warn({ worker: m.slot, pid: m.worker.process.pid, code, signal, restarts }, 'worker exited; starting a new one')
+    const t = setTimeout(() => {
+      if (this.stopping === undefined) this.fork(m.slot)
+    }, restarts > 5 ? RESPAWN_BACKOFF : RESPAWN_DELAY)
+    t.unref()
+  }
+
+  private async workerMetrics(): Promise<RegistryJson[]> {
+    const asks = [...this.members.values()]
+      .filter((m) => m.serving)
+      .map(
+        (m) =>
+          new Promise<RegistryJson | undefined>((resolve) => {
+            const id = ++this.metricIds
+            const timer = setTimeout(() => done(undefined), METRICS_TIMEOUT)
+            const done = (r: RegistryJson | undefined): void => {
+              clearTimeout(timer)
+              this.metricWaits.delete(id)
+              resolve(r)
+            }
+            this.metricWaits.set(id, done)
+            this.send(m, { t: 'metrics', id })
+          }),
+      )
+    return (await Promise.all(asks)).filter((r): r is RegistryJson => r !== undefined)
+  }
+
+  private async shutdown(grace: number): Promise<void> {
+    for (const t of this.timers) clearInterval(t)
+    const exits = [...this.members.values()].map((m) => new Promise<void>((resolve) => (m.worker.isDead() ? resolve() : m.worker.once('exit', () => resolve()))))
+    if (exits.length > 0) {
+      this.log.info({ workers: exits.length, grace }, 'stopping workers')
+      for (const m of this.members.values()) this.send(m, { t: 'stop', grace })
+      // A worker that outlives its grace period (and a second more to close) is killed.
+      const kill = setTimeout(() => {
+        for (const m of this.members.values()) m.worker.process.kill('SIGKILL')
+      }, grace + 1_000)
+      await Promise.all(exits)
+      clearTimeout(kill)
+    }
+    await this.vigil.stop(0)
+  }
+}
+
+/** The failure a worker reported, as the detectors count it. */
+function failure(r: ReportedFailure | undefined): Failure | undefined {
+  if (r === undefined) return undefined
+  return failureOf(r.code) ?? { kind: r.kind, status: r.status, code: r.code, beforeSend: false }
+}

@@ -1,0 +1,96 @@
+// The messages between a cluster's primary and its workers (Node's cluster IPC channel, JSON), and their timing.
+// Up: a worker's outcomes (batched, and urgent ones at once), its acknowledgements and its generation. Down: the
+// config every worker serves, and the health state the primary decided, as versioned changes and full snapshots.
+import type { Config } from '../config/schema.js'
+import type { OperatorState } from '../upstream/peer.js'
+import type { PassiveState } from '../health/ejection.js'
+import type { FailureKind } from '../health/outcome.js'
+import type { RegistryJson } from '../admin/metrics.js'
+
+/** How often a worker reports its counters (also its heartbeat). */
+export const BATCH_INTERVAL = 500
+/** The least time between two urgent reports about one server from one worker. */
+export const URGENT_INTERVAL = 100
+/** How often the primary sends every worker the whole state, so no lost change outlives one period. */
+export const SNAPSHOT_INTERVAL = 3_000
+/** A worker silent this long (no batch, no answer) is killed and replaced. */
+export const UNRESPONSIVE_AFTER = 5_000
+
+/** Wall-clock ms with sub-ms precision, comparable across the processes of one machine. */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now()
+}
+
+/** One server's health as the primary decided it. */
+export type ServerState = [upstream: string, address: string, checkUp: boolean, passive: PassiveState, suspect: boolean, operator: OperatorState]
+
+/** One counted failure, as a worker saw it: enough to rebuild the Failure the primary's detectors count. */
+export interface ReportedFailure {
+  kind: FailureKind
+  status: number
+  code: string
+}
+
+/**
+ * A worker's conclusive outcomes on one server since its last report, in the order that matters to the detectors:
+ * successes, then a trial's outcome, then failures.
+ */
+export interface Outcomes {
+  upstream: string
+  address: string
+  ok: number
+  /** Successes of requests sent while failing open (they prove the server answers). */
+  rescued: number
+  /** The trial request's outcome: 0 none, 1 succeeded, 2 failed (`trialFailure`). */
+  trial: 0 | 1 | 2
+  trialFailure: ReportedFailure | undefined
+  fails: number
+  /** The last of the `fails` (the coalesced ones count as it). */
+  failure: ReportedFailure | undefined
+}
+
+/** A worker's live numbers for one server (for the primary's status page): the primary adds up its workers'. */
+export type Traffic = [upstream: string, address: string, requests: number, failures: number, inflight: number, waiting: number, oldestWait: number, poolTimeouts: number, stuck: number, latency: number]
+
+export type ToWorker =
+  | { t: 'init'; generation: number; source: string; config: Config; snapshot: Snapshot }
+  | { t: 'config'; generation: number; source: string; config: Config }
+  | ({ t: 'state' } & Delta)
+  | ({ t: 'snapshot' } & Snapshot)
+  /** The state of servers a worker just reported on (it may have skipped one on its own evidence). */
+  | { t: 'verdict'; servers: ServerState[] }
+  | { t: 'metrics'; id: number }
+  | { t: 'stop'; grace: number }
+  | { t: 'reopen' }
+
+export interface Delta {
+  version: number
+  /** The version this change applies on: a worker at another one asks for a snapshot. */
+  base: number
+  /** wallNow() when the primary decided the first change of this version. */
+  decided: number
+  servers: ServerState[]
+}
+
+export interface Snapshot {
+  version: number
+  servers: ServerState[]
+}
+
+export type ToPrimary =
+  | { t: 'hello' }
+  | { t: 'serving'; listeners: string[] }
+  | { t: 'failed'; error: string }
+  /** `ok`: successes per server since the last report; `traffic`: the live numbers of every server. */
+  | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number][]; traffic: Traffic[] }
+  | ({ t: 'outcome' } & Outcomes)
+  | { t: 'stall'; upstream: string; address: string; suspect: boolean; evidence: Record<string, unknown> | undefined }
+  /** A state version applied, and when (wallNow()). */
+  | { t: 'ack'; version: number; at: number }
+  | { t: 'resync' }
+  | { t: 'generation'; generation: number; ok: boolean; error: string | undefined; listeners: string[] }
+  | { t: 'metrics'; id: number; metrics: RegistryJson }
+
+export function isMessage<T extends { t: string }>(m: unknown): m is T {
+  return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string'
+}

@@ -1,0 +1,56 @@
+// A cluster worker's health view: a replica of the state its primary decided, by server, applied to the live
+// peers' gates (check, passive, operator). Changes come versioned; one that does not follow the version held is
+// not applied and the worker asks for a snapshot. The replica outlives generations: after a reload it is applied
+// again to the new generation's peers, so a server the primary already judged is never eligible by default.
+import type { Upstream } from '../upstream/upstream.js'
+import type { Delta, ServerState, Snapshot } from './protocol.js'
+
+const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
+
+export class Replica {
+  version = 0
+  private readonly states = new Map<string, ServerState>()
+
+  constructor(private readonly upstreams: () => ReadonlyMap<string, Upstream>) {}
+
+  /** The whole state: what it does not list is gone. */
+  snapshot(s: Snapshot): void {
+    this.states.clear()
+    this.version = s.version
+    this.apply(s.servers)
+  }
+
+  /** False when `d` does not follow the version held: nothing applied, a snapshot is due. */
+  change(d: Delta): boolean {
+    if (d.base !== this.version) return false
+    this.version = d.version
+    this.apply(d.servers)
+    return true
+  }
+
+  /** The primary's current state of servers this worker reported on (it overrides a local skip). */
+  verdict(servers: readonly ServerState[]): void {
+    this.apply(servers)
+  }
+
+  /** A new generation went live here: its peers take the state held. */
+  reapply(): void {
+    this.apply([...this.states.values()])
+  }
+
+  private apply(servers: readonly ServerState[]): void {
+    const touched = new Set<Upstream>()
+    for (const s of servers) {
+      this.states.set(key(s[0], s[1]), s)
+      const u = this.upstreams().get(s[0])
+      const peer = u?.find(s[1])
+      if (u === undefined || peer === undefined) continue
+      const [, , checkUp, passive, suspect, operator] = s
+      peer.checkUp = checkUp
+      peer.operator = operator
+      peer.passive?.mirror(passive, suspect)
+      touched.add(u)
+    }
+    for (const u of touched) u.refresh()
+  }
+}

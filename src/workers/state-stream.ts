@@ -1,0 +1,131 @@
+// The primary's side of the workers' health view: every gate change of a live group (a check, an ejection, a trial
+// due, an operator action, a reload) marks the state dirty; one flush per turn of the loop sends what changed since
+// the last version, as the next version, to every worker (coalesced). A full snapshot goes every SNAPSHOT_INTERVAL
+// and to any worker that asks (it missed a version) or joins. Each worker acknowledges the versions it applied;
+// the time from the primary's decision until the last worker applied it is the propagation time.
+import type { Upstream } from '../upstream/upstream.js'
+import type { Peer } from '../upstream/peer.js'
+import { wallNow, type Delta, type ServerState, type Snapshot } from './protocol.js'
+
+const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
+
+function stateOf(upstream: string, p: Peer): ServerState {
+  const h = p.passive
+  return [upstream, p.address, p.checkUp, h?.state ?? 'ok', h?.suspect ?? false, p.operator]
+}
+
+const encode = (s: ServerState): string => `${s[2] ? 1 : 0}${s[3]}${s[4] ? 1 : 0}${s[5]}`
+
+/** Versions kept waiting for their acknowledgements; older ones are dropped unmeasured. */
+const PENDING_VERSIONS = 64
+
+export interface Propagation {
+  /** The version, and ms from the decision until the last worker applied it. */
+  version: number
+  ms: number
+}
+
+function flush(s: StateStream): void {
+  s.flush()
+}
+
+export class StateStream {
+  version = 0
+  private readonly sent = new Map<string, string>()
+  private readonly watched = new WeakSet<Upstream['group']>()
+  /** wallNow() of the first change not sent yet; 0 when none waits. */
+  private dirtySince = 0
+  private scheduled = false
+  /** Versions sent and not yet applied by every worker: decision time and who still has to apply it. */
+  private readonly pending = new Map<number, { decided: number; waiting: Set<number>; slowest: number }>()
+  /** Every propagation measured, the last and the slowest (ms). */
+  measured = 0
+  last: Propagation | undefined = undefined
+  slowest: Propagation | undefined = undefined
+
+  constructor(
+    private readonly upstreams: () => ReadonlyMap<string, Upstream>,
+    /** Send a change to every serving worker; returns their ids (who must acknowledge it). */
+    private readonly broadcast: (d: Delta) => number[],
+    private readonly propagated: (p: Propagation) => void,
+  ) {}
+
+  /** Follow the gate changes of every live group (call after each generation: new groups join). */
+  watch(): void {
+    for (const u of this.upstreams().values()) {
+      // A group's events outlive its generations: one listener per group.
+      if (this.watched.has(u.group)) continue
+      this.watched.add(u.group)
+      u.on('change', () => this.dirty())
+    }
+    this.dirty()
+  }
+
+  dirty(): void {
+    if (this.dirtySince === 0) this.dirtySince = wallNow()
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(flush, this)
+  }
+
+  /** The servers whose state changed since the last version, as the next version. */
+  flush(): void {
+    this.scheduled = false
+    const decided = this.dirtySince
+    this.dirtySince = 0
+    const changed: ServerState[] = []
+    const live = new Set<string>()
+    for (const u of this.upstreams().values()) {
+      for (const p of u.peers) {
+        const s = stateOf(u.name, p)
+        const k = key(u.name, p.address)
+        live.add(k)
+        const e = encode(s)
+        if (this.sent.get(k) === e) continue
+        this.sent.set(k, e)
+        changed.push(s)
+      }
+    }
+    for (const k of this.sent.keys()) if (!live.has(k)) this.sent.delete(k)
+    if (changed.length === 0) return
+    const d: Delta = { version: ++this.version, base: this.version - 1, decided, servers: changed }
+    const waiting = this.broadcast(d)
+    if (waiting.length > 0) this.pending.set(d.version, { decided, waiting: new Set(waiting), slowest: 0 })
+    if (this.pending.size > PENDING_VERSIONS) this.pending.delete(this.pending.keys().next().value as number)
+  }
+
+  /** The whole state at the current version. */
+  snapshot(): Snapshot {
+    const servers: ServerState[] = []
+    for (const u of this.upstreams().values()) for (const p of u.peers) servers.push(stateOf(u.name, p))
+    return { version: this.version, servers }
+  }
+
+  /** The current state of one server (the verdict after a worker's report); undefined when it is not live. */
+  stateOf(upstream: string, address: string): ServerState | undefined {
+    const p = this.upstreams().get(upstream)?.find(address)
+    return p === undefined ? undefined : stateOf(upstream, p)
+  }
+
+  /** Worker `id` applied `version` at `at` (wallNow()). */
+  applied(id: number, version: number, at: number): void {
+    const v = this.pending.get(version)
+    if (v === undefined || !v.waiting.delete(id)) return
+    v.slowest = Math.max(v.slowest, at - v.decided)
+    if (v.waiting.size === 0) this.settle(version, v.slowest)
+  }
+
+  /** A worker left: no version waits for it any more. */
+  left(id: number): void {
+    for (const [version, v] of this.pending) if (v.waiting.delete(id) && v.waiting.size === 0) this.settle(version, v.slowest)
+  }
+
+  private settle(version: number, ms: number): void {
+    this.pending.delete(version)
+    const p = { version, ms }
+    this.measured++
+    this.last = p
+    if (this.slowest === undefined || ms > this.slowest.ms) this.slowest = p
+    this.propagated(p)
+  }
+}

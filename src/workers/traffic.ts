@@ -1,0 +1,89 @@
+// The primary's view of its workers' traffic per server (requests, failures, in flight, waiting, latency): each
+// worker's last numbers, added up onto the primary's peers for the status page. The counters of a worker that
+// exited are kept, so a total never goes back when a worker is replaced.
+import type { Upstream } from '../upstream/upstream.js'
+import type { Traffic } from './protocol.js'
+
+const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
+
+/** Requests, failures, pool timeouts and stuck: counters that outlive their worker. */
+interface Counters {
+  requests: number
+  failures: number
+  poolTimeouts: number
+  stuck: number
+}
+
+export class ClusterTraffic {
+  private readonly byWorker = new Map<number, Map<string, Traffic>>()
+  private readonly retired = new Map<string, Counters>()
+
+  constructor(private readonly upstreams: () => ReadonlyMap<string, Upstream>) {}
+
+  /** Worker `id`'s numbers now; the servers it lists get their new totals. */
+  report(id: number, rows: readonly Traffic[]): void {
+    let mine = this.byWorker.get(id)
+    if (mine === undefined) this.byWorker.set(id, (mine = new Map()))
+    for (const r of rows) {
+      mine.set(key(r[0], r[1]), r)
+      // Each worker's estimate is one sample of the server's latency.
+      if (r[9] >= 0) this.upstreams().get(r[0])?.find(r[1])?.recordLatency(r[9])
+      this.total(r[0], r[1])
+    }
+  }
+
+  /** Worker `id` exited: its counters stay in the totals, its in-flight requests are gone. */
+  left(id: number): void {
+    const mine = this.byWorker.get(id)
+    if (mine === undefined) return
+    this.byWorker.delete(id)
+    for (const [k, r] of mine) {
+      const c = this.retired.get(k) ?? { requests: 0, failures: 0, poolTimeouts: 0, stuck: 0 }
+      c.requests += r[2]
+      c.failures += r[3]
+      c.poolTimeouts += r[7]
+      c.stuck += r[8]
+      this.retired.set(k, c)
+    }
+    for (const r of mine.values()) this.total(r[0], r[1])
+  }
+
+  /** Requests worker `id` has forwarded (its last report), for the status page. */
+  requestsOf(id: number): number {
+    let n = 0
+    for (const r of this.byWorker.get(id)?.values() ?? []) n += r[2]
+    return n
+  }
+
+  private total(upstream: string, address: string): void {
+    const peer = this.upstreams().get(upstream)?.find(address)
+    if (peer === undefined) return
+    const k = key(upstream, address)
+    const c = this.retired.get(k)
+    let requests = c?.requests ?? 0
+    let failures = c?.failures ?? 0
+    let poolTimeouts = c?.poolTimeouts ?? 0
+    let stuck = c?.stuck ?? 0
+    let inflight = 0
+    let waiting = 0
+    let oldestWait = 0
+    for (const mine of this.byWorker.values()) {
+      const r = mine.get(k)
+      if (r === undefined) continue
+      requests += r[2]
+      failures += r[3]
+      inflight += r[4]
+      waiting += r[5]
+      oldestWait = Math.max(oldestWait, r[6])
+      poolTimeouts += r[7]
+      stuck += r[8]
+    }
+    peer.requests = requests
+    peer.failures = failures
+    peer.inflight = inflight
+    peer.waiting = waiting
+    peer.oldestWait = oldestWait
+    peer.poolTimeouts = poolTimeouts
+    peer.stuck = stuck
+  }
+}

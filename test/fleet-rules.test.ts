@@ -1,0 +1,82 @@
+// Unit tests of the fleet's pure rules and its write limiter: the quorum decision, rendezvous checkers (stable
+// when consumers come and go), the shared check state, and writes coalesced under a rate.
+import t from 'tap'
+import pino from 'pino'
+import { decide, quorumOf } from '../src/fleet/quorum.js'
+import { checkersOf, sharedState } from '../src/fleet/share-checks.js'
+import { RecordWriter } from '../src/fleet/writer.js'
+import type { Observation } from '../src/fleet/observations.js'
+import type { Subscription } from '../src/discovery/subscription.js'
+import type { RawRecord } from '../src/discovery/formats.js'
+
+t.test('the quorum: max(2, 10%) by default; local success wins; no traffic means eject', async (t) => {
+  t.same([1, 10, 20, 21, 100].map((n) => quorumOf(undefined, n)), [2, 2, 2, 3, 10])
+  t.equal(quorumOf(4, 100), 4, 'a configured quorum is taken as is')
+  const now = 100_000
+  const reports = (...since: number[]): Observation[] =>
+    since.map((at, i) => ({ observer: `o${i}`, server: 's', ejected: true, checkDown: false, event: 'ejected', reason: 'max_fails', source: 'passive', since: at, at }))
+  t.equal(decide(reports(now), 2, undefined, now, 10_000), 'none', 'below the quorum nothing happens')
+  t.equal(decide(reports(now, now), 2, undefined, now, 10_000), 'eject', 'never any traffic of its own')
+  t.equal(decide(reports(now, now), 2, { lastAttempt: now - 20_000, lastSuccess: now - 20_000, lastFailure: 0 }, now, 10_000), 'eject', 'traffic, but not lately')
+  const r = reports(now - 100, now - 50, now - 10)
+  t.equal(decide(r, 2, { lastAttempt: now - 1, lastSuccess: now - 1, lastFailure: now - 500 }, now, 10_000), 'ignored', 'its own last request succeeded after the quorum formed')
+  t.equal(decide(r, 2, { lastAttempt: now - 40, lastSuccess: now - 40, lastFailure: 0 }, now, 10_000), 'ignored', 'only one report is newer than its success: it answers the others')
+  t.equal(decide(r, 2, { lastAttempt: now - 60, lastSuccess: now - 60, lastFailure: 0 }, now, 10_000), 'suspect', 'two reports are newer than its success: a quorum it has no answer to')
+  t.equal(decide(r, 2, { lastAttempt: now - 2_000, lastSuccess: now - 2_000, lastFailure: 0 }, now, 10_000), 'suspect', 'a success from before the failure others report is no answer to it')
+  t.equal(decide(r, 2, { lastAttempt: now - 1, lastSuccess: now - 5, lastFailure: now - 1 }, now, 10_000), 'suspect', 'its own last request failed')
+})
+
+t.test('rendezvous checkers: k per server, spread evenly, and only servers whose top k changed move', async (t) => {
+  const consumers = Array.from({ length: 20 }, (_, i) => `vigil-${i}`)
+  const servers = Array.from({ length: 500 }, (_, i) => `10.0.${Math.floor(i / 250)}.${i % 250}:8080`)
+  const before = new Map(servers.map((s) => [s, checkersOf(s, consumers, 2)]))
+  t.ok([...before.values()].every((c) => c.length === 2 && c[0] !== c[1]))
+  const load = new Map<string, number>()
+  for (const c of before.values()) for (const id of c) load.set(id, (load.get(id) ?? 0) + 1)
+  const counts = [...load.values()]
+  t.ok(Math.max(...counts) <= 2 * Math.min(...counts), `spread: ${Math.min(...counts)}..${Math.max(...counts)} servers per consumer`)
+  // A consumer leaves: only the servers it checked get a new checker, the others keep theirs.
+  const gone = 'vigil-7'
+  const after = consumers.filter((c) => c !== gone)
+  let moved = 0
+  for (const s of servers) {
+    const was = before.get(s) as string[]
+    const now = checkersOf(s, after, 2)
+    if (!was.includes(gone)) t.same(now, was)
+    else moved++
+  }
+  t.equal(moved, load.get(gone), 'exactly the servers it checked moved')
+})
+
+t.test('the shared check state: down when at least half of the k checkers report it down', async (t) => {
+  const o = (observer: string, checkDown: boolean, at = 1_000): Observation => ({ observer, server: 's', ejected: false, checkDown, event: checkDown ? 'down' : 'up', reason: '', source: 'active', since: at, at })
+  const reports = new Map([['a', o('a', true)], ['b', o('b', false)], ['x', o('x', true)]])
+  t.equal(sharedState(['c', 'd'], reports, 2, 1_000, 30_000), undefined, 'no checker said anything: keep the state')
+  t.equal(sharedState(['a', 'b'], reports, 2, 1_000, 30_000)?.down, true, 'one of two is half')
+  t.equal(sharedState(['a', 'b', 'c'], reports, 3, 1_000, 30_000)?.down, false, 'one of three is not')
+  t.equal(sharedState(['a'], reports, 1, 60_000, 30_000)?.down, false, 'a report older than the window does not count')
+})
+
+t.test('writes: a burst of writeRate, the rest wait; a newer state of a record replaces the one waiting', async (t) => {
+  const written: string[] = []
+  const sub = {
+    path: '/p',
+    source: 'test',
+    publish: async (name: string, value: string) => void written.push(`${name}=${value}`),
+    withdraw: async (name: string) => void written.push(`-${name}`),
+  } as unknown as Subscription<RawRecord>
+  const w = new RecordWriter({ rate: 2, jitter: 0 }, pino({ level: 'silent' }))
+  t.teardown(() => w.close())
+  for (let i = 0; i < 6; i++) w.put(sub, `r${i}`, 'failing')
+  w.put(sub, 'r5', 'ok')
+  t.equal(w.status().superseded, 1, 'the older state of r5 never gets written')
+  await new Promise((r) => setTimeout(r, 5))
+  t.same(written, ['r0=failing', 'r1=failing'], 'the first burst is writeRate writes')
+  t.equal(w.status().pending, 4)
+  await new Promise((resolve) => {
+    const poll = setInterval(() => w.status().pending === 0 && (clearInterval(poll), resolve(undefined)), 20)
+  })
+  await new Promise((r) => setImmediate(r))
+  t.same(written.slice(2), ['r2=failing', 'r3=failing', 'r4=failing', 'r5=ok'], 'the rest in order, r5 with its newest state')
+  t.equal(w.status().written, 6)
+})

@@ -1,0 +1,275 @@
+// Shared observations end to end: a fleet of three real vigils (in-process, each with its own etcd client and
+// lease), a real etcd started here, real providers on loopback. The rules: a quorum of other vigils ejects a
+// server at a vigil with no traffic of its own to it; a vigil whose own requests succeed ignores the quorum; the
+// ejection cap holds over shared evidence; an observer's records go with it (clean stop: at once; SIGKILL: when
+// its lease runs out); with the registry stopped, nothing healthy changes.
+import t from 'tap'
+import { join } from 'node:path'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Etcd3 } from 'etcd3'
+import type { Config, Vigil } from '../src/index.js'
+import type { HealthEvent } from '../src/health/events.js'
+import type { FleetStatus } from '../src/fleet/fleet.js'
+import { client, get, httpServer, startProxy } from './helpers/index.js'
+import { startCli } from './helpers/cli.js'
+import { proxyConfig, tempDir, writeConfig } from './helpers/config-file.js'
+import { waitFor } from './helpers/wait.js'
+import { startEtcd } from './helpers/registries.js'
+
+type Tap = Parameters<typeof httpServer>[0]
+type Upstream = Config['upstreams'][string]
+type FleetConfig = NonNullable<Config['fleet']>
+
+const etcd = await startEtcd(t)
+const kv = new Etcd3({ hosts: etcd.endpoint })
+t.teardown(() => kv.close())
+const registry = { etcd: { endpoints: [etcd.endpoint], resyncInterval: '1s', connectTimeout: '2s' } }
+
+let n = 0
+/** Each test its own fleet path, so fleets of different tests never see each other. */
+const fleetAt = (): ((id: string, extra?: Partial<FleetConfig>) => FleetConfig) => {
+  const path = `/vigil/fleet${++n}`
+  return (id, extra = {}) => ({ registry, path, id, ttl: '2s', quorum: 2, window: '30s', writeJitter: '20ms', writeRate: 50, ...extra })
+}
+
+/** A provider: answers 200 (503 to requests carrying `x-fail` when `marked`); /healthz answers `health()`. */
+async function provider(tt: Tap, health: () => number = () => 200, marked = false): Promise<string> {
+  return (
+    await httpServer(tt, (req: IncomingMessage, res: ServerResponse) => {
+      if (req.url === '/healthz') res.writeHead(health()).end()
+      else res.writeHead(marked && req.headers['x-fail'] !== undefined ? 503 : 200).end('ok')
+    })
+  ).address
+}
+
+interface Member {
+  vigil: Vigil
+  url: string
+  admin: string
+  events: HealthEvent[]
+}
+
+async function member(tt: Tap, upstream: Upstream, fleet: FleetConfig): Promise<Member> {
+  const { vigil, url, admin } = await startProxy(tt, { upstreams: { api: upstream }, fleet })
+  const events: HealthEvent[] = []
+  vigil.events.on('health', (e) => void events.push(e))
+  return { vigil, url, admin, events }
+}
+
+const peer = (m: Member, address: string): NonNullable<ReturnType<NonNullable<ReturnType<Vigil['upstreams']['get']>>['find']>> =>
+  m.vigil.upstreams.get('api')?.find(address) as NonNullable<ReturnType<NonNullable<ReturnType<Vigil['upstreams']['get']>>['find']>>
+const fleetRow = (m: Member, address: string): FleetStatus['upstreams'][string][number] | undefined =>
+  m.vigil.fleet?.status().upstreams['api']?.find((s) => s.server === address)
+
+/** Passive only, one failure ejects for an hour: an ejection stays until the test lifts it. */
+const passiveOnly = (servers: string[]): Upstream => ({
+  servers: servers.map((address) => ({ address })),
+  passive: { maxFails: 1, failTimeout: '1h', failOn: ['error', 'timeout', 'http_503'], recoveryProbe: false },
+  retry: { tries: 1 },
+})
+
+/** Requests through `m` until `done`, with `x-fail` when `fail`. */
+async function traffic(m: Member, done: () => boolean, fail: boolean): Promise<void> {
+  const agent = client(t)
+  await waitFor(() => {
+    void get(m.url, { dispatcher: agent, headers: fail ? { 'x-fail': '1' } : {} })
+    return done()
+  }, 20_000)
+}
+
+/** Three vigils a, b, c of one fleet, passive only, in front of a good provider and one that fails marked requests. */
+async function trio(tt: Tap): Promise<{ good: string; bad: string; members: [Member, Member, Member] }> {
+  const fleet = fleetAt()
+  const [good, bad] = [await provider(tt), await provider(tt, undefined, true)]
+  const group = passiveOnly([good, bad])
+  const members: [Member, Member, Member] = [await member(tt, group, fleet('a')), await member(tt, group, fleet('b')), await member(tt, group, fleet('c'))]
+  await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  return { good, bad, members }
+}
+
+t.test('a quorum of other vigils ejects a server at a vigil with no traffic of its own; the ejection ends with the quorum', async (t) => {
+  const { good, bad, members: [a, b, c] } = await trio(t)
+  // a and b see `bad` fail (their requests carry x-fail; round robin sends some to `bad`): each ejects it.
+  await traffic(a, () => peer(a, bad).passive?.state === 'ejected', true)
+  await traffic(b, () => peer(b, bad).passive?.state === 'ejected', true)
+  await waitFor(() => peer(c, bad).passive?.state === 'ejected', 20_000)
+  t.equal(peer(c, bad).passive?.ejection()?.reason, 'fleet_quorum', 'c ejected it on the fleet word')
+  t.ok(peer(c, good).eligible, 'the healthy server stays in rotation')
+  const row = fleetRow(c, bad)
+  t.same(row?.observers.map((o) => [o.observer, o.event]).sort(), [['a', 'ejected'], ['b', 'ejected']], 'the status shows who said what')
+  t.equal(row?.decision, 'ejected')
+  const status = JSON.parse((await get(`${c.admin}/status?format=json`)).body) as { servers: { server: { name: string; fleetObservers: number; fleetDecision: string; ejectionReason: string }[] }; fleet: FleetStatus }
+  t.match(status.servers.server.find((s) => s.name === bad), { fleetObservers: 2, fleetDecision: 'ejected', ejectionReason: 'fleet_quorum' })
+  t.equal(status.fleet.count, 3)
+  const html = (await get(`${c.admin}/status?format=html`)).body
+  t.match(html, /<table id="fleet">/, 'the html page has the fleet table')
+  t.match(html, new RegExp(`${bad.replace(/\./g, '\\.')}</td><td>2 of 2</td><td>ejected</td><td>a: ejected`), 'with who reported what and the decision')
+  t.match((await get(`${c.admin}/metrics`)).body, new RegExp(`vigil_fleet_observers\\{upstream="api",server="${bad}"\\} 2`))
+  t.match((await get(`${c.admin}/metrics`)).body, /vigil_ejections_total\{upstream="api",server="[^"]+",reason="fleet_quorum"\} 1/)
+  t.notOk(
+    (await kv.getAll().prefix(`/vigil/fleet${n}/observations/api/`).keys()).some((k) => k.endsWith('@c')),
+    'c does not echo an ejection it took on the fleet word',
+  )
+  // a stops cleanly: its lease is revoked, its report is gone, one observer is below the quorum.
+  await a.vigil.stop(0)
+  await waitFor(() => peer(c, bad).passive?.state === 'ok', 20_000)
+  t.ok(c.events.some((e) => e.source === 'passive' && e.event === 'restored' && /fewer observers/.test(e.reason)), 'restored once the quorum is gone')
+})
+
+t.test('local success wins: a vigil whose own requests to the server succeed ignores the quorum', async (t) => {
+  const { bad: flaky, members: [a, b, c] } = await trio(t)
+  // c's own requests (no x-fail) succeed on both servers all along.
+  const agent = client(t)
+  let stop = false
+  const ok: number[] = []
+  const load = (async () => {
+    while (!stop) ok.push((await get(c.url, { dispatcher: agent })).status)
+  })()
+  await traffic(a, () => peer(a, flaky).passive?.state === 'ejected', true)
+  await traffic(b, () => peer(b, flaky).passive?.state === 'ejected', true)
+  await waitFor(() => fleetRow(c, flaky)?.reporting === 2, 20_000)
+  await waitFor(() => fleetRow(c, flaky)?.decision === 'ignored', 20_000)
+  t.ok(peer(c, flaky).eligible, 'still in rotation at c')
+  t.equal(peer(c, flaky).effectiveWeight, peer(c, flaky).weight, 'at its full weight')
+  t.ok(c.events.some((e) => e.source === 'fleet' && e.event === 'ignored'), 'the decision is an event')
+  stop = true
+  await load
+  t.ok(ok.every((s) => s === 200), `every request through c succeeded (${ok.length})`)
+})
+
+t.test('the ejection cap holds over shared evidence', async (t) => {
+  const fleet = fleetAt()
+  // Both servers fail their checks at a and b; c has no check of its own and no traffic.
+  const [x, y] = [await provider(t, () => 503), await provider(t, () => 503)]
+  const checked: Upstream = { ...passiveOnly([x, y]), active: { type: 'http', interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
+  const [a, b] = [await member(t, checked, fleet('a')), await member(t, checked, fleet('b'))]
+  const c = await member(t, passiveOnly([x, y]), fleet('c'))
+  await waitFor(() => [x, y].every((s) => fleetRow(c, s)?.reporting === 2), 20_000)
+  await waitFor(() => [x, y].every((s) => fleetRow(c, s)?.decision !== 'none'), 20_000)
+  const outcomes = [x, y].map((s) => fleetRow(c, s)?.decision).sort()
+  t.same(outcomes, ['capped', 'ejected'], 'one ejected, the other held by the cap (50% of two)')
+  t.equal([x, y].filter((s) => peer(c, s).eligible).length, 1, 'one server stays in rotation at c')
+  t.ok(c.events.some((e) => e.source === 'passive' && e.event === 'capped' && /fleet_quorum/.test(e.reason)), 'the cap says it held')
+  t.ok([a, b].every((m) => [x, y].every((s) => peer(m, s).checkUp === false)), 'the observers see both down by check')
+})
+
+t.test("an observer killed with SIGKILL: its reports vanish when its lease runs out, and the quorum with them", async (t) => {
+  const fleet = fleetAt()
+  const bad = await provider(t, () => 503)
+  const good = await provider(t)
+  const checked: Upstream = { ...passiveOnly([good, bad]), active: { type: 'http', interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
+  const file = join(tempDir(t), 'vigil.json')
+  writeConfig(file, { ...proxyConfig([]), upstreams: { api: checked }, fleet: fleet('killed') })
+  const cli = startCli(t, ['start', '--config', file])
+  const a = await member(t, checked, fleet('a'))
+  const c = await member(t, passiveOnly([good, bad]), fleet('c'))
+  await waitFor(() => fleetRow(c, bad)?.reporting === 2, 20_000)
+  await waitFor(() => peer(c, bad).passive?.state === 'ejected', 20_000)
+  const key = `/vigil/fleet${n}/observations/api/${encodeURIComponent(bad)}@killed`
+  process.kill(-(cli.child.pid as number), 'SIGKILL')
+  await cli.exited
+  t.not(await kv.get(key).string(), null, 'the report outlives the kill (its lease has not run out yet)')
+  await waitFor(() => fleetRow(c, bad)?.reporting === 1, 20_000)
+  t.equal(await kv.get(key).string(), null, 'etcd deleted it with the lease')
+  await waitFor(() => peer(c, bad).passive?.state === 'ok', 20_000)
+  t.ok(peer(a, bad).checkUp === false, 'the surviving observer still reports it')
+})
+
+t.test('the registry stopped: nothing healthy changes, and the fleet carries on when it is back', async (t) => {
+  const fleet = fleetAt()
+  const [p1, p2, p3] = [await provider(t), await provider(t), await provider(t)]
+  const checked: Upstream = { ...passiveOnly([p1, p2, p3]), active: { type: 'http', interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
+  const members = [await member(t, checked, fleet('a')), await member(t, checked, fleet('b')), await member(t, checked, fleet('c'))]
+  await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  const before = members.map((m) => m.events.length)
+  const agents = members.map(() => client(t))
+  await etcd.kill()
+  t.teardown(() => (etcd.running ? undefined : etcd.start()))
+  // Three resync intervals without the registry, with traffic through every vigil.
+  const statuses: number[] = []
+  const left = new Set<string>()
+  const until = Date.now() + 3_500
+  while (Date.now() < until) {
+    statuses.push(...(await Promise.all(members.map((m, i) => get(m.url, { dispatcher: agents[i] }).then((r) => r.status)))))
+    for (const m of members) for (const p of [p1, p2, p3]) if (!peer(m, p).eligible) left.add(`${p} at ${m.vigil.fleet?.id ?? ''}`)
+  }
+  t.same([...left], [], 'no server left rotation anywhere during the outage')
+  t.ok(statuses.every((s) => s === 200), `${statuses.length} requests during the outage, all 200`)
+  t.ok(members.every((m) => [p1, p2, p3].every((p) => peer(m, p).eligible)), 'every server still in rotation at every vigil')
+  t.same(
+    members.map((m, i) => m.events.slice(before[i]).filter((e) => e.event === 'ejected' || e.event === 'down' || e.event === 'suspect')),
+    [[], [], []],
+    'no ejection, no check down, no suspicion',
+  )
+  t.ok(members.every((m) => m.vigil.fleet?.consumers.view.count === 3), 'every vigil keeps the last consumer list')
+  await etcd.start()
+  await waitFor(() => members.every((m) => m.vigil.fleet?.status().sources.every((s) => s.connected)), 30_000)
+  t.same((await kv.getAll().prefix(`/vigil/fleet${n}/consumers/`).keys()).sort().map((k) => k.split('/').pop()), ['a', 'b', 'c'], 'registrations are there again')
+})
+
+t.test('suspect: a vigil whose own recent requests failed checks the server at once, then at the fast interval, at a lower weight', async (t) => {
+  const fleet = fleetAt()
+  const [good, bad] = [await provider(t), await provider(t, undefined, true)]
+  const group = passiveOnly([good, bad])
+  const [a, b] = [await member(t, group, fleet('a')), await member(t, group, fleet('b'))]
+  // c needs five failures to eject, and checks (passing: the provider answers /healthz) every hour.
+  const lenient: Upstream = {
+    ...group,
+    passive: { ...group.passive, maxFails: 5 },
+    active: { type: 'http', interval: '1h', fastInterval: '100ms', rise: 1, fall: 5, http: { path: '/healthz' } },
+  }
+  const c = await member(t, lenient, fleet('c'))
+  await traffic(c, () => peer(c, bad).failures > 0, true)
+  await traffic(a, () => peer(a, bad).passive?.state === 'ejected', true)
+  await traffic(b, () => peer(b, bad).passive?.state === 'ejected', true)
+  await waitFor(() => fleetRow(c, bad)?.decision === 'suspect', 20_000)
+  t.equal(peer(c, bad).effectiveWeight, peer(c, bad).weight * 0.1, 'weight lowered to suspectWeight (10%)')
+  const checks = c.vigil.checker.stateOf(peer(c, bad))?.checks ?? 0
+  await waitFor(() => (c.vigil.checker.stateOf(peer(c, bad))?.checks ?? 0) >= checks + 3, 20_000)
+  t.pass('checked again and again although its interval is an hour')
+  t.ok(peer(c, bad).passive?.state === 'ok', 'its own detector decides: still in rotation')
+  await a.vigil.stop(0)
+  await waitFor(() => fleetRow(c, bad)?.decision === 'none', 20_000)
+  t.equal(peer(c, bad).effectiveWeight, peer(c, bad).weight, 'full weight again once the quorum is gone')
+  t.equal(c.vigil.checker.stateOf(peer(c, bad))?.hurried, false, 'and its interval')
+})
+
+t.test('shared checks: each server is probed by k consumers, the others take their results', async (t) => {
+  const fleet = fleetAt()
+  let failing = false
+  const servers = await Promise.all([0, 1, 2, 3, 4, 5].map(() => provider(t)))
+  const sick = await provider(t, () => (failing ? 503 : 200))
+  const all = [...servers, sick]
+  const checked: Upstream = { ...passiveOnly(all), passive: { maxFails: 0 }, active: { type: 'http', interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
+  const members = await Promise.all(['a', 'b', 'c'].map((id) => member(t, checked, fleet(id, { shareChecks: { k: 1 }, quorum: 5 }))))
+  await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  // Every target is probed by exactly one of the three.
+  const probedBy = (address: string): string[] => members.filter((m) => fleetRow(m, address)?.probedHere === true).map((m) => m.vigil.fleet?.id ?? '')
+  t.same(all.map((s) => probedBy(s).length), all.map(() => 1), 'one checker per server')
+  const checks = (m: Member, address: string): number => m.vigil.checker.stateOf(peer(m, address))?.checks ?? 0
+  // Until the others joined, each vigil was a smaller fleet and probed more (a probe it started then may still
+  // be finishing): look from the moment every checker has run a few checks since.
+  const settle = (): Promise<void> => {
+    const from = members.map((m) => all.map((s) => checks(m, s)))
+    return waitFor(() => all.every((s, j) => members.some((m, i) => checks(m, s) >= (from[i]?.[j] ?? 0) + 3)))
+  }
+  await settle()
+  const at = members.map((m) => all.map((s) => checks(m, s)))
+  await settle()
+  t.same(
+    all.filter((s, j) => members.some((m, i) => fleetRow(m, s)?.probedHere === false && checks(m, s) !== at[i]?.[j])),
+    [],
+    'the others do not probe it',
+  )
+  t.same(members.map((m) => m.vigil.fleet?.status().checks.probed).reduce((x, y) => (x ?? 0) + (y ?? 0), 0), all.length, 'the probes add up to one per server')
+  failing = true
+  await waitFor(() => members.every((m) => peer(m, sick).checkUp === false), 20_000)
+  const checker = probedBy(sick)[0]
+  t.ok(
+    members.filter((m) => m.vigil.fleet?.id !== checker).every((m) => m.events.some((e) => e.source === 'active' && e.event === 'down' && e.reason === 'shared_check')),
+    'the others took it down on its checker\'s word',
+  )
+  failing = false
+  await waitFor(() => members.every((m) => peer(m, sick).checkUp), 20_000)
+  t.match((await get(`${members[0]?.admin}/metrics`)).body, /vigil_fleet_checked_servers\{role="shared"\} [0-9]/)
+})

@@ -1,0 +1,71 @@
+// The state a cluster's primary streams to its workers (src/workers/state-stream.ts) and a worker's replica of it
+// (src/workers/replica.ts), on real groups in one process: changes of one turn are one version, a worker that
+// missed a version applies nothing until a snapshot, a replicated ejection closes the worker's gate without a
+// decision of its own. The processes, end to end: test/workers.test.ts.
+import t from 'tap'
+import { setImmediate as turn } from 'node:timers/promises'
+import { Upstream } from '../src/upstream/upstream.js'
+import { Role, type PeerHealth } from '../src/health/ejection.js'
+import { failureOf } from '../src/health/outcome.js'
+import { Replica } from '../src/workers/replica.js'
+import { StateStream } from '../src/workers/state-stream.js'
+import type { Delta } from '../src/workers/protocol.js'
+
+const group = (): Upstream => new Upstream('api', { servers: [{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }, { address: '127.0.0.1:3' }] })
+
+t.test('versions, a missed one, the snapshot; a replicated ejection', async (t) => {
+  const primary = group()
+  const worker = group()
+  t.teardown(() => Promise.all([primary.close(), worker.close()]))
+  const sent: Delta[] = []
+  const measured: number[] = []
+  const stream = new StateStream(
+    () => new Map([['api', primary]]),
+    (d) => {
+      sent.push(d)
+      return [7]
+    },
+    (p) => measured.push(p.version),
+  )
+  const replica = new Replica(() => new Map([['api', worker]]))
+  const events: unknown[] = []
+  worker.on('health', (e) => events.push(e))
+  stream.watch()
+  await turn()
+  t.equal(sent.length, 1, 'the first version has every server')
+  t.equal(sent[0]?.servers.length, 3)
+  t.ok(replica.change(sent[0] as Delta))
+
+  const [a, b, c] = primary.peers
+  a!.checkUp = false
+  b!.operator = 'draining'
+  primary.refresh()
+  primary.refresh()
+  await turn()
+  t.equal(sent.length, 2, 'two changes in one turn: one version')
+  t.same(sent[1]?.servers.map((s) => s[1]), ['127.0.0.1:1', '127.0.0.1:2'], 'with what changed')
+  stream.applied(7, 2, performance.timeOrigin + performance.now())
+  t.same(measured, [2], 'the worker applied it: one propagation measured')
+
+  // One failure ejects (maxFails 1), and the cap lets one of three out.
+  const h = c!.passive as PeerHealth
+  primary.passive.judge(h, Role.Normal, failureOf('connect_refused'), Date.now())
+  t.equal(h.state, 'ejected')
+  await turn()
+  t.equal(sent.length, 3)
+  t.notOk(replica.change(sent[2] as Delta), 'a worker that missed version 2 applies nothing')
+  t.equal(worker.peers[2]?.passiveOk, true, 'and stays as it was')
+
+  replica.snapshot(stream.snapshot())
+  t.equal(replica.version, 3, 'the snapshot brings it to the current version')
+  const [wa, wb, wc] = worker.peers
+  t.same([wa!.checkUp, wb!.operator, wc!.passive?.state, wc!.passiveOk], [false, 'draining', 'ejected', false], 'every gate as the primary has it')
+  t.equal(worker.eligibleCount, 0, "the worker's snapshot of eligible servers follows")
+  t.same(events.filter((e) => (e as { kind: string }).kind === 'ejected'), [], 'the worker decided nothing and reports nothing')
+
+  primary.passive.judge(h, Role.Normal, undefined, Date.now())
+  h.restore(Date.now(), 'test')
+  await turn()
+  t.ok(replica.change(sent[3] as Delta), 'the next version follows')
+  t.equal(wc!.passiveOk, true, 'restored on the worker too')
+})

@@ -1,0 +1,237 @@
+// `workers: 2` end to end: the real CLI forks a primary and two workers; real providers on loopback; real
+// connections, which the cluster hands to the workers in turn (a keep-alive connection stays on its worker).
+// One cluster serves every subtest, in order: the ejection decided once for both workers, the cap across
+// workers, one status page and /metrics with the totals, a reload in every worker, a worker SIGKILLed with
+// requests in flight, a worker that stops answering, graceful shutdown.
+import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { join } from 'node:path'
+import { Agent } from 'undici'
+import type { Config } from '../src/config/schema.js'
+import { get, httpServer } from './helpers/index.js'
+import { startCli } from './helpers/cli.js'
+import { tempDir, until, writeConfig } from './helpers/config-file.js'
+
+interface WorkerRow {
+  worker: number
+  pid: number
+  generation: number
+  version: number
+  serving: boolean
+  requests: number
+  restarts: number
+}
+interface Status {
+  servers: { generation: number; server: { name: string; passive: string; requests: number; inflight: number; upstream: string }[] }
+  workers: { workers: WorkerRow[]; generation: number; version: number; propagation: { measured: number } }
+}
+
+const dir = tempDir(t)
+const file = join(dir, 'vigil.json')
+/** Every request a provider answered, by its name. */
+const served = new Map<string, number>()
+const named = async (name: string, status: number, slow = 0): Promise<string> => {
+  const { address } = await httpServer(t, (req, res) => {
+    served.set(name, (served.get(name) ?? 0) + 1)
+    const wait = req.url?.includes('slow') === true ? slow : 0
+    setTimeout(() => res.writeHead(status).end(name), wait)
+  })
+  return address
+}
+const [bad1, bad2, bad3, probe, spare] = await Promise.all([named('bad1', 503), named('bad2', 503), named('bad3', 503), named('probe', 200, 800), named('spare', 200)])
+
+const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3]): Config => ({
+  workers: 2,
+  listeners: [
+    {
+      address: '127.0.0.1:0',
+      routes: [
+        { pathPrefix: '/probe', upstream: 'probe' },
+        { pathPrefix: '/', upstream: 'api' },
+      ],
+    },
+  ],
+  admin: { address: '127.0.0.1:0' },
+  reload: { watch: false },
+  shutdown: { grace: '10s' },
+  upstreams: {
+    // Three providers that answer 503: nginx mode, two failures eject, the cap lets one of three out.
+    api: { balance: 'round_robin', servers: api.map((address) => ({ address })), retry: { tries: 1 }, passive: { maxFails: 2, failTimeout: '1h', failOn: ['error', 'timeout', 'http_503'], maxEjectPercent: 50, recoveryProbe: false } },
+    probe: { servers: [{ address: probe }], retry: { tries: 1 } },
+  },
+  ...extra,
+})
+writeConfig(file, config())
+
+const cli = startCli(t, ['start', '-c', file])
+await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
+const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string; workers: number[] }
+const url = `http://${started.listeners[0] as string}`
+const admin = `http://${started.admin}`
+const primary = cli.child.pid as number
+const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
+/** Every worker applied the primary's current state version. */
+const converged = async (): Promise<boolean> => {
+  const s = await status()
+  return s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.version === s.workers.version)
+}
+let sent = 0
+const request = async (path: string, agent: Agent): Promise<{ status: number; body: string }> => {
+  sent++
+  return get(`${url}${path}`, { dispatcher: agent })
+}
+const agents: Agent[] = []
+const agent = (): Agent => {
+  const a = new Agent({ connections: 1, keepAliveTimeout: 60_000 })
+  agents.push(a)
+  return a
+}
+t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
+
+/** A keep-alive connection on the worker with pid `other` (or on any worker); returns it and its worker's pid. */
+async function connectionOn(notPid?: number): Promise<{ agent: Agent; pid: number }> {
+  for (;;) {
+    const before = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
+    const a = agent()
+    await request('/probe', a)
+    let pid = 0
+    await until(async () => {
+      const w = (await status()).workers.workers.find((x) => x.requests > (before.get(x.pid) ?? 0))
+      pid = w?.pid ?? 0
+      return w !== undefined
+    }, 'the probe request to be reported')
+    if (pid !== notPid) return { agent: a, pid }
+  }
+}
+
+const ejectedLines = (server: string): Record<string, unknown>[] => cli.lines.filter((l) => l['event'] === 'ejected' && l['server'] === server)
+
+const pair: { a?: { agent: Agent; pid: number }; b?: { agent: Agent; pid: number } } = {}
+
+t.test('failures on two workers add up to one ejection, decided by the primary for both', async (t) => {
+  t.same(started.workers.length, 2, 'two workers')
+  const a = await connectionOn()
+  const b = await connectionOn(a.pid)
+  t.not(a.pid, b.pid, 'two connections on two workers')
+  // Each worker's round robin starts at bad1: one failure from each worker, maxFails 2.
+  t.equal((await request('/', a.agent)).body, 'bad1')
+  t.equal((await request('/', b.agent)).body, 'bad1')
+  await until(() => ejectedLines(bad1).length > 0, 'bad1 to be ejected')
+  const line = ejectedLines(bad1)[0] as { pid: number; evidence: { failures: number } }
+  t.equal(line.pid, primary, 'the primary decided it')
+  t.equal(line.evidence.failures, 2, 'on two failures, one from each worker')
+  await until(converged, 'every worker to apply the state')
+  const before = served.get('bad1')
+  for (let i = 0; i < 4; i++) for (const c of [a, b]) t.not((await request('/', c.agent)).body, 'bad1', 'no worker sends to bad1 any more')
+  t.equal(served.get('bad1'), before)
+  t.equal(ejectedLines(bad1).length, 1, 'one ejection, logged once')
+  const s = await status()
+  t.ok(s.workers.propagation.measured > 0, 'the propagation time is measured')
+  t.equal(s.servers.server.find((x) => x.name === bad1)?.passive, 'ejected', 'the status page shows it')
+  Object.assign(pair, { a, b })
+})
+
+t.test('the cap holds across workers: no second server of three leaves, whichever worker fails', async (t) => {
+  const { a, b } = pair as Required<typeof pair>
+  for (let i = 0; i < 6; i++) for (const c of [a, b]) t.equal((await request('/', c.agent)).status, 503)
+  await until(() => cli.lines.some((l) => l['event'] === 'capped'), 'the cap to hold')
+  await until(converged, 'every worker to apply the state')
+  const capped = cli.lines.filter((l) => l['event'] === 'capped')
+  t.ok(capped.every((l) => l['pid'] === primary), 'the primary applies the cap')
+  t.same(ejectedLines(bad2).concat(ejectedLines(bad3)), [], 'bad2 and bad3 stay in')
+  t.same((await status()).servers.server.filter((x) => x.upstream === 'api' && x.passive !== 'ok').map((x) => x.name), [bad1], 'one of three out')
+})
+
+t.test('one status page and one /metrics count the requests of both workers', async (t) => {
+  await until(async () => (await status()).servers.server.reduce((n, x) => n + x.requests, 0) === sent, 'every request to be reported')
+  const s = await status()
+  t.equal(s.workers.workers.reduce((n, w) => n + w.requests, 0), sent, 'per worker, adding up')
+  t.ok(s.workers.workers.every((w) => w.requests > 0), 'both workers forwarded')
+  const metrics = (await get(`${admin}/metrics`)).body
+  const total = [...metrics.matchAll(/^vigil_requests_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
+  t.equal(total, sent, 'vigil_requests_total adds up both workers')
+  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 4, 'health series once per server (the primary decides them)')
+  t.match(metrics, /^vigil_server_up\{upstream="api",server="[^"]+"\} 1$/m)
+  t.match(metrics, /^vigil_state_propagation_seconds_count \d+$/m)
+  const html = (await get(`${admin}/status?format=html`)).body
+  t.match(html, /<h2>workers<\/h2>/, 'the html page lists the workers')
+})
+
+t.test('a reload reaches every worker; workers is restart-only', async (t) => {
+  const before = (await status()).servers.generation
+  writeConfig(file, config({ workers: 3 }, [bad1, bad2, bad3, spare]))
+  process.kill(primary, 'SIGHUP')
+  await until(async () => {
+    const s = await status()
+    return s.servers.generation === before + 1 && s.workers.workers.every((w) => w.generation === before + 1)
+  }, 'every worker to serve the new generation')
+  const warning = cli.lines.find((l) => l['msg'] === 'these settings change at the next restart') as { settings: string[]; pid: number } | undefined
+  t.same(warning?.settings, ['workers'], 'the restart warning names workers')
+  t.equal((await status()).workers.workers.length, 2, 'still two workers')
+  const { a, b } = pair as Required<typeof pair>
+  // The kept servers keep their state: bad1 is still out; the added one serves on both workers.
+  const bodies = new Set<string>()
+  for (let i = 0; i < 4; i++) for (const c of [a, b]) bodies.add((await request('/', c.agent)).body)
+  t.ok(bodies.has('spare') && !bodies.has('bad1'), `the new server serves, bad1 stays out (${[...bodies].join(' ')})`)
+  writeConfig(file, '{ "listeners": [] ')
+  process.kill(primary, 'SIGHUP')
+  await until(() => cli.lines.some((l) => l['msg'] === 'config reload rejected; the running config stays'), 'the bad file to be rejected')
+  await sleep(200)
+  const s = await status()
+  t.ok(s.workers.workers.every((w) => w.generation === before + 1), 'a rejected file reaches no worker')
+  writeConfig(file, config({}, [bad1, bad2, bad3, spare]))
+})
+
+t.test('a worker SIGKILLed with requests in flight is replaced; the other worker finishes its requests', async (t) => {
+  const slow = Array.from({ length: 6 }, () => agent())
+  const replies = slow.map((a) =>
+    request('/probe/slow', a).then(
+      (r) => (r.status === 200 && r.body === 'probe' ? 'ok' : `status ${r.status}`),
+      (err: Error) => `failed: ${err.message}`,
+    ),
+  )
+  await until(async () => (await status()).servers.server.find((x) => x.upstream === 'probe')?.inflight === 6, 'six slow requests in flight')
+  const victim = (await status()).workers.workers[0] as WorkerRow
+  process.kill(victim.pid, 'SIGKILL')
+  const outcomes = await Promise.all(replies)
+  const ok = outcomes.filter((o) => o === 'ok').length
+  t.ok(ok >= 1, `the other worker's requests complete (${outcomes.join(', ')})`)
+  t.ok(ok < 6, "the killed worker's requests end with it")
+  await until(async () => {
+    const w = (await status()).workers.workers.find((x) => x.worker === victim.worker)
+    return w !== undefined && w.pid !== victim.pid && w.serving && w.restarts === 1
+  }, 'a new worker in its place')
+  t.ok(cli.lines.some((l) => l['msg'] === 'worker exited; starting a new one' && l['signal'] === 'SIGKILL'), 'the exit is logged')
+  await until(converged, 'the new worker to take the state')
+  for (let i = 0; i < 4; i++) t.equal((await request('/probe', agent())).status, 200, 'both workers serve')
+})
+
+t.test('a worker that stops answering (SIGSTOP) is killed and replaced', async (t) => {
+  const victim = (await status()).workers.workers[1] as WorkerRow
+  process.kill(victim.pid, 'SIGSTOP')
+  await until(async () => {
+    const w = (await status()).workers.workers.find((x) => x.worker === victim.worker)
+    return w !== undefined && w.pid !== victim.pid && w.serving
+  }, 'a new worker in place of the silent one')
+  t.ok(cli.lines.some((l) => l['msg'] === 'worker stopped answering; killing it for a new one' && l['worker'] === victim.worker), 'the primary says why')
+  await until(converged, 'the new worker to take the state')
+  for (let i = 0; i < 4; i++) t.equal((await request('/probe', agent())).status, 200, 'both workers serve')
+})
+
+t.test('SIGTERM: both workers finish their requests in flight, then every process exits 0', async (t) => {
+  const pids = (await status()).workers.workers.map((w) => w.pid)
+  const inflight = Array.from({ length: 4 }, () => request('/probe/slow', agent()).then((r) => `${r.status} ${r.body}`, (err: Error) => `failed: ${err.message}`))
+  await until(async () => (await status()).servers.server.find((x) => x.upstream === 'probe')?.inflight === 4, 'four slow requests in flight')
+  process.kill(primary, 'SIGTERM')
+  t.same(await Promise.all(inflight), Array(4).fill('200 probe'), 'every request in flight completes')
+  t.equal(await cli.exited, 0, 'the primary exits 0')
+  const alive = pids.filter((pid) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  })
+  t.same(alive, [], 'no worker is left')
+})
