@@ -1,36 +1,16 @@
 // gRPC pieces for tests: real @grpc/grpc-js providers as child processes (their own process groups, so SIGKILL
 // and SIGSTOP reach them), clients, and promise forms of the Echo calls (bench/peers/echo.proto).
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import * as grpc from '@grpc/grpc-js'
 import { echoService, type Msg } from '../../bench/lib/grpc-provider.js'
-import { root, type Provider } from './index.js'
+import { root, spawnProvider, type Provider } from './index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
 export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
 
 /** A gRPC provider child process; `maxAge` (ms) makes it send GOAWAY on connections that old. */
-export async function spawnGrpcProvider(t: Tap, name: string, maxAge = 0): Promise<Provider> {
-  const child = spawn(process.execPath, [grpcProviderScript, '--name', name, '--max-age', String(maxAge)], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const signal = (sig: NodeJS.Signals): void => {
-    try {
-      process.kill(-(child.pid as number), sig)
-    } catch {
-      // already gone
-    }
-  }
-  t.teardown(async () => {
-    signal('SIGCONT')
-    signal('SIGKILL')
-    await exited
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`gRPC provider ${name} exited early (${code})`)))
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => resolve((JSON.parse(line) as { port: number }).port))
-  })
-  return { name, port, address: `127.0.0.1:${port}`, child, signal, exited }
+export function spawnGrpcProvider(t: Tap, name: string, maxAge = 0): Promise<Provider> {
+  return spawnProvider(t, name, ['--max-age', String(maxAge)], grpcProviderScript)
 }
 
 export interface EchoClient {

@@ -68,9 +68,9 @@ export interface Provider {
   exited: Promise<void>
 }
 
-/** A real provider child process (its own process group), stopped with SIGKILL at teardown. */
-export async function spawnProvider(t: Tap, name: string, args: string[] = []): Promise<Provider> {
-  const child = spawn(process.execPath, [providerScript, '--name', name, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+/** A real provider child process (its own process group), stopped with SIGKILL at teardown; `script` prints {"port":N} once listening. */
+export async function spawnProvider(t: Tap, name: string, args: string[] = [], script = providerScript): Promise<Provider> {
+  const child = spawn(process.execPath, [script, '--name', name, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const signal = (sig: NodeJS.Signals): void => {
     try {
