@@ -3,7 +3,7 @@
 // errors as gRPC errors.
 import t from 'tap'
 import * as grpc from '@grpc/grpc-js'
-import { closedPort, startProxy } from './helpers/index.js'
+import { closedPort, get, startProxy } from './helpers/index.js'
 import { echoClient, spawnGrpcProvider } from './helpers/grpc.js'
 
 const providers = await Promise.all(['a', 'b', 'c'].map((n) => spawnGrpcProvider(t, n)))
@@ -17,7 +17,7 @@ async function grpcProxy(servers: string[], extra: Record<string, unknown> = {})
 }
 
 t.test('unary calls are balanced over three providers, each answered in full', async (t) => {
-  const { client } = await grpcProxy(providers.map((p) => p.address))
+  const { client, proxy } = await grpcProxy(providers.map((p) => p.address))
   const from = new Map<string, number>()
   for (let i = 0; i < 9; i++) {
     const r = await client.say({ text: `hello ${i}`, count: i })
@@ -26,6 +26,11 @@ t.test('unary calls are balanced over three providers, each answered in full', a
     from.set(r.from, (from.get(r.from) ?? 0) + 1)
   }
   t.same([...from.entries()].sort(), [['a', 3], ['b', 3], ['c', 3]], 'round robin over the three, by stream')
+  const status = JSON.parse((await get(`${proxy.admin}/status?format=json`)).body) as { servers: { server: { protocol: string; grpc: { ok: number; error: number } }[] } }
+  t.same(status.servers.server.map((s) => [s.protocol, s.grpc.ok, s.grpc.error]), [['h2c', 3, 0], ['h2c', 3, 0], ['h2c', 3, 0]], 'status: protocol and gRPC classes per server')
+  const metrics = (await get(`${proxy.admin}/metrics`)).body
+  t.match(metrics, /vigil_grpc_responses_total\{upstream="g",server="127\.0\.0\.1:\d+",code="OK"\} 3/)
+  t.match(metrics, /vigil_server_streams\{upstream="g",server="127\.0\.0\.1:\d+"\} 0/)
 })
 
 t.test('server streaming and client streaming calls pass through whole', async (t) => {

@@ -1,16 +1,19 @@
 // Plain HTTP/2 end to end with Node's http2 on both sides: the h2c listener, h2c providers, bodies both ways,
 // trailers, HTTP/1.1 clients in front of HTTP/2 providers.
 import t from 'tap'
-import { connect, createServer, type ClientHttp2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import { connect, createServer, type ClientHttp2Session, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { get, startProxy } from './helpers/index.js'
 
 /** An in-process h2c provider: echoes method, path, headers and body as JSON, with a trailer. */
-async function h2Provider(name: string): Promise<{ address: string; streams: () => number }> {
+async function h2Provider(name: string): Promise<{ address: string; streams: () => number; held: ServerHttp2Stream[] }> {
   const server = createServer()
   let streams = 0
+  const held: ServerHttp2Stream[] = []
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     streams++
+    // /hold: answered only when the test releases it.
+    if (headers[':path'] === '/hold') return void held.push(stream)
     const chunks: Buffer[] = []
     stream.on('data', (c: Buffer) => chunks.push(c))
     stream.on('end', () => {
@@ -20,8 +23,13 @@ async function h2Provider(name: string): Promise<{ address: string; streams: () 
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise((resolve) => server.close(resolve)))
-  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, streams: () => streams }
+  const sessions = new Set<Http2Session>()
+  server.on('session', (s: Http2Session) => sessions.add(s))
+  t.teardown(() => {
+    for (const s of sessions) s.destroy()
+    return new Promise((resolve) => server.close(resolve))
+  })
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, streams: () => streams, held }
 }
 
 interface H2Reply {
@@ -91,4 +99,30 @@ t.test('an HTTP/1.1 client in front of HTTP/2 providers', async (t) => {
   const seen = JSON.parse(r.body) as { path: string; body: string }
   t.equal(seen.path, '/h1?q=2')
   t.equal(seen.body, 'hello')
+})
+
+t.test('least_conn counts streams in flight: with one connection to each, the provider with fewer open streams gets the next', async (t) => {
+  const ps = await Promise.all(['l1', 'l2'].map(h2Provider))
+  const p = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', upstream: 'lc', http2: true }],
+    // No stall watch: held streams would look like a stall and take both providers out of the choice.
+    upstreams: { lc: { protocol: 'h2c', balance: 'least_conn', passive: { stall: { enabled: false } }, servers: ps.map((x) => ({ address: x.address })) } },
+  })
+  const session = connect(`http://127.0.0.1:${p.port}`)
+  t.teardown(() => session.close())
+  const holds: Promise<H2Reply>[] = []
+  for (let i = 1; i <= 3; i++) {
+    holds.push(h2Request(session, { ':method': 'GET', ':path': '/hold' }))
+    while (ps[0]!.held.length + ps[1]!.held.length < i) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  const busier = ps[0]!.held.length > ps[1]!.held.length ? ps[0]! : ps[1]!
+  const idler = busier === ps[0] ? ps[1]! : ps[0]!
+  t.same([busier.held.length, idler.held.length], [2, 1], 'three held streams: two on one provider, one on the other')
+  const before = [busier.streams(), idler.streams()]
+  for (let i = 0; i < 10; i++) t.equal((await h2Request(session, { ':method': 'GET', ':path': '/quick' })).status, 200)
+  t.same([busier.streams() - before[0]!, idler.streams() - before[1]!], [0, 10], 'every quick request went to the one with fewer streams in flight')
+  for (const s of [...busier.held, ...idler.held]) s.respond({ ':status': 200 }, { endStream: true })
+  await Promise.all(holds)
+  const status = JSON.parse((await get(`${p.admin}/status?format=json`)).body) as { servers: { server: { protocol: string; streams: number }[] } }
+  t.ok(status.servers.server.every((s) => s.protocol === 'h2c'), 'the status page names the protocol')
 })

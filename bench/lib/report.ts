@@ -7,6 +7,9 @@ import type { RunResult } from '../drill/drill.js'
 import type { FaultEvent } from '../drill/faults.js'
 import type { Series } from '../drill/timeline.js'
 import { quantile, resultsDir, runLabel, type RunLabel } from './results.js'
+import { COLORS, esc, htmlTable, mdTable } from './tables.js'
+import type { SimDoc } from '../sim/sim.js'
+import { simHtmlSection, simMarkdownSection } from '../sim/report.js'
 
 interface ThroughputDoc {
   kind: 'throughput'
@@ -95,24 +98,26 @@ interface Results {
   throughput?: ThroughputDoc
   drills: DrillDoc[]
   registry?: RegistryDoc
+  sim?: SimDoc
 }
 
 export async function readResults(dir = resultsDir): Promise<Results> {
   const files = await readdir(dir).catch(() => [] as string[])
   let throughput: ThroughputDoc | undefined
   let registry: RegistryDoc | undefined
+  let sim: SimDoc | undefined
   const drills: DrillDoc[] = []
   for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
-    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc
+    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc | SimDoc
     if (doc.kind === 'throughput') throughput = doc
     else if (doc.kind === 'drill') drills.push(doc)
     else if (doc.kind === 'registry') registry = doc
+    else if (doc.kind === 'sim') sim = doc
   }
   drills.sort((a, b) => ORDER.indexOf(a.scenario) - ORDER.indexOf(b.scenario))
-  return { throughput, drills, registry }
+  return { throughput, drills, registry, sim }
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
 const n0 = (n: number | undefined) => (n === undefined ? '-' : Math.round(n).toString())
 const n1 = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(1))
 const n2 = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(2))
@@ -239,18 +244,6 @@ function machineNote(d: DrillDoc): string {
   return m === undefined ? '' : `; ${m.cpus} CPUs, load average ${m.loadavg.map((l) => l.toFixed(1)).join(' → ')} over the scenario`
 }
 
-function htmlTable(head: string[], rows: string[][]): string {
-  return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows
-    .map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`)
-    .join('')}</tbody></table>`
-}
-
-function mdTable(head: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`
-  return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n')
-}
-
-const COLORS = ['#1f77b4', '#2ca02c', '#9467bd', '#8c564b', '#17becf', '#bcbd22', '#7f7f7f', '#e377c2', '#ff7f0e']
 
 /** A timeline: requests per second per provider, client errors per second, faults and repairs marked. */
 export function timelineSvg(s: Series, events: readonly FaultEvent[], title: string): string {
@@ -337,6 +330,7 @@ export function renderHtml(results: Results): string {
   }
   const reg = results.registry
   if (reg !== undefined) out.push(`<h2>Registry drills (<code>npm run drill:registry</code>)</h2><p>${esc(registryIntro(reg))}</p>`, htmlTable(REGISTRY_HEAD, reg.runs.map(registryRow)))
+  if (results.sim !== undefined) out.push(simHtmlSection(results.sim))
   out.push('</body></html>\n')
   return out.join('\n')
 }
@@ -360,6 +354,7 @@ export function renderMarkdown(results: Results): string {
   }
   const reg = results.registry
   if (reg !== undefined) out.push('## Registry drills (`npm run drill:registry`)', '', registryIntro(reg), '', mdTable(REGISTRY_HEAD, reg.runs.map(registryRow)), '')
+  if (results.sim !== undefined) out.push(simMarkdownSection(results.sim))
   return `${out.join('\n')}\n`
 }
 

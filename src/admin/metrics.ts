@@ -8,6 +8,7 @@ import type { PassiveHealthLink } from '../health/events.js'
 import type { AttemptObserver } from '../health/monitor.js'
 
 import { BUCKETS, CLASSES, type ResponseStats } from '../upstream/response-stats.js'
+import { grpcCodeName } from '../proxy/grpc.js'
 
 export interface MetricsSource {
   upstreams(): ReadonlyMap<string, Upstream>
@@ -75,10 +76,12 @@ export class VigilMetrics implements AttemptObserver {
     state('vigil_server_standby', "1 while the server is outside this vigil's subset rotation (no traffic from it, checked only while down)", (p) => (p.standby ? 1 : 0))
     const perPeer = perPeerOf(Gauge, traffic)
     perPeer('vigil_server_inflight', 'requests sent to the server and not finished', (p) => p.inflight)
+    perPeer('vigil_server_streams', 'HTTP/2 streams open to the server (protocol h2c, h2)', (p) => p.streams)
     perPeer('vigil_server_waiting', "requests waiting for a connection of the server's pool (every connection busy)", (p) => p.waiting)
     perPeer('vigil_server_oldest_wait_seconds', 'how long the oldest request waiting for a pooled connection has waited', (p) => p.oldestWait / 1000, 'max')
     const perPeerTotal = perPeerOf(Counter, traffic)
     perPeerTotal('vigil_requests_total', 'requests forwarded to the server', (p) => p.requests)
+    perPeerTotal('vigil_goaways_total', 'GOAWAY frames the server sent (it was drained until a new connection to it was up)', (p) => p.goaways)
     perPeerTotal('vigil_pool_timeouts_total', 'requests that waited past timeouts.queue for a pooled connection', (p) => p.poolTimeouts)
     perPeerTotal('vigil_stuck_attempts_total', 'internal errors: attempts vigil ended because they outlived every timeout or their client', (p) => p.stuck)
     if (traffic) this.trafficSeries(registers)
@@ -100,6 +103,19 @@ export class VigilMetrics implements AttemptObserver {
         each((p, u) => {
           const s = statsOf(p)
           if (s !== undefined) CLASSES.forEach((c, i) => this.inc({ upstream: u.name, server: p.address, class: c }, s.responses[i] as number))
+        })
+      },
+    })
+    new Counter({
+      name: 'vigil_grpc_responses_total',
+      help: 'gRPC calls by the grpc-status they ended with (trailers, or a trailers-only response)',
+      labelNames: ['upstream', 'server', 'code'],
+      registers,
+      collect() {
+        this.reset()
+        each((p, u) => {
+          const codes = p.stats.grpcCodes
+          for (let c = 0; c < codes.length; c++) if ((codes[c] as number) > 0) this.inc({ upstream: u.name, server: p.address, code: grpcCodeName(c) }, codes[c] as number)
         })
       },
     })

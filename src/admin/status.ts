@@ -51,6 +51,13 @@ export interface ServerStatus {
   ejections: number
   stalls: number
   inflight: number
+  /** How vigil speaks to it (upstream `protocol`): http1, h2c, h2. */
+  protocol: string
+  /** HTTP/2 streams open to it now (every request in flight to an HTTP/2 server is one), and GOAWAYs it sent. */
+  streams: number
+  goaways: number
+  /** gRPC calls it ended, by class: ok (OK), error (any other status); counts by name in /metrics. */
+  grpc: { ok: number; error: number }
   /** Requests waiting for a connection of the server's pool (every connection busy), and the oldest wait in ms. */
   waiting: number
   oldestWaitMs: number
@@ -148,6 +155,10 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         ejections: s?.ejections ?? 0,
         stalls: s?.stalls ?? 0,
         inflight: p.inflight,
+        protocol: p.protocol,
+        streams: p.streams,
+        goaways: p.goaways,
+        grpc: grpcClasses(p.stats.grpcCodes),
         waiting: p.waiting,
         oldestWaitMs: p.oldestWait,
         poolTimeouts: p.poolTimeouts,
@@ -209,6 +220,11 @@ const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['ejections', (r) => r.ejections],
   ['stalls', (r) => r.stalls],
   ['inflight', (r) => r.inflight],
+  ['protocol', (r) => r.protocol],
+  ['streams', (r) => r.streams],
+  ['goaways', (r) => r.goaways],
+  ['grpc_ok', (r) => r.grpc.ok],
+  ['grpc_error', (r) => r.grpc.error],
   ['waiting', (r) => r.waiting],
   ['oldest_wait_ms', (r) => r.oldestWaitMs],
   ['pool_timeouts', (r) => r.poolTimeouts],
@@ -279,4 +295,11 @@ export function renderPrometheus(rows: readonly ServerStatus[], generation: numb
     }
   }
   return `${out.join('\n')}\n`
+}
+
+/** gRPC calls by class: OK, and every other status. */
+function grpcClasses(codes: Float64Array): { ok: number; error: number } {
+  let all = 0
+  for (const n of codes) all += n
+  return { ok: codes[0] as number, error: all - (codes[0] as number) }
 }

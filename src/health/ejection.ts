@@ -16,8 +16,8 @@ import type { PendingOutcomes } from '../workers/outcomes.js'
 export type PassiveState = 'ok' | 'ejected' | 'trial' | 'probing'
 
 /** The first quiet time before a stall trial, ms, and the most it doubles to. */
-const STALL_TRIAL_WAIT = 250
-const STALL_TRIAL_MAX = 1_000
+export const STALL_TRIAL_WAIT = 250
+export const STALL_TRIAL_MAX = 1_000
 
 /** Ejections that grow are stretched by up to this share, so consumers do not come back in lockstep. */
 export const EJECT_JITTER = 0.1

@@ -6,7 +6,7 @@
 // the passive health of the live generation.
 import type { Peer } from '../upstream/peer.js'
 import type { GroupState } from '../upstream/group-state.js'
-import { httpFailure, type Failure } from './outcome.js'
+import { grpcFailure, httpFailure, type Failure } from './outcome.js'
 import type { Waiting } from './stall.js'
 
 /** An attempt as the monitor sees it: the data path's Attempt and Tunnel implement it. */
@@ -53,6 +53,12 @@ export class Monitor {
     const passive = this.group.live.passive
     passive.responded(a, now)
     return passive.failOn.hasStatus(status) ? httpFailure(status) : undefined
+  }
+
+  /** A gRPC call ended with `grpcStatus` (trailers, or a trailers-only head): the failure it counts as, if any. */
+  grpcEnded(peer: Peer, grpcStatus: number): Failure | undefined {
+    peer.stats.grpc(grpcStatus)
+    return this.group.live.passive.failOn.hasGrpc(grpcStatus) ? grpcFailure(grpcStatus) : undefined
   }
 
   /** The attempt is over, counted once. `conclusive` false (the client left, a hedge lost young) says nothing. */

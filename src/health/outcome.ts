@@ -1,7 +1,11 @@
 // The one place that decides what an attempt's error means: for the client's status and for health accounting.
+import { GRPC_CODES } from '../config/schema.js'
 
-/** nginx's failure classes (`proxy_next_upstream` / `max_fails`); `http` is a listed status code (`http_NNN`). */
-export type FailureKind = 'error' | 'timeout' | 'invalid_header' | 'http'
+/**
+ * nginx's failure classes (`proxy_next_upstream` / `max_fails`); `http` is a listed status code (`http_NNN`),
+ * `grpc` a gRPC status a call ended with (`grpc_UNAVAILABLE`).
+ */
+export type FailureKind = 'error' | 'timeout' | 'invalid_header' | 'http' | 'grpc'
 
 export interface Failure {
   kind: FailureKind
@@ -11,6 +15,11 @@ export interface Failure {
   code: string
   /** True when the request may not have reached the provider at all (safe to retry even if not idempotent). */
   beforeSend: boolean
+  /**
+   * The provider said it did not process the request (HTTP/2 REFUSED_STREAM, or a stream above its GOAWAY's last):
+   * retried on another provider whatever `retry.on` lists, and no evidence against the provider.
+   */
+  refused?: boolean
 }
 
 const CONNECT_REFUSED: Failure = { kind: 'error', status: 502, code: 'connect_refused', beforeSend: true }
@@ -29,13 +38,20 @@ export const STUCK: Failure = { kind: 'error', status: 500, code: 'internal_stuc
 /** No response headers within retry.perTryTimeout: the attempt is abandoned and counts as a timeout. */
 export const PER_TRY_TIMEOUT: Failure = { kind: 'timeout', status: 504, code: 'per_try_timeout', beforeSend: false }
 
-const BY_CODE = new Map([CONNECT_REFUSED, CONNECT_FAILED, CONNECT_TIMEOUT, RESPONSE_TIMEOUT, BODY_TIMEOUT, RESET, INVALID, TLS_FAILED, TOO_LARGE, POOL_TIMEOUT, STUCK, PER_TRY_TIMEOUT].map((f) => [f.code, f]))
+/** See Failure.refused; the HTTP/2 pool's error code for it (src/upstream/h2-pool.ts). */
+export const REFUSED_STREAM: Failure = { kind: 'error', status: 502, code: 'refused_stream', beforeSend: true, refused: true }
+
+const BY_CODE = new Map([CONNECT_REFUSED, CONNECT_FAILED, CONNECT_TIMEOUT, RESPONSE_TIMEOUT, BODY_TIMEOUT, RESET, INVALID, TLS_FAILED, TOO_LARGE, POOL_TIMEOUT, STUCK, PER_TRY_TIMEOUT, REFUSED_STREAM].map((f) => [f.code, f]))
 
 /** The failure a stable `code` names (`connect_refused`, `http_503`...), for outcomes reported by another process. */
 export function failureOf(code: string): Failure | undefined {
   if (code.startsWith('http_')) {
     const status = Number(code.slice(5))
     return Number.isInteger(status) && status >= 100 && status < 600 ? httpFailure(status) : undefined
+  }
+  if (code.startsWith('grpc_')) {
+    const grpcStatus = (GRPC_CODES as readonly string[]).indexOf(code.slice(5))
+    return grpcStatus > 0 ? grpcFailure(grpcStatus) : undefined
   }
   return BY_CODE.get(code)
 }
@@ -44,6 +60,8 @@ export function failureOf(code: string): Failure | undefined {
 export function classifyError(err: unknown): Failure {
   const code = (err as { code?: unknown } | null)?.code
   switch (code) {
+    case 'VIGIL_H2_REFUSED_STREAM':
+      return REFUSED_STREAM
     case 'ECONNREFUSED':
       return CONNECT_REFUSED
     case 'UND_ERR_CONNECT_TIMEOUT':
@@ -76,9 +94,24 @@ export function classifyError(err: unknown): Failure {
   return RESET
 }
 
-/** nginx's name for the class of a failure (`error`, `timeout`, `invalid_header`, `http_NNN`): what a check may disprove. */
+/** nginx's name for the class of a failure (`error`, `timeout`, `invalid_header`, `http_NNN`, `grpc_NAME`): what a check may disprove. */
 export function failureClass(f: Failure): string {
-  return f.kind === 'http' ? f.code : f.kind
+  return f.kind === 'http' || f.kind === 'grpc' ? f.code : f.kind
+}
+
+const GRPC_FAILURES: (Failure | undefined)[] = []
+
+/**
+ * The failure a gRPC status stands for (only meaningful when a FailureSet lists it): `status` is the HTTP status
+ * vigil's own answer would have (502; 504 for DEADLINE_EXCEEDED), `code` its failOn name.
+ */
+export function grpcFailure(grpcStatus: number): Failure {
+  return (GRPC_FAILURES[grpcStatus] ??= {
+    kind: 'grpc',
+    status: grpcStatus === 4 ? 504 : 502,
+    code: `grpc_${GRPC_CODES[grpcStatus] ?? 'UNKNOWN'}`,
+    beforeSend: false,
+  })
 }
 
 const HTTP_FAILURES: (Failure | undefined)[] = []
@@ -98,12 +131,18 @@ export class FailureSet {
   private readonly timeout: boolean
   private readonly invalid: boolean
   private readonly statuses = new Uint8Array(600)
+  private readonly grpc = new Uint8Array(17)
 
   constructor(list: readonly string[], passive: boolean) {
     this.error = list.includes('error')
     this.timeout = list.includes('timeout')
     this.invalid = list.includes('invalid_header')
     for (const item of list) {
+      if (item.startsWith('grpc_')) {
+        const code = (GRPC_CODES as readonly string[]).indexOf(item.slice(5))
+        if (code > 0) this.grpc[code] = 1
+        continue
+      }
       if (!item.startsWith('http_')) continue
       const status = Number(item.slice(5))
       if (passive && (status === 403 || status === 404)) continue
@@ -113,6 +152,11 @@ export class FailureSet {
 
   hasStatus(status: number): boolean {
     return this.statuses[status] === 1
+  }
+
+  /** Lists this gRPC status (`grpc_NAME`); -1 (no status) never. */
+  hasGrpc(code: number): boolean {
+    return this.grpc[code] === 1
   }
 
   has(f: Failure): boolean {
@@ -125,6 +169,8 @@ export class FailureSet {
         return this.invalid
       case 'http':
         return this.statuses[f.status] === 1
+      case 'grpc':
+        return this.grpc[(GRPC_CODES as readonly string[]).indexOf(f.code.slice(5))] === 1
     }
   }
 }

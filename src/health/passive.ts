@@ -26,7 +26,8 @@ export const PASSIVE_DEFAULTS = {
   mode: 'nginx',
   maxFails: 1,
   failTimeout: 10_000,
-  failOn: ['error', 'timeout', 'invalid_header'],
+  // A gRPC call that ends UNAVAILABLE is what a 502/503 is to HTTP: the provider could not serve it.
+  failOn: ['error', 'timeout', 'invalid_header', 'grpc_UNAVAILABLE'],
   maxEjectPercent: 50,
   /** Outside nginx mode, like Envoy's max_ejection_time. In nginx mode it defaults to ejectTime: no growth. */
   maxEjectTime: 300_000,

@@ -7,7 +7,9 @@ import type { Logger } from 'pino'
 import type { Peer } from '../upstream/peer.js'
 import type { Upstream, UpstreamTimeouts } from '../upstream/upstream.js'
 import type { InFlightEntry } from '../upstream/inflight.js'
-import { classifyError, httpFailure, PER_TRY_TIMEOUT, POOL_TIMEOUT, STUCK, type Failure } from '../health/outcome.js'
+import { classifyError, grpcFailure, httpFailure, PER_TRY_TIMEOUT, POOL_TIMEOUT, STUCK, type Failure } from '../health/outcome.js'
+import { grpcStatusIn, grpcTimeout } from './grpc.js'
+import { ReplayBody } from './replay.js'
 import { Role } from '../health/ejection.js'
 import type { WaitList, Waiting } from '../health/stall.js'
 import type { Attempted } from '../health/monitor.js'
@@ -135,6 +137,8 @@ export class Attempt implements Dispatcher.DispatchHandler, Attempted, InFlightE
   headersAt = 0
   /** Stall re-dispatch already raced this attempt on another server. */
   private raced = false
+  /** The grpc-status the call ended with, once known; -1 before (or for a plain HTTP request). */
+  grpcStatus = -1
   /** Interim (1xx) responses seen: a provider that never stops sending them is cut off. */
   private interim = 0
 
@@ -201,6 +205,12 @@ export class Exchange {
   private readonly head: RequestHead
   private readonly headerList: string[]
   private body: Buffer | IncomingMessage | null = null
+  /** An HTTP/2 request body (no length up front), streamed to each attempt while its start is kept for a retry. */
+  private replay: ReplayBody | undefined = undefined
+  /** A gRPC call: retried until committed whatever its method; judged by grpc-status. */
+  private readonly grpc: boolean
+  /** Date.now() by which a gRPC call's grpc-timeout runs out (no new try after it); 0 for none. */
+  private readonly deadline: number
   private chunks: Buffer[] | undefined = undefined
   /** Bytes of a buffered body still to come. */
   private bodyLeft = 0
@@ -229,6 +239,9 @@ export class Exchange {
     const te = upstream.connections.pool.protocol !== undefined && upstream.connections.pool.protocol !== 'http1'
     const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host, te }
     this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
+    this.grpc = head.grpc
+    const timeout = head.grpc ? grpcTimeout(head.grpcTimeout) : undefined
+    this.deadline = timeout === undefined ? 0 : this.started + timeout
   }
 
   start(): void {
@@ -244,7 +257,8 @@ export class Exchange {
       this.req.on('end', onBodyEnd)
       return
     }
-    this.body = this.req
+    if (this.head.streamed && this.upstream.retry.tries > 1) this.replay = new ReplayBody(this.req, BODY_BUFFER_LIMIT)
+    else this.body = this.req
     this.first(this.started)
   }
 
@@ -314,7 +328,8 @@ export class Exchange {
       clearTimeout(this.timer)
       this.timer = setTimeout(onPerTryTimeout, perTry, this)
     }
-    peer.pool.dispatch({ path: this.target.path, method: this.method as Dispatcher.HttpMethod, headers: this.headerList, body: this.body }, a)
+    const body = this.replay === undefined ? this.body : this.replay.open()
+    peer.pool.dispatch({ path: this.target.path, method: this.method as Dispatcher.HttpMethod, headers: this.headerList, body }, a)
   }
 
   /** A peer this request has not used yet, or undefined. */
@@ -327,14 +342,20 @@ export class Exchange {
 
   /** Whether the body can be sent again: none, buffered, or a stream nothing has read from yet. */
   private replayable(): boolean {
+    if (this.replay !== undefined) return this.replay.replayable
     const b = this.body
     return b === null || Buffer.isBuffer(b) || (!b.readableDidRead && !b.destroyed)
+  }
+
+  /** A gRPC call's deadline has not passed: another try may still start. */
+  private inTime(now: number): boolean {
+    return this.deadline === 0 || now < this.deadline
   }
 
   /** The peer to try `f` again on, if the rules, a free peer and the budget allow it (the budget is charged). */
   private retryPeer(f: Failure, now: number): Peer | undefined {
     const policy = this.upstream.retry
-    if (this.clientGone || !policy.allows(f, this.method, this.attempts, this.started, now) || !this.replayable()) return undefined
+    if (this.clientGone || !policy.allows(f, this.method, this.attempts, this.started, now, this.grpc) || !this.inTime(now) || !this.replayable()) return undefined
     const peer = this.nextPeer()
     if (peer === undefined) return undefined
     if (!policy.charge(now)) return undefined
@@ -346,10 +367,16 @@ export class Exchange {
     if (a.settled || this.winner !== undefined) return false
     const now = Date.now()
     const up = this.upstream
-    const counted = up.monitor.responded(a, status, now)
-    if (up.retry.on.hasStatus(status)) {
+    let counted = up.monitor.responded(a, status, now)
+    // A trailers-only gRPC answer carries its grpc-status in this head: the call's outcome is known now.
+    const grpcStatus = this.grpc ? grpcStatusIn(raw) : -1
+    if (grpcStatus >= 0) {
+      a.grpcStatus = grpcStatus
+      counted ??= up.monitor.grpcEnded(a.peer, grpcStatus)
+    }
+    if (up.retry.on.hasStatus(status) || up.retry.on.hasGrpc(grpcStatus)) {
       // A retryable status is answered only when no other peer is racing or can be tried.
-      const f = httpFailure(status)
+      const f = grpcStatus >= 0 && up.retry.on.hasGrpc(grpcStatus) ? grpcFailure(grpcStatus) : httpFailure(status)
       const alone = this.live === a && a.nextLive === undefined
       const next = alone ? this.retryPeer(f, now) : undefined
       if (!alone || next !== undefined) {
@@ -373,6 +400,11 @@ export class Exchange {
 
   complete(a: Attempt, trailers: string[] | null): void {
     if (a.settled) return
+    if (this.grpc && a.grpcStatus < 0) {
+      const grpcStatus = grpcStatusIn(trailers)
+      a.grpcStatus = grpcStatus
+      if (grpcStatus >= 0) a.failure ??= this.upstream.monitor.grpcEnded(a.peer, grpcStatus)
+    }
     if (trailers !== null && trailers.length > 0 && !this.res.hasHeader('content-length')) this.res.addTrailers(trailerPairs(trailers))
     this.res.end()
     this.settle(a, a.failure, true, Date.now())
@@ -388,7 +420,8 @@ export class Exchange {
       return
     }
     const failure = classifyError(err)
-    this.settle(a, failure, true, now)
+    // A refused stream (REFUSED_STREAM, or past a GOAWAY's last stream) was never processed: no evidence.
+    this.settle(a, failure, failure.refused !== true, now)
     const midBody = a === this.winner
     this.hooks.log.warn({ upstream: this.upstream.name, peer: a.peer.address, reason: failure.code, err: err.message, attempt: this.attempts, midBody }, 'upstream request failed')
     if (midBody) {
@@ -408,7 +441,7 @@ export class Exchange {
     const now = Date.now()
     const policy = this.upstream.retry
     if (policy.hedge) {
-      if (!policy.mayHedge(this.method, this.attempts, this.started, now) || !this.replayable()) return
+      if (!policy.mayHedge(this.method, this.attempts, this.started, now, this.grpc) || !this.inTime(now) || !this.replayable()) return
       const peer = this.nextPeer()
       if (peer === undefined || !policy.charge(now)) return
       policy.hedges++
@@ -430,7 +463,7 @@ export class Exchange {
   stalled(now: number): void {
     if (this.winner !== undefined || this.finished || this.clientGone) return
     const policy = this.upstream.retry
-    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now) || !this.replayable()) return
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now, this.grpc) || !this.inTime(now) || !this.replayable()) return
     const peer = this.nextPeer()
     if (peer === undefined || !policy.charge(now)) return
     policy.redispatches++
@@ -438,7 +471,8 @@ export class Exchange {
   }
 
   clientClosed(): void {
-    if (this.finished || this.res.writableFinished) return
+    // writableEnded, not writableFinished: an HTTP/2 stream the client reset counts as finished writing.
+    if (this.finished || this.res.writableEnded) return
     this.clientGone = true
     const now = Date.now()
     // Aborted because the client went away: not the provider's failure.

@@ -1,4 +1,5 @@
 // Header rules for both directions: hop-by-hop headers stay on their hop; forwarding headers describe the client.
+import { isGrpc } from './grpc.js'
 
 /** RFC 9110 7.6.1 plus the de-facto ones; `expect` is answered by vigil itself (Node sends 100 Continue). */
 const HOP_BY_HOP = new Set([
@@ -67,7 +68,7 @@ const join = (a: string | undefined, b: string): string => (a === undefined ? b 
 
 /** Lengths of every name REQUEST_RULES and readRequestHead look at: a header of another length is kept without lowercasing it. */
 const NOTED_LENGTHS = new Uint8Array(32)
-for (const name of [...REQUEST_RULES.keys(), 'content-length']) NOTED_LENGTHS[name.length] = 1
+for (const name of [...REQUEST_RULES.keys(), 'content-length', 'content-type', 'grpc-timeout']) NOTED_LENGTHS[name.length] = 1
 
 /**
  * What one pass over a request's raw headers learns: the routing Host, the limits' Host count, the body framing,
@@ -89,6 +90,9 @@ export class RequestHead {
   chunked = false
   /** HTTP/2: a body framed by its stream's end, not by a header (set by the listener from the HEADERS frame). */
   streamed = false
+  /** A gRPC call (content-type application/grpc...), and its grpc-timeout header. */
+  grpc = false
+  grpcTimeout: string | undefined = undefined
   /** The client's X-Forwarded-For, -Proto, -Host and Forwarded values, used only when the client is trusted. */
   xff: string | undefined = undefined
   xfp: string | undefined = undefined
@@ -118,6 +122,8 @@ export function readRequestHead(raw: readonly string[]): RequestHead {
     const rule = REQUEST_RULES.get(lower)
     if (rule === undefined) {
       if (lower === 'content-length') head.contentLength ??= value
+      else if (lower === 'content-type') head.grpc ||= isGrpc(value)
+      else if (lower === 'grpc-timeout') head.grpcTimeout ??= value
       list.push(name, value)
     } else if (rule === Rule.Drop) {
       if (lower === 'host') {

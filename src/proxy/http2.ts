@@ -168,6 +168,16 @@ export function createHttp2Server(
   return createSecureServer(secure)
 }
 
+const OVER_LIMIT = Symbol('vigil.h2OverLimit')
+
+/**
+ * Whether a stream is not worth serving: its client already reset it, or its session went over a limit (the
+ * frames of a burst that arrived with the one over the limit still become streams before GOAWAY is out).
+ */
+export function abandoned(stream: ServerHttp2Stream): boolean {
+  return stream.destroyed || (stream.session as (Http2Session & { [OVER_LIMIT]?: true }) | undefined)?.[OVER_LIMIT] === true
+}
+
 /**
  * Per-session guards for what Node does not bound itself: streams reset in a loop (rapid reset), SETTINGS and
  * PING floods, and a stream whose window never opens (its timeout resets it). Each ends the session with GOAWAY
@@ -191,6 +201,7 @@ export function guardSession(session: Http2Session, h2: Http2Limits, idleTimeout
   const calm = (what: string, count: number): void => {
     if (ended) return
     ended = true
+    ;(session as Http2Session & { [OVER_LIMIT]?: true })[OVER_LIMIT] = true
     log.warn({ client: session.socket?.remoteAddress, limit: what, count, windowMs: h2.window }, 'HTTP/2 client over a limit: GOAWAY')
     session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
     // Streams in flight are cut too: a client that floods is not owed their answers.

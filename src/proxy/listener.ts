@@ -16,8 +16,8 @@ import { UpgradeProxy } from './upgrade.js'
 import { serveWithoutUpgrade, triageUpgrade } from './upgrade-triage.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
-import type { Http2Session } from 'node:http2'
-import { createHttp2Server, guardSession, resolveHttp2Limits, VigilH2Request } from './http2.js'
+import { constants, type Http2Session } from 'node:http2'
+import { abandoned, createHttp2Server, guardSession, resolveHttp2Limits, VigilH2Request } from './http2.js'
 
 export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
@@ -85,6 +85,12 @@ export class ProxyListener {
   }
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
+    // An HTTP/2 stream the client already reset (rapid reset sends HEADERS and RST_STREAM together), or one of a
+    // session over its limits: no work for it, not even a provider's.
+    if (req instanceof VigilH2Request && abandoned(req.stream)) {
+      req.stream.close(constants.NGHTTP2_CANCEL)
+      return this.hooks.done()
+    }
     if (this.hooks.access.enabled) this.hooks.access.begin(res)
     // One pass over the raw headers serves the limits, the route and the forwarded headers (see headers.ts).
     const head = (req.head = readRequestHead(req.rawHeaders))

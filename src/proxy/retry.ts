@@ -97,15 +97,17 @@ export class RetryPolicy {
   }
 
   /**
-   * nginx's rules for moving a failed attempt to another peer, before a peer is picked: the failure is listed,
-   * tries and time are left, and a non-idempotent request never reached the provider (unless allowed).
+   * nginx's rules for moving a failed attempt to another peer, before a peer is picked: the failure is listed
+   * (a refused stream always is), tries and time are left, and a non-idempotent request never reached the
+   * provider (unless allowed). `grpc`: a gRPC call, which gRPC lets be retried until it is committed (response
+   * headers forwarded: the data path never retries after that) whatever its method (every call is a POST).
    */
-  allows(f: Failure, method: string | undefined, attempts: number, started: number, now: number): boolean {
+  allows(f: Failure, method: string | undefined, attempts: number, started: number, now: number, grpc = false): boolean {
     return (
-      this.on.has(f) &&
+      (f.refused === true || this.on.has(f)) &&
       attempts < this.tries &&
       (this.timeout === 0 || now - started < this.timeout) &&
-      (f.beforeSend || this.nonIdempotent || idempotent(method))
+      (f.beforeSend || this.nonIdempotent || grpc || idempotent(method))
     )
   }
 
@@ -117,16 +119,16 @@ export class RetryPolicy {
   }
 
   /** May a hedge start now? Only for idempotent requests, within tries and time. */
-  mayHedge(method: string | undefined, attempts: number, started: number, now: number): boolean {
-    return this.hedge && idempotent(method) && this.mayRace(attempts, started, now)
+  mayHedge(method: string | undefined, attempts: number, started: number, now: number, grpc = false): boolean {
+    return this.hedge && (grpc || idempotent(method)) && this.mayRace(attempts, started, now)
   }
 
   /**
    * May a request waiting on a server just suspected of a stall race on another one (passive.stall.redispatch)?
    * The methods a retry after sending may repeat (idempotent ones, or all with nonIdempotent), within tries and time.
    */
-  mayRedispatch(method: string | undefined, attempts: number, started: number, now: number): boolean {
-    return (this.nonIdempotent || idempotent(method)) && this.mayRace(attempts, started, now)
+  mayRedispatch(method: string | undefined, attempts: number, started: number, now: number, grpc = false): boolean {
+    return (this.nonIdempotent || grpc || idempotent(method)) && this.mayRace(attempts, started, now)
   }
 
   private mayRace(attempts: number, started: number, now: number): boolean {

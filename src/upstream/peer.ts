@@ -93,6 +93,8 @@ export class Peer {
    * accepted finishes, nothing new is sent), not ejected; its pool reconnects and lets it back once it answers.
    */
   goingAway = false
+  /** GOAWAYs this provider sent (status page, metrics). */
+  goaways = 0
   /** Set by the upstream that holds it (Upstream.refresh): a gate of this peer changed outside the health modules. */
   onGateChange: (() => void) | undefined = undefined
   /** TLS settings for HTTPS providers (also used by WebSocket upgrades); undefined for plain HTTP. */
@@ -174,6 +176,7 @@ export class Peer {
   }
 
   private setGoingAway(on: boolean): void {
+    if (on) this.goaways++
     if (this.goingAway === on) return
     this.goingAway = on
     this.onGateChange?.()

@@ -13,6 +13,12 @@ export class ResponseStats {
   readonly buckets = new Float64Array(BUCKETS.length + 1)
   sum = 0
   count = 0
+  /** gRPC calls by the status they ended with (0 OK .. 16 UNAUTHENTICATED). */
+  readonly grpcCodes = new Float64Array(17)
+
+  grpc(code: number): void {
+    if (code >= 0 && code <= 16) (this.grpcCodes[code] as number)++
+  }
 
   /** `status` 0 when the request ended before a response status; `ms` the attempt's duration. */
   record(status: number, ms: number): void {

@@ -19,8 +19,12 @@ export interface GrpcProvider extends Provider {
   control(query: string): Promise<GrpcState>
 }
 
-/** A gRPC provider child process (bench/lib/grpc-provider.ts); `args`: `--max-age MS`, `--no-health`, `--tls-cert F --tls-key F`. */
-export async function spawnGrpcProvider(t: Tap, name: string, args: string[] = []): Promise<GrpcProvider> {
+/**
+ * A gRPC provider child process (bench/lib/grpc-provider.ts). `options`: a number is `--max-age` (ms: GOAWAY on
+ * connections that old), or the arguments themselves (`--no-health`, `--tls-cert F --tls-key F`, ...).
+ */
+export async function spawnGrpcProvider(t: Tap, name: string, options: number | string[] = []): Promise<GrpcProvider> {
+  const args = typeof options === 'number' ? ['--max-age', String(options)] : options
   const { ready, ...provider } = await spawnScript(t, name, grpcProviderScript, args)
   const control = async (query: string): Promise<GrpcState> => {
     const res = await fetch(`http://127.0.0.1:${ready['control'] as number}/_control?${query}`)

@@ -68,9 +68,9 @@ export interface Provider {
   exited: Promise<void>
 }
 
-/** A real provider child process (its own process group), stopped with SIGKILL at teardown. */
-export async function spawnProvider(t: Tap, name: string, args: string[] = []): Promise<Provider> {
-  const { ready: _, ...provider } = await spawnScript(t, name, providerScript, args)
+/** A real provider child process (its own process group), stopped with SIGKILL at teardown; `script` prints {"port":N} once listening. */
+export async function spawnProvider(t: Tap, name: string, args: string[] = [], script = providerScript): Promise<Provider> {
+  const { ready: _, ...provider } = await spawnScript(t, name, script, args)
   return provider
 }
 

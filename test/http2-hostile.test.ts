@@ -1,0 +1,189 @@
+// Hostile HTTP/2 clients, written frame by frame on a raw socket: rapid reset (CVE-2023-44487), SETTINGS and PING
+// floods, more streams than allowed, a window that never opens. Each is answered (GOAWAY ENHANCE_YOUR_CALM, refused
+// streams, a reset stream) with bounded work, while another client is served at the same time.
+import t from 'tap'
+import { connect as tcp, type Socket } from 'node:net'
+import { connect, constants, createServer, type Http2Session, type ServerHttp2Stream } from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { once } from 'node:events'
+import { startProxy } from './helpers/index.js'
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+const DATA = 0
+const HEADERS = 1
+const RST_STREAM = 3
+const SETTINGS = 4
+const PING = 6
+const GOAWAY = 7
+
+function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9)
+  head.writeUIntBE(payload.length, 0, 3)
+  head[3] = type
+  head[4] = flags
+  head.writeUInt32BE(stream, 5)
+  return Buffer.concat([head, payload])
+}
+
+/** GET / as an HPACK block of static-table entries and one literal (:authority), ending the stream. */
+function get(stream: number, path = '/'): Buffer {
+  const authority = Buffer.from('vigil.test')
+  const p = Buffer.from(path)
+  const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x04, p.length]), p, Buffer.from([0x01, authority.length]), authority])
+  return frame(HEADERS, 0x5, stream, block)
+}
+
+const rst = (stream: number, code: number): Buffer => frame(RST_STREAM, 0, stream, Buffer.from([0, 0, 0, code]))
+
+interface Frame {
+  type: number
+  flags: number
+  stream: number
+  payload: Buffer
+}
+
+/** A raw HTTP/2 client: preface and `settings` sent, every frame from the server collected. */
+function rawClient(port: number, settings: Buffer = Buffer.alloc(0)): { socket: Socket; frames: Frame[]; closed: Promise<void>; seen(type: number): Promise<Frame> } {
+  const socket = tcp(port, '127.0.0.1')
+  socket.write(Buffer.concat([PREFACE, frame(SETTINGS, 0, 0, settings)]))
+  const frames: Frame[] = []
+  const waiters: { type: number; resolve: (f: Frame) => void }[] = []
+  let buf = Buffer.alloc(0)
+  socket.on('data', (chunk: Buffer) => {
+    buf = Buffer.concat([buf, chunk])
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3)
+      if (buf.length < 9 + len) break
+      const f = { type: buf[3] as number, flags: buf[4] as number, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) }
+      buf = buf.subarray(9 + len)
+      frames.push(f)
+      // ACK the server's SETTINGS like a real client would.
+      if (f.type === SETTINGS && (f.flags & 1) === 0) socket.write(frame(SETTINGS, 1, 0))
+      for (const w of waiters.splice(0)) if (w.type === f.type) w.resolve(f)
+      else waiters.push(w)
+    }
+  })
+  socket.on('error', () => {})
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  t.teardown(() => socket.destroy())
+  return {
+    socket,
+    frames,
+    closed,
+    seen: (type) => {
+      const found = frames.find((f) => f.type === type)
+      return found !== undefined ? Promise.resolve(found) : new Promise((resolve) => waiters.push({ type, resolve }))
+    },
+  }
+}
+
+const goawayCode = (f: Frame): number => f.payload.readUInt32BE(4)
+
+// The provider: counts streams; /hold streams wait until released, /big streams answer 1 MB.
+const held: ServerHttp2Stream[] = []
+let providerStreams = 0
+const provider = createServer()
+provider.on('stream', (stream: ServerHttp2Stream, headers) => {
+  providerStreams++
+  stream.on('error', () => {})
+  if (headers[':path'] === '/hold') return void held.push(stream)
+  stream.respond({ ':status': 200 })
+  stream.end(headers[':path'] === '/big' ? Buffer.alloc(1 << 20) : 'ok')
+})
+await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve))
+const providerSessions = new Set<Http2Session>()
+provider.on('session', (s: Http2Session) => providerSessions.add(s))
+t.teardown(() => {
+  for (const s of providerSessions) s.destroy()
+  return new Promise((resolve) => provider.close(resolve))
+})
+const proxy = await startProxy(t, {
+  listeners: [{ address: '127.0.0.1:0', upstream: 'h2', http2: true, limits: { idleTimeout: '1s', http2: { maxConcurrentStreams: 5, maxResets: 50, maxSettings: 20, maxPings: 20 } } }],
+  upstreams: { h2: { protocol: 'h2c', servers: [{ address: `127.0.0.1:${(provider.address() as AddressInfo).port}` }] } },
+})
+
+/** A well-behaved client's GET through the same listener. */
+async function served(): Promise<number> {
+  const session = connect(`http://127.0.0.1:${proxy.port}`)
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      const req = session.request({ ':path': '/' })
+      req.on('response', (h) => { if (h[':status'] !== 200) console.error('DEBUG', h); resolve(Number(h[':status'])) })
+      req.on('error', reject)
+      req.resume()
+    })
+  } finally {
+    session.close()
+  }
+}
+
+t.test('rapid reset: streams opened and cancelled in a loop get GOAWAY after maxResets, with bounded work', async (t) => {
+  const before = providerStreams
+  const c = rawClient(proxy.port)
+  const burst: Buffer[] = []
+  for (let i = 0; i < 2000; i++) burst.push(get(2 * i + 1), rst(2 * i + 1, constants.NGHTTP2_CANCEL))
+  c.socket.write(Buffer.concat(burst))
+  const goaway = await c.seen(GOAWAY)
+  t.equal(goawayCode(goaway), constants.NGHTTP2_ENHANCE_YOUR_CALM, 'GOAWAY ENHANCE_YOUR_CALM')
+  await c.closed
+  t.ok(providerStreams - before <= 100, `bounded: the provider saw ${providerStreams - before} of 2000 streams (maxResets 50)`)
+  t.equal(await served(), 200, 'another client is served')
+})
+
+t.test('a SETTINGS flood and a PING flood each get GOAWAY; others are served', async (t) => {
+  for (const type of [SETTINGS, PING]) {
+    const c = rawClient(proxy.port)
+    const flood = Array.from({ length: 500 }, () => (type === PING ? frame(PING, 0, 0, Buffer.alloc(8)) : frame(SETTINGS, 0, 0)))
+    c.socket.write(Buffer.concat(flood))
+    const goaway = await c.seen(GOAWAY)
+    t.equal(goawayCode(goaway), constants.NGHTTP2_ENHANCE_YOUR_CALM, `${type === PING ? 'PING' : 'SETTINGS'} flood: GOAWAY ENHANCE_YOUR_CALM`)
+    await c.closed
+    t.equal(await served(), 200, 'another client is served')
+  }
+})
+
+t.test('maxConcurrentStreams: a client keeping to it waits for room; one exceeding it gets GOAWAY', async (t) => {
+  // A well-behaved client (Node's) opens the sixth stream only when one of its five ends.
+  const session = connect(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => session.close())
+  // Streams opened before the server's SETTINGS arrive may be refused (the limit is not known yet).
+  await once(session, 'remoteSettings')
+  const replies = Array.from({ length: 10 }, () =>
+    new Promise<number>((resolve, reject) => {
+      const req = session.request({ ':path': '/hold' })
+      req.on('response', (h) => resolve(Number(h[':status'])))
+      req.on('error', reject)
+      req.resume()
+    }),
+  )
+  while (held.length < 5) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(await served(), 200, 'another client is served meanwhile')
+  t.equal(held.length, 5, 'five streams reach the provider, the others wait in the client')
+  const release = (): void => {
+    for (const s of held) if (!s.headersSent) s.respond({ ':status': 200 }, { endStream: true })
+  }
+  release()
+  while (held.length < 10) await new Promise((resolve) => setTimeout(resolve, 20))
+  release()
+  t.same(await Promise.all(replies), Array(10).fill(200), 'all ten answered as room came')
+  held.splice(0)
+  // A raw client that opens ten at once after acknowledging the limit breaks the protocol: GOAWAY.
+  const c = rawClient(proxy.port)
+  await c.seen(SETTINGS)
+  c.socket.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => get(2 * i + 1, '/hold'))))
+  const goaway = await c.seen(GOAWAY)
+  t.not(goawayCode(goaway), constants.NGHTTP2_NO_ERROR, 'GOAWAY with an error code')
+  t.ok(held.length <= 5, `at most five reached the provider (${held.length})`)
+  t.equal(await served(), 200, 'another client is served')
+  for (const s of held.splice(0)) s.close()
+})
+
+t.test('a client whose window never opens is cut off after idleTimeout; no body byte goes out, others are served', async (t) => {
+  // SETTINGS_INITIAL_WINDOW_SIZE 0: vigil may send no DATA until a WINDOW_UPDATE that never comes.
+  const c = rawClient(proxy.port, Buffer.from([0x00, 0x04, 0, 0, 0, 0]))
+  c.socket.write(get(1, '/big'))
+  const cut = await Promise.race([c.seen(RST_STREAM), c.seen(GOAWAY)])
+  t.ok(cut.type === GOAWAY || cut.stream === 1, 'the stream is reset or the idle connection gets GOAWAY')
+  t.notOk(c.frames.some((f) => f.type === DATA && f.payload.length > 0), 'no body byte was sent')
+  t.equal(await served(), 200, 'another client is served')
+})
