@@ -6,11 +6,12 @@
 import t from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
-import { Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
+import { Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, jsonSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
 import { restartOnly } from '../src/update/reloader.js'
-import { client, get } from './helpers/index.js'
+import { client, get, root } from './helpers/index.js'
 import { capture, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import type { Peer } from '../src/upstream/peer.js'
@@ -214,6 +215,65 @@ t.test('every fleet setting has a row, and each is restart-only', async (t) => {
   const config = (fleet: Fleet | undefined): Config => ({ ...proxyConfig(['127.0.0.1:1']), ...(fleet === undefined ? {} : { fleet }) })
   for (const [setting, patch] of Object.entries(FLEET_ROWS)) t.same(restartOnly(config(FLEET_BASE), config({ ...FLEET_BASE, ...patch })), ['fleet'], `fleet.${setting}: restart-only`)
   t.same(restartOnly(config(undefined), config(FLEET_BASE)), ['fleet'], 'turning the fleet on waits for a restart')
+})
+
+/** The rule names of docs/configuration.md's table ("Which rule each setting follows"), by the matrix's rule. */
+const DOC_RULE: Record<Rule, string> = {
+  kept: 'carried over',
+  'server-in-place': 'carried over',
+  'passive-afresh': 'new state',
+  'new-server': 'new state',
+  'ramp-continues': 'carried with a written rule',
+  'check-kept': 'carried with a written rule',
+  retuned: 'carried with a written rule',
+  'new-pools': 'pools rebuilt',
+  'restart-only': 'restart-only',
+}
+
+/** The settings outside groups and the fleet: the rule the table gives each, and a change the reload judges. */
+const listener = (patch: Record<string, unknown>): Config => ({ ...proxyConfig(['127.0.0.1:1']), listeners: [{ address: '127.0.0.1:0', upstream: 'api', ...patch }] })
+const top = (patch: Partial<Config>): Config => ({ ...proxyConfig(['127.0.0.1:1']), ...patch })
+const TOP_ROWS: Record<string, { rule: string; after: Config; before?: Config }> = {
+  'listeners[].address': { rule: 'new state', after: listener({ address: '127.0.0.1:1' }) },
+  'listeners[].upstream': { rule: 'carried over', after: listener({ upstream: 'other' }) },
+  'listeners[].routes': { rule: 'carried over', after: listener({ upstream: undefined, routes: [{ pathPrefix: '/', upstream: 'api' }] }) },
+  // The certificate is re-read on every reload; only turning TLS on or off waits for a restart.
+  'listeners[].tls': { rule: 'carried with a written rule', before: listener({ tls: { cert: 'a.pem', key: 'a.key' } }), after: listener({ tls: { cert: 'b.pem', key: 'b.key' } }) },
+  'listeners[].http2': { rule: 'restart-only', after: listener({ http2: true }) },
+  'listeners[].trustedProxies': { rule: 'restart-only', after: listener({ trustedProxies: ['10.0.0.0/8'] }) },
+  'listeners[].limits': { rule: 'restart-only', after: listener({ limits: {} }) },
+  'admin.address': { rule: 'restart-only', after: top({ admin: { address: '127.0.0.1:1' } }) },
+  'admin.token': { rule: 'restart-only', after: top({ admin: { address: '127.0.0.1:0', token: 't' } }) },
+  'log.level': { rule: 'applies at once', after: top({ log: { level: 'debug' } }) },
+  'log.access': { rule: 'applies at once', after: top({ log: { access: true } }) },
+  'shutdown.grace': { rule: 'applies at once', after: top({ shutdown: { grace: '1s' } }) },
+  'reload.watch': { rule: 'applies at once', after: top({ reload: { watch: true } }) },
+  'reload.debounce': { rule: 'applies at once', after: top({ reload: { watch: false, debounce: '1s' } }) },
+  'resolver.servers': { rule: 'restart-only', after: top({ resolver: { servers: ['127.0.0.1:53'] } }) },
+  'resolver.minTtl': { rule: 'applies at once', after: top({ resolver: { minTtl: '1s' } }) },
+  'resolver.maxTtl': { rule: 'applies at once', after: top({ resolver: { maxTtl: '1m' } }) },
+  'resolver.timeout': { rule: 'restart-only', after: top({ resolver: { timeout: '1s' } }) },
+}
+
+t.test("docs/configuration.md's table gives every setting of the schema the rule the matrix asserts", async (t) => {
+  const doc = readFileSync(join(root, 'docs/configuration.md'), 'utf8')
+  const section = doc.slice(doc.indexOf('### Which rule each setting follows'))
+  const table = Object.fromEntries([...section.matchAll(/^\| `([^`]+)` \| ([^|]+?) \|/gm)].map((m) => [m[1], m[2]]))
+  const expected: Record<string, string> = {}
+  for (const [k, row] of Object.entries(ROWS)) expected[k.startsWith('servers.') ? `upstreams.NAME.servers[].${k.slice('servers.'.length)}` : `upstreams.NAME.${k}`] = DOC_RULE[row.rule]
+  // A registry source's settings (see the first test): a changed entry is a new subscription; kept addresses keep their state.
+  for (const k of ['zookeeper', 'etcd']) expected[`upstreams.NAME.servers[].${k}.*`] = 'carried with a written rule'
+  for (const k of Object.keys(FLEET_ROWS)) expected[`fleet.${k}`] = 'restart-only'
+  for (const [k, row] of Object.entries(TOP_ROWS)) expected[k] = row.rule
+  t.same(table, expected, 'one row per setting, each with its rule')
+  // Every setting outside groups and the fleet has a row too.
+  const schema = jsonSchema() as unknown as { properties: Record<string, TSchema & { items?: TSchema }> }
+  const others = Object.entries(schema.properties)
+    .filter(([k]) => !['$schema', 'upstreams', 'fleet'].includes(k))
+    .flatMap(([k, v]) => leaves(v.items ?? v).map((leaf) => `${k}${v.items === undefined ? '' : '[]'}.${leaf.split('.')[0] as string}`))
+  t.same([...new Set(others)].filter((k) => TOP_ROWS[k] === undefined), [], 'settings without a row')
+  // "restart-only" is exactly what the reload names in its warning.
+  for (const [k, row] of Object.entries(TOP_ROWS)) t.equal(restartOnly(row.before ?? top({}), row.after).length > 0, row.rule === 'restart-only', `${k}: ${row.rule}`)
 })
 
 interface Provider {
