@@ -1,38 +1,25 @@
 // The active checker's own cost: CPU of vigil checking N servers every second, tcp and http checks.
-// One child process answers on N loopback ports; vigil runs in this process, which measures its own CPU.
+// One child process answers on N loopback ports (lib/provider-ports.ts); vigil runs in this process, which measures its own CPU.
 //   npm run build && node dist/bench/checker-cost.js [--servers 1000] [--seconds 20]
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pino from 'pino'
-import { createProvider } from '../src/demo/provider.js'
+import { startProviderPorts } from './lib/provider-ports.js'
 import { Vigil, type Config } from '../src/index.js'
 
 const { values } = parseArgs({
   options: {
     servers: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '20' },
-    serve: { type: 'string' },
   },
 })
 
-if (values.serve !== undefined) {
-  // Child mode: answer on `serve` ephemeral ports, print them, exit with the parent.
-  const ports: number[] = []
-  for (let i = 0; i < Number(values.serve); i++) ports.push((await createProvider({ name: `p${i}` }).listen()).port)
-  process.stdout.write(`${JSON.stringify(ports)}\n`)
-  process.stdin.resume()
-  process.stdin.on('end', () => process.exit(0))
-} else {
-  await main(Number(values.servers), Number(values.seconds))
-}
+await main(Number(values.servers), Number(values.seconds))
 
 async function main(servers: number, seconds: number): Promise<void> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', String(servers)], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const ports = await new Promise<number[]>((resolve) => createInterface({ input: child.stdout }).once('line', (l) => resolve(JSON.parse(l) as number[])))
+  const providers = await startProviderPorts(servers)
+  const ports = providers.ports
   try {
     console.log(`checker cost: ${servers} servers, interval 1s, ${seconds}s measured per run, node ${process.version}`)
     for (const active of [{ type: 'tcp' as const }, { type: 'http' as const, http: { path: '/healthz' } }]) {
@@ -65,7 +52,6 @@ async function main(servers: number, seconds: number): Promise<void> {
       await vigil.stop(0)
     }
   } finally {
-    child.stdin?.end()
-    child.kill()
+    providers.stop()
   }
 }

@@ -107,7 +107,7 @@ export class Vigil {
         this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
       },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace() })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), consumer: () => this.fleet?.consumers.view })
     this.registries = new Registries({
       log: this.log,
       health: (name) => ({
@@ -126,6 +126,8 @@ export class Vigil {
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
     this.updates = new UpdateQueue(this.log)
     this.fleet = config.fleet === undefined ? undefined : new Fleet(config.fleet, { log: this.log, updates: this.updates })
+    // A consumer joining or leaving moves the fleet-placed subsets (run by the update queue, in order with the rest).
+    this.fleet?.consumers.subscribe(() => this.membership.consumersChanged())
     this.updates.subscribe({
       applied: () => {
         for (const u of this.upstreams.values()) u.passive.checker = u.active === undefined ? undefined : this.checker

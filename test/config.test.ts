@@ -174,3 +174,40 @@ t.test('a maxEjectTime below the ejectTime it caps is an error, not silently rai
   t.equal(bad.length, 1, 'a malformed duration is reported once, by the schema')
   t.equal(bad[0]?.path, 'upstreams.api.passive.ejectTime')
 })
+
+t.test('subset: size, and this vigil\'s place as id < of; errors name the JSON path', async (t) => {
+  const subset = (s: unknown) => mutate((c) => ((c.upstreams.api as Record<string, unknown>)['subset'] = s))
+  t.same(issuesOf(subset({ size: 2, id: 0, of: 3 })), [])
+  const [high] = issuesOf(subset({ size: 2, id: 3, of: 3 }))
+  t.equal(high?.path, 'upstreams.api.subset.id')
+  t.match(high?.expected, /below "of" \(0 to 2\)/)
+  const [alone] = issuesOf(subset({ size: 2, of: 3 }))
+  t.equal(alone?.path, 'upstreams.api.subset.of')
+  t.match(alone?.found, /without "id"/)
+  const [neither] = issuesOf(subset({ size: 2 }))
+  t.equal(neither?.path, 'upstreams.api.subset')
+  t.match(neither?.expected, /"id" and "of"/)
+  const fleet = { registry: { etcd: { endpoints: ['http://127.0.0.1:2379'] } }, path: '/vigil/api' }
+  t.same(issuesOf(mutate((c) => {
+    ;(c.upstreams.api as Record<string, unknown>)['subset'] = { size: 2 }
+    c['fleet'] = fleet
+  })), [], 'with fleet registration, id and of may be left out')
+  const [zero] = issuesOf(subset({ size: 0, id: 0, of: 1 }))
+  t.equal(zero?.path, 'upstreams.api.subset.size')
+  const [unknown] = issuesOf(subset({ size: 1, id: 0, of: 1, seed: 4 }))
+  t.equal(unknown?.path, 'upstreams.api.subset.seed')
+  const bad = issuesOf(subset({ size: 1, id: 'x', of: 2 }))
+  t.equal(bad.length, 1, 'a malformed id is reported once, by the schema')
+  t.equal(bad[0]?.path, 'upstreams.api.subset.id')
+})
+
+t.test('active.trafficInterval shorter than interval is an error', async (t) => {
+  const active = (a: unknown) => mutate((c) => ((c.upstreams.api as Record<string, unknown>)['active'] = a))
+  t.same(issuesOf(active({ interval: '2s', trafficInterval: '30s' })), [])
+  t.same(issuesOf(active({ interval: '2s', trafficInterval: 2000 })), [], 'equal is allowed')
+  const [short] = issuesOf(active({ interval: '2s', trafficInterval: '1s' }))
+  t.equal(short?.path, 'upstreams.api.active.trafficInterval')
+  t.match(short?.found, /"1s", shorter than interval \(2000 ms\)/)
+  const [fromDefault] = issuesOf(active({ trafficInterval: '10s' }))
+  t.match(fromDefault?.found, /shorter than interval \(30000 ms\)/, 'the default interval is 30 s')
+})

@@ -102,6 +102,10 @@ const ROWS: Record<string, Row> = {
   'passive.recoveryProbe.interval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, interval: '2s' } }),
   'passive.recoveryProbe.maxInterval': nested('passive', 'passive-afresh', { recoveryProbe: { enabled: false, maxInterval: '5s' } }),
   failOpen: upstreamRow('kept', { failOpen: false }),
+  // A subset only decides which servers this vigil sends to: every server keeps its state in or out of it.
+  'subset.size': upstreamRow('kept', { subset: { size: 2, id: 0, of: 2 } }),
+  'subset.id': upstreamRow('kept', { subset: { size: 2, id: 1, of: 2 } }),
+  'subset.of': upstreamRow('kept', { subset: { size: 2, id: 1, of: 3 } }),
   'passive.ejectAtLeastOne': nested('passive', 'passive-afresh', { ejectAtLeastOne: true }),
   'passive.outlier.interval': nested('passive', 'passive-afresh', { outlier: { interval: '5s' } }),
   'passive.outlier.requestVolume': nested('passive', 'passive-afresh', { outlier: { requestVolume: 50 } }),
@@ -120,6 +124,7 @@ const ROWS: Record<string, Row> = {
   'active.port': { rule: 'check-kept', change: (u, w) => ({ ...u, active: { ...u.active, port: Number(w.address('spare').split(':')[1]) } }) },
   'active.fastInterval': nested('active', 'check-kept', { fastInterval: '120ms' }),
   'active.downInterval': nested('active', 'check-kept', { downInterval: '120ms' }),
+  'active.trafficInterval': nested('active', 'check-kept', { trafficInterval: '1s' }),
   'active.jitter': nested('active', 'check-kept', { jitter: 0.2 }),
   'active.maxInFlight': nested('active', 'check-kept', { maxInFlight: 8 }),
   'active.unejectOnPass': nested('active', 'check-kept', { unejectOnPass: true }),

@@ -54,6 +54,7 @@ export class VigilMetrics implements AttemptObserver {
     const perPeer = perPeerOf(Gauge)
     perPeer('vigil_server_up', '1 unless the server is down by active check', (p) => (p.checkUp ? 1 : 0))
     perPeer('vigil_server_eligible', '1 when the server may receive new requests', (p) => (p.eligible ? 1 : 0))
+    perPeer('vigil_server_standby', "1 while the server is outside this vigil's subset rotation (no traffic from it, checked only while down)", (p) => (p.standby ? 1 : 0))
     perPeer('vigil_server_inflight', 'requests sent to the server and not finished', (p) => p.inflight)
     perPeer('vigil_server_waiting', "requests waiting for a connection of the server's pool (every connection busy)", (p) => p.waiting)
     perPeer('vigil_server_oldest_wait_seconds', 'how long the oldest request waiting for a pooled connection has waited', (p) => p.oldestWait / 1000)
@@ -87,6 +88,33 @@ export class VigilMetrics implements AttemptObserver {
           this.inc({ ...labels, result: 'success' }, t.checks - t.failures - t.inconclusive)
           this.inc({ ...labels, result: 'failure' }, t.failures)
           this.inc({ ...labels, result: 'inconclusive' }, t.inconclusive)
+        }
+      },
+    })
+    new Counter({
+      name: 'vigil_check_skips_total',
+      help: 'due checks left out: traffic (real requests answered within active.trafficInterval), standby (outside the subset rotation)',
+      labelNames: ['server', 'type', 'reason'],
+      registers,
+      collect() {
+        this.reset()
+        for (const t of checker.all) {
+          this.inc({ server: t.address, type: t.spec.type, reason: 'traffic' }, t.skipped.traffic)
+          this.inc({ server: t.address, type: t.spec.type, reason: 'standby' }, t.skipped.standby)
+        }
+      },
+    })
+    new Gauge({
+      name: 'vigil_subset_servers',
+      help: "servers of a group with subset in this vigil's rotation: members of its subset, and replacements for members that are out",
+      labelNames: ['upstream', 'role'],
+      registers,
+      collect() {
+        this.reset()
+        for (const u of source.upstreams().values()) {
+          if (u.subset === undefined) continue
+          this.set({ upstream: u.name, role: 'member' }, u.subset.members.size)
+          this.set({ upstream: u.name, role: 'replacement' }, u.subset.replacements)
         }
       },
     })

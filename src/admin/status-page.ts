@@ -45,6 +45,9 @@ const ago = (now: number, at: number | string | null | undefined): string | unde
 
 const count = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`
 
+/** Checks this vigil sends, per second over the last minute. */
+const probes = (perSecond: number): string => `${perSecond < 0.1 && perSecond > 0 ? perSecond.toFixed(3) : perSecond.toFixed(2)} probes/s`
+
 /** Why a server is out of rotation (or what is worth knowing about it while in), in words. */
 export function reasonOf(r: ServerStatus, page: Pick<StatusPage, 'history' | 'now'> & { configDown: boolean }): string {
   const { history, now } = page
@@ -77,6 +80,8 @@ export function reasonOf(r: ServerStatus, page: Pick<StatusPage, 'history' | 'no
     return `suspected of a stall${waiting}, far longer than the group takes`
   }
   if (r.status === 'down') return 'not eligible'
+  if (r.subset === 'standby') return "standby: outside this vigil's subset, no traffic from it (checked only while down)"
+  if (r.subset === 'replacement') return 'replacing subset members that are out'
   if (r.effectiveWeight < r.weight) return `slow start: weight ${r.effectiveWeight} of ${r.weight}`
   if (r.check === 'unknown') return `first ${r.type} check running`
   return ''
@@ -117,14 +122,14 @@ function serverRow(r: ServerStatus, page: StatusPage): string {
   const peer = page.upstreams.get(r.upstream)?.find(r.name)
   const configDown = peer?.configDown ?? false
   const why = reasonOf(r, { ...page, configDown })
-  const tags = [r.backup ? 'backup' : '', r.weight !== 1 ? `weight ${r.weight}` : '', r.maxConns === null ? '' : `max ${r.maxConns}`].filter((t) => t !== '')
+  const tags = [r.backup ? 'backup' : '', r.subset === 'member' || r.subset === null ? '' : r.subset, r.weight !== 1 ? `weight ${r.weight}` : '', r.maxConns === null ? '' : `max ${r.maxConns}`].filter((t) => t !== '')
   const failurePct = r.requests === 0 ? '' : ` (${((r.failures / r.requests) * 100).toFixed(r.failures === 0 ? 0 : 1)}%)`
   const check =
     r.check === 'none'
       ? '<span class="muted">no check</span>'
       : `<span class="pill ${r.check}">${r.check}</span> ${esc(r.type)}${
           r.lastCheck === null ? '' : `<br><span class="muted">${esc(r.lastCheck.result === 'success' ? 'passed' : r.lastCheck.reason)} · ${r.lastCheck.latencyMs} ms · ${esc(ago(page.now, r.lastCheck.at) ?? '')}</span>`
-        }`
+        }<br><span class="muted probes">${esc(probes(r.probeRate))}</span>`
   const more: [string, unknown][] = [
     ['operator', r.operator],
     ['passive', r.passive],
@@ -135,6 +140,8 @@ function serverRow(r: ServerStatus, page: StatusPage): string {
     ['ejection', r.ejectionReason === null ? '—' : `${r.ejectionReason} (${r.ejectionFailure ?? '?'}) until ${r.ejectedUntil ?? '?'}`],
     ['rise / fall', `${r.rise} / ${r.fall}`],
     ['checks', `${r.checks} (${r.checkFailures} failed, ${r.inconclusive} inconclusive)`],
+    ['checks skipped', `${r.checksSkipped.traffic} (traffic), ${r.checksSkipped.standby} (standby)`],
+    ['subset', r.subset ?? '—'],
     ['check port', r.port === 0 ? 'the server\'s' : r.port],
     ['last change', r.lastChange ?? '—'],
     ['index', r.index],
@@ -162,13 +169,18 @@ function transitions(name: string, page: StatusPage): string {
 function section(name: string, rows: readonly ServerStatus[], page: StatusPage): string {
   const u = page.config.upstreams[name]
   const down = rows.filter((r) => r.status === 'down').length
+  const subset = page.upstreams.get(name)?.subset
   const meta = [
     `${count(rows.length, 'server')}`,
+    subset === undefined
+      ? ''
+      : `subset of ${subset.members.size} (consumer ${subset.consumer.index} of ${subset.consumer.count}${subset.replacements === 0 ? '' : `, ${count(subset.replacements, 'replacement')}`})`,
     down === 0 ? 'all up' : `<b class="bad">${down} down</b>`,
     u?.balance ?? 'round_robin',
     u?.active === undefined ? 'no active check' : `${u.active.type ?? 'tcp'} check`,
     `passive ${u?.passive?.mode ?? 'nginx'}`,
-  ]
+    u?.active === undefined ? '' : probes(rows.reduce((a, r) => a + r.probeRate, 0)),
+  ].filter((m) => m !== '')
   return `<section class="upstream" id="upstream-${esc(name)}" data-upstream="${esc(name)}">
 <h2>${esc(name)} <span class="meta">${meta.join(' · ')}</span></h2>
 <table><colgroup><col class="c-name"><col class="c-state"><col class="c-traffic"><col class="c-failures"><col class="c-latency"><col class="c-check"></colgroup>

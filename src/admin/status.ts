@@ -7,6 +7,7 @@ import type { PassiveHealthLink } from '../health/events.js'
 import type { LastReload } from '../update/reloader.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { PeerPassiveSnapshot } from '../health/ejection.js'
+import type { SubsetRole } from '../upstream/subset-rotation.js'
 
 export interface StatusSource {
   upstreams(): ReadonlyMap<string, Upstream>
@@ -63,6 +64,37 @@ export interface ServerStatus {
   /** The last concluded check, `at` as an ISO time. */
   lastCheck: (Omit<LastCheck, 'at'> & { at: string }) | null
   lastChange: string | null
+  /** Checks of it this vigil started per second, over about the last minute (0 without a check). */
+  probeRate: number
+  /** Due checks left out: "traffic" (real requests answered within active.trafficInterval), "standby" (outside the subset rotation). */
+  checksSkipped: { traffic: number; standby: number }
+  /**
+   * With `subset`: "member" of this vigil's subset, "replacement" for members that are out, or "standby" (no
+   * traffic from this vigil); null without a subset, and for backups and servers down in the config.
+   */
+  subset: SubsetRole | null
+}
+
+/** A group's subset as this vigil computed it: the consumer's place, and how many servers are in rotation. */
+export interface SubsetStatus {
+  upstream: string
+  size: number
+  index: number
+  count: number
+  members: number
+  replacements: number
+  /** Members that must stay in rotation (the subset less what the ejection cap lets out): replacements fill up to it. */
+  floor: number
+}
+
+export function subsetRows(upstreams: ReadonlyMap<string, Upstream>): SubsetStatus[] {
+  const out: SubsetStatus[] = []
+  for (const u of upstreams.values()) {
+    const s = u.subset
+    if (s === undefined) continue
+    out.push({ upstream: u.name, size: s.size, index: s.consumer.index, count: s.consumer.count, members: s.members.size, replacements: s.replacements, floor: s.floor })
+  }
+  return out
 }
 
 export type PassiveStatus = 'ok' | 'ejected' | 'trial' | 'suspect'
@@ -119,6 +151,9 @@ export function statusRows(source: StatusSource): ServerStatus[] {
         inconclusive: t?.inconclusive ?? 0,
         lastCheck: t?.last === undefined ? null : { ...t.last, at: new Date(t.last.at).toISOString() },
         lastChange: iso(t?.lastChange),
+        probeRate: t === undefined ? 0 : Math.round(t.rate.perSecond() * 1000) / 1000,
+        checksSkipped: { ...(t?.skipped ?? { traffic: 0, standby: 0 }) },
+        subset: u.subset?.role(p) ?? null,
       })
     }
   }
@@ -126,9 +161,10 @@ export function statusRows(source: StatusSource): ServerStatus[] {
 }
 
 /** Tengine's shape; `reload` (the last reload's result, beside `servers`) once there was one. */
-export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = []): string {
-  // `discovery` (one entry per registry source) only when there are any, so the Tengine shape stays as it was.
-  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, discovery: discovery.length === 0 ? undefined : discovery })}\n`
+export function renderJson(rows: readonly ServerStatus[], generation: number, reload?: LastReload, discovery: readonly SourceStatus[] = [], subsets: readonly SubsetStatus[] = []): string {
+  // `discovery` (one entry per registry source) and `subsets` only when there are any, so the Tengine shape stays as it was.
+  const extra = { discovery: discovery.length === 0 ? undefined : discovery, subsets: subsets.length === 0 ? undefined : subsets }
+  return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, ...extra })}\n`
 }
 
 /** Flat columns for csv: Tengine's first, then vigil's. (The html page is status-page.ts.) */
@@ -167,6 +203,10 @@ const COLUMNS: readonly [string, (r: ServerStatus) => unknown][] = [
   ['last_check', (r) => (r.lastCheck === null ? '' : `${r.lastCheck.result} ${r.lastCheck.reason}`)],
   ['last_check_ms', (r) => r.lastCheck?.latencyMs ?? ''],
   ['last_change', (r) => r.lastChange ?? ''],
+  ['probe_rate', (r) => r.probeRate],
+  ['checks_skipped_traffic', (r) => r.checksSkipped.traffic],
+  ['checks_skipped_standby', (r) => r.checksSkipped.standby],
+  ['subset', (r) => r.subset ?? ''],
 ]
 
 function csvField(v: unknown): string {

@@ -9,6 +9,7 @@ import { ConfigError, type ConfigIssue } from './errors.js'
 import { parseCidr } from '../proxy/trust.js'
 import { readCertificate } from '../proxy/certificate.js'
 import { ejectTimeOf } from '../health/passive.js'
+import { ACTIVE_DEFAULTS } from '../health/check-spec.js'
 import { ms } from './duration.js'
 import { DEFAULTS as REGISTRY_DEFAULTS } from '../discovery/defaults.js'
 import { canonicalListenAddress } from '../net.js'
@@ -309,7 +310,7 @@ function referenceIssues(doc: unknown): Located[] {
   }
   out.push(...fleetIssues(doc['fleet']))
   for (const [name, u] of Object.entries(config.upstreams)) {
-    if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']))
+    if (isObject(u)) out.push(...policyOptionIssues(name, u), ...ejectTimeIssues(name, u['passive']), ...subsetIssues(name, u['subset'], isObject(doc['fleet'])))
     const seen = new Map<string, number>()
     list(isObject(u) ? u['servers'] : undefined).forEach((s, i) => {
       if (isObject(s)) out.push(...sourceIssues(s, ['upstreams', name, 'servers', i]))
@@ -325,6 +326,7 @@ function referenceIssues(doc: unknown): Located[] {
       else out.push({ path: jsonPath(at), pointer: at, found: `${JSON.stringify(address)} again`, expected: `an address not already listed as servers[${first}]` })
     })
     const active = isObject(u) && isObject(u['active']) ? u['active'] : undefined
+    out.push(...trafficIntervalIssues(name, active))
     const expectBody = isObject(active?.['http']) ? text(active['http']['expectBody']) : undefined
     if (expectBody !== undefined && !compiles(expectBody)) {
       const at = ['upstreams', name, 'active', 'http', 'expectBody']
@@ -475,6 +477,38 @@ function ejectTimeIssues(name: string, passive: unknown): Located[] {
   const pointer = ['upstreams', name, 'passive', 'maxEjectTime']
   const from = ejectTime !== undefined ? 'ejectTime' : 'ejectTime (failTimeout unless set)'
   return [{ path: jsonPath(pointer), pointer, found: `${JSON.stringify(maxEjectTime)}, less than ${from}, ${eject} ms`, expected: `a duration of at least ${eject} ms, or no maxEjectTime` }]
+}
+
+/** A trafficInterval shorter than interval would check busy servers more often than idle ones: the reverse of its point. */
+function trafficIntervalIssues(name: string, active: Record<string, unknown> | undefined): Located[] {
+  const traffic = active?.['trafficInterval']
+  const interval = active?.['interval'] ?? ACTIVE_DEFAULTS.interval
+  if (traffic === undefined || !Value.Check(Duration, traffic) || !Value.Check(Duration, interval)) return []
+  const every = ms(interval as Duration)
+  if (ms(traffic as Duration) >= every) return []
+  const pointer = ['upstreams', name, 'active', 'trafficInterval']
+  return [{ path: jsonPath(pointer), pointer, found: `${JSON.stringify(traffic)}, shorter than interval (${every} ms)`, expected: `a duration of at least ${every} ms: servers with traffic are checked less often, not more` }]
+}
+
+/**
+ * A consumer's place needs both numbers, and a place among them: id 3 of 3 is no consumer. With `fleet`, both may be
+ * left out: the fleet's registration gives them.
+ */
+function subsetIssues(name: string, subset: unknown, fleet: boolean): Located[] {
+  if (!isObject(subset)) return []
+  const { id, of } = subset
+  // Malformed numbers are the schema's to report.
+  if ((id !== undefined && !Number.isInteger(id)) || (of !== undefined && !Number.isInteger(of))) return []
+  const at = (key: string): (string | number)[] => ['upstreams', name, 'subset', key]
+  const issue = (pointer: (string | number)[], found: string, expected: string): Located => ({ path: jsonPath(pointer), pointer, found, expected })
+  if (id === undefined && of === undefined) {
+    if (fleet) return []
+    return [issue(['upstreams', name, 'subset'], 'neither "id" nor "of", and no "fleet"', 'this vigil\'s place among the consumers: "id" and "of" (0 ≤ id < of), or a "fleet" whose registration gives them')]
+  }
+  if (id === undefined) return [issue(at('of'), `"of" ${String(of)} without "id"`, 'both "id" and "of", or neither')]
+  if (of === undefined) return [issue(at('id'), `"id" ${String(id)} without "of"`, 'both "id" and "of", or neither')]
+  if ((id as number) >= (of as number)) return [issue(at('id'), String(id), `a consumer index below "of" (0 to ${(of as number) - 1})`)]
+  return []
 }
 
 /** Options that belong to one balancing policy are an error under another: the operator meant something else. */

@@ -276,6 +276,7 @@ export const Active = Type.Object(
     port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, default: 0 })),
     fastInterval: Type.Optional(Duration),
     downInterval: Type.Optional(Duration),
+    trafficInterval: Type.Optional(Duration),
     jitter: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.1, description: 'each interval varies by up to this fraction either way' })),
     maxInFlight: Type.Optional(Type.Integer({ minimum: 1, default: 64, description: 'checks of this kind running at once' })),
     unejectOnPass: Type.Optional(
@@ -366,6 +367,17 @@ export const Queue = Type.Object(
   { ...closed, description: 'requests that wait while every server is at its maxConns limit' },
 )
 
+/** Deterministic subsetting (src/upstream/subset.ts): this vigil uses `size` of the group's servers. */
+export const Subset = Type.Object(
+  {
+    size: Type.Integer({ minimum: 1, description: 'servers this vigil uses; every server gets about size × of / servers consumers' }),
+    id: Type.Optional(Type.Integer({ minimum: 0, description: "this vigil's place among the consumers, 0 ≤ id < of (set by hand without fleet registration)" })),
+    of: Type.Optional(Type.Integer({ minimum: 1, description: 'how many consumers share the group (set by hand without fleet registration)' })),
+  },
+  { ...closed, description: 'use a stable, balanced subset of the servers: the primaries that are not down; backups are all kept' },
+)
+export type Subset = Static<typeof Subset>
+
 export const Upstream = Type.Object(
   {
     balance: Type.Optional(Balance),
@@ -381,6 +393,7 @@ export const Upstream = Type.Object(
     queue: Type.Optional(Queue),
     host: Type.Optional(Type.String({ minLength: 1, description: 'Host header sent to the servers instead of the client\'s' })),
     servers: Type.Array(Server, { minItems: 1 }),
+    subset: Type.Optional(Subset),
     failOpen: Type.Optional(
       Type.Boolean({ default: true, description: 'when no server is eligible, try every enabled non-down server instead of answering 503 (Envoy\'s panic mode)' }),
     ),

@@ -40,6 +40,29 @@ export function checkDelay(spec: CheckSpec, state: RiseFall, spread: boolean, ra
   return spread ? random * base : base * (1 + spec.jitter * (2 * random - 1))
 }
 
+/** Why a due check is left out: its servers stand outside this vigil's subset, or real traffic covers them. */
+export type SkipReason = 'standby' | 'traffic'
+
+/**
+ * Whether the check of a server that is due now (by checkDelay) runs. A down server is always checked (its own
+ * interval), so it can come back. One that is not down and stands by in every group listing it (outside this
+ * vigil's subset rotation) is not checked: it gets no traffic from this vigil. Changing states keep their interval. With `trafficInterval`, one that
+ * answered a real request within trafficInterval is checked only once per trafficInterval: passive evidence covers
+ * it. `now`, `lastAnswered` (the latest success of a real request) and `lastCheck` (start of its latest check) are
+ * wall-clock ms; a clock that went backwards checks.
+ */
+export function skipCheck(spec: CheckSpec, state: RiseFall, standby: boolean, lastAnswered: number, lastCheck: number, now: number): SkipReason | undefined {
+  if (state.down) return undefined
+  // Not yet checked, or failing when it left the rotation: it is checked at once if it comes back into it.
+  if (standby) return 'standby'
+  if (state.changing) return undefined
+  const window = spec.trafficInterval
+  if (window === undefined) return undefined
+  const sinceAnswer = now - lastAnswered
+  const sinceCheck = now - lastCheck
+  return sinceAnswer >= 0 && sinceAnswer < window && sinceCheck >= 0 && sinceCheck < window ? 'traffic' : undefined
+}
+
 interface Member {
   upstream: Upstream
   peer: Peer
@@ -58,6 +81,12 @@ export class CheckTarget {
   checks = 0
   failures = 0
   inconclusive = 0
+  /** Due checks left out (skipCheck), by reason. */
+  skipped: Record<SkipReason, number> = { standby: 0, traffic: 0 }
+  /** Wall-clock start of the latest check (ms), 0 before the first. */
+  lastStart = 0
+  /** Checks started per second, over about the last minute (the status page's probe rate). */
+  readonly rate = new RateWindow(60_000)
   inconclusiveStreak = 0
   last: LastCheck | undefined = undefined
   /** Wall-clock time of the last up/down flip. */
@@ -74,6 +103,44 @@ export class CheckTarget {
   ) {
     this.state = new RiseFall(spec.rise, spec.fall, spec.defaultDown)
     this.probe = createProbe(spec, host, port)
+  }
+}
+
+/**
+ * Events per second over the last `width` ms, approximated from two fixed windows (the previous one weighted by how
+ * much of it the sliding window still covers): two counters per server, no list of times.
+ */
+export class RateWindow {
+  private start: number
+  private current = 0
+  private previous = 0
+
+  constructor(
+    readonly width: number,
+    now = Date.now(),
+  ) {
+    this.start = now
+  }
+
+  add(now = Date.now()): void {
+    this.roll(now)
+    this.current++
+  }
+
+  perSecond(now = Date.now()): number {
+    this.roll(now)
+    const into = Math.min(1, Math.max(0, (now - this.start) / this.width))
+    return ((this.previous * (1 - into) + this.current) * 1000) / this.width
+  }
+
+  private roll(now: number): void {
+    const elapsed = now - this.start
+    if (elapsed < this.width) return
+    // The current window ends: it becomes the previous one, unless a whole window passed since, with nothing in it.
+    const adjacent = elapsed < 2 * this.width
+    this.previous = adjacent ? this.current : 0
+    this.current = 0
+    this.start = adjacent ? this.start + this.width : now
   }
 }
 
@@ -218,7 +285,7 @@ export class ActiveChecker {
     if (now - target.lastRecheck < target.spec.fastInterval) return
     target.lastRecheck = now
     clearTimeout(target.timer)
-    this.run(target)
+    this.run(target, true)
   }
 
   private schedule(target: CheckTarget, delay: number): void {
@@ -226,11 +293,33 @@ export class ActiveChecker {
     target.timer.unref()
   }
 
-  private run(target: CheckTarget): void {
+  /** A timer came due, or a recheck: check now, unless skipCheck leaves it out (then wait another interval). */
+  private run(target: CheckTarget, forced = false): void {
     target.timer = undefined
     if (target.running || target.closed) return
+    const now = Date.now()
+    const skip = forced ? undefined : this.skip(target, now)
+    if (skip !== undefined) {
+      target.skipped[skip]++
+      // Traffic-covered: back at the next interval (traffic may stop) or when trafficInterval ends, whichever is first.
+      const next = checkDelay(target.spec, target.state, false, Math.random())
+      this.schedule(target, skip === 'traffic' ? Math.min(next, target.lastStart + (target.spec.trafficInterval as number) - now) : next)
+      return
+    }
     target.running = true
+    target.lastStart = now
+    target.rate.add(now)
     target.limiter.run(() => this.probe(target))
+  }
+
+  private skip(target: CheckTarget, now: number): SkipReason | undefined {
+    let standby = true
+    let lastAnswered = 0
+    for (const { peer } of target.members) {
+      standby &&= peer.standby
+      if (peer.lastAnswered > lastAnswered) lastAnswered = peer.lastAnswered
+    }
+    return skipCheck(target.spec, target.state, standby, lastAnswered, target.lastStart, now)
   }
 
   private async probe(target: CheckTarget): Promise<void> {

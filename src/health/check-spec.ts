@@ -37,6 +37,11 @@ export interface CheckSpec {
   fastInterval: number
   /** HAProxy's `downinter`: used while a server is down and not recovering. */
   downInterval: number
+  /**
+   * Envoy's no_traffic_interval turned around: while an up server answered real requests within this time, passive
+   * evidence covers it and it is probed only this often; undefined probes every server at `interval`.
+   */
+  trafficInterval: number | undefined
   jitter: number
   rise: number
   fall: number
@@ -60,6 +65,7 @@ export function resolveCheck(active: Active, upstreamHost: string | undefined): 
     interval,
     fastInterval: ms(active.fastInterval ?? interval),
     downInterval: ms(active.downInterval ?? interval),
+    trafficInterval: active.trafficInterval === undefined ? undefined : ms(active.trafficInterval),
     jitter: active.jitter ?? ACTIVE_DEFAULTS.jitter,
     rise: active.rise ?? ACTIVE_DEFAULTS.rise,
     fall: active.fall ?? ACTIVE_DEFAULTS.fall,

@@ -60,6 +60,7 @@ export class Monitor {
     const peer = a.peer
     peer.requests++
     if (failure !== undefined && conclusive) peer.failures++
+    else if (failure === undefined && a.status !== 0) peer.lastAnswered = now
     // Time to headers; an attempt that timed out waited at least that long, while a fast failure says nothing.
     if (a.headersAt !== 0 || failure?.kind === 'timeout') {
       // The headers time is also the sample's clock reading: no second read.

@@ -1,6 +1,7 @@
 // What a client may send and how slowly, enforced mostly by Node's own HTTP parser and timers, configured here
 // (listener `limits`). Everything over a limit gets a short 4xx with an x-vigil-error code, or a closed connection.
 import type { IncomingMessage, ServerOptions } from 'node:http'
+import { Http2ServerRequest } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import type { ClientLimits as LimitsConfig } from '../config/schema.js'
 import { ms } from '../config/duration.js'
@@ -97,7 +98,8 @@ const USERINFO_TARGET = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*@/
 /** What Node's parser accepts but a proxy must not pass on; undefined for a fine request. `head` is read from its raw headers. */
 export function rejectRequest(req: IncomingMessage, limits: Limits, head: RequestHead = readRequestHead(req.rawHeaders)): Rejection | undefined {
   if (req.rawHeaders.length > limits.maxHeaders * 2) return TOO_MANY
-  if (req.httpVersionMajor !== 1 && req.httpVersionMajor !== 2) return VERSION
+  // "HTTP/2.0" in an HTTP/1 request line is no HTTP/2 stream: only a request that came in on an HTTP/2 session is one.
+  if (req.httpVersionMajor !== 1 && !(req instanceof Http2ServerRequest)) return VERSION
   // RFC 9112 3.2: no Host in HTTP/1.1, or two Host headers, is a 400; Node keeps the first of two, a provider
   // might route on the second. An invalid one would reach X-Forwarded-Host and Forwarded.
   if (head.hosts > 1) return TWO_HOSTS

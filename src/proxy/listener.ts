@@ -17,7 +17,7 @@ import { serveWithoutUpgrade, triageUpgrade } from './upgrade-triage.js'
 import { listenOn } from '../net.js'
 import { readCertificate } from './certificate.js'
 import type { Http2Session } from 'node:http2'
-import { createHttp2Server, guardSession, resolveHttp2Limits, type VigilH2Request } from './http2.js'
+import { createHttp2Server, guardSession, resolveHttp2Limits, VigilH2Request } from './http2.js'
 
 export class ProxyListener {
   readonly server: Server<typeof VigilRequest, typeof VigilResponse>
@@ -96,7 +96,7 @@ export class ProxyListener {
       return
     }
     // An HTTP/2 request has a body unless its HEADERS frame ended the stream; Content-Length is optional there.
-    if (req.httpVersionMajor === 2) head.streamed = !(req as unknown as VigilH2Request).stream.endAfterHeaders
+    if (req instanceof VigilH2Request) head.streamed = !req.stream.endAfterHeaders
     // Keep-alive clients would otherwise keep a closing server busy forever.
     if (this.closing) res.shouldKeepAlive = false
     const target = parseTarget(req.url ?? '/', head.host)

@@ -1,11 +1,12 @@
 // Live membership: which peers each group has now. Every change (file reload, admin call, DNS answer) lands here
 // as one synchronous swap, so a request sees the old set or the new one, never a mixture.
 import { EventEmitter } from 'node:events'
-import type { Config, Server, Upstream as UpstreamConfig } from '../config/schema.js'
+import type { Config, GroupConfig, Server, Upstream as UpstreamConfig } from '../config/schema.js'
 import { changedSettings, describeServerChange, diffServers, sameJson, serverSpec, type ServerSpec } from '../config/diff.js'
 import type { Peer } from './peer.js'
 import { connections, Upstream, type Connections } from './upstream.js'
 import { Hosts } from './hosts.js'
+import type { Consumer } from './subset.js'
 
 /** One server found by discovery; SRV records may suggest a weight and mark lower-priority targets as backups. */
 export interface Target {
@@ -44,7 +45,12 @@ export interface MembershipEvents {
 export interface MembershipOptions {
   /** How long a removed peer's in-flight requests may take before its pool is destroyed. */
   retireGrace: () => number
+  /** This vigil's place in its fleet (fleet registration), for `subset` without `id` and `of`; a fleet of one until known. */
+  consumer?: () => Consumer | undefined
 }
+
+/** A group's `subset` takes its place from the fleet when neither `id` nor `of` is set by hand. */
+const placedByFleet = (config: UpstreamConfig | undefined): boolean => config?.subset !== undefined && config.subset.id === undefined && config.subset.of === undefined
 
 /**
  * The server lists discovery sources handed in, by `listKey(upstream, entry)`: each the complete list of one entry
@@ -229,7 +235,35 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private build(name: string, config: UpstreamConfig, lists: ServerLists): Upstream {
     const specs = this.effective(name, config, lists)
     this.specs.set(name, specs)
-    return new Upstream(name, { ...config, servers: specs }, this.hosts)
+    return new Upstream(name, this.generationConfig(config, specs), this.hosts)
+  }
+
+  /** A group's config as one generation uses it: its servers, and with a fleet-placed `subset` this vigil's place. */
+  private generationConfig(config: UpstreamConfig, servers: ServerSpec[]): GroupConfig {
+    if (!placedByFleet(config)) return { ...config, servers }
+    const { index, count } = this.options.consumer?.() ?? { index: 0, count: 1 }
+    return { ...config, servers, subset: { ...(config.subset as NonNullable<UpstreamConfig['subset']>), id: index, of: count } }
+  }
+
+  /**
+   * This vigil's place in the fleet changed (a consumer joined or left): every group whose subset the fleet places
+   * gets its next generation, same servers, its subset recomputed. Undefined when that moved no subset.
+   */
+  consumersChanged(): MembershipChange | undefined {
+    const before = this.generation
+    const c = this.change('fleet', (c) => {
+      const steps: Step[] = []
+      for (const live of this.upstreams.values()) {
+        const config = this.configs.get(live.name)
+        if (!placedByFleet(config)) continue
+        const subset = this.generationConfig(config as UpstreamConfig, []).subset
+        if (sameJson(subset, live.config.subset)) continue
+        steps.push(this.step(live, config as UpstreamConfig, live.connections, []))
+        c.upstreams.changed.push(`${live.name} (subset: consumer ${String(subset?.id)} of ${String(subset?.of)})`)
+      }
+      this.advance(steps, c)
+    })
+    return this.generation === before ? undefined : c
   }
 
   /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
@@ -322,6 +356,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
       if (sameJson(specs, this.specs.get(live.name))) continue
       steps.push(this.step(live, this.configs.get(live.name) as UpstreamConfig, live.connections, []))
     }
+    this.advance(steps, c)
+  }
+
+  /** Swap in the next generations of these live groups and publish them. */
+  private advance(steps: readonly Step[], c: MembershipChange): void {
     if (steps.length === 0) return
     const next = new Map(this.upstreams)
     for (const step of steps) next.set(step.next.name, step.next)
@@ -335,7 +374,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
    */
   private step(previous: Upstream, config: UpstreamConfig, connections: Connections, fields: readonly string[]): Step {
     const specs = this.effective(previous.name, config)
-    const next = new Upstream(previous.name, { ...config, servers: specs }, this.hosts, { previous, connections })
+    const next = new Upstream(previous.name, this.generationConfig(config, specs), this.hosts, { previous, connections })
     return { previous, next, specs, fields }
   }
 

@@ -57,6 +57,11 @@ export class Peer {
    */
   checkUp = true
   passiveOk = true
+  /**
+   * Outside this vigil's rotation in a group with `subset` (src/upstream/subset-rotation.ts): no traffic, and no
+   * checks while it is up. Not a gate: a standby server is healthy, it is just not this vigil's to use.
+   */
+  standby = false
   /** Passive health state (health/passive.ts), which owns `passiveOk`. */
   passive: PeerHealth | undefined = undefined
   /** Requests sent to this peer and not finished yet. */
@@ -72,6 +77,8 @@ export class Peer {
   poolTimeouts = 0
   requests = 0
   failures = 0
+  /** Wall-clock time (ms) a real request last succeeded here: traffic-aware checks (active.trafficInterval) read it. */
+  lastAnswered = 0
   /** Responses by class and their times, for /metrics. */
   readonly stats = new ResponseStats()
   /** Smooth weighted round robin state (nginx's current_weight), owned by the balancer. */

@@ -17,6 +17,7 @@ import { PassiveHealth } from '../health/passive.js'
 import type { HealthEvent } from '../health/passive-events.js'
 import type { Monitor } from '../health/monitor.js'
 import { RetryPolicy } from '../proxy/retry.js'
+import { subsetRotation, type SubsetRotation } from './subset-rotation.js'
 
 /** HTTP/2 to providers: one multiplexed session per provider, 100 streams on it (a Node or grpc-go server's own limit). */
 export const HTTP2_DEFAULTS = { connections: 1, maxConcurrentStreams: 100 } as const
@@ -119,6 +120,8 @@ export class Upstream {
   readonly hostHeader: string | undefined
   /** The active health check, resolved; undefined when the group has none. */
   readonly active: CheckSpec | undefined
+  /** With `subset`: which primaries this vigil uses, and which stand by (src/upstream/subset-rotation.ts). */
+  readonly subset: SubsetRotation | undefined
   /** Selection's bottom line: with no eligible peer, try the non-down ones rather than answer 503. */
   readonly failOpen: boolean
   /** Passive accounting: the previous generation's when its settings are the same, afresh when they changed. */
@@ -150,6 +153,7 @@ export class Upstream {
     this.active = activeCheck(config)
     this.connections = next.connections ?? connections(config)
     this.peers = config.servers.map((s) => hosts.acquire(name, serverSpec(s), this.connections))
+    this.subset = subsetRotation(this.peers, config.subset, config.passive)
     this.balancer = createBalancer(config)
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }
@@ -208,7 +212,7 @@ export class Upstream {
   /** `before`: the eligible servers until now (undefined at the group's start, which is not a recovery). */
   private rebuild(before: readonly Peer[] | undefined): void {
     for (const p of this.peers) p.onGateChange = this.gateChanged
-    this.primaries = this.peers.filter((p) => !p.backup && p.eligible)
+    this.primaries = this.inRotation(before !== undefined).filter((p) => !p.backup && p.eligible)
     this.backups = this.peers.filter((p) => p.backup && p.eligible)
     this.lastResort = this.failOpen ? this.peers.filter((p) => !p.configDown && p.operator === 'enabled') : NONE
     if (before !== undefined) for (const p of this.primaries.concat(this.backups)) if (!before.includes(p)) this.becameEligible(p)
@@ -216,6 +220,27 @@ export class Upstream {
     this.eligibilityChanged()
     this.group.emit('change', this)
     this.admitWaiting()
+  }
+
+  /**
+   * The servers in rotation now: all, or under `subset` its members and replacements; a server that leaves standby is
+   * checked at once, as an added one is.
+   */
+  private inRotation(started: boolean): readonly Peer[] {
+    const subset = this.subset
+    if (subset === undefined) {
+      // A generation without `subset` after one with it: nothing stands by any more.
+      for (const p of this.peers) p.standby = false
+      return this.peers
+    }
+    const rotation = subset.rotation()
+    for (const p of this.peers) {
+      const standby = subset.role(p) === 'standby'
+      const back = p.standby && !standby
+      p.standby = standby
+      if (back && started) this.passive.checker?.recheck(p)
+    }
+    return rotation
   }
 
   /** Listen to the group's events ('health', 'change'), whichever generation is live when they happen. */
