@@ -251,7 +251,11 @@ t.test(`a real vigil process: SIGHUP, file watch, POST /reload, admin, DNS, inva
     if (kind === 'sighup' || kind === 'watch' || kind === 'post') {
       // With the watch on, a SIGHUP or POST races the watch for the same file: either applies it, the other finds
       // it running already. The log lines say which source applied what (counted at the end).
+      const overlay = w.overlay
+      const running = w.fileStatics.join()
       w.newFile()
+      // A watch event reloads only when the file's config changed: the same file leaves the admin overlay in force.
+      if (kind === 'watch' && w.fileStatics.join() === running) w.overlay = overlay
       writeConfig(file, w.config(w.fileStatics, true))
       if (kind === 'sighup') process.kill(cli.child.pid as number, 'SIGHUP')
       if (kind === 'post') t.equal((await get(`${admin}/reload`, { method: 'POST' })).status, 200, `step ${i}: POST /reload applies`)
