@@ -1,15 +1,17 @@
 // The reload matrix, generated from the schema: every per-upstream and per-server setting is changed on a kept
-// group whose servers hold live state (one ejected, one ramping in slow start, one down by check, one draining,
-// a request in flight), and the outcome is the rule the README states for it. A setting the schema gains without
+// group whose servers hold live state (one ejected, one whose trial request is running, one ramping in slow
+// start, one down by check, one draining, requests in flight, a request waiting in the group's queue), and the
+// outcome is the rule the README states for it. A setting the schema gains without
 // a row here fails the first test: every new setting must say which rule it follows.
 import t from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
-import { Config as ConfigSchema, Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
+import { Config as ConfigSchema, Fleet as FleetSchema, Server as ServerSchema, Upstream as UpstreamSchema, jsonSchema, type Config, type Fleet, type Upstream as UpstreamConfig } from '../src/config/schema.js'
 import { restartOnly } from '../src/update/reloader.js'
-import { client, get } from './helpers/index.js'
+import { client, get, root } from './helpers/index.js'
 import { capture, proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import type { Peer } from '../src/upstream/peer.js'
@@ -51,7 +53,7 @@ function leaves(schema: TSchema, prefix = ''): string[] {
 
 interface World {
   certs: ReturnType<typeof makeCerts>
-  address: (name: 'ejected' | 'ramping' | 'checkDown' | 'draining' | 'steady' | 'spare') => string
+  address: (name: 'ejected' | 'trial' | 'ramping' | 'checkDown' | 'draining' | 'steady' | 'spare') => string
 }
 
 interface Row {
@@ -248,12 +250,89 @@ t.test('every fleet setting has a row, and each is restart-only', async (t) => {
   t.same(restartOnly(config(undefined), config(FLEET_BASE)), ['fleet'], 'turning the fleet on waits for a restart')
 })
 
-/** Answers at once (or resets every request but checks: `reset`); /hold/... waits until released; /healthz answers `health`. */
-function provider(t: Tap, health: number, reset = false): Promise<{ address: string; held: ServerResponse[] }> {
+/** The rule names of docs/configuration.md's table ("Which rule each setting follows"), by the matrix's rule. */
+const DOC_RULE: Record<Rule, string> = {
+  kept: 'carried over',
+  'server-in-place': 'carried over',
+  'passive-afresh': 'new state',
+  'new-server': 'new state',
+  'ramp-continues': 'carried with a written rule',
+  'check-kept': 'carried with a written rule',
+  retuned: 'carried with a written rule',
+  'new-pools': 'pools rebuilt',
+  'restart-only': 'restart-only',
+}
+
+/** The settings outside groups and the fleet: the rule the table gives each, and a change the reload judges. */
+const listener = (patch: Record<string, unknown>): Config => ({ ...proxyConfig(['127.0.0.1:1']), listeners: [{ address: '127.0.0.1:0', upstream: 'api', ...patch }] })
+const top = (patch: Partial<Config>): Config => ({ ...proxyConfig(['127.0.0.1:1']), ...patch })
+const SETTING_ROWS: Record<string, { rule: string; after: Config; before?: Config }> = {
+  'listeners[].address': { rule: 'new state', after: listener({ address: '127.0.0.1:1' }) },
+  'listeners[].upstream': { rule: 'carried over', after: listener({ upstream: 'other' }) },
+  'listeners[].routes': { rule: 'carried over', after: listener({ upstream: undefined, routes: [{ pathPrefix: '/', upstream: 'api' }] }) },
+  // The certificate is re-read on every reload; only turning TLS on or off waits for a restart.
+  'listeners[].tls': { rule: 'carried with a written rule', before: listener({ tls: { cert: 'a.pem', key: 'a.key' } }), after: listener({ tls: { cert: 'b.pem', key: 'b.key' } }) },
+  'listeners[].http2': { rule: 'restart-only', after: listener({ http2: true }) },
+  'listeners[].trustedProxies': { rule: 'restart-only', after: listener({ trustedProxies: ['10.0.0.0/8'] }) },
+  'listeners[].limits': { rule: 'restart-only', after: listener({ limits: {} }) },
+  'admin.address': { rule: 'restart-only', after: top({ admin: { address: '127.0.0.1:1' } }) },
+  'admin.token': { rule: 'restart-only', after: top({ admin: { address: '127.0.0.1:0', token: 't' } }) },
+  'log.level': { rule: 'applies at once', after: top({ log: { level: 'debug' } }) },
+  'log.access': { rule: 'applies at once', after: top({ log: { access: true } }) },
+  'shutdown.grace': { rule: 'applies at once', after: top({ shutdown: { grace: '1s' } }) },
+  'reload.watch': { rule: 'applies at once', after: top({ reload: { watch: true } }) },
+  'reload.debounce': { rule: 'applies at once', after: top({ reload: { watch: false, debounce: '1s' } }) },
+  'resolver.servers': { rule: 'restart-only', after: top({ resolver: { servers: ['127.0.0.1:53'] } }) },
+  'resolver.minTtl': { rule: 'applies at once', after: top({ resolver: { minTtl: '1s' } }) },
+  'resolver.maxTtl': { rule: 'applies at once', after: top({ resolver: { maxTtl: '1m' } }) },
+  'resolver.timeout': { rule: 'restart-only', after: top({ resolver: { timeout: '1s' } }) },
+  workers: { rule: 'restart-only', after: top({ workers: 2 }) },
+}
+
+t.test("docs/configuration.md's table gives every setting of the schema the rule the matrix asserts", async (t) => {
+  const doc = readFileSync(join(root, 'docs/configuration.md'), 'utf8')
+  const section = doc.slice(doc.indexOf('### Which rule each setting follows'))
+  const table = Object.fromEntries([...section.matchAll(/^\| `([^`]+)` \| ([^|]+?) \|/gm)].map((m) => [m[1], m[2]]))
+  const expected: Record<string, string> = {}
+  for (const [k, row] of Object.entries(ROWS)) expected[k.startsWith('servers.') ? `upstreams.NAME.servers[].${k.slice('servers.'.length)}` : `upstreams.NAME.${k}`] = DOC_RULE[row.rule]
+  // A registry source's settings (see the first test): a changed entry is a new subscription; kept addresses keep their state.
+  for (const k of ['zookeeper', 'etcd']) expected[`upstreams.NAME.servers[].${k}.*`] = 'carried with a written rule'
+  for (const k of Object.keys(FLEET_ROWS)) expected[`fleet.${k}`] = 'restart-only'
+  for (const [k, row] of Object.entries(SETTING_ROWS)) expected[k] = row.rule
+  t.same(table, expected, 'one row per setting, each with its rule')
+  // Every setting outside groups and the fleet has a row too.
+  const schema = jsonSchema() as unknown as { properties: Record<string, TSchema & { items?: TSchema }> }
+  const others = Object.entries(schema.properties)
+    .filter(([k]) => !['$schema', 'upstreams', 'fleet'].includes(k))
+    .flatMap(([k, v]) => {
+      const inner = leaves(v.items ?? v)
+      // A top-level scalar (`workers`) is a setting of its own.
+      return inner.length === 0 ? [k] : inner.map((leaf) => `${k}${v.items === undefined ? '' : '[]'}.${leaf.split('.')[0] as string}`)
+    })
+  t.same([...new Set(others)].filter((k) => SETTING_ROWS[k] === undefined), [], 'settings without a row')
+  // "restart-only" is exactly what the reload names in its warning.
+  for (const [k, row] of Object.entries(SETTING_ROWS)) t.equal(restartOnly(row.before ?? top({}), row.after).length > 0, row.rule === 'restart-only', `${k}: ${row.rule}`)
+})
+
+interface Provider {
+  address: string
+  held: ServerResponse[]
+  /** Reset every request but checks and queued ones (switched on to get a server ejected by real failures). */
+  mode: { reset: boolean }
+}
+
+/**
+ * Answers at once (or resets: `mode.reset`); /hold/... waits until released; /healthz answers `health`. A
+ * /queued/... request (the one that waits in the queue) is answered wherever it lands, so its outcome is the
+ * update's, not the server's.
+ */
+function provider(t: Tap, health: number, reset = false): Promise<Provider> {
   const held: ServerResponse[] = []
+  const mode = { reset }
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.url?.startsWith('/healthz') === true) res.writeHead(health).end('ok')
-    else if (reset) req.socket.destroy()
+    else if (req.url?.startsWith('/queued') === true) res.end('ok')
+    else if (mode.reset) req.socket.destroy()
     else if (req.url?.startsWith('/hold') === true) held.push(res)
     else res.end('ok')
   })
@@ -261,7 +340,7 @@ function provider(t: Tap, health: number, reset = false): Promise<{ address: str
     server.closeAllConnections()
     return new Promise((resolve) => server.close(resolve))
   })
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ address: `127.0.0.1:${(server.address() as AddressInfo).port}`, held })))
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ address: `127.0.0.1:${(server.address() as AddressInfo).port}`, held, mode })))
 }
 type Tap = { teardown(fn: () => unknown): void }
 
@@ -269,9 +348,18 @@ t.test('each setting changed on a kept group with live state follows its rule', 
   const dir = tempDir(t)
   const certs = makeCerts(dir)
   // The ejected server passes its checks and resets every real request: passive evidence alone takes it out.
-  const [resetting, ramping, checkDown, draining, steady, spare] = await Promise.all([provider(t, 200, true), provider(t, 200), provider(t, 503), provider(t, 200), provider(t, 200), provider(t, 200)])
+  // The trial server is ejected the same way, then holds its trial request.
+  const [resetting, trial, ramping, checkDown, draining, steady, spare] = await Promise.all([
+    provider(t, 200, true),
+    provider(t, 200),
+    provider(t, 200),
+    provider(t, 503),
+    provider(t, 200),
+    provider(t, 200),
+    provider(t, 200),
+  ])
   const ejected = resetting.address
-  const addresses = { ejected, ramping: ramping.address, checkDown: checkDown.address, draining: draining.address, steady: steady.address, spare: spare.address }
+  const addresses = { ejected, trial: trial.address, ramping: ramping.address, checkDown: checkDown.address, draining: draining.address, steady: steady.address, spare: spare.address }
   const world: World = { certs, address: (name) => addresses[name] }
   const base: UpstreamConfig = {
     slowStart: '1h',
@@ -280,7 +368,16 @@ t.test('each setting changed on a kept group with live state follows its rule', 
     // unejectOnPass off: the ejected server passes its checks, which would otherwise lift its ejection.
     active: { type: 'http', interval: '100ms', rise: 2, fall: 1, unejectOnPass: false, http: { path: '/healthz' } },
     retry: { tries: 2 },
-    servers: [ejected, ramping.address, checkDown.address, draining.address, steady.address].map((address) => ({ address })),
+    // The two servers that serve take one request each: with both held, the next request waits in the queue.
+    queue: { size: 8, timeout: '10m' },
+    servers: [
+      { address: ejected },
+      { address: trial.address },
+      { address: ramping.address, maxConns: 1 },
+      { address: checkDown.address },
+      { address: draining.address },
+      { address: steady.address, maxConns: 1 },
+    ],
   }
   const config = (u: UpstreamConfig): Config => proxyConfig([], { upstreams: { api: u } })
   const { logger, lines } = capture()
@@ -293,11 +390,13 @@ t.test('each setting changed on a kept group with live state follows its rule', 
   async function establish(): Promise<void> {
     await get(`${proxy.admin}/upstreams/api/servers/${draining.address}/drain`, { method: 'POST' })
     await until(() => peer('checkDown').checkUp === false && [peer('ejected'), peer('ramping'), peer('steady'), peer('draining')].every((p) => p.checkUp), 'the check states')
+    trial.mode.reset = true
     await until(async () => {
-      if (peer('ejected').passive?.state === 'ejected') return true
+      if (peer('ejected').passive?.state === 'ejected' && peer('trial').passive?.state === 'ejected') return true
       await get(proxy.url, { dispatcher: agent })
       return false
-    }, 'the ejection')
+    }, 'the ejections')
+    trial.mode.reset = false
     if (peer('ramping').effectiveWeight === peer('ramping').weight) {
       await get(`${proxy.admin}/upstreams/api/servers/${ramping.address}/disable`, { method: 'POST' })
       await get(`${proxy.admin}/upstreams/api/servers/${ramping.address}/enable`, { method: 'POST' })
@@ -306,11 +405,20 @@ t.test('each setting changed on a kept group with live state follows its rule', 
 
   for (const [setting, row] of Object.entries(ROWS)) {
     await establish()
-    // A request in flight on one of the serving servers, held until the row is judged.
+    // A request in flight on each of the two serving servers (maxConns 1 each), held until the row is judged.
     const holders = [ramping, steady]
-    const heldBefore = holders.reduce((n, h) => n + h.held.length, 0)
-    const inFlight = get(`${proxy.url}/hold/${setting}`, { dispatcher: agent })
-    await until(() => holders.reduce((n, h) => n + h.held.length, 0) > heldBefore, 'the held request')
+    const heldNow = (): number => holders.reduce((n, h) => n + h.held.length, 0)
+    const inFlight = [1, 2].map((n) => get(`${proxy.url}/hold/${setting}/${n}`, { dispatcher: agent }))
+    await until(() => heldNow() === 2, 'the held requests')
+    // In trial: the trial server's ejection time is over (its timer's call, made here: failTimeout is an hour, so
+    // the other ejected server stays out), and its one trial request is running, held by the server.
+    peer('trial').passive?.openTrial()
+    const trialRequest = get(`${proxy.url}/hold/${setting}/trial`, { dispatcher: agent })
+    await until(() => trial.held.length === 1, 'the trial request')
+    // Waiting in queue: every eligible server is at its maxConns limit.
+    const waiter = get(`${proxy.url}/queued/${setting}`, { dispatcher: agent })
+    await until(() => group().queue?.length === 1, 'the queued request')
+    t.equal(peer('trial').passive?.state, 'probing', `${setting}: the trial request is running`)
     const before = { group: group(), peers: new Map(group().peers.map((p) => [p.address, { peer: p, pool: p.pool, passive: p.passive, rtt: p.rtt }])), retry: group().retry, balancer: group().balancer, queue: group().queue }
     const warned = lines.filter((l) => l['msg'] === 'these settings change at the next restart').length
     writeConfig(proxy.file, config(row.change(base, world)))
@@ -326,17 +434,26 @@ t.test('each setting changed on a kept group with live state follows its rule', 
     expect(after !== before.group, 'the reload built a new generation of the group')
     expect(after.monitor === before.group.monitor && after.group === before.group.group, 'the group keeps its monitor and events')
     expect(before.group.select([]) === undefined || after.peers.includes(before.group.select([]) as Peer), 'the replaced generation picks from the live servers')
-    for (const name of ['ramping', 'checkDown', 'draining'] as const) expect(kept(name), `${name} keeps its state holder`)
+    for (const name of ['trial', 'ramping', 'checkDown', 'draining'] as const) expect(kept(name), `${name} keeps its state holder`)
     if (rule !== 'new-server') expect(kept('steady'), 'steady keeps its state holder')
     // Ejected: kept unless passive accounting starts afresh.
     if (rule === 'passive-afresh') expect(peer('ejected').passive?.state === 'ok' && peer('ejected').passiveOk, 'the ejected server is back in rotation')
     else expect(peer('ejected').passive?.state === 'ejected' && !peer('ejected').passiveOk, 'the ejected server stays ejected')
+    // In trial: the running trial keeps its state machine (its answer decides), unless accounting starts afresh:
+    // then the server is back in rotation at once and the trial's answer counts for nothing.
+    if (rule === 'passive-afresh') expect(peer('trial').passive !== before.peers.get(addresses.trial)?.passive && peer('trial').passive?.state === 'ok' && peer('trial').passiveOk, 'the server in trial is back in rotation')
+    else expect(peer('trial').passive === before.peers.get(addresses.trial)?.passive && peer('trial').passive?.state === 'probing' && !peer('trial').passiveOk, 'the trial is still running')
+    // Waiting in queue: the queue is the group's, so the waiter stays in it; it is admitted at the swap only when
+    // the new generation has room (servers back in rotation, a new server), otherwise when a held request ends.
+    const room = rule === 'passive-afresh' || rule === 'new-server'
+    expect(after.queue === before.queue, 'the same wait queue')
+    expect(after.queue?.length === (room ? 0 : 1), room ? 'the waiter is admitted at the swap (the new generation has room)' : 'the waiter is still queued')
     expect(peer('ramping').effectiveWeight < peer('ramping').weight, 'the ramp goes on')
     if (rule === 'ramp-continues') expect(after.slowStart.window === 30 * 60_000 && after.slowStart.active > 0, 'the new window carries the ramp')
     expect(peer('checkDown').checkUp === false, 'the server down by check stays down')
     expect(peer('draining').operator === 'draining', 'the draining server stays draining')
     const pools = rule === 'new-pools'
-    for (const name of ['ramping', 'checkDown', 'draining'] as const) expect((peer(name).pool !== before.peers.get(addresses[name])?.pool) === pools, pools ? `${name} has a new pool` : `${name} keeps its pool`)
+    for (const name of ['trial', 'ramping', 'checkDown', 'draining'] as const) expect((peer(name).pool !== before.peers.get(addresses[name])?.pool) === pools, pools ? `${name} has a new pool` : `${name} keeps its pool`)
     if (pools && setting.startsWith('tls.')) expect(after.peers.every((p) => p.origin.startsWith('https://')), 'the whole group connects with TLS')
     if (rule === 'retuned') expect(after.peers.every((p) => p.rtt.decay === 3_000 && p.rtt === before.peers.get(p.address)?.rtt), 'every estimate is retuned in place')
     // A setting that applies is not announced as waiting for a restart.
@@ -355,10 +472,27 @@ t.test('each setting changed on a kept group with live state follows its rule', 
     if (rule === 'new-server') expect(after.find(addresses.steady) === undefined && after.find(addresses.spare) !== undefined, 'the old address left, the new one came')
     t.same(failures, [], `${setting} (${rule})`)
 
-    // The request in flight across the swap finishes with its answer.
+    // The trial across the swap is answered; its success restores the server (counted by the state it ran under;
+    // afresh, it already was back). Then the requests in flight across the swap finish with their answers.
+    for (const r of trial.held.splice(0)) r.end('released')
+    const trialAnswer = await trialRequest
+    t.equal(trialAnswer.status, 200, `${setting}: the trial request is answered`)
+    await until(() => peer('trial').passive?.state === 'ok' && peer('trial').passiveOk, `${setting}: the server in trial is back`)
     for (const h of holders) for (const r of h.held.splice(0)) r.end('released')
-    const answer = await inFlight
-    t.equal(answer.status, 200, `${setting}: the request in flight finishes (${String(answer.headers['x-vigil-error'] ?? '')} ${answer.body})`)
+    const answers = await Promise.all(inFlight)
+    const bad = answers.filter((a) => a.status !== 200).map((a) => `${a.status} ${String(a.headers['x-vigil-error'] ?? '')} ${a.body}`)
+    t.same(bad, [], `${setting}: the requests in flight are answered`)
+    // The waiter leaves the queue under the live generation's settings: where those are TLS or HTTP/2, which these
+    // plain HTTP/1.1 providers do not speak, its failure proves it went through the new pools.
+    const queued = await waiter
+    const newProtocol = setting.startsWith('tls.') || setting === 'protocol'
+    if (!newProtocol) t.equal(queued.status, 200, `${setting}: the waiter is answered (${String(queued.headers['x-vigil-error'] ?? '')} ${queued.body})`)
+    else t.match({ status: queued.status, code: queued.headers['x-vigil-error'] }, { status: 502, code: setting === 'protocol' ? String : 'tls_failed' }, `${setting}: the waiter went through the new pools (${String(queued.headers['x-vigil-error'])})`)
+    if (newProtocol) {
+      // Its failures ejected servers: new passive settings for a moment start accounting afresh.
+      writeConfig(proxy.file, config({ ...base, passive: { ...base.passive, ejectAtLeastOne: false } }))
+      t.equal((await proxy.vigil.reload('api')).ok, true, `${setting}: passive accounting afresh`)
+    }
     writeConfig(proxy.file, config(base))
     t.equal((await proxy.vigil.reload('api')).ok, true, `${setting}: back to the base file`)
   }
