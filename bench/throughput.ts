@@ -11,10 +11,10 @@
 // neighbours, CPU per request much less.
 import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
-import { groupCpuMs } from './lib/procs.js'
+import { groupsCpuMs } from './lib/procs.js'
 import { runLoad, type LoadSummary } from './lib/load.js'
 import { isInstalled, startHelloUpstream, startProxy, type ProxySpec, type ProxyUnderTest } from './lib/proxies.js'
-import { median, quantile, resultsDir, runLabel, writeJson } from './lib/results.js'
+import { median, medianKnown, quantile, resultsDir, runLabel, writeJson, type MeasuredRound } from './lib/results.js'
 import { targetMarks, writeReport } from './lib/report.js'
 
 const { values } = parseArgs({
@@ -69,24 +69,8 @@ for (const spec of specs) {
   targets.push({ name: spec.name, port: proxy.port, proxy })
 }
 
-const cpuOf = async (pids: readonly number[]): Promise<number | undefined> => {
-  let total = 0
-  for (const pid of pids) {
-    const ms = await groupCpuMs(pid)
-    if (ms === undefined) return undefined
-    total += ms
-  }
-  return total
-}
-
-interface Round extends LoadSummary {
+interface Round extends LoadSummary, MeasuredRound {
   phase: 'max' | 'rate'
-  target: string
-  round: number
-  /** CPU time per request (µs) of the proxy's processes; undefined for direct or without /proc. */
-  cpuUs: number | undefined
-  /** CPU time per request (µs) of the upstream's processes. */
-  upstreamCpuUs: number | undefined
 }
 const results: Round[] = []
 try {
@@ -102,9 +86,9 @@ try {
         const latencies: number[] = []
         const onResponse = phase === 'rate' ? (_status: number, ms: number) => void latencies.push(ms) : undefined
         const proxyPids = target.proxy === undefined ? [] : [target.proxy.pid]
-        const [proxyBefore, upBefore] = [await cpuOf(proxyPids), await cpuOf(upstream.pids)]
+        const [proxyBefore, upBefore] = [await groupsCpuMs(proxyPids), await groupsCpuMs(upstream.pids)]
         const summary = await runLoad({ url, connections, duration, rate, spread: 10, onResponse })
-        const [proxyAfter, upAfter] = [await cpuOf(proxyPids), await cpuOf(upstream.pids)]
+        const [proxyAfter, upAfter] = [await groupsCpuMs(proxyPids), await groupsCpuMs(upstream.pids)]
         if (latencies.length > 0) Object.assign(summary, { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) })
         const perRequest = (before: number | undefined, after: number | undefined) =>
           before === undefined || after === undefined || summary.requests === 0 ? undefined : ((after - before) * 1_000) / summary.requests
@@ -120,10 +104,6 @@ try {
   await upstream.stop()
 }
 
-const medianOf = (values: (number | undefined)[]): number | undefined => {
-  const known = values.filter((v): v is number => v !== undefined)
-  return known.length === 0 ? undefined : median(known)
-}
 const summarise = (phase: Round['phase']) =>
   targets.map((t) => {
     const mine = results.filter((r) => r.target === t.name && r.phase === phase)
@@ -133,8 +113,8 @@ const summarise = (phase: Round['phase']) =>
       p50: median(mine.map((r) => r.p50)),
       p99: median(mine.map((r) => r.p99)),
       errors: mine.reduce((n, r) => n + r.errors + r.non2xx, 0),
-      cpuUs: medianOf(mine.map((r) => r.cpuUs)),
-      upstreamCpuUs: medianOf(mine.map((r) => r.upstreamCpuUs)),
+      cpuUs: medianKnown(mine.map((r) => r.cpuUs)),
+      upstreamCpuUs: medianKnown(mine.map((r) => r.upstreamCpuUs)),
     }
   })
 type Summary = ReturnType<typeof summarise>

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { parseConfig } from '../src/index.js'
 import { peersDir, render, vigilConfig } from '../bench/lib/proxies.js'
 import { median, quantile, writeJson } from '../bench/lib/results.js'
+import { parseH2load } from '../bench/lib/h2load.js'
 import { drillRow, registryRow, timelineSvg, writeReport, type DrillDoc, type RegistryRow } from '../bench/lib/report.js'
 
 t.test('templates: placeholders and one block per server', async (t) => {
@@ -17,6 +18,8 @@ t.test('every vigil fragment in bench/peers/ is a valid vigil config', async (t)
   t.same(fragments.sort(), [
     'vigil-active.json',
     'vigil-both.json',
+    'vigil-grpc.json',
+    'vigil-h2c.json',
     'vigil-outlier.json',
     'vigil-p2c-classic.json',
     'vigil-p2c.json',
@@ -137,4 +140,15 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(md, /\| 2026-12-01 11:43 ×0\.33 \| zookeeper \| killed, not deregistered \|.*✓ met \|/, 'registry rows carry their run and scale')
   t.match(md, /\| 2026-11-30 08:00 \| etcd \|.*✗ MISSED: 1 client error \|/, 'a missed registry target is marked')
   t.match(md, /Rows from 2 runs \(2026-12-01 11:43 ×0\.33; 2026-11-30 08:00\)/, 'mixed registry runs are said so')
+})
+
+t.test('h2load summaries', async (t) => {
+  const out = `finished in 2.00s, 9000.50 req/s, 1.2MB/s
+requests: 18010 total, 18010 started, 18001 done, 17990 succeeded, 11 failed, 2 errored, 1 timeout
+status codes: 17990 2xx, 0 3xx, 3 4xx, 5 5xx
+traffic: 1MB (1) total
+                     min         max         mean         sd        +/- sd
+time for request:      120us     20.50ms      1.25ms       300us    90.00%
+`
+  t.same(parseH2load(out), { requests: 18001, rps: 9000.5, ok: 17990, failed: 11, meanMs: 1.25 })
 })

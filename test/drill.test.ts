@@ -87,10 +87,15 @@ t.test('vigil reload hook reports what happened', async (t) => {
   t.match(await forwarder.reload([a]), /not supported/)
 })
 
-t.test('a short "errors" drill against vigil', async (t) => {
+/**
+ * A short errors drill (`scenario`: the fault is `fault`, the repair `repair`) against `spec`, with the checks every
+ * drill's figures must pass: both steps ran in order, the load ran, every provider served in the first second and
+ * no client failed before the fault.
+ */
+async function shortErrorsDrill(t: Test, scenario: string, spec: ProxySpec, fault: string, repair: string) {
   const timing = { before: 1_500, fault: 2_000, after: 1_500, flap: 0, flapHalf: 1_000, step: 0, settle: 0 }
   const load = { rate: 100, connections: 10, timeout: 5 }
-  const r = await runScenario(scenarioNamed('errors'), { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' }, timing, load)
+  const r = await runScenario(scenarioNamed(scenario), spec, timing, load)
   t.equal(r.status, 'ok', r.note ?? 'ran')
   const c = r.client
   const s = r.series
@@ -98,18 +103,29 @@ t.test('a short "errors" drill against vigil', async (t) => {
   t.same(
     r.events.map((e) => [e.action, e.arg, e.mark]),
     [
-      ['control', 'status=503', 'fault'],
-      ['control', 'status=200', 'repair'],
+      ['control', fault, 'fault'],
+      ['control', repair, 'repair'],
     ],
   )
   t.ok((r.events[0]?.ran ?? 0) < (r.events[1]?.ran ?? 0))
   t.ok(c.requests > 0.3 * load.rate * 5, `load ran (${c.requests} requests)`)
   for (const p of ['a', 'b', 'c']) t.ok((s.providers[p]?.[0] ?? 0) > 0, `${p} got traffic in the first second`)
   t.equal((s.errors[0] ?? 0) + (s.non2xx[0] ?? 0), 0, 'no client errors before the fault')
+  return { r, c, s }
+}
+
+t.test('a short "errors" drill against vigil', async (t) => {
+  const { r, s } = await shortErrorsDrill(t, 'errors', { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' }, 'status=503', 'status=200')
   const served = Object.values(s.providers).reduce((n, v) => n + v.reduce((a, b) => a + b, 0), 0)
   const answered = s.ok.reduce((a, b) => a + b, 0)
   t.ok(served >= 0.8 * answered, `providers counted what the clients got (${served} served, ${answered} ok)`)
   t.equal(r.falseEjections, 0, 'nothing idle for a second at this load')
   t.equal(r.detected?.endsWith('/1'), true)
   t.ok(r.faultyShare !== undefined && r.faultyShare < 0.5, 'the faulty provider never took more than its share')
+})
+
+t.test('a short "grpc-errors" drill against vigil: gRPC providers, gRPC load, the same figures', async (t) => {
+  const spec: ProxySpec = { name: 'vigil-grpc', kind: 'vigil', fragment: 'vigil-grpc.json', listener: { http2: true } }
+  const { c } = await shortErrorsDrill(t, 'grpc-errors', spec, 'fail=14', 'fail=0')
+  t.ok(c.non2xx > 0, `calls answered UNAVAILABLE are reported as non-2xx (${c.non2xx})`)
 })

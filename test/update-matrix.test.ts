@@ -135,6 +135,7 @@ const ROWS: Record<string, Row> = {
   'active.tls.serverName': nested('active', 'check-kept', { tls: { serverName: 'check.internal' } }),
   'active.tls.skipVerify': nested('active', 'check-kept', { tls: { skipVerify: true } }),
   'active.tcp.send': nested('active', 'check-kept', { type: 'tcp', http: undefined, tcp: { send: 'PING\r\n' } }),
+  'active.grpc.service': nested('active', 'check-kept', { type: 'grpc', http: undefined, grpc: { service: 'vigil.Api' } }),
   'active.tcp.expect': nested('active', 'check-kept', { type: 'tcp', http: undefined, tcp: { send: 'GET / HTTP/1.0\r\n\r\n', expect: 'HTTP' } }),
   'retry.on': nested('retry', 'kept', { on: ['error', 'timeout', 'http_503'] }),
   'retry.tries': nested('retry', 'kept', { tries: 4 }),

@@ -1,8 +1,9 @@
 // One drill run: three (or five) provider processes, one proxy in front of them, steady autocannon load, the scenario's
 // fault script on the same clock, and the figures the issue asks for.
-import { runLoad } from '../lib/load.js'
-import { isInstalled, startProxy, type Propagation, type ProxySpec, type ProxyUnderTest } from '../lib/proxies.js'
-import { sleep } from '../lib/procs.js'
+import { runGrpcLoad } from '../lib/grpc-load.js'
+import { runLoad, type LoadOptions } from '../lib/load.js'
+import { startProxy, unavailable, type Propagation, type ProxySpec, type ProxyUnderTest } from '../lib/proxies.js'
+import { grpcProviderScript, sleep } from '../lib/procs.js'
 import { inject, type FaultEvent } from './faults.js'
 import { ProviderSet } from './providers.js'
 import { providersOf, type Scenario, type Timing } from './scenarios.js'
@@ -117,8 +118,9 @@ export function analyse(scenario: Scenario, events: readonly FaultEvent[], clien
 
 /** Run `scenario` against the proxy `spec`; a proxy that is not installed is skipped with a note. */
 export async function runScenario(scenario: Scenario, spec: ProxySpec, timing: Timing, load: LoadShape = defaultLoad): Promise<RunResult> {
-  if (!(await isInstalled(spec.kind))) return { proxy: spec.name, status: 'skipped', note: `${spec.kind} is not installed` }
-  const providers = new ProviderSet()
+  const missing = await unavailable(spec)
+  if (missing !== undefined) return { proxy: spec.name, status: 'skipped', note: missing }
+  const providers = new ProviderSet(scenario.grpc === true ? grpcProviderScript : undefined)
   let proxy: ProxyUnderTest | undefined
   try {
     for (const name of providersOf(scenario)) await providers.start(name)
@@ -132,17 +134,19 @@ export async function runScenario(scenario: Scenario, spec: ProxySpec, timing: T
     const clients = new ClientRecorder(origin, load.timeout * 1_000)
     const counts = new ProviderRecorder(origin)
     providers.sink = counts
+    const shape = {
+      connections: load.connections,
+      rate: load.rate,
+      duration: duration / 1_000,
+      timeout: load.timeout,
+      spread: SPREAD,
+      onResponse: (status: number, latency: number) => clients.response(status, latency),
+      onError: (err: Error) => clients.error(err),
+    } satisfies Omit<LoadOptions, 'url'>
     const [, events] = await Promise.all([
-      runLoad({
-        url: `http://127.0.0.1:${proxy.port}/`,
-        connections: load.connections,
-        rate: load.rate,
-        duration: duration / 1_000,
-        timeout: load.timeout,
-        spread: SPREAD,
-        onResponse: (status, latency) => clients.response(status, latency),
-        onError: (err) => clients.error(err),
-      }),
+      scenario.grpc === true
+        ? runGrpcLoad({ ...shape, target: `127.0.0.1:${proxy.port}` })
+        : runLoad({ ...shape, url: `http://127.0.0.1:${proxy.port}/` }),
       inject(scenario.steps(timing), providers, origin),
     ])
     await sleep(BUCKET * 3) // the providers' last counter lines

@@ -1,5 +1,6 @@
-// The drill's providers: real child processes (src/demo/provider.ts) that report per-interval served counts
-// on stdout, and the fault actions on them (the FaultTarget the injector drives).
+// The drill's providers: real child processes (src/demo/provider.ts, or the gRPC provider
+// bench/lib/grpc-provider.ts) that report per-interval served counts on stdout, and the fault actions on
+// them (the FaultTarget the injector drives).
 import { cpus } from 'node:os'
 import { Proc, firstJsonLine, providerScript } from '../lib/procs.js'
 import { BUCKET } from './timeline.js'
@@ -12,6 +13,8 @@ export interface CountSink {
 interface Running {
   proc: Proc
   port: number
+  /** Where its /_control answers: its own port (HTTP), or the port it names (the gRPC provider). */
+  control: number
 }
 
 const BURN = 'const end = Date.now() + Number(process.argv[1]); while (Date.now() < end);'
@@ -26,12 +29,15 @@ export class ProviderSet implements FaultTarget {
   /** Called with the new server list when a provider is replaced; resolves to what the proxy did. */
   onReplace: (servers: readonly string[]) => Promise<string> = async () => 'no proxy to reload'
 
+  /** `script`: the provider program, taking --name, --port and --count. */
+  constructor(private readonly script = providerScript) {}
+
   async start(name: string, port = 0): Promise<string> {
-    const proc = new Proc(name, process.execPath, [providerScript, '--name', name, '--port', String(port), '--count', String(BUCKET)], {
+    const proc = new Proc(name, process.execPath, [this.script, '--name', name, '--port', String(port), '--count', String(BUCKET)], {
       onLine: (line) => this.line(name, line),
     })
-    const ready = await firstJsonLine<{ port: number }>(proc)
-    this.running.set(name, { proc, port: ready.port })
+    const ready = await firstJsonLine<{ port: number; control?: number }>(proc)
+    this.running.set(name, { proc, port: ready.port, control: ready.control ?? ready.port })
     if (!this.order.includes(name)) this.order.push(name)
     return `127.0.0.1:${ready.port}`
   }
@@ -72,7 +78,7 @@ export class ProviderSet implements FaultTarget {
   }
 
   async control(name: string, query: string): Promise<void> {
-    const res = await fetch(`http://127.0.0.1:${this.get(name).port}/_control?${query}`, { signal: AbortSignal.timeout(5_000) })
+    const res = await fetch(`http://127.0.0.1:${this.get(name).control}/_control?${query}`, { signal: AbortSignal.timeout(5_000) })
     await res.text()
   }
 

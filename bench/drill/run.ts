@@ -10,7 +10,7 @@ import { resultsDir, writeJson, type RunLabel } from '../lib/results.js'
 import { drillMisses, writeReport } from '../lib/report.js'
 import type { ProxySpec } from '../lib/proxies.js'
 import { defaultLoad, runScenario, WARM, type RunResult } from './drill.js'
-import { defaultTiming, scaled, scenarioNamed, scenarios } from './scenarios.js'
+import { defaultTiming, grpcScenarios, scaled, scenarioNamed, scenarios, type Scenario } from './scenarios.js'
 
 export const proxySpecs: readonly ProxySpec[] = [
   { name: 'vigil-passive', kind: 'vigil', fragment: 'vigil-passive.json' },
@@ -31,22 +31,38 @@ export const proxySpecs: readonly ProxySpec[] = [
   { name: 'caddy', kind: 'caddy' },
 ]
 
+/**
+ * The proxies of the gRPC drills: vigil with an h2c listener in front of h2c upstreams (passive health, gRPC
+ * checks, retries), and nginx with grpc_pass (the only open-source peer here that proxies HTTP/2 to upstreams).
+ */
+export const grpcProxySpecs: readonly ProxySpec[] = [
+  { name: 'vigil-grpc', kind: 'vigil', fragment: 'vigil-grpc.json', listener: { http2: true } },
+  { name: 'nginx-grpc', kind: 'nginx', template: 'nginx-h2.conf' },
+]
+const allSpecs = [...proxySpecs, ...grpcProxySpecs]
+
 const env = process.env
 const { values } = parseArgs({
   options: {
-    scenarios: { type: 'string', default: env['DRILL_SCENARIOS'] ?? scenarios.map((s) => s.name).join(',') },
-    proxies: { type: 'string', default: env['DRILL_PROXIES'] ?? proxySpecs.map((p) => p.name).join(',') },
+    scenarios: { type: 'string', default: env['DRILL_SCENARIOS'] ?? [...scenarios, ...grpcScenarios].map((s) => s.name).join(',') },
+    // Unset: every proxy of the scenario's kind (HTTP/1.1 or gRPC).
+    proxies: { type: 'string', default: env['DRILL_PROXIES'] },
     scale: { type: 'string', default: env['DRILL_SCALE'] ?? '1' },
     rate: { type: 'string', default: env['DRILL_RATE'] ?? String(defaultLoad.rate) },
     connections: { type: 'string', default: env['DRILL_CONNECTIONS'] ?? String(defaultLoad.connections) },
   },
 })
 const chosen = values.scenarios.split(',').map(scenarioNamed)
-const specs = values.proxies.split(',').map((name) => {
-  const spec = proxySpecs.find((p) => p.name === name)
-  if (spec === undefined) throw new Error(`unknown proxy "${name}" (known: ${proxySpecs.map((p) => p.name).join(', ')})`)
+const named = values.proxies?.split(',').map((name) => {
+  const spec = allSpecs.find((p) => p.name === name)
+  if (spec === undefined) throw new Error(`unknown proxy "${name}" (known: ${allSpecs.map((p) => p.name).join(', ')})`)
   return spec
 })
+/** The chosen proxies that carry the scenario's protocol. */
+const specsFor = (s: Scenario): readonly ProxySpec[] => {
+  const kind = s.grpc === true ? grpcProxySpecs : proxySpecs
+  return named === undefined ? kind : named.filter((p) => kind.includes(p))
+}
 const timing = scaled(defaultTiming, Number(values.scale))
 const load = { ...defaultLoad, rate: Number(values.rate), connections: Number(values.connections) }
 
@@ -55,10 +71,10 @@ const label: RunLabel = { run: new Date().toISOString(), scale: Number(values.sc
 // Before anything starts: how long this takes (load time, plus the providers' and proxy's start, the warm-up and
 // the last counts per run; measured at about 4 s on a 2-core machine).
 const SETUP_MS = WARM + 4_000
-const totalMs = chosen.reduce((n, s) => n + specs.length * (s.duration(timing) + SETUP_MS), 0)
+const totalMs = chosen.reduce((n, s) => n + specsFor(s).length * (s.duration(timing) + SETUP_MS), 0)
 const minutes = (ms: number) => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`)
 process.stderr.write(
-  `drill: ${chosen.length} scenario${chosen.length === 1 ? '' : 's'} × ${specs.length} prox${specs.length === 1 ? 'y' : 'ies'} at scale ${label.scale}: ` +
+  `drill: ${chosen.length} scenario${chosen.length === 1 ? '' : 's'} × their proxies at scale ${label.scale}: ` +
     `about ${minutes(totalMs)} (ends near ${new Date(Date.now() + totalMs).toISOString().slice(11, 16)} UTC); --scale 0.5 about halves it\n` +
     `results: ${resultsDir}\n`,
 )
@@ -69,6 +85,7 @@ for (const scenario of chosen) {
   const file = `${resultsDir}${scenario.name}.json`
   // Runs of proxies not chosen this time are kept, so one proxy can be rerun alone.
   const previous = await readFile(file, 'utf8').then((t) => (JSON.parse(t) as { runs: RunResult[] }).runs, () => [] as RunResult[])
+  const specs = specsFor(scenario)
   const runs = previous.filter((r) => !specs.some((s) => s.name === r.proxy))
   const load1 = loadavg()[0] as number
   for (const spec of specs) {
@@ -84,7 +101,7 @@ for (const scenario of chosen) {
     )
     runs.push(result)
   }
-  runs.sort((a, b) => proxySpecs.findIndex((p) => p.name === a.proxy) - proxySpecs.findIndex((p) => p.name === b.proxy))
+  runs.sort((a, b) => allSpecs.findIndex((p) => p.name === a.proxy) - allSpecs.findIndex((p) => p.name === b.proxy))
   const machine = { cpus: cpus().length, node: process.version, loadavg: [load1, loadavg()[0] as number] }
   await writeJson(file, { kind: 'drill', scenario: scenario.name, description: scenario.description, date: new Date().toISOString(), machine, timing, load, runs })
 }

@@ -43,6 +43,8 @@ export interface Scenario {
   counts: boolean
   /** The providers behind the proxy; PROVIDERS (three) unless said. */
   providers?: readonly string[]
+  /** A gRPC drill: gRPC providers, gRPC load, the proxies that carry gRPC (bench/drill/run.ts grpcProxySpecs). */
+  grpc?: boolean
 }
 
 export function providersOf(s: Scenario): readonly string[] {
@@ -146,8 +148,24 @@ export const scenarios: readonly Scenario[] = [
   },
 ]
 
+/** The gRPC variants of kill, freeze and errors: the same faults under unary gRPC calls (errors: UNAVAILABLE). */
+const named = (name: string): Scenario => scenarios.find((s) => s.name === name) as Scenario
+export const grpcScenarios: readonly Scenario[] = [
+  { ...named('kill'), name: 'grpc-kill', description: 'gRPC: one provider SIGKILLed, restarted on the same port after the fault time', grpc: true },
+  { ...named('freeze'), name: 'grpc-freeze', description: 'gRPC: one provider SIGSTOPped (port open, nothing answers), SIGCONT after the fault time', grpc: true },
+  {
+    name: 'grpc-errors',
+    description: 'gRPC: one provider answers every call UNAVAILABLE (its health service stays SERVING) for the fault time',
+    duration: window,
+    steps: faultFor({ action: 'control', arg: 'fail=14' }, { action: 'control', arg: 'fail=0' }),
+    counts: true,
+    grpc: true,
+  },
+]
+
 export function scenarioNamed(name: string): Scenario {
-  const s = scenarios.find((x) => x.name === name)
-  if (s === undefined) throw new Error(`unknown scenario "${name}" (known: ${scenarios.map((x) => x.name).join(', ')})`)
+  const all = [...scenarios, ...grpcScenarios]
+  const s = all.find((x) => x.name === name)
+  if (s === undefined) throw new Error(`unknown scenario "${name}" (known: ${all.map((x) => x.name).join(', ')})`)
   return s
 }

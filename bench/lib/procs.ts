@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 export const root = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url))
 export const providerScript = `${root}dist/src/demo/provider.js`
 export const cliScript = `${root}dist/src/cli.js`
+export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
 
 const live = new Set<Proc>()
 process.once('exit', () => {
@@ -176,4 +177,15 @@ export async function groupCpuMs(pgid: number): Promise<number | undefined> {
     if (Number(fields[2]) === pgid) ticks += Number(fields[11]) + Number(fields[12])
   }
   return (ticks * 1_000) / USER_HZ
+}
+
+/** groupCpuMs summed over several process groups; undefined where /proc is missing. */
+export async function groupsCpuMs(pgids: readonly number[]): Promise<number | undefined> {
+  let total = 0
+  for (const pgid of pgids) {
+    const ms = await groupCpuMs(pgid)
+    if (ms === undefined) return undefined
+    total += ms
+  }
+  return total
 }

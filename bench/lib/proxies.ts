@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import { Listener } from '../../src/config/schema.js'
 import { Proc, cliScript, firstJsonLine, freePort, root, waitForPort, which } from './procs.js'
 
 const run = promisify(execFile)
@@ -38,6 +39,10 @@ export interface ProxySpec {
   fragment?: string
   /** For vigil: write an access log of this format to a file (what it costs is measured by this row). */
   access?: 'json' | 'combined'
+  /** For vigil: settings of its listener beside address and upstream (`{ "http2": true }` for h2c). */
+  listener?: Record<string, unknown>
+  /** For nginx, HAProxy, Caddy: the config template in bench/peers/ instead of the kind's default. */
+  template?: string
   /** vigil's `workers` (unset: one process) or nginx's `worker_processes` (default 1). */
   workers?: number
 }
@@ -63,11 +68,28 @@ export async function isInstalled(kind: ProxyKind): Promise<boolean> {
   return bin === undefined || (await which(bin)) !== undefined
 }
 
+/** Why `spec` cannot run here (its binary is missing, or this vigil build has no HTTP/2 listener), or undefined. */
+export async function unavailable(spec: ProxySpec): Promise<string | undefined> {
+  if (!(await isInstalled(spec.kind))) return `${spec.kind} is not installed`
+  if (spec.kind === 'vigil' && spec.listener?.['http2'] !== undefined && !('http2' in (Listener.properties as Record<string, unknown>))) {
+    return 'this vigil build has no HTTP/2 listener (listeners[].http2)'
+  }
+  return undefined
+}
+
 /** The vigil config for one listener in front of `servers`, with an upstream fragment merged in. */
-export function vigilConfig(port: number, adminPort: number, servers: readonly string[], fragment: Record<string, unknown>, log: Record<string, unknown> = { level: 'warn' }, workers?: number): object {
+export function vigilConfig(
+  port: number,
+  adminPort: number,
+  servers: readonly string[],
+  fragment: Record<string, unknown>,
+  log: Record<string, unknown> = { level: 'warn' },
+  workers?: number,
+  listener: Record<string, unknown> = {},
+): object {
   return {
     workers,
-    listeners: [{ address: `127.0.0.1:${port}`, upstream: 'providers' }],
+    listeners: [{ ...listener, address: `127.0.0.1:${port}`, upstream: 'providers' }],
     admin: { address: `127.0.0.1:${adminPort}` },
     log,
     upstreams: { providers: { ...fragment, servers: servers.map((address) => ({ address })) } },
@@ -87,6 +109,7 @@ class VigilProcess implements ProxyUnderTest {
     private readonly dir: string,
     private readonly fragment: Record<string, unknown>,
     private readonly log: Record<string, unknown>,
+    private readonly listener: Record<string, unknown> | undefined,
     private readonly proc: Proc,
     private readonly workers: number | undefined,
   ) {}
@@ -96,7 +119,7 @@ class VigilProcess implements ProxyUnderTest {
   }
 
   async reload(servers: readonly string[]): Promise<string> {
-    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log, this.workers)))
+    await writeFile(join(this.dir, 'vigil.json'), JSON.stringify(vigilConfig(this.port, this.adminPort, servers, this.fragment, this.log, this.workers, this.listener)))
     const admin = `http://127.0.0.1:${this.adminPort}`
     let how: string
     const res = await fetch(`${admin}/reload`, { method: 'POST' }).catch(() => undefined)
@@ -132,13 +155,13 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(dir, 'vigil.json')
   const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
-  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log, spec.workers)))
+  await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log, spec.workers, spec.listener)))
   const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
   // A cluster starts three processes or more: on a loaded 2-core machine that takes longer than one.
   await waitForPort(port, spec.workers === undefined ? 10_000 : 30_000, proc)
   // A cluster's listeners open with its first worker; it is ready once every worker serves (its status says).
   if (spec.workers !== undefined) await waitForWorkers(adminPort, spec.workers)
-  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, proc, spec.workers)
+  return new VigilProcess(spec.name, port, adminPort, dir, fragment, log, spec.listener, proc, spec.workers)
 }
 
 async function waitForWorkers(adminPort: number, count: number): Promise<void> {
@@ -170,9 +193,8 @@ async function startPeer(spec: ProxySpec, servers: readonly string[]): Promise<P
   const port = await freePort()
   const adminPort = await freePort()
   const values = { listen: `127.0.0.1:${port}`, port, dir, adminPort, workers: spec.workers ?? 1 }
-  const [template, file] =
-    spec.kind === 'nginx' ? ['nginx.conf', 'nginx.conf'] : spec.kind === 'haproxy' ? ['haproxy.cfg', 'haproxy.cfg'] : ['Caddyfile', 'Caddyfile']
-  const text = await readFile(`${peersDir}${template}`, 'utf8')
+  const file = spec.kind === 'nginx' ? 'nginx.conf' : spec.kind === 'haproxy' ? 'haproxy.cfg' : 'Caddyfile'
+  const text = await readFile(`${peersDir}${spec.template ?? file}`, 'utf8')
   const path = join(dir, file)
   await writeFile(path, render(text, values, servers))
   const env = { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }
@@ -227,20 +249,23 @@ export interface HelloUpstream {
 
 /**
  * `count` loopback servers answering a short 200 to everything: one nginx worker (peers/hello-nginx.conf) when
- * nginx is installed, otherwise one demo provider process per server.
+ * nginx is installed, otherwise one demo provider process per server. `h2c`: nginx speaking cleartext HTTP/2
+ * with prior knowledge only (peers/hello-nginx-h2.conf), which has no fallback (undefined without nginx).
  */
-export async function startHelloUpstream(count: number): Promise<HelloUpstream & { kind: string }> {
+export async function startHelloUpstream(count: number): Promise<HelloUpstream & { kind: string }>
+export async function startHelloUpstream(count: number, h2c: true): Promise<(HelloUpstream & { kind: string }) | undefined>
+export async function startHelloUpstream(count: number, h2c = false): Promise<(HelloUpstream & { kind: string }) | undefined> {
   const servers: string[] = []
   for (let i = 0; i < count; i++) servers.push(`127.0.0.1:${await freePort()}`)
   const nginx = await which('nginx')
   if (nginx !== undefined) {
     const dir = await mkdtemp(join(tmpdir(), 'vigil-hello-'))
     const path = join(dir, 'nginx.conf')
-    await writeFile(path, render(await readFile(`${peersDir}hello-nginx.conf`, 'utf8'), { dir }, servers))
+    await writeFile(path, render(await readFile(`${peersDir}${h2c ? 'hello-nginx-h2.conf' : 'hello-nginx.conf'}`, 'utf8'), { dir }, servers))
     const proc = new Proc('hello-nginx', nginx, ['-p', dir, '-c', path, '-e', join(dir, 'error.log')], { stderr: 'ignore' })
     for (const s of servers) await waitForPort(Number(s.split(':')[1]), 15_000, proc)
     return {
-      kind: 'nginx return 200',
+      kind: h2c ? 'nginx return 200 over h2c' : 'nginx return 200',
       servers,
       pids: [proc.pid],
       stop: async () => {
@@ -249,6 +274,7 @@ export async function startHelloUpstream(count: number): Promise<HelloUpstream &
       },
     }
   }
+  if (h2c) return undefined
   const procs = servers.map((s, i) => new Proc(`provider-${i}`, process.execPath, [`${root}dist/src/demo/provider.js`, '--name', `p${i}`, '--port', s.split(':')[1] as string]))
   for (const [i, s] of servers.entries()) await waitForPort(Number(s.split(':')[1]), 10_000, procs[i])
   return { kind: 'demo provider (node http)', servers, pids: procs.map((p) => p.pid), stop: async () => void (await Promise.all(procs.map((p) => p.stop()))) }

@@ -92,7 +92,7 @@ export interface RegistryDoc {
   runs: RegistryRow[]
 }
 
-const ORDER = ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'noise']
+const ORDER = ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'noise', 'partial', 'global', 'grpc-kill', 'grpc-freeze', 'grpc-errors']
 
 interface Results {
   throughput?: ThroughputDoc

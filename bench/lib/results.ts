@@ -38,6 +38,22 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
 }
 
+/** One measured run of a target in a bench round, with the CPU time it cost. */
+export interface MeasuredRound {
+  target: string
+  round: number
+  /** CPU time per request (µs) of the proxy's processes; undefined for direct or without /proc. */
+  cpuUs: number | undefined
+  /** CPU time per request (µs) of the upstream's processes. */
+  upstreamCpuUs: number | undefined
+}
+
+/** The median of the values that are known; undefined when none is. */
+export function medianKnown(values: readonly (number | undefined)[]): number | undefined {
+  const known = values.filter((v): v is number => v !== undefined)
+  return known.length === 0 ? undefined : median(known)
+}
+
 /** Nearest-rank quantile (q in [0, 1]) of unsorted values; 0 for an empty list. */
 export function quantile(values: readonly number[], q: number): number {
   if (values.length === 0) return 0

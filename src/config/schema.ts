@@ -265,9 +265,18 @@ export const ActiveTcp = Type.Object(
   { ...closed, description: 'for type "tcp": an optional send/expect exchange' },
 )
 
+export const ActiveGrpc = Type.Object(
+  {
+    service: Type.Optional(
+      Type.String({ description: 'service name asked about in grpc.health.v1.Health/Check; default "" (the whole server)' }),
+    ),
+  },
+  { ...closed, description: 'for type "grpc"' },
+)
+
 export const Active = Type.Object(
   {
-    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https')], { default: 'tcp' })),
+    type: Type.Optional(Type.Union([Type.Literal('tcp'), Type.Literal('http'), Type.Literal('https'), Type.Literal('grpc')], { default: 'tcp' })),
     interval: Type.Optional(Duration),
     timeout: Type.Optional(Duration),
     rise: Type.Optional(Type.Integer({ minimum: 1, default: 2 })),
@@ -285,6 +294,7 @@ export const Active = Type.Object(
     http: Type.Optional(ActiveHttp),
     tls: Type.Optional(ActiveTls),
     tcp: Type.Optional(ActiveTcp),
+    grpc: Type.Optional(ActiveGrpc),
   },
   closed,
 )
@@ -406,7 +416,7 @@ export const Upstream = Type.Object(
     protocol: Type.Optional(
       Type.Union([Type.Literal('http1'), Type.Literal('h2c'), Type.Literal('h2')], {
         default: 'http1',
-        description: 'to the servers: HTTP/1.1, HTTP/2 with prior knowledge (cleartext), or HTTP/2 over TLS (ALPN h2)',
+        description: 'to the servers: HTTP/1.1, HTTP/2 with prior knowledge (cleartext), or HTTP/2 over TLS (ALPN h2); active checks speak it too',
       }),
     ),
     http2: Type.Optional(

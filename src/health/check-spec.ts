@@ -1,5 +1,6 @@
 // An upstream's `active` block resolved once into a complete check description, defaults filled in.
 import type { Active } from '../config/schema.js'
+import type { UpstreamProtocol } from '../upstream/peer.js'
 import { ms } from '../config/duration.js'
 
 /** Tengine's defaults (`check interval=30000 rise=2 fall=5 timeout=1000`), except that servers start up. */
@@ -15,7 +16,7 @@ export const ACTIVE_DEFAULTS = {
   expectStatus: ['2xx', '3xx'],
 } as const
 
-export type CheckType = 'tcp' | 'http' | 'https'
+export type CheckType = 'tcp' | 'http' | 'https' | 'grpc'
 
 export interface HttpCheck {
   method: string
@@ -49,15 +50,26 @@ export interface CheckSpec {
   maxInFlight: number
   unejectOnPass: boolean
   http: HttpCheck | undefined
+  /** The check speaks HTTP/2 (over TLS by ALPN when `tls` is set, else cleartext with prior knowledge). */
+  h2: boolean
+  /** `grpc.health.v1.Health/Check` for this service name ("" asks about the whole server). */
+  grpc: { service: string } | undefined
   tls: { serverName: string | undefined; skipVerify: boolean } | undefined
   tcp: { send: string | undefined; expect: string | undefined } | undefined
 }
 
-/** `upstreamHost` is the upstream's `host` setting, the default Host header of HTTP checks. */
-export function resolveCheck(active: Active, upstreamHost: string | undefined): CheckSpec {
+/**
+ * `upstreamHost` is the upstream's `host` setting, the default Host header of HTTP checks. `protocol` is how the
+ * group's traffic reaches its servers, and checks speak it too, so an HTTP/2-only provider is checked over
+ * HTTP/2: under `h2c` an `http` check is cleartext HTTP/2 (an `https` one HTTP/2 over TLS), under `h2` both are
+ * HTTP/2 over TLS (ALPN), as the traffic is. A gRPC check is always HTTP/2: over TLS when the group is `h2`,
+ * else cleartext.
+ */
+export function resolveCheck(active: Active, upstreamHost: string | undefined, protocol: UpstreamProtocol = 'http1'): CheckSpec {
   const type = active.type ?? 'tcp'
   const interval = ms(active.interval ?? ACTIVE_DEFAULTS.interval)
   const web = type === 'http' || type === 'https'
+  const tls = type === 'https' || (protocol === 'h2' && (web || type === 'grpc'))
   return {
     type,
     port: active.port ?? 0,
@@ -82,7 +94,9 @@ export function resolveCheck(active: Active, upstreamHost: string | undefined): 
           expectBody: active.http?.expectBody,
         }
       : undefined,
-    tls: type === 'https' ? { serverName: active.tls?.serverName, skipVerify: active.tls?.skipVerify ?? false } : undefined,
+    h2: type === 'grpc' || (web && protocol !== 'http1'),
+    grpc: type === 'grpc' ? { service: active.grpc?.service ?? '' } : undefined,
+    tls: tls ? { serverName: active.tls?.serverName, skipVerify: active.tls?.skipVerify ?? false } : undefined,
     tcp: type === 'tcp' && active.tcp !== undefined ? { send: active.tcp.send, expect: active.tcp.expect } : undefined,
   }
 }

@@ -86,7 +86,7 @@ export function failOpenOf(config: UpstreamConfig): boolean {
 }
 
 export function activeCheck(config: UpstreamConfig): CheckSpec | undefined {
-  return config.active === undefined ? undefined : resolveCheck(config.active, config.host)
+  return config.active === undefined ? undefined : resolveCheck(config.active, config.host, config.protocol)
 }
 
 /** The 503 vigil answers when select() finds no peer. */

@@ -2,15 +2,35 @@
 // and SIGSTOP reach them), clients, and promise forms of the Echo calls (bench/peers/echo.proto).
 import * as grpc from '@grpc/grpc-js'
 import { echoService, type Msg } from '../../bench/lib/grpc-provider.js'
-import { root, spawnProvider, type Provider } from './index.js'
+import { grpcProviderScript } from '../../bench/lib/procs.js'
+import { spawnScript, type Provider } from './index.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
-export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
+export interface GrpcState {
+  name: string
+  served: number
+  code: number
+  delay: number
+}
 
-/** A gRPC provider child process; `maxAge` (ms) makes it send GOAWAY on connections that old. */
-export function spawnGrpcProvider(t: Tap, name: string, maxAge = 0): Promise<Provider> {
-  return spawnProvider(t, name, ['--max-age', String(maxAge)], grpcProviderScript)
+export interface GrpcProvider extends Provider {
+  /** Change its behaviour over its HTTP control port: `health=NOT_SERVING[&service=NAME]`, `fail=14`, `delay=MS`. */
+  control(query: string): Promise<GrpcState>
+}
+
+/**
+ * A gRPC provider child process (bench/lib/grpc-provider.ts). `options`: a number is `--max-age` (ms: GOAWAY on
+ * connections that old), or the arguments themselves (`--no-health`, `--tls-cert F --tls-key F`, ...).
+ */
+export async function spawnGrpcProvider(t: Tap, name: string, options: number | string[] = []): Promise<GrpcProvider> {
+  const args = typeof options === 'number' ? ['--max-age', String(options)] : options
+  const { ready, ...provider } = await spawnScript(t, name, grpcProviderScript, args)
+  const control = async (query: string): Promise<GrpcState> => {
+    const res = await fetch(`http://127.0.0.1:${ready['control'] as number}/_control?${query}`)
+    return (await res.json()) as GrpcState
+  }
+  return { ...provider, control }
 }
 
 export interface EchoClient {

@@ -70,6 +70,15 @@ export interface Provider {
 
 /** A real provider child process (its own process group), stopped with SIGKILL at teardown; `script` prints {"port":N} once listening. */
 export async function spawnProvider(t: Tap, name: string, args: string[] = [], script = providerScript): Promise<Provider> {
+  const { ready: _, ...provider } = await spawnScript(t, name, script, args)
+  return provider
+}
+
+/**
+ * `script` run as a child process in its own process group, SIGKILLed at teardown; ready once it writes its first
+ * stdout line, a JSON object with at least `port` (`ready` is all of it).
+ */
+export async function spawnScript(t: Tap, name: string, script: string, args: string[]): Promise<Provider & { ready: Record<string, unknown> }> {
   const child = spawn(process.execPath, [script, '--name', name, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const signal = (sig: NodeJS.Signals): void => {
@@ -84,11 +93,12 @@ export async function spawnProvider(t: Tap, name: string, args: string[] = [], s
     signal('SIGKILL')
     await exited
   })
-  const port = await new Promise<number>((resolve, reject) => {
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`provider ${name} exited early (${code})`)))
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => resolve((JSON.parse(line) as { port: number }).port))
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).once('line', (line) => resolve(JSON.parse(line) as Record<string, unknown>))
   })
-  return { name, port, address: `127.0.0.1:${port}`, child, signal, exited }
+  const port = ready['port'] as number
+  return { name, port, address: `127.0.0.1:${port}`, child, signal, exited, ready }
 }
 
 /** A client with its own connection pool, so tests do not share keep-alive sockets. */

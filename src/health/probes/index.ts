@@ -1,9 +1,10 @@
 // The probe for a check spec and an address.
 import type { CheckSpec } from '../check-spec.js'
+import { GrpcProbe } from './grpc.js'
 import { HttpProbe } from './http.js'
-import { httpsProbe } from './https.js'
 import { SendExpectProbe } from './send-expect.js'
 import { TcpProbe } from './tcp.js'
+import { probeTls } from './tls.js'
 import type { Probe } from './probe.js'
 
 export type { Probe, ProbeResult } from './probe.js'
@@ -15,9 +16,10 @@ export function authority(host: string, port: number): string {
 
 export function createProbe(spec: CheckSpec, host: string, port: number): Probe {
   const address = authority(host, port)
-  if (spec.http !== undefined) {
-    return spec.tls !== undefined ? httpsProbe(host, address, spec.http, spec.tls) : new HttpProbe(`http://${address}`, address, spec.http)
-  }
+  const tls = spec.tls === undefined ? undefined : probeTls(host, spec.tls)
+  const origin = `${tls === undefined ? 'http' : 'https'}://${address}`
+  if (spec.grpc !== undefined) return new GrpcProbe(origin, address, spec.grpc.service, spec.timeout, tls)
+  if (spec.http !== undefined) return new HttpProbe(origin, address, spec.http, tls, spec.h2)
   if (spec.tcp !== undefined) return new SendExpectProbe(host, port, spec.tcp.send, spec.tcp.expect)
   return new TcpProbe(host, port)
 }
