@@ -2,10 +2,11 @@
 // when consumers come and go), the shared check state, and writes coalesced under a rate.
 import t from 'tap'
 import pino from 'pino'
-import { decide, quorumOf } from '../src/fleet/quorum.js'
-import { checkersOf, sharedState } from '../src/fleet/share-checks.js'
+import { decide, quorumOf, type LocalTraffic } from '../src/fleet/quorum.js'
+import { checkersOf, checkMajority, sharedState } from '../src/fleet/share-checks.js'
 import { RecordWriter } from '../src/fleet/writer.js'
 import type { Observation } from '../src/fleet/observations.js'
+import { subset, subsetUsers } from '../src/upstream/subset.js'
 import type { Subscription } from '../src/discovery/subscription.js'
 import type { RawRecord } from '../src/discovery/formats.js'
 
@@ -24,6 +25,25 @@ t.test('the quorum: max(2, 10%) by default; local success wins; no traffic means
   t.equal(decide(r, 2, { lastAttempt: now - 60, lastSuccess: now - 60, lastFailure: 0 }, now, 10_000), 'suspect', 'two reports are newer than its success: a quorum it has no answer to')
   t.equal(decide(r, 2, { lastAttempt: now - 2_000, lastSuccess: now - 2_000, lastFailure: 0 }, now, 10_000), 'suspect', 'a success from before the failure others report is no answer to it')
   t.equal(decide(r, 2, { lastAttempt: now - 1, lastSuccess: now - 5, lastFailure: now - 1 }, now, 10_000), 'suspect', 'its own last request failed')
+})
+
+t.test('the default quorum under subsetting counts the consumers whose subset holds the server', async (t) => {
+  const servers = Array.from({ length: 100 }, (_, i) => `10.1.0.${i}:8080`)
+  for (const [count, size] of [[1000, 10], [37, 7], [5, 30], [3, 100]] as const) {
+    const users = subsetUsers(servers, count, size)
+    // The same as asking subset() for every consumer's subset.
+    const brute = new Map(servers.map((s) => [s, 0]))
+    for (let index = 0; index < count; index++) for (const s of subset(servers, { index, count }, size)) brute.set(s, (brute.get(s) ?? 0) + 1)
+    t.same(Object.fromEntries(users), Object.fromEntries(brute), `${count} consumers, subsets of ${size}: the users of every server`)
+  }
+  // The simulation's finding: 10% of 1,000 consumers is 100, but only the ~100 whose subset holds a server can
+  // report it, so the quorum of the whole fleet is never reached.
+  const users = subsetUsers(servers, 1000, 10).get(servers[0] as string) as number
+  t.equal(users, 100, 'subsets of 10 of 100 servers for 1,000 consumers: 100 use each')
+  t.equal(quorumOf(undefined, 1000), 100, 'the whole fleet: 100')
+  t.equal(quorumOf(undefined, users), 10, 'those that can observe it: 10')
+  t.equal(quorumOf(undefined, 3), 2, 'never below 2, even where only 3 consumers use a server')
+  t.equal(quorumOf(7, users), 7, 'a configured quorum is taken as is')
 })
 
 t.test('rendezvous checkers: k per server, spread evenly, and only servers whose top k changed move', async (t) => {
@@ -48,13 +68,24 @@ t.test('rendezvous checkers: k per server, spread evenly, and only servers whose
   t.equal(moved, load.get(gone), 'exactly the servers it checked moved')
 })
 
-t.test('the shared check state: down when at least half of the k checkers report it down', async (t) => {
+t.test('the shared check state: a strict majority of the k checkers, at least 2; k = 1 needs local corroboration', async (t) => {
   const o = (observer: string, checkDown: boolean, at = 1_000): Observation => ({ observer, server: 's', ejected: false, checkDown, event: checkDown ? 'down' : 'up', reason: '', source: 'active', since: at, at })
-  const reports = new Map([['a', o('a', true)], ['b', o('b', false)], ['x', o('x', true)]])
-  t.equal(sharedState(['c', 'd'], reports, 2, 1_000, 30_000), undefined, 'no checker said anything: keep the state')
-  t.equal(sharedState(['a', 'b'], reports, 2, 1_000, 30_000)?.down, true, 'one of two is half')
-  t.equal(sharedState(['a', 'b', 'c'], reports, 3, 1_000, 30_000)?.down, false, 'one of three is not')
-  t.equal(sharedState(['a'], reports, 1, 60_000, 30_000)?.down, false, 'a report older than the window does not count')
+  const reports = new Map([['a', o('a', true)], ['b', o('b', false)], ['c', o('c', true)], ['x', o('x', true)]])
+  const state = (checkers: string[], k: number, now = 1_000, local?: LocalTraffic): string | undefined => sharedState(checkers, reports, k, now, 30_000, local, 10_000)?.state
+  t.same([1, 2, 3, 4, 5].map(checkMajority), [1, 2, 2, 3, 3], 'more than half of k')
+  t.equal(state(['d', 'e'], 2), undefined, 'no checker said anything: keep the state')
+  // The simulation's finding: with k = 2 one partitioned checker took a healthy provider down for everyone.
+  t.equal(state(['a', 'b'], 2), 'verify', 'k = 2, one of two says down: not trusted, checked here')
+  t.equal(state(['a', 'c'], 2), 'down', 'k = 2, both say down')
+  t.equal(state(['a', 'b', 'd'], 3), 'verify', 'k = 3, one of three')
+  t.equal(state(['a', 'b', 'c'], 3), 'down', 'k = 3, two of three')
+  t.equal(state(['b', 'd'], 2), 'up', 'nobody says down')
+  t.equal(state(['a'], 1, 60_000), 'up', 'a report older than the window does not count')
+  t.equal(state(['a'], 1), 'verify', 'k = 1 and no traffic of its own: one checker is not trusted alone')
+  t.equal(state(['a'], 1, 2_000, { lastAttempt: 1_900, lastSuccess: 500, lastFailure: 1_900 }), 'down', 'k = 1 and its own last request failed: corroborated')
+  t.equal(state(['a'], 1, 2_000, { lastAttempt: 1_900, lastSuccess: 1_900, lastFailure: 500 }), 'up', 'k = 1 and its own requests succeed since: local success wins')
+  t.equal(state(['a', 'c'], 2, 2_000, { lastAttempt: 1_900, lastSuccess: 1_900, lastFailure: 0 }), 'up', 'local success wins over a majority too')
+  t.equal(state(['a', 'c'], 2, 2_000, { lastAttempt: 900, lastSuccess: 900, lastFailure: 0 }), 'down', 'a success from before the failures is no answer to them')
 })
 
 t.test('writes: a burst of writeRate, the rest wait; a newer state of a record replaces the one waiting', async (t) => {

@@ -241,11 +241,11 @@ t.test('shared checks: each server is probed by k consumers, the others take the
   const sick = await provider(t, () => (failing ? 503 : 200))
   const all = [...servers, sick]
   const checked: Upstream = { ...passiveOnly(all), passive: { maxFails: 0 }, active: { type: 'http', interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } }
-  const members = await Promise.all(['a', 'b', 'c'].map((id) => member(t, checked, fleet(id, { shareChecks: { k: 1 }, quorum: 5 }))))
+  const members = await Promise.all(['a', 'b', 'c'].map((id) => member(t, checked, fleet(id, { shareChecks: { k: 2 }, quorum: 5 }))))
   await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 3))
-  // Every target is probed by exactly one of the three.
+  // Every target is probed by exactly two of the three (k = 2: both must say down for the third to take their word).
   const probedBy = (address: string): string[] => members.filter((m) => fleetRow(m, address)?.probedHere === true).map((m) => m.vigil.fleet?.id ?? '')
-  t.same(all.map((s) => probedBy(s).length), all.map(() => 1), 'one checker per server')
+  t.same(all.map((s) => probedBy(s).length), all.map(() => 2), 'two checkers per server')
   const checks = (m: Member, address: string): number => m.vigil.checker.stateOf(peer(m, address))?.checks ?? 0
   // Until the others joined, each vigil was a smaller fleet and probed more (a probe it started then may still
   // be finishing): look from the moment every checker has run a few checks since.
@@ -261,13 +261,14 @@ t.test('shared checks: each server is probed by k consumers, the others take the
     [],
     'the others do not probe it',
   )
-  t.same(members.map((m) => m.vigil.fleet?.status().checks.probed).reduce((x, y) => (x ?? 0) + (y ?? 0), 0), all.length, 'the probes add up to one per server')
+  t.same(members.map((m) => m.vigil.fleet?.status().checks.probed).reduce((x, y) => (x ?? 0) + (y ?? 0), 0), 2 * all.length, 'the probes add up to k per server')
   failing = true
   await waitFor(() => members.every((m) => peer(m, sick).checkUp === false), 20_000)
-  const checker = probedBy(sick)[0]
+  const checkers = probedBy(sick)
   t.ok(
-    members.filter((m) => m.vigil.fleet?.id !== checker).every((m) => m.events.some((e) => e.source === 'active' && e.event === 'down' && e.reason === 'shared_check')),
-    'the others took it down on its checker\'s word',
+    // On both checkers' word, or by its own check if it came due while only one of them had said so (verifying).
+    members.filter((m) => !checkers.includes(m.vigil.fleet?.id ?? '')).every((m) => m.events.some((e) => e.source === 'active' && e.event === 'down')),
+    'the other took it down too',
   )
   failing = false
   await waitFor(() => members.every((m) => peer(m, sick).checkUp), 20_000)

@@ -27,7 +27,9 @@ import { NginxDetector } from '../../src/health/eject/nginx.js'
 import { ConsecutiveDetector } from '../../src/health/eject/consecutive.js'
 import { WindowDetector } from '../../src/health/eject/window.js'
 import { subset } from '../../src/upstream/subset.js'
-import { decide, quorumOf, type LocalTraffic } from './quorum-stub.js'
+import { decide } from './quorum-stub.js'
+import { quorumOf, type LocalTraffic } from '../../src/fleet/quorum.js'
+import { checkMajority } from '../../src/fleet/share-checks.js'
 import { providerFault, registryOutage, type Fault, type SimParams, type Strategy } from './model.js'
 
 export interface RunResult {
@@ -230,9 +232,10 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   const checkerSet = strategy.shareChecks ? checkersOf(names[P0] as string, watcherList, rules.checkers) : []
   // The partitioned consumer: the worst case for the strategy, one of P0's checkers when checks are shared.
   const victim = strategy.shareChecks ? (checkerSet[0] as number) : 0
-  // vigil's default quorum is 10% of the registered consumers (all N), whether or not they use the server.
-  const quorum = quorumOf(rules.quorum, N)
-  const checkersNeeded = Math.ceil(rules.checkers / 2)
+  // vigil's default quorum is 10% of the consumers that use the server (under subsetting, those whose subset holds it).
+  const quorum = quorumOf(rules.quorum, W)
+  // A strict majority of the k checkers (src/fleet/share-checks.ts); k = 1's local corroboration is not modelled.
+  const checkersNeeded = checkMajority(rules.checkers)
 
   const provider = providerFault(fault)
   const faultyFor = (i: number): boolean => provider === 'kill' || provider === 'freeze' || provider === 'degrade' || (provider === 'partition' && i === victim)
@@ -278,6 +281,9 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   const publishedAt = new Float64Array(W)
   const pending = new Uint8Array(W)
   const observations = new TimeCounts(100, T + 2 * rules.window)
+  // The same failing reports by the time their failure began (the first write of the streak): for "began after".
+  const failingSince = new TimeCounts(100, T + 2 * rules.window)
+  const publishedSince = new Float64Array(W)
   const fleetEjected = new Uint8Array(W)
   const lastFailure = new Float64Array(W).fill(-Infinity)
   let quorumOn = false
@@ -446,9 +452,12 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
 
   /** docs/fleet.md's rule for consumer i at quorum: ignore (own recent success), eject (no own traffic), or suspect. */
   const decideFor = (i: number, t: number): void => {
-    const others = reporters(t) - (reportsItself(i, t) ? 1 : 0)
-    const local: LocalTraffic = { lastAttempt: lastRequest[i] as number, lastSuccess: lastSuccess[i] as number, lastFailure: lastFailure[i] as number }
-    const decision = decide(others, quorum, local, t, rules.localWindow)
+    const itself = reportsItself(i, t)
+    const others = reporters(t) - (itself ? 1 : 0)
+    const success = lastSuccess[i] as number
+    const after = failingSince.upTo(t) - (success < 0 ? 0 : failingSince.upTo(success)) - (itself && (publishedSince[i] as number) > success ? 1 : 0)
+    const local: LocalTraffic = { lastAttempt: lastRequest[i] as number, lastSuccess: success, lastFailure: lastFailure[i] as number }
+    const decision = decide(others, Math.min(others, after), quorum, local, t, rules.localWindow)
     if (decision === 'eject' && (pstate[i] === OK || pstate[i] === TRIAL)) eject(i, t, REPORTED[fault], true)
     else if (decision === 'suspect' && weight[i] === 1) {
       weight[i] = rules.suspectWeight
@@ -698,6 +707,8 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
         registryWrites++
         writesPerSecond[Math.floor(t / 1000)]!++
         if (published[i] === 1) observations.add(publishedAt[i] as number, -1)
+        if (published[i] === 1 && now === 0) failingSince.add(publishedSince[i] as number, -1)
+        if (published[i] === 0 && now === 1) failingSince.add((publishedSince[i] = t), 1)
         published[i] = now
         publishedDown[i] = checkDown(i) ? 1 : 0
         publishedAt[i] = t

@@ -57,7 +57,7 @@ export interface FleetRules {
   writeJitter: number
   /** From a registry write to every watcher seeing it, ms. */
   watchDelay: number
-  /** shareChecks.k: how many consumers check each server; the others are down when ceil(k/2) of them report down. */
+  /** shareChecks.k: how many consumers check each server; the others are down when a strict majority of them report down. */
   checkers: number
   /** Share of its weight a suspect server keeps. */
   suspectWeight: number

@@ -1,22 +1,17 @@
-// Stand-in for src/fleet/quorum.ts (branch fleet-share, not in main yet): the same rule as docs/fleet.md states
-// it, with the same names, so the import switches without the figures moving. Deleted by the merge that brings it.
+// src/fleet/quorum.ts's decide(), restated over counts: vigil's takes the reporting observations and sorts their
+// `since` per decision, O(W log W), which at 10,000 consumers and a decision after every outcome is too slow; the
+// simulation keeps the reports in Fenwick trees and passes the counts. The same rule, the same names.
+import type { Decision, LocalTraffic } from '../../src/fleet/quorum.js'
 
-export interface LocalTraffic {
-  lastAttempt: number
-  lastSuccess: number
-  lastFailure: number
-}
-
-export type Decision = 'none' | 'ignored' | 'eject' | 'suspect'
-
-export function quorumOf(configured: number | undefined, consumers: number): number {
-  return configured ?? Math.max(2, Math.ceil(consumers / 10))
-}
-
-export function decide(reporters: number, quorum: number, local: LocalTraffic | undefined, now: number, localWindow: number): Decision {
+/**
+ * `reporters`: other observers reporting the server failing within window; `beganAfter`: how many of their failures
+ * began after this consumer's last success. Local success wins when it is recent, its last outcome, and fewer than
+ * `quorum` of the reported failures began after it.
+ */
+export function decide(reporters: number, beganAfter: number, quorum: number, local: LocalTraffic | undefined, now: number, localWindow: number): Decision {
   if (reporters < quorum) return 'none'
   const recent = now - localWindow
   if (local === undefined || local.lastAttempt < recent) return 'eject'
-  if (local.lastSuccess >= recent && local.lastSuccess >= local.lastFailure) return 'ignored'
+  if (local.lastSuccess >= recent && local.lastSuccess >= local.lastFailure && beganAfter < quorum) return 'ignored'
   return 'suspect'
 }

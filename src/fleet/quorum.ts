@@ -18,9 +18,14 @@ export interface LocalTraffic {
  */
 export type Decision = 'none' | 'ignored' | 'eject' | 'suspect'
 
-/** The default quorum: max(2, 10% of the consumers, rounded up). */
-export function quorumOf(configured: number | undefined, consumers: number): number {
-  return configured ?? Math.max(2, Math.ceil(consumers / 10))
+/**
+ * The default quorum: max(2, 10% of the consumers that can observe the server, rounded up). `observers`: the
+ * consumers using the server: all of the fleet's, or under `subset` those whose subset holds it; 10% of the whole
+ * fleet could exceed them and never be reached. The floor of 2 stays even where fewer than 3 consumers use a
+ * server: one other observer's word alone would spread its partition.
+ */
+export function quorumOf(configured: number | undefined, observers: number): number {
+  return configured ?? Math.max(2, Math.ceil(observers / 10))
 }
 
 /** The observers that report the server failing now, each report made within `window`. */

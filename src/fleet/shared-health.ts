@@ -45,6 +45,8 @@ export interface ServerFleetStatus {
   /** With shareChecks: the consumers that check it, and whether this vigil is one. */
   checkers?: string[]
   probedHere?: boolean
+  /** A non-checker checks it itself: too few of its checkers report it down to take their word. */
+  verifying?: boolean
 }
 
 export interface SharedHealthOptions {
@@ -64,6 +66,8 @@ export class SharedHealth implements AttemptObserver {
   /** Checkers per probed address, for the consumer list they were computed from. */
   private checkersFor = new Map<string, string[]>()
   private checkersOfIds: readonly string[] = []
+  /** Targets this vigil checks itself although others are its checkers: their reports are too few to trust. */
+  private verifying = new Set<string>()
 
   constructor(
     readonly settings: SharedHealthSettings,
@@ -82,11 +86,15 @@ export class SharedHealth implements AttemptObserver {
 
   /** Does this vigil probe `target` itself? Always, unless shareChecks picks other consumers for it. */
   probes(target: CheckTarget): boolean {
-    return this.settings.shareChecks === undefined || this.checkers(target.address).includes(this.options.id)
+    return this.settings.shareChecks === undefined || this.verifying.has(target.address) || this.checks(target.address)
+  }
+
+  /** Is this vigil one of the k checkers of `address`? */
+  private checks(address: string): boolean {
+    return this.checkers(address).includes(this.options.id)
   }
 
   evaluate(now = Date.now()): void {
-    const quorum = this.quorum
     const seen = new Set<Peer>()
     for (const u of this.options.upstreams().values()) {
       const g = this.options.groups.get(u.name)
@@ -94,6 +102,7 @@ export class SharedHealth implements AttemptObserver {
       for (const peer of u.peers) {
         seen.add(peer)
         const reporters = reporting(g.others.get(peer.address)?.values(), now, this.settings.window)
+        const quorum = this.quorumFor(u, peer)
         this.apply(u, peer, decide(reporters, quorum, this.traffic.get(peer), now, this.settings.localWindow), reporters, quorum, now)
       }
     }
@@ -102,23 +111,30 @@ export class SharedHealth implements AttemptObserver {
     if (this.settings.shareChecks !== undefined) this.adoptShared(this.settings.shareChecks, now)
   }
 
+  /** The quorum for a server of no subset: the configured one, or by default relative to every consumer. */
   get quorum(): number {
     return quorumOf(this.settings.quorum, this.options.consumers.view.count)
+  }
+
+  /** The quorum for `peer` of group `u`: under `subset`, the default counts only the consumers whose subset holds it. */
+  quorumFor(u: Upstream, peer: Peer): number {
+    const users = u.subset?.users(peer)
+    return users === undefined ? this.quorum : quorumOf(this.settings.quorum, users)
   }
 
   /** Servers this vigil probes itself, and servers whose state it takes from others (fleet.shareChecks). */
   checkShare(): { probed: number; shared: number } {
     let probed = 0
     let shared = 0
-    for (const target of this.options.checker.all) if (this.probes(target)) probed++
+    for (const target of this.options.checker.all) if (this.settings.shareChecks === undefined || this.checks(target.address)) probed++
     else shared++
     return { probed, shared }
   }
 
   status(upstream: Upstream, now = Date.now()): ServerFleetStatus[] {
     const g = this.options.groups.get(upstream.name)
-    const quorum = this.quorum
     return upstream.peers.map((peer) => {
+      const quorum = this.quorumFor(upstream, peer)
       const observers = [...(g?.others.get(peer.address)?.values() ?? [])]
       const s: ServerFleetStatus = {
         server: peer.address,
@@ -131,6 +147,7 @@ export class SharedHealth implements AttemptObserver {
       if (this.settings.shareChecks !== undefined && target !== undefined) {
         s.checkers = this.checkers(target.address)
         s.probedHere = s.checkers.includes(this.options.id)
+        if (!s.probedHere && this.verifying.has(target.address)) s.verifying = true
       }
       return s
     })
@@ -200,16 +217,25 @@ export class SharedHealth implements AttemptObserver {
   }
 
   private adoptShared(k: number, now: number): void {
+    const verifying = new Set<string>()
     for (const target of this.options.checker.all) {
-      if (this.probes(target)) continue
+      if (this.checks(target.address)) continue
       const checkers = this.checkers(target.address)
       for (const { upstream, peer } of target.members) {
-        const state = sharedState(checkers, this.options.groups.get(upstream.name)?.others.get(peer.address), k, now, this.settings.window)
-        if (state === undefined) continue
-        this.options.checker.adopt(target, state.down, { checkers, reports: state.reports.map((o) => ({ observer: o.observer, checkDown: o.checkDown, reason: o.reason })) })
+        const shared = sharedState(checkers, this.options.groups.get(upstream.name)?.others.get(peer.address), k, now, this.settings.window, this.traffic.get(peer), this.settings.localWindow)
+        if (shared === undefined) continue
+        if (shared.state === 'verify') {
+          // Too few checkers say down to trust them: its own checks decide, at their schedule (not at once: in a real
+          // failure the other checkers' reports follow within writeJitter, and the whole fleet probing at once is
+          // the load shared checks exist to avoid).
+          verifying.add(target.address)
+        } else {
+          this.options.checker.adopt(target, shared.state === 'down', { checkers, reports: shared.reports.map((o) => ({ observer: o.observer, checkDown: o.checkDown, reason: o.reason })) })
+        }
         break
       }
     }
+    this.verifying = verifying
   }
 }
 

@@ -6,7 +6,7 @@ import type { Passive, Subset } from '../config/schema.js'
 import { PASSIVE_DEFAULTS } from '../health/passive.js'
 import { ejectionAllowance } from '../health/cap.js'
 import type { Peer } from './peer.js'
-import { ring, subset, type Consumer } from './subset.js'
+import { ring, subset, subsetUsers, type Consumer } from './subset.js'
 
 export type SubsetRole = 'member' | 'replacement' | 'standby'
 
@@ -19,6 +19,9 @@ export class SubsetRotation {
   readonly floor: number
   /** Replacements in rotation now (see rotation()). */
   private replacing: ReadonlySet<Peer> = new Set()
+  /** The candidates' addresses, and per address how many of the fleet's subsets hold it (computed when first asked). */
+  private readonly candidates: readonly string[]
+  private usersOf: Map<string, number> | undefined
 
   constructor(
     peers: readonly Peer[],
@@ -27,7 +30,8 @@ export class SubsetRotation {
     cap: { maxEjectPercent: number; ejectAtLeastOne: boolean },
   ) {
     const candidates = new Map(peers.filter((p) => !p.backup && !p.configDown).map((p) => [p.address, p]))
-    const chosen = subset([...candidates.keys()], consumer, size)
+    this.candidates = [...candidates.keys()]
+    const chosen = subset(this.candidates, consumer, size)
     this.members = new Set(chosen.map((a) => candidates.get(a) as Peer))
     // subset() walks the ring from the consumer's start; the spares continue that walk past its last member.
     const inSubset = new Set(chosen)
@@ -61,6 +65,15 @@ export class SubsetRotation {
   role(peer: Peer): SubsetRole | undefined {
     if (peer.backup || peer.configDown) return undefined
     return this.members.has(peer) ? 'member' : this.replacing.has(peer) ? 'replacement' : 'standby'
+  }
+
+  /**
+   * How many of the fleet's consumers (this one's `count`) have `peer` in their subset: those that can observe it.
+   * Undefined for a server outside every subset (a backup, one configured down).
+   */
+  users(peer: Peer): number | undefined {
+    this.usersOf ??= subsetUsers(this.candidates, this.consumer.count, this.size)
+    return this.usersOf.get(peer.address)
   }
 
   get replacements(): number {

@@ -50,13 +50,47 @@ export function subset(servers: readonly string[], consumer: Consumer, size: num
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`subset: size ${size} is not a positive integer`)
   const unique = [...new Set(servers)]
   const m = unique.length
-  const take = Math.max(size, Math.ceil(m / count))
+  const take = takeOf(m, count, size)
   if (take >= m) return ring(unique)
   const order = ring(unique)
-  // The consumer's point is the middle of its 1/count of the ring: a point on a boundary would cross it at the
-  // slightest change of count.
-  const start = Math.floor(((2 * index + 1) * m) / (2 * count))
+  const start = startOf(index, count, m)
   const out = new Array<string>(take)
   for (let k = 0; k < take; k++) out[k] = order[(start + k) % m] as string
   return out
 }
+
+/**
+ * How many of the `count` consumers' subsets of `size` hold each server: the consumers that can observe it (the
+ * fleet's default quorum counts those, src/fleet/quorum.ts). O(count + servers × log servers): each consumer's
+ * window adds one over a run of the ring, summed with a difference array.
+ */
+export function subsetUsers(servers: readonly string[], count: number, size: number): Map<string, number> {
+  const order = ring([...new Set(servers)])
+  const m = order.length
+  const take = takeOf(m, count, size)
+  if (take >= m) return new Map(order.map((a) => [a, count]))
+  const diff = new Int32Array(m + 1)
+  const add = (i: number, d: number): void => void (diff[i] = (diff[i] as number) + d)
+  for (let index = 0; index < count; index++) {
+    const start = startOf(index, count, m)
+    const end = start + take
+    add(start, 1)
+    // A window past the ring's end wraps to its start.
+    if (end <= m) add(end, -1)
+    else {
+      add(0, 1)
+      add(end - m, -1)
+    }
+  }
+  const users = new Map<string, number>()
+  let running = 0
+  for (let i = 0; i < m; i++) users.set(order[i] as string, (running += diff[i] as number))
+  return users
+}
+
+/** Servers per subset: `size`, grown to ceil(servers / count) when the fleet is too small to reach every server. */
+const takeOf = (m: number, count: number, size: number): number => Math.max(size, Math.ceil(m / count))
+
+// The consumer's point is the middle of its 1/count of the ring: a point on a boundary would cross it at the
+// slightest change of count.
+const startOf = (index: number, count: number, m: number): number => Math.floor(((2 * index + 1) * m) / (2 * count))
