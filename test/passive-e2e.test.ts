@@ -162,7 +162,9 @@ t.test('stall: a frozen provider is suspected and gets no new requests long befo
   await burst(proxy.url, 60, 4, t)
   const before = (await control(frozen)).served
   frozen.signal('SIGSTOP')
-  // Open-loop traffic (a request every 10 ms whatever happens to the earlier ones) for 3 s.
+  // Open-loop traffic (a request every 10 ms whatever happens to the earlier ones) for 3 s, and on until 50 more
+  // have gone out after the suspicion (a loaded machine can take longer than 3 s to suspect), at most 12 s: well
+  // inside the 20 s response timeout, so the frozen provider's requests still finish once it thaws.
   const agent = client(t)
   const pending: Promise<number>[] = []
   let sentAtSuspect = -1
@@ -170,8 +172,9 @@ t.test('stall: a frozen provider is suspected and gets no new requests long befo
   upstream.on('health', (e: HealthEvent) => {
     if (sentAtSuspect === -1 && e.kind === 'suspect' && e.peer === frozen.address) sentAtSuspect = pending.length
   })
-  const end = Date.now() + 3_000
-  while (Date.now() < end) {
+  const start = Date.now()
+  const sending = (): boolean => Date.now() - start < 3_000 || ((sentAtSuspect === -1 || pending.length < sentAtSuspect + 50) && Date.now() - start < 12_000)
+  while (sending()) {
     pending.push(get(`${proxy.url}/work`, { dispatcher: agent }).then((r) => r.status))
     await new Promise((r) => setTimeout(r, 10))
   }
