@@ -347,15 +347,18 @@ export class Exchange {
     return b === null || Buffer.isBuffer(b) || (!b.readableDidRead && !b.destroyed)
   }
 
-  /** A gRPC call's deadline has not passed: another try may still start. */
-  private inTime(now: number): boolean {
-    return this.deadline === 0 || now < this.deadline
+  /**
+   * What every new try (retry, hedge, stall re-dispatch) needs besides its policy: a gRPC call's deadline has not
+   * passed, and the body can be sent again.
+   */
+  private mayTryAgain(now: number): boolean {
+    return (this.deadline === 0 || now < this.deadline) && this.replayable()
   }
 
   /** The peer to try `f` again on, if the rules, a free peer and the budget allow it (the budget is charged). */
   private retryPeer(f: Failure, now: number): Peer | undefined {
     const policy = this.upstream.retry
-    if (this.clientGone || !policy.allows(f, this.method, this.attempts, this.started, now, this.grpc) || !this.inTime(now) || !this.replayable()) return undefined
+    if (this.clientGone || !policy.allows(f, this.method, this.attempts, this.started, now, this.grpc) || !this.mayTryAgain(now)) return undefined
     const peer = this.nextPeer()
     if (peer === undefined) return undefined
     if (!policy.charge(now)) return undefined
@@ -441,7 +444,7 @@ export class Exchange {
     const now = Date.now()
     const policy = this.upstream.retry
     if (policy.hedge) {
-      if (!policy.mayHedge(this.method, this.attempts, this.started, now, this.grpc) || !this.inTime(now) || !this.replayable()) return
+      if (!policy.mayHedge(this.method, this.attempts, this.started, now, this.grpc) || !this.mayTryAgain(now)) return
       const peer = this.nextPeer()
       if (peer === undefined || !policy.charge(now)) return
       policy.hedges++
@@ -463,7 +466,7 @@ export class Exchange {
   stalled(now: number): void {
     if (this.winner !== undefined || this.finished || this.clientGone) return
     const policy = this.upstream.retry
-    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now, this.grpc) || !this.inTime(now) || !this.replayable()) return
+    if (!policy.mayRedispatch(this.method, this.attempts, this.started, now, this.grpc) || !this.mayTryAgain(now)) return
     const peer = this.nextPeer()
     if (peer === undefined || !policy.charge(now)) return
     policy.redispatches++
