@@ -187,6 +187,25 @@ t.test('passive link: a passing check lifts only ejections it disproves; recheck
   t.match(restored[0], { check: 'tcp', ejectedFor: 'error' })
 })
 
+t.test('hurry: checks at once even right after a recheck, whose rate limit would drop it', async (t) => {
+  const p = await spawnProvider(t, 'hurried')
+  const proxy = await startProxy(t, {
+    upstreams: { api: { servers: [{ address: p.address }], active: { type: 'tcp', interval: '1h', fastInterval: '10s' } } },
+  })
+  const peer = proxy.vigil.upstreams.get('api')!.peers[0]!
+  const target = proxy.vigil.checker.stateOf(peer)!
+  await waitFor('first check', () => target.checks >= 1)
+  proxy.vigil.checker.recheck(peer)
+  await waitFor('recheck', () => target.checks === 2)
+  // A recheck within fastInterval of the last is dropped (rate limit); hurry must not be.
+  proxy.vigil.checker.recheck(peer)
+  proxy.vigil.checker.hurry(peer, true)
+  await waitFor('checked at once', () => target.checks === 3)
+  t.equal(target.hurried, true)
+  proxy.vigil.checker.hurry(peer, false)
+  t.equal(target.hurried, false, 'lifted')
+})
+
 t.test('update (reload): kept servers keep their check state, new ones are checked at once, removed ones stop', async (t) => {
   const [kept, added] = await Promise.all([spawnProvider(t, 'kept'), spawnProvider(t, 'added')])
   const dead = `127.0.0.1:${await closedPort()}`

@@ -225,7 +225,9 @@ t.test('suspect: a vigil whose own recent requests failed checks the server at o
     passive: { ...group.passive, maxFails: 5 },
     active: { type: 'http', interval: '1h', fastInterval: '100ms', rise: 1, fall: 5, http: { path: '/healthz' } },
   }
-  const c = await member(t, lenient, fleet('c'))
+  // c's own failure must stay "recent" while a and b eject (each may take seconds on a loaded machine): with the
+  // default 10 s localWindow it once aged out, and c, then without traffic of its own, ejected on the fleet word.
+  const c = await member(t, lenient, fleet('c', { localWindow: '10m' }))
   await traffic(c, () => peer(c, bad).failures > 0, true)
   await traffic(a, () => peer(a, bad).passive?.state === 'ejected', true)
   await traffic(b, () => peer(b, bad).passive?.state === 'ejected', true)

@@ -171,10 +171,7 @@ export class SharedHealth implements AttemptObserver {
     } else {
       if (decision === 'eject' && h?.state === 'ok') h.eject(FLEET_QUORUM, now, evidence)
       outcome = decision === 'suspect' ? 'suspect' : h?.state === 'ok' ? 'capped' : 'ejected'
-      if (before?.suspect !== true) {
-        this.options.checker.hurry(peer, true)
-        this.options.checker.recheck(peer)
-      }
+      if (before?.suspect !== true) this.options.checker.hurry(peer, true)
       this.lower(u, peer)
     }
     this.verdicts.set(peer, { outcome, reporters, suspect })

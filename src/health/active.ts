@@ -413,10 +413,19 @@ export class ActiveChecker {
     this.report(target, down ? 'down' : 'up', 'shared_check', evidence)
   }
 
-  /** Check a target at fastInterval from now on (true) or at its state's interval again (false). */
+  /**
+   * Check a target now and at fastInterval from then on (true), or at its state's interval again (false). Not
+   * through recheck(): its rate limit would drop the check when a passive failure has just rechecked the server,
+   * and the next check would stay where the slow interval put it.
+   */
   hurry(peer: Peer, on: boolean): void {
     const target = this.byPeer.get(peer)
-    if (target !== undefined) target.hurried = on
+    if (target === undefined || target.hurried === on) return
+    target.hurried = on
+    // A running check reschedules itself at the fast interval when it ends.
+    if (!on || !this.started || target.running) return
+    clearTimeout(target.timer)
+    this.run(target, true)
   }
 
   /**
