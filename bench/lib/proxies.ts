@@ -1,6 +1,7 @@
 // The proxies under test, each a separate process behind one small interface: vigil (its CLI, with a config
 // fragment from bench/peers/), a plain http-proxy forwarder, nginx, HAProxy and Caddy (configs rendered from
 // bench/peers/). A peer that is not installed is reported as missing, never as a failure.
+import { createWriteStream } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -154,9 +155,14 @@ async function startVigil(spec: ProxySpec, servers: readonly string[]): Promise<
   const dir = await mkdtemp(join(tmpdir(), 'vigil-bench-'))
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = join(dir, 'vigil.json')
-  const log = spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
+  // DRILL_PROXY_LOG=FILE: vigil logs at debug level with its access log on stdout, kept in FILE with the time each
+  // line arrived (to find where a drill's slow requests or decisions went; it costs the proxy some CPU).
+  const keep = process.env['DRILL_PROXY_LOG']
+  const log =
+    keep !== undefined ? { level: 'debug', access: true } : spec.access === undefined ? { level: 'warn' } : { level: 'warn', access: { path: join(dir, 'access.log'), format: spec.access } }
   await writeFile(file, JSON.stringify(vigilConfig(port, adminPort, servers, fragment, log, spec.workers, spec.listener)))
-  const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: () => undefined })
+  const sink = keep === undefined ? undefined : createWriteStream(keep, { flags: 'a' })
+  const proc = new Proc(spec.name, process.execPath, [cliScript, 'start', '-c', file], { onLine: sink === undefined ? () => undefined : (l) => sink.write(`${Date.now()} ${l}\n`) })
   // A cluster starts three processes or more: on a loaded 2-core machine that takes longer than one.
   await waitForPort(port, spec.workers === undefined ? 10_000 : 30_000, proc)
   // A cluster's listeners open with its first worker; it is ready once every worker serves (its status says).
