@@ -41,11 +41,13 @@ t.test('versions, a missed one, the snapshot; a replicated ejection', async (t) 
   b!.operator = 'draining'
   primary.refresh()
   primary.refresh()
-  await turn()
-  t.equal(sent.length, 2, 'two changes in one turn: one version')
+  await Promise.resolve()
+  t.equal(sent.length, 2, 'two changes of one decision: one version, sent before the loop runs anything else')
   t.same(sent[1]?.servers.map((s) => s[1]), ['127.0.0.1:1', '127.0.0.1:2'], 'with what changed')
-  stream.applied(7, 2, performance.timeOrigin + performance.now())
-  t.same(measured, [2], 'the worker applied it: one propagation measured')
+  const now = performance.timeOrigin + performance.now()
+  stream.applied(7, 2, now, now)
+  t.same(measured, [1, 2], 'the worker holds version 2: it applied 1 and 2, both measured')
+  t.ok(stream.last !== undefined && stream.last.sent <= stream.last.received && stream.last.received <= stream.last.ms, 'sent, then read, then applied')
 
   // One failure ejects (maxFails 1), and the cap lets one of three out.
   const h = c!.passive as PeerHealth

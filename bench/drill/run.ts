@@ -79,6 +79,9 @@ process.stderr.write(
     `results: ${resultsDir}\n`,
 )
 
+/** The slowest propagation and where it waited: decision → sent to every worker → read by the last → applied. */
+const slowest = (p: NonNullable<RunResult['propagation']>): string =>
+  p.slowestMs === undefined ? '-' : `${p.slowestMs.toFixed(1)} ms (sent ${p.slowestSentMs?.toFixed(1) ?? '-'}, read ${p.slowestReceivedMs?.toFixed(1) ?? '-'})`
 const fmt = (ms: number | null | undefined) => (ms === undefined ? '-' : ms === null ? 'never' : `${(ms / 1000).toFixed(1)}s`)
 
 for (const scenario of chosen) {
@@ -95,7 +98,7 @@ for (const scenario of chosen) {
     process.stderr.write(
       result.status === 'ok' && c !== undefined
         ? `${c.requests} req, ${c.errors} errors, ${c.non2xx} non-2xx, ${c.slow} slow, detect ${fmt(result.detectMs)}, recover ${fmt(result.recoverMs)}, false ejections ${result.falseEjections ?? '-'}` +
-            `${result.propagation === undefined ? '' : `, decision → every worker: slowest ${result.propagation.slowestMs?.toFixed(1) ?? '-'} ms of ${result.propagation.measured}`}` +
+            `${result.propagation === undefined ? '' : `, decision → every worker: slowest ${slowest(result.propagation)} of ${result.propagation.measured}`}` +
             `${drillMisses(result).length === 0 ? '' : `  MISSED: ${drillMisses(result).join(', ')}`}\n`
         : `${result.status}: ${result.note}\n`,
     )

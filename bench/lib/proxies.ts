@@ -28,6 +28,9 @@ export interface Propagation {
   measured: number
   slowestMs: number | undefined
   lastMs: number | undefined
+  /** Of the slowest: ms until it was handed to every worker's channel, and until the last worker's loop read it. */
+  slowestSentMs?: number | undefined
+  slowestReceivedMs?: number | undefined
 }
 
 export type ProxyKind = 'vigil' | 'undici' | 'http-proxy' | 'nginx' | 'haproxy' | 'caddy'
@@ -99,7 +102,7 @@ export function vigilConfig(
 
 interface StatusJson {
   servers: { server: { name: string }[] }
-  workers?: { propagation: { measured: number; last?: { ms: number }; slowest?: { ms: number } } }
+  workers?: { propagation: { measured: number; last?: { ms: number }; slowest?: { ms: number; sent: number; received: number } } }
 }
 
 class VigilProcess implements ProxyUnderTest {
@@ -141,7 +144,7 @@ class VigilProcess implements ProxyUnderTest {
     if (this.workers === undefined) return undefined
     const status = (await fetch(`http://127.0.0.1:${this.adminPort}/status?format=json`).then((r) => r.json()).catch(() => undefined)) as StatusJson | undefined
     const p = status?.workers?.propagation
-    return p === undefined ? undefined : { measured: p.measured, slowestMs: p.slowest?.ms, lastMs: p.last?.ms }
+    return p === undefined ? undefined : { measured: p.measured, slowestMs: p.slowest?.ms, lastMs: p.last?.ms, slowestSentMs: p.slowest?.sent, slowestReceivedMs: p.slowest?.received }
   }
 
   async stop(): Promise<void> {

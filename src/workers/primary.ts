@@ -110,7 +110,8 @@ export class Cluster {
     })
     this.stream = new StateStream(upstreams, (d) => this.broadcast({ t: 'state', ...d }), (p) => {
       this.propagation.observe(p.ms / 1000)
-      this.log.debug({ version: p.version, ms: Math.round(p.ms * 100) / 100 }, 'state applied by every worker')
+      const r = (ms: number): number => Math.round(ms * 100) / 100
+      this.log.debug({ version: p.version, ms: r(p.ms), sentMs: r(p.sent), receivedMs: r(p.received) }, 'state applied by every worker')
     })
     vigil.metrics.workers = () => this.workerMetrics()
     vigil.workers = () => this.status()
@@ -256,8 +257,9 @@ export class Cluster {
         return
       case 'outcome': {
         this.judge(msg)
-        // The decision may have changed nothing: the worker still hears it (it may have skipped the server).
-        setImmediate(() => {
+        // The decision may have changed nothing: the worker still hears it (it may have skipped the server). After
+        // the state the decision changed is sent (a microtask queued during judge()).
+        queueMicrotask(() => {
           const s = this.stream.stateOf(msg.upstream, msg.address)
           if (s !== undefined) this.send(m, { t: 'verdict', servers: [s] })
         })
@@ -268,7 +270,7 @@ export class Cluster {
         return
       case 'ack':
         m.version = msg.version
-        this.stream.applied(m.worker.id, msg.version, msg.at)
+        this.stream.applied(m.worker.id, msg.version, msg.received, msg.at)
         return
       case 'resync':
         this.send(m, { t: 'snapshot', ...this.stream.snapshot() })

@@ -85,8 +85,8 @@ export type ToPrimary =
   | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number][]; traffic: Traffic[] }
   | ({ t: 'outcome' } & Outcomes)
   | { t: 'stall'; upstream: string; address: string; suspect: boolean; evidence: Record<string, unknown> | undefined }
-  /** A state version applied, and when (wallNow()). */
-  | { t: 'ack'; version: number; at: number }
+  /** The state version held after a change or a snapshot: when its message was read and when applied (wallNow()). */
+  | { t: 'ack'; version: number; received: number; at: number }
   | { t: 'resync' }
   | { t: 'generation'; generation: number; ok: boolean; error: string | undefined; listeners: string[] }
   | { t: 'metrics'; id: number; metrics: RegistryJson }

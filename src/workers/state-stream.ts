@@ -1,8 +1,11 @@
 // The primary's side of the workers' health view: every gate change of a live group (a check, an ejection, a trial
-// due, an operator action, a reload) marks the state dirty; one flush per turn of the loop sends what changed since
-// the last version, as the next version, to every worker (coalesced). A full snapshot goes every SNAPSHOT_INTERVAL
-// and to any worker that asks (it missed a version) or joins. Each worker acknowledges the versions it applied;
-// the time from the primary's decision until the last worker applied it is the propagation time.
+// due, an operator action, a reload) marks the state dirty; the flush runs as soon as the code that decided returns
+// (a microtask: the changes of one decision are one version, and nothing else the loop has queued, I/O or timers,
+// runs before it is sent) and sends what changed since the last version, as the next version, to every worker. A
+// full snapshot goes every SNAPSHOT_INTERVAL and to any worker that asks (it missed a version) or joins. Each
+// worker acknowledges the versions it applied (a snapshot covers every version up to its own); the time from the
+// primary's decision until the last worker applied it is the propagation time, with the time to hand it to every
+// channel (sent) and until the last worker's loop read it (received), so a slow one says where it waited.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
 import { wallNow, type Delta, type ServerState, type Snapshot } from './protocol.js'
@@ -23,10 +26,17 @@ export interface Propagation {
   /** The version, and ms from the decision until the last worker applied it. */
   version: number
   ms: number
+  /** ms from the decision until it was handed to every worker's channel, and until the last worker read it. */
+  sent: number
+  received: number
 }
 
-function flush(s: StateStream): void {
-  s.flush()
+interface Pending {
+  decided: number
+  sent: number
+  waiting: Set<number>
+  received: number
+  applied: number
 }
 
 export class StateStream {
@@ -36,12 +46,13 @@ export class StateStream {
   /** wallNow() of the first change not sent yet; 0 when none waits. */
   private dirtySince = 0
   private scheduled = false
-  /** Versions sent and not yet applied by every worker: decision time and who still has to apply it. */
-  private readonly pending = new Map<number, { decided: number; waiting: Set<number>; slowest: number }>()
+  /** Versions sent and not yet applied by every worker (oldest first): when, and who still has to apply it. */
+  private readonly pending = new Map<number, Pending>()
   /** Every propagation measured, the last and the slowest (ms). */
   measured = 0
   last: Propagation | undefined = undefined
   slowest: Propagation | undefined = undefined
+  private readonly flushNow = (): void => this.flush()
 
   constructor(
     private readonly upstreams: () => ReadonlyMap<string, Upstream>,
@@ -65,7 +76,7 @@ export class StateStream {
     if (this.dirtySince === 0) this.dirtySince = wallNow()
     if (this.scheduled) return
     this.scheduled = true
-    setImmediate(flush, this)
+    queueMicrotask(this.flushNow)
   }
 
   /** The servers whose state changed since the last version, as the next version. */
@@ -90,7 +101,7 @@ export class StateStream {
     if (changed.length === 0) return
     const d: Delta = { version: ++this.version, base: this.version - 1, decided, servers: changed }
     const waiting = this.broadcast(d)
-    if (waiting.length > 0) this.pending.set(d.version, { decided, waiting: new Set(waiting), slowest: 0 })
+    if (waiting.length > 0) this.pending.set(d.version, { decided, sent: wallNow(), waiting: new Set(waiting), received: 0, applied: 0 })
     if (this.pending.size > PENDING_VERSIONS) this.pending.delete(this.pending.keys().next().value as number)
   }
 
@@ -107,25 +118,31 @@ export class StateStream {
     return p === undefined ? undefined : stateOf(upstream, p)
   }
 
-  /** Worker `id` applied `version` at `at` (wallNow()). */
-  applied(id: number, version: number, at: number): void {
-    const v = this.pending.get(version)
-    if (v === undefined || !v.waiting.delete(id)) return
-    v.slowest = Math.max(v.slowest, at - v.decided)
-    if (v.waiting.size === 0) this.settle(version, v.slowest)
+  /**
+   * Worker `id` read a message at `received` and by `at` (both wallNow()) held `version`: versions apply in order,
+   * and a snapshot holds every change before it, so that is every version up to it.
+   */
+  applied(id: number, version: number, received: number, at: number): void {
+    for (const [v, p] of this.pending) {
+      if (v > version) break
+      if (!p.waiting.delete(id)) continue
+      p.received = Math.max(p.received, received - p.decided)
+      p.applied = Math.max(p.applied, at - p.decided)
+      if (p.waiting.size === 0) this.settle(v, p)
+    }
   }
 
   /** A worker left: no version waits for it any more. */
   left(id: number): void {
-    for (const [version, v] of this.pending) if (v.waiting.delete(id) && v.waiting.size === 0) this.settle(version, v.slowest)
+    for (const [version, v] of this.pending) if (v.waiting.delete(id) && v.waiting.size === 0) this.settle(version, v)
   }
 
-  private settle(version: number, ms: number): void {
+  private settle(version: number, v: Pending): void {
     this.pending.delete(version)
-    const p = { version, ms }
+    const p: Propagation = { version, ms: v.applied, sent: v.sent - v.decided, received: v.received }
     this.measured++
     this.last = p
-    if (this.slowest === undefined || ms > this.slowest.ms) this.slowest = p
+    if (this.slowest === undefined || p.ms > this.slowest.ms) this.slowest = p
     this.propagated(p)
   }
 }

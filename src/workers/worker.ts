@@ -43,6 +43,7 @@ export function runWorker(): Promise<number> {
     process.on('disconnect', () => stop())
     process.on('message', (m: unknown) => {
       if (!isMessage<ToWorker>(m)) return
+      const received = wallNow()
       switch (m.t) {
         case 'init':
           void start(m.config, m.generation, m.snapshot)
@@ -56,11 +57,13 @@ export function runWorker(): Promise<number> {
           return
         case 'state':
           if (replica === undefined) return
-          if (replica.change(m)) send({ t: 'ack', version: m.version, at: wallNow() })
+          if (replica.change(m)) send({ t: 'ack', version: m.version, received, at: wallNow() })
           else send({ t: 'resync' })
           return
         case 'snapshot':
-          replica?.snapshot(m)
+          if (replica === undefined) return
+          replica.snapshot(m)
+          send({ t: 'ack', version: m.version, received, at: wallNow() })
           return
         case 'verdict':
           replica?.verdict(m.servers)
