@@ -38,7 +38,7 @@ const named = async (name: string, status: number, slow = 0): Promise<string> =>
   })
   return address
 }
-const [bad1, bad2, bad3, probe, spare] = await Promise.all([named('bad1', 503), named('bad2', 503), named('bad3', 503), named('probe', 200, 800), named('spare', 200)])
+const [bad1, bad2, bad3, probe, spare, busy] = await Promise.all([named('bad1', 503), named('bad2', 503), named('bad3', 503), named('probe', 200, 800), named('spare', 200), named('busy', 200)])
 
 const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3]): Config => ({
   workers: 2,
@@ -47,6 +47,7 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
       address: '127.0.0.1:0',
       routes: [
         { pathPrefix: '/probe', upstream: 'probe' },
+        { pathPrefix: '/busy', upstream: 'busy' },
         { pathPrefix: '/', upstream: 'api' },
       ],
     },
@@ -58,6 +59,9 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
     // Three providers that answer 503: nginx mode, two failures eject, the cap lets one of three out.
     api: { balance: 'round_robin', servers: api.map((address) => ({ address })), retry: { tries: 1 }, passive: { maxFails: 2, failTimeout: '1h', failOn: ['error', 'timeout', 'http_503'], maxEjectPercent: 50, recoveryProbe: false } },
     probe: { servers: [{ address: probe }], retry: { tries: 1 } },
+    // Checked often, but a server real requests answered within trafficInterval is left out (the checks run in the
+    // primary, the requests in the workers).
+    busy: { servers: [{ address: busy }], active: { type: 'http', interval: '100ms', trafficInterval: '1h', rise: 1, fall: 3, http: { path: '/healthz' } } },
   },
   ...extra,
 })
@@ -150,11 +154,29 @@ t.test('one status page and one /metrics count the requests of both workers', as
   const metrics = (await get(`${admin}/metrics`)).body
   const total = [...metrics.matchAll(/^vigil_requests_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
   t.equal(total, sent, 'vigil_requests_total adds up both workers')
-  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 4, 'health series once per server (the primary decides them)')
+  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 5, 'health series once per server (the primary decides them)')
   t.match(metrics, /^vigil_server_up\{upstream="api",server="[^"]+"\} 1$/m)
   t.match(metrics, /^vigil_state_propagation_seconds_count \d+$/m)
   const html = (await get(`${admin}/status?format=html`)).body
   t.match(html, /<h2>workers<\/h2>/, 'the html page lists the workers')
+})
+
+t.test("active.trafficInterval: the primary's checks are left out while the workers' requests are answered", async (t) => {
+  const skips = async (): Promise<number> => {
+    const m = new RegExp(`^vigil_check_skips_total\\{server="${busy}",type="http",reason="traffic"\\} (\\d+)$`, 'm').exec((await get(`${admin}/metrics`)).body)
+    return Number(m?.[1] ?? 0)
+  }
+  t.equal(await skips(), 0, 'no traffic yet: every due check runs')
+  const { a, b } = pair as Required<typeof pair>
+  // Requests through both workers until the primary hears of their answers (each worker's batch) and skips a check.
+  const bodies = new Set<string>()
+  await until(async () => {
+    for (const c of [a, b]) bodies.add((await request('/busy', c.agent)).body)
+    return (await skips()) > 0
+  }, 'a check left out for traffic')
+  t.same([...bodies], ['busy'], 'every request answered by the busy server')
+  const s = (await status()).servers.server.find((x) => x.name === busy) as unknown as { checksSkipped: { traffic: number } }
+  t.ok(s.checksSkipped.traffic > 0, 'the status page counts it too')
 })
 
 t.test('a reload reaches every worker; workers is restart-only', async (t) => {

@@ -124,7 +124,7 @@ export class OutcomeReporter implements OutcomeSink {
           p.ok = 0
         }
         const latency = peer.stats.count === 0 ? -1 : peer.latency
-        traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency])
+        traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency, peer.lastAnswered])
       }
     }
     this.send({ t: 'batch', ...this.serving(), ok, traffic })

@@ -49,8 +49,11 @@ export interface Outcomes {
   failure: ReportedFailure | undefined
 }
 
-/** A worker's live numbers for one server (for the primary's status page): the primary adds up its workers'. */
-export type Traffic = [upstream: string, address: string, requests: number, failures: number, inflight: number, waiting: number, oldestWait: number, poolTimeouts: number, stuck: number, latency: number]
+/**
+ * A worker's live numbers for one server (for the primary's status page): the primary adds up its workers'.
+ * `lastAnswered`: when a real request last succeeded there (Date.now()), for the primary's traffic-aware checks.
+ */
+export type Traffic = [upstream: string, address: string, requests: number, failures: number, inflight: number, waiting: number, oldestWait: number, poolTimeouts: number, stuck: number, latency: number, lastAnswered: number]
 
 export type ToWorker =
   | { t: 'init'; generation: number; source: string; config: Config; snapshot: Snapshot }

@@ -1,5 +1,5 @@
-// The primary's view of its workers' traffic per server (requests, failures, in flight, waiting, latency): each
-// worker's last numbers, added up onto the primary's peers for the status page. The counters of a worker that
+// The primary's view of its workers' traffic per server (requests, failures, in flight, waiting, latency, the last
+// real answer): each worker's last numbers, added up onto the primary's peers for the status page and its checks. The counters of a worker that
 // exited are kept, so a total never goes back when a worker is replaced.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Traffic } from './protocol.js'
@@ -26,8 +26,13 @@ export class ClusterTraffic {
     if (mine === undefined) this.byWorker.set(id, (mine = new Map()))
     for (const r of rows) {
       mine.set(key(r[0], r[1]), r)
-      // Each worker's estimate is one sample of the server's latency.
-      if (r[9] >= 0) this.upstreams().get(r[0])?.find(r[1])?.recordLatency(r[9])
+      const peer = this.upstreams().get(r[0])?.find(r[1])
+      if (peer !== undefined) {
+        // Each worker's estimate is one sample of the server's latency.
+        if (r[9] >= 0) peer.recordLatency(r[9])
+        // The checks run here: active.trafficInterval skips a server the workers' real requests answered lately.
+        if (r[10] > peer.lastAnswered) peer.lastAnswered = r[10]
+      }
       this.total(r[0], r[1])
     }
   }
