@@ -5,11 +5,11 @@
 import t from 'tap'
 import { setImmediate as turn } from 'node:timers/promises'
 import { Upstream } from '../src/upstream/upstream.js'
-import { Role, type PeerHealth } from '../src/health/ejection.js'
+import { Role, TRIAL_FAILED, type PeerHealth } from '../src/health/ejection.js'
 import { failureOf } from '../src/health/outcome.js'
 import { Replica } from '../src/workers/replica.js'
 import { StateStream } from '../src/workers/state-stream.js'
-import type { Delta } from '../src/workers/protocol.js'
+import { TRIAL_GRANT, type Delta } from '../src/workers/protocol.js'
 
 const group = (): Upstream => new Upstream('api', { servers: [{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }, { address: '127.0.0.1:3' }] })
 
@@ -26,8 +26,9 @@ t.test('versions, a missed one, the snapshot; a replicated ejection', async (t) 
       return [7]
     },
     (p) => measured.push(p.version),
+    () => [7],
   )
-  const replica = new Replica(() => new Map([['api', worker]]))
+  const replica = new Replica(() => new Map([['api', worker]]), 7)
   const events: unknown[] = []
   worker.on('health', (e) => events.push(e))
   stream.watch()
@@ -70,4 +71,54 @@ t.test('versions, a missed one, the snapshot; a replicated ejection', async (t) 
   await turn()
   t.ok(replica.change(sent[3] as Delta), 'the next version follows')
   t.equal(wc!.passiveOk, true, 'restored on the worker too')
+})
+
+t.test("an ejected server's trial is granted to one worker at a time; unused, it moves to the next", async (t) => {
+  const primary = group()
+  const workers = [group(), group()]
+  t.teardown(() => Promise.all([primary.close(), ...workers.map((w) => w.close())]))
+  const sent: Delta[] = []
+  const stream = new StateStream(
+    () => new Map([['api', primary]]),
+    (d) => {
+      sent.push(d)
+      return [1, 2]
+    },
+    () => undefined,
+    () => [1, 2],
+  )
+  const replicas = workers.map((w, i) => new Replica(() => new Map([['api', w]]), i + 1))
+  const apply = (): void => {
+    for (const r of replicas) r.snapshot(stream.snapshot())
+  }
+  stream.watch()
+  await turn()
+  const h = primary.peers[0]!.passive as PeerHealth
+  h.eject('max_fails', Date.now())
+  h.openTrial()
+  t.equal(h.state, 'trial', "the primary's ejection time is over: the trial is due")
+  await turn()
+  apply()
+  const states = (): string[] => workers.map((w) => w.peers[0]!.passive!.state)
+  t.same(states(), ['trial', 'ejected'], 'one worker may send it, the other holds the server ejected')
+  t.same(workers.map((w) => w.peers[0]!.passiveOk), [true, false])
+
+  const before = sent.length
+  stream.regrant(performance.now() + TRIAL_GRANT)
+  await turn()
+  t.equal(sent.length, before + 1, 'an unused grant moves on as the next version')
+  apply()
+  t.same(states(), ['ejected', 'trial'], 'to the other worker')
+
+  // The granted worker sends it (the primary hears so): every worker holds the server while the trial runs.
+  h.dispatched(Date.now())
+  await turn()
+  apply()
+  t.same(states(), ['probing', 'probing'], 'no second trial from anyone')
+  primary.passive.judge(h, Role.Trial, failureOf('connect_refused'), Date.now())
+  t.equal(h.state, 'ejected', 'the trial failed: ejected again')
+  t.equal(h.snapshot().ejectionReason, TRIAL_FAILED)
+  await turn()
+  apply()
+  t.same(states(), ['ejected', 'ejected'])
 })

@@ -38,7 +38,16 @@ const named = async (name: string, status: number, slow = 0): Promise<string> =>
   })
   return address
 }
-const [bad1, bad2, bad3, probe, spare, busy] = await Promise.all([named('bad1', 503), named('bad2', 503), named('bad3', 503), named('probe', 200, 800), named('spare', 200), named('busy', 200)])
+const [bad1, bad2, bad3, probe, spare, busy, sick, well] = await Promise.all([
+  named('bad1', 503),
+  named('bad2', 503),
+  named('bad3', 503),
+  named('probe', 200, 800),
+  named('spare', 200),
+  named('busy', 200),
+  named('sick', 503, 300),
+  named('well', 200),
+])
 
 const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3]): Config => ({
   workers: 2,
@@ -48,6 +57,7 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
       routes: [
         { pathPrefix: '/probe', upstream: 'probe' },
         { pathPrefix: '/busy', upstream: 'busy' },
+        { pathPrefix: '/trial', upstream: 'trial' },
         { pathPrefix: '/', upstream: 'api' },
       ],
     },
@@ -62,6 +72,15 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
     // Checked often, but a server real requests answered within trafficInterval is left out (the checks run in the
     // primary, the requests in the workers).
     busy: { servers: [{ address: busy }], active: { type: 'http', interval: '100ms', trafficInterval: '1h', rise: 1, fall: 3, http: { path: '/healthz' } } },
+    // One failure ejects sick for 200 ms, then one trial request (which fails: ejected again), and so on.
+    trial: {
+      // Requests with one key go to one server while it is eligible: during a trial, to sick, from every worker.
+      balance: 'hash',
+      hashKey: 'header:x-key',
+      servers: [{ address: sick }, { address: well }],
+      retry: { tries: 1 },
+      passive: { maxFails: 1, failTimeout: '200ms', failOn: ['error', 'timeout', 'http_503'], recoveryProbe: false },
+    },
   },
   ...extra,
 })
@@ -154,7 +173,7 @@ t.test('one status page and one /metrics count the requests of both workers', as
   const metrics = (await get(`${admin}/metrics`)).body
   const total = [...metrics.matchAll(/^vigil_requests_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
   t.equal(total, sent, 'vigil_requests_total adds up both workers')
-  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 5, 'health series once per server (the primary decides them)')
+  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 7, 'health series once per server (the primary decides them)')
   t.match(metrics, /^vigil_server_up\{upstream="api",server="[^"]+"\} 1$/m)
   t.match(metrics, /^vigil_state_propagation_seconds_count \d+$/m)
   const html = (await get(`${admin}/status?format=html`)).body
@@ -177,6 +196,29 @@ t.test("active.trafficInterval: the primary's checks are left out while the work
   t.same([...bodies], ['busy'], 'every request answered by the busy server')
   const s = (await status()).servers.server.find((x) => x.name === busy) as unknown as { checksSkipped: { traffic: number } }
   t.ok(s.checksSkipped.traffic > 0, 'the status page counts it too')
+})
+
+t.test('after an ejection, one trial request for the whole proxy, not one per worker', async (t) => {
+  const { a, b } = pair as Required<typeof pair>
+  const trials = (): number => cli.lines.filter((l) => l['event'] === 'trial' && l['server'] === sick).length
+  // A key that maps to sick: its first request fails and ejects it.
+  let key = ''
+  for (let i = 0; key === ''; i++) if ((await get(`${url}/trial`, { dispatcher: a.agent, headers: { 'x-key': String(i) } })).body === 'sick') key = String(i)
+  await until(() => ejectedLines(sick).length > 0, 'sick to be ejected')
+  // No traffic, no trial: what sick served so far stays.
+  await until(converged, 'every worker to apply the state')
+  const [served0, trials0] = [served.get('sick') ?? 0, trials()]
+  // Traffic on both workers at once while sick is ejected, tried, ejected again, several times. Its answers take
+  // 300 ms: while one worker's trial runs, the other has requests to send too.
+  await until(async () => {
+    await Promise.all([a, b].map((c) => get(`${url}/trial/slow`, { dispatcher: c.agent, headers: { 'x-key': key } })))
+    return trials() >= trials0 + 6
+  }, 'six trials of sick')
+  t.ok(ejectedLines(sick).every((l) => l['pid'] === primary), 'the primary decides')
+  // Each trial is one request, from one worker (with a trial per worker, sick would serve twice as many).
+  const sent = (): number => (served.get('sick') ?? 0) - served0
+  await until(() => sent() === trials() - trials0, 'one request per trial')
+  t.equal(sent(), trials() - trials0, `${sent()} requests for ${trials() - trials0} trials`)
 })
 
 t.test('a reload reaches every worker; workers is restart-only', async (t) => {

@@ -228,7 +228,7 @@ export class PassiveHealth {
     w.waitingOn?.unlink(w)
     const h = peer.passive as PeerHealth
     if (!conclusive) {
-      if (w.role === Role.Trial) h.trialAbandoned()
+      if (w.role === Role.Trial) judging.abandoned(h)
       return
     }
     const counted = failure !== undefined && this.failOn.has(failure) ? failure : undefined
@@ -276,9 +276,14 @@ export class PassiveHealth {
  */
 export interface OutcomeSink {
   outcome(group: PassiveHealth, h: PeerHealth, role: Role, counted: Failure | undefined, now: number): void
+  /** The trial request's outcome will never come (cancelled, client gone): another request may try. */
+  abandoned(h: PeerHealth): void
 }
 
-const JUDGE_HERE: OutcomeSink = { outcome: (group, h, role, counted, now) => group.judge(h, role, counted, now) }
+const JUDGE_HERE: OutcomeSink = {
+  outcome: (group, h, role, counted, now) => group.judge(h, role, counted, now),
+  abandoned: (h) => h.trialAbandoned(),
+}
 let judging: OutcomeSink = JUDGE_HERE
 
 /** A cluster worker sends its outcomes to the primary (once, at its start): a process has one role. */

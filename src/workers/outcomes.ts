@@ -91,6 +91,12 @@ export class OutcomeReporter implements OutcomeSink {
     this.urgent(p)
   }
 
+  /** The trial went nowhere: the primary grants it again (maybe to another worker); until then it is ejected here. */
+  abandoned(h: PeerHealth): void {
+    h.mirror('ejected', h.suspect)
+    this.send({ t: 'trial', upstream: h.group.upstream.name, address: h.peer.address, sent: false })
+  }
+
   private slot(h: PeerHealth): PendingOutcomes {
     return (h.unreported ??= new PendingOutcomes(h.group.upstream.name, h.peer.address))
   }

@@ -15,7 +15,7 @@ import { failureOf, type Failure } from '../health/outcome.js'
 import type { RegistryJson } from '../admin/metrics.js'
 import { StateStream, type Propagation } from './state-stream.js'
 import { ClusterTraffic } from './traffic.js'
-import { isMessage, SNAPSHOT_INTERVAL, UNRESPONSIVE_AFTER, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
+import { isMessage, SNAPSHOT_INTERVAL, TRIAL_GRANT, UNRESPONSIVE_AFTER, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
 
 /** How long a metrics scrape waits for a worker's answer before leaving it out. */
 const METRICS_TIMEOUT = 2_000
@@ -108,11 +108,16 @@ export class Cluster {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [vigil.metrics.registry],
     })
-    this.stream = new StateStream(upstreams, (d) => this.broadcast({ t: 'state', ...d }), (p) => {
-      this.propagation.observe(p.ms / 1000)
-      const r = (ms: number): number => Math.round(ms * 100) / 100
-      this.log.debug({ version: p.version, ms: r(p.ms), sentMs: r(p.sent), receivedMs: r(p.received) }, 'state applied by every worker')
-    })
+    this.stream = new StateStream(
+      upstreams,
+      (d) => this.broadcast({ t: 'state', ...d }),
+      (p) => {
+        this.propagation.observe(p.ms / 1000)
+        const r = (ms: number): number => Math.round(ms * 100) / 100
+        this.log.debug({ version: p.version, ms: r(p.ms), sentMs: r(p.sent), receivedMs: r(p.received) }, 'state applied by every worker')
+      },
+      () => [...this.members.values()].filter((m) => m.serving).sort((a, b) => a.slot - b.slot).map((m) => m.worker.id),
+    )
     vigil.metrics.workers = () => this.workerMetrics()
     vigil.workers = () => this.status()
     vigil.updates.subscribe({
@@ -142,6 +147,7 @@ export class Cluster {
     this.starting = undefined
     this.every(SNAPSHOT_INTERVAL, () => this.broadcast({ t: 'snapshot', ...this.stream.snapshot() }))
     this.every(UNRESPONSIVE_AFTER / 5, () => this.watchdog())
+    this.every(TRIAL_GRANT, () => this.stream.regrant(performance.now()))
     const first = [...this.members.values()][0]
     this.log.info(
       {
@@ -268,6 +274,14 @@ export class Cluster {
       case 'stall':
         this.stall(msg.upstream, msg.address, msg.suspect, msg.evidence)
         return
+      case 'trial': {
+        // The one trial is on its way: no other worker gets it (the primary's state is 'probing' for all). One
+        // that went nowhere is due again, granted anew.
+        const h = this.vigil.upstreams.get(msg.upstream)?.find(msg.address)?.passive
+        if (msg.sent && h?.state === 'trial') h.dispatched(Date.now())
+        else if (!msg.sent) h?.trialAbandoned()
+        return
+      }
       case 'ack':
         m.version = msg.version
         this.stream.applied(m.worker.id, msg.version, msg.received, msg.at)

@@ -21,8 +21,14 @@ export function wallNow(): number {
   return performance.timeOrigin + performance.now()
 }
 
-/** One server's health as the primary decided it. */
-export type ServerState = [upstream: string, address: string, checkUp: boolean, passive: PassiveState, suspect: boolean, operator: OperatorState]
+/** How long a worker holds the trial of an ejected server without sending it before another worker gets it (ms). */
+export const TRIAL_GRANT = 1_000
+
+/**
+ * One server's health as the primary decided it. `trialWorker`: while its trial request is due, the one worker
+ * (cluster worker id) that may send it, as one process sends one; the others hold it ejected. 0 otherwise.
+ */
+export type ServerState = [upstream: string, address: string, checkUp: boolean, passive: PassiveState, suspect: boolean, operator: OperatorState, trialWorker: number]
 
 /** One counted failure, as a worker saw it: enough to rebuild the Failure the primary's detectors count. */
 export interface ReportedFailure {
@@ -88,6 +94,8 @@ export type ToPrimary =
   | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number][]; traffic: Traffic[] }
   | ({ t: 'outcome' } & Outcomes)
   | { t: 'stall'; upstream: string; address: string; suspect: boolean; evidence: Record<string, unknown> | undefined }
+  /** This worker just sent the trial request it was granted (`sent`; its outcome follows), or it was abandoned. */
+  | { t: 'trial'; upstream: string; address: string; sent: boolean }
   /** The state version held after a change or a snapshot: when its message was read and when applied (wallNow()). */
   | { t: 'ack'; version: number; received: number; at: number }
   | { t: 'resync' }

@@ -1,5 +1,5 @@
 // A cluster worker's health view: a replica of the state its primary decided, by server, applied to the live
-// peers' gates (check, passive, operator). Changes come versioned; one that does not follow the version held is
+// peers' gates (check, passive, operator; a due trial only in the worker it was granted to). Changes come versioned; one that does not follow the version held is
 // not applied and the worker asks for a snapshot. The replica outlives generations: after a reload it is applied
 // again to the new generation's peers, so a server the primary already judged is never eligible by default.
 import type { Upstream } from '../upstream/upstream.js'
@@ -11,7 +11,11 @@ export class Replica {
   version = 0
   private readonly states = new Map<string, ServerState>()
 
-  constructor(private readonly upstreams: () => ReadonlyMap<string, Upstream>) {}
+  constructor(
+    private readonly upstreams: () => ReadonlyMap<string, Upstream>,
+    /** This worker's cluster id: a trial granted to another worker is an ejection here. */
+    private readonly self: number,
+  ) {}
 
   /** The whole state: what it does not list is gone. */
   snapshot(s: Snapshot): void {
@@ -45,10 +49,10 @@ export class Replica {
       const u = this.upstreams().get(s[0])
       const peer = u?.find(s[1])
       if (u === undefined || peer === undefined) continue
-      const [, , checkUp, passive, suspect, operator] = s
+      const [, , checkUp, passive, suspect, operator, trialWorker] = s
       peer.checkUp = checkUp
       peer.operator = operator
-      peer.passive?.mirror(passive, suspect)
+      peer.passive?.mirror(passive === 'trial' && trialWorker !== this.self ? 'ejected' : passive, suspect)
       touched.add(u)
     }
     for (const u of touched) u.refresh()

@@ -6,18 +6,16 @@
 // worker acknowledges the versions it applied (a snapshot covers every version up to its own); the time from the
 // primary's decision until the last worker applied it is the propagation time, with the time to hand it to every
 // channel (sent) and until the last worker's loop read it (received), so a slow one says where it waited.
+// A server's trial request, once due, is granted to one worker (in turn), as one process sends one: nginx's peer
+// state in a shared zone lets one worker through per fail_timeout. A grant not used within TRIAL_GRANT moves on
+// to the next worker (that one may have no traffic); once the trial is sent the primary holds it for all.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
-import { wallNow, type Delta, type ServerState, type Snapshot } from './protocol.js'
+import { TRIAL_GRANT, wallNow, type Delta, type ServerState, type Snapshot } from './protocol.js'
 
 const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
 
-function stateOf(upstream: string, p: Peer): ServerState {
-  const h = p.passive
-  return [upstream, p.address, p.checkUp, h?.state ?? 'ok', h?.suspect ?? false, p.operator]
-}
-
-const encode = (s: ServerState): string => `${s[2] ? 1 : 0}${s[3]}${s[4] ? 1 : 0}${s[5]}`
+const encode = (s: ServerState): string => `${s[2] ? 1 : 0}${s[3]}${s[4] ? 1 : 0}${s[5]}${s[6]}`
 
 /** Versions kept waiting for their acknowledgements; older ones are dropped unmeasured. */
 const PENDING_VERSIONS = 64
@@ -53,12 +51,17 @@ export class StateStream {
   last: Propagation | undefined = undefined
   slowest: Propagation | undefined = undefined
   private readonly flushNow = (): void => this.flush()
+  /** Per server in its trial: the worker granted it, and since when (performance.now()). */
+  private readonly grants = new Map<string, { worker: number; since: number }>()
+  private turn = 0
 
   constructor(
     private readonly upstreams: () => ReadonlyMap<string, Upstream>,
     /** Send a change to every serving worker; returns their ids (who must acknowledge it). */
     private readonly broadcast: (d: Delta) => number[],
     private readonly propagated: (p: Propagation) => void,
+    /** The ids of the workers that serve, in a stable order (who may be granted a trial). */
+    private readonly serving: () => readonly number[],
   ) {}
 
   /** Follow the gate changes of every live group (call after each generation: new groups join). */
@@ -88,7 +91,7 @@ export class StateStream {
     const live = new Set<string>()
     for (const u of this.upstreams().values()) {
       for (const p of u.peers) {
-        const s = stateOf(u.name, p)
+        const s = this.state(u.name, p)
         const k = key(u.name, p.address)
         live.add(k)
         const e = encode(s)
@@ -98,6 +101,7 @@ export class StateStream {
       }
     }
     for (const k of this.sent.keys()) if (!live.has(k)) this.sent.delete(k)
+    for (const k of this.grants.keys()) if (!live.has(k)) this.grants.delete(k)
     if (changed.length === 0) return
     const d: Delta = { version: ++this.version, base: this.version - 1, decided, servers: changed }
     const waiting = this.broadcast(d)
@@ -108,14 +112,50 @@ export class StateStream {
   /** The whole state at the current version. */
   snapshot(): Snapshot {
     const servers: ServerState[] = []
-    for (const u of this.upstreams().values()) for (const p of u.peers) servers.push(stateOf(u.name, p))
+    for (const u of this.upstreams().values()) for (const p of u.peers) servers.push(this.state(u.name, p))
     return { version: this.version, servers }
   }
 
   /** The current state of one server (the verdict after a worker's report); undefined when it is not live. */
   stateOf(upstream: string, address: string): ServerState | undefined {
     const p = this.upstreams().get(upstream)?.find(address)
-    return p === undefined ? undefined : stateOf(upstream, p)
+    return p === undefined ? undefined : this.state(upstream, p)
+  }
+
+  /** Grants older than TRIAL_GRANT, not used, move to the next worker (as the next version). */
+  regrant(now: number): void {
+    const ids = this.serving()
+    if (ids.length < 2) return
+    let moved = false
+    for (const g of this.grants.values()) {
+      if (now - g.since < TRIAL_GRANT) continue
+      g.worker = ids[(ids.indexOf(g.worker) + 1) % ids.length] as number
+      g.since = now
+      moved = true
+    }
+    if (moved) this.dirty()
+  }
+
+  private state(upstream: string, p: Peer): ServerState {
+    const h = p.passive
+    const passive = h?.state ?? 'ok'
+    return [upstream, p.address, p.checkUp, passive, h?.suspect ?? false, p.operator, passive === 'trial' ? this.grantee(key(upstream, p.address)) : this.ungrant(key(upstream, p.address))]
+  }
+
+  /** The worker that may send the trial of server `k`: the one granted it while it serves, else the next in turn. */
+  private grantee(k: string): number {
+    const ids = this.serving()
+    const g = this.grants.get(k)
+    if (g !== undefined && ids.includes(g.worker)) return g.worker
+    if (ids.length === 0) return 0
+    const worker = ids[this.turn++ % ids.length] as number
+    this.grants.set(k, { worker, since: performance.now() })
+    return worker
+  }
+
+  private ungrant(k: string): 0 {
+    this.grants.delete(k)
+    return 0
   }
 
   /**

@@ -2,6 +2,7 @@
 // takes its config and health state from the primary, forwards, and reports its outcomes (outcomes.ts) and its
 // stall suspicions. It stops like one process: on the primary's word, on SIGTERM/SIGINT (a signal to the whole
 // process group), or when the primary is gone.
+import cluster from 'node:cluster'
 import { Vigil } from '../index.js'
 import { reportOutcomesTo } from '../health/passive.js'
 import { leaveStallTrialsToAnotherProcess } from '../health/ejection.js'
@@ -84,7 +85,7 @@ export function runWorker(): Promise<number> {
       if (vigil !== undefined) return
       try {
         const v = (vigil = new Vigil(config, { cluster: 'worker' }))
-        const r = (replica = new Replica(() => v.upstreams))
+        const r = (replica = new Replica(() => v.upstreams, cluster.worker?.id ?? 0))
         generation = gen
         r.snapshot(snapshot)
         const out = (reporter = new OutcomeReporter(() => v.upstreams, send, () => ({ generation, version: r.version })))
@@ -98,9 +99,11 @@ export function runWorker(): Promise<number> {
           },
         })
         // This worker's own stall evidence goes to the primary, whose cap decides for every worker.
+        // And the trial it was granted is on its way: the primary holds the server in its trial for every worker.
         v.events.on('health', (e) => {
-          if (e.source !== 'passive' || (e.event !== 'suspect' && e.event !== 'cleared')) return
-          send({ t: 'stall', upstream: e.upstream, address: e.server, suspect: e.event === 'suspect', evidence: e.evidence })
+          if (e.source !== 'passive') return
+          if (e.event === 'trial') send({ t: 'trial', upstream: e.upstream, address: e.server, sent: true })
+          else if (e.event === 'suspect' || e.event === 'cleared') send({ t: 'stall', upstream: e.upstream, address: e.server, suspect: e.event === 'suspect', evidence: e.evidence })
         })
         await v.start()
         out.start()
