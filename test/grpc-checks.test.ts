@@ -6,7 +6,8 @@ import { createSecureServer, createServer as createH2Server, type Http2Server, t
 import type { AddressInfo } from 'node:net'
 import { startProxy, type ProxyHandle } from './helpers/index.js'
 import { recordEvents, statusOf, waitFor } from './helpers/health.js'
-import { spawnGrpcProvider, type GrpcProvider } from './helpers/grpc.js'
+import { echoClient, spawnGrpcProvider, type GrpcProvider } from './helpers/grpc.js'
+import * as grpcJs from '@grpc/grpc-js'
 import { tempDir } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import type { Config } from '../src/index.js'
@@ -143,6 +144,36 @@ t.test('the service name is passed: its status decides, not the whole server\'s'
   const of = (u: string): string[] => events.filter((e) => e.upstream === u).map((e) => `${e.event} ${e.reason} ${String(e.evidence?.['detail'])}`)
   t.same(of('billing'), ['down NOT_SERVING service "vigil.Billing" is NOT_SERVING', 'up ok undefined'])
   t.same(of('unknown'), ['down grpc_NOT_FOUND Health status unknown for service vigil.Nope'], 'an unknown service is the server\'s NOT_FOUND')
+})
+
+t.test('calls answered UNAVAILABLE while the health service says SERVING: passing checks do not lift the ejection', async (t) => {
+  // The grpc-errors drill's fault: before, each passing check restored the server (unejectOnPass), two more
+  // calls failed and ejected it again, about once a second for the whole fault.
+  const failing = await spawnGrpcProvider(t, 'unavailable')
+  const proxy = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', upstream: 'api', http2: true }],
+    upstreams: {
+      api: {
+        protocol: 'h2c',
+        servers: [{ address: grpc.address }, { address: failing.address }],
+        passive: { maxFails: 1, failTimeout: '1h', recoveryProbe: false, stall: { enabled: false } },
+        active: { type: 'grpc', ...fast, unejectOnPass: true },
+      },
+    },
+  })
+  const passive = recordEvents(proxy.vigil, 'passive')
+  const target = proxy.vigil.checker.stateOf(proxy.vigil.upstreams.get('api')!.peers[1]!)!
+  await waitFor('checked and passing', () => target.checks >= 2 && target.last?.result === 'success')
+  await failing.control('fail=14')
+  const client = echoClient(t, `127.0.0.1:${proxy.port}`)
+  const codes: number[] = []
+  for (let i = 0; i < 4; i++) await client.say({ text: `${i}` }).then(() => codes.push(0), (e: grpcJs.ServiceError) => codes.push(e.code))
+  t.ok(codes.includes(grpcJs.status.UNAVAILABLE), `a call got UNAVAILABLE: ${codes.join(',')}`)
+  await waitFor('ejected', () => passive.some((e) => e.event === 'ejected'))
+  const checked = target.checks
+  await waitFor('five more checks, all passing', () => target.checks >= checked + 5 && target.failures === 0)
+  for (let i = 0; i < 6; i++) t.equal((await client.say({ text: `after ${i}` })).from, 'g', 'every call goes to the other server')
+  t.same(passive.map((e) => [e.event, e.reason]), [['ejected', 'max_fails']], 'ejected once, never restored by a check')
 })
 
 t.test('protocol h2c: an HTTP check speaks HTTP/2 to a provider that refuses HTTP/1.1', async (t) => {

@@ -102,11 +102,14 @@ export function resolveCheck(active: Active, upstreamHost: string | undefined, p
 }
 
 /**
- * Which passive failure classes (nginx's `error`, `timeout`, `invalid_header`, `http_NNN`) a passing check
- * disproves. A TCP connect only shows the port accepts; an exchange also shows it answers; an HTTP check
- * shows it answers HTTP with an expected status.
+ * Which passive failure classes (nginx's `error`, `timeout`, `invalid_header`, `http_NNN`, `grpc_NAME`) a
+ * passing check disproves. A TCP connect only shows the port accepts; an exchange also shows it answers; an
+ * HTTP check shows it answers HTTP with an expected status; a gRPC check that its health service says SERVING.
+ * None disproves a call's gRPC status: that is the application's answer to its own methods (a dependency down,
+ * load shed), which no check calls, and health services rarely leave SERVING; only a real call (the trial) can.
  */
 export function checkCovers(spec: CheckSpec, failureClass: string): boolean {
+  if (failureClass.startsWith('grpc_')) return false
   if (spec.type !== 'tcp') return true
   if (spec.tcp?.expect !== undefined) return !failureClass.startsWith('http_')
   return failureClass === 'error'
