@@ -205,6 +205,34 @@ t.test('protocol h2: gRPC and HTTP checks over TLS with ALPN h2', async (t) => {
   t.ok(h2tls.requests >= fast.rise, 'the HTTP/2-only TLS server answered the HTTP check')
 })
 
+t.test("protocol h2: checks use the group's tls (its CA, its client certificate), as its traffic does", async (t) => {
+  // An HTTP/2-only TLS provider that requires a client certificate signed by the test CA.
+  const mtls = createSecureServer({ cert: certs.cert, key: certs.key, allowHTTP1: false, requestCert: true, rejectUnauthorized: true, ca: certs.ca })
+  const provider = await h2Only(mtls)
+  t.teardown(() => {
+    for (const s of provider.sessions) s.destroy()
+    mtls.close()
+  })
+  const withCert = { ca: certs.caFile, cert: certs.clientCertFile, key: certs.clientKeyFile }
+  const http = { type: 'http' as const, ...fast, http: { path: '/healthz' } }
+  const proxy = await proxyFor(t, {
+    http: { protocol: 'h2', tls: withCert, servers: [{ address: provider.address }], active: http },
+    grpc: { protocol: 'h2', tls: withCert, servers: [{ address: provider.address }], active: { type: 'grpc', ...fast } },
+    // The grpc-js TLS provider asks for no certificate: the group's CA alone verifies it, no skipVerify.
+    ca: { protocol: 'h2', tls: { ca: certs.caFile }, servers: [{ address: grpcTls.address }], active: { type: 'grpc', ...fast } },
+    nocert: { protocol: 'h2', tls: { ca: certs.caFile }, servers: [{ address: provider.address }], active: http },
+    // Before: the only way to check a private-CA provider, and it still has no certificate to show.
+    skip: { protocol: 'h2', servers: [{ address: provider.address }], active: { ...http, tls: { skipVerify: true } } },
+  })
+  await waitFor('the three with what they need passed rise times, the two without are down', () =>
+    ['http', 'grpc', 'ca'].every((u) => proxy.target(u).checks >= fast.rise) && proxy.target('nocert').state.down && proxy.target('skip').state.down,
+  )
+  for (const u of ['http', 'grpc', 'ca']) t.same([proxy.target(u).failures, proxy.target(u).state.down], [0, false], `${u}: every check passed`)
+  t.ok(provider.requests >= 2 * fast.rise, 'the provider answered the checks that showed a certificate')
+  const client = await fetch(`${proxy.url}/healthz`).then((r) => r.status)
+  t.equal(client, 200, 'and the traffic, with the same certificate')
+})
+
 t.test('a frozen gRPC provider (SIGSTOP) times out and goes down; SIGCONT brings it back', async (t) => {
   const frozen = await spawnGrpcProvider(t, 'frozen')
   const proxy = await proxyFor(t, { api: { servers: [{ address: frozen.address }], active: { type: 'grpc', ...fast, timeout: 500 } } })
