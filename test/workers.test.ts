@@ -6,6 +6,7 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
+import { createServer, type Server } from 'node:net'
 import { Agent } from 'undici'
 import type { Config } from '../src/config/schema.js'
 import { get, httpServer } from './helpers/index.js'
@@ -49,6 +50,17 @@ const [bad1, bad2, bad3, probe, spare, busy, sick, well] = await Promise.all([
   named('well', 200),
 ])
 
+/** A loopback port held by a plain TCP server (a listener vigil cannot bind, or a server that refuses once closed). */
+const held = async (): Promise<{ server: Server; address: string }> => {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(() => resolve(undefined))))
+  return { server, address: `127.0.0.1:${(server.address() as { port: number }).port}` }
+}
+// Nothing listens there: every request to it fails to connect, and each worker logs it (a warn line).
+const gone = await held()
+await new Promise((resolve) => gone.server.close(resolve))
+
 const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3]): Config => ({
   workers: 2,
   listeners: [
@@ -58,6 +70,7 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
         { pathPrefix: '/probe', upstream: 'probe' },
         { pathPrefix: '/busy', upstream: 'busy' },
         { pathPrefix: '/trial', upstream: 'trial' },
+        { pathPrefix: '/gone', upstream: 'gone' },
         { pathPrefix: '/', upstream: 'api' },
       ],
     },
@@ -72,6 +85,7 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
     // Checked often, but a server real requests answered within trafficInterval is left out (the checks run in the
     // primary, the requests in the workers).
     busy: { servers: [{ address: busy }], active: { type: 'http', interval: '100ms', trafficInterval: '1h', rise: 1, fall: 3, http: { path: '/healthz' } } },
+    gone: { servers: [{ address: gone.address }], retry: { tries: 1 } },
     // One failure ejects sick for 200 ms, then one trial request (which fails: ejected again), and so on.
     trial: {
       // Requests with one key go to one server while it is eligible: during a trial, to sick, from every worker.
@@ -173,7 +187,7 @@ t.test('one status page and one /metrics count the requests of both workers', as
   const metrics = (await get(`${admin}/metrics`)).body
   const total = [...metrics.matchAll(/^vigil_requests_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0)
   t.equal(total, sent, 'vigil_requests_total adds up both workers')
-  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 7, 'health series once per server (the primary decides them)')
+  t.equal([...metrics.matchAll(/^vigil_server_up\{/gm)].length, 8, 'health series once per server (the primary decides them)')
   t.match(metrics, /^vigil_server_up\{upstream="api",server="[^"]+"\} 1$/m)
   t.match(metrics, /^vigil_state_propagation_seconds_count \d+$/m)
   const html = (await get(`${admin}/status?format=html`)).body
@@ -244,6 +258,46 @@ t.test('a reload reaches every worker; workers is restart-only', async (t) => {
   const s = await status()
   t.ok(s.workers.workers.every((w) => w.generation === before + 1), 'a rejected file reaches no worker')
   writeConfig(file, config({}, [bad1, bad2, bad3, spare]))
+})
+
+t.test('a generation the workers cannot apply is sent to them again until they apply it', async (t) => {
+  const busyPort = await held()
+  const before = (await status()).servers.generation
+  const next = config({}, [bad1, bad2, bad3, spare])
+  next.listeners.push({ address: busyPort.address, upstream: 'probe' })
+  writeConfig(file, next)
+  process.kill(primary, 'SIGHUP')
+  const failed = (): Record<string, unknown>[] => cli.lines.filter((l) => (l['msg'] as string).startsWith('a worker could not apply the generation') && l['generation'] === before + 1)
+  await until(() => failed().length === 2, 'both workers to fail to bind the new listener')
+  const s = await status()
+  t.equal(s.servers.generation, before + 1, 'the primary applied it (it binds no listener)')
+  t.ok(s.workers.workers.every((w) => w.generation === before), 'the workers serve the generation before')
+  t.equal((await request('/probe', agent())).status, 200, 'and keep serving')
+  await new Promise((resolve) => busyPort.server.close(resolve))
+  await until(async () => (await status()).workers.workers.every((w) => w.generation === before + 1), 'every worker to apply it on a retry')
+  t.equal(cli.lines.filter((l) => l['msg'] === 'the worker applied the generation on a retry').length, 2, 'each retry that worked is said')
+  t.equal(failed().length, 2, 'each failure said once')
+  t.equal((await get(`http://${busyPort.address}/probe`)).status, 200, 'the new listener serves')
+  writeConfig(file, config({}, [bad1, bad2, bad3, spare]))
+  process.kill(primary, 'SIGHUP')
+  await until(async () => (await status()).workers.workers.every((w) => w.generation === before + 2), 'back to one listener')
+})
+
+t.test('PUT /log sets the level of every worker', async (t) => {
+  const refused = (): number => cli.lines.filter((l) => l['msg'] === 'upstream request failed' && l['peer'] === gone.address).length
+  const { a, b } = pair as Required<typeof pair>
+  const level = async (l: string): Promise<void> => {
+    t.equal((await get(`${admin}/log`, { method: 'PUT', body: JSON.stringify({ level: l }) })).status, 200)
+    // A scrape waits for every worker's answer, and a worker reads the primary's messages in order: it holds the level.
+    await get(`${admin}/metrics`)
+  }
+  await level('error')
+  const quiet = refused()
+  for (const c of [a, b]) t.equal((await request('/gone', c.agent)).status, 502)
+  await level('info')
+  for (const c of [a, b]) t.equal((await request('/gone', c.agent)).status, 502)
+  await until(() => refused() >= quiet + 2, "both workers' warnings at info")
+  t.equal(refused(), quiet + 2, 'none while the level was error: each worker took it')
 })
 
 t.test('a worker SIGKILLed with requests in flight is replaced; the other worker finishes its requests', async (t) => {

@@ -55,6 +55,8 @@ interface Member {
   serving: boolean
   heard: number
   listeners: string[]
+  /** The generation it last failed to apply (it serves the one before and is sent the current one again); 0 none. */
+  failed: number
 }
 
 /** `workers` as a number of processes: "auto" is one per core; undefined runs one process. */
@@ -76,7 +78,9 @@ function workerConfig(vigil: Vigil): Config {
     }
   }
   // The fleet's registration is the proxy's, held by the primary.
-  return { ...c, upstreams, admin: undefined, workers: undefined, fleet: undefined, reload: { watch: false } }
+  // The level the primary runs at (PUT /log may have set it) for a worker that starts or reloads.
+  const log = { ...c.log, level: vigil.log.level as NonNullable<NonNullable<Config['log']>['level']> }
+  return { ...c, upstreams, log, admin: undefined, workers: undefined, fleet: undefined, reload: { watch: false } }
 }
 
 export class Cluster {
@@ -118,6 +122,8 @@ export class Cluster {
       },
       () => [...this.members.values()].filter((m) => m.serving).sort((a, b) => a.slot - b.slot).map((m) => m.worker.id),
     )
+    // PUT /log (or a reload) sets the primary's level: every worker takes it, as one process would.
+    vigil.log.on('level-change', (level: string) => this.broadcast({ t: 'level', level }))
     vigil.metrics.workers = () => this.workerMetrics()
     vigil.workers = () => this.status()
     vigil.updates.subscribe({
@@ -145,7 +151,10 @@ export class Cluster {
       throw err
     }
     this.starting = undefined
-    this.every(SNAPSHOT_INTERVAL, () => this.broadcast({ t: 'snapshot', ...this.stream.snapshot() }))
+    this.every(SNAPSHOT_INTERVAL, () => {
+      this.broadcast({ t: 'snapshot', ...this.stream.snapshot() })
+      this.retryConfigs()
+    })
     this.every(UNRESPONSIVE_AFTER / 5, () => this.watchdog())
     this.every(TRIAL_GRANT, () => this.stream.regrant(performance.now()))
     const first = [...this.members.values()][0]
@@ -207,7 +216,7 @@ export class Cluster {
 
   private fork(slot: number): void {
     const worker = cluster.fork({ VIGIL_WORKER: String(slot) })
-    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [] }
+    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0 }
     this.members.set(worker.id, m)
     worker.on('message', (msg: unknown) => {
       if (isMessage<ToPrimary>(msg)) this.onMessage(m, msg)
@@ -290,9 +299,18 @@ export class Cluster {
         this.send(m, { t: 'snapshot', ...this.stream.snapshot() })
         return
       case 'generation':
-        if (msg.ok) m.generation = msg.generation
-        else this.log.error({ worker: m.slot, generation: msg.generation, err: msg.error }, 'a worker could not apply the generation; it serves the one before')
         m.listeners = msg.listeners
+        if (msg.ok) {
+          m.generation = msg.generation
+          if (m.failed !== 0) this.log.info({ worker: m.slot, generation: msg.generation }, 'the worker applied the generation on a retry')
+          m.failed = 0
+          return
+        }
+        // Said once per generation; it is sent again with every snapshot until it applies (a port that frees up).
+        if (m.failed !== msg.generation) {
+          this.log.error({ worker: m.slot, generation: msg.generation, err: msg.error }, 'a worker could not apply the generation; it serves the one before, and is sent it again every few seconds')
+        }
+        m.failed = msg.generation
         return
       case 'metrics':
         this.metricWaits.get(msg.id)?.(msg.metrics)
@@ -336,6 +354,14 @@ export class Cluster {
     const generation = this.vigil.generation
     const config = workerConfig(this.vigil)
     this.broadcast({ t: 'config', generation, source: this.lastSource, config })
+  }
+
+  /** Every worker that failed to apply a generation, and serves an older one, is sent the current one again. */
+  private retryConfigs(): void {
+    const generation = this.vigil.generation
+    for (const m of this.members.values()) {
+      if (m.serving && m.failed !== 0 && m.generation !== generation) this.send(m, { t: 'config', generation, source: this.lastSource, config: workerConfig(this.vigil) })
+    }
   }
 
   /** A worker that has not reported for UNRESPONSIVE_AFTER is killed (its exit starts a new one). */

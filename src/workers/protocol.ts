@@ -71,6 +71,8 @@ export type ToWorker =
   | { t: 'metrics'; id: number }
   | { t: 'stop'; grace: number }
   | { t: 'reopen' }
+  /** The primary's log level changed (PUT /log, a reload). */
+  | { t: 'level'; level: string }
 
 export interface Delta {
   version: number

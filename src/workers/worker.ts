@@ -78,6 +78,9 @@ export function runWorker(): Promise<number> {
         case 'reopen':
           vigil?.access.reopen()
           return
+        case 'level':
+          if (vigil !== undefined) vigil.log.level = m.level
+          return
       }
     })
 
