@@ -333,7 +333,7 @@ function fleetSection(fleet: FleetStatus | undefined, now: number): string {
     `id <b>${esc(fleet.id)}</b>`,
     `index ${fleet.index} of ${fleet.count}${fleet.registered ? '' : ' <b class="bad">(not registered)</b>'}`,
     `quorum ${fleet.quorum}`,
-    `writes ${w.written} (${w.pending} pending, ${w.superseded} superseded, ${w.failed} failed)`,
+    `writes ${w.written} (${w.pending} pending, ${w.superseded} superseded, ${w.suppressed} suppressed, ${w.failed} failed)`,
     `checks: ${fleet.checks.probed} probed here, ${fleet.checks.shared} from others`,
   ]
   const head = ['upstream', 'server', 'reporting', 'decision', 'observers (what each said)', 'checkers']
