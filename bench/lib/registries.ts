@@ -211,15 +211,18 @@ export class ZooKeeperAdmin {
       c.connect()
       return c
     }
-    const client = open()
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ZooKeeper session with ${connectString}`)), 15_000)
-      client.once('connected', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-    return new ZooKeeperAdmin(client, open, settings.sessionTimeout)
+    // Stuck from the start too (a server that has just started may accept the handshake and never answer it):
+    // renew() replaces such a client after the session timeout, so wait for whichever client is current.
+    const admin = new ZooKeeperAdmin(open(), open, settings.sessionTimeout)
+    const end = Date.now() + 60_000
+    while (admin.client.getState() !== zookeeper.State.SYNC_CONNECTED) {
+      if (Date.now() > end) {
+        admin.close()
+        throw new Error(`no ZooKeeper session with ${connectString} within 60 s`)
+      }
+      await sleep(50)
+    }
+    return admin
   }
 
   private renew(client: Client): void {
