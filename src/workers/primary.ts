@@ -69,14 +69,17 @@ function workerConfig(vigil: Vigil): Config {
   for (const [name, u] of vigil.upstreams) {
     // The live generation's settings: a subset placed by the fleet is in them, so a worker's rotation is the same.
     // Checks run here, once per server; a worker's check gates are the primary's.
-    const { active: _checks, ...rest } = u.config
+    // A subset placed by the fleet goes as the file has it: each worker places it with the primary's consumer view
+    // (sent beside the config), since the subsets are keyed by every consumer's id.
+    const { active: _checks, placement, ...rest } = u.config
     upstreams[name] = {
       ...rest,
+      subset: placement === undefined ? rest.subset : c.upstreams[name]?.subset,
       servers: u.peers.map((p) => ({ address: p.address, weight: p.weight, backup: p.backup, down: p.configDown, maxConns: p.maxConns === Infinity ? 0 : p.maxConns })),
     }
   }
-  // The fleet's registration is the proxy's, held by the primary.
-  return { ...c, upstreams, admin: undefined, workers: undefined, fleet: undefined, reload: { watch: false } }
+  // The fleet's registration is the proxy's, held by the primary: a worker keeps the settings and starts no fleet.
+  return { ...c, upstreams, admin: undefined, workers: undefined, reload: { watch: false } }
 }
 
 export class Cluster {
@@ -232,7 +235,7 @@ export class Cluster {
     m.heard = performance.now()
     switch (msg.t) {
       case 'hello':
-        this.send(m, { t: 'init', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), snapshot: this.stream.snapshot() })
+        this.send(m, { t: 'init', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), snapshot: this.stream.snapshot(), consumer: this.vigil.fleet?.consumers.view })
         return
       case 'serving':
         m.serving = true
@@ -319,7 +322,7 @@ export class Cluster {
     this.configDue = false
     const generation = this.vigil.generation
     const config = workerConfig(this.vigil)
-    this.broadcast({ t: 'config', generation, source: this.lastSource, config })
+    this.broadcast({ t: 'config', generation, source: this.lastSource, config, consumer: this.vigil.fleet?.consumers.view })
   }
 
   /** A worker that has not reported for UNRESPONSIVE_AFTER is killed (its exit starts a new one). */
