@@ -8,7 +8,8 @@ import { SubsetRotation } from '../src/upstream/subset-rotation.js'
 import { consumerAt, SubsetAssignment, subset } from '../src/upstream/subset.js'
 import type { Config, Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { Upstream } from '../src/upstream/upstream.js'
-import { client, get, spawnProvider, startProxy, type Provider, type ProxyHandle } from './helpers/index.js'
+import { client, get, httpServer, spawnProvider, startProxy, type Provider, type ProxyHandle } from './helpers/index.js'
+import { startCli } from './helpers/cli.js'
 import { startEtcd } from './helpers/registries.js'
 import { proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { statusOf } from './helpers/health.js'
@@ -201,4 +202,49 @@ t.test('with fleet registration (a real etcd): the subsets are keyed by the regi
   await Promise.all(proxies.slice(0, 2).map((p) => p.vigil.updates.idle()))
   t.same(proxies.slice(0, 2).map(members), ['a', 'b'].map((id) => subset(all, { id, ids: ['a', 'b'] }, 1)), 'consumer id of [a, b] now')
   t.ok(proxies.slice(0, 2).every((p) => members(p).length === 2), 'two consumers for three servers: subsets grow to ceil(3 / 2)')
+})
+
+t.test('workers with fleet registration: every worker serves the subset the primary computes from the registered ids, and follows a consumer joining', async (t) => {
+  const etcd = await startEtcd(t)
+  const served = new Map<string, number>()
+  const all = await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const s = await httpServer(t, (_req, res) => {
+        served.set(s.address, (served.get(s.address) ?? 0) + 1)
+        res.end('ok')
+      })
+      return s.address
+    }),
+  )
+  const registry = { etcd: { endpoints: [etcd.endpoint], resyncInterval: '500ms', connectTimeout: '2s' } }
+  const fleet = { registry, path: '/vigil/subset-workers', ttl: '2s' }
+  const api = { servers: all.map((address) => ({ address })), subset: { size: 1 }, retry: { tries: 1 } }
+  const file = join(tempDir(t), 'vigil.json')
+  writeConfig(file, { workers: 2, listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: { api }, fleet: { ...fleet, id: 'b' } } as Config)
+  const cli = startCli(t, ['start', '-c', file])
+  await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
+  const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
+  const admin = `http://${started.admin}`
+  type Json = { servers: { generation: number }; subsets: { consumer: string; count: number; members: number }[]; workers: { workers: { generation: number; serving: boolean }[] } }
+  const status = async (): Promise<Json> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Json
+  /** The servers that answered `n` requests on new connections (the cluster hands them to both workers). */
+  const servedBy = async (n: number): Promise<string[]> => {
+    served.clear()
+    for (let i = 0; i < n; i++) t.equal((await get(`http://${started.listeners[0] as string}/`, { headers: { connection: 'close' } })).status, 200)
+    return [...served.keys()].sort()
+  }
+  const settled = async (count: number): Promise<boolean> => {
+    const s = await status()
+    return s.subsets[0]?.count === count && s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.generation === s.servers.generation)
+  }
+  await until(() => settled(1), 'the cluster registered, alone')
+  t.same(await servedBy(20), [...all].sort(), 'a fleet of one: every server')
+
+  // Another consumer joins: the primary's fleet view moves, and each worker recomputes the subset from it.
+  await startProxy(t, { upstreams: { api }, fleet: { ...fleet, id: 'a' } })
+  await until(() => settled(2), 'both consumers registered, every worker on the new generation')
+  const expected = subset(all, { id: 'b', ids: ['a', 'b'] }, 1)
+  t.equal(expected.length, 2, 'two consumers for four servers: two each')
+  t.match((await status()).subsets[0], { consumer: 'b', count: 2, members: 2 }, 'the primary shows it')
+  t.same(await servedBy(20), [...expected].sort(), "the cluster's requests, from both workers, reach only b's subset")
 })
