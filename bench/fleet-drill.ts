@@ -5,21 +5,26 @@
 //   partition    (shared observations on) one vigil runs in a network namespace, joined by a veth pair, and an
 //                nft rule inside that namespace drops its packets to one provider: that provider must stay in
 //                every other vigil's rotation;
-//   registry     (shared observations on) etcd is stopped for --outage seconds under load: nothing healthy may
-//                change (no ejection, no check down, no failed request).
+//   registry     (shared observations on) the registry is stopped for --outage seconds under load: nothing
+//                healthy may change (no ejection, no check down, no failed request).
+// The kill phase with sharing and the registry phase run once per registry of --registries (etcd, ZooKeeper);
+// the partition phase runs over the first. Rows go to bench/out/fleet.json and the drill report.
 // Root is needed for the partition phase (ip netns, nft); without it that phase is skipped with a note. Every
 // namespace, veth and process it makes is removed at the end, also on failure.
 //   npm run build && node dist/bench/fleet-drill.js [--vigils 10] [--outage 30] [--phases kill,partition,registry]
 //     [--busy 40] [--light 0.5] (requests per second through each of the two busy vigils / each light one)
-//     [--interval 10s] (the active check interval)
+//     [--interval 10s] (the active check interval) [--registries etcd,zookeeper]
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Agent, request } from 'undici'
-import { EtcdServer } from './lib/registries.js'
+import { EtcdServer, ZooKeeperServer, missingZooKeeper, type RegistryServer } from './lib/registries.js'
 import { Proc, cliScript, freePort, providerScript, sleep } from './lib/procs.js'
+import { resultsDir, writeJson } from './lib/results.js'
+import { writeReport } from './lib/report.js'
+import type { FleetDrillDoc, FleetDrillRow, FleetRegistry } from './lib/fleet-report.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -29,6 +34,7 @@ const { values: args } = parseArgs({
     busy: { type: 'string', default: '40' },
     light: { type: 'string', default: '0.5' },
     interval: { type: 'string', default: '10s' },
+    registries: { type: 'string', default: 'etcd,zookeeper' },
   },
 })
 const VIGILS = Number(args.vigils)
@@ -46,7 +52,7 @@ const NS_IP = '10.231.0.2'
 const root = process.getuid?.() === 0
 const dir = mkdtempSync(join(tmpdir(), 'vigil-fleet-drill-'))
 const procs = new Set<Proc>()
-let registry: EtcdServer | undefined
+const registries = new Set<RegistryServer>()
 
 function sh(cmd: string, ...a: string[]): void {
   execFileSync(cmd, a, { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -210,16 +216,7 @@ const quantile = (xs: number[], q: number): number => {
   return s.length === 0 ? NaN : (s[Math.min(s.length - 1, Math.floor(q * s.length))] as number)
 }
 
-interface KillRow {
-  shared: boolean
-  detection: (number | null)[]
-  p50: number
-  max: number
-  failed: number
-  requests: number
-}
-
-async function killPhase(providers: Provider[], fleet: object | undefined): Promise<KillRow> {
+async function killPhase(providers: Provider[], registry: FleetRegistry | undefined, fleet: object | undefined): Promise<FleetDrillRow> {
   const members = await Promise.all(Array.from({ length: VIGILS }, (_, i) => startMember(i, providers, fleet, false)))
   const stop = load(members)
   await sleep(6_000)
@@ -239,10 +236,10 @@ async function killPhase(providers: Provider[], fleet: object | undefined): Prom
   await stopAll(members)
   providers[4] = await startProvider(victim.name, victim.port, HOST_IP)
   const seen = detection.filter((d): d is number => d !== null)
-  return { shared: fleet !== undefined, detection, p50: quantile(seen, 0.5), max: seen.length === detection.length ? Math.max(...seen) : NaN, failed, requests }
+  return { phase: 'kill', registry, shared: fleet !== undefined, detection, p50: quantile(seen, 0.5), max: seen.length === detection.length ? Math.max(...seen) : NaN, failed, requests }
 }
 
-async function partitionPhase(providers: readonly Provider[], fleet: object): Promise<Record<string, unknown>> {
+async function partitionPhase(providers: readonly Provider[], registry: FleetRegistry, fleet: object): Promise<FleetDrillRow> {
   const members = [...(await Promise.all(Array.from({ length: VIGILS - 1 }, (_, i) => startMember(i, providers, fleet, false)))), await startMember(VIGILS - 1, providers, fleet, true)]
   const stop = load(members)
   await sleep(6_000)
@@ -256,8 +253,10 @@ async function partitionPhase(providers: readonly Provider[], fleet: object): Pr
   const out = (m: Member): boolean => m.events.some((e) => e.server === cut.address && e.time >= since && (e.event === 'ejected' || e.event === 'down'))
   const partitioned = members[VIGILS - 1] as Member
   const others = members.slice(0, VIGILS - 1)
-  const row = {
+  const row: FleetDrillRow = {
     phase: 'partition',
+    registry,
+    shared: true,
     partitionedVigilTookItOut: out(partitioned),
     othersThatTookItOut: others.filter(out).map((m) => m.id),
     othersFailed: others.reduce((n, m) => n + m.failed, 0),
@@ -268,67 +267,94 @@ async function partitionPhase(providers: readonly Provider[], fleet: object): Pr
   return row
 }
 
-async function registryPhase(providers: readonly Provider[], fleet: object, etcd: EtcdServer): Promise<Record<string, unknown>> {
+async function registryPhase(providers: readonly Provider[], registry: FleetRegistry, server: RegistryServer, fleet: object): Promise<FleetDrillRow> {
   const members = await Promise.all(Array.from({ length: VIGILS }, (_, i) => startMember(i, providers, fleet, false)))
   const stop = load(members)
   await sleep(6_000)
   for (const m of members) m.ok = m.failed = 0
   const since = Date.now()
-  await etcd.kill()
+  await server.kill()
   await sleep(OUTAGE)
   const during = members.flatMap((m) => m.events.filter((e) => e.time >= since && ['ejected', 'down', 'suspect', 'capped'].includes(e.event)).map((e) => `${m.id}:${e.server}:${e.event}`))
   const failed = members.reduce((n, m) => n + m.failed, 0)
   const requests = members.reduce((n, m) => n + m.ok + m.failed, 0)
-  await etcd.start()
+  await server.start()
   await sleep(5_000)
   await stop()
-  const registered = await request(`${etcd.endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: b64('/vigil/drill-registry/consumers/'), range_end: b64('/vigil/drill-registry/consumers0'), count_only: true }) })
-    .then(async (r) => Number(((await r.body.json()) as { count?: string }).count ?? 0))
-    .catch(() => NaN)
+  // Registered again: every vigil sees the whole fleet in the registry's consumer list (its own status page).
+  const counts = await Promise.all(members.map((m) => fleetCount(m)))
   await stopAll(members)
-  return { phase: 'registry', outageSeconds: OUTAGE / 1000, healthChangesDuringOutage: during, failed, requests, registeredAfter: registered }
+  return { phase: 'registry', registry, shared: true, outageSeconds: OUTAGE / 1000, healthChangesDuringOutage: during, failed, requests, fleetSeenAfter: Math.min(...counts) }
 }
 
-const b64 = (s: string): string => Buffer.from(s).toString('base64')
+async function fleetCount(m: Member): Promise<number> {
+  try {
+    const res = await request(`${m.admin}/status?format=json`, { dispatcher: agent, headersTimeout: 5_000, bodyTimeout: 5_000 })
+    return ((await res.body.json()) as { fleet?: { count?: number } }).fleet?.count ?? 0
+  } catch {
+    return 0
+  }
+}
+
+/** A registry on the veth's host address (and the fleet section that uses it), so a vigil in the namespace reaches it. */
+async function startRegistry(name: FleetRegistry): Promise<{ server: RegistryServer; fleet: (path: string) => object }> {
+  const common = { connectTimeout: '2s', resyncInterval: '5s' }
+  const base = { ttl: '5s', window: '30s' }
+  if (name === 'zookeeper') {
+    const zk = await ZooKeeperServer.create(HOST_IP)
+    registries.add(zk)
+    return { server: zk, fleet: (path) => ({ registry: { zookeeper: { servers: zk.connect, sessionTimeout: '5s', ...common } }, path, ...base }) }
+  }
+  const etcd = new FleetEtcd(await freePort(), await freePort(), undefined)
+  registries.add(etcd)
+  await etcd.start()
+  return { server: etcd, fleet: (path) => ({ registry: { etcd: { endpoints: [etcd.endpoint], ...common } }, path, ...base }) }
+}
 
 async function main(): Promise<void> {
   const ns = PHASES.has('partition') && netnsUp()
   if (!ns) {
-    // Without the namespace, providers and etcd listen on loopback under the same names.
+    // Without the namespace, providers and the registries listen on loopback under the same names.
     sh('ip', 'addr', 'add', `${HOST_IP}/32`, 'dev', 'lo')
   }
-  const etcd = (registry = new FleetEtcd(await freePort(), await freePort(), undefined))
-  await etcd.start()
+  const names: FleetRegistry[] = []
+  for (const r of args.registries.split(',')) {
+    if (r !== 'etcd' && r !== 'zookeeper') throw new Error(`--registries: ${r} is neither etcd nor zookeeper`)
+    const missing = r === 'zookeeper' ? await missingZooKeeper() : undefined
+    if (missing === undefined) names.push(r)
+    else console.error(`${missing}: the ZooKeeper rows are skipped`)
+  }
+  const started = await Promise.all(names.map((r) => startRegistry(r)))
   const providers: Provider[] = []
   for (let i = 0; i < 5; i++) providers.push(await startProvider(`p${i}`, await freePort(), HOST_IP))
-  const fleet = (path: string): object => ({ registry: { etcd: { endpoints: [etcd.endpoint], connectTimeout: '2s', resyncInterval: '5s' } }, path, ttl: '5s', window: '30s' })
-  const rows: unknown[] = []
-  const started = Date.now()
-  if (PHASES.has('kill')) {
-    for (const shared of [false, true]) {
-      const r = await killPhase(providers, shared ? fleet(`/vigil/drill-kill-${Date.now()}`) : undefined)
-      rows.push({ phase: 'kill', ...r })
-      console.log(JSON.stringify({ phase: 'kill', ...r }))
-    }
-  }
-  if (PHASES.has('partition')) {
-    const r = ns ? await partitionPhase(providers, fleet('/vigil/drill-partition')) : { phase: 'partition', skipped: 'network namespaces unavailable (needs root, ip netns, nft)' }
+  const rows: FleetDrillRow[] = []
+  const record = (r: FleetDrillRow): void => {
     rows.push(r)
     console.log(JSON.stringify(r))
+  }
+  const at = new Date().toISOString()
+  if (PHASES.has('kill')) {
+    record(await killPhase(providers, undefined, undefined))
+    for (const [i, r] of names.entries()) record(await killPhase(providers, r, started[i]?.fleet(`/vigil/drill-kill-${Date.now()}`)))
+  }
+  const [first] = names
+  if (PHASES.has('partition') && first !== undefined) {
+    record(ns ? await partitionPhase(providers, first, started[0]?.fleet('/vigil/drill-partition') as object) : { phase: 'partition', registry: first, shared: true, skipped: 'network namespaces unavailable (needs root, ip netns, nft)' })
   }
   if (PHASES.has('registry')) {
-    const r = await registryPhase(providers, fleet('/vigil/drill-registry'), etcd)
-    rows.push(r)
-    console.log(JSON.stringify(r))
+    for (const [i, r] of names.entries()) {
+      const reg = started[i] as { server: RegistryServer; fleet: (path: string) => object }
+      record(await registryPhase(providers, r, reg.server, reg.fleet(`/vigil/drill-registry-${r}`)))
+    }
   }
-  const out = join(process.cwd(), 'bench', 'out')
-  execFileSync('mkdir', ['-p', out])
-  writeFileSync(join(out, 'fleet.json'), JSON.stringify({ at: new Date(started).toISOString(), vigils: VIGILS, busy: BUSY, light: LIGHT, rows }, null, 2))
+  const doc: FleetDrillDoc = { kind: 'fleet', run: at, vigils: VIGILS, busy: BUSY, light: LIGHT, outageSeconds: OUTAGE / 1000, interval: args.interval, rows }
+  await writeJson(`${resultsDir}fleet.json`, doc)
+  console.log(`report: ${await writeReport()}`)
 }
 
 async function cleanup(): Promise<void> {
   await Promise.all([...procs].map((p) => p.stop(1_000)))
-  await registry?.destroy()
+  await Promise.all([...registries].map((r) => r.destroy()))
   await agent.close()
   netnsDown()
   try {

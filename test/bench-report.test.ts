@@ -6,6 +6,7 @@ import { parseConfig } from '../src/index.js'
 import { peersDir, render, vigilConfig } from '../bench/lib/proxies.js'
 import { median, quantile, writeJson } from '../bench/lib/results.js'
 import { parseH2load } from '../bench/lib/h2load.js'
+import { fleetMarkdownSection, fleetRows, type FleetDrillDoc } from '../bench/lib/fleet-report.js'
 import { drillRow, registryRow, timelineSvg, writeReport, type DrillDoc, type RegistryRow } from '../bench/lib/report.js'
 
 t.test('templates: placeholders and one block per server', async (t) => {
@@ -89,6 +90,34 @@ t.test('a registry drill row: one phase, its counts, change → apply quantiles,
   t.equal(skipped.length, 13)
   t.same(skipped.filter((c) => c !== ''), ['earlier run', 'etcd', 'all', '-', 'skipped', 'etcd is not installed'])
   t.equal(registryRow({ ...killed, status: 'failed', note: 'change not applied within the limit' })[12], '✗ MISSED: phase failed')
+})
+
+t.test('the real-fleet drill: one row per phase and registry, sharing judged against the run without it', async (t) => {
+  const kill = { phase: 'kill' as const, registry: undefined, shared: false, detection: [2000, 2500, 1800], p50: 2000, max: 2500, failed: 40, requests: 900 }
+  const doc: FleetDrillDoc = {
+    kind: 'fleet',
+    run: '2026-12-01T16:00:00.000Z',
+    vigils: 3,
+    busy: 40,
+    light: 0.5,
+    outageSeconds: 30,
+    interval: '10s',
+    rows: [
+      kill,
+      { ...kill, registry: 'etcd', shared: true, detection: [500, 800, 400], p50: 500, max: 800, failed: 12 },
+      { ...kill, registry: 'zookeeper', shared: true, detection: [2100, null, 2600], p50: 2100, max: NaN, failed: 41 },
+      { phase: 'partition', registry: 'etcd', shared: true, partitionedVigilTookItOut: true, othersThatTookItOut: [], othersFailed: 0, othersRequests: 600 },
+      { phase: 'registry', registry: 'zookeeper', shared: true, outageSeconds: 30, healthChangesDuringOutage: ['vigil-01:p0:ejected'], failed: 0, requests: 800, fleetSeenAfter: 3 },
+    ],
+  }
+  const rows = fleetRows(doc)
+  t.same(rows[0], ['kill', '-', 'off', '3 of 3', '2.00 s', '2.50 s', '40 / 900', 'the baseline', '✓ met'])
+  t.same(rows[1]?.slice(-2), ['p50 4.0× sooner than without', '✓ met'])
+  t.equal(rows[2]?.[8], '✗ MISSED: 1 never took it out, not sooner than without, more failed requests than without', 'a share that does not beat the baseline misses')
+  t.match(rows[3]?.[7], /in rotation at all 2 others; the partitioned vigil took it out/)
+  t.equal(rows[3]?.[8], '✓ met')
+  t.equal(rows[4]?.[8], '✗ MISSED: 1 health changes', 'a health change during the outage misses')
+  t.match(fleetMarkdownSection(doc), /## Real fleet drill/)
 })
 
 t.test('the report: self-contained HTML and a markdown summary from every result file', async (t) => {

@@ -105,6 +105,7 @@ t.test('a quorum of other vigils ejects a server at a vigil with no traffic of i
   t.match(html, /<table id="fleet">/, 'the html page has the fleet table')
   t.match(html, new RegExp(`${bad.replace(/\./g, '\\.')}</td><td>2 of 2</td><td>ejected</td><td>a: ejected`), 'with who reported what and the decision')
   t.match((await get(`${c.admin}/metrics`)).body, new RegExp(`vigil_fleet_observers\\{upstream="api",server="${bad}"\\} 2`))
+  t.match((await get(`${c.admin}/metrics`)).body, new RegExp(`vigil_fleet_quorum\\{upstream="api",server="${bad}"\\} 2`), 'the quorum per server')
   t.match((await get(`${c.admin}/metrics`)).body, /vigil_ejections_total\{upstream="api",server="[^"]+",reason="fleet_quorum"\} 1/)
   t.notOk(
     (await kv.getAll().prefix(`/vigil/fleet${n}/observations/api/`).keys()).some((k) => k.endsWith('@c')),

@@ -77,17 +77,25 @@ export abstract class RegistryServer {
 }
 
 export class ZooKeeperServer extends RegistryServer {
-  /** "127.0.0.1:PORT", as a client's connect string. */
-  get connect(): string {
-    return `127.0.0.1:${this.port}`
+  constructor(
+    port: number,
+    /** The address it listens on (the fleet drill's is a veth's, so a vigil in a namespace reaches it too). */
+    readonly host = '127.0.0.1',
+  ) {
+    super(port)
   }
 
-  static async create(): Promise<ZooKeeperServer> {
-    const z = new ZooKeeperServer(await freePort())
+  /** "HOST:PORT", as a client's connect string. */
+  get connect(): string {
+    return `${this.host}:${this.port}`
+  }
+
+  static async create(host?: string): Promise<ZooKeeperServer> {
+    const z = new ZooKeeperServer(await freePort(), host)
     // A short tick lets tests use short session timeouts (the minimum is 2 ticks).
     writeFileSync(
       join(z.dir, 'zoo.cfg'),
-      [`tickTime=250`, `dataDir=${join(z.dir, 'data')}`, `clientPort=${z.port}`, `clientPortAddress=127.0.0.1`, 'admin.enableServer=false', '4lw.commands.whitelist=ruok,srvr', 'maxSessionTimeout=60000', ''].join('\n'),
+      [`tickTime=250`, `dataDir=${join(z.dir, 'data')}`, `clientPort=${z.port}`, `clientPortAddress=${z.host}`, 'admin.enableServer=false', '4lw.commands.whitelist=ruok,srvr', 'maxSessionTimeout=60000', ''].join('\n'),
     )
     await z.start()
     return z
@@ -100,7 +108,7 @@ export class ZooKeeperServer extends RegistryServer {
 
   protected answers(): Promise<boolean> {
     return new Promise((resolve) => {
-      const socket = connect(this.port, '127.0.0.1')
+      const socket = connect(this.port, this.host)
       let reply = ''
       socket.setTimeout(1_000, () => socket.destroy())
       socket.once('connect', () => socket.end('ruok'))

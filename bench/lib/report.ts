@@ -10,6 +10,7 @@ import { quantile, resultsDir, runLabel, type RunLabel } from './results.js'
 import { COLORS, esc, htmlTable, mdTable } from './tables.js'
 import type { SimDoc } from '../sim/sim.js'
 import { simHtmlSection, simMarkdownSection } from '../sim/report.js'
+import { fleetHtmlSection, fleetMarkdownSection, type FleetDrillDoc } from './fleet-report.js'
 
 interface ThroughputDoc {
   kind: 'throughput'
@@ -98,6 +99,7 @@ interface Results {
   throughput?: ThroughputDoc
   drills: DrillDoc[]
   registry?: RegistryDoc
+  fleet?: FleetDrillDoc
   sim?: SimDoc
 }
 
@@ -106,16 +108,18 @@ export async function readResults(dir = resultsDir): Promise<Results> {
   let throughput: ThroughputDoc | undefined
   let registry: RegistryDoc | undefined
   let sim: SimDoc | undefined
+  let fleet: FleetDrillDoc | undefined
   const drills: DrillDoc[] = []
   for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
-    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc | SimDoc
+    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc | SimDoc | FleetDrillDoc
     if (doc.kind === 'throughput') throughput = doc
     else if (doc.kind === 'drill') drills.push(doc)
     else if (doc.kind === 'registry') registry = doc
     else if (doc.kind === 'sim') sim = doc
+    else if (doc.kind === 'fleet') fleet = doc
   }
   drills.sort((a, b) => ORDER.indexOf(a.scenario) - ORDER.indexOf(b.scenario))
-  return { throughput, drills, registry, sim }
+  return { throughput, drills, registry, fleet, sim }
 }
 
 const n0 = (n: number | undefined) => (n === undefined ? '-' : Math.round(n).toString())
@@ -330,6 +334,7 @@ export function renderHtml(results: Results): string {
   }
   const reg = results.registry
   if (reg !== undefined) out.push(`<h2>Registry drills (<code>npm run drill:registry</code>)</h2><p>${esc(registryIntro(reg))}</p>`, htmlTable(REGISTRY_HEAD, reg.runs.map(registryRow)))
+  if (results.fleet !== undefined) out.push(fleetHtmlSection(results.fleet))
   if (results.sim !== undefined) out.push(simHtmlSection(results.sim))
   out.push('</body></html>\n')
   return out.join('\n')
@@ -354,6 +359,7 @@ export function renderMarkdown(results: Results): string {
   }
   const reg = results.registry
   if (reg !== undefined) out.push('## Registry drills (`npm run drill:registry`)', '', registryIntro(reg), '', mdTable(REGISTRY_HEAD, reg.runs.map(registryRow)), '')
+  if (results.fleet !== undefined) out.push(fleetMarkdownSection(results.fleet))
   if (results.sim !== undefined) out.push(simMarkdownSection(results.sim))
   return `${out.join('\n')}\n`
 }

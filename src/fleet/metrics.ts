@@ -1,6 +1,7 @@
 // Prometheus series of the fleet, built at scrape time from its status; decisions counted as they change.
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Fleet } from './fleet.js'
+import type { ServerFleetStatus } from './shared-health.js'
 
 export function registerFleetMetrics(registry: Registry, fleet: Fleet): void {
   const registers = [registry]
@@ -17,17 +18,21 @@ export function registerFleetMetrics(registry: Registry, fleet: Fleet): void {
   gauge('vigil_fleet_consumers', 'consumers registered in the fleet (this vigil included)', () => fleet.consumers.view.count)
   gauge('vigil_fleet_index', "this vigil's index in the sorted list of consumers", () => fleet.consumers.view.index)
   gauge('vigil_fleet_registered', '1 once the registry lists this vigil', () => (fleet.consumers.view.registered ? 1 : 0))
-  gauge('vigil_fleet_quorum', 'observers that must report a server failing for it to become suspect here', () => fleet.health.quorum)
-  new Gauge({
-    name: 'vigil_fleet_observers',
-    help: 'other vigils reporting the server failing within the window',
-    labelNames: ['upstream', 'server'],
-    registers,
-    collect() {
-      this.reset()
-      for (const [upstream, servers] of Object.entries(fleet.status().upstreams)) for (const s of servers) this.set({ upstream, server: s.server }, s.reporting)
-    },
-  })
+  const perServer = (name: string, help: string, value: (s: ServerFleetStatus) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['upstream', 'server'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [upstream, servers] of Object.entries(fleet.status().upstreams)) for (const s of servers) this.set({ upstream, server: s.server }, value(s))
+      },
+    })
+  }
+  // Per server: under `subset` the default quorum counts only the consumers whose subset holds the server.
+  perServer('vigil_fleet_quorum', 'observers that must report the server failing for it to become suspect here', (s) => s.quorum)
+  perServer('vigil_fleet_observers', 'other vigils reporting the server failing within the window', (s) => s.reporting)
   new Gauge({
     name: 'vigil_fleet_checked_servers',
     help: 'check targets this vigil probes itself (probed) or takes from other consumers (shared)',
