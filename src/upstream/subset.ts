@@ -7,7 +7,8 @@
 // 1. Each pair (consumer, server) has a score, an integer mix of the two names' hashes. A consumer prefers servers
 //    by score, and a server prefers consumers by the same score.
 // 2. Upper bound: the stable matching in which each consumer holds `size` servers and each server at most
-//    U = floor(mean × (1 + SLACK)) consumers (mean = consumers × size / servers), found by deferred acceptance
+//    U = floor(mean × (1 + SLACK)) consumers (mean = consumers × size / servers; at least ceil(mean), and more
+//    where a mean of a few consumers leaves a consumer no place), found by deferred acceptance
 //    (consumers propose by score; a full server keeps its best-scoring ones). With one score per pair the stable
 //    matching is unique, so it does not depend on any order of consumers.
 // 3. Lower bound: each server below L = ceil(mean × (1 − SLACK)), in hash order, takes the consumers that score it
@@ -21,14 +22,14 @@
 // - the SRE book's rounds (a seeded shuffle per round, cut into chunks): a change of servers reshuffles most
 //   rounds;
 // - plain rendezvous top-`size` per consumer: the least churn there is (about the changed server's own consumers;
-//   consumers joining or leaving move nobody else), but each server's consumer count is binomial (79–125 for a
+//   consumers joining or leaving move nobody else), but each server's consumer count is binomial (74–124 for a
 //   mean of 100 at 1000 × 100 × 10);
 // - Google's Ringsteady (a low-discrepancy ring by backend index): needs stable dense server indexes, which a set of
 //   addresses from a registry does not have.
 // Bounded loads cost a few moves beyond the floor (a full server passing a consumer on to its next choice, a
 // short chain), which SLACK keeps short: bench/subset-stability.ts measures the trade (SLACK 5%, 10%, 15%, 25%) and
 // its figures are in docs/health.md#subsetting.
-import { hashString } from '../balance/hash.js'
+import { fmix32, hashString } from '../balance/hash.js'
 
 /** A consumer of the fleet: its name, and the names of every consumer of the group (its own among them). */
 export interface Consumer {
@@ -49,16 +50,8 @@ export const SLACK_PERCENT = 10
 /** Consumer indexes are packed below a 32-bit score in one float64, so one numeric comparison orders both. */
 const INDEX_SPACE = 2 ** 20
 
-/** A pair's score: a bijective integer mix (lowbias32) of the consumer's hash and the server's. */
-export function score(consumer: number, server: number): number {
-  let x = (consumer ^ Math.imul(server, 0x9e3779b1)) >>> 0
-  x ^= x >>> 16
-  x = Math.imul(x, 0x7feb352d)
-  x ^= x >>> 15
-  x = Math.imul(x, 0x846ca68b)
-  x ^= x >>> 16
-  return x >>> 0
-}
+/** A pair's score: murmur3's finalizer over the consumer's hash and the server's (scaled by an odd constant). */
+export const score = (consumer: number, server: number): number => fmix32((consumer ^ Math.imul(server, 0x9e3779b1)) >>> 0)
 
 /** The whole fleet's subsets for one group: every vigil computes the same one. */
 export class SubsetAssignment {
@@ -104,9 +97,11 @@ export class SubsetAssignment {
       return
     }
     const total = n * take
-    const upper = Math.max(Math.ceil(total / m), Math.floor((total * (100 + slackPercent)) / (100 * m)))
+    let upper = Math.max(Math.ceil(total / m), Math.floor((total * (100 + slackPercent)) / (100 * m)))
     const lower = Math.min(Math.floor(total / m), Math.ceil((total * (100 - slackPercent)) / (100 * m)))
-    this.match(upper)
+    // A consumer short of a server needs a free place at a server it does not hold yet; when the bound is so tight
+    // (a small mean) that none is left, the shape needs one more place per server.
+    while (!this.match(upper)) upper++
     this.raise(lower)
     // Each subset best score first: the order replacements and the status page follow.
     const row = new Float64Array(take)
@@ -194,9 +189,10 @@ export class SubsetAssignment {
 
   /**
    * Deferred acceptance: consumers propose to servers best score first; a server keeps at most `upper`, the best
-   * scoring, and a consumer it drops proposes on.
+   * scoring, and a consumer it drops proposes on. False when some consumer found no place (every server it does
+   * not hold is full): nothing is kept then.
    */
-  private match(upper: number): void {
+  private match(upper: number): boolean {
     const n = this.consumers.length
     const m = this.servers.length
     const take = this.take
@@ -210,7 +206,7 @@ export class SubsetAssignment {
     const held = new Int32Array(n)
     // Per server j a min-heap of packed (score, consumer) in kept[j × upper …]: the root is the one it drops first.
     const kept = new Float64Array(m * upper)
-    const load = this.load
+    const load = this.load.fill(0)
     const waiting: number[] = []
     for (let i = n - 1; i >= 0; i--) {
       listed[i] = this.rankStart(i, 2 * take, prefs, i * room, room)
@@ -226,6 +222,7 @@ export class SubsetAssignment {
         else {
           let all = longer.get(i)
           if (all === undefined) longer.set(i, (all = this.ranked(i)))
+          if (r === m) return false
           j = all[r] as number
         }
         r++
@@ -253,6 +250,7 @@ export class SubsetAssignment {
         filled[i] = (filled[i] as number) + 1
       }
     }
+    return true
   }
 
   /**
