@@ -279,12 +279,17 @@ async function registryPhase(providers: readonly Provider[], registry: FleetRegi
   const failed = members.reduce((n, m) => n + m.failed, 0)
   const requests = members.reduce((n, m) => n + m.ok + m.failed, 0)
   await server.start()
-  await sleep(5_000)
+  const back = Date.now()
+  // Registered again: every vigil sees the whole fleet in the registry's consumer list (its own status page),
+  // looked at once the records of the old sessions and leases (5 s) have expired: until then the old ones are
+  // still listed, and when they go at once, the list dips until each vigil has written its record again.
+  await sleep(12_000)
+  let seen = 0
+  while ((seen = Math.min(...(await Promise.all(members.map((m) => fleetCount(m)))))) < VIGILS && Date.now() - back < 60_000) await sleep(250)
+  const reregistered = Date.now() - back
   await stop()
-  // Registered again: every vigil sees the whole fleet in the registry's consumer list (its own status page).
-  const counts = await Promise.all(members.map((m) => fleetCount(m)))
   await stopAll(members)
-  return { phase: 'registry', registry, shared: true, outageSeconds: OUTAGE / 1000, healthChangesDuringOutage: during, failed, requests, fleetSeenAfter: Math.min(...counts) }
+  return { phase: 'registry', registry, shared: true, outageSeconds: OUTAGE / 1000, healthChangesDuringOutage: during, failed, requests, fleetSeenAfter: seen, reregisteredMs: reregistered }
 }
 
 async function fleetCount(m: Member): Promise<number> {

@@ -101,6 +101,26 @@ t.test('zookeeper', async (t) => {
     t.same((await admin.children('/vigil/zobs/observations/api')).sort(), [`${encodeURIComponent(bad)}@a`, `${encodeURIComponent(bad)}@b`], 'one ephemeral node per observer')
   })
 
+  t.test('enough has been said through ZooKeeper: a fourth observer of a failure three report writes no node until one leaves', async (t) => {
+    let failing = false
+    // a, b and c check /healthz (always 503); d checks /late, which fails once the test says so.
+    const bad = (await httpServer(t, (req, res) => res.writeHead(req.url === '/healthz' || (req.url === '/late' && failing) ? 503 : 200).end())).address
+    const group = (path: string) => ({ servers: [{ address: bad }], passive: { maxFails: 0 }, active: { type: 'http' as const, interval: '200ms', fall: 1, rise: 1, http: { path } } })
+    const fleet = (id: string): FleetConfig => ({ registry, path: '/vigil/zenough', id, quorum: 2, writeJitter: '20ms' })
+    const observers = []
+    for (const id of ['a', 'b', 'c']) observers.push((await startProxy(t, { upstreams: { api: group('/healthz') }, fleet: fleet(id) })).vigil)
+    const { vigil: d } = await startProxy(t, { upstreams: { api: group('/late') }, fleet: fleet('d') })
+    const nodes = async (): Promise<string[]> => (await admin.children('/vigil/zenough/observations/api')).sort()
+    await waitFor(() => d.fleet?.status().upstreams['api']?.[0]?.reporting === 3, 20_000)
+    failing = true
+    await waitFor(() => d.fleet?.writer.status().suppressed === 1, 20_000)
+    t.equal(d.upstreams.get('api')?.find(bad)?.checkUp, false, 'd sees it down by its own check')
+    t.same(await nodes(), ['a', 'b', 'c'].map((id) => `${encodeURIComponent(bad)}@${id}`), "three observers' nodes, none of d's")
+    await observers[0]?.stop(0)
+    await waitFor(() => d.fleet?.writer.status().written === 1, 20_000)
+    t.same(await nodes(), ['b', 'c', 'd'].map((id) => `${encodeURIComponent(bad)}@${id}`), "a's node went with its session; d wrote its own")
+  })
+
   t.test('a vigil killed with SIGKILL leaves when its session expires', async (t) => {
     const dir = tempDir(t)
     const address = await provider(t)

@@ -1,11 +1,13 @@
 // Unit tests of the fleet's pure rules and its write limiter: the quorum decision, rendezvous checkers (stable
-// when consumers come and go), the shared check state, and writes coalesced under a rate.
+// when consumers come and go), the shared check state, writes coalesced under a rate, and "enough has been said"
+// (a failure enough others report is not written again; an end only takes back a failing record).
 import t from 'tap'
 import pino from 'pino'
-import { decide, quorumOf, type LocalTraffic } from '../src/fleet/quorum.js'
+import { decide, needOf, quorumOf, worthWriting, writeMargin, type LocalTraffic, type Need } from '../src/fleet/quorum.js'
 import { checkersOf, checkMajority, sharedState } from '../src/fleet/share-checks.js'
 import { RecordWriter } from '../src/fleet/writer.js'
-import type { Observation } from '../src/fleet/observations.js'
+import { GroupObservations, type Observation } from '../src/fleet/observations.js'
+import type { HealthEvent } from '../src/health/events.js'
 import { subset, SubsetAssignment } from '../src/upstream/subset.js'
 import type { Subscription } from '../src/discovery/subscription.js'
 import type { RawRecord } from '../src/discovery/formats.js'
@@ -111,4 +113,81 @@ t.test('writes: a burst of writeRate, the rest wait; a newer state of a record r
   await new Promise((r) => setImmediate(r))
   t.same(written.slice(2), ['r2=failing', 'r3=failing', 'r4=failing', 'r5=ok'], 'the rest in order, r5 with its newest state')
   t.equal(w.status().written, 6)
+})
+
+/** A subscription that keeps what is written (the writer's and the observations' side only; test/fleet.test.ts has etcd). */
+function recordingSubscription(): { sub: Subscription<RawRecord>; written: string[]; list: (records: RawRecord[]) => void } {
+  const written: string[] = []
+  const listeners = new Set<(records: RawRecord[]) => void>()
+  const sub = {
+    path: '/p',
+    source: 'test',
+    listeners,
+    publish: async (name: string, value: string) => void written.push(`${name}=${(JSON.parse(value) as Observation).event}`),
+    withdraw: async (name: string) => void written.push(`-${name}`),
+  } as unknown as Subscription<RawRecord>
+  return { sub, written, list: (records) => listeners.forEach((l) => l(records)) }
+}
+
+t.test('enough has been said: the margin over the quorum, and what is worth writing', async (t) => {
+  t.same([1, 2, 3, 4, 10, 100, 1000].map(writeMargin), [1, 1, 2, 2, 5, 50, 500], 'half the quorum, at least 1')
+  t.equal(needOf(2, 2), 'more', 'quorum 2: two others are the quorum, not more')
+  t.equal(needOf(3, 2), 'enough', 'quorum 2: three others are quorum + margin')
+  t.equal(needOf(149, 100), 'more')
+  t.equal(needOf(150, 100), 'enough', 'quorum 100: 150 others')
+  const cases: [boolean, boolean, Need, boolean, string][] = [
+    [true, false, 'more', true, 'a failure too few others report is written'],
+    [true, false, 'enough', false, 'a failure enough others report is not'],
+    [true, true, 'enough', false, 'nor is its restatement'],
+    [true, false, 'report', true, "a checker's failure always is (others take their check state from it)"],
+    [false, true, 'enough', true, 'an end takes back the failing record it wrote'],
+    [false, false, 'more', false, 'an end with no failing record written has nothing to take back'],
+    [false, false, 'report', true, "a checker's up always is"],
+  ]
+  for (const [failing, recorded, need, worth, why] of cases) t.equal(worthWriting(failing, recorded, need), worth, why)
+})
+
+t.test('observations: a failure held back while enough others report it, written when they are too few', async (t) => {
+  const { sub, written, list } = recordingSubscription()
+  const w = new RecordWriter({ rate: 100, jitter: 0 }, pino({ level: 'silent' }))
+  t.teardown(() => w.close())
+  const g = new GroupObservations('api', sub, 'me', w, pino({ level: 'silent' }), false)
+  let need: Need = 'enough'
+  g.need = () => need
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 10))
+  const e = (server: string, event: string, source: 'active' | 'passive' = 'passive'): HealthEvent => ({ upstream: 'api', server, source, event, reason: 'max_fails' })
+  g.transition(e('s1', 'ejected'), 1_000)
+  await settle()
+  t.same(written, [], 'enough others report s1: not written')
+  t.equal(w.status().suppressed, 1, 'counted as suppressed')
+  g.refresh(2_000, 30_000)
+  list([])
+  await settle()
+  t.same(written, [], 'still enough: looking again writes nothing and counts nothing')
+  t.equal(w.status().suppressed, 1)
+  need = 'more'
+  list([])
+  await settle()
+  t.same(written, ['s1@me=ejected'], 'too few others now, and it still sees the failure: written')
+  t.equal(w.status().suppressed, 1)
+  need = 'enough'
+  g.refresh(20_000, 30_000)
+  await settle()
+  t.equal(written.length, 1, 'its restatement follows the same rule: enough others, not written')
+  t.equal(w.status().suppressed, 2, 'and counted')
+  g.transition(e('s1', 'restored'), 21_000)
+  await settle()
+  t.same(written.slice(1), ['s1@me=restored'], 'the end takes back the failing record it wrote, however many others there are')
+  // A server whose failure was never written: its end has nothing to take back.
+  g.transition(e('s2', 'down', 'active'), 22_000)
+  g.transition(e('s2', 'up', 'active'), 22_001)
+  await settle()
+  t.equal(written.length, 2, 'nothing written for s2')
+  t.equal(w.status().suppressed, 3, 'its down replaced by its up before its turn (superseded), and the up skipped')
+  t.equal(w.status().superseded, 1)
+  // A checker's word is a check report: written whatever others say.
+  need = 'report'
+  g.transition(e('s3', 'down', 'active'), 23_000)
+  await settle()
+  t.same(written.slice(2), ['s3@me=down'], "a checker's down is written")
 })

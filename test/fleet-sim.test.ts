@@ -43,6 +43,17 @@ t.test('kill: every consumer takes the dead provider out; shared observations ne
   t.ok(shared.failed <= alone.failed, `failed ${shared.failed} ≤ ${alone.failed}`)
 })
 
+t.test('enough has been said: a dead provider costs about quorum + margin writes, not one per consumer', async (t) => {
+  for (const fault of ['kill', 'freeze', 'registry+kill'] as Fault[]) {
+    const r = find(fault, 'shared-obs')
+    const alone = find(fault, 'probe-all')
+    t.ok(r.suppressedWrites > 0, `${fault}: writes were suppressed (${r.suppressedWrites})`)
+    t.ok(r.registryWrites < r.affected / 2, `${fault}: ${r.registryWrites} writes for ${r.affected} consumers that saw it`)
+    t.ok(r.writesPeak < r.affected / 2, `${fault}: peak ${r.writesPeak}/s`)
+    t.ok((r.detectP99 as number) <= (alone.detectP99 as number), `${fault}: still detected no later than without sharing`)
+  }
+})
+
 t.test('probe rates: subsets, traffic-aware probing and shared checks each lower the probes per provider', async (t) => {
   const all = find('kill', 'probe-all').probesPerProvider
   t.equal(all, params.consumers, 'probe-all: every consumer checks every provider once a second')

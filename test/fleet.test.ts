@@ -1,6 +1,7 @@
 // Shared observations end to end: a fleet of three real vigils (in-process, each with its own etcd client and
 // lease), a real etcd started here, real providers on loopback. The rules: a quorum of other vigils ejects a
-// server at a vigil with no traffic of its own to it; a vigil whose own requests succeed ignores the quorum; the
+// server at a vigil with no traffic of its own to it; a failure enough others report is not written again until
+// they are too few; a vigil whose own requests succeed ignores the quorum; the
 // ejection cap holds over shared evidence; an observer's records go with it (clean stop: at once; SIGKILL: when
 // its lease runs out); with the registry stopped, nothing healthy changes.
 import t from 'tap'
@@ -115,6 +116,39 @@ t.test('a quorum of other vigils ejects a server at a vigil with no traffic of i
   await a.vigil.stop(0)
   await waitFor(() => peer(c, bad).passive?.state === 'ok', 20_000)
   t.ok(c.events.some((e) => e.source === 'passive' && e.event === 'restored' && /fewer observers/.test(e.reason)), 'restored once the quorum is gone')
+})
+
+t.test('enough has been said: a failure that quorum + margin others report is not written again, until they are too few', async (t) => {
+  const fleet = fleetAt()
+  const [good, bad] = [await provider(t), await provider(t, undefined, true)]
+  // localWindow 10m: the first requests of c and d keep their own traffic "recent", so the others' quorum makes them
+  // suspect (their own detectors decide) and never ejects them on the fleet's word (which is not written: no echo).
+  const members = await Promise.all(['a', 'b', 'c', 'd'].map((id) => member(t, passiveOnly([good, bad]), fleet(id, { localWindow: '10m' }))))
+  await waitFor(() => members.every((m) => m.vigil.fleet?.consumers.view.count === 4))
+  const [a, b, c, d] = members as [Member, Member, Member, Member]
+  for (const m of [c, d]) await traffic(m, () => peer(m, bad).requests > 0, false)
+  const key = (id: string): string => `/vigil/fleet${n}/observations/api/${encodeURIComponent(bad)}@${id}`
+  // a, b and c see `bad` fail, one after the other: each sees at most two others report it (quorum 2 + margin 1 is
+  // three), so each writes its record.
+  for (const m of [a, b, c]) await traffic(m, () => peer(m, bad).passive?.state === 'ejected', true)
+  await waitFor(() => fleetRow(d, bad)?.reporting === 3, 20_000)
+  t.same(await Promise.all([a, b, c].map(async (m) => (await kv.get(key(m.vigil.fleet?.id ?? '')).string()) !== null)), [true, true, true], "a's, b's and c's records are in etcd")
+  // d sees it fail too, on its own requests: three others already say so.
+  await traffic(d, () => peer(d, bad).passive?.state === 'ejected', true)
+  t.not(peer(d, bad).passive?.ejection()?.reason, 'fleet_quorum', "d ejected it on its own evidence, not on the fleet's word")
+  await waitFor(() => d.vigil.fleet?.writer.status().suppressed === 1, 20_000)
+  t.equal(await kv.get(key('d')).string(), null, "d's record is absent from etcd")
+  const status = JSON.parse((await get(`${d.admin}/status?format=json`)).body) as { fleet: FleetStatus }
+  t.match(status.fleet.writes, { suppressed: 1 }, 'the status shows the suppressed write')
+  t.match((await get(`${d.admin}/metrics`)).body, /vigil_fleet_writes_total\{result="suppressed"\} 1/)
+  t.match((await get(`${d.admin}/status?format=html`)).body, /1 suppressed/)
+  // a stops: its lease is revoked and its record goes; d still sees the failure and two others are too few now.
+  await a.vigil.stop(0)
+  t.equal(d.vigil.fleet?.writer.status().written, 0, 'd has written nothing so far')
+  await waitFor(() => d.vigil.fleet?.writer.status().written === 1, 20_000)
+  const record = JSON.parse((await kv.get(key('d')).string()) as string) as { ejected: boolean; event: string }
+  t.match(record, { ejected: true, event: 'ejected' }, 'd writes its record once the others are too few')
+  t.equal(d.vigil.fleet?.writer.status().suppressed, 1, 'and that write was not suppressed')
 })
 
 t.test('local success wins: a vigil whose own requests to the server succeed ignores the quorum', async (t) => {

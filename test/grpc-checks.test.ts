@@ -6,7 +6,8 @@ import { createSecureServer, createServer as createH2Server, type Http2Server, t
 import type { AddressInfo } from 'node:net'
 import { startProxy, type ProxyHandle } from './helpers/index.js'
 import { recordEvents, statusOf, waitFor } from './helpers/health.js'
-import { spawnGrpcProvider, type GrpcProvider } from './helpers/grpc.js'
+import { echoClient, spawnGrpcProvider, type GrpcProvider } from './helpers/grpc.js'
+import * as grpcJs from '@grpc/grpc-js'
 import { tempDir } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import type { Config } from '../src/index.js'
@@ -145,6 +146,36 @@ t.test('the service name is passed: its status decides, not the whole server\'s'
   t.same(of('unknown'), ['down grpc_NOT_FOUND Health status unknown for service vigil.Nope'], 'an unknown service is the server\'s NOT_FOUND')
 })
 
+t.test('calls answered UNAVAILABLE while the health service says SERVING: passing checks do not lift the ejection', async (t) => {
+  // The grpc-errors drill's fault: before, each passing check restored the server (unejectOnPass), two more
+  // calls failed and ejected it again, about once a second for the whole fault.
+  const failing = await spawnGrpcProvider(t, 'unavailable')
+  const proxy = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', upstream: 'api', http2: true }],
+    upstreams: {
+      api: {
+        protocol: 'h2c',
+        servers: [{ address: grpc.address }, { address: failing.address }],
+        passive: { maxFails: 1, failTimeout: '1h', recoveryProbe: false, stall: { enabled: false } },
+        active: { type: 'grpc', ...fast, unejectOnPass: true },
+      },
+    },
+  })
+  const passive = recordEvents(proxy.vigil, 'passive')
+  const target = proxy.vigil.checker.stateOf(proxy.vigil.upstreams.get('api')!.peers[1]!)!
+  await waitFor('checked and passing', () => target.checks >= 2 && target.last?.result === 'success')
+  await failing.control('fail=14')
+  const client = echoClient(t, `127.0.0.1:${proxy.port}`)
+  const codes: number[] = []
+  for (let i = 0; i < 4; i++) await client.say({ text: `${i}` }).then(() => codes.push(0), (e: grpcJs.ServiceError) => codes.push(e.code))
+  t.ok(codes.includes(grpcJs.status.UNAVAILABLE), `a call got UNAVAILABLE: ${codes.join(',')}`)
+  await waitFor('ejected', () => passive.some((e) => e.event === 'ejected'))
+  const checked = target.checks
+  await waitFor('five more checks, all passing', () => target.checks >= checked + 5 && target.failures === 0)
+  for (let i = 0; i < 6; i++) t.equal((await client.say({ text: `after ${i}` })).from, 'g', 'every call goes to the other server')
+  t.same(passive.map((e) => [e.event, e.reason]), [['ejected', 'max_fails']], 'ejected once, never restored by a check')
+})
+
 t.test('protocol h2c: an HTTP check speaks HTTP/2 to a provider that refuses HTTP/1.1', async (t) => {
   const check = { type: 'http' as const, ...fast, http: { path: '/healthz' } }
   const before = h2c.requests
@@ -172,6 +203,34 @@ t.test('protocol h2: gRPC and HTTP checks over TLS with ALPN h2', async (t) => {
   )
   for (const u of ['grpc', 'http']) t.same([proxy.target(u).failures, proxy.target(u).state.down], [0, false], `${u}: every check passed`)
   t.ok(h2tls.requests >= fast.rise, 'the HTTP/2-only TLS server answered the HTTP check')
+})
+
+t.test("protocol h2: checks use the group's tls (its CA, its client certificate), as its traffic does", async (t) => {
+  // An HTTP/2-only TLS provider that requires a client certificate signed by the test CA.
+  const mtls = createSecureServer({ cert: certs.cert, key: certs.key, allowHTTP1: false, requestCert: true, rejectUnauthorized: true, ca: certs.ca })
+  const provider = await h2Only(mtls)
+  t.teardown(() => {
+    for (const s of provider.sessions) s.destroy()
+    mtls.close()
+  })
+  const withCert = { ca: certs.caFile, cert: certs.clientCertFile, key: certs.clientKeyFile }
+  const http = { type: 'http' as const, ...fast, http: { path: '/healthz' } }
+  const proxy = await proxyFor(t, {
+    http: { protocol: 'h2', tls: withCert, servers: [{ address: provider.address }], active: http },
+    grpc: { protocol: 'h2', tls: withCert, servers: [{ address: provider.address }], active: { type: 'grpc', ...fast } },
+    // The grpc-js TLS provider asks for no certificate: the group's CA alone verifies it, no skipVerify.
+    ca: { protocol: 'h2', tls: { ca: certs.caFile }, servers: [{ address: grpcTls.address }], active: { type: 'grpc', ...fast } },
+    nocert: { protocol: 'h2', tls: { ca: certs.caFile }, servers: [{ address: provider.address }], active: http },
+    // Before: the only way to check a private-CA provider, and it still has no certificate to show.
+    skip: { protocol: 'h2', servers: [{ address: provider.address }], active: { ...http, tls: { skipVerify: true } } },
+  })
+  await waitFor('the three with what they need passed rise times, the two without are down', () =>
+    ['http', 'grpc', 'ca'].every((u) => proxy.target(u).checks >= fast.rise) && proxy.target('nocert').state.down && proxy.target('skip').state.down,
+  )
+  for (const u of ['http', 'grpc', 'ca']) t.same([proxy.target(u).failures, proxy.target(u).state.down], [0, false], `${u}: every check passed`)
+  t.ok(provider.requests >= 2 * fast.rise, 'the provider answered the checks that showed a certificate')
+  const client = await fetch(`${proxy.url}/healthz`).then((r) => r.status)
+  t.equal(client, 200, 'and the traffic, with the same certificate')
 })
 
 t.test('a frozen gRPC provider (SIGSTOP) times out and goes down; SIGCONT brings it back', async (t) => {

@@ -81,12 +81,15 @@ const goawayCode = (f: Frame): number => f.payload.readUInt32BE(4)
 
 // The provider: counts streams; /hold streams wait until released, /big streams answer 1 MB.
 const held: ServerHttp2Stream[] = []
+/** The RST_STREAM code each /big stream closed with (0: it ended normally). */
+const bigClosed: number[] = []
 let providerStreams = 0
 const provider = createServer()
 provider.on('stream', (stream: ServerHttp2Stream, headers) => {
   providerStreams++
   stream.on('error', () => {})
   if (headers[':path'] === '/hold') return void held.push(stream)
+  if (headers[':path'] === '/big') stream.once('close', () => bigClosed.push(stream.rstCode ?? 0))
   stream.respond({ ':status': 200 })
   stream.end(headers[':path'] === '/big' ? Buffer.alloc(1 << 20) : 'ok')
 })
@@ -186,4 +189,38 @@ t.test('a client whose window never opens is cut off after idleTimeout; no body 
   t.ok(cut.type === GOAWAY || cut.stream === 1, 'the stream is reset or the idle connection gets GOAWAY')
   t.notOk(c.frames.some((f) => f.type === DATA && f.payload.length > 0), 'no body byte was sent')
   t.equal(await served(), 200, 'another client is served')
+})
+
+t.test('a window that never opens on a connection kept busy (PINGs): the stream is reset after sendTimeout, and its upstream cancelled', async (t) => {
+  // Node's own stream timer never fires here: every PING ACK the session sends counts as progress for every stream.
+  const busy = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', upstream: 'h2', http2: true, limits: { idleTimeout: '60s', http2: { maxPings: 1000, sendTimeout: '1s' } } }],
+    upstreams: { h2: { protocol: 'h2c', servers: [{ address: `127.0.0.1:${(provider.address() as AddressInfo).port}` }] } },
+  })
+  const closedBefore = bigClosed.length
+  const started = Date.now()
+  const c = rawClient(busy.port, Buffer.from([0x00, 0x04, 0, 0, 0, 0]))
+  c.socket.write(get(1, '/big'))
+  const pings = setInterval(() => c.socket.write(frame(PING, 0, 0, Buffer.alloc(8))), 100)
+  t.teardown(() => clearInterval(pings))
+  const reset = await c.seen(RST_STREAM)
+  const took = Date.now() - started
+  clearInterval(pings)
+  t.equal(reset.stream, 1, 'stream 1 is reset')
+  t.equal(reset.payload.readUInt32BE(0), constants.NGHTTP2_CANCEL, 'with CANCEL')
+  t.ok(took < 30_000, `long before the 60 s idleTimeout (${took} ms)`)
+  t.notOk(c.frames.some((f) => f.type === GOAWAY), 'the connection itself is kept: only the stream was stuck')
+  t.notOk(c.frames.some((f) => f.type === DATA && f.payload.length > 0), 'no body byte was sent')
+  while (bigClosed.length === closedBefore) await new Promise((r) => setTimeout(r, 20))
+  t.equal(bigClosed.at(-1), constants.NGHTTP2_CANCEL, 'the provider saw its stream cancelled')
+  const session = connect(`http://127.0.0.1:${busy.port}`)
+  t.teardown(() => session.close())
+  const size = await new Promise<number>((resolve, reject) => {
+    let n = 0
+    const req = session.request({ ':path': '/big' })
+    req.on('data', (d: Buffer) => (n += d.length))
+    req.on('end', () => resolve(n))
+    req.on('error', reject)
+  })
+  t.equal(size, 1 << 20, 'a client that reads gets the whole 1 MB through the same watch')
 })

@@ -49,6 +49,9 @@ t.test('a passing check lifts only the ejections it disproves', async (t) => {
   t.same(['error', 'timeout', 'http_503'].map((f) => checkCovers(tcp, f)), [true, false, false])
   t.same(['error', 'timeout', 'http_503'].map((f) => checkCovers(exchange, f)), [true, true, false])
   t.same(['error', 'timeout', 'http_503'].map((f) => checkCovers(http, f)), [true, true, true])
+  const grpc = resolveCheck({ type: 'grpc' }, undefined)
+  t.same(['error', 'timeout', 'invalid_header', 'grpc_UNAVAILABLE'].map((f) => checkCovers(grpc, f)), [true, true, true, false], 'SERVING says nothing of what calls get')
+  t.same([tcp, exchange, http].map((c) => checkCovers(c, 'grpc_RESOURCE_EXHAUSTED')), [false, false, false], 'nor does any other check')
 })
 
 t.test('expected status table: classes and codes', async (t) => {

@@ -6,6 +6,8 @@ import t from 'tap'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium, type Browser } from 'playwright-core'
+import { connect as connectH2, createServer as createH2Server, type ServerHttp2Stream } from 'node:http2'
+import type { AddressInfo } from 'node:net'
 import { client, get, spawnProvider, startProxy } from './helpers/index.js'
 import { control, statusOf, waitFor } from './helpers/health.js'
 import { proxyConfig, startProxyFromFile, tempDir, writeConfig } from './helpers/config-file.js'
@@ -136,4 +138,49 @@ t.test('at 1280 px: one section per upstream, every reason in words, charts, tra
   t.same(overflow, [], 'nothing is cut off at 1280 px')
   await page.screenshot({ path: SCREENSHOT, fullPage: true })
   t.comment(`screenshot: ${SCREENSHOT}`)
+})
+
+t.test('HTTP/2 servers: the protocol per group and server, streams open, gRPC classes; nothing cut off', async (t) => {
+  // An in-process h2c provider: /hold is answered only at the end; anything else is a gRPC answer, UNAVAILABLE for /err.
+  const server = createH2Server()
+  const held: ServerHttp2Stream[] = []
+  server.on('stream', (stream, headers) => {
+    if (headers[':path'] === '/hold') return void held.push(stream)
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': headers[':path'] === '/err' ? '14' : '0' }, { endStream: true })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`
+  const proxy = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', upstream: 'rpc', http2: true }],
+    upstreams: { rpc: { protocol: 'h2c', servers: [{ address }], passive: { stall: { enabled: false } } } },
+  })
+  const session = connectH2(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => {
+    session.destroy()
+    for (const s of held) s.destroy()
+    server.close()
+  })
+  const call = (path: string): Promise<void> =>
+    new Promise((resolve) => {
+      const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' }, { endStream: true })
+      req.on('error', () => resolve())
+      req.on('close', () => resolve())
+      req.resume()
+    })
+  for (const path of ['/ok', '/ok', '/err']) await call(path)
+  for (let i = 0; i < 2; i++) session.request({ ':method': 'GET', ':path': '/hold' }, { endStream: true }).on('error', () => {})
+  await waitFor('two streams held open', () => held.length === 2)
+
+  const page = await (await launch()).newPage({ viewport: { width: 1280, height: 900 } })
+  t.teardown(() => page.close())
+  await page.goto(`${proxy.admin}/status?format=html&refresh=60`)
+  t.match(await page.locator('#upstream-rpc h2 .meta').innerText(), /· h2c ·/, 'the group says how it reaches its servers')
+  const row = page.locator(`tr.server[data-name="${address}"]`)
+  t.equal(await row.locator('.name .tag').first().innerText(), 'h2c', 'and each server')
+  t.match(await row.locator('.traffic').innerText(), /2 in flight \(2 streams open\)/, 'streams in flight')
+  t.match(await row.locator('.failures .grpc').innerText(), /gRPC 2 OK · 1 error/, 'gRPC status classes')
+  await row.locator('details summary').click()
+  t.match(await row.locator('details dl').innerText(), /protocol\s+h2c[\s\S]*streams open\s+2[\s\S]*GOAWAYs\s+0[\s\S]*gRPC calls\s+2 OK, 1 error/)
+  const overflow = await page.evaluate(() => [...document.querySelectorAll<HTMLElement>('td')].filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.innerText.slice(0, 60)))
+  t.same(overflow, [], 'nothing cut off')
 })

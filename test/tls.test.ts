@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { once } from 'node:events'
 import WebSocket, { WebSocketServer } from 'ws'
 import { client, echo, get, startProxy } from './helpers/index.js'
+import { waitFor } from './helpers/health.js'
 import { exchange } from './helpers/raw.js'
 import { makeCerts, type Certs } from './helpers/tls.js'
 import { capture, proxyConfig, startProxyFromFile, writeConfig } from './helpers/config-file.js'
@@ -95,6 +96,21 @@ t.test('a provider that requires a client certificate', async (t) => {
   t.equal(ok.headers['x-client-cert'], 'vigil client')
   const refused = await get(`http://127.0.0.1:${proxy.vigil.listenerAddresses[1]!.port}/`)
   t.equal(refused.status, 502, 'without the certificate the provider refuses the handshake')
+})
+
+t.test("an https check uses the group's tls: its CA and client certificate", async (t) => {
+  const up = await httpsProvider(t, { requestCert: true, rejectUnauthorized: true, ca: certs.ca })
+  const check = { type: 'https' as const, interval: 100, timeout: 2_000, rise: 1, fall: 1 }
+  const proxy = await startProxy(t, {
+    upstreams: {
+      withcert: { servers: [{ address: up.address }], tls: { ca: certs.caFile, cert: certs.clientCertFile, key: certs.clientKeyFile }, active: check },
+      without: { servers: [{ address: up.address }], tls: { ca: certs.caFile }, active: check },
+    },
+  })
+  const target = (u: string) => proxy.vigil.checker.stateOf(proxy.vigil.upstreams.get(u)!.peers[0]!)!
+  await waitFor('checked', () => target('withcert').checks >= 2 && target('without').state.down)
+  t.same([target('withcert').failures, target('withcert').state.down], [0, false], 'checked with the certificate and verified by the group CA')
+  t.equal(target('without').state.down, true, 'without one the provider refuses the check too')
 })
 
 t.test('WebSocket upgrades to an HTTPS provider use the same TLS settings', async (t) => {

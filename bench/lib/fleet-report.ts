@@ -26,8 +26,10 @@ export interface FleetDrillRow {
   /** registry */
   outageSeconds?: number
   healthChangesDuringOutage?: string[]
-  /** The smallest consumer count a vigil saw in the registry after the outage. */
+  /** The smallest consumer count a vigil saw in the registry after the outage (polled for up to 60 s). */
   fleetSeenAfter?: number
+  /** From the registry's restart until every vigil saw the whole fleet (polled from 12 s, once the old sessions' and leases' records expired). */
+  reregisteredMs?: number
 }
 
 export interface FleetDrillDoc {
@@ -68,7 +70,7 @@ function partitionCells(d: FleetDrillDoc, r: FleetDrillRow): string[] {
 
 function registryCells(d: FleetDrillDoc, r: FleetDrillRow): string[] {
   const changes = r.healthChangesDuringOutage ?? []
-  const result = `registry down ${r.outageSeconds ?? '-'} s: ${changes.length === 0 ? 'no health change' : changes.join(', ')}; after it, every vigil sees ${r.fleetSeenAfter ?? '-'} of ${d.vigils} registered`
+  const result = `registry down ${r.outageSeconds ?? '-'} s: ${changes.length === 0 ? 'no health change' : changes.join(', ')}; ${r.fleetSeenAfter === d.vigils ? `every vigil saw all ${d.vigils} registered again ${s2(r.reregisteredMs)} after its restart` : `${s2(r.reregisteredMs)} after its restart a vigil saw only ${r.fleetSeenAfter ?? '-'} of ${d.vigils} registered`}`
   const missed = [...(changes.length > 0 ? [`${changes.length} health changes`] : []), ...((r.failed ?? 0) > 0 ? [`${r.failed} failed requests`] : []), ...(r.fleetSeenAfter !== d.vigils ? ['not all registered again'] : [])]
   return ['-', '-', '-', `${r.failed ?? '-'} / ${r.requests ?? '-'}`, result, missed.length === 0 ? '✓ met' : `✗ MISSED: ${missed.join(', ')}`]
 }

@@ -5,6 +5,7 @@ import { createServer, connect } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { createInterface, type Interface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { onExit } from 'signal-exit'
 
 /** The repository root (works from bench/lib/ in the sources and from dist/bench/lib/). */
 export const root = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url))
@@ -12,12 +13,27 @@ export const providerScript = `${root}dist/src/demo/provider.js`
 export const cliScript = `${root}dist/src/cli.js`
 export const grpcProviderScript = `${root}dist/bench/lib/grpc-provider.js`
 
-const live = new Set<Proc>()
-process.once('exit', () => {
-  for (const p of live) p.signal('SIGCONT'), p.signal('SIGKILL')
+const live = new Set<ChildProcess>()
+// On exit and on the signals that end this process without 'exit' handlers (Ctrl-C, SIGTERM, tap's SIGALRM at
+// its per-file timeout): left running, the children would hold this process's stderr open.
+onExit(() => {
+  for (const child of live) {
+    for (const sig of ['SIGCONT', 'SIGKILL'] as const) {
+      try {
+        process.kill(-(child.pid as number), sig)
+      } catch {
+        // gone already
+      }
+    }
+  }
 })
-// Ctrl-C or a SIGTERM would end the runner without 'exit' handlers and leave its children running.
-for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(128 + (sig === 'SIGINT' ? 2 : 15)))
+
+/** Kill `child`'s process group (it was spawned detached) when this process exits, if it is still running. */
+export function killAtExit(child: ChildProcess): void {
+  if (child.pid === undefined) return
+  live.add(child)
+  child.once('exit', () => live.delete(child))
+}
 
 export interface SpawnOptions {
   /** Called with every stdout line. */
@@ -41,12 +57,11 @@ export class Proc {
     options: SpawnOptions = {},
   ) {
     this.child = spawn(command, args, { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'], detached: true, env: options.env ?? process.env })
-    live.add(this)
+    killAtExit(this.child)
     this.exited = new Promise((resolve) => {
       this.child.once('error', () => resolve(-1))
       this.child.once('exit', (code) => {
         this.exitCode = code
-        live.delete(this)
         resolve(code)
       })
     })

@@ -240,7 +240,10 @@ export class ZooKeeperAdmin {
   /** Create a node; ephemeral ones vanish with this client's session. */
   create(path: string, data = '', ephemeral = false): Promise<void> {
     const mode = ephemeral ? zookeeper.CreateMode.EPHEMERAL : zookeeper.CreateMode.PERSISTENT
-    return this.call((c, done) => c.create(path, Buffer.from(data), mode, (err) => done(err)))
+    return this.call(
+      (c, done) => c.create(path, Buffer.from(data), mode, (err) => done(err)),
+      (err) => (err as Exception).getCode?.() === zookeeper.Exception.NODE_EXISTS,
+    )
   }
 
   remove(path: string): Promise<void> {
@@ -261,10 +264,22 @@ export class ZooKeeperAdmin {
     discard(this.client)
   }
 
-  /** One request on the current client; a request queued on a client that is replaced would never be answered. */
-  private call<T = void>(request: (c: Client, done: (err: Error | Exception | null, value?: T) => void) => void): Promise<T> {
-    const answer = new Promise<T>((resolve, reject) => request(this.client, (err, value) => (err ? reject(err) : resolve(value as T))))
-    return within(answer, 3 * this.sessionTimeout)
+  /**
+   * One request on the current client (a request queued on a client that is replaced would never be answered),
+   * tried again while the connection is lost: a test's request right after a registry restart, before the
+   * client has reconnected, otherwise fails with CONNECTION_LOSS. `applied` says whether an error on a second
+   * try means the first one was applied before its answer was lost (a create's NODE_EXISTS).
+   */
+  private call<T = void>(request: (c: Client, done: (err: Error | Exception | null, value?: T) => void) => void, applied: (err: unknown) => boolean = () => false): Promise<T> {
+    const limit = 3 * this.sessionTimeout
+    const end = Date.now() + limit
+    const attempt = (again: boolean): Promise<T> =>
+      new Promise<T>((resolve, reject) => request(this.client, (err, value) => (err && !(again && applied(err)) ? reject(err) : resolve(value as T)))).catch(async (err: unknown) => {
+        if ((err as Exception).getCode?.() !== zookeeper.Exception.CONNECTION_LOSS || Date.now() + 200 > end) throw err
+        await sleep(200)
+        return attempt(true)
+      })
+    return within(attempt(false), limit)
   }
 }
 

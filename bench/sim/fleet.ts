@@ -28,7 +28,7 @@ import { ConsecutiveDetector } from '../../src/health/eject/consecutive.js'
 import { WindowDetector } from '../../src/health/eject/window.js'
 import { SubsetAssignment } from '../../src/upstream/subset.js'
 import { decide } from './quorum-stub.js'
-import { quorumOf, type LocalTraffic } from '../../src/fleet/quorum.js'
+import { needOf, quorumOf, worthWriting, writeMargin, type LocalTraffic } from '../../src/fleet/quorum.js'
 import { checkMajority } from '../../src/fleet/share-checks.js'
 import { providerFault, registryOutage, type Fault, type SimParams, type Strategy } from './model.js'
 
@@ -59,6 +59,8 @@ export interface RunResult {
   /** Times the cap kept a server in. */
   capped: number
   registryWrites: number
+  /** Writes of P0's observers skipped because enough others already reported the failure (src/fleet/quorum.ts worthWriting). */
+  suppressedWrites: number
   /** Most registry writes in one second. */
   writesPeak: number
   events: number
@@ -286,6 +288,16 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   // The same failing reports by the time their failure began (the first write of the streak): for "began after".
   const failingSince = new TimeCounts(100, T + 2 * rules.window)
   const publishedSince = new Float64Array(W)
+  // What the watchers see of the registry: each write becomes visible watchDelay later (its QUORUM event), the
+  // record it replaced goes at the same moment; by the time each visible report was made.
+  const visible = new TimeCounts(100, T + 2 * rules.window)
+  const visibleFailing = new Uint8Array(W)
+  const visibleAt = new Float64Array(W)
+  /** A failing state it held back (enough others said it): written when they are too few and it still sees it. */
+  const held = new Uint8Array(W)
+  const heldList: number[] = []
+  /** When its next restatement is due (a REFRESH event at another time is a stale one). */
+  const refreshAt = new Float64Array(W).fill(NaN)
   const fleetEjected = new Uint8Array(W)
   const lastFailure = new Float64Array(W).fill(-Infinity)
   let quorumOn = false
@@ -304,6 +316,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   let capped = 0
   let probesFaulty = 0
   let registryWrites = 0
+  let suppressedWrites = 0
   const writesPerSecond = new Int32Array(Math.ceil(T / 1000) + 1)
   let events = 0
 
@@ -451,6 +464,33 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
   /** Failing reports about P0 made within the window, as every watcher sees them at t. */
   const reporters = (t: number): number => observations.upTo(t) - observations.upTo(t - rules.window - 1e-9)
   const reportsItself = (i: number, t: number): boolean => published[i] === 1 && t - publishedAt[i]! <= rules.window
+  /** Failing reports within window that watcher i sees at t, its own left out. */
+  const visibleOthers = (i: number, t: number): number =>
+    visible.upTo(t) - visible.upTo(t - rules.window - 1e-9) - (visibleFailing[i] === 1 && t - visibleAt[i]! <= rules.window ? 1 : 0)
+  /** vigil's Need for watcher i's record: a checker's is a check report; otherwise enough or more, as it sees others. */
+  const needFor = (i: number, t: number): 'report' | 'enough' | 'more' => (strategy.shareChecks && isChecker[i] === 1 ? 'report' : needOf(visibleOthers(i, t), quorum))
+  /** A write became visible to every watcher: its report replaces the one that watcher's earlier write left. */
+  const show = (i: number): void => {
+    if (visibleFailing[i] === 1) visible.add(visibleAt[i] as number, -1)
+    visibleFailing[i] = published[i] as number
+    visibleAt[i] = publishedAt[i] as number
+    if (visibleFailing[i] === 1) visible.add(visibleAt[i] as number, 1)
+  }
+  /** Held-back failures whose observers may now be too few: written (after the jitter, and asked again then). */
+  const reconsider = (t: number): void => {
+    if (heldList.length === 0 || visible.upTo(t) - visible.upTo(t - rules.window - 1e-9) - 1 >= quorum + writeMargin(quorum)) return
+    let k = 0
+    for (const i of heldList) {
+      if (held[i] === 0) continue
+      if (!failing(i)) {
+        held[i] = 0
+        continue
+      }
+      heldList[k++] = i
+      if (pending[i] === 0 && needFor(i, t) !== 'enough') publish(i, t)
+    }
+    heldList.length = k
+  }
 
   /** docs/fleet.md's rule for consumer i at quorum: ignore (own recent success), eject (no own traffic), or suspect. */
   const decideFor = (i: number, t: number): void => {
@@ -705,7 +745,26 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
         const now = failing(i) ? 1 : 0
         // A newer state replaced an unwritten older one and equals what is published: nothing to write.
         const refresh = now === 1 && published[i] === 1 && t - publishedAt[i]! >= rules.window - rules.writeJitter
-        if (now === published[i] && !refresh) break
+        const wasHeld = held[i] === 1
+        if (now === 0) held[i] = 0
+        if (now === published[i] && !refresh && !(now === 1 && wasHeld)) {
+          // An end of a failure it never wrote: nothing to take back (vigil counts it as suppressed).
+          if (now === 0 && wasHeld) suppressedWrites++
+          break
+        }
+        // Enough has been said (src/fleet/quorum.ts worthWriting): asked when the write's turn comes, as vigil's writer does.
+        if (!worthWriting(now === 1, published[i] === 1, needFor(i, t))) {
+          suppressedWrites++
+          if (now === 1) {
+            if (held[i] === 0) heldList.push(i)
+            held[i] = 1
+            // Its restatement is due a window later, under the same rule.
+            refreshAt[i] = t + rules.window - rules.writeJitter
+            push(refreshAt[i] as number, i, REFRESH)
+          }
+          break
+        }
+        held[i] = 0
         registryWrites++
         writesPerSecond[Math.floor(t / 1000)]!++
         if (published[i] === 1) observations.add(publishedAt[i] as number, -1)
@@ -717,9 +776,10 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
         if (now === 1) {
           observations.add(t, 1)
           // An observer that still sees the failure says it again every window.
-          push(t + rules.window - rules.writeJitter, i, REFRESH)
+          refreshAt[i] = t + rules.window - rules.writeJitter
+          push(refreshAt[i] as number, i, REFRESH)
         }
-        push(t + rules.watchDelay, 0, QUORUM)
+        push(t + rules.watchDelay, i, QUORUM)
         if (!ticking) {
           ticking = true
           push(t + 1_000, 0, TICK)
@@ -727,13 +787,17 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
         break
       }
       case REFRESH:
-        if (published[i] === 1 && failing(i)) publish(i, t)
+        if (refreshAt[i] !== t) break
+        if ((published[i] === 1 || held[i] === 1) && failing(i)) publish(i, t)
         break
       case QUORUM:
+        show(i)
         evaluate(t)
+        reconsider(t)
         break
       case TICK:
         evaluate(t)
+        reconsider(t)
         ticking = quorumOn || checkersOn || reporters(t) > 0
         if (ticking) push(t + 1_000, 0, TICK)
         break
@@ -782,6 +846,7 @@ export function simulate(p: SimParams, fault: Fault, strategy: Strategy, trace?:
     sharedDecisions,
     capped,
     registryWrites,
+    suppressedWrites,
     writesPeak: Math.max(0, ...writesPerSecond),
     events,
     wallMs: Math.round(performance.now() - wallStart),

@@ -128,7 +128,8 @@ function serverRow(r: ServerStatus, page: StatusPage): string {
   const peer = page.upstreams.get(r.upstream)?.find(r.name)
   const configDown = peer?.configDown ?? false
   const why = reasonOf(r, { ...page, configDown })
-  const tags = [r.backup ? 'backup' : '', r.subset === 'member' || r.subset === null ? '' : r.subset, r.weight !== 1 ? `weight ${r.weight}` : '', r.maxConns === null ? '' : `max ${r.maxConns}`].filter((t) => t !== '')
+  const http2 = r.protocol !== 'http1'
+  const tags = [http2 ? r.protocol : '', r.backup ? 'backup' : '', r.subset === 'member' || r.subset === null ? '' : r.subset, r.weight !== 1 ? `weight ${r.weight}` : '', r.maxConns === null ? '' : `max ${r.maxConns}`].filter((t) => t !== '')
   const failurePct = r.requests === 0 ? '' : ` (${((r.failures / r.requests) * 100).toFixed(r.failures === 0 ? 0 : 1)}%)`
   const check =
     r.check === 'none'
@@ -141,6 +142,9 @@ function serverRow(r: ServerStatus, page: StatusPage): string {
     ['passive', r.passive],
     ['weight / effective', `${r.weight} / ${r.effectiveWeight}`],
     ['max conns', r.maxConns ?? 'no limit'],
+    ['protocol', r.protocol],
+    ...(http2 ? ([['streams open', r.streams], ['GOAWAYs', r.goaways]] as [string, unknown][]) : []),
+    ['gRPC calls', `${r.grpc.ok} OK, ${count(r.grpc.error, 'error')}`],
     ['ejections', r.ejections],
     ['stalls', r.stalls],
     ['ejection', r.ejectionReason === null ? '—' : `${r.ejectionReason} (${r.ejectionFailure ?? '?'}) until ${r.ejectedUntil ?? '?'}`],
@@ -156,11 +160,22 @@ function serverRow(r: ServerStatus, page: StatusPage): string {
 <td class="name"><code>${esc(r.name)}</code>${tags.map((t) => ` <span class="tag">${esc(t)}</span>`).join('')}
 <details data-key="${esc(`${r.upstream}/${r.name}`)}"><summary>more</summary><dl>${more.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl></details></td>
 <td class="state"><span class="pill ${r.status}">${r.status}</span>${why === '' ? '' : ` <span class="why">${esc(why)}</span>`}</td>
-<td class="traffic"><span class="num">${r.requests}</span> req · ${r.inflight} in flight<br>${chart(page.history.bars(r.upstream, r.name, r.requests, r.failures))}</td>
-<td class="failures"><span class="num${r.failures > 0 ? ' bad' : ''}">${r.failures}</span>${esc(failurePct)}${r.ejections > 0 ? `<br><span class="muted">${count(r.ejections, 'ejection')}</span>` : ''}</td>
+<td class="traffic"><span class="num">${r.requests}</span> req · ${r.inflight} in flight${http2 ? streamsNote(r) : ''}<br>${chart(page.history.bars(r.upstream, r.name, r.requests, r.failures))}</td>
+<td class="failures"><span class="num${r.failures > 0 ? ' bad' : ''}">${r.failures}</span>${esc(failurePct)}${r.ejections > 0 ? `<br><span class="muted">${count(r.ejections, 'ejection')}</span>` : ''}${grpcNote(r)}</td>
 <td class="latency">${r.latencyMs === null ? '<span class="muted">—</span>' : `${r.latencyMs} ms`}</td>
 <td class="check">${check}</td>
 </tr>`
+}
+
+/** An HTTP/2 server's traffic beside its requests in flight: the streams open on its connections, its GOAWAYs. */
+function streamsNote(r: ServerStatus): string {
+  return ` <span class="streams">(${count(r.streams, 'stream')} open${r.goaways === 0 ? '' : `, ${count(r.goaways, 'GOAWAY')}`})</span>`
+}
+
+/** gRPC calls by status class, once the server has ended one (an error is HTTP 200: `failures` counts it only where failOn lists its status). */
+function grpcNote(r: ServerStatus): string {
+  if (r.grpc.ok + r.grpc.error === 0) return ''
+  return `<br><span class="muted grpc${r.grpc.error > 0 ? ' bad' : ''}">gRPC ${r.grpc.ok} OK · ${count(r.grpc.error, 'error')}</span>`
 }
 
 function transitions(name: string, page: StatusPage): string {
@@ -183,6 +198,7 @@ function section(name: string, rows: readonly ServerStatus[], page: StatusPage):
       : `subset of ${subset.members.size} (consumer ${subset.index} of ${subset.count}${subset.replacements === 0 ? '' : `, ${count(subset.replacements, 'replacement')}`})`,
     down === 0 ? 'all up' : `<b class="bad">${down} down</b>`,
     u?.balance ?? 'round_robin',
+    u?.protocol ?? 'http1',
     u?.active === undefined ? 'no active check' : `${u.active.type ?? 'tcp'} check`,
     `passive ${u?.passive?.mode ?? 'nginx'}`,
     u?.active === undefined ? '' : probes(rows.reduce((a, r) => a + r.probeRate, 0)),
@@ -317,7 +333,7 @@ function fleetSection(fleet: FleetStatus | undefined, now: number): string {
     `id <b>${esc(fleet.id)}</b>`,
     `index ${fleet.index} of ${fleet.count}${fleet.registered ? '' : ' <b class="bad">(not registered)</b>'}`,
     `quorum ${fleet.quorum}`,
-    `writes ${w.written} (${w.pending} pending, ${w.superseded} superseded, ${w.failed} failed)`,
+    `writes ${w.written} (${w.pending} pending, ${w.superseded} superseded, ${w.suppressed} suppressed, ${w.failed} failed)`,
     `checks: ${fleet.checks.probed} probed here, ${fleet.checks.shared} from others`,
   ]
   const head = ['upstream', 'server', 'reporting', 'decision', 'observers (what each said)', 'checkers']

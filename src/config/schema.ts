@@ -465,6 +465,7 @@ export const Http2Limits = Type.Object(
     maxSettings: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'SETTINGS frames a client may send per window' })),
     maxPings: Type.Optional(Type.Integer({ minimum: 1, default: 100, description: 'PING frames a client may send per window' })),
     window: Type.Optional(Duration),
+    sendTimeout: Type.Optional(Duration),
   },
   { ...closed, description: 'limits for HTTP/2 clients; over one, the connection gets GOAWAY (ENHANCE_YOUR_CALM)' },
 )

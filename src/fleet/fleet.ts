@@ -164,6 +164,8 @@ export class Fleet {
         const sub = this.open(recordPath(this.config, 'observations', u.name))
         g = new GroupObservations(u.name, sub, this.id, this.writer, this.options.log, this.config.shareChecks !== undefined)
         g.onChange = () => this.health.evaluate()
+        const name = u.name
+        g.need = (server, now) => this.health.need(name, server, now)
         this.groups.set(u.name, g)
         sub.start()
       }

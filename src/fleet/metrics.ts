@@ -46,7 +46,7 @@ export function registerFleetMetrics(registry: Registry, fleet: Fleet): void {
   })
   new Counter({
     name: 'vigil_fleet_writes_total',
-    help: "this vigil's observation writes to the registry, by result (superseded: replaced by a newer state before it was written)",
+    help: "this vigil's observation writes to the registry, by result (superseded: replaced by a newer state before it was written; suppressed: skipped, enough other observers already report the failure or there was no failing record to take back)",
     labelNames: ['result'],
     registers,
     collect() {
@@ -55,6 +55,7 @@ export function registerFleetMetrics(registry: Registry, fleet: Fleet): void {
       this.inc({ result: 'written' }, w.written)
       this.inc({ result: 'failed' }, w.failed)
       this.inc({ result: 'superseded' }, w.superseded)
+      this.inc({ result: 'suppressed' }, w.suppressed)
     },
   })
   const decisions = new Counter({

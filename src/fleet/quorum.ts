@@ -50,3 +50,34 @@ export function decide(reporters: readonly Observation[], quorum: number, local:
   if (local.lastSuccess >= recent && local.lastSuccess >= formed && local.lastSuccess >= local.lastFailure) return 'ignored'
   return 'suspect'
 }
+
+/**
+ * Other observers beyond the quorum whose failing reports make one more report from this vigil worth nothing:
+ * half the quorum, at least 1. Observers leave without warning (a vigil stops, its lease runs out, a zone of
+ * consumers goes), and the vigils that held back notice it only at their next list, then write after their
+ * jitter. With quorum + quorum/2 reports out there, a third of the writers can vanish at once (one zone of three,
+ * a rolling restart of a third of the fleet) and the quorum still holds while the others catch up; a margin of 1
+ * alone would let two observers stopping together drop it for a moment. The price: a failure costs 1.5 × quorum
+ * writes instead of the bare quorum, still far from one per consumer.
+ */
+export const writeMargin = (quorum: number): number => Math.max(1, Math.ceil(quorum / 2))
+
+/**
+ * What this vigil's own record of a server is worth to the fleet now:
+ * - `report`: other consumers take their check state from it (it is one of the server's shareChecks checkers);
+ * - `enough`: at least quorum + writeMargin other observers already report the server failing within window;
+ * - `more`: anything else.
+ */
+export type Need = 'report' | 'enough' | 'more'
+
+export const needOf = (reporters: number, quorum: number): Exclude<Need, 'report'> => (reporters >= quorum + writeMargin(quorum) ? 'enough' : 'more')
+
+/**
+ * Whether this vigil writes its newest state of a server (the "enough has been said" rule): a check report others
+ * read, always; a failing state, unless enough was said; a state that is not failing only to take back a failing
+ * record this vigil wrote: with none written there is nothing to retract.
+ */
+export function worthWriting(failing: boolean, recordedFailing: boolean, need: Need): boolean {
+  if (need === 'report') return true
+  return failing ? need !== 'enough' : recordedFailing
+}

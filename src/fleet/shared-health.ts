@@ -11,7 +11,7 @@ import type { Peer } from '../upstream/peer.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Consumers } from './consumers.js'
 import { FLEET_QUORUM, type GroupObservations, type Observation } from './observations.js'
-import { decide, quorumOf, reporting, type Decision, type LocalTraffic } from './quorum.js'
+import { decide, needOf, quorumOf, reporting, type Decision, type LocalTraffic, type Need } from './quorum.js'
 import { checkersOf, sharedState } from './share-checks.js'
 
 export interface SharedHealthSettings {
@@ -120,6 +120,23 @@ export class SharedHealth implements AttemptObserver {
   quorumFor(u: Upstream, peer: Peer): number {
     const users = u.subset?.users(peer)
     return users === undefined ? this.quorum : quorumOf(this.settings.quorum, users)
+  }
+
+  /**
+   * What this vigil's own record of `server` in group `upstream` is worth to the fleet now (quorum.ts Need): a
+   * check report when it is one of the server's checkers; otherwise `enough` once quorum + margin other observers
+   * report it failing within window, as this vigil sees them.
+   */
+  need(upstream: string, server: string, now: number): Need {
+    const u = this.options.upstreams().get(upstream)
+    const peer = u?.find(server)
+    if (u === undefined || peer === undefined) return 'more'
+    if (this.settings.shareChecks !== undefined) {
+      const target = this.options.checker.stateOf(peer)
+      if (target !== undefined && this.checks(target.address)) return 'report'
+    }
+    const reporters = reporting(this.options.groups.get(upstream)?.others.get(server)?.values(), now, this.settings.window)
+    return needOf(reporters.length, this.quorumFor(u, peer))
   }
 
   /** Servers this vigil probes itself, and servers whose state it takes from others (fleet.shareChecks). */

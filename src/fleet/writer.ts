@@ -1,7 +1,9 @@
 // This vigil's writes to the registry, without a storm: a token bucket (`writeRate` writes per second, a burst of
 // the same size), a random wait of up to `writeJitter` before a burst, and coalescing: only the newest state of
 // a record waits to be written, so a mass failure costs at most `writeRate` writes per second per vigil, however
-// many servers fail and however often they flap.
+// many servers fail and however often they flap. A write may also carry the question whether it is still worth
+// making (`needed`, asked when its turn comes, after the jitter): across the fleet, N vigils each writing once is
+// the storm the per-vigil rate cannot stop, and by the time a write's turn comes others may have said it all.
 import type { Logger } from 'pino'
 import type { RawRecord } from '../discovery/formats.js'
 import type { Subscription } from '../discovery/subscription.js'
@@ -19,10 +21,12 @@ export interface WriterStatus {
   failed: number
   /** States replaced by a newer one before they were written. */
   superseded: number
+  /** Writes skipped when their turn came: not worth making (`needed` said so: enough has been said). */
+  suppressed: number
 }
 
 /** What waits to be written: a record's data, or undefined to delete it. */
-type Pending = { subscription: Subscription<RawRecord>; name: string; value: string | undefined }
+type Pending = { subscription: Subscription<RawRecord>; name: string; value: string | undefined; needed: (() => boolean) | undefined }
 
 export class RecordWriter {
   private readonly pending = new Map<string, Pending>()
@@ -33,6 +37,7 @@ export class RecordWriter {
   written = 0
   failed = 0
   superseded = 0
+  suppressed = 0
 
   constructor(
     private readonly settings: WriterSettings,
@@ -42,17 +47,21 @@ export class RecordWriter {
     this.tokens = settings.rate
   }
 
-  /** Write `value` under `name` (undefined: delete it) when the rate allows; a newer call for the name replaces this one. */
-  put(subscription: Subscription<RawRecord>, name: string, value: string | undefined): void {
+  /**
+   * Write `value` under `name` (undefined: delete it) when the rate allows; a newer call for the name replaces this
+   * one. `needed`, when given, is asked when its turn comes: false skips the write (counted as suppressed, no token
+   * spent).
+   */
+  put(subscription: Subscription<RawRecord>, name: string, value: string | undefined, needed?: () => boolean): void {
     if (this.closed) return
     const key = `${subscription.path}\u0000${name}`
     if (this.pending.delete(key)) this.superseded++
-    this.pending.set(key, { subscription, name, value })
+    this.pending.set(key, { subscription, name, value, needed })
     if (this.timer === undefined) this.arm(this.random() * this.settings.jitter)
   }
 
   status(): WriterStatus {
-    return { pending: this.pending.size, written: this.written, failed: this.failed, superseded: this.superseded }
+    return { pending: this.pending.size, written: this.written, failed: this.failed, superseded: this.superseded, suppressed: this.suppressed }
   }
 
   close(): void {
@@ -75,8 +84,12 @@ export class RecordWriter {
     // Oldest first: a Map iterates in insertion order, and a superseded record moved to the end.
     for (const [key, p] of this.pending) {
       if (this.tokens < 1) break
-      this.tokens--
       this.pending.delete(key)
+      if (p.needed?.() === false) {
+        this.suppressed++
+        continue
+      }
+      this.tokens--
       const write = p.value === undefined ? p.subscription.withdraw(p.name) : p.subscription.publish(p.name, p.value)
       write.then(
         () => this.written++,

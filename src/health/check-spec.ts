@@ -2,6 +2,8 @@
 import type { Active } from '../config/schema.js'
 import type { UpstreamProtocol } from '../upstream/peer.js'
 import { ms } from '../config/duration.js'
+import { createHash } from 'node:crypto'
+import type { ClientTls } from '../upstream/tls.js'
 
 /** Tengine's defaults (`check interval=30000 rise=2 fall=5 timeout=1000`), except that servers start up. */
 export const ACTIVE_DEFAULTS = {
@@ -54,8 +56,33 @@ export interface CheckSpec {
   h2: boolean
   /** `grpc.health.v1.Health/Check` for this service name ("" asks about the whole server). */
   grpc: { service: string } | undefined
-  tls: { serverName: string | undefined; skipVerify: boolean } | undefined
+  tls: CheckTls | undefined
   tcp: { send: string | undefined; expect: string | undefined } | undefined
+}
+
+export interface CheckTls {
+  /** `active.tls`: SNI and the name checked; skip verification. Each overrides what the group's `tls` says. */
+  serverName: string | undefined
+  skipVerify: boolean
+  /** The group's own `tls` (its CA, client certificate, servername, verify), when it has one. */
+  group: GroupTls | undefined
+}
+
+/**
+ * A group's loaded TLS material as its checks use it. The checker keys check targets by their spec's JSON: this
+ * one's is a digest of the material, so a new CA or certificate makes a new target and the PEM bytes never
+ * become part of a key.
+ */
+export class GroupTls {
+  private readonly digest: string
+
+  constructor(readonly material: Omit<ClientTls, 'servername'> & { servername?: string | undefined }) {
+    this.digest = createHash('sha256').update(JSON.stringify(material)).digest('base64')
+  }
+
+  toJSON(): string {
+    return this.digest
+  }
 }
 
 /**
@@ -63,9 +90,12 @@ export interface CheckSpec {
  * group's traffic reaches its servers, and checks speak it too, so an HTTP/2-only provider is checked over
  * HTTP/2: under `h2c` an `http` check is cleartext HTTP/2 (an `https` one HTTP/2 over TLS), under `h2` both are
  * HTTP/2 over TLS (ALPN), as the traffic is. A gRPC check is always HTTP/2: over TLS when the group is `h2`,
- * else cleartext.
+ * else cleartext. A check over TLS uses the group's own `tls` (`groupTls`: CA, client certificate, servername,
+ * verify), as Envoy's health checks use the cluster's transport socket, so a provider that requires a client
+ * certificate or has a private CA is checked as its traffic reaches it; `active.tls` overrides the name and
+ * verification.
  */
-export function resolveCheck(active: Active, upstreamHost: string | undefined, protocol: UpstreamProtocol = 'http1'): CheckSpec {
+export function resolveCheck(active: Active, upstreamHost: string | undefined, protocol: UpstreamProtocol = 'http1', groupTls?: GroupTls): CheckSpec {
   const type = active.type ?? 'tcp'
   const interval = ms(active.interval ?? ACTIVE_DEFAULTS.interval)
   const web = type === 'http' || type === 'https'
@@ -96,17 +126,20 @@ export function resolveCheck(active: Active, upstreamHost: string | undefined, p
       : undefined,
     h2: type === 'grpc' || (web && protocol !== 'http1'),
     grpc: type === 'grpc' ? { service: active.grpc?.service ?? '' } : undefined,
-    tls: tls ? { serverName: active.tls?.serverName, skipVerify: active.tls?.skipVerify ?? false } : undefined,
+    tls: tls ? { serverName: active.tls?.serverName, skipVerify: active.tls?.skipVerify ?? false, group: groupTls } : undefined,
     tcp: type === 'tcp' && active.tcp !== undefined ? { send: active.tcp.send, expect: active.tcp.expect } : undefined,
   }
 }
 
 /**
- * Which passive failure classes (nginx's `error`, `timeout`, `invalid_header`, `http_NNN`) a passing check
- * disproves. A TCP connect only shows the port accepts; an exchange also shows it answers; an HTTP check
- * shows it answers HTTP with an expected status.
+ * Which passive failure classes (nginx's `error`, `timeout`, `invalid_header`, `http_NNN`, `grpc_NAME`) a
+ * passing check disproves. A TCP connect only shows the port accepts; an exchange also shows it answers; an
+ * HTTP check shows it answers HTTP with an expected status; a gRPC check that its health service says SERVING.
+ * None disproves a call's gRPC status: that is the application's answer to its own methods (a dependency down,
+ * load shed), which no check calls, and health services rarely leave SERVING; only a real call (the trial) can.
  */
 export function checkCovers(spec: CheckSpec, failureClass: string): boolean {
+  if (failureClass.startsWith('grpc_')) return false
   if (spec.type !== 'tcp') return true
   if (spec.tcp?.expect !== undefined) return !failureClass.startsWith('http_')
   return failureClass === 'error'

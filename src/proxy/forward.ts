@@ -8,7 +8,7 @@ import type { Peer } from '../upstream/peer.js'
 import type { Upstream, UpstreamTimeouts } from '../upstream/upstream.js'
 import type { InFlightEntry } from '../upstream/inflight.js'
 import { classifyError, grpcFailure, httpFailure, PER_TRY_TIMEOUT, POOL_TIMEOUT, STUCK, type Failure } from '../health/outcome.js'
-import { grpcStatusIn, grpcTimeout } from './grpc.js'
+import { endStartedCall, GRPC_DEADLINE_EXCEEDED, grpcStatusIn, grpcTimeout, grpcTimeoutIndex, grpcTimeoutValue, sendGrpcStatus } from './grpc.js'
 import { ReplayBody } from './replay.js'
 import { Role } from '../health/ejection.js'
 import type { WaitList, Waiting } from '../health/stall.js'
@@ -91,6 +91,10 @@ function onBodyEnd(this: VigilRequest): void {
 
 function onPerTryTimeout(ex: Exchange): void {
   ex.perTryTimeout()
+}
+
+function onDeadline(ex: Exchange): void {
+  ex.deadlineExceeded()
 }
 
 /** The wait queue admits a request: its exchange, parked on the request, picks its first peer now. */
@@ -209,8 +213,11 @@ export class Exchange {
   private replay: ReplayBody | undefined = undefined
   /** A gRPC call: retried until committed whatever its method; judged by grpc-status. */
   private readonly grpc: boolean
-  /** Date.now() by which a gRPC call's grpc-timeout runs out (no new try after it); 0 for none. */
+  /** Date.now() by which a gRPC call's grpc-timeout runs out: the call ends then (DEADLINE_EXCEEDED); 0 for none. */
   private readonly deadline: number
+  /** Where grpc-timeout's value is in headerList: each try forwards the time left in it. */
+  private readonly deadlineAt: number = -1
+  private deadlineTimer: NodeJS.Timeout | undefined = undefined
   private chunks: Buffer[] | undefined = undefined
   /** Bytes of a buffered body still to come. */
   private bodyLeft = 0
@@ -242,9 +249,11 @@ export class Exchange {
     this.grpc = head.grpc
     const timeout = head.grpc ? grpcTimeout(head.grpcTimeout) : undefined
     this.deadline = timeout === undefined ? 0 : this.started + timeout
+    if (timeout !== undefined) this.deadlineAt = grpcTimeoutIndex(this.headerList)
   }
 
   start(): void {
+    this.armDeadline()
     const length = this.head.contentLength
     const chunked = this.head.chunked || this.head.streamed
     if (!chunked && (length === undefined || length === '0')) return this.first(this.started)
@@ -302,10 +311,13 @@ export class Exchange {
     const peer = up.select(NO_PEERS, this.req)
     if (peer === undefined) {
       const refusal = up.refusal()
-      if (refusal.code === 'max_conns' && enqueue(admitQueued, this.req, this.res, up, this.target, this.hooks)) {
-        // While queued, the queue owns the request (its timeout, the client leaving); admitQueued hands it back.
+      if (refusal.code === 'max_conns' && enqueue(admitQueued, this.req, this.res, up, this.target, this.hooks, this.deadline)) {
+        // While queued, the queue owns the request (its timeout, the call's deadline, the client leaving);
+        // admitQueued hands it back.
         this.res.exchange = undefined
         this.req.exchange = this
+        clearTimeout(this.deadlineTimer)
+        this.deadlineTimer = undefined
         return
       }
       sendError(this.res, 503, refusal.code, refusal.detail)
@@ -313,7 +325,13 @@ export class Exchange {
       return
     }
     this.firstPeer = peer
+    this.armDeadline()
     this.launch(peer, now)
+  }
+
+  /** The call's deadline ends it, wherever it is (reading its body, trying, streaming the answer); not while queued. */
+  private armDeadline(): void {
+    if (this.deadline > 0 && this.deadlineTimer === undefined) this.deadlineTimer = setTimeout(onDeadline, Math.max(0, this.deadline - Date.now()), this)
   }
 
   private launch(peer: Peer, now: number): void {
@@ -329,7 +347,18 @@ export class Exchange {
       this.timer = setTimeout(onPerTryTimeout, perTry, this)
     }
     const body = this.replay === undefined ? this.body : this.replay.open()
-    peer.pool.dispatch({ path: this.target.path, method: this.method as Dispatcher.HttpMethod, headers: this.headerList, body }, a)
+    peer.pool.dispatch({ path: this.target.path, method: this.method as Dispatcher.HttpMethod, headers: this.deadlineAt < 0 ? this.headerList : this.timeLeft(now), body }, a)
+  }
+
+  /**
+   * The headers for a try of a call with a deadline: grpc-timeout says the time left, as gRPC clients compute it
+   * for each attempt, so a provider never works on a call after vigil has ended it. A copy after the first try:
+   * a try still queued in an HTTP/2 pool reads its list only when it starts.
+   */
+  private timeLeft(now: number): string[] {
+    const list = this.attempts === 1 ? this.headerList : this.headerList.slice()
+    list[this.deadlineAt] = grpcTimeoutValue(Math.max(1, this.deadline - now))
+    return list
   }
 
   /** A peer this request has not used yet, or undefined. */
@@ -473,6 +502,28 @@ export class Exchange {
     this.launch(peer, now)
   }
 
+  /**
+   * The call's grpc-timeout ran out: every try is cancelled (RST_STREAM CANCEL) and the client gets
+   * DEADLINE_EXCEEDED from vigil, as Envoy and grpc-go end it. The deadline is the client's budget, not evidence
+   * against the provider: it counts as a failure only where passive.failOn lists grpc_DEADLINE_EXCEEDED.
+   */
+  deadlineExceeded(): void {
+    this.deadlineTimer = undefined
+    if (this.finished || this.res.writableEnded) return
+    const now = Date.now()
+    const monitor = this.upstream.monitor
+    for (let a = this.live; a !== undefined; a = this.live) {
+      a.grpcStatus = GRPC_DEADLINE_EXCEEDED
+      const counted = monitor.grpcEnded(a.peer, GRPC_DEADLINE_EXCEEDED)
+      this.settle(a, counted, counted !== undefined, now)
+      a.abort()
+    }
+    const detail = `deadline exceeded: upstream "${this.upstream.name}" did not finish the call within its grpc-timeout (${this.deadline - this.started} ms)`
+    if (this.winner === undefined) sendGrpcStatus(this.res, GRPC_DEADLINE_EXCEEDED, 'deadline_exceeded', detail, this.attempts === 0 ? undefined : this.attempts)
+    else endStartedCall(this.res, GRPC_DEADLINE_EXCEEDED, 'deadline_exceeded', detail)
+    this.finish()
+  }
+
   clientClosed(): void {
     // writableEnded, not writableFinished: an HTTP/2 stream the client reset counts as finished writing.
     if (this.finished || this.res.writableEnded) return
@@ -570,6 +621,7 @@ export class Exchange {
     if (this.finished) return
     this.finished = true
     clearTimeout(this.timer)
+    clearTimeout(this.deadlineTimer)
     this.res.exchange = undefined
     this.req.exchange = undefined
     this.hooks.done()

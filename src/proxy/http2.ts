@@ -33,6 +33,8 @@ export const HTTP2_LIMIT_DEFAULTS = {
   maxSettings: 100,
   maxPings: 100,
   window: 10_000,
+  /** nginx's send_timeout: a stream with response bytes waiting that gets none of them out for this long is reset. */
+  sendTimeout: 60_000,
 } as const
 
 export interface Http2Limits {
@@ -42,6 +44,8 @@ export interface Http2Limits {
   maxPings: number
   /** The window the three counts above are taken over (ms). */
   window: number
+  /** A stream whose response bytes wait this long without one going out (its flow-control window stays shut) is reset; 0 is off. */
+  sendTimeout: number
 }
 
 export function resolveHttp2Limits(c: Http2LimitsConfig | undefined): Http2Limits {
@@ -52,6 +56,7 @@ export function resolveHttp2Limits(c: Http2LimitsConfig | undefined): Http2Limit
     maxSettings: c?.maxSettings ?? d.maxSettings,
     maxPings: c?.maxPings ?? d.maxPings,
     window: ms(c?.window ?? d.window),
+    sendTimeout: ms(c?.sendTimeout ?? d.sendTimeout),
   }
 }
 
@@ -77,6 +82,10 @@ export class VigilH2Response extends Http2ServerResponse {
   shouldKeepAlive = true
   private heldStatus = 0
   private held: readonly string[] | undefined = undefined
+  /** Body bytes handed to the stream, and how many of them had gone out at the send watch's last look. */
+  private written = 0
+  private sentBefore = -1
+  private sendWatch: NodeJS.Timeout | undefined = undefined
 
   override writeHead(statusCode: number, a?: string | OutgoingHttpHeaders | OutgoingHttpHeader[], b?: OutgoingHttpHeaders | OutgoingHttpHeader[]): this {
     const headers = b ?? (typeof a === 'string' ? undefined : a)
@@ -92,7 +101,37 @@ export class VigilH2Response extends Http2ServerResponse {
 
   override write(chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
     this.release()
+    this.counted(chunk)
     return super.write(chunk as Buffer, encoding as BufferEncoding, cb as () => void)
+  }
+
+  /**
+   * Count body bytes; the first starts the send watch. Node's own stream timeout cannot see a stream whose window
+   * stays shut: any frame the session sends (a PING's ACK, another stream's DATA) counts as progress for it.
+   */
+  private counted(chunk: unknown): void {
+    if (chunk === undefined || chunk === null || typeof chunk === 'function') return
+    this.written += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array).byteLength
+    if (this.sendWatch !== undefined) return
+    const guard = (this.stream.session as GuardedSession | undefined)?.[GUARD]
+    if (guard === undefined || guard.sendTimeout === 0) return
+    this.sendWatch = setInterval(watchSend, guard.sendTimeout, this, guard)
+    this.sendWatch.unref()
+    this.stream.once('close', () => clearInterval(this.sendWatch))
+  }
+
+  /** The send watch's look, once per sendTimeout: bytes waiting and none gone out since the last one resets the stream. */
+  checkSend(guard: SessionGuard): void {
+    const stream = this.stream
+    if (stream.destroyed || stream.closed) return clearInterval(this.sendWatch)
+    const waiting = stream.bufferSize
+    const sent = this.written - waiting
+    if (waiting === 0 || sent !== this.sentBefore) {
+      this.sentBefore = sent
+      return
+    }
+    clearInterval(this.sendWatch)
+    guard.stalled(stream, waiting)
   }
 
   override end(chunk?: unknown, encoding?: unknown, cb?: unknown): this {
@@ -169,6 +208,18 @@ export function createHttp2Server(
 }
 
 const OVER_LIMIT = Symbol('vigil.h2OverLimit')
+const GUARD = Symbol('vigil.h2Guard')
+
+/** What a session's guard tells its streams' responses: the send timeout, and what to do at it. */
+interface SessionGuard {
+  sendTimeout: number
+  stalled(stream: ServerHttp2Stream, waiting: number): void
+}
+type GuardedSession = Http2Session & { [GUARD]?: SessionGuard }
+
+function watchSend(res: VigilH2Response, guard: SessionGuard): void {
+  res.checkSend(guard)
+}
 
 /**
  * Whether a stream is not worth serving: its client already reset it, or its session went over a limit (the
@@ -207,8 +258,19 @@ export function guardSession(session: Http2Session, h2: Http2Limits, idleTimeout
     // Streams in flight are cut too: a client that floods is not owed their answers.
     setImmediate(() => session.destroy())
   }
+  let stalls = 0
+  ;(session as GuardedSession)[GUARD] = {
+    sendTimeout: h2.sendTimeout,
+    // A client that never opens its window (or stops reading one stream) holds that stream and its upstream: reset
+    // it (the exchange sees its client leave and cancels the upstream). Said once per connection.
+    stalled(stream, waiting) {
+      if (stalls++ === 0) log.warn({ client: session.socket?.remoteAddress, limit: 'sendTimeout', sendTimeoutMs: h2.sendTimeout, waiting }, 'HTTP/2 client took no response bytes within sendTimeout: stream reset')
+      stream.close(constants.NGHTTP2_CANCEL)
+    },
+  }
   session.on('stream', (stream: ServerHttp2Stream) => {
-    // A client that never opens its window (or stops reading) leaves the stream silent: reset it after idleTimeout.
+    // A stream silent both ways for idleTimeout is reset. (Node's stream timer does not fire while the session
+    // sends anything at all, so a shut window is the send watch's: VigilH2Response.)
     if (idleTimeout > 0) stream.setTimeout(idleTimeout, () => stream.close(constants.NGHTTP2_CANCEL))
     stream.on('aborted', () => {
       roll()

@@ -9,7 +9,7 @@ import { SlowStart } from '../balance/slow-start.js'
 import type { Peer, PoolOptions } from './peer.js'
 import { Hosts } from './hosts.js'
 import { loadClientTls } from './tls.js'
-import { resolveCheck, type CheckSpec } from '../health/check-spec.js'
+import { GroupTls, resolveCheck, type CheckSpec } from '../health/check-spec.js'
 import type { WaitQueue, Waiter } from './wait-queue.js'
 import { GroupState } from './group-state.js'
 import { sameJson } from '../config/diff.js'
@@ -85,8 +85,9 @@ export function failOpenOf(config: UpstreamConfig): boolean {
   return config.failOpen ?? config.passive?.failOpen ?? true
 }
 
-export function activeCheck(config: UpstreamConfig): CheckSpec | undefined {
-  return config.active === undefined ? undefined : resolveCheck(config.active, config.host, config.protocol)
+/** `tls`: the group's loaded TLS settings (its connections'), which its checks over TLS use too. */
+export function activeCheck(config: UpstreamConfig, tls: PoolOptions['tls'] | undefined): CheckSpec | undefined {
+  return config.active === undefined ? undefined : resolveCheck(config.active, config.host, config.protocol, tls === undefined ? undefined : new GroupTls(tls))
 }
 
 /** The 503 vigil answers when select() finds no peer. */
@@ -150,8 +151,8 @@ export class Upstream {
     this.name = name
     this.config = config
     this.hostHeader = config.host
-    this.active = activeCheck(config)
     this.connections = next.connections ?? connections(config)
+    this.active = activeCheck(config, this.connections.pool.tls)
     this.peers = config.servers.map((s) => hosts.acquire(name, serverSpec(s), this.connections))
     this.subset = subsetRotation(this.peers, config.subset, config.passive, config.placement)
     this.balancer = createBalancer(config)

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { request as undiciRequest, Agent } from 'undici'
 import { Vigil, type Config } from '../../src/index.js'
+import { killAtExit } from '../../bench/lib/procs.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
@@ -80,6 +81,7 @@ export async function spawnProvider(t: Tap, name: string, args: string[] = [], s
  */
 export async function spawnScript(t: Tap, name: string, script: string, args: string[]): Promise<Provider & { ready: Record<string, unknown> }> {
   const child = spawn(process.execPath, [script, '--name', name, ...args], { stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+  killAtExit(child)
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const signal = (sig: NodeJS.Signals): void => {
     try {
