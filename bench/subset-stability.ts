@@ -1,12 +1,13 @@
-// Subset balance and churn: vigil's subsetting (src/upstream/subset.ts) beside the SRE book's deterministic
-// subsetting (a seeded shuffle per round, split in chunks), the same with each round ordered by a keyed hash of
-// (round, address), and rendezvous hashing (each consumer's top `size` servers by hash of (index, address)).
-// Pure computation, deterministic, a second or two.
+// Subset balance and churn: vigil's subsetting (src/upstream/subset.ts: rendezvous hashing with loads bounded to
+// ±SLACK of the mean, keyed by consumer names) at its slack and others, beside what it was chosen over: plain
+// rendezvous top-`size` per consumer name, bounded loads as a greedy pass in consumer-hash order (upper bound
+// only), the previous discrete aperture ring (by index), and the SRE book's rounds (by index).
+// Pure computation, deterministic; a minute or two at 10,000 × 500.
 //   npm run build && node dist/bench/subset-stability.js [--consumers 1000] [--servers 100] [--size 10]
 import { parseArgs } from 'node:util'
 import { hashString } from '../src/balance/hash.js'
-import { subset } from '../src/upstream/subset.js'
-import { fleetSubsets, subsetChange, type Subsetter, type SubsetChange } from './lib/subsets.js'
+import { score, SLACK_PERCENT } from '../src/upstream/subset.js'
+import { byIndex, consumerNames, perServer, subsetChange, vigilSubsets, type FleetSubsetter, type SubsetChange } from './lib/subsets.js'
 
 const { values } = parseArgs({
   options: { consumers: { type: 'string', default: '1000' }, servers: { type: 'string', default: '100' }, size: { type: 'string', default: '10' } },
@@ -14,6 +15,50 @@ const { values } = parseArgs({
 const N = Number(values.consumers)
 const M = Number(values.servers)
 const SIZE = Number(values.size)
+
+/** Each consumer's servers by vigil's pair score, best first (a plain sort: the cpu column is for vigil's rows). */
+const rankings = (servers: readonly string[]): ((consumer: string) => string[]) => {
+  const hashed = servers.map((s) => ({ s, h: hashString(s) }))
+  return (consumer) => {
+    const h = hashString(consumer)
+    return hashed.map(({ s, h: sh }) => ({ s, k: score(h, sh) })).sort((a, b) => b.k - a.k).map((x) => x.s)
+  }
+}
+
+/** Rendezvous hashing: each consumer's top `size` servers by score. */
+const rendezvous: FleetSubsetter = (servers, consumers, size) => {
+  const ranked = rankings(servers)
+  return new Map(consumers.map((c) => [c, ranked(c).slice(0, size)]))
+}
+
+/** Bounded loads, greedy: consumers in order of their hash each take their best servers not yet at ceil(c × mean). */
+const greedy =
+  (c: number): FleetSubsetter =>
+  (servers, consumers, size) => {
+    const cap = Math.ceil((c * consumers.length * size) / servers.length)
+    const ranked = rankings(servers)
+    const load = new Map<string, number>()
+    const out = new Map<string, string[]>()
+    for (const consumer of [...consumers].sort((a, b) => hashString(a) - hashString(b))) {
+      const got: string[] = []
+      for (const s of ranked(consumer)) {
+        if (got.length === size) break
+        if ((load.get(s) ?? 0) >= cap) continue
+        load.set(s, (load.get(s) ?? 0) + 1)
+        got.push(s)
+      }
+      out.set(consumer, got)
+    }
+    return out
+  }
+
+/** vigil's previous algorithm (Finagle's aperture, discrete): servers on a ring by address hash, consumer i takes a window. */
+const aperture = byIndex((servers, index, count, size) => {
+  const ring = [...servers].sort((a, b) => hashString(a) - hashString(b) || (a < b ? -1 : 1))
+  const take = Math.max(size, Math.ceil(ring.length / count))
+  const start = Math.floor(((2 * index + 1) * ring.length) / (2 * count))
+  return Array.from({ length: Math.min(take, ring.length) }, (_, k) => ring[(start + k) % ring.length] as string)
+})
 
 /** A seeded Fisher–Yates shuffle (mulberry32), as the SRE book's `random.seed(round); random.shuffle(backends)`. */
 function shuffled<T>(items: readonly T[], seed: number): T[] {
@@ -33,49 +78,70 @@ function shuffled<T>(items: readonly T[], seed: number): T[] {
 }
 
 /** The SRE book's algorithm over `order(round)`: consumers in rounds of M / size, each round cut into chunks. */
-const rounds = (order: (servers: readonly string[], round: number) => string[]): Subsetter => (servers, { index }, size) => {
-  const perRound = Math.max(1, Math.floor(servers.length / size))
-  const round = Math.floor(index / perRound)
-  const start = (index % perRound) * size
-  return order(servers, round).slice(start, start + size)
-}
-const sorted = (servers: readonly string[]): string[] => [...servers].sort()
-const algorithms: [string, Subsetter][] = [
-  ['vigil: aperture ring, hash order', subset],
-  ['SRE book: shuffled index list', rounds((s, r) => shuffled(sorted(s), r))],
+const rounds = (order: (servers: readonly string[], round: number) => string[]): FleetSubsetter =>
+  byIndex((servers, index, _count, size) => {
+    const perRound = Math.max(1, Math.floor(servers.length / size))
+    const round = Math.floor(index / perRound)
+    const start = (index % perRound) * size
+    return order(servers, round).slice(start, start + size)
+  })
+
+const algorithms: [string, FleetSubsetter][] = [
+  [`vigil: rendezvous, loads within ±${SLACK_PERCENT}%`, vigilSubsets()],
+  ['the same, ±5%', vigilSubsets(5)],
+  ['the same, ±15%', vigilSubsets(15)],
+  ['the same, ±25%', vigilSubsets(25)],
+  ['rendezvous top-size per consumer name', rendezvous],
+  ['bounded loads, greedy in hash order, c 1.05', greedy(1.05)],
+  ['bounded loads, greedy, c 1.1', greedy(1.1)],
+  ['bounded loads, greedy, c 1.25', greedy(1.25)],
+  ['previous: aperture ring, by index', aperture],
+  ['SRE book: shuffled index list', rounds((s, r) => shuffled([...s].sort(), r))],
   ['SRE rounds, keyed-hash order', rounds((s, r) => [...s].sort((a, b) => hashString(`${r}/${a}`) - hashString(`${r}/${b}`)))],
-  ['rendezvous per consumer', (s, { index }, size) => [...s].sort((a, b) => hashString(`${index}/${b}`) - hashString(`${index}/${a}`)).slice(0, size)],
 ]
 
 const servers = Array.from({ length: M }, (_, i) => `10.0.${i >> 8}.${i & 255}:8080`)
+const consumers = consumerNames(N)
 const changed = (i: number): string => `10.9.${i >> 8}.${i & 255}:8080`
-/** Each change is made to TRIALS different servers (or positions); a cell is the mean over them. */
+/** Each change is made to TRIALS different servers (or consumers); a cell is the mean over them. */
 const TRIALS = 5
-const victims = Array.from({ length: TRIALS }, (_, k) => Math.floor((M * (2 * k + 1)) / (2 * TRIALS)))
-const mean = (changes: SubsetChange[]): SubsetChange => ({
-  consumers: changes.reduce((s, c) => s + c.consumers, 0) / changes.length,
-  maxMembers: Math.max(...changes.map((c) => c.maxMembers)),
-  moves: changes.reduce((s, c) => s + c.moves, 0) / changes.length,
-})
+const at = (count: number, k: number): number => Math.floor((count * (2 * k + 1)) / (2 * TRIALS))
+const trials = (f: (k: number) => SubsetChange): SubsetChange => {
+  const changes = Array.from({ length: TRIALS }, (_, k) => f(k))
+  return {
+    consumers: changes.reduce((s, c) => s + c.consumers, 0) / TRIALS,
+    maxMembers: Math.max(...changes.map((c) => c.maxMembers)),
+    moves: changes.reduce((s, c) => s + c.moves, 0) / TRIALS,
+  }
+}
 const cell = (c: SubsetChange): string => `${Math.round(c.consumers)} (max ${c.maxMembers})`
-const lowerBound = Math.round((SIZE * N) / M)
+const mean = (SIZE * N) / M
 
-console.log(`subsets: ${N} consumers × ${M} servers, size ${SIZE}; a change that must touch the servers' consumers touches about ${lowerBound}`)
-console.log(`consumers whose subset changed, mean over ${TRIALS} servers changed (most members changed in one subset)\n`)
-console.log('| algorithm | consumers per server min–max | server added | server removed | server replaced | consumer joined | consumer left |')
-console.log('|---|---|---|---|---|---|---|')
+console.log(`subsets: ${N} consumers × ${M} servers, size ${SIZE}: ${mean} consumers per server on average`)
+console.log(`floors: a server added must gain ~${Math.round((SIZE * N) / (M + 1))} consumers, one removed loses ${Math.round(mean)}, one replaced both`)
+console.log(`cells: consumers whose subset changed, mean over ${TRIALS} changes (most members changed in one subset); a consumer joins (a new name at ${TRIALS} places of the sorted list) or leaves (from ${TRIALS} places)`)
+console.log(`cpu: one computation of the whole fleet's subsets (this process's CPU time; machine shared)\n`)
+console.log('| algorithm | consumers per server min–max (of the mean) | server added | server removed | server replaced | consumer joined | consumer left | cpu ms |')
+console.log('|---|---|---|---|---|---|---|---|')
+const sorted = [...consumers].sort()
 for (const [name, pick] of algorithms) {
-  const base = fleetSubsets(servers, N, SIZE, pick)
-  const per = new Map<string, number>(servers.map((s) => [s, 0]))
-  for (const s of base) for (const a of s) per.set(a, (per.get(a) ?? 0) + 1)
-  const trials = (f: (k: number) => SubsetChange): SubsetChange => mean(victims.map((_, k) => f(k)))
-  const added = trials((k) => subsetChange(base, fleetSubsets([...servers, changed(k)], N, SIZE, pick)))
-  const removed = trials((k) => subsetChange(base, fleetSubsets(servers.filter((_, i) => i !== victims[k]), N, SIZE, pick)))
-  const replaced = trials((k) => subsetChange(base, fleetSubsets(servers.map((s, i) => (i === victims[k] ? changed(100 + k) : s)), N, SIZE, pick)))
-  // A consumer joins at the end of the sorted list (no index moves), or one leaves from the middle of it.
-  const joined = subsetChange(base, fleetSubsets(servers, N + 1, SIZE, pick).slice(0, N))
-  const gone = Math.floor(N * 0.37)
-  const left = subsetChange(base.filter((_, i) => i !== gone), fleetSubsets(servers, N - 1, SIZE, pick))
-  const counts = [...per.values()]
-  console.log(`| ${name} | ${Math.min(...counts)}–${Math.max(...counts)} | ${cell(added)} | ${cell(removed)} | ${cell(replaced)} | ${cell(joined)} | ${cell(left)} |`)
+  // The least of three computations: the first pays for compiling.
+  let cpu = Infinity
+  let base = new Map() as ReturnType<FleetSubsetter>
+  for (let r = 0; r < 3; r++) {
+    const c0 = process.cpuUsage()
+    base = pick(servers, consumers, SIZE)
+    const c1 = process.cpuUsage(c0)
+    cpu = Math.min(cpu, (c1.user + c1.system) / 1000)
+  }
+  const added = trials((k) => subsetChange(base, pick([...servers, changed(k)], consumers, SIZE)))
+  const removed = trials((k) => subsetChange(base, pick(servers.filter((_, i) => i !== at(M, k)), consumers, SIZE)))
+  const replaced = trials((k) => subsetChange(base, pick(servers.map((s, i) => (i === at(M, k) ? changed(100 + k) : s)), consumers, SIZE)))
+  const joined = trials((k) => subsetChange(base, pick(servers, [...consumers, `${sorted[at(N, k)] as string}-new`], SIZE)))
+  const left = trials((k) => subsetChange(base, pick(servers, sorted.filter((_, i) => i !== at(N, k)), SIZE)))
+  const counts = perServer(servers, base)
+  const lo = Math.min(...counts)
+  const hi = Math.max(...counts)
+  const pct = (x: number): string => `${Math.round((100 * x) / mean)}%`
+  console.log(`| ${name} | ${lo}–${hi} (${pct(lo)}–${pct(hi)}) | ${cell(added)} | ${cell(removed)} | ${cell(replaced)} | ${cell(joined)} | ${cell(left)} | ${cpu.toFixed(0)} |`)
 }

@@ -26,6 +26,7 @@ import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
 import { Fleet } from './fleet/fleet.js'
+import type { ConsumerView } from './fleet/consumers.js'
 import { registerFleetMetrics } from './fleet/metrics.js'
 import { reportPassive, type HealthEvent as PassiveEvent } from './health/passive-events.js'
 
@@ -59,6 +60,8 @@ export interface StartOptions {
    * takes its health state from the primary (no admin listener, no checks). Unset: one process does everything.
    */
   cluster?: 'primary' | 'worker'
+  /** A cluster worker: its primary's place in the fleet (the worker starts no fleet of its own; src/workers/worker.ts). */
+  consumer?: () => ConsumerView | undefined
 }
 
 export class Vigil {
@@ -122,7 +125,7 @@ export class Vigil {
         this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
       },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), consumer: () => this.fleet?.consumers.view })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), consumer: () => this.fleet?.consumers.view ?? options.consumer?.() })
     this.registries = new Registries({
       log: this.log,
       health: (name) => ({
@@ -142,7 +145,7 @@ export class Vigil {
     this.membership.on('upstream-added', (u) => this.joinHealth(u))
     this.updates = new UpdateQueue(this.log)
     this.fleet =
-      config.fleet === undefined
+      config.fleet === undefined || worker
         ? undefined
         : new Fleet(config.fleet, { log: this.log, updates: this.updates, events: this.events, checker: this.checker, upstreams: () => this.upstreams })
     // A consumer joining or leaving moves the fleet-placed subsets (run by the update queue, in order with the rest).

@@ -8,7 +8,7 @@ import { checkersOf, checkMajority, sharedState } from '../src/fleet/share-check
 import { RecordWriter } from '../src/fleet/writer.js'
 import { GroupObservations, type Observation } from '../src/fleet/observations.js'
 import type { HealthEvent } from '../src/health/events.js'
-import { subset, subsetUsers } from '../src/upstream/subset.js'
+import { subset, SubsetAssignment } from '../src/upstream/subset.js'
 import type { Subscription } from '../src/discovery/subscription.js'
 import type { RawRecord } from '../src/discovery/formats.js'
 
@@ -32,18 +32,19 @@ t.test('the quorum: max(2, 10%) by default; local success wins; no traffic means
 t.test('the default quorum under subsetting counts the consumers whose subset holds the server', async (t) => {
   const servers = Array.from({ length: 100 }, (_, i) => `10.1.0.${i}:8080`)
   for (const [count, size] of [[1000, 10], [37, 7], [5, 30], [3, 100]] as const) {
-    const users = subsetUsers(servers, count, size)
+    const consumers = Array.from({ length: count }, (_, i) => `vigil-${i}`)
+    const assignment = new SubsetAssignment(servers, consumers, size)
     // The same as asking subset() for every consumer's subset.
     const brute = new Map(servers.map((s) => [s, 0]))
-    for (let index = 0; index < count; index++) for (const s of subset(servers, { index, count }, size)) brute.set(s, (brute.get(s) ?? 0) + 1)
-    t.same(Object.fromEntries(users), Object.fromEntries(brute), `${count} consumers, subsets of ${size}: the users of every server`)
+    for (const id of consumers) for (const s of subset(servers, { id, ids: consumers }, size)) brute.set(s, (brute.get(s) ?? 0) + 1)
+    t.same(Object.fromEntries(servers.map((s) => [s, assignment.users(s)])), Object.fromEntries(brute), `${count} consumers, subsets of ${size}: the users of every server`)
   }
   // The simulation's finding: 10% of 1,000 consumers is 100, but only the ~100 whose subset holds a server can
   // report it, so the quorum of the whole fleet is never reached.
-  const users = subsetUsers(servers, 1000, 10).get(servers[0] as string) as number
-  t.equal(users, 100, 'subsets of 10 of 100 servers for 1,000 consumers: 100 use each')
+  const users = new SubsetAssignment(servers, Array.from({ length: 1000 }, (_, i) => `vigil-${i}`), 10).users(servers[0] as string) as number
+  t.ok(users >= 90 && users <= 110, `subsets of 10 of 100 servers for 1,000 consumers: ${users} use it (100 ± 10%)`)
   t.equal(quorumOf(undefined, 1000), 100, 'the whole fleet: 100')
-  t.equal(quorumOf(undefined, users), 10, 'those that can observe it: 10')
+  t.equal(quorumOf(undefined, users), Math.ceil(users / 10), 'those that can observe it: about 10')
   t.equal(quorumOf(undefined, 3), 2, 'never below 2, even where only 3 consumers use a server')
   t.equal(quorumOf(7, users), 7, 'a configured quorum is taken as is')
 })

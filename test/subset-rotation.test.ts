@@ -5,10 +5,11 @@
 import t, { type Test } from 'tap'
 import { Peer } from '../src/upstream/peer.js'
 import { SubsetRotation } from '../src/upstream/subset-rotation.js'
-import { subset } from '../src/upstream/subset.js'
+import { consumerAt, SubsetAssignment, subset } from '../src/upstream/subset.js'
 import type { Config, Upstream as UpstreamConfig } from '../src/config/schema.js'
 import type { Upstream } from '../src/upstream/upstream.js'
-import { client, get, spawnProvider, startProxy, type Provider, type ProxyHandle } from './helpers/index.js'
+import { client, get, httpServer, spawnProvider, startProxy, type Provider, type ProxyHandle } from './helpers/index.js'
+import { startCli } from './helpers/cli.js'
 import { startEtcd } from './helpers/registries.js'
 import { proxyConfig, startProxyFromFile, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { statusOf } from './helpers/health.js'
@@ -27,8 +28,8 @@ const names = (ps: readonly Peer[]): string[] => ps.map((p) => p.address)
 
 t.test('members are subset() of the primaries that are not down; backups and down servers have no role', async (t) => {
   const ps = peers(t, 12, (i) => ({ backup: i === 10, down: i === 11 }))
-  const r = new SubsetRotation(ps, 4, { index: 1, count: 3 }, HALF)
-  t.same(names([...r.members]), subset(names(ps.slice(0, 10)), { index: 1, count: 3 }, 4))
+  const r = new SubsetRotation(ps, 4, consumerAt(1, 3), HALF)
+  t.same(names([...r.members]), subset(names(ps.slice(0, 10)), consumerAt(1, 3), 4))
   t.same(names(r.rotation()), names([...r.members]), 'every member eligible: the rotation is the subset')
   t.equal(r.floor, 2, '4 members, half may be out: 2 must stay')
   t.equal(r.role(ps[10] as Peer), undefined, 'a backup is kept by every consumer')
@@ -38,7 +39,7 @@ t.test('members are subset() of the primaries that are not down; backups and dow
 
 t.test('replacements: only while fewer than the floor of members are eligible, from the ring after the window', async (t) => {
   const ps = peers(t, 10)
-  const r = new SubsetRotation(ps, 4, { index: 0, count: 3 }, HALF)
+  const r = new SubsetRotation(ps, 4, consumerAt(0, 3), HALF)
   const members = [...r.members]
   ;(members[0] as Peer).passiveOk = false
   ;(members[1] as Peer).checkUp = false
@@ -49,10 +50,9 @@ t.test('replacements: only while fewer than the floor of members are eligible, f
   t.equal(one.length, 5, 'three out: one replacement')
   const replacement = one[4] as Peer
   t.equal(r.role(replacement), 'replacement')
-  // Which one: the first server on the ring after the subset's window (all addresses, consumer 0 of 1 is the ring).
-  const ring = subset(names(ps), { index: 0, count: 1 }, ps.length)
-  const last = ring.indexOf(names(members)[3] as string)
-  t.equal(replacement.address, ring[(last + 1) % ring.length], 'the next server on the ring')
+  // Which one: the server outside the subset that this consumer scores highest.
+  const spares = new SubsetAssignment(names(ps), consumerAt(0, 3).ids, 4).spares('0')
+  t.equal(replacement.address, spares[0], "the consumer's best-scoring server outside its subset")
   replacement.passiveOk = false
   const next = r.rotation()
   t.equal(next.length, 5, 'an ineligible replacement is passed over for the next one')
@@ -64,11 +64,11 @@ t.test('replacements: only while fewer than the floor of members are eligible, f
 
 t.test('maxEjectPercent 0: every member that is out is replaced; a subset of one keeps one', async (t) => {
   const ps = peers(t, 6)
-  const strict = new SubsetRotation(ps, 3, { index: 0, count: 2 }, { maxEjectPercent: 0, ejectAtLeastOne: false })
+  const strict = new SubsetRotation(ps, 3, consumerAt(0, 2), { maxEjectPercent: 0, ejectAtLeastOne: false })
   t.equal(strict.floor, 3)
   ;[...strict.members][0]!.passiveOk = false
   t.equal(strict.rotation().length, 4)
-  const single = new SubsetRotation(peers(t, 6), 1, { index: 0, count: 6 }, HALF)
+  const single = new SubsetRotation(peers(t, 6), 1, consumerAt(0, 6), HALF)
   t.equal(single.floor, 1, 'the cap never lets a single server out')
   ;[...single.members][0]!.checkUp = false
   t.equal(single.replacements, 0)
@@ -108,7 +108,7 @@ t.test('end to end: traffic and checks go to the subset only; a reload changing 
   }
 
   // Consumer 0 of 3 with size 2 over 6 servers.
-  const first = subset(all, { index: 0, count: 3 }, 2)
+  const first = subset(all, consumerAt(0, 3), 2)
   t.equal(first.length, 2)
   // Checks of the members have run (several intervals); the standby ones were checked once at start, if at all.
   await until(async () => [...(await counts(ps.filter((p) => first.includes(p.address)))).values()].every((c) => c.healthz >= 3), 'members checked')
@@ -128,8 +128,8 @@ t.test('end to end: traffic and checks go to the subset only; a reload changing 
   const status = await statusOf(proxy.admin)
   t.same(status.filter((r) => r.subset === 'member').map((r) => r.name).sort(), [...first].sort(), 'the status page names the members')
   t.equal(status.filter((r) => r.subset === 'standby').length, 4)
-  const json = JSON.parse((await get(`${proxy.admin}/status?format=json`)).body) as { subsets: { upstream: string; size: number; index: number; count: number; members: number; floor: number }[] }
-  t.match(json.subsets, [{ upstream: 'api', size: 2, index: 0, count: 3, members: 2, floor: 1 }])
+  const json = JSON.parse((await get(`${proxy.admin}/status?format=json`)).body) as { subsets: { upstream: string; size: number; consumer: string; index: number; count: number; members: number; floor: number }[] }
+  t.match(json.subsets, [{ upstream: 'api', size: 2, consumer: '0', index: 0, count: 3, members: 2, floor: 1 }])
   const metrics = (await get(`${proxy.admin}/metrics`)).body
   t.match(metrics, /vigil_subset_servers\{upstream="api",role="member"\} 2/)
   t.match(metrics, /vigil_check_skips_total\{server="[^"]+",type="http",reason="standby"\} [1-9]/)
@@ -137,7 +137,7 @@ t.test('end to end: traffic and checks go to the subset only; a reload changing 
   // A reload changing `of`: the subset is recomputed in the swap; traffic follows it.
   writeConfig(proxy.file, config(2))
   t.equal((await proxy.vigil.reload('api')).ok, true)
-  const second = subset(all, { index: 0, count: 2 }, 2)
+  const second = subset(all, consumerAt(0, 2), 2)
   t.equal(second.length, 3, 'ceil(6 / 2): two consumers cover every server')
   t.same(names([...(upstream().subset?.members ?? [])]).sort(), [...second].sort(), 'the live subset is the new one')
   const beforeSecond = await counts(ps)
@@ -174,7 +174,7 @@ t.test('end to end: traffic and checks go to the subset only; a reload changing 
   for (const a of all) if (a !== replacement?.name && !second.includes(a)) t.equal(served(a), 0, `${a} (standby) still served nothing`)
 })
 
-t.test('with fleet registration (a real etcd): index and count come from the registered consumers, and a vigil leaving moves the others\' subsets', async (t) => {
+t.test('with fleet registration (a real etcd): the subsets are keyed by the registered consumer ids, and a vigil leaving moves the others\' subsets', async (t) => {
   const etcd = await startEtcd(t)
   const ps = await Promise.all(Array.from({ length: 3 }, (_, i) => spawnProvider(t, `f${i}`)))
   const all = ps.map((p) => p.address)
@@ -185,8 +185,8 @@ t.test('with fleet registration (a real etcd): index and count come from the reg
   const members = (p: ProxyHandle): string[] => names([...((p.vigil.upstreams.get('api') as Upstream).subset?.members ?? [])])
   await until(() => proxies.every((p) => p.vigil.fleet?.consumers.view.count === 3), 'three consumers registered')
   await Promise.all(proxies.map((p) => p.vigil.updates.idle()))
-  const expected = ['a', 'b', 'c'].map((_, index) => subset(all, { index, count: 3 }, 1))
-  t.same(proxies.map(members), expected, 'consumer i of 3 uses subset(servers, i of 3)')
+  const expected = ['a', 'b', 'c'].map((id) => subset(all, { id, ids: ['a', 'b', 'c'] }, 1))
+  t.same(proxies.map(members), expected, 'consumer id of [a, b, c] uses subset(servers, id of them)')
   t.equal(new Set(proxies.flatMap(members)).size, 3, 'size 1 × 3 consumers: every server has exactly one consumer')
   const agent = client(t)
   const before = await counts(ps)
@@ -200,6 +200,51 @@ t.test('with fleet registration (a real etcd): index and count come from the reg
   await proxies[2]!.vigil.stop(0)
   await until(() => proxies[0]!.vigil.fleet?.consumers.view.count === 2 && proxies[1]!.vigil.fleet?.consumers.view.count === 2, 'c left')
   await Promise.all(proxies.slice(0, 2).map((p) => p.vigil.updates.idle()))
-  t.same(proxies.slice(0, 2).map(members), [0, 1].map((index) => subset(all, { index, count: 2 }, 1)), 'consumer i of 2 now')
+  t.same(proxies.slice(0, 2).map(members), ['a', 'b'].map((id) => subset(all, { id, ids: ['a', 'b'] }, 1)), 'consumer id of [a, b] now')
   t.ok(proxies.slice(0, 2).every((p) => members(p).length === 2), 'two consumers for three servers: subsets grow to ceil(3 / 2)')
+})
+
+t.test('workers with fleet registration: every worker serves the subset the primary computes from the registered ids, and follows a consumer joining', async (t) => {
+  const etcd = await startEtcd(t)
+  const served = new Map<string, number>()
+  const all = await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const s = await httpServer(t, (_req, res) => {
+        served.set(s.address, (served.get(s.address) ?? 0) + 1)
+        res.end('ok')
+      })
+      return s.address
+    }),
+  )
+  const registry = { etcd: { endpoints: [etcd.endpoint], resyncInterval: '500ms', connectTimeout: '2s' } }
+  const fleet = { registry, path: '/vigil/subset-workers', ttl: '2s' }
+  const api = { servers: all.map((address) => ({ address })), subset: { size: 1 }, retry: { tries: 1 } }
+  const file = join(tempDir(t), 'vigil.json')
+  writeConfig(file, { workers: 2, listeners: [{ address: '127.0.0.1:0', upstream: 'api' }], admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: { api }, fleet: { ...fleet, id: 'b' } } as Config)
+  const cli = startCli(t, ['start', '-c', file])
+  await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
+  const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
+  const admin = `http://${started.admin}`
+  type Json = { servers: { generation: number }; subsets: { consumer: string; count: number; members: number }[]; workers: { workers: { generation: number; serving: boolean }[] } }
+  const status = async (): Promise<Json> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Json
+  /** The servers that answered `n` requests on new connections (the cluster hands them to both workers). */
+  const servedBy = async (n: number): Promise<string[]> => {
+    served.clear()
+    for (let i = 0; i < n; i++) t.equal((await get(`http://${started.listeners[0] as string}/`, { headers: { connection: 'close' } })).status, 200)
+    return [...served.keys()].sort()
+  }
+  const settled = async (count: number): Promise<boolean> => {
+    const s = await status()
+    return s.subsets[0]?.count === count && s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.generation === s.servers.generation)
+  }
+  await until(() => settled(1), 'the cluster registered, alone')
+  t.same(await servedBy(20), [...all].sort(), 'a fleet of one: every server')
+
+  // Another consumer joins: the primary's fleet view moves, and each worker recomputes the subset from it.
+  await startProxy(t, { upstreams: { api }, fleet: { ...fleet, id: 'a' } })
+  await until(() => settled(2), 'both consumers registered, every worker on the new generation')
+  const expected = subset(all, { id: 'b', ids: ['a', 'b'] }, 1)
+  t.equal(expected.length, 2, 'two consumers for four servers: two each')
+  t.match((await status()).subsets[0], { consumer: 'b', count: 2, members: 2 }, 'the primary shows it')
+  t.same(await servedBy(20), [...expected].sort(), "the cluster's requests, from both workers, reach only b's subset")
 })

@@ -26,7 +26,7 @@ import type { Detector } from '../../src/health/eject/detector.js'
 import { NginxDetector } from '../../src/health/eject/nginx.js'
 import { ConsecutiveDetector } from '../../src/health/eject/consecutive.js'
 import { WindowDetector } from '../../src/health/eject/window.js'
-import { subset } from '../../src/upstream/subset.js'
+import { SubsetAssignment } from '../../src/upstream/subset.js'
 import { decide } from './quorum-stub.js'
 import { needOf, quorumOf, worthWriting, writeMargin, type LocalTraffic } from '../../src/fleet/quorum.js'
 import { checkMajority } from '../../src/fleet/share-checks.js'
@@ -180,7 +180,9 @@ function subsets(n: number, m: number, size: number): Int32Array {
   const names = providerNames(m)
   const index = new Map(names.map((name, i) => [name, i]))
   const views = new Int32Array(n * size)
-  for (let c = 0; c < n; c++) subset(names, { index: c, count: n }, size).forEach((name, j) => (views[c * size + j] = index.get(name) as number))
+  // Consumers named by their indexes, as `subset.id` / `subset.of` set by hand name them.
+  const assignment = new SubsetAssignment(names, Array.from({ length: n }, (_, c) => String(c)), size)
+  for (let c = 0; c < n; c++) assignment.subset(String(c)).forEach((name, j) => (views[c * size + j] = index.get(name) as number))
   subsetCache.set(key, views)
   return views
 }

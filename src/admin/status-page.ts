@@ -195,7 +195,7 @@ function section(name: string, rows: readonly ServerStatus[], page: StatusPage):
     `${count(rows.length, 'server')}`,
     subset === undefined
       ? ''
-      : `subset of ${subset.members.size} (consumer ${subset.consumer.index} of ${subset.consumer.count}${subset.replacements === 0 ? '' : `, ${count(subset.replacements, 'replacement')}`})`,
+      : `subset of ${subset.members.size} (consumer ${subset.index} of ${subset.count}${subset.replacements === 0 ? '' : `, ${count(subset.replacements, 'replacement')}`})`,
     down === 0 ? 'all up' : `<b class="bad">${down} down</b>`,
     u?.balance ?? 'round_robin',
     u?.protocol ?? 'http1',

@@ -93,6 +93,8 @@ export interface ServerStatus {
 export interface SubsetStatus {
   upstream: string
   size: number
+  /** This vigil's consumer id (its fleet registration id, or `id` set by hand), its place among the consumers, and their number. */
+  consumer: string
   index: number
   count: number
   members: number
@@ -106,7 +108,7 @@ export function subsetRows(upstreams: ReadonlyMap<string, Upstream>): SubsetStat
   for (const u of upstreams.values()) {
     const s = u.subset
     if (s === undefined) continue
-    out.push({ upstream: u.name, size: s.size, index: s.consumer.index, count: s.consumer.count, members: s.members.size, replacements: s.replacements, floor: s.floor })
+    out.push({ upstream: u.name, size: s.size, consumer: s.consumer.id, index: s.index, count: s.count, members: s.members.size, replacements: s.replacements, floor: s.floor })
   }
   return out
 }

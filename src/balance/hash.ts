@@ -93,6 +93,11 @@ export function hashString(s: string, start = 0, end = s.length): number {
     h ^= s.charCodeAt(i)
     h = Math.imul(h, 0x01000193)
   }
+  return fmix32(h)
+}
+
+/** murmur3's finalizer: a bijection of 32-bit integers in which every input bit flips about half the output bits. */
+export function fmix32(h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13

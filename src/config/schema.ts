@@ -434,8 +434,11 @@ export const Upstream = Type.Object(
   closed,
 )
 export type Upstream = Static<typeof Upstream>
-/** A group as one generation builds it: every server entry resolved to addresses. */
-export type GroupConfig = Omit<Upstream, 'servers'> & { servers: AddressServer[] }
+/**
+ * A group as one generation builds it: every server entry resolved to addresses, and with a `subset` placed by the
+ * fleet, this vigil's consumer id and every registered one (src/upstream/subset.ts keys the subsets by them).
+ */
+export type GroupConfig = Omit<Upstream, 'servers'> & { servers: AddressServer[]; placement?: { id: string; ids: readonly string[] } }
 
 const UpstreamName = Type.String({ pattern: '^[A-Za-z0-9_.-]+$' })
 

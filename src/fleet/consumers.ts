@@ -1,7 +1,8 @@
 // Consumer registration: each vigil of a fleet keeps one record under `<fleet.path>/consumers/<id>` (an etcd key
-// bound to its lease, a ZooKeeper ephemeral node of its session), and watches the list. Its place in the sorted
-// list is its { index, count }: what subsetting and shared checks are computed from. A vigil always counts
-// itself, even while the registry has not listed it yet (or is away), so index and count are never undefined.
+// bound to its lease, a ZooKeeper ephemeral node of its session), and watches the list. The sorted list of ids is
+// what subsetting (keyed by the ids) and shared checks are computed from, and this vigil's place in it is its
+// { index, count }. A vigil always counts itself, even while the registry has not listed it yet (or is away), so
+// index and count are never undefined.
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { RawRecord } from '../discovery/formats.js'

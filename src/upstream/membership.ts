@@ -46,7 +46,7 @@ export interface MembershipOptions {
   /** How long a removed peer's in-flight requests may take before its pool is destroyed. */
   retireGrace: () => number
   /** This vigil's place in its fleet (fleet registration), for `subset` without `id` and `of`; a fleet of one until known. */
-  consumer?: () => Consumer | undefined
+  consumer?: () => (Consumer & { index: number; count: number }) | undefined
 }
 
 /** A group's `subset` takes its place from the fleet when neither `id` nor `of` is set by hand. */
@@ -246,8 +246,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
   /** A group's config as one generation uses it: its servers, and with a fleet-placed `subset` this vigil's place. */
   private generationConfig(config: UpstreamConfig, servers: ServerSpec[]): GroupConfig {
     if (!placedByFleet(config)) return { ...config, servers }
-    const { index, count } = this.options.consumer?.() ?? { index: 0, count: 1 }
-    return { ...config, servers, subset: { ...(config.subset as NonNullable<UpstreamConfig['subset']>), id: index, of: count } }
+    const { id, index, count, ids } = this.options.consumer?.() ?? { id: '0', index: 0, count: 1, ids: ['0'] }
+    return { ...config, servers, subset: { ...(config.subset as NonNullable<UpstreamConfig['subset']>), id: index, of: count }, placement: { id, ids } }
   }
 
   /**
@@ -261,8 +261,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
       for (const live of this.upstreams.values()) {
         const config = this.configs.get(live.name)
         if (!placedByFleet(config)) continue
-        const subset = this.generationConfig(config as UpstreamConfig, []).subset
-        if (sameJson(subset, live.config.subset)) continue
+        const { subset, placement } = this.generationConfig(config as UpstreamConfig, [])
+        if (sameJson(placement, live.config.placement)) continue
         steps.push(this.step(live, config as UpstreamConfig, live.connections, []))
         c.upstreams.changed.push(`${live.name} (subset: consumer ${String(subset?.id)} of ${String(subset?.of)})`)
       }

@@ -6,22 +6,23 @@ import type { Passive, Subset } from '../config/schema.js'
 import { PASSIVE_DEFAULTS } from '../health/passive.js'
 import { ejectionAllowance } from '../health/cap.js'
 import type { Peer } from './peer.js'
-import { ring, subset, subsetUsers, type Consumer } from './subset.js'
+import { consumerAt, SubsetAssignment, type Consumer } from './subset.js'
 
 export type SubsetRole = 'member' | 'replacement' | 'standby'
 
 export class SubsetRotation {
-  /** The servers the subset is drawn from: primaries that are not `down: true`, in ring order. */
+  /** This vigil's subset of the primaries that are not `down: true`, best score first. */
   readonly members: ReadonlySet<Peer>
-  /** Candidates outside the subset, in ring order from the end of the subset's window: replacements come from here. */
+  /** Candidates outside the subset, by this consumer's score, best first: replacements come from here. */
   private readonly spares: readonly Peer[]
   /** Members that must stay in rotation: the subset less what the ejection cap lets out. */
   readonly floor: number
   /** Replacements in rotation now (see rotation()). */
   private replacing: ReadonlySet<Peer> = new Set()
-  /** The candidates' addresses, and per address how many of the fleet's subsets hold it (computed when first asked). */
-  private readonly candidates: readonly string[]
-  private usersOf: Map<string, number> | undefined
+  /** The whole fleet's subsets of the candidates: how many consumers use each server. */
+  private readonly assignment: SubsetAssignment
+  /** This consumer's place in the sorted list of consumers (the status page shows it). */
+  readonly index: number
 
   constructor(
     peers: readonly Peer[],
@@ -30,20 +31,17 @@ export class SubsetRotation {
     cap: { maxEjectPercent: number; ejectAtLeastOne: boolean },
   ) {
     const candidates = new Map(peers.filter((p) => !p.backup && !p.configDown).map((p) => [p.address, p]))
-    this.candidates = [...candidates.keys()]
-    const chosen = subset(this.candidates, consumer, size)
-    this.members = new Set(chosen.map((a) => candidates.get(a) as Peer))
-    // subset() walks the ring from the consumer's start; the spares continue that walk past its last member.
-    const inSubset = new Set(chosen)
-    this.spares = ringFrom([...candidates.keys()], chosen)
-      .filter((a) => !inSubset.has(a))
-      .map((a) => candidates.get(a) as Peer)
+    this.assignment = new SubsetAssignment([...candidates.keys()], consumer.ids, size)
+    this.index = consumer.ids.indexOf(consumer.id)
+    this.members = new Set(this.assignment.subset(consumer.id).map((a) => candidates.get(a) as Peer))
+    // The servers this consumer scores next are the ones it would have had with fewer members to choose from.
+    this.spares = this.assignment.spares(consumer.id).map((a) => candidates.get(a) as Peer)
     this.floor = this.members.size - ejectionAllowance(this.members.size, cap.maxEjectPercent, cap.ejectAtLeastOne)
   }
 
   /**
    * The primaries in rotation now: every member (an ineligible one simply gets no traffic), then, while fewer than
-   * `floor` members are eligible, the first eligible spares in ring order, one for each missing. Cheap: called on
+   * `floor` members are eligible, the first eligible spares by score, one for each missing. Cheap: called on
    * every health change (Upstream.refresh), never per request.
    */
   rotation(): Peer[] {
@@ -68,12 +66,16 @@ export class SubsetRotation {
   }
 
   /**
-   * How many of the fleet's consumers (this one's `count`) have `peer` in their subset: those that can observe it.
-   * Undefined for a server outside every subset (a backup, one configured down).
+   * How many of the fleet's consumers have `peer` in their subset: those that can observe it. Undefined for a
+   * server outside every subset (a backup, one configured down).
    */
   users(peer: Peer): number | undefined {
-    this.usersOf ??= subsetUsers(this.candidates, this.consumer.count, this.size)
-    return this.usersOf.get(peer.address)
+    return this.assignment.users(peer.address)
+  }
+
+  /** How many consumers share the group. */
+  get count(): number {
+    return this.assignment.consumers.length
   }
 
   get replacements(): number {
@@ -81,16 +83,14 @@ export class SubsetRotation {
   }
 }
 
-/** Every address of `all` in ring order, starting just after the last of `window` (a run of that ring). */
-function ringFrom(all: readonly string[], window: readonly string[]): string[] {
-  const order = ring(all)
-  const last = order.indexOf(window[window.length - 1] as string)
-  return order.slice(last + 1).concat(order.slice(0, last + 1))
-}
-
-/** A group's rotation under its `subset` (undefined without one), with the group's ejection cap. */
-export function subsetRotation(peers: readonly Peer[], config: Subset | undefined, passive: Passive | undefined): SubsetRotation | undefined {
-  if (config === undefined || config.id === undefined || config.of === undefined) return undefined
+/**
+ * A group's rotation under its `subset` (undefined without one), with the group's ejection cap: consumer `placed`
+ * (the fleet's registration), or `id` of `of` set by hand.
+ */
+export function subsetRotation(peers: readonly Peer[], config: Subset | undefined, passive: Passive | undefined, placed: Consumer | undefined): SubsetRotation | undefined {
+  if (config === undefined) return undefined
+  const consumer = placed ?? (config.id === undefined || config.of === undefined ? undefined : consumerAt(config.id, config.of))
+  if (consumer === undefined) return undefined
   const cap = { maxEjectPercent: passive?.maxEjectPercent ?? PASSIVE_DEFAULTS.maxEjectPercent, ejectAtLeastOne: passive?.ejectAtLeastOne ?? false }
-  return new SubsetRotation(peers, config.size, { index: config.id, count: config.of }, cap)
+  return new SubsetRotation(peers, config.size, consumer, cap)
 }

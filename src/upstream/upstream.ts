@@ -154,7 +154,7 @@ export class Upstream {
     this.connections = next.connections ?? connections(config)
     this.active = activeCheck(config, this.connections.pool.tls)
     this.peers = config.servers.map((s) => hosts.acquire(name, serverSpec(s), this.connections))
-    this.subset = subsetRotation(this.peers, config.subset, config.passive)
+    this.subset = subsetRotation(this.peers, config.subset, config.passive, config.placement)
     this.balancer = createBalancer(config)
     this.noLive = { code: 'no_live_upstreams', detail: `no live upstreams in "${name}"` }
     this.allFull = { code: 'max_conns', detail: `every server in "${name}" is at its maxConns limit` }

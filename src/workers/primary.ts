@@ -69,18 +69,20 @@ function workerConfig(vigil: Vigil): Config {
   const c = vigil.config
   const upstreams: Config['upstreams'] = {}
   for (const [name, u] of vigil.upstreams) {
-    // The live generation's settings: a subset placed by the fleet is in them, so a worker's rotation is the same.
     // Checks run here, once per server; a worker's check gates are the primary's.
-    const { active: _checks, ...rest } = u.config
+    // A subset placed by the fleet goes as the file has it: each worker places it with the primary's consumer view
+    // (sent beside the config), since the subsets are keyed by every consumer's id.
+    const { active: _checks, placement, ...rest } = u.config
     upstreams[name] = {
       ...rest,
+      subset: placement === undefined ? rest.subset : c.upstreams[name]?.subset,
       servers: u.peers.map((p) => ({ address: p.address, weight: p.weight, backup: p.backup, down: p.configDown, maxConns: p.maxConns === Infinity ? 0 : p.maxConns })),
     }
   }
-  // The fleet's registration is the proxy's, held by the primary.
+  // The fleet's registration is the proxy's, held by the primary: a worker keeps the settings and starts no fleet.
   // The level the primary runs at (PUT /log may have set it) for a worker that starts or reloads.
   const log = { ...c.log, level: vigil.log.level as NonNullable<NonNullable<Config['log']>['level']> }
-  return { ...c, upstreams, log, admin: undefined, workers: undefined, fleet: undefined, reload: { watch: false } }
+  return { ...c, upstreams, log, admin: undefined, workers: undefined, reload: { watch: false } }
 }
 
 export class Cluster {
@@ -248,7 +250,7 @@ export class Cluster {
     m.heard = performance.now()
     switch (msg.t) {
       case 'hello':
-        this.send(m, { t: 'init', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), snapshot: this.stream.snapshot() })
+        this.send(m, { t: 'init', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), snapshot: this.stream.snapshot(), consumer: this.vigil.fleet?.consumers.view })
         return
       case 'serving':
         m.serving = true
@@ -351,16 +353,19 @@ export class Cluster {
 
   private sendConfig(): void {
     this.configDue = false
-    const generation = this.vigil.generation
-    const config = workerConfig(this.vigil)
-    this.broadcast({ t: 'config', generation, source: this.lastSource, config })
+    this.broadcast(this.configMessage())
+  }
+
+  /** The current generation for a worker, with the consumer view its fleet-placed subsets are computed from. */
+  private configMessage(): ToWorker {
+    return { t: 'config', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), consumer: this.vigil.fleet?.consumers.view }
   }
 
   /** Every worker that failed to apply a generation, and serves an older one, is sent the current one again. */
   private retryConfigs(): void {
     const generation = this.vigil.generation
     for (const m of this.members.values()) {
-      if (m.serving && m.failed !== 0 && m.generation !== generation) this.send(m, { t: 'config', generation, source: this.lastSource, config: workerConfig(this.vigil) })
+      if (m.serving && m.failed !== 0 && m.generation !== generation) this.send(m, this.configMessage())
     }
   }
 

@@ -2,6 +2,7 @@
 // Up: a worker's outcomes (batched, and urgent ones at once), its acknowledgements and its generation. Down: the
 // config every worker serves, and the health state the primary decided, as versioned changes and full snapshots.
 import type { Config } from '../config/schema.js'
+import type { ConsumerView } from '../fleet/consumers.js'
 import type { OperatorState } from '../upstream/peer.js'
 import type { PassiveState } from '../health/ejection.js'
 import type { FailureKind } from '../health/outcome.js'
@@ -62,8 +63,9 @@ export interface Outcomes {
 export type Traffic = [upstream: string, address: string, requests: number, failures: number, inflight: number, waiting: number, oldestWait: number, poolTimeouts: number, stuck: number, latency: number, lastAnswered: number]
 
 export type ToWorker =
-  | { t: 'init'; generation: number; source: string; config: Config; snapshot: Snapshot }
-  | { t: 'config'; generation: number; source: string; config: Config }
+  // `consumer`: the primary's place in its fleet, which places the workers' subsets (the fleet is the primary's).
+  | { t: 'init'; generation: number; source: string; config: Config; snapshot: Snapshot; consumer: ConsumerView | undefined }
+  | { t: 'config'; generation: number; source: string; config: Config; consumer: ConsumerView | undefined }
   | ({ t: 'state' } & Delta)
   | ({ t: 'snapshot' } & Snapshot)
   /** The state of servers a worker just reported on (it may have skipped one on its own evidence). */

@@ -7,6 +7,7 @@ import { Vigil } from '../index.js'
 import { reportOutcomesTo } from '../health/passive.js'
 import { leaveStallTrialsToAnotherProcess } from '../health/ejection.js'
 import type { Config } from '../config/schema.js'
+import type { ConsumerView } from '../fleet/consumers.js'
 import { causeText, StartError } from '../start-error.js'
 import { OutcomeReporter } from './outcomes.js'
 import { Replica } from './replica.js'
@@ -24,6 +25,8 @@ export function runWorker(): Promise<number> {
     let vigil: Vigil | undefined
     let replica: Replica | undefined
     let generation = 0
+    /** The primary's place in its fleet: what the fleet-placed subsets of this worker are computed from. */
+    let consumer: ConsumerView | undefined
     let reporter: OutcomeReporter | undefined
     let stopping = false
     const stop = (grace?: number): void => {
@@ -47,11 +50,17 @@ export function runWorker(): Promise<number> {
       const received = wallNow()
       switch (m.t) {
         case 'init':
+          consumer = m.consumer
           void start(m.config, m.generation, m.snapshot)
           return
         case 'config':
           if (vigil === undefined) return
-          void vigil.reloader.replace(m.config, m.source).then((r) => {
+          const moved = m.consumer?.ids.join('\n') !== consumer?.ids.join('\n')
+          consumer = m.consumer
+          const v = vigil
+          void v.reloader.replace(m.config, m.source).then(async (r) => {
+            // A consumer joined or left the fleet: the same recomputation as on the primary.
+            if (moved) await v.reloader.enqueue(() => v.membership.consumersChanged())
             if (r.ok) generation = m.generation
             send({ t: 'generation', generation: m.generation, ok: r.ok, error: r.error, listeners: vigil === undefined ? [] : addresses(vigil) })
           })
@@ -87,7 +96,7 @@ export function runWorker(): Promise<number> {
     async function start(config: Config, gen: number, snapshot: Snapshot): Promise<void> {
       if (vigil !== undefined) return
       try {
-        const v = (vigil = new Vigil(config, { cluster: 'worker' }))
+        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => consumer }))
         const r = (replica = new Replica(() => v.upstreams, cluster.worker?.id ?? 0))
         generation = gen
         r.snapshot(snapshot)
