@@ -70,7 +70,7 @@ function partitionCells(d: FleetDrillDoc, r: FleetDrillRow): string[] {
 
 function registryCells(d: FleetDrillDoc, r: FleetDrillRow): string[] {
   const changes = r.healthChangesDuringOutage ?? []
-  const result = `registry down ${r.outageSeconds ?? '-'} s: ${changes.length === 0 ? 'no health change' : changes.join(', ')}; ${r.fleetSeenAfter === d.vigils ? `every vigil saw all ${d.vigils} registered again ${s2(r.reregisteredMs)} after its restart` : `${s2(r.reregisteredMs)} after its restart a vigil saw only ${r.fleetSeenAfter ?? '-'} of ${d.vigils} registered`}`
+  const result = `registry down ${r.outageSeconds ?? '-'} s: ${changes.length === 0 ? 'no health change' : changes.join(', ')}; ${r.fleetSeenAfter === d.vigils ? `every vigil saw all ${d.vigils} registered again by ${s2(r.reregisteredMs)} after its restart (looked from 12 s on)` : `${s2(r.reregisteredMs)} after its restart a vigil saw only ${r.fleetSeenAfter ?? '-'} of ${d.vigils} registered`}`
   const missed = [...(changes.length > 0 ? [`${changes.length} health changes`] : []), ...((r.failed ?? 0) > 0 ? [`${r.failed} failed requests`] : []), ...(r.fleetSeenAfter !== d.vigils ? ['not all registered again'] : [])]
   return ['-', '-', '-', `${r.failed ?? '-'} / ${r.requests ?? '-'}`, result, missed.length === 0 ? '✓ met' : `✗ MISSED: ${missed.join(', ')}`]
 }
