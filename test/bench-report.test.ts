@@ -143,6 +143,15 @@ t.test('the report: self-contained HTML and a markdown summary from every result
     notes: ['nginx: not installed, skipped'],
   })
   await writeJson(`${dir}registry.json`, { kind: 'registry', date: 'd', machine: { cpus: 2, node: 'v20', loadavg: [1, 2] }, clients: 16, runs: [killed, { ...killed, kind: 'etcd', run: '2026-11-30T08:00:00.000Z', scale: 1, clientErrors: 1 }] })
+  await writeJson(`${dir}h2-throughput.json`, {
+    kind: 'h2-throughput',
+    date: 'd',
+    run: '2026-12-01T16:48:00.000Z',
+    settings: { rounds: 3, duration: 5, clients: 10, streams: 10, tool: 'h2load' },
+    summary: [{ workload: 'grpc', target: 'vigil', rps: 3857.4, meanMs: 25.76, failed: 0, cpuUs: 168.04, upstreamCpuUs: 90.2 }],
+    ratios: [{ workload: 'grpc', vigilOverNginx: 0.4, vigilCpuOverNginx: 3.5 }],
+    notes: [],
+  })
   await writeFile(`${dir}not-a-result.txt`, 'ignored')
   const html = await readFile(await writeReport(dir), 'utf8')
   t.match(html, /<h2>Throughput/)
@@ -166,6 +175,10 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(html, /class="missed">undici throughput ✗ MISSED/)
   t.match(html, /<h2>Registry drills/)
   t.match(md, /## Registry drills/)
+  t.match(md, /## HTTP\/2 and gRPC throughput/)
+  t.match(md, /\| grpc \| vigil \| 3857 \| 25\.76 \| 0 \| 168\.0 \| 90\.2 \|/, 'the HTTP/2 rows with CPU per request')
+  t.match(md, /grpc: vigil\/direct req\/s -, vigil\/nginx req\/s 0\.40x, CPU per request vigil\/nginx 3\.50x/)
+  t.match(html, /<h2>HTTP\/2 and gRPC throughput/)
   t.match(md, /\| 2026-12-01 11:43 ×0\.33 \| zookeeper \| killed, not deregistered \|.*✓ met \|/, 'registry rows carry their run and scale')
   t.match(md, /\| 2026-11-30 08:00 \| etcd \|.*✗ MISSED: 1 client error \|/, 'a missed registry target is marked')
   t.match(md, /Rows from 2 runs \(2026-12-01 11:43 ×0\.33; 2026-11-30 08:00\)/, 'mixed registry runs are said so')

@@ -11,6 +11,7 @@ import { COLORS, esc, htmlTable, mdTable } from './tables.js'
 import type { SimDoc } from '../sim/sim.js'
 import { simHtmlSection, simMarkdownSection } from '../sim/report.js'
 import { fleetHtmlSection, fleetMarkdownSection, type FleetDrillDoc } from './fleet-report.js'
+import { h2HtmlSection, h2MarkdownSection, type H2Doc } from './h2-report.js'
 
 interface ThroughputDoc {
   kind: 'throughput'
@@ -97,6 +98,7 @@ const ORDER = ['kill', 'freeze', 'errors', 'slow', 'flap', 'rolling', 'noise', '
 
 interface Results {
   throughput?: ThroughputDoc
+  h2?: H2Doc
   drills: DrillDoc[]
   registry?: RegistryDoc
   fleet?: FleetDrillDoc
@@ -109,17 +111,19 @@ export async function readResults(dir = resultsDir): Promise<Results> {
   let registry: RegistryDoc | undefined
   let sim: SimDoc | undefined
   let fleet: FleetDrillDoc | undefined
+  let h2: H2Doc | undefined
   const drills: DrillDoc[] = []
   for (const f of files.filter((f) => f.endsWith('.json')).sort()) {
-    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc | SimDoc | FleetDrillDoc
+    const doc = JSON.parse(await readFile(`${dir}${f}`, 'utf8')) as ThroughputDoc | DrillDoc | RegistryDoc | SimDoc | FleetDrillDoc | H2Doc
     if (doc.kind === 'throughput') throughput = doc
     else if (doc.kind === 'drill') drills.push(doc)
     else if (doc.kind === 'registry') registry = doc
     else if (doc.kind === 'sim') sim = doc
     else if (doc.kind === 'fleet') fleet = doc
+    else if (doc.kind === 'h2-throughput') h2 = doc
   }
   drills.sort((a, b) => ORDER.indexOf(a.scenario) - ORDER.indexOf(b.scenario))
-  return { throughput, drills, registry, fleet, sim }
+  return { throughput, h2, drills, registry, fleet, sim }
 }
 
 const n0 = (n: number | undefined) => (n === undefined ? '-' : Math.round(n).toString())
@@ -324,6 +328,7 @@ export function renderHtml(results: Results): string {
     if (t.fixedRate !== undefined) out.push(`<p>${esc(fixedRateLine(t.fixedRate))}</p>`, htmlTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)))
     if (t.notes.length > 0) out.push(`<p>${t.notes.map(esc).join('<br>')}</p>`)
   }
+  if (results.h2 !== undefined) out.push(h2HtmlSection(results.h2))
   if (results.drills.length > 0) out.push(`<h2>Fault drills (<code>npm run drill</code>)</h2><p>${LEGEND.replace(/\s*\n\s*/g, ' ')}</p>`)
   for (const d of results.drills) {
     out.push(`<h3>${esc(d.scenario)}</h3><p>${esc(d.description)}. ${esc(d.date)}; load ${d.load.rate} req/s over ${d.load.connections} connections; timing ${esc(JSON.stringify(d.timing))}${esc(machineNote(d))}.<b class="missed">${esc(mixedRunsNote(d))}</b></p>`)
@@ -353,6 +358,7 @@ export function renderMarkdown(results: Results): string {
     if (t.fixedRate !== undefined) out.push(fixedRateLine(t.fixedRate), '', mdTable(THROUGHPUT_HEAD, throughputRows(t.fixedRate.summary)), '')
     for (const n of t.notes) out.push(`- ${n}`)
   }
+  if (results.h2 !== undefined) out.push(h2MarkdownSection(results.h2))
   if (results.drills.length > 0) out.push('## Fault drills', '', LEGEND.replace(/<\/?[bi]>/g, '').replace(/&gt;/g, '>').replace(/\s*\n\s*/g, ' '), '')
   for (const d of results.drills) {
     out.push(`### ${d.scenario}`, '', `${d.description}. ${d.date}; ${d.load.rate} req/s over ${d.load.connections} connections${machineNote(d)}.${mixedRunsNote(d) === '' ? '' : ` **${mixedRunsNote(d).trim()}**`}`, '', mdTable(DRILL_HEAD, d.runs.map(drillRow)), '')
