@@ -147,7 +147,7 @@ export class GroupObservations {
   /** A state not written yet, and worth writing now: offered to the writer (no skip is counted for a look again). */
   private reconsider(own: Own, now: number): void {
     if (own.queued || own.recorded === own.state) return
-    if (worthWriting(isFailing(own.state), own.recorded !== undefined && isFailing(own.recorded), this.need(own.state.server, now))) this.offer(own)
+    if (this.worth(own, own.state, now)) this.offer(own)
   }
 
   /** To the writer, which asks when its turn comes (after the jitter: others may have said it by then). */
@@ -156,10 +156,15 @@ export class GroupObservations {
     own.queued = true
     this.writer.put(this.subscription, recordName(o.server, this.id), JSON.stringify(o), () => {
       own.queued = false
-      if (!worthWriting(isFailing(o), own.recorded !== undefined && isFailing(own.recorded), this.need(o.server, Date.now()))) return false
+      if (!this.worth(own, o, Date.now())) return false
       own.recorded = o
       return true
     })
+  }
+
+  /** Whether the fleet still needs to hear `o` from this vigil, given what of its word the registry holds. */
+  private worth(own: Own, o: Observation, now: number): boolean {
+    return worthWriting(isFailing(o), own.recorded !== undefined && isFailing(own.recorded), this.need(o.server, now))
   }
 
   private listed(records: readonly RawRecord[]): void {
