@@ -1,7 +1,8 @@
 // A cluster worker's health view: a replica of the state its primary decided, by server, applied to the live
 // peers' gates (check, passive, operator; a due trial only in the worker it was granted to). Changes come
-// versioned; one that does not follow the version held is not applied and the worker asks for a snapshot. The replica outlives generations: after a reload it is applied
-// again to the new generation's peers, so a server the primary already judged is never eligible by default.
+// versioned; one that does not follow the version held is not applied and the worker asks for a snapshot. The
+// replica outlives generations: after a reload it is applied again to the new generation's peers, so a server the
+// primary already judged is never eligible by default.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Delta, ServerState, Snapshot } from './protocol.js'
 
