@@ -182,9 +182,12 @@ export class Peer {
     this.onGateChange?.()
   }
 
+  /** A cluster's primary: the HTTP/2 streams its workers hold open to this provider (src/workers/traffic.ts). */
+  workerStreams = 0
+
   /** HTTP/2 streams open to this provider now (0 for HTTP/1.1, where every request in flight is a connection). */
   get streams(): number {
-    return this.pool instanceof Http2Pool ? this.pool.streams : 0
+    return (this.pool instanceof Http2Pool ? this.pool.streams : 0) + this.workerStreams
   }
 
   get eligible(): boolean {

@@ -59,8 +59,25 @@ export interface Outcomes {
 /**
  * A worker's live numbers for one server (for the primary's status page): the primary adds up its workers'.
  * `lastAnswered`: when a real request last succeeded there (Date.now()), for the primary's traffic-aware checks.
+ * HTTP/2 providers also: the streams open, the GOAWAYs sent and the gRPC calls by status (17 counts; empty for
+ * HTTP/1.1, which carries no gRPC).
  */
-export type Traffic = [upstream: string, address: string, requests: number, failures: number, inflight: number, waiting: number, oldestWait: number, poolTimeouts: number, stuck: number, latency: number, lastAnswered: number]
+export type Traffic = [
+  upstream: string,
+  address: string,
+  requests: number,
+  failures: number,
+  inflight: number,
+  waiting: number,
+  oldestWait: number,
+  poolTimeouts: number,
+  stuck: number,
+  latency: number,
+  lastAnswered: number,
+  streams: number,
+  goaways: number,
+  grpc: number[],
+]
 
 export type ToWorker =
   // `consumer`: the primary's place in its fleet, which places the workers' subsets (the fleet is the primary's).
