@@ -11,7 +11,9 @@ import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { Agent } from 'undici'
 import type { Config } from '../src/config/schema.js'
-import { get } from './helpers/index.js'
+import { Etcd3 } from 'etcd3'
+import { client, get, httpServer, startProxy, type ProxyHandle } from './helpers/index.js'
+import { startEtcd } from './helpers/registries.js'
 import { startCli, type CliProcess } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
@@ -61,7 +63,11 @@ async function startCluster(name: string, config: Config): Promise<Cluster> {
   const file = join(dir, `${name}.json`)
   writeConfig(file, config)
   const cli = startCli(t, ['start', '-c', file])
-  await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), `the ${name} cluster to start`)
+  let exit = 'still running'
+  cli.child.once('exit', (code, signal) => (exit = `exited (${signal ?? `code ${code}`})`))
+  await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), `the ${name} cluster to start`).catch((err: Error) => {
+    throw new Error(`${err.message}; the CLI ${exit}; its last lines: ${JSON.stringify(cli.lines.slice(-5))}`)
+  })
   const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
   const admin = `http://${started.admin}`
   const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
@@ -428,4 +434,103 @@ t.test('SIGTERM stops the cluster: every process exits 0', async (t) => {
   for (const s of sessions) s.close()
   process.kill(main.primary, 'SIGTERM')
   t.equal(await main.cli.exited, 0)
+})
+
+// --- a fleet ----------------------------------------------------------------------------------------------------
+
+const etcd = await startEtcd(t)
+const kv = new Etcd3({ hosts: etcd.endpoint })
+t.teardown(() => kv.close())
+const fleetPath = '/vigil/workers-fleet'
+const fleet = (id: string): NonNullable<Config['fleet']> => ({
+  registry: { etcd: { endpoints: [etcd.endpoint], resyncInterval: '1s', connectTimeout: '2s' } },
+  path: fleetPath,
+  id,
+  ttl: '2s',
+  quorum: 2,
+  window: '30s',
+  writeJitter: '20ms',
+  writeRate: 50,
+})
+
+/** Every request a provider answered, by name; one that is `marked` answers 503 to requests with `x-fail`. */
+const answered = new Map<string, number>()
+const provider = async (name: string, marked: boolean): Promise<string> =>
+  (
+    await httpServer(t, (req, res) => {
+      if (marked && req.headers['x-fail'] !== undefined) return void res.writeHead(503).end(name)
+      answered.set(name, (answered.get(name) ?? 0) + 1)
+      res.writeHead(200).end(name)
+    })
+  ).address
+const [good, bad, good2, flaky] = await Promise.all([provider('good', false), provider('bad', true), provider('good2', false), provider('flaky', true)])
+const passiveOnly = (servers: string[]): Config['upstreams'][string] => ({
+  balance: 'round_robin',
+  servers: servers.map((address) => ({ address })),
+  passive: { maxFails: 1, failTimeout: '1h', failOn: ['error', 'timeout', 'http_503'], recoveryProbe: false },
+  retry: { tries: 1 },
+})
+const fleetUpstreams = { one: passiveOnly([good, bad]), two: passiveOnly([flaky, good2]) }
+const fleetListeners = [{ address: '127.0.0.1:0', routes: [{ pathPrefix: '/one', upstream: 'one' }, { pathPrefix: '/two', upstream: 'two' }] }]
+
+// Two vigils of the fleet in this process, and the cluster as the third.
+const [va, vb] = (await Promise.all(['a', 'b'].map((id) => startProxy(t, { listeners: fleetListeners, upstreams: fleetUpstreams, fleet: fleet(id) })))) as [ProxyHandle, ProxyHandle]
+const w = await startCluster('fleet', { workers: 2, listeners: fleetListeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: fleetUpstreams, fleet: fleet('w') })
+const wUrl = `http://${w.listeners[0] as string}`
+const passiveOf = (p: ProxyHandle, upstream: string, address: string): string | undefined => p.vigil.upstreams.get(upstream)?.find(address)?.passive?.state
+/** Requests through `p` with x-fail until it ejects `address` on its own evidence. */
+const failUntilEjected = async (p: ProxyHandle, path: string, upstream: string, address: string): Promise<void> => {
+  const agent = client(t)
+  await until(async () => {
+    await get(`${p.url}${path}`, { dispatcher: agent, headers: { 'x-fail': '1' } })
+    return passiveOf(p, upstream, address) === 'ejected'
+  }, `${address} to be ejected`)
+}
+const row = async (address: string): Promise<ServerRow> => (await w.status()).servers.server.find((s) => s.name === address) as ServerRow
+let agents: [Agent, Agent] | undefined
+
+t.test("the fleet's registration is the primary's: the cluster is one consumer", async (t) => {
+  await until(async () => [va, vb].every((p) => p.vigil.fleet?.consumers.view.count === 3) && (await w.status()).fleet?.count === 3, 'every vigil to see three consumers')
+  t.same((await kv.getAll().prefix(`${fleetPath}/consumers/`).keys()).map((k) => k.split('/').pop()).sort(), ['a', 'b', 'w'], 'registered once, by the primary')
+  t.same((await w.status()).fleet?.consumers, ['a', 'b', 'w'])
+  // Requests through both workers, to the group the next test leaves alone.
+  agents = await onTwoWorkers(w, () => new Agent({ connections: 1, keepAliveTimeout: 60_000 }), (a) => get(`${wUrl}/two`, { dispatcher: a }))
+})
+t.teardown(() => Promise.all(agents?.map((a) => a.close()) ?? []))
+
+t.test('a quorum of other vigils ejects a server at the cluster, which has no traffic of its own to it: both workers leave it', async (t) => {
+  await failUntilEjected(va, '/one', 'one', bad)
+  await failUntilEjected(vb, '/one', 'one', bad)
+  await until(async () => (await row(bad)).passive === 'ejected', 'the cluster to eject it on the fleet word')
+  t.equal((await row(bad)).ejectionReason, 'fleet_quorum')
+  t.ok(lines(w, 'ejected', bad).every((l) => l['pid'] === w.primary), 'the primary decided it')
+  await until(w.converged, 'every worker to apply the state')
+  const before = answered.get('bad') ?? 0
+  for (let i = 0; i < 4; i++) for (const a of agents ?? []) t.equal((await get(`${wUrl}/one`, { dispatcher: a })).body, 'good', 'no worker sends to it')
+  t.equal(answered.get('bad') ?? 0, before)
+})
+
+t.test("local success wins with workers: the workers' own successful requests make the cluster ignore the quorum", async (t) => {
+  // Both workers keep sending (round robin: half of it to flaky), and every request succeeds.
+  let stop = false
+  const statuses: number[] = []
+  const load = Promise.all(
+    (agents ?? []).map(async (a) => {
+      while (!stop) statuses.push((await get(`${wUrl}/two`, { dispatcher: a })).status)
+    }),
+  )
+  await failUntilEjected(va, '/two', 'two', flaky)
+  await failUntilEjected(vb, '/two', 'two', flaky)
+  // The workers report their successes every 500 ms: a quorum that forms between two reports may make the server
+  // suspect until the next one says it answers.
+  await until(async () => (await row(flaky)).fleetDecision === 'ignored', 'the cluster to ignore the quorum')
+  const served = answered.get('flaky') ?? 0
+  await until(() => (answered.get('flaky') ?? 0) > served + 4, 'flaky to serve the cluster again')
+  stop = true
+  await load
+  t.equal((await row(flaky)).passive, 'ok', 'still in rotation')
+  t.same(lines(w, 'ejected', flaky), [], 'never ejected')
+  t.ok(statuses.every((s) => s === 200), `every request through the cluster succeeded (${statuses.length})`)
+  const decisions = w.cli.lines.filter((l) => l['source'] === 'fleet' && l['server'] === flaky).map((l) => l['event'])
+  t.equal(decisions.at(-1), 'ignored', `the fleet decisions: ${decisions.join(', ')}`)
 })

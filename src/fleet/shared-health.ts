@@ -76,11 +76,15 @@ export class SharedHealth implements AttemptObserver {
 
   /** Hot path (every settled attempt of every group): this vigil's own traffic to the peer. */
   finished(peer: Peer, status: number): void {
-    const now = Date.now()
+    this.answered(peer, status !== 0 && peer.passive?.group.failOn.hasStatus(status) !== true, Date.now())
+  }
+
+  /** One of this vigil's own requests to `peer` succeeded or failed at `now` (a cluster's primary: as its workers report them). */
+  answered(peer: Peer, ok: boolean, now: number): void {
     let t = this.traffic.get(peer)
     if (t === undefined) this.traffic.set(peer, (t = { lastAttempt: 0, lastSuccess: 0, lastFailure: 0 }))
     t.lastAttempt = now
-    if (status !== 0 && peer.passive?.group.failOn.hasStatus(status) !== true) t.lastSuccess = now
+    if (ok) t.lastSuccess = now
     else t.lastFailure = now
   }
 

@@ -341,6 +341,9 @@ export class Cluster {
     }
     const f = failure(o.failure)
     for (let i = 0; i < o.fails; i++) g.judge(h, Role.Normal, f, now)
+    // The fleet weighs its quorum against the proxy's own traffic, which is its workers': the last outcome reported.
+    const ok = o.fails > 0 || o.trial === 2 ? false : o.ok > 0 || o.rescued > 0 || o.trial === 1 ? true : undefined
+    if (ok !== undefined) this.vigil.fleet?.health.answered(peer, ok, now)
   }
 
   /** A worker's stall watch suspects a server (or it answered again): the primary's cap decides for all. */
