@@ -35,6 +35,7 @@ interface ServerRow {
   ejectionReason: string | null
   checks: number
   inconclusive: number
+  effectiveWeight: number
   grpc: { ok: number; error: number }
   fleetDecision?: string
 }
@@ -453,29 +454,36 @@ const fleet = (id: string): NonNullable<Config['fleet']> => ({
   writeRate: 50,
 })
 
-/** Every request a provider answered, by name; one that is `marked` answers 503 to requests with `x-fail`. */
+/** Every request a provider answered with 200, and every request it got, by name; one that is `marked` answers 503 to requests with `x-fail`. */
 const answered = new Map<string, number>()
+const hits = new Map<string, number>()
 const provider = async (name: string, marked: boolean): Promise<string> =>
   (
     await httpServer(t, (req, res) => {
+      hits.set(name, (hits.get(name) ?? 0) + 1)
       if (marked && req.headers['x-fail'] !== undefined) return void res.writeHead(503).end(name)
       answered.set(name, (answered.get(name) ?? 0) + 1)
       res.writeHead(200).end(name)
     })
   ).address
-const [good, bad, good2, flaky] = await Promise.all([provider('good', false), provider('bad', true), provider('good2', false), provider('flaky', true)])
+const [good, bad, good2, flaky, sus, good3] = (await Promise.all(
+  [['good', false], ['bad', true], ['good2', false], ['flaky', true], ['sus', true], ['good3', false]].map(([name, marked]) => provider(name as string, marked as boolean)),
+)) as [string, string, string, string, string, string]
 const passiveOnly = (servers: string[]): Config['upstreams'][string] => ({
   balance: 'round_robin',
   servers: servers.map((address) => ({ address })),
   passive: { maxFails: 1, failTimeout: '1h', failOn: ['error', 'timeout', 'http_503'], recoveryProbe: false },
   retry: { tries: 1 },
 })
-const fleetUpstreams = { one: passiveOnly([good, bad]), two: passiveOnly([flaky, good2]) }
-const fleetListeners = [{ address: '127.0.0.1:0', routes: [{ pathPrefix: '/one', upstream: 'one' }, { pathPrefix: '/two', upstream: 'two' }] }]
+const fleetUpstreams = { one: passiveOnly([good, bad]), two: passiveOnly([flaky, good2]), three: passiveOnly([sus, good3]) }
+const fleetListeners = [{ address: '127.0.0.1:0', routes: ['one', 'two', 'three'].map((u) => ({ pathPrefix: `/${u}`, upstream: u })) }]
+// At the cluster, sus takes many failures to eject: its own failures make it suspect sus when the others eject it.
+const three = passiveOnly([sus, good3])
+const clusterUpstreams = { ...fleetUpstreams, three: { ...three, passive: { ...three.passive, maxFails: 100 } } }
 
 // Two vigils of the fleet in this process, and the cluster as the third.
 const [va, vb] = (await Promise.all(['a', 'b'].map((id) => startProxy(t, { listeners: fleetListeners, upstreams: fleetUpstreams, fleet: fleet(id) })))) as [ProxyHandle, ProxyHandle]
-const w = await startCluster('fleet', { workers: 2, listeners: fleetListeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: fleetUpstreams, fleet: fleet('w') })
+const w = await startCluster('fleet', { workers: 2, listeners: fleetListeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: clusterUpstreams, fleet: { ...fleet('w'), localWindow: '10m' } })
 const wUrl = `http://${w.listeners[0] as string}`
 const passiveOf = (p: ProxyHandle, upstream: string, address: string): string | undefined => p.vigil.upstreams.get(upstream)?.find(address)?.passive?.state
 /** Requests through `p` with x-fail until it ejects `address` on its own evidence. */
@@ -533,4 +541,21 @@ t.test("local success wins with workers: the workers' own successful requests ma
   t.ok(statuses.every((s) => s === 200), `every request through the cluster succeeded (${statuses.length})`)
   const decisions = w.cli.lines.filter((l) => l['source'] === 'fleet' && l['server'] === flaky).map((l) => l['event'])
   t.equal(decisions.at(-1), 'ignored', `the fleet decisions: ${decisions.join(', ')}`)
+})
+
+t.test("suspect with workers: the cluster's own requests failed, so the fleet lowers the server's weight, in both workers", async (t) => {
+  // One failing request through each worker (each one's round robin starts at sus).
+  for (const a of agents ?? []) t.equal((await get(`${wUrl}/three`, { dispatcher: a, headers: { 'x-fail': '1' } })).body, 'sus')
+  await failUntilEjected(va, '/three', 'three', sus)
+  await failUntilEjected(vb, '/three', 'three', sus)
+  await until(async () => (await row(sus)).fleetDecision === 'suspect', 'the cluster to suspect it')
+  t.equal((await row(sus)).effectiveWeight, 0.1, 'its weight lowered to suspectWeight (10%)')
+  t.equal((await row(sus)).passive, 'ok', 'not ejected: its own detector decides')
+  await until(w.converged, 'every worker to apply the state')
+  // Its requests keep failing there (the suspicion stays); the balancers of both workers send it a tenth of their share.
+  const before = hits.get('sus') ?? 0
+  for (let i = 0; i < 22; i++) for (const a of agents ?? []) await get(`${wUrl}/three`, { dispatcher: a, headers: { 'x-fail': '1' } })
+  const sent = (hits.get('sus') ?? 0) - before
+  t.ok(sent <= 8, `both workers send it about one request in eleven (${sent} of 44; at full weight, 22)`)
+  t.equal((await row(sus)).fleetDecision, 'suspect', 'still suspect')
 })

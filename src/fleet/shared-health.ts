@@ -210,17 +210,12 @@ export class SharedHealth implements AttemptObserver {
 
   /** A suspect server keeps `suspectShare` of its weight (re-applied every evaluation: slow start may raise it). */
   private lower(u: Upstream, peer: Peer): void {
-    const w = peer.weight * this.settings.suspectShare
-    if (peer.effectiveWeight <= w) return
-    peer.effectiveWeight = w
-    u.refresh()
+    if (u.shareWeight(peer, this.settings.suspectShare)) u.refresh()
   }
 
   private unsuspect(u: Upstream, peer: Peer): void {
     this.options.checker.hurry(peer, false)
-    if (u.slowStart.ramps(peer) || peer.effectiveWeight === peer.weight) return
-    peer.effectiveWeight = peer.weight
-    u.refresh()
+    if (u.shareWeight(peer, 1)) u.refresh()
   }
 
   private checkers(address: string): string[] {

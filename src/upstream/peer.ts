@@ -45,6 +45,8 @@ export class Peer {
   weight: number
   /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
   effectiveWeight: number
+  /** The share of its weight the fleet's suspicion leaves it (Upstream.shareWeight); 1 when none. */
+  weightShare = 1
   /** Most requests in flight at once (`maxConns`); Infinity when unlimited, so the check is one comparison. */
   maxConns: number
   backup: boolean
