@@ -4,11 +4,13 @@
 // primary's etcd prefix has no key, no cache file), gets a provider, and is emptied again; every worker follows
 // the primary's list, and none runs the source itself.
 import t from 'tap'
+import { execFile } from 'node:child_process'
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent } from 'undici'
 import { Etcd3 } from 'etcd3'
 import type { Config } from '../src/config/schema.js'
-import { get, httpServer, startProxy, type Reply } from './helpers/index.js'
+import { cliScript, get, httpServer, startProxy, type Reply } from './helpers/index.js'
 import { startCli } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { startEtcd } from './helpers/registries.js'
@@ -43,7 +45,8 @@ const listeners: Config['listeners'] = [{ address: '127.0.0.1:0', routes: [{ pat
 
 const dir = tempDir(t)
 const file = join(dir, 'vigil.json')
-writeConfig(file, { workers: 2, listeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams })
+const fileConfig: Config = { workers: 2, listeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams }
+writeConfig(file, fileConfig)
 const one = await startProxy(t, { listeners, upstreams })
 
 const cli = startCli(t, ['start', '-c', file])
@@ -117,4 +120,71 @@ t.test('the group emptied again: no worker sends there any more, all on the new 
   t.equal(served.get('found'), before, 'the removed provider got no request')
   t.ok(await settled(generation), 'no worker kept the old generation')
   t.notOk(cli.lines.some((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('a worker could not apply')), 'no worker failed a generation')
+})
+
+t.test('a worker replaced while the group is empty serves, and answers what one process answers', async (t) => {
+  const [victim, survivor] = workers as [{ agent: Agent; pid: number }, { agent: Agent; pid: number }]
+  process.kill(victim.pid, 'SIGKILL')
+  await until(async () => {
+    const s = await status()
+    return s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.pid !== victim.pid && w.generation === s.servers.generation)
+  }, 'a new worker in its place, on the current generation')
+  const fresh = await connectionOn(survivor.pid)
+  t.same(seen(await get(`${url}/`, { dispatcher: fresh.agent })), seen(await get(`${one.url}/`)), 'the new worker answers 503 as one process does')
+  t.notOk(cli.lines.some((l) => l['msg'] === 'worker could not start'), 'no worker failed to start')
+  workers = [survivor, fresh]
+})
+
+/** TCP connections process `pid` holds to loopback port `port` (Linux: its socket descriptors found in /proc/net/tcp). */
+function connectionsTo(pid: number, port: number): number {
+  const sockets = new Set<string>()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]
+      if (inode !== undefined) sockets.add(inode)
+    } catch {
+      // closed while listed
+    }
+  }
+  let n = 0
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/${pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/)
+      if (cols.length > 9 && parseInt(cols[2]?.split(':')[1] ?? '', 16) === port && sockets.has(cols[9] as string)) n++
+    }
+  }
+  return n
+}
+
+t.test('the primary runs the source: no worker holds a connection to etcd', async (t) => {
+  const primary = cli.child.pid as number
+  t.ok(connectionsTo(primary, etcd.port) > 0, 'the primary is connected to etcd')
+  for (const w of (await status()).workers.workers) t.equal(connectionsTo(w.pid, etcd.port), 0, `worker ${w.worker} (pid ${w.pid}) is not`)
+})
+
+/** The CLI's exit code and error output for `vigil start` of `config` (the file written at `file`). */
+async function startOf(config: Config): Promise<{ code: number; stderr: string }> {
+  const at = join(dir, 'rejected.json')
+  writeConfig(at, config)
+  return new Promise((resolve) => execFile(process.execPath, [cliScript, 'start', '-c', at], (err, _stdout, stderr) => resolve({ code: typeof err?.code === 'number' ? err.code : 0, stderr })))
+}
+
+t.test('a file that lists no server is rejected as one process rejects it: at start, and on a reload', async (t) => {
+  const none: Config = { ...fileConfig, upstreams: { ...upstreams, api: { servers: [] } } }
+  // `workers` last, so the two files differ in no line before it and the errors can be compared as they are.
+  const { workers: _, ...single } = none
+  const cluster = await startOf({ ...single, workers: 2 })
+  const alone = await startOf(single)
+  t.not(cluster.code, 0, 'the cluster does not start')
+  t.same(cluster, alone, 'with the same code and error as one process')
+  t.match(cluster.stderr, /upstreams\.api\.servers/, 'the error names the setting')
+
+  const before = (await status()).servers.generation
+  writeConfig(file, none)
+  process.kill(cli.child.pid as number, 'SIGHUP')
+  await until(() => cli.lines.some((l) => l['msg'] === 'config reload rejected; the running config stays'), 'the reload to be rejected')
+  const rejected = cli.lines.find((l) => l['msg'] === 'config reload rejected; the running config stays') as { issues: { path: string }[] }
+  t.match(rejected.issues, [{ path: 'upstreams.api.servers' }], 'naming the setting')
+  t.ok(await settled(before), 'every worker keeps the generation before')
+  writeConfig(file, fileConfig)
 })
