@@ -1,9 +1,9 @@
 // `workers: 2` with a discovery group that is empty: the real CLI forks a primary and two workers, a real etcd
-// serves the group's prefix, real providers on loopback. One process beside it, started from the same file
+// serves the group's prefix, real providers on loopback. One process beside it, with the same settings
 // without `workers`, is the reference: the cluster must answer what it answers. The group starts empty (the
 // primary's etcd prefix has no key, no cache file), gets a provider, and is emptied again; every worker follows
 // the primary's list, and none runs the source itself.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { join } from 'node:path'
@@ -61,7 +61,7 @@ const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/stat
 const agents: Agent[] = []
 t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
 /** A keep-alive connection on a worker other than `notPid`: the cluster hands each connection to one worker. */
-async function connectionOn(notPid?: number): Promise<{ agent: Agent; pid: number }> {
+async function connectionOn(t: Test, notPid?: number): Promise<{ agent: Agent; pid: number }> {
   for (;;) {
     const before = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
     const agent = new Agent({ connections: 1, keepAliveTimeout: 60_000 })
@@ -88,8 +88,8 @@ let workers: { agent: Agent; pid: number }[] = []
 let generation = 0
 
 t.test('the group empty at start: every worker answers what one process answers, the static group serves', async (t) => {
-  const a = await connectionOn()
-  workers = [a, await connectionOn(a.pid)]
+  const a = await connectionOn(t)
+  workers = [a, await connectionOn(t, a.pid)]
   t.not(workers[0]?.pid, workers[1]?.pid, 'two connections on two workers')
   const reference = seen(await get(`${one.url}/`))
   t.equal(reference.status, 503, 'one process answers 503 for the empty group')
@@ -129,7 +129,7 @@ t.test('a worker replaced while the group is empty serves, and answers what one 
     const s = await status()
     return s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.pid !== victim.pid && w.generation === s.servers.generation)
   }, 'a new worker in its place, on the current generation')
-  const fresh = await connectionOn(survivor.pid)
+  const fresh = await connectionOn(t, survivor.pid)
   t.same(seen(await get(`${url}/`, { dispatcher: fresh.agent })), seen(await get(`${one.url}/`)), 'the new worker answers 503 as one process does')
   t.notOk(cli.lines.some((l) => l['msg'] === 'worker could not start'), 'no worker failed to start')
   workers = [survivor, fresh]
