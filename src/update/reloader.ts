@@ -346,7 +346,7 @@ export function restartOnly(before: Config, after: Config): string[] {
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
     const b = old.get(key)
     if (b === undefined) return
-    for (const k of ['limits', 'trustedProxies', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    for (const k of ['limits', 'trustedProxies', 'forwardedHeaders', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
     // The certificate itself is re-read on every reload; only turning TLS on or off needs a new server.
     keys.push([`listeners[${i}].tls`, b.tls === undefined, listener.tls === undefined])
   })
