@@ -14,6 +14,7 @@ import type { Config } from '../src/config/schema.js'
 import { Etcd3 } from 'etcd3'
 import { client, get, httpServer, startProxy, type ProxyHandle } from './helpers/index.js'
 import { startEtcd } from './helpers/registries.js'
+import { checkersOf } from '../src/fleet/share-checks.js'
 import { startCli, type CliProcess } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
@@ -26,6 +27,7 @@ interface WorkerRow {
   version: number
   serving: boolean
   requests: number
+  silentMs: number
 }
 interface ServerRow {
   upstream: string
@@ -36,8 +38,10 @@ interface ServerRow {
   checks: number
   inconclusive: number
   effectiveWeight: number
+  eligible: boolean
   grpc: { ok: number; error: number }
   fleetDecision?: string
+  fleetObservers?: number
 }
 interface Status {
   servers: { server: ServerRow[] }
@@ -56,6 +60,8 @@ interface Cluster {
   primary: number
   status(): Promise<Status>
   converged(): Promise<boolean>
+  /** Resolves once every worker has reported since it was called: each one's count holds every request before. */
+  reported(): Promise<void>
   /** The pid of the worker that forwarded what `send` sent (the worker whose request count rose). */
   landed(send: () => Promise<unknown>): Promise<number>
 }
@@ -82,6 +88,13 @@ async function startCluster(name: string, config: Config): Promise<Cluster> {
       const s = await status()
       return s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.version === s.workers.version)
     },
+    reported: async () => {
+      const since = performance.now()
+      await until(async () => {
+        const asked = performance.now()
+        return (await status()).workers.workers.every((x) => x.silentMs < asked - since)
+      }, 'every worker to report')
+    },
     landed: async (send) => {
       const before = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
       await send()
@@ -98,6 +111,8 @@ async function startCluster(name: string, config: Config): Promise<Cluster> {
 
 /** Clients made by `make` until two are on two workers; `send` is each one's first request. */
 async function onTwoWorkers<C>(cluster: Cluster, make: () => C, send: (c: C) => Promise<unknown>): Promise<[C, C]> {
+  // A report of earlier requests coming in after this would be taken for the first client's.
+  await cluster.reported()
   const first = make()
   const pid = await cluster.landed(() => send(first))
   for (;;) {
@@ -452,6 +467,8 @@ const fleet = (id: string): NonNullable<Config['fleet']> => ({
   window: '30s',
   writeJitter: '20ms',
   writeRate: 50,
+  // Each checked server is probed by two of the three consumers; the third takes their word.
+  shareChecks: { k: 2 },
 })
 
 /** Every request a provider answered with 200, and every request it got, by name; one that is `marked` answers 503 to requests with `x-fail`. */
@@ -475,8 +492,41 @@ const passiveOnly = (servers: string[]): Config['upstreams'][string] => ({
   passive: { maxFails: 1, failTimeout: '1h', failOn: ['error', 'timeout', 'http_503'], recoveryProbe: false },
   retry: { tries: 1 },
 })
-const fleetUpstreams = { one: passiveOnly([good, bad]), two: passiveOnly([flaky, good2]), three: passiveOnly([sus, good3]) }
-const fleetListeners = [{ address: '127.0.0.1:0', routes: ['one', 'two', 'three'].map((u) => ({ pathPrefix: `/${u}`, upstream: u })) }]
+/** A checked provider: /healthz answers 503 while `failing`; other requests get its name. */
+interface Checked {
+  name: string
+  address: string
+  failing: boolean
+}
+const checkedProvider = async (): Promise<Checked> => {
+  const c: Checked = { name: '', address: '', failing: false }
+  c.address = (
+    await httpServer(t, (req, res) => {
+      if (req.url === '/healthz') return void res.writeHead(c.failing ? 503 : 200).end()
+      hits.set(c.name, (hits.get(c.name) ?? 0) + 1)
+      res.writeHead(200).end(c.name)
+    })
+  ).address
+  return c
+}
+// Which consumers check a server follows from its address (rendezvous hashing over the ids a, b, w): providers
+// until one is checked by the cluster ("own") and one by a and b alone ("shared").
+const checkedBy = (c: Checked): string[] => checkersOf(c.address, ['a', 'b', 'w'], 2)
+let own: Checked | undefined
+let shared: Checked | undefined
+while (own === undefined || shared === undefined) {
+  const c = await checkedProvider()
+  if (own === undefined && checkedBy(c).includes('w')) own = Object.assign(c, { name: 'own' })
+  else if (shared === undefined && !checkedBy(c).includes('w')) shared = Object.assign(c, { name: 'shared' })
+}
+const [ownAt, sharedAt] = [own.address, shared.address]
+const fleetUpstreams = {
+  one: passiveOnly([good, bad]),
+  two: passiveOnly([flaky, good2]),
+  three: passiveOnly([sus, good3]),
+  four: { ...passiveOnly([ownAt, sharedAt]), passive: { maxFails: 0 }, active: { type: 'http' as const, interval: '200ms', fall: 1, rise: 1, http: { path: '/healthz' } } },
+}
+const fleetListeners = [{ address: '127.0.0.1:0', routes: ['one', 'two', 'three', 'four'].map((u) => ({ pathPrefix: `/${u}`, upstream: u })) }]
 // At the cluster, sus takes many failures to eject: its own failures make it suspect sus when the others eject it.
 const three = passiveOnly([sus, good3])
 const clusterUpstreams = { ...fleetUpstreams, three: { ...three, passive: { ...three.passive, maxFails: 100 } } }
@@ -558,4 +608,37 @@ t.test("suspect with workers: the cluster's own requests failed, so the fleet lo
   const sent = (hits.get('sus') ?? 0) - before
   t.ok(sent <= 8, `both workers send it about one request in eleven (${sent} of 44; at full weight, 22)`)
   t.equal((await row(sus)).fleetDecision, 'suspect', 'still suspect')
+})
+
+t.test('shared checks with workers: the primary probes only the servers it is a checker of, takes the others from the fleet, for both workers', async (t) => {
+  const fleetRow = async (address: string): Promise<{ checkers: string[]; probedHere: boolean }> => {
+    const f = (JSON.parse((await get(`${w.admin}/status?format=json`)).body) as { fleet: { upstreams: Record<string, { server: string; checkers: string[]; probedHere: boolean }[]> } }).fleet
+    return f.upstreams['four']?.find((r) => r.server === address) as { checkers: string[]; probedHere: boolean }
+  }
+  t.same((await fleetRow(ownAt)).probedHere, true, 'the cluster is a checker of one')
+  t.same([(await fleetRow(sharedAt)).probedHere, (await fleetRow(sharedAt)).checkers.sort()], [false, ['a', 'b']], 'a and b check the other')
+  const checks = async (address: string): Promise<number> => (await row(address)).checks
+  await until(async () => (await checks(ownAt)) >= 3, 'the cluster to check its own server')
+  const [own0, shared0] = [await checks(ownAt), await checks(sharedAt)]
+  await until(async () => (await checks(ownAt)) >= own0 + 3, 'three more checks of its own server')
+  t.equal(await checks(sharedAt), shared0, 'and none of the other')
+  ;(shared as Checked).failing = true
+  // On both checkers' word, or by a check of its own if one came due while only one of them had said so (verifying).
+  await until(async () => (await row(sharedAt)).status === 'down', 'the cluster to take it down')
+  t.ok(lines(w, 'down', sharedAt).every((l) => l['pid'] === w.primary), 'the primary decided it')
+  await until(w.converged, 'every worker to apply the state')
+  const before = hits.get('shared') ?? 0
+  for (let i = 0; i < 4; i++) for (const a of agents ?? []) t.equal((await get(`${wUrl}/four`, { dispatcher: a })).body, 'own', 'no worker sends to it')
+  t.equal(hits.get('shared') ?? 0, before)
+  ;(shared as Checked).failing = false
+  // Up once no checker reports it down (a check of its own while only one did may take it up, then their word
+  // down again, as in one process); the quorum of their failing reports, which ejected it here, goes with them.
+  await until(async () => {
+    const r = await row(sharedAt)
+    return r.fleetObservers === 0 && r.status === 'up' && r.eligible
+  }, 'the cluster to take it back on their word')
+  await until(w.converged, 'every worker to apply the state')
+  const bodies = new Set<string>()
+  for (let i = 0; i < 4; i++) for (const a of agents ?? []) bodies.add((await get(`${wUrl}/four`, { dispatcher: a })).body)
+  t.same([...bodies].sort(), ['own', 'shared'], 'in rotation again on both workers')
 })
