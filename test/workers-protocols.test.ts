@@ -18,6 +18,7 @@ import { checkersOf } from '../src/fleet/share-checks.js'
 import { startCli, type CliProcess } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
+import { h2Request, type H2Reply } from './helpers/http2.js'
 import { echoClient, spawnGrpcProvider, type EchoClient } from './helpers/grpc.js'
 import { echoService, type Msg } from '../bench/lib/grpc-provider.js'
 
@@ -248,27 +249,8 @@ const main = await startCluster('protocols', {
 })
 const [h2cAt, tlsAt, grpcAt, checkedAt, deadlineAt] = main.listeners as [string, string, string, string, string]
 
-interface H2Reply {
-  status: number
-  headers: IncomingHttpHeaders
-  trailers: IncomingHttpHeaders | undefined
-  body: string
-}
-
-function h2Request(session: ClientHttp2Session, path: string, body?: string): Promise<H2Reply> {
-  return new Promise((resolve, reject) => {
-    const req = session.request({ ':method': body === undefined ? 'GET' : 'POST', ':path': path }, { endStream: body === undefined })
-    let head: IncomingHttpHeaders = {}
-    let trailers: IncomingHttpHeaders | undefined
-    const chunks: Buffer[] = []
-    req.on('response', (h) => (head = h))
-    req.on('trailers', (tr) => (trailers = tr))
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('error', reject)
-    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, trailers, body: Buffer.concat(chunks).toString() }))
-    if (body !== undefined) req.end(body)
-  })
-}
+/** A GET of `path`, or a POST of `body`. */
+const h2Do = (session: ClientHttp2Session, path: string, body?: string): Promise<H2Reply> => h2Request(session, { ':method': body === undefined ? 'GET' : 'POST', ':path': path }, body)
 
 const sessions: ClientHttp2Session[] = []
 const session = (authority: string, tls = false): ClientHttp2Session => {
@@ -282,10 +264,10 @@ t.teardown(() => {
 })
 
 t.test('an h2c listener on two workers: streams of both reach the h2c providers whole, each worker on its own connection', async (t) => {
-  const [a, b] = await onTwoWorkers(main, () => session(h2cAt), (s) => h2Request(s, '/first'))
+  const [a, b] = await onTwoWorkers(main, () => session(h2cAt), (s) => h2Do(s, '/first'))
   const body = 'x'.repeat(100_000)
   for (const s of [a, b]) {
-    const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => h2Request(s, `/r${i}`, body)))
+    const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => h2Do(s, `/r${i}`, body)))
     t.ok(replies.every((r) => r.status === 200), 'every stream answered')
     t.ok(replies.every((r) => (JSON.parse(r.body) as { body: string }).body.length === body.length), 'a 100 kB request body arrives whole')
     t.ok(replies.every((r) => r.trailers?.['x-checksum'] === String(body.length)), 'trailers reach the client')
@@ -295,10 +277,10 @@ t.test('an h2c listener on two workers: streams of both reach the h2c providers 
 })
 
 t.test('a TLS listener on two workers: h2 by ALPN and HTTP/1.1 on the same port, to an h2-only TLS provider', async (t) => {
-  const [a, b] = await onTwoWorkers(main, () => session(tlsAt, true), (s) => h2Request(s, '/first'))
+  const [a, b] = await onTwoWorkers(main, () => session(tlsAt, true), (s) => h2Do(s, '/first'))
   for (const s of [a, b]) {
     t.equal(s.alpnProtocol, 'h2')
-    t.same(await h2Request(s, '/over-h2').then((r) => [r.status, r.body]), [200, 'tls /over-h2'])
+    t.same(await h2Do(s, '/over-h2').then((r) => [r.status, r.body]), [200, 'tls /over-h2'])
   }
   const agent = new Agent({ connect: { ca: certs.ca, servername: 'localhost' } })
   t.teardown(() => agent.close())
@@ -308,9 +290,9 @@ t.test('a TLS listener on two workers: h2 by ALPN and HTTP/1.1 on the same port,
 })
 
 t.test('an h2c upstream: failures on two workers add up to one ejection, decided by the primary for both', async (t) => {
-  const [a, b] = await onTwoWorkers(main, () => session(h2cAt), (s) => h2Request(s, '/first'))
-  t.equal((await h2Request(a, '/bad')).status, 503)
-  t.equal((await h2Request(b, '/bad')).status, 503)
+  const [a, b] = await onTwoWorkers(main, () => session(h2cAt), (s) => h2Do(s, '/first'))
+  t.equal((await h2Do(a, '/bad')).status, 503)
+  t.equal((await h2Do(b, '/bad')).status, 503)
   await until(() => lines(main, 'ejected', h2bad.address).length > 0, 'the bad h2 provider to be ejected')
   const line = lines(main, 'ejected', h2bad.address)[0] as { pid: number; evidence: { failures: number } }
   t.equal(line.pid, main.primary, 'the primary decided it')
@@ -318,7 +300,7 @@ t.test('an h2c upstream: failures on two workers add up to one ejection, decided
   t.equal(new Set(h2bad.ports).size, 2, 'one from each worker (two upstream connections)')
   await until(main.converged, 'every worker to apply the state')
   const before = h2bad.ports.length
-  for (let i = 0; i < 4; i++) for (const s of [a, b]) t.equal((await h2Request(s, '/bad')).headers['x-from'], 'ok', 'no worker sends to the ejected one')
+  for (let i = 0; i < 4; i++) for (const s of [a, b]) t.equal((await h2Do(s, '/bad')).headers['x-from'], 'ok', 'no worker sends to the ejected one')
   t.equal(h2bad.ports.length, before)
   t.equal(lines(main, 'ejected', h2bad.address).length, 1, 'one ejection, logged once')
 })
