@@ -43,6 +43,8 @@ interface ServerRow {
   grpc: { ok: number; error: number }
   fleetDecision?: string
   fleetObservers?: number
+  goaways: number
+  failures: number
 }
 interface Status {
   servers: { server: ServerRow[] }
@@ -211,6 +213,8 @@ async function hangingProvider(): Promise<{ address: string; checks: () => numbe
 
 const [p1, p2, h2ok, h2bad, tlsp, hang] = await Promise.all([h2Provider('p1', 200), h2Provider('p2', 200), h2Provider('ok', 200), h2Provider('bad', 503), tlsProvider(), hangingProvider()])
 const [ga, gb, gc, gd, ge] = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((n) => spawnGrpcProvider(t, n)))
+// GOAWAY on every connection 200 ms old (grpc.max_connection_age_ms).
+const aging = await Promise.all(['g1', 'g2'].map((n) => spawnGrpcProvider(t, n, 200)))
 
 const main = await startCluster('protocols', {
   workers: 2,
@@ -220,6 +224,7 @@ const main = await startCluster('protocols', {
     { address: '127.0.0.1:0', http2: true, upstream: 'g' },
     { address: '127.0.0.1:0', http2: true, upstream: 'gc' },
     { address: '127.0.0.1:0', http2: true, upstream: 'deadline' },
+    { address: '127.0.0.1:0', http2: true, upstream: 'aging' },
   ],
   admin: { address: '127.0.0.1:0' },
   reload: { watch: false },
@@ -244,10 +249,11 @@ const main = await startCluster('protocols', {
       passive: { maxFails: 2, failTimeout: '1h', failOn: ['error', 'timeout', 'grpc_UNAVAILABLE'], recoveryProbe: false },
     },
     gc: { protocol: 'h2c', balance: 'round_robin', servers: [gd, ge].map((p) => ({ address: p?.address as string })), active: { type: 'grpc', interval: '100ms', timeout: '5s', rise: 1, fall: 1 } },
+    aging: { protocol: 'h2c', servers: aging.map((p) => ({ address: p.address })), passive: { maxFails: 1, failTimeout: '1h', recoveryProbe: false } },
     deadline: { protocol: 'h2c', servers: [{ address: hang.address }], retry: { tries: 1 }, passive: { stall: { enabled: false } }, active: { type: 'grpc', interval: '100ms', timeout: '5s', rise: 1, fall: 1 } },
   },
 })
-const [h2cAt, tlsAt, grpcAt, checkedAt, deadlineAt] = main.listeners as [string, string, string, string, string]
+const [h2cAt, tlsAt, grpcAt, checkedAt, deadlineAt, agingAt] = main.listeners as [string, string, string, string, string, string]
 
 /** A GET of `path`, or a POST of `body`. */
 const h2Do = (session: ClientHttp2Session, path: string, body?: string): Promise<H2Reply> => h2Request(session, { ':method': body === undefined ? 'GET' : 'POST', ':path': path }, body)
@@ -426,6 +432,20 @@ t.test('gRPC checks run once per server, at the primary, not once per worker', a
   t.ok(after >= r.checks, `the provider saw every check the primary counts (${after} >= ${r.checks})`)
   t.ok(before <= concluded + 1, `and no more (${before} <= ${concluded} + one in flight)`)
   t.equal(r.status, 'up')
+})
+
+t.test('providers sending GOAWAY on two workers: drained in each, not ejected, 0 failed calls; one status page counts them', async (t) => {
+  const clients = await onTwoWorkers(main, () => clientAt(agingAt), (c) => c.say({ text: 'first' }))
+  const failed: string[] = []
+  let ok = 0
+  const rows = async (): Promise<ServerRow[]> => (await main.status()).servers.server.filter((s) => s.upstream === 'aging')
+  await until(async () => {
+    await Promise.all(clients.map((c) => c.say({ text: 'x' }).then(() => ok++, (e: grpc.ServiceError) => failed.push(`${e.code} ${e.details}`))))
+    return (await rows()).every((r) => r.goaways >= 2)
+  }, 'two GOAWAYs from each provider')
+  t.same(failed, [], `no call failed (${ok} answered)`)
+  t.same((await rows()).map((r) => [r.passive, r.failures]), [['ok', 0], ['ok', 0]], 'no provider ejected, no failure counted')
+  t.same(aging.flatMap((p) => lines(main, 'ejected', p.address)), [], 'no ejection logged')
 })
 
 t.test('SIGTERM stops the cluster: every process exits 0', async (t) => {
