@@ -2,6 +2,7 @@
 // real answer; HTTP/2 streams, GOAWAYs and gRPC statuses): each worker's last numbers, added up onto the primary's
 // peers for the status page and its checks. The counters of a worker that exited are kept, so a total never goes
 // back when a worker is replaced.
+import { GRPC_CODES } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Traffic } from './protocol.js'
 
@@ -17,11 +18,9 @@ interface Counters {
   grpc: number[]
 }
 
-const GRPC_CODES = 17
-
 /** Adds a worker's gRPC counts (none from an HTTP/1.1 server) to `into`. */
 function addGrpc(into: Float64Array | number[], counts: readonly number[]): void {
-  for (let i = 0; i < counts.length && i < GRPC_CODES; i++) into[i] = (into[i] as number) + (counts[i] as number)
+  for (let i = 0; i < counts.length && i < GRPC_CODES.length; i++) into[i] = (into[i] as number) + (counts[i] as number)
 }
 
 export class ClusterTraffic {
@@ -53,7 +52,7 @@ export class ClusterTraffic {
     if (mine === undefined) return
     this.byWorker.delete(id)
     for (const [k, r] of mine) {
-      const c = this.retired.get(k) ?? { requests: 0, failures: 0, poolTimeouts: 0, stuck: 0, goaways: 0, grpc: new Array<number>(GRPC_CODES).fill(0) }
+      const c = this.retired.get(k) ?? { requests: 0, failures: 0, poolTimeouts: 0, stuck: 0, goaways: 0, grpc: new Array<number>(GRPC_CODES.length).fill(0) }
       c.requests += r[2]
       c.failures += r[3]
       c.poolTimeouts += r[7]
