@@ -13,9 +13,10 @@ import type { HealthEvent } from '../src/health/events.js'
 import type { FleetStatus } from '../src/fleet/fleet.js'
 import { client, get, httpServer, startProxy } from './helpers/index.js'
 import { startCli } from './helpers/cli.js'
-import { proxyConfig, tempDir, writeConfig } from './helpers/config-file.js'
+import { proxyConfig, tempDir, until, writeConfig } from './helpers/config-file.js'
 import { waitFor } from './helpers/wait.js'
 import { startEtcd } from './helpers/registries.js'
+import { echoClient, spawnGrpcProvider, type EchoClient } from './helpers/grpc.js'
 
 type Tap = Parameters<typeof httpServer>[0]
 type Upstream = Config['upstreams'][string]
@@ -170,6 +171,44 @@ t.test('local success wins: a vigil whose own requests to the server succeed ign
   stop = true
   await load
   t.ok(ok.every((s) => s === 200), `every request through c succeeded (${ok.length})`)
+})
+
+t.test('a gRPC call that ends UNAVAILABLE (under HTTP 200) is no local success: the quorum is not ignored', async (t) => {
+  const fleet = fleetAt()
+  const [good, flaky] = await Promise.all([spawnGrpcProvider(t, 'good'), spawnGrpcProvider(t, 'flaky')])
+  await flaky.control('fail=14')
+  const servers = [good, flaky].map((p) => ({ address: p.address }))
+  // a and b eject flaky on their first failed call; c counts its own failures without ejecting on them.
+  const grpcMember = async (id: string, maxFails: number): Promise<Member & { echo: EchoClient }> => {
+    const passive = { maxFails, failTimeout: '1h', failOn: ['error' as const, 'timeout' as const, 'grpc_UNAVAILABLE' as const], recoveryProbe: false }
+    const { vigil, url, admin, port } = await startProxy(t, {
+      listeners: [{ address: '127.0.0.1:0', upstream: 'api', http2: true }],
+      upstreams: { api: { protocol: 'h2c', servers, passive, retry: { tries: 1 } } },
+      fleet: fleet(id, { localWindow: '10m' }),
+    })
+    const events: HealthEvent[] = []
+    vigil.events.on('health', (e) => void events.push(e))
+    return { vigil, url, admin, events, echo: echoClient(t, `127.0.0.1:${port}`) }
+  }
+  const [a, b, c] = [await grpcMember('a', 1), await grpcMember('b', 1), await grpcMember('c', 1_000)]
+  await waitFor(() => [a, b, c].every((m) => m.vigil.fleet?.consumers.view.count === 3))
+  const failedCalls = { a: 0, b: 0, c: 0 }
+  const call = async (m: Member & { echo: EchoClient }, id: 'a' | 'b' | 'c'): Promise<void> => {
+    await m.echo.say({ text: id }, 10_000).catch(() => void failedCalls[id]++)
+  }
+  // c calls all along (both servers; those to flaky end UNAVAILABLE), from before the quorum forms.
+  let stop = false
+  const load = (async () => {
+    while (!stop) await call(c, 'c')
+  })()
+  t.teardown(() => void (stop = true))
+  await until(() => failedCalls.c >= 2, 'c to fail on flaky')
+  for (const [m, id] of [[a, 'a'], [b, 'b']] as const) await until(async () => (await call(m, id), peer(m, flaky.address).passive?.state === 'ejected'), `${id} to eject flaky`)
+  await until(() => fleetRow(c, flaky.address)?.reporting === 2 && fleetRow(c, flaky.address)?.decision === 'suspect', 'c to suspect flaky on the quorum')
+  stop = true
+  await load
+  t.notOk(c.events.some((e) => e.source === 'fleet' && e.event === 'ignored' && e.server === flaky.address), 'c never ignored the quorum')
+  t.ok(peer(c, flaky.address).effectiveWeight < peer(c, flaky.address).weight, 'a suspect at a lowered weight at c')
 })
 
 t.test('the ejection cap holds over shared evidence', async (t) => {

@@ -5,6 +5,7 @@
 // weight and interval back, an ejection taken on the fleet's word lifted. With shareChecks, the servers this
 // vigil does not probe take their check state from the consumers that do (share-checks.ts).
 import type { AttemptObserver } from '../health/monitor.js'
+import type { Failure } from '../health/outcome.js'
 import type { ActiveChecker, CheckTarget } from '../health/active.js'
 import type { HealthEvents } from '../health/events.js'
 import type { Peer } from '../upstream/peer.js'
@@ -74,9 +75,14 @@ export class SharedHealth implements AttemptObserver {
     private readonly options: SharedHealthOptions,
   ) {}
 
-  /** Hot path (every settled attempt of every group): this vigil's own traffic to the peer. */
-  finished(peer: Peer, status: number): void {
-    this.answered(peer, status !== 0 && peer.passive?.group.failOn.hasStatus(status) !== true, Date.now())
+  /**
+   * Hot path (every settled attempt of every group): this vigil's own traffic to the peer. A success is an answer
+   * passive health does not count as a failure (failOn, as it judges): a gRPC call that ended UNAVAILABLE under
+   * an HTTP 200 is none.
+   */
+  finished(peer: Peer, status: number, _ms: number, failure: Failure | undefined): void {
+    const failed = failure !== undefined && peer.passive?.group.failOn.has(failure) === true
+    this.answered(peer, status !== 0 && !failed, Date.now())
   }
 
   /** One of this vigil's own requests to `peer` succeeded or failed at `now` (a cluster's primary: as its workers report them). */

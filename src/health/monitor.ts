@@ -21,8 +21,11 @@ export interface Attempted extends Waiting {
 
 /** Subscribers to settled attempts (metrics). Called on the hot path: no allocation, no throwing. */
 export interface AttemptObserver {
-  /** `status` is 0 when the attempt ended before a response status; `ms` is the attempt's duration. */
-  finished(peer: Peer, status: number, ms: number): void
+  /**
+   * `status` is 0 when the attempt ended before a response status; `ms` is the attempt's duration; `failure` what
+   * passive health counts it as (a status or grpc-status in failOn, an error), undefined for none.
+   */
+  finished(peer: Peer, status: number, ms: number, failure: Failure | undefined): void
 }
 
 const NONE: readonly AttemptObserver[] = []
@@ -74,7 +77,7 @@ export class Monitor {
       peer.recordLatency(at - a.sentAt, at)
     }
     const ms = now - a.started
-    for (const o of this.observers) o.finished(peer, a.status, ms)
+    for (const o of this.observers) o.finished(peer, a.status, ms, failure)
     this.group.live.passive.settled(peer, a, failure, conclusive, now)
   }
 
