@@ -271,6 +271,7 @@ export class Cluster {
         m.version = msg.version
         for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, ok, rescued: 0, trial: 0, trialFailure: undefined, fails: 0, failure: undefined })
         this.traffic.report(m.worker.id, msg.traffic)
+        this.latency(msg.latency)
         return
       case 'outcome': {
         this.judge(msg)
@@ -341,6 +342,16 @@ export class Cluster {
     }
     const f = failure(o.failure)
     for (let i = 0; i < o.fails; i++) g.judge(h, Role.Normal, f, now)
+  }
+
+  /** A worker's response times join the group's (every worker's): the p99 that changes goes down as the next version. */
+  private latency(groups: readonly [string, number[]][]): void {
+    if (groups.length === 0) return
+    for (const [upstream, times] of groups) {
+      const watch = this.vigil.upstreams.get(upstream)?.passive.stall
+      if (watch !== undefined) for (const ms of times) watch.sample(ms)
+    }
+    this.stream.latencyChanged()
   }
 
   /** A worker's stall watch suspects a server (or it answered again): the primary's cap decides for all. */
