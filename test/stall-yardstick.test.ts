@@ -129,3 +129,28 @@ t.test("the primary streams every group's p99 to the workers' replicas; versions
   replica.reapply()
   t.equal(watchOf(worker).p99(), 30, "a new generation's watch judges by the proxy's p99 at once")
 })
+
+t.test('a server change found by a flush for response times is measured from that flush', async (t) => {
+  const primary = group(t)
+  const sent: Delta[] = []
+  const stream = new StateStream(
+    () => new Map([['api', primary]]),
+    (d) => {
+      sent.push(d)
+      return [7]
+    },
+    () => undefined,
+    () => [7],
+  )
+  stream.watch()
+  await turn()
+  // A gate-neutral change (no 'change' event): the operator state of a server written directly.
+  ;(primary.peers[0] as Peer).operator = 'draining'
+  const before = performance.timeOrigin + performance.now()
+  watchOf(primary).sample(5)
+  stream.latencyChanged()
+  await Promise.resolve()
+  t.equal(sent.length, 2)
+  t.equal(sent[1]?.servers.length, 1, 'the change goes with it')
+  t.ok((sent[1]?.decided ?? 0) >= before, 'decided: the flush, not the epoch')
+})

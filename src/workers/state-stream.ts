@@ -100,7 +100,9 @@ export class StateStream {
   /** The servers whose state changed since the last version, as the next version. */
   flush(): void {
     this.scheduled = false
-    const decided = this.dirtySince
+    // A flush for new response times may find a server change no 'change' event announced (one that left the gates
+    // as they were): it is measured from now.
+    const decided = this.dirtySince === 0 ? wallNow() : this.dirtySince
     this.dirtySince = 0
     const changed: ServerState[] = []
     const live = new Set<string>()
