@@ -37,6 +37,22 @@ function answered(u: Upstream, peer: Peer, n: number, ms: number): void {
   }
 }
 
+/** The primary's stream of `primary`'s state to one worker (id 7): what it sent, and the versions measured. */
+function streamOf(primary: Upstream): { sent: Delta[]; measured: number[]; stream: StateStream } {
+  const sent: Delta[] = []
+  const measured: number[] = []
+  const stream = new StateStream(
+    () => new Map([['api', primary]]),
+    (d) => {
+      sent.push(d)
+      return [7]
+    },
+    (p) => measured.push(p.version),
+    () => [7],
+  )
+  return { sent, measured, stream }
+}
+
 t.test('taken(): the response times since the last call, oldest first, the newest LATENCY_SAMPLES at most', async (t) => {
   const w = watchOf(group(t))
   t.same(w.taken(), [])
@@ -88,17 +104,7 @@ t.test("a worker that adopted the proxy's p99 judges by it, not by its own few s
 t.test("the primary streams every group's p99 to the workers' replicas; versions, snapshots, new generations", async (t) => {
   const primary = group(t)
   let worker = group(t)
-  const sent: Delta[] = []
-  const measured: number[] = []
-  const stream = new StateStream(
-    () => new Map([['api', primary]]),
-    (d) => {
-      sent.push(d)
-      return [7]
-    },
-    (p) => measured.push(p.version),
-    () => [7],
-  )
+  const { sent, measured, stream } = streamOf(primary)
   const replica = new Replica(() => new Map([['api', worker]]), 7)
   stream.watch()
   await turn()
@@ -132,16 +138,7 @@ t.test("the primary streams every group's p99 to the workers' replicas; versions
 
 t.test('a server change found by a flush for response times is measured from that flush', async (t) => {
   const primary = group(t)
-  const sent: Delta[] = []
-  const stream = new StateStream(
-    () => new Map([['api', primary]]),
-    (d) => {
-      sent.push(d)
-      return [7]
-    },
-    () => undefined,
-    () => [7],
-  )
+  const { sent, stream } = streamOf(primary)
   stream.watch()
   await turn()
   // A gate-neutral change (no 'change' event): the operator state of a server written directly.
