@@ -47,6 +47,8 @@ const specs: ProxySpec[] = [
   // Passive health (nginx mode), active HTTP checks on every server, metrics (always on), p2c.
   { name: 'vigil', kind: 'vigil', fragment: 'vigil-throughput.json' },
   { name: 'vigil+access', kind: 'vigil', fragment: 'vigil-throughput.json', access: 'json' },
+  // The same vigil adding no Forwarded / X-Forwarded-* (the forwarder adds none): vigil's own logic like for like.
+  { name: 'vigil-nofwd', kind: 'vigil', fragment: 'vigil-throughput.json', listener: { forwardedHeaders: false } },
   { name: 'http-proxy', kind: 'http-proxy' },
   { name: 'nginx', kind: 'nginx' },
   // Every core: a primary and 1 or 2 workers, against nginx with 1 or 2 worker processes. The load generator
@@ -122,7 +124,7 @@ type Summary = ReturnType<typeof summarise>
 function ratiosOf(summary: Summary) {
   const of = (name: string) => summary.find((s) => s.target === name)
   const [direct, vigil, undici, forwarder, nginx, access] = [of('direct'), of('vigil'), of('undici'), of('http-proxy'), of('nginx'), of('vigil+access')]
-  const [w1, w2, nginx2] = [of('vigil-w1'), of('vigil-w2'), of('nginx-w2')]
+  const [w1, w2, nginx2, nofwd] = [of('vigil-w1'), of('vigil-w2'), of('nginx-w2'), of('vigil-nofwd')]
   const cpu = (a: typeof vigil, b: typeof vigil) => (a?.cpuUs === undefined || b?.cpuUs === undefined ? undefined : a.cpuUs / b.cpuUs)
   return {
     vigilOverDirect: vigil && direct ? vigil.rps / direct.rps : undefined,
@@ -135,6 +137,8 @@ function ratiosOf(summary: Summary) {
     vigilP99AboveDirect: vigil && direct ? vigil.p99 - direct.p99 : undefined,
     accessOverVigil: access && vigil ? access.rps / vigil.rps : undefined,
     accessCpuOverVigil: cpu(access, vigil),
+    noForwardingOverUndici: nofwd && undici ? nofwd.rps / undici.rps : undefined,
+    noForwardingCpuOverUndici: cpu(nofwd, undici),
     // Scaling from one worker to two, vigil's beside nginx's; CPU per request summed over every process.
     vigilTwoOverOneWorker: w2 && w1 ? w2.rps / w1.rps : undefined,
     nginxTwoOverOneWorker: nginx2 && nginx ? nginx2.rps / nginx.rps : undefined,
@@ -193,6 +197,7 @@ const lines = [
   ratioLine(ratios),
   `vigil p99 - direct p99 = ${fmt(ratios.vigilP99AboveDirect, 2)} ms at saturation`,
   `access log: vigil+access/vigil req/s ${fmt(ratios.accessOverVigil, 2)} (target >= 0.9)  cpu ${fmt(ratios.accessCpuOverVigil, 2)}`,
+  `no forwarding headers: vigil-nofwd/undici req/s ${fmt(ratios.noForwardingOverUndici, 2)}  cpu ${fmt(ratios.noForwardingCpuOverUndici, 2)}`,
   `workers: vigil 2/1 req/s ${fmt(ratios.vigilTwoOverOneWorker, 2)}  nginx 2/1 req/s ${fmt(ratios.nginxTwoOverOneWorker, 2)}  vigil cpu 2/1 ${fmt(ratios.vigilTwoWorkersCpuOverOne, 2)}  vigil 1 worker/1 process cpu ${fmt(ratios.vigilOneWorkerCpuOverOneProcess, 2)}`,
   ...(fixed === undefined
     ? []

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { Config, Listener } from './config/schema.js'
 import { ms } from './config/duration.js'
 import type { Upstream } from './upstream/upstream.js'
-import { Membership } from './upstream/membership.js'
+import { Membership, type BuiltServers } from './upstream/membership.js'
 import { createResolver, Discovery, type DnsResolver } from './upstream/discovery.js'
 import { Registries } from './discovery/registries.js'
 import { registerDiscoveryMetrics } from './discovery/metrics.js'
@@ -62,6 +62,8 @@ export interface StartOptions {
   cluster?: 'primary' | 'worker'
   /** A cluster worker: its primary's place in the fleet (the worker starts no fleet of its own; src/workers/worker.ts). */
   consumer?: () => ConsumerView | undefined
+  /** A cluster worker: each group's servers as its primary built them (the worker runs no discovery of its own). */
+  servers?: () => BuiltServers
 }
 
 export class Vigil {
@@ -125,7 +127,7 @@ export class Vigil {
         this.reloader.servers('dns', upstream, name, targets).catch((err: unknown) => this.log.error({ err, upstream, name }, 'DNS update failed'))
       },
     })
-    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), consumer: () => this.fleet?.consumers.view ?? options.consumer?.() })
+    this.membership = new Membership(config.upstreams, { retireGrace: () => this.grace(), consumer: () => this.fleet?.consumers.view ?? options.consumer?.(), built: options.servers })
     this.registries = new Registries({
       log: this.log,
       health: (name) => ({
@@ -177,8 +179,8 @@ export class Vigil {
       {
         log: this.log,
         membership: this.membership,
-        discovery,
-        registries: this.registries,
+        // The primary owns the sources: a worker serves the servers they found there.
+        sources: worker ? [] : [discovery, this.registries],
         config: () => this.current,
         listeners: () => this.listeners,
         createListener: (l, upstreams) => this.createListener(l, upstreams),

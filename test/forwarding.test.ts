@@ -11,13 +11,13 @@ const spoofed = {
   host: 'svc.local',
 }
 
-async function seen(t: Test, trustedProxies?: string[]): Promise<Record<string, string>> {
+async function seen(t: Test, trustedProxies?: string[], listener: Record<string, unknown> = {}, headers: Record<string, string> = spoofed): Promise<Record<string, string>> {
   const up = await httpServer(t, echo)
   const proxy = await startProxy(t, {
-    listeners: [{ address: '127.0.0.1:0', upstream: 'api', ...(trustedProxies === undefined ? {} : { trustedProxies }) }],
+    listeners: [{ address: '127.0.0.1:0', upstream: 'api', ...listener, ...(trustedProxies === undefined ? {} : { trustedProxies }) }],
     upstreams: { api: { servers: [{ address: up.address }] } },
   })
-  const r = await get(`${proxy.url}/`, { headers: spoofed, dispatcher: client(t) })
+  const r = await get(`${proxy.url}/`, { headers, dispatcher: client(t) })
   return (JSON.parse(r.body) as { headers: Record<string, string> }).headers
 }
 
@@ -41,6 +41,17 @@ t.test('a trusted proxy keeps its forwarding headers and vigil appends itself', 
   t.equal(h['x-forwarded-proto'], 'https', 'the original scheme is kept')
   t.equal(h['x-forwarded-host'], 'evil.example', 'the original host is kept')
   t.equal(h['forwarded'], 'for=6.6.6.6;proto=https, for=127.0.0.1;proto=http;host=svc.local')
+})
+
+t.test('forwardedHeaders false: vigil adds none, and what the client sent goes on unchanged', async (t) => {
+  const h = await seen(t, undefined, { forwardedHeaders: false })
+  t.equal(h['x-forwarded-for'], '6.6.6.6')
+  t.equal(h['x-forwarded-proto'], 'https')
+  t.equal(h['x-forwarded-host'], 'evil.example')
+  t.equal(h['forwarded'], 'for=6.6.6.6;proto=https')
+  t.equal(h['host'], 'svc.local')
+  const none = await seen(t, undefined, { forwardedHeaders: false }, { host: 'svc.local' })
+  for (const name of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']) t.equal(none[name], undefined, `no ${name}`)
 })
 
 t.test('CIDR matching', async (t) => {

@@ -24,6 +24,12 @@ t.test('request: hop-by-hop and Connection-named headers are dropped, end-to-end
   t.same(Object.keys(out).sort(), ['accept', 'cookie', 'forwarded', 'host', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto'])
 })
 
+t.test('request: a hop that adds none (forwardedHeaders false) passes the client\'s own on, repeated ones joined', async (t) => {
+  const raw = ['X-Forwarded-For', '6.6.6.6', 'X-Forwarded-For', '7.7.7.7', 'Forwarded', 'for=6.6.6.6', 'Accept', '*/*']
+  t.same(pairs(requestHeaders(raw, undefined, { ...fwd, addHop: false })), { 'x-forwarded-for': '6.6.6.6, 7.7.7.7', forwarded: 'for=6.6.6.6', accept: '*/*', host: 'svc.local' })
+  t.same(pairs(requestHeaders(['Accept', '*/*'], undefined, { ...fwd, addHop: false })), { accept: '*/*', host: 'svc.local' })
+})
+
 t.test('request: X-Forwarded-* and Forwarded replace what the client sent', async (t) => {
   const out = requestHeaders(['X-Forwarded-For', '6.6.6.6', 'x-forwarded-proto', 'https', 'X-Forwarded-Host', 'evil', 'Forwarded', 'for=6.6.6.6'], undefined, fwd)
   t.same(pairs(out), {

@@ -274,6 +274,7 @@ const SETTING_ROWS: Record<string, { rule: string; after: Config; before?: Confi
   'listeners[].tls': { rule: 'carried with a written rule', before: listener({ tls: { cert: 'a.pem', key: 'a.key' } }), after: listener({ tls: { cert: 'b.pem', key: 'b.key' } }) },
   'listeners[].http2': { rule: 'restart-only', after: listener({ http2: true }) },
   'listeners[].trustedProxies': { rule: 'restart-only', after: listener({ trustedProxies: ['10.0.0.0/8'] }) },
+  'listeners[].forwardedHeaders': { rule: 'restart-only', after: listener({ forwardedHeaders: false }) },
   'listeners[].limits': { rule: 'restart-only', after: listener({ limits: {} }) },
   'admin.address': { rule: 'restart-only', after: top({ admin: { address: '127.0.0.1:1' } }) },
   'admin.token': { rule: 'restart-only', after: top({ admin: { address: '127.0.0.1:0', token: 't' } }) },

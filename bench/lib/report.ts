@@ -48,6 +48,8 @@ interface Ratios {
   vigilP99AboveDirect?: number
   accessOverVigil?: number
   accessCpuOverVigil?: number
+  noForwardingOverUndici?: number
+  noForwardingCpuOverUndici?: number
 }
 
 export interface DrillDoc {
@@ -147,7 +149,10 @@ function throughputRatios(r: Ratios): string {
     `vigil/undici ${ratio(r.vigilOverUndici)} req/s (target ≥ 0.9x) and ${ratio(r.vigilCpuOverUndici)} CPU per request (target ≤ 1.1x), ` +
     `vigil/http-proxy ${ratio(r.vigilOverHttpProxy)} (target ≥ 2x), vigil/nginx ${ratio(r.vigilOverNginx)}, vigil/direct ${ratio(r.vigilOverDirect)}; ` +
     `vigil p99 − direct p99 = ${n2(r.vigilP99AboveDirect)} ms at saturation` +
-    (r.accessOverVigil === undefined ? '' : `; access log on: vigil+access/vigil ${ratio(r.accessOverVigil)} req/s (target ≥ 0.9x), ${ratio(r.accessCpuOverVigil)} CPU per request`)
+    (r.accessOverVigil === undefined ? '' : `; access log on: vigil+access/vigil ${ratio(r.accessOverVigil)} req/s (target ≥ 0.9x), ${ratio(r.accessCpuOverVigil)} CPU per request`) +
+    (r.noForwardingOverUndici === undefined
+      ? ''
+      : `; without forwarding headers (listener \`forwardedHeaders: false\`, as the forwarder): vigil-nofwd/undici ${ratio(r.noForwardingOverUndici)} req/s, ${ratio(r.noForwardingCpuOverUndici)} CPU per request`)
   )
 }
 

@@ -503,6 +503,12 @@ export const Listener = Type.Object(
       }),
     ),
     trustedProxies: Type.Optional(Type.Array(Cidr, { description: 'clients whose Forwarded / X-Forwarded-* headers are kept and appended to' })),
+    forwardedHeaders: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description: "add Forwarded and X-Forwarded-* describing the client; false: add none and pass the client's own on unchanged",
+      }),
+    ),
     limits: Type.Optional(ClientLimits),
   },
   closed,

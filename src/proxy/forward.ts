@@ -26,9 +26,10 @@ export interface ForwardHooks {
   access: AccessLog
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
-  /** Set per listener: it serves HTTPS, and which clients' forwarding headers are trusted. */
+  /** Set per listener: it serves HTTPS, which clients' forwarding headers are trusted, and whether it adds its own. */
   tls?: boolean
   trust?: TrustedProxies | undefined
+  forwardedHeaders?: boolean
 }
 
 /** The request class of every listener, so a body being buffered reaches its exchange without a closure. */
@@ -44,7 +45,7 @@ const HOP = Symbol('vigil.clientHop')
 
 /** The connection's forwarding facts, made at its first request. */
 function clientHop(socket: Socket & { [HOP]?: ClientHop }, hooks: ForwardHooks): ClientHop {
-  return (socket[HOP] ??= new ClientHop(socket.remoteAddress ?? '', hooks.tls === true ? 'https' : 'http', hooks.trust?.has(socket.remoteAddress) === true))
+  return (socket[HOP] ??= new ClientHop(socket.remoteAddress ?? '', hooks.tls === true ? 'https' : 'http', hooks.trust?.has(socket.remoteAddress) === true, hooks.forwardedHeaders))
 }
 
 /** The response class of every listener, so a request's exchange is reachable from 'close' without a closure. */
@@ -244,7 +245,7 @@ export class Exchange {
     const head = (this.head = req.head ?? readRequestHead(req.rawHeaders))
     const hop = clientHop(req.socket, hooks)
     const te = upstream.connections.pool.protocol !== undefined && upstream.connections.pool.protocol !== 'http1'
-    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host, te }
+    const fwd = { clientAddress: hop.clientAddress, proto: hop.proto, trusted: hop.trusted, host: upstream.hostHeader ?? target.host, originalHost: target.host, te, addHop: hop.addHop }
     this.headerList = forwardHeaders(head, fwd, head.connection, hop.elementFor(target.host))
     this.grpc = head.grpc
     const timeout = head.grpc ? grpcTimeout(head.grpcTimeout) : undefined

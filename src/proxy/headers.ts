@@ -62,6 +62,11 @@ export interface ForwardedFor {
   trusted?: boolean
   /** Forward `TE: trailers` when the client sent it: HTTP/2 providers only (gRPC needs it; HTTP/1.1 ones never see TE). */
   te?: boolean
+  /**
+   * false (listener `forwardedHeaders: false`): this hop adds no forwarding headers and the client's own go on as
+   * it sent them, as nginx and HAProxy forward unless told to add them.
+   */
+  addHop?: boolean
 }
 
 const join = (a: string | undefined, b: string): string => (a === undefined ? b : `${a}, ${b}`)
@@ -155,11 +160,21 @@ export function forwardHeaders(head: RequestHead, fwd: ForwardedFor, connection 
   const trusted = fwd.trusted === true
   if (fwd.host !== undefined) out.push('host', fwd.host)
   if (fwd.te === true && head.trailers) out.push('te', 'trailers')
+  if (fwd.addHop === false) return passedOn(head, out)
   out.push('x-forwarded-for', trusted ? join(head.xff, fwd.clientAddress) : fwd.clientAddress, 'x-forwarded-proto', (trusted ? head.xfp : undefined) ?? fwd.proto)
   const originalHost = (trusted ? head.xfh : undefined) ?? fwd.originalHost
   if (originalHost !== undefined) out.push('x-forwarded-host', originalHost)
   element ??= forwardedElement(fwd)
   out.push('forwarded', trusted ? join(head.forwarded, element) : element)
+  return out
+}
+
+/** The client's own forwarding headers, unchanged (joined as Node joins repeated ones), for a hop that adds none. */
+function passedOn(head: RequestHead, out: string[]): string[] {
+  if (head.xff !== undefined) out.push('x-forwarded-for', head.xff)
+  if (head.xfp !== undefined) out.push('x-forwarded-proto', head.xfp)
+  if (head.xfh !== undefined) out.push('x-forwarded-host', head.xfh)
+  if (head.forwarded !== undefined) out.push('forwarded', head.forwarded)
   return out
 }
 
@@ -194,6 +209,8 @@ export class ClientHop {
     readonly clientAddress: string,
     readonly proto: 'http' | 'https',
     readonly trusted: boolean,
+    /** The listener adds forwarding headers (its `forwardedHeaders`). */
+    readonly addHop = true,
   ) {}
 
   elementFor(originalHost: string | undefined): string {

@@ -36,7 +36,7 @@ export class ProxyListener {
     hooks: ForwardHooks,
   ) {
     this.router = new Router(config, upstreams)
-    this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies) }
+    this.hooks = { ...hooks, tls: config.tls !== undefined, trust: TrustedProxies.from(config.trustedProxies), forwardedHeaders: config.forwardedHeaders !== false }
     const limits = resolveLimits(config.limits)
     this.limits = limits
     const options = { ...serverOptions(limits), IncomingMessage: VigilRequest, ServerResponse: VigilResponse }

@@ -108,6 +108,7 @@ export class UpgradeProxy {
       trusted: this.hooks.trust?.has(req.socket.remoteAddress) === true,
       host: upstream.hostHeader ?? target.host,
       originalHost: target.host,
+      addHop: this.hooks.forwardedHeaders,
     })
     this.proxy.ws(
       req,

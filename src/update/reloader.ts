@@ -15,8 +15,6 @@ import { ConfigWatcher } from '../config/watch.js'
 import type { ServerSpec } from '../config/diff.js'
 import type { Membership, MembershipChange, PreparedConfig, ServerLists, Target } from '../upstream/membership.js'
 import { UpdateQueue, type ChangeSource } from './queue.js'
-import type { Discovery } from '../upstream/discovery.js'
-import type { Registries } from '../discovery/registries.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { ProxyListener } from '../proxy/listener.js'
 import { readCertificate } from '../proxy/certificate.js'
@@ -46,12 +44,24 @@ export interface ReloadStatus {
 
 export type ReloadResult = LastReload & { change?: MembershipChange }
 
+/**
+ * A discovery source as the update path runs it (DNS: src/upstream/discovery.ts; the registries:
+ * src/discovery/registries.ts): the first list of every new entry before a swap, the lists of a file's entries,
+ * and the entries a swap dropped let go.
+ */
+export interface ServerSource {
+  prime(upstreams: Config['upstreams']): Promise<void>
+  lists(upstreams: Config['upstreams']): ServerLists
+  retain(upstreams: Config['upstreams']): void
+  close(): void | Promise<void>
+}
+
 /** The parts of a running Vigil that a reload replaces; index.ts provides them. */
 export interface ReloadTarget {
   readonly log: Logger
   readonly membership: Membership
-  readonly discovery: Discovery
-  readonly registries: Registries
+  /** None in a cluster worker: its primary runs them and hands it the servers they found (src/workers/). */
+  readonly sources: readonly ServerSource[]
   config(): Config
   listeners(): readonly ProxyListener[]
   /** A listener for `config`, routing over `upstreams`, not yet bound. */
@@ -96,15 +106,23 @@ export class Reloader {
    * unreachable and has no cache file fails the start (RegistryStartError names it).
    */
   async discover(): Promise<void> {
-    const { discovery, membership, registries } = this.target
     const upstreams = this.target.config().upstreams
-    await Promise.all([discovery.prime(upstreams), registries.prime(upstreams)])
-    await this.enqueue(() => this.logged(membership.discovered('discovery', this.lists(upstreams))))
+    await this.prime(upstreams)
+    await this.enqueue(() => this.logged(this.target.membership.discovered('discovery', this.lists(upstreams))))
   }
 
   /** What every discovery source (DNS, registries) gives the entries of `upstreams` now. */
   private lists(upstreams: Config['upstreams']): ServerLists {
-    return new Map([...this.target.discovery.lists(upstreams), ...this.target.registries.lists(upstreams)])
+    return new Map(this.target.sources.flatMap((s) => [...s.lists(upstreams)]))
+  }
+
+  private async prime(upstreams: Config['upstreams']): Promise<void> {
+    await Promise.all(this.target.sources.map((s) => s.prime(upstreams)))
+  }
+
+  /** Every source lets go of the entries `upstreams` does not list. */
+  private retain(upstreams: Config['upstreams']): void {
+    for (const s of this.target.sources) s.retain(upstreams)
   }
 
   /** Watch the file when the config asks for it (the default); call once the listeners are open. */
@@ -188,8 +206,7 @@ export class Reloader {
   async close(): Promise<void> {
     this.watching = false
     this.watcher?.close()
-    this.target.discovery.close()
-    await this.target.registries.close()
+    await Promise.all(this.target.sources.map((s) => s.close()))
     await this.queue.idle()
     for (const l of this.closing) l.closeAll()
   }
@@ -216,11 +233,10 @@ export class Reloader {
     // prepare that fails drops them again.
     let prepared: PreparedConfig
     try {
-      await Promise.all([this.target.discovery.prime(config.upstreams), this.target.registries.prime(config.upstreams)])
+      await this.prime(config.upstreams)
       prepared = membership.prepare(config.upstreams, this.lists(config.upstreams))
     } catch (err) {
-      this.target.discovery.retain(this.target.config().upstreams)
-      this.target.registries.retain(this.target.config().upstreams)
+      this.retain(this.target.config().upstreams)
       return this.fail(source, err as Error)
     }
     // New listeners bind before the swap: if one cannot, the reload fails as a whole and nothing changes.
@@ -232,8 +248,7 @@ export class Reloader {
         opened.set(key, listener)
       } catch (err) {
         prepared.discard()
-        this.target.discovery.retain(this.target.config().upstreams)
-        this.target.registries.retain(this.target.config().upstreams)
+        this.retain(this.target.config().upstreams)
         await Promise.all([...opened.values()].map((o) => o.stopAccepting()))
         const index = config.listeners.indexOf(l)
         const e = err as NodeJS.ErrnoException
@@ -252,8 +267,7 @@ export class Reloader {
     })
     for (const [l, certificate] of renewals) l.renewCertificate(certificate)
     this.target.swap(config, listeners)
-    this.target.discovery.retain(config.upstreams)
-    this.target.registries.retain(config.upstreams)
+    this.retain(config.upstreams)
     if (this.watching && !sameJson(before.reload, config.reload)) this.watch()
     for (const { key } of listenerDiff.removed) this.retireListener(byKey.get(key) as ProxyListener)
     log.info(
@@ -332,7 +346,7 @@ export function restartOnly(before: Config, after: Config): string[] {
   listenerKeys(after.listeners).forEach(({ key, listener }, i) => {
     const b = old.get(key)
     if (b === undefined) return
-    for (const k of ['limits', 'trustedProxies', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
+    for (const k of ['limits', 'trustedProxies', 'forwardedHeaders', 'http2'] as const) keys.push([`listeners[${i}].${k}`, b[k], listener[k]])
     // The certificate itself is re-read on every reload; only turning TLS on or off needs a new server.
     keys.push([`listeners[${i}].tls`, b.tls === undefined, listener.tls === undefined])
   })

@@ -47,7 +47,16 @@ export interface MembershipOptions {
   retireGrace: () => number
   /** This vigil's place in its fleet (fleet registration), for `subset` without `id` and `of`; a fleet of one until known. */
   consumer?: () => (Consumer & { index: number; count: number }) | undefined
+  /**
+   * A cluster worker: each group's servers as its primary's membership built them (src/workers/). The worker
+   * serves them as they are, an empty list too, as the primary does: the file, discovery and admin changes are
+   * the primary's, and the worker runs no source of its own.
+   */
+  built?: () => BuiltServers
 }
+
+/** Each group's live servers, by group name: what a cluster's primary hands its workers beside the config. */
+export type BuiltServers = ReadonlyMap<string, readonly ServerSpec[]>
 
 /** A group's `subset` takes its place from the fleet when neither `id` nor `of` is set by hand. */
 const placedByFleet = (config: UpstreamConfig | undefined): boolean => config?.subset !== undefined && config.subset.id === undefined && config.subset.of === undefined
@@ -271,8 +280,13 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return this.generation === before ? undefined : c
   }
 
-  /** The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first address wins. */
+  /**
+   * The file's static servers, then each resolve or registry entry's last list, then the admin overlay; first
+   * address wins. A cluster worker's are the ones its primary built.
+   */
   private effective(name: string, config: UpstreamConfig, lists: ServerLists = this.lists): ServerSpec[] {
+    const built = this.options.built?.().get(name)
+    if (built !== undefined) return [...built]
     const out = new Map<string, ServerSpec>()
     for (const s of config.servers) {
       const entry = entryOf(s)

@@ -10,12 +10,14 @@ import type { Logger } from 'pino'
 import { Histogram } from 'prom-client'
 import type { Config } from '../config/schema.js'
 import type { Vigil } from '../index.js'
+import type { Upstream } from '../upstream/upstream.js'
+import { serverSpec } from '../config/diff.js'
 import { Role } from '../health/ejection.js'
 import { failureOf, type Failure } from '../health/outcome.js'
 import type { RegistryJson } from '../admin/metrics.js'
 import { StateStream, type Propagation } from './state-stream.js'
 import { ClusterTraffic } from './traffic.js'
-import { isMessage, SNAPSHOT_INTERVAL, TRIAL_GRANT, UNRESPONSIVE_AFTER, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
+import { isMessage, SNAPSHOT_INTERVAL, TRIAL_GRANT, UNRESPONSIVE_AFTER, type Generation, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
 
 /** How long a metrics scrape waits for a worker's answer before leaving it out. */
 const METRICS_TIMEOUT = 2_000
@@ -64,25 +66,28 @@ export function workerCount(setting: Config['workers']): number | undefined {
   return setting === 'auto' ? availableParallelism() : setting
 }
 
-/** Workers get the file's settings with every group's live servers as plain addresses: discovery runs here only, and so does the fleet. */
-function workerConfig(vigil: Vigil): Config {
+/**
+ * The generation every worker serves: the file's settings, and each group's live servers beside them, as this
+ * membership built them (an empty list too). Discovery runs here only (a worker opens no registry session and
+ * resolves no name), and so does the fleet.
+ */
+function workerGeneration(vigil: Vigil, source: string): Generation {
   const c = vigil.config
   const upstreams: Config['upstreams'] = {}
-  for (const [name, u] of vigil.upstreams) {
+  const servers: Generation['servers'] = []
+  for (const [name, u] of Object.entries(c.upstreams)) {
     // Checks run here, once per server; a worker's check gates are the primary's.
     // A subset placed by the fleet goes as the file has it: each worker places it with the primary's consumer view
     // (sent beside the config), since the subsets are keyed by every consumer's id.
-    const { active: _checks, placement, ...rest } = u.config
-    upstreams[name] = {
-      ...rest,
-      subset: placement === undefined ? rest.subset : c.upstreams[name]?.subset,
-      servers: u.peers.map((p) => ({ address: p.address, weight: p.weight, backup: p.backup, down: p.configDown, maxConns: p.maxConns === Infinity ? 0 : p.maxConns })),
-    }
+    const { active: _checks, ...settings } = u
+    upstreams[name] = settings
+    servers.push([name, (vigil.upstreams.get(name) as Upstream).config.servers.map(serverSpec)])
   }
   // The fleet's registration is the proxy's, held by the primary: a worker keeps the settings and starts no fleet.
   // The level the primary runs at (PUT /log may have set it) for a worker that starts or reloads.
   const log = { ...c.log, level: vigil.log.level as NonNullable<NonNullable<Config['log']>['level']> }
-  return { ...c, upstreams, log, admin: undefined, workers: undefined, reload: { watch: false } }
+  const config = { ...c, upstreams, log, admin: undefined, workers: undefined, reload: { watch: false } }
+  return { generation: vigil.generation, source, config, servers, consumer: vigil.fleet?.consumers.view }
 }
 
 export class Cluster {
@@ -250,7 +255,7 @@ export class Cluster {
     m.heard = performance.now()
     switch (msg.t) {
       case 'hello':
-        this.send(m, { t: 'init', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), snapshot: this.stream.snapshot(), consumer: this.vigil.fleet?.consumers.view })
+        this.send(m, { t: 'init', snapshot: this.stream.snapshot(), ...workerGeneration(this.vigil, this.lastSource) })
         return
       case 'serving':
         m.serving = true
@@ -369,7 +374,7 @@ export class Cluster {
 
   /** The current generation for a worker, with the consumer view its fleet-placed subsets are computed from. */
   private configMessage(): ToWorker {
-    return { t: 'config', generation: this.vigil.generation, source: this.lastSource, config: workerConfig(this.vigil), consumer: this.vigil.fleet?.consumers.view }
+    return { t: 'config', ...workerGeneration(this.vigil, this.lastSource) }
   }
 
   /** Every worker that failed to apply a generation, and serves an older one, is sent the current one again. */

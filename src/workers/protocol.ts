@@ -3,6 +3,7 @@
 // config every worker serves, and the health state the primary decided, as versioned changes and full snapshots.
 import type { Config } from '../config/schema.js'
 import type { ConsumerView } from '../fleet/consumers.js'
+import type { ServerSpec } from '../config/diff.js'
 import type { OperatorState } from '../upstream/peer.js'
 import type { PassiveState } from '../health/ejection.js'
 import type { FailureKind } from '../health/outcome.js'
@@ -65,10 +66,23 @@ export type Traffic = [upstream: string, address: string, requests: number, fail
 /** A group's p99 response time (ms) over the proxy's last LATENCY_SAMPLES responses (stall.ts). */
 export type GroupLatency = [upstream: string, p99: number]
 
+/**
+ * One generation as a worker applies it: the primary's config (its file's settings, checks left out: they run in
+ * the primary) and, beside it, each group's live servers as the primary's membership built them (from the file,
+ * discovery and admin changes; a list may be empty, as it may be there). `consumer`: the primary's place in its
+ * fleet, which places the workers' subsets (the fleet is the primary's).
+ */
+export interface Generation {
+  generation: number
+  source: string
+  config: Config
+  servers: [upstream: string, servers: ServerSpec[]][]
+  consumer: ConsumerView | undefined
+}
+
 export type ToWorker =
-  // `consumer`: the primary's place in its fleet, which places the workers' subsets (the fleet is the primary's).
-  | { t: 'init'; generation: number; source: string; config: Config; snapshot: Snapshot; consumer: ConsumerView | undefined }
-  | { t: 'config'; generation: number; source: string; config: Config; consumer: ConsumerView | undefined }
+  | ({ t: 'init'; snapshot: Snapshot } & Generation)
+  | ({ t: 'config' } & Generation)
   | ({ t: 'state' } & Delta)
   | ({ t: 'snapshot' } & Snapshot)
   /** The state of servers a worker just reported on (it may have skipped one on its own evidence). */

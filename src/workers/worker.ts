@@ -8,6 +8,7 @@ import { reportOutcomesTo } from '../health/passive.js'
 import { leaveStallTrialsToAnotherProcess } from '../health/ejection.js'
 import type { Config } from '../config/schema.js'
 import type { ConsumerView } from '../fleet/consumers.js'
+import type { BuiltServers } from '../upstream/membership.js'
 import { causeText, StartError } from '../start-error.js'
 import { OutcomeReporter } from './outcomes.js'
 import { Replica } from './replica.js'
@@ -27,6 +28,8 @@ export function runWorker(): Promise<number> {
     let generation = 0
     /** The primary's place in its fleet: what the fleet-placed subsets of this worker are computed from. */
     let consumer: ConsumerView | undefined
+    /** Each group's servers as the primary built them for the generation this worker applies. */
+    let servers: BuiltServers = new Map()
     let reporter: OutcomeReporter | undefined
     let stopping = false
     const stop = (grace?: number): void => {
@@ -51,6 +54,7 @@ export function runWorker(): Promise<number> {
       switch (m.t) {
         case 'init':
           consumer = m.consumer
+          servers = new Map(m.servers)
           void start(m.config, m.generation, m.snapshot)
           return
         case 'config':
@@ -58,6 +62,8 @@ export function runWorker(): Promise<number> {
           const moved = m.consumer?.ids.join('\n') !== consumer?.ids.join('\n')
           consumer = m.consumer
           const v = vigil
+          // The servers go with the config they were built for: in the queue, right before it.
+          void v.reloader.enqueue(() => (servers = new Map(m.servers)))
           void v.reloader.replace(m.config, m.source).then(async (r) => {
             // A consumer joined or left the fleet: the same recomputation as on the primary.
             if (moved) await v.reloader.enqueue(() => v.membership.consumersChanged())
@@ -96,7 +102,7 @@ export function runWorker(): Promise<number> {
     async function start(config: Config, gen: number, snapshot: Snapshot): Promise<void> {
       if (vigil !== undefined) return
       try {
-        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => consumer }))
+        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => consumer, servers: () => servers }))
         const r = (replica = new Replica(() => v.upstreams, cluster.worker?.id ?? 0))
         generation = gen
         r.snapshot(snapshot)
