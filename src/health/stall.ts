@@ -135,8 +135,7 @@ export class StallWatch {
     const overdue = now - this.lastTick - STALL_TICK
     const stalled = this.lagEnd > started ? Math.min(this.lagLength, this.lagEnd - started) : 0
     const lag = overdue > stalled ? overdue : stalled
-    if (lag >= NOTABLE_LAG && 2 * lag >= ms) return
-    this.latencies[this.samples++ % LATENCY_SAMPLES] = ms
+    if (lag < NOTABLE_LAG || 2 * lag < ms) this.sample(ms)
   }
 
   /** A response time measured elsewhere (a cluster's primary takes its workers' here). */
