@@ -56,11 +56,12 @@ t.test("both workers judge a frozen server by the proxy's p99, the one whose own
   for (let i = 0; i < WARM; i++) if ((await get(`${url}/warm`, { dispatcher: one })).status === 200) ok++
   t.equal(ok, WARM, 'the warm-up is answered')
 
-  // The primary holds every sample, and both workers applied the state version that carries their p99.
+  // The primary holds the warm-up's samples (a worker may leave out one its own loop lagged on: any of them is
+  // 100 ms or more), and both workers applied the state version that carries their p99.
   await until(async () => {
     const s = await status()
     const api = s.stall?.find((r) => r.upstream === 'api')
-    return api !== undefined && api.samples >= WARM && s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.version === s.workers.version)
+    return api !== undefined && api.samples > 0 && s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.version === s.workers.version)
   }, "the warm-up's p99 at the primary and in both workers")
   const api = (await status()).stall?.find((r) => r.upstream === 'api')
   t.ok(api !== undefined && api.p99Ms >= DELAY, `the proxy's p99 (${api?.p99Ms} ms) is one of the warm-up's response times`)
