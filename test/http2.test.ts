@@ -1,9 +1,10 @@
 // Plain HTTP/2 end to end with Node's http2 on both sides: the h2c listener, h2c providers, bodies both ways,
 // trailers, HTTP/1.1 clients in front of HTTP/2 providers.
 import t from 'tap'
-import { connect, createServer, type ClientHttp2Session, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import { connect, createServer, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { get, startProxy } from './helpers/index.js'
+import { h2Request, type H2Reply } from './helpers/http2.js'
 
 /** An in-process h2c provider: echoes method, path, headers and body as JSON, with a trailer. */
 async function h2Provider(name: string): Promise<{ address: string; streams: () => number; held: ServerHttp2Stream[] }> {
@@ -30,28 +31,6 @@ async function h2Provider(name: string): Promise<{ address: string; streams: () 
     return new Promise((resolve) => server.close(resolve))
   })
   return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, streams: () => streams, held }
-}
-
-interface H2Reply {
-  status: number
-  headers: IncomingHttpHeaders
-  trailers: IncomingHttpHeaders | undefined
-  body: string
-}
-
-function h2Request(session: ClientHttp2Session, headers: Record<string, string>, body?: string): Promise<H2Reply> {
-  return new Promise((resolve, reject) => {
-    const req = session.request(headers, { endStream: body === undefined })
-    let trailers: IncomingHttpHeaders | undefined
-    let head: IncomingHttpHeaders = {}
-    const chunks: Buffer[] = []
-    req.on('response', (h) => (head = h))
-    req.on('trailers', (tr) => (trailers = tr))
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('error', reject)
-    req.on('end', () => resolve({ status: Number(head[':status']), headers: head, trailers, body: Buffer.concat(chunks).toString() }))
-    if (body !== undefined) req.end(body)
-  })
 }
 
 const providers = await Promise.all(['p1', 'p2'].map(h2Provider))

@@ -76,11 +76,15 @@ export class SharedHealth implements AttemptObserver {
 
   /** Hot path (every settled attempt of every group): this vigil's own traffic to the peer. */
   finished(peer: Peer, status: number): void {
-    const now = Date.now()
+    this.answered(peer, status !== 0 && peer.passive?.group.failOn.hasStatus(status) !== true, Date.now())
+  }
+
+  /** One of this vigil's own requests to `peer` succeeded or failed at `now` (a cluster's primary: as its workers report them). */
+  answered(peer: Peer, ok: boolean, now: number): void {
     let t = this.traffic.get(peer)
     if (t === undefined) this.traffic.set(peer, (t = { lastAttempt: 0, lastSuccess: 0, lastFailure: 0 }))
     t.lastAttempt = now
-    if (status !== 0 && peer.passive?.group.failOn.hasStatus(status) !== true) t.lastSuccess = now
+    if (ok) t.lastSuccess = now
     else t.lastFailure = now
   }
 
@@ -206,17 +210,12 @@ export class SharedHealth implements AttemptObserver {
 
   /** A suspect server keeps `suspectShare` of its weight (re-applied every evaluation: slow start may raise it). */
   private lower(u: Upstream, peer: Peer): void {
-    const w = peer.weight * this.settings.suspectShare
-    if (peer.effectiveWeight <= w) return
-    peer.effectiveWeight = w
-    u.refresh()
+    if (u.shareWeight(peer, this.settings.suspectShare)) u.refresh()
   }
 
   private unsuspect(u: Upstream, peer: Peer): void {
     this.options.checker.hurry(peer, false)
-    if (u.slowStart.ramps(peer) || peer.effectiveWeight === peer.weight) return
-    peer.effectiveWeight = peer.weight
-    u.refresh()
+    if (u.shareWeight(peer, 1)) u.refresh()
   }
 
   private checkers(address: string): string[] {

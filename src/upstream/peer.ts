@@ -45,6 +45,8 @@ export class Peer {
   weight: number
   /** The weight balancers use: `weight`, or less while slow start ramps it up (see balance/slow-start.ts). */
   effectiveWeight: number
+  /** The share of its weight the fleet's suspicion leaves it (Upstream.shareWeight); 1 when none. */
+  weightShare = 1
   /** Most requests in flight at once (`maxConns`); Infinity when unlimited, so the check is one comparison. */
   maxConns: number
   backup: boolean
@@ -182,9 +184,12 @@ export class Peer {
     this.onGateChange?.()
   }
 
+  /** A cluster's primary: the HTTP/2 streams its workers hold open to this provider (src/workers/traffic.ts). */
+  workerStreams = 0
+
   /** HTTP/2 streams open to this provider now (0 for HTTP/1.1, where every request in flight is a connection). */
   get streams(): number {
-    return this.pool instanceof Http2Pool ? this.pool.streams : 0
+    return (this.pool instanceof Http2Pool ? this.pool.streams : 0) + this.workerStreams
   }
 
   get eligible(): boolean {

@@ -276,6 +276,19 @@ export class Upstream {
   }
 
   /**
+   * `peer` keeps `share` of its weight (the fleet suspects it), or, at 1, all of it again unless slow start is
+   * ramping it (the ramp brings it back). Applied again while the suspicion lasts: slow start may raise it. Returns
+   * whether the share or the effective weight changed (the caller refreshes: a cluster's workers follow both).
+   */
+  shareWeight(peer: Peer, share: number): boolean {
+    const w = share < 1 ? Math.min(peer.effectiveWeight, peer.weight * share) : this.slowStart.ramps(peer) ? peer.effectiveWeight : peer.weight
+    if (w === peer.effectiveWeight && share === peer.weightShare) return false
+    peer.weightShare = share
+    peer.effectiveWeight = w
+    return true
+  }
+
+  /**
    * A peer entered the eligible snapshot (recovered from ejection or a failed check, re-enabled, or added):
    * it starts slow start. refresh() calls this; health modules only open a gate and call refresh().
    */

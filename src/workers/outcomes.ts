@@ -134,7 +134,8 @@ export class OutcomeReporter implements OutcomeSink {
           p.ok = 0
         }
         const latency = peer.stats.count === 0 ? -1 : peer.latency
-        traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency, peer.lastAnswered])
+        const grpc = peer.protocol === 'http1' ? [] : Array.from(peer.stats.grpcCodes)
+        traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency, peer.lastAnswered, peer.streams, peer.goaways, grpc])
       }
     }
     this.send({ t: 'batch', ...this.serving(), ok, traffic, latency })

@@ -347,6 +347,9 @@ export class Cluster {
     }
     const f = failure(o.failure)
     for (let i = 0; i < o.fails; i++) g.judge(h, Role.Normal, f, now)
+    // The fleet weighs its quorum against the proxy's own traffic, which is its workers': the last outcome reported.
+    const ok = o.fails > 0 || o.trial === 2 ? false : o.ok > 0 || o.rescued > 0 || o.trial === 1 ? true : undefined
+    if (ok !== undefined) this.vigil.fleet?.health.answered(peer, ok, now)
   }
 
   /** A worker's response times join the group's (every worker's): the p99 that changes goes down as the next version. */

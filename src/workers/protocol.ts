@@ -29,8 +29,9 @@ export const TRIAL_GRANT = 1_000
 /**
  * One server's health as the primary decided it. `trialWorker`: while its trial request is due, the one worker
  * (cluster worker id) that may send it, as one process sends one; the others hold it ejected. 0 otherwise.
+ * `weightShare`: the share of its weight the fleet's suspicion leaves it (1: none).
  */
-export type ServerState = [upstream: string, address: string, checkUp: boolean, passive: PassiveState, suspect: boolean, operator: OperatorState, trialWorker: number]
+export type ServerState = [upstream: string, address: string, checkUp: boolean, passive: PassiveState, suspect: boolean, operator: OperatorState, trialWorker: number, weightShare: number]
 
 /** One counted failure, as a worker saw it: enough to rebuild the Failure the primary's detectors count. */
 export interface ReportedFailure {
@@ -60,8 +61,25 @@ export interface Outcomes {
 /**
  * A worker's live numbers for one server (for the primary's status page): the primary adds up its workers'.
  * `lastAnswered`: when a real request last succeeded there (Date.now()), for the primary's traffic-aware checks.
+ * HTTP/2 providers also: the streams open, the GOAWAYs sent and the gRPC calls by status (17 counts; empty for
+ * HTTP/1.1, which carries no gRPC).
  */
-export type Traffic = [upstream: string, address: string, requests: number, failures: number, inflight: number, waiting: number, oldestWait: number, poolTimeouts: number, stuck: number, latency: number, lastAnswered: number]
+export type Traffic = [
+  upstream: string,
+  address: string,
+  requests: number,
+  failures: number,
+  inflight: number,
+  waiting: number,
+  oldestWait: number,
+  poolTimeouts: number,
+  stuck: number,
+  latency: number,
+  lastAnswered: number,
+  streams: number,
+  goaways: number,
+  grpc: number[],
+]
 
 /** A group's p99 response time (ms) over the proxy's last LATENCY_SAMPLES responses (stall.ts). */
 export type GroupLatency = [upstream: string, p99: number]

@@ -1,9 +1,9 @@
 // A cluster worker's health view: a replica of the state its primary decided, by server, applied to the live
-// peers' gates (check, passive, operator; a due trial only in the worker it was granted to). Changes come
-// versioned; one that does not follow the version held is not applied and the worker asks for a snapshot. The
-// replica outlives generations: after a reload it is applied again to the new generation's peers, so a server the
-// primary already judged is never eligible by default. Each group's stall watch judges by the proxy's p99 the
-// primary sends (stall.ts), kept here across generations like the servers' state.
+// peers' gates (check, passive, operator; a due trial only in the worker it was granted to) and weights (the
+// fleet's suspicion lowers one). Changes come versioned; one that does not follow the version held is not
+// applied and the worker asks for a snapshot. The replica outlives generations: after a reload it is applied again
+// to the new generation's peers, so a server the primary already judged is never eligible by default. Each
+// group's stall watch judges by the proxy's p99 the primary sends (stall.ts), kept here across generations too.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Delta, GroupLatency, ServerState, Snapshot } from './protocol.js'
 
@@ -63,10 +63,11 @@ export class Replica {
       const u = this.upstreams().get(s[0])
       const peer = u?.find(s[1])
       if (u === undefined || peer === undefined) continue
-      const [, , checkUp, passive, suspect, operator, trialWorker] = s
+      const [, , checkUp, passive, suspect, operator, trialWorker, weightShare] = s
       peer.checkUp = checkUp
       peer.operator = operator
       peer.passive?.mirror(passive === 'trial' && trialWorker !== this.self ? 'ejected' : passive, suspect)
+      if (weightShare !== 1 || peer.weightShare !== 1) u.shareWeight(peer, weightShare)
       touched.add(u)
     }
     for (const u of touched) u.refresh()

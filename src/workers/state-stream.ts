@@ -19,7 +19,7 @@ import { TRIAL_GRANT, wallNow, type Delta, type GroupLatency, type ServerState, 
 
 const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
 
-const encode = (s: ServerState): string => `${s[2] ? 1 : 0}${s[3]}${s[4] ? 1 : 0}${s[5]}${s[6]}`
+const encode = (s: ServerState): string => `${s[2] ? 1 : 0}${s[3]}${s[4] ? 1 : 0}${s[5]}${s[6]} ${s[7]}`
 
 /** Versions kept waiting for their acknowledgements; older ones are dropped unmeasured. */
 const PENDING_VERSIONS = 64
@@ -175,7 +175,8 @@ export class StateStream {
   private state(upstream: string, p: Peer): ServerState {
     const h = p.passive
     const passive = h?.state ?? 'ok'
-    return [upstream, p.address, p.checkUp, passive, h?.suspect ?? false, p.operator, passive === 'trial' ? this.grantee(key(upstream, p.address)) : this.ungrant(key(upstream, p.address))]
+    const trialWorker = passive === 'trial' ? this.grantee(key(upstream, p.address)) : this.ungrant(key(upstream, p.address))
+    return [upstream, p.address, p.checkUp, passive, h?.suspect ?? false, p.operator, trialWorker, p.weightShare]
   }
 
   /** The worker that may send the trial of server `k`: the one granted it while it serves, else the next in turn. */

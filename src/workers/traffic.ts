@@ -1,17 +1,26 @@
 // The primary's view of its workers' traffic per server (requests, failures, in flight, waiting, latency, the last
-// real answer): each worker's last numbers, added up onto the primary's peers for the status page and its checks. The counters of a worker that
-// exited are kept, so a total never goes back when a worker is replaced.
+// real answer; HTTP/2 streams, GOAWAYs and gRPC statuses): each worker's last numbers, added up onto the primary's
+// peers for the status page and its checks. The counters of a worker that exited are kept, so a total never goes
+// back when a worker is replaced.
+import { GRPC_CODES } from '../config/schema.js'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Traffic } from './protocol.js'
 
 const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
 
-/** Requests, failures, pool timeouts and stuck: counters that outlive their worker. */
+/** Requests, failures, pool timeouts, stuck, GOAWAYs and gRPC statuses: counters that outlive their worker. */
 interface Counters {
   requests: number
   failures: number
   poolTimeouts: number
   stuck: number
+  goaways: number
+  grpc: number[]
+}
+
+/** Adds a worker's gRPC counts (none from an HTTP/1.1 server) to `into`. */
+function addGrpc(into: Float64Array | number[], counts: readonly number[]): void {
+  for (let i = 0; i < counts.length && i < GRPC_CODES.length; i++) into[i] = (into[i] as number) + (counts[i] as number)
 }
 
 export class ClusterTraffic {
@@ -43,11 +52,13 @@ export class ClusterTraffic {
     if (mine === undefined) return
     this.byWorker.delete(id)
     for (const [k, r] of mine) {
-      const c = this.retired.get(k) ?? { requests: 0, failures: 0, poolTimeouts: 0, stuck: 0 }
+      const c = this.retired.get(k) ?? { requests: 0, failures: 0, poolTimeouts: 0, stuck: 0, goaways: 0, grpc: new Array<number>(GRPC_CODES.length).fill(0) }
       c.requests += r[2]
       c.failures += r[3]
       c.poolTimeouts += r[7]
       c.stuck += r[8]
+      c.goaways += r[12]
+      addGrpc(c.grpc, r[13])
       this.retired.set(k, c)
     }
     for (const r of mine.values()) this.total(r[0], r[1])
@@ -69,9 +80,14 @@ export class ClusterTraffic {
     let failures = c?.failures ?? 0
     let poolTimeouts = c?.poolTimeouts ?? 0
     let stuck = c?.stuck ?? 0
+    let goaways = c?.goaways ?? 0
     let inflight = 0
     let waiting = 0
     let oldestWait = 0
+    let streams = 0
+    const grpc = peer.stats.grpcCodes
+    grpc.fill(0)
+    if (c !== undefined) addGrpc(grpc, c.grpc)
     for (const mine of this.byWorker.values()) {
       const r = mine.get(k)
       if (r === undefined) continue
@@ -82,6 +98,9 @@ export class ClusterTraffic {
       oldestWait = Math.max(oldestWait, r[6])
       poolTimeouts += r[7]
       stuck += r[8]
+      streams += r[11]
+      goaways += r[12]
+      addGrpc(grpc, r[13])
     }
     peer.requests = requests
     peer.failures = failures
@@ -90,5 +109,7 @@ export class ClusterTraffic {
     peer.oldestWait = oldestWait
     peer.poolTimeouts = poolTimeouts
     peer.stuck = stuck
+    peer.workerStreams = streams
+    peer.goaways = goaways
   }
 }
