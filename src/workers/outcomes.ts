@@ -123,10 +123,10 @@ export class OutcomeReporter implements OutcomeSink {
   flush(): void {
     const ok: [string, string, number][] = []
     const traffic: Traffic[] = []
-    const latency: [string, number[]][] = []
+    const responseTimes: [string, number[]][] = []
     for (const u of this.upstreams().values()) {
       const times = u.passive.stall?.taken()
-      if (times !== undefined && times.length > 0) latency.push([u.name, times])
+      if (times !== undefined && times.length > 0) responseTimes.push([u.name, times])
       for (const peer of u.peers) {
         const p = peer.passive?.unreported
         if (p !== undefined && p.ok !== 0) {
@@ -138,6 +138,6 @@ export class OutcomeReporter implements OutcomeSink {
         traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency, peer.lastAnswered, peer.streams, peer.goaways, grpc])
       }
     }
-    this.send({ t: 'batch', ...this.serving(), ok, traffic, latency })
+    this.send({ t: 'batch', ...this.serving(), ok, traffic, latency: responseTimes })
   }
 }
