@@ -7,7 +7,7 @@ import { listenOn } from '../net.js'
 import { authorized, safeAdminPath } from './guard.js'
 import { resolveLimits, serverOptions } from '../proxy/limits.js'
 import type { HealthEvents } from '../health/events.js'
-import { FORMATS, renderCsv, renderJson, renderPrometheus, statusRows, subsetRows, type Format, type StatusSource } from './status.js'
+import { FORMATS, renderCsv, renderJson, renderPrometheus, statusRows, subsetRows, stallRows, type Format, type StatusSource } from './status.js'
 import { renderHtml } from './status-page.js'
 import type { SourceStatus } from '../discovery/registries.js'
 import type { StatusHistory } from './history.js'
@@ -207,7 +207,7 @@ export class AdminServer {
         send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', renderPrometheus(rows, generation))
         return
       case 'json':
-        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams()), fleet, workers))
+        send(res, 200, 'application/json', renderJson(rows, generation, reload, discovery, subsetRows(this.options.upstreams()), fleet, workers, stallRows(this.options.upstreams())))
     }
   }
 

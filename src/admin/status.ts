@@ -113,6 +113,23 @@ export function subsetRows(upstreams: ReadonlyMap<string, Upstream>): SubsetStat
   return out
 }
 
+/** A group's stall yardstick: its recent p99 and the wait that makes a server suspect (in a cluster, the proxy's). */
+export interface StallStatus {
+  upstream: string
+  p99Ms: number
+  thresholdMs: number
+  samples: number
+}
+
+export function stallRows(upstreams: ReadonlyMap<string, Upstream>): StallStatus[] {
+  const out: StallStatus[] = []
+  for (const u of upstreams.values()) {
+    const y = u.passive.stall?.yardstick()
+    if (y !== undefined) out.push({ upstream: u.name, p99Ms: y.p99, thresholdMs: y.threshold, samples: y.samples })
+  }
+  return out
+}
+
 export type PassiveStatus = 'ok' | 'ejected' | 'trial' | 'suspect'
 
 function passiveStatus(s: PeerPassiveSnapshot | undefined): PassiveStatus {
@@ -192,10 +209,17 @@ export function renderJson(
   subsets: readonly SubsetStatus[] = [],
   fleet?: FleetStatus,
   workers?: WorkersStatus,
+  stall: readonly StallStatus[] = [],
 ): string {
-  // `discovery` (one entry per registry source) and `subsets` only when there are any, `fleet` only with one,
-  // `workers` only in a cluster, so the Tengine shape stays as it was.
-  const extra = { discovery: discovery.length === 0 ? undefined : discovery, subsets: subsets.length === 0 ? undefined : subsets, fleet, workers }
+  // `discovery` (one entry per registry source), `subsets` and `stall` only when there are any, `fleet` only with
+  // one, `workers` only in a cluster, so the Tengine shape stays as it was.
+  const extra = {
+    discovery: discovery.length === 0 ? undefined : discovery,
+    subsets: subsets.length === 0 ? undefined : subsets,
+    stall: stall.length === 0 ? undefined : stall,
+    fleet,
+    workers,
+  }
   return `${JSON.stringify({ servers: { total: rows.length, generation, server: rows }, reload, ...extra })}\n`
 }
 

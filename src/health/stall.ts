@@ -2,12 +2,17 @@
 // (max(floor, factor × the group's recent p99)), with no response from it meanwhile, is suspected: it gets no
 // new requests until it answers again. Requests waiting for response headers sit in an intrusive list per
 // server (no allocation); a tick inspects the heads. A late tick means vigil's own loop lagged: inconclusive.
+// In a cluster the group's p99 is the proxy's, not one worker's: each worker sends its response times to the
+// primary (src/workers/outcomes.ts), whose watch holds the last LATENCY_SAMPLES of them all, and every worker
+// judges by the p99 the primary sends back (adopt()), as one process judges by its own.
 import type { PeerHealth, Role } from './ejection.js'
 
 /** How often waiting requests are inspected for stalls. */
 export const STALL_TICK = 100
+/** A tick at least this late says vigil's own loop stalled; less is timer noise. */
+const NOTABLE_LAG = 20
 /** Response times kept for the group's p99. */
-const LATENCY_SAMPLES = 512
+export const LATENCY_SAMPLES = 512
 
 /** A request waiting for response headers; the data path's attempts implement it (an intrusive list). */
 export interface Waiting {
@@ -25,6 +30,14 @@ export interface StallEvidence {
   waiting: number
   threshold: number
   p99: number
+}
+
+/** The yardstick a group's stall watch judges by (the status page shows it). */
+export interface StallYardstick {
+  p99: number
+  threshold: number
+  /** Response times the p99 is taken from (at most LATENCY_SAMPLES); in a cluster's primary, every worker's. */
+  samples: number
 }
 
 export interface StallSettings {
@@ -79,9 +92,10 @@ function tick(s: StallWatch): void {
   const now = Date.now()
   // A tick that comes late means vigil's own event loop lagged: responses may be sitting unread, so
   // the ages say nothing about the providers this time (inconclusive, like a lagged active check).
-  const lagged = now - s.lastTick > 2 * STALL_TICK
+  const late = now - s.lastTick - STALL_TICK
+  if (late >= NOTABLE_LAG) s.ownLag(now, late)
   s.lastTick = now
-  if (!lagged) s.check(now)
+  if (late <= STALL_TICK) s.check(now)
 }
 
 /** The stall detector of one group: the group's recent response times, and the tick that judges each server. */
@@ -89,6 +103,16 @@ export class StallWatch {
   private readonly latencies = new Float64Array(LATENCY_SAMPLES)
   private readonly sorted = new Float64Array(LATENCY_SAMPLES)
   private samples = 0
+  /** The p99 last computed, and the sample count it was computed at (a sort only when samples came since). */
+  private sortedAt = 0
+  private cachedP99 = 0
+  /** The samples already handed on by taken(). */
+  private takenAt = 0
+  /** The proxy's p99, from a cluster's primary; undefined in one process (it judges by its own). */
+  private adoptedP99: number | undefined = undefined
+  /** The last stall of vigil's own loop the tick saw: when it ended (Date.now()) and how long it lasted (ms). */
+  private lagEnd = 0
+  private lagLength = 0
   private readonly timer: NodeJS.Timeout
   lastTick = Date.now()
 
@@ -100,20 +124,40 @@ export class StallWatch {
     this.timer.unref()
   }
 
-  /** Hot path: a response time sample (ms to response headers). */
+  /**
+   * Hot path: response headers of a request sent at `started` arrived `now`. A response that vigil's own loop
+   * left unread for half its time or more (the tick is overdue by then, or saw a stall after the request went)
+   * measures this process, not the group: it is left out, as a lagged tick or check is inconclusive. This keeps
+   * a starved machine's moments out of the p99 that every stall verdict is measured against.
+   */
+  responded(started: number, now: number): void {
+    const ms = now - started
+    const overdue = now - this.lastTick - STALL_TICK
+    const stalled = this.lagEnd > started ? Math.min(this.lagLength, this.lagEnd - started) : 0
+    const lag = overdue > stalled ? overdue : stalled
+    if (lag < NOTABLE_LAG || 2 * lag < ms) this.sample(ms)
+  }
+
+  /** A response time measured elsewhere (a cluster's primary takes its workers' here). */
   sample(ms: number): void {
     this.latencies[this.samples++ % LATENCY_SAMPLES] = ms
   }
 
+  /** The tick came `length` ms late at `now`: vigil's own loop stalled. */
+  ownLag(now: number, length: number): void {
+    this.lagEnd = now
+    this.lagLength = length
+  }
+
   check(now: number): void {
     const peers = this.peers()
-    const { floor, factor } = this.settings
+    const floor = this.settings.floor
     let oldest = 0
     for (const h of peers) oldest = Math.max(oldest, h.waits.silentFor(now))
     // The p99 costs a sort: only worth it when some peer is past the floor, or one is suspect already.
     if (oldest <= floor && !peers.some(isSuspect)) return
     const p99 = this.p99()
-    const threshold = Math.max(floor, factor * p99)
+    const threshold = this.threshold(p99)
     const redispatch = this.settings.redispatch
     for (const h of peers) {
       const head = h.waits.head
@@ -132,13 +176,52 @@ export class StallWatch {
     }
   }
 
-  private p99(): number {
+  private threshold(p99: number): number {
+    return Math.max(this.settings.floor, this.settings.factor * p99)
+  }
+
+  /** The group's recent p99: the proxy's when a primary sent one, else this process's own. */
+  p99(): number {
+    return this.adoptedP99 ?? this.ownP99()
+  }
+
+  /** The p99 of the response times this process holds (in a cluster's primary: every worker's). */
+  ownP99(): number {
+    if (this.sortedAt === this.samples) return this.cachedP99
+    this.sortedAt = this.samples
     const n = Math.min(this.samples, LATENCY_SAMPLES)
-    if (n === 0) return 0
+    if (n === 0) return (this.cachedP99 = 0)
     const view = this.sorted.subarray(0, n)
     view.set(this.latencies.subarray(0, n))
     view.sort()
-    return view[Math.min(n - 1, Math.floor(n * 0.99))] as number
+    return (this.cachedP99 = view[Math.min(n - 1, Math.floor(n * 0.99))] as number)
+  }
+
+  /** How many response times this process holds (at most LATENCY_SAMPLES). */
+  get held(): number {
+    return Math.min(this.samples, LATENCY_SAMPLES)
+  }
+
+  yardstick(): StallYardstick {
+    const p99 = this.p99()
+    return { p99, threshold: this.threshold(p99), samples: this.held }
+  }
+
+  /**
+   * A cluster worker: judge by the proxy's p99 (every worker's samples, merged at the primary, at most a batch
+   * old) from now on, instead of this worker's share of them.
+   */
+  adopt(p99: number): void {
+    this.adoptedP99 = p99
+  }
+
+  /** The response times sampled since the last call (the newest LATENCY_SAMPLES at most), oldest first. */
+  taken(): number[] {
+    const from = Math.max(this.takenAt, this.samples - LATENCY_SAMPLES)
+    const out = new Array<number>(this.samples - from)
+    for (let i = from; i < this.samples; i++) out[i - from] = this.latencies[i % LATENCY_SAMPLES] as number
+    this.takenAt = this.samples
+    return out
   }
 
   close(): void {

@@ -3,7 +3,8 @@
 // state machine (health/ejection.ts). Successes go in the batch every BATCH_INTERVAL; a failure (it may eject
 // under maxFails), a trial's outcome and a fail-open success go at once, at most one report per server per
 // URGENT_INTERVAL (the ones in between are coalesced into it). A refused connection also skips the server here
-// at once, within the cap, until the primary's verdict arrives.
+// at once, within the cap, until the primary's verdict arrives. The batch also carries each group's response times
+// since the last one: the primary's stall watch takes the group's p99 from every worker's (stall.ts).
 import type { Upstream } from '../upstream/upstream.js'
 import type { Failure } from '../health/outcome.js'
 import { Role, type PeerHealth } from '../health/ejection.js'
@@ -118,11 +119,14 @@ export class OutcomeReporter implements OutcomeSink {
     this.send({ t: 'outcome', ...m })
   }
 
-  /** The batch: successes and every server's live numbers; also the worker's heartbeat. */
+  /** The batch: successes, every server's live numbers and the groups' response times; also the worker's heartbeat. */
   flush(): void {
     const ok: [string, string, number][] = []
     const traffic: Traffic[] = []
+    const responseTimes: [string, number[]][] = []
     for (const u of this.upstreams().values()) {
+      const times = u.passive.stall?.taken()
+      if (times !== undefined && times.length > 0) responseTimes.push([u.name, times])
       for (const peer of u.peers) {
         const p = peer.passive?.unreported
         if (p !== undefined && p.ok !== 0) {
@@ -134,6 +138,6 @@ export class OutcomeReporter implements OutcomeSink {
         traffic.push([u.name, peer.address, peer.requests, peer.failures, peer.inflight, peer.waiting, peer.oldestWait, peer.poolTimeouts, peer.stuck, latency, peer.lastAnswered, peer.streams, peer.goaways, grpc])
       }
     }
-    this.send({ t: 'batch', ...this.serving(), ok, traffic })
+    this.send({ t: 'batch', ...this.serving(), ok, traffic, latency: responseTimes })
   }
 }

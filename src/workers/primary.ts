@@ -276,6 +276,7 @@ export class Cluster {
         m.version = msg.version
         for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, ok, rescued: 0, trial: 0, trialFailure: undefined, fails: 0, failure: undefined })
         this.traffic.report(m.worker.id, msg.traffic)
+        this.latency(msg.latency)
         return
       case 'outcome': {
         this.judge(msg)
@@ -349,6 +350,16 @@ export class Cluster {
     // The fleet weighs its quorum against the proxy's own traffic, which is its workers': the last outcome reported.
     const ok = o.fails > 0 || o.trial === 2 ? false : o.ok > 0 || o.rescued > 0 || o.trial === 1 ? true : undefined
     if (ok !== undefined) this.vigil.fleet?.health.answered(peer, ok, now)
+  }
+
+  /** A worker's response times join the group's (every worker's): the p99 that changes goes down as the next version. */
+  private latency(groups: readonly [string, number[]][]): void {
+    if (groups.length === 0) return
+    for (const [upstream, times] of groups) {
+      const watch = this.vigil.upstreams.get(upstream)?.passive.stall
+      if (watch !== undefined) for (const ms of times) watch.sample(ms)
+    }
+    this.stream.latencyChanged()
   }
 
   /** A worker's stall watch suspects a server (or it answered again): the primary's cap decides for all. */

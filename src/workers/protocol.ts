@@ -81,6 +81,9 @@ export type Traffic = [
   grpc: number[],
 ]
 
+/** A group's p99 response time (ms) over the proxy's last LATENCY_SAMPLES responses (stall.ts). */
+export type GroupLatency = [upstream: string, p99: number]
+
 /**
  * One generation as a worker applies it: the primary's config (its file's settings, checks left out: they run in
  * the primary) and, beside it, each group's live servers as the primary's membership built them (from the file,
@@ -115,19 +118,25 @@ export interface Delta {
   /** wallNow() when the primary decided the first change of this version. */
   decided: number
   servers: ServerState[]
+  /** The groups whose p99 changed: the yardstick of every worker's stall watch. */
+  latency: GroupLatency[]
 }
 
 export interface Snapshot {
   version: number
   servers: ServerState[]
+  latency: GroupLatency[]
 }
 
 export type ToPrimary =
   | { t: 'hello' }
   | { t: 'serving'; listeners: string[] }
   | { t: 'failed'; error: string }
-  /** `ok`: successes per server since the last report; `traffic`: the live numbers of every server. */
-  | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number][]; traffic: Traffic[] }
+  /**
+   * `ok`: successes per server since the last report; `traffic`: the live numbers of every server; `latency`: per
+   * group with stall detection, its response times since the last report (ms to response headers).
+   */
+  | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number][]; traffic: Traffic[]; latency: [upstream: string, ms: number[]][] }
   | ({ t: 'outcome' } & Outcomes)
   | { t: 'stall'; upstream: string; address: string; suspect: boolean; evidence: Record<string, unknown> | undefined }
   /** This worker just sent the trial request it was granted (`sent`; its outcome follows), or it was abandoned. */

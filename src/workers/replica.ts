@@ -2,15 +2,18 @@
 // peers' gates (check, passive, operator; a due trial only in the worker it was granted to) and weights (the
 // fleet's suspicion lowers one). Changes come versioned; one that does not follow the version held is not
 // applied and the worker asks for a snapshot. The replica outlives generations: after a reload it is applied again
-// to the new generation's peers, so a server the primary already judged is never eligible by default.
+// to the new generation's peers, so a server the primary already judged is never eligible by default. Each
+// group's stall watch judges by the proxy's p99 the primary sends (stall.ts), kept here across generations too.
 import type { Upstream } from '../upstream/upstream.js'
-import type { Delta, ServerState, Snapshot } from './protocol.js'
+import type { Delta, GroupLatency, ServerState, Snapshot } from './protocol.js'
 
 const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
 
 export class Replica {
   version = 0
   private readonly states = new Map<string, ServerState>()
+  /** Per group, the proxy's p99 (ms). */
+  private readonly latency = new Map<string, number>()
 
   constructor(
     private readonly upstreams: () => ReadonlyMap<string, Upstream>,
@@ -23,6 +26,7 @@ export class Replica {
     this.states.clear()
     this.version = s.version
     this.apply(s.servers)
+    this.adopt(s.latency)
   }
 
   /** False when `d` does not follow the version held: nothing applied, a snapshot is due. */
@@ -30,6 +34,7 @@ export class Replica {
     if (d.base !== this.version) return false
     this.version = d.version
     this.apply(d.servers)
+    this.adopt(d.latency)
     return true
   }
 
@@ -41,6 +46,14 @@ export class Replica {
   /** A new generation went live here: its peers take the state held. */
   reapply(): void {
     this.apply([...this.states.values()])
+    this.adopt([...this.latency])
+  }
+
+  private adopt(groups: readonly GroupLatency[]): void {
+    for (const [upstream, p99] of groups) {
+      this.latency.set(upstream, p99)
+      this.upstreams().get(upstream)?.passive.stall?.adopt(p99)
+    }
   }
 
   private apply(servers: readonly ServerState[]): void {

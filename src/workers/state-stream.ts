@@ -9,9 +9,13 @@
 // A server's trial request, once due, is granted to one worker (in turn), as one process sends one: nginx's peer
 // state in a shared zone lets one worker through per fail_timeout. A grant not used within TRIAL_GRANT moves on
 // to the next worker (that one may have no traffic); once the trial is sent the primary holds it for all.
+// Each group's p99 response time (over every worker's samples, stall.ts) goes the same way, as part of a version
+// when it changed and in every snapshot, so every worker judges stalls by the proxy's yardstick. It is not a
+// health decision: a version that carries only it is not measured as a propagation.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
-import { TRIAL_GRANT, wallNow, type Delta, type ServerState, type Snapshot } from './protocol.js'
+import type { StallWatch } from '../health/stall.js'
+import { TRIAL_GRANT, wallNow, type Delta, type GroupLatency, type ServerState, type Snapshot } from './protocol.js'
 
 const key = (upstream: string, address: string): string => `${upstream}\u0000${address}`
 
@@ -40,6 +44,8 @@ interface Pending {
 export class StateStream {
   version = 0
   private readonly sent = new Map<string, string>()
+  /** Per stall watch, the p99 last sent (a group whose passive settings changed has a new watch: its p99 goes). */
+  private readonly sentLatency = new WeakMap<StallWatch, number>()
   private readonly watched = new WeakSet<Upstream['group']>()
   /** wallNow() of the first change not sent yet; 0 when none waits. */
   private dirtySince = 0
@@ -77,6 +83,15 @@ export class StateStream {
 
   dirty(): void {
     if (this.dirtySince === 0) this.dirtySince = wallNow()
+    this.schedule()
+  }
+
+  /** New response times at the primary: a group's p99 may have moved (no health decision). */
+  latencyChanged(): void {
+    this.schedule()
+  }
+
+  private schedule(): void {
     if (this.scheduled) return
     this.scheduled = true
     queueMicrotask(this.flushNow)
@@ -85,7 +100,9 @@ export class StateStream {
   /** The servers whose state changed since the last version, as the next version. */
   flush(): void {
     this.scheduled = false
-    const decided = this.dirtySince
+    // A flush for new response times may find a server change no 'change' event announced (one that left the gates
+    // as they were): it is measured from now.
+    const decided = this.dirtySince === 0 ? wallNow() : this.dirtySince
     this.dirtySince = 0
     const changed: ServerState[] = []
     const live = new Set<string>()
@@ -102,10 +119,19 @@ export class StateStream {
     }
     for (const k of this.sent.keys()) if (!live.has(k)) this.sent.delete(k)
     for (const k of this.grants.keys()) if (!live.has(k)) this.grants.delete(k)
-    if (changed.length === 0) return
-    const d: Delta = { version: ++this.version, base: this.version - 1, decided, servers: changed }
+    const latency: GroupLatency[] = []
+    for (const u of this.upstreams().values()) {
+      const watch = u.passive.stall
+      if (watch === undefined || watch.held === 0) continue
+      const p99 = watch.ownP99()
+      if (this.sentLatency.get(watch) === p99) continue
+      this.sentLatency.set(watch, p99)
+      latency.push([u.name, p99])
+    }
+    if (changed.length === 0 && latency.length === 0) return
+    const d: Delta = { version: ++this.version, base: this.version - 1, decided, servers: changed, latency }
     const waiting = this.broadcast(d)
-    if (waiting.length > 0) this.pending.set(d.version, { decided, sent: wallNow(), waiting: new Set(waiting), received: 0, applied: 0 })
+    if (waiting.length > 0 && changed.length > 0) this.pending.set(d.version, { decided, sent: wallNow(), waiting: new Set(waiting), received: 0, applied: 0 })
     if (this.pending.size > PENDING_VERSIONS) this.pending.delete(this.pending.keys().next().value as number)
   }
 
@@ -113,7 +139,17 @@ export class StateStream {
   snapshot(): Snapshot {
     const servers: ServerState[] = []
     for (const u of this.upstreams().values()) for (const p of u.peers) servers.push(this.state(u.name, p))
-    return { version: this.version, servers }
+    return { version: this.version, servers, latency: this.latency() }
+  }
+
+  /** Every group's p99 (those with stall detection and samples: a worker judges by its own until there are some). */
+  private latency(): GroupLatency[] {
+    const out: GroupLatency[] = []
+    for (const u of this.upstreams().values()) {
+      const watch = u.passive.stall
+      if (watch !== undefined && watch.held > 0) out.push([u.name, watch.ownP99()])
+    }
+    return out
   }
 
   /** The current state of one server (the verdict after a worker's report); undefined when it is not live. */
