@@ -151,30 +151,3 @@ t.test('a server change found by a flush for response times is measured from tha
   t.equal(sent[1]?.servers.length, 1, 'the change goes with it')
   t.ok((sent[1]?.decided ?? 0) >= before, 'decided: the flush, not the epoch')
 })
-
-t.test("a response vigil's own loop left unread for half its time or more is left out of the p99", async (t) => {
-  // The clock stands still (its ticks never run): the test sets when the tick last ran, and the stalls it saw.
-  mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: 1_000_000 })
-  t.teardown(() => mock.timers.reset())
-  const w = watchOf(group(t))
-  const now = (): number => Date.now()
-  w.lastTick = now()
-  w.responded(now() - 40, now())
-  t.same([w.held, w.p99()], [1, 40], 'our loop ran on time: the sample counts')
-  // The tick is overdue by 80 ms as the response is read (it last ran 180 ms ago): our loop did not run for that long.
-  w.lastTick = now() - 180
-  w.responded(now() - 100, now())
-  t.equal(w.held, 1, 'a 100 ms response, 80 of them our own lag: left out')
-  w.responded(now() - 300, now())
-  t.same([w.held, w.p99()], [2, 300], 'a 300 ms response with the same lag still counts (the lag is under half of it)')
-  // A stall the tick saw earlier (60 ms, ended 10 ms ago), the tick on time now.
-  w.ownLag(now() - 10, 60)
-  w.lastTick = now()
-  w.responded(now() - 100, now())
-  t.equal(w.held, 2, 'sent before that stall, 60 of its 100 ms were our own: left out')
-  w.responded(now() - 5, now())
-  t.equal(w.held, 3, 'sent after it: counts')
-  w.ownLag(now() - 5, 15)
-  w.responded(now() - 20, now())
-  t.equal(w.held, 4, 'a lag under 20 ms is timer noise: counts')
-})

@@ -56,8 +56,8 @@ t.test("both workers judge a frozen server by the proxy's p99, the one whose own
   for (let i = 0; i < WARM; i++) if ((await get(`${url}/warm`, { dispatcher: one })).status === 200) ok++
   t.equal(ok, WARM, 'the warm-up is answered')
 
-  // The primary holds the warm-up's samples (a worker may leave out one its own loop lagged on: any of them is
-  // 100 ms or more), and both workers applied the state version that carries their p99.
+  // The primary holds warm-up samples (any of them is 100 ms or more), and both workers applied the state
+  // version that carries their p99.
   await until(async () => {
     const s = await status()
     const api = s.stall?.find((r) => r.upstream === 'api')

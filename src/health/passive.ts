@@ -220,7 +220,7 @@ export class PassiveHealth {
     list.unlink(w)
     ;(list.owner as PeerHealth).answered(now)
     // Linked under settings with stall detection, answered under new ones (a reload in between) that may have none.
-    this.stall?.responded(w.started, now)
+    this.stall?.sample(now - w.started)
   }
 
   /** Hot path: the attempt is over. `failure` undefined is a success; `conclusive` false means it says nothing. */

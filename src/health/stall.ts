@@ -9,8 +9,6 @@ import type { PeerHealth, Role } from './ejection.js'
 
 /** How often waiting requests are inspected for stalls. */
 export const STALL_TICK = 100
-/** A tick at least this late says vigil's own loop stalled; less is timer noise. */
-const NOTABLE_LAG = 20
 /** Response times kept for the group's p99. */
 export const LATENCY_SAMPLES = 512
 
@@ -92,10 +90,9 @@ function tick(s: StallWatch): void {
   const now = Date.now()
   // A tick that comes late means vigil's own event loop lagged: responses may be sitting unread, so
   // the ages say nothing about the providers this time (inconclusive, like a lagged active check).
-  const late = now - s.lastTick - STALL_TICK
-  if (late >= NOTABLE_LAG) s.ownLag(now, late)
+  const lagged = now - s.lastTick > 2 * STALL_TICK
   s.lastTick = now
-  if (late <= STALL_TICK) s.check(now)
+  if (!lagged) s.check(now)
 }
 
 /** The stall detector of one group: the group's recent response times, and the tick that judges each server. */
@@ -110,9 +107,6 @@ export class StallWatch {
   private takenAt = 0
   /** The proxy's p99, from a cluster's primary; undefined in one process (it judges by its own). */
   private adoptedP99: number | undefined = undefined
-  /** The last stall of vigil's own loop the tick saw: when it ended (Date.now()) and how long it lasted (ms). */
-  private lagEnd = 0
-  private lagLength = 0
   private readonly timer: NodeJS.Timeout
   lastTick = Date.now()
 
@@ -124,29 +118,9 @@ export class StallWatch {
     this.timer.unref()
   }
 
-  /**
-   * Hot path: response headers of a request sent at `started` arrived `now`. A response that vigil's own loop
-   * left unread for half its time or more (the tick is overdue by then, or saw a stall after the request went)
-   * measures this process, not the group: it is left out, as a lagged tick or check is inconclusive. This keeps
-   * a starved machine's moments out of the p99 that every stall verdict is measured against.
-   */
-  responded(started: number, now: number): void {
-    const ms = now - started
-    const overdue = now - this.lastTick - STALL_TICK
-    const stalled = this.lagEnd > started ? Math.min(this.lagLength, this.lagEnd - started) : 0
-    const lag = overdue > stalled ? overdue : stalled
-    if (lag < NOTABLE_LAG || 2 * lag < ms) this.sample(ms)
-  }
-
-  /** A response time measured elsewhere (a cluster's primary takes its workers' here). */
+  /** Hot path: a response time sample (ms to response headers); a cluster's primary takes its workers' here too. */
   sample(ms: number): void {
     this.latencies[this.samples++ % LATENCY_SAMPLES] = ms
-  }
-
-  /** The tick came `length` ms late at `now`: vigil's own loop stalled. */
-  ownLag(now: number, length: number): void {
-    this.lagEnd = now
-    this.lagLength = length
   }
 
   check(now: number): void {
