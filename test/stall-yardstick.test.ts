@@ -12,7 +12,7 @@ import { LATENCY_SAMPLES, type StallWatch, type Waiting } from '../src/health/st
 import type { HealthEvent } from '../src/health/passive-events.js'
 import { stallRows } from '../src/admin/status.js'
 import { Replica } from '../src/workers/replica.js'
-import { StateStream } from '../src/workers/state-stream.js'
+import { streamOf } from './helpers/state-stream.js'
 import type { Delta } from '../src/workers/protocol.js'
 
 type Tap = { teardown(fn: () => unknown): void }
@@ -37,21 +37,6 @@ function answered(u: Upstream, peer: Peer, n: number, ms: number): void {
   }
 }
 
-/** The primary's stream of `primary`'s state to one worker (id 7): what it sent, and the versions measured. */
-function streamOf(primary: Upstream): { sent: Delta[]; measured: number[]; stream: StateStream } {
-  const sent: Delta[] = []
-  const measured: number[] = []
-  const stream = new StateStream(
-    () => new Map([['api', primary]]),
-    (d) => {
-      sent.push(d)
-      return [7]
-    },
-    (p) => measured.push(p.version),
-    () => [7],
-  )
-  return { sent, measured, stream }
-}
 
 t.test('taken(): the response times since the last call, oldest first, the newest LATENCY_SAMPLES at most', async (t) => {
   const w = watchOf(group(t))

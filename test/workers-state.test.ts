@@ -9,6 +9,7 @@ import { Role, TRIAL_FAILED, type PeerHealth } from '../src/health/ejection.js'
 import { failureOf } from '../src/health/outcome.js'
 import { Replica } from '../src/workers/replica.js'
 import { StateStream } from '../src/workers/state-stream.js'
+import { streamOf } from './helpers/state-stream.js'
 import { TRIAL_GRANT, type Delta } from '../src/workers/protocol.js'
 
 const group = (): Upstream => new Upstream('api', { servers: [{ address: '127.0.0.1:1' }, { address: '127.0.0.1:2' }, { address: '127.0.0.1:3' }] })
@@ -17,17 +18,7 @@ t.test('versions, a missed one, the snapshot; a replicated ejection', async (t) 
   const primary = group()
   const worker = group()
   t.teardown(() => Promise.all([primary.close(), worker.close()]))
-  const sent: Delta[] = []
-  const measured: number[] = []
-  const stream = new StateStream(
-    () => new Map([['api', primary]]),
-    (d) => {
-      sent.push(d)
-      return [7]
-    },
-    (p) => measured.push(p.version),
-    () => [7],
-  )
+  const { sent, measured, stream } = streamOf(primary)
   const replica = new Replica(() => new Map([['api', worker]]), 7)
   const events: unknown[] = []
   worker.on('health', (e) => events.push(e))
