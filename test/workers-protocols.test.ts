@@ -17,6 +17,7 @@ import { startEtcd } from './helpers/registries.js'
 import { checkersOf } from '../src/fleet/share-checks.js'
 import { startCli, type CliProcess } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
+import { workerThatServed } from './helpers/workers.js'
 import { makeCerts } from './helpers/tls.js'
 import { h2Request, type H2Reply } from './helpers/http2.js'
 import { echoClient, spawnGrpcProvider, type EchoClient } from './helpers/grpc.js'
@@ -98,17 +99,7 @@ async function startCluster(name: string, config: Config): Promise<Cluster> {
         return (await status()).workers.workers.every((x) => x.silentMs < asked - since)
       }, 'every worker to report')
     },
-    landed: async (send) => {
-      const before = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
-      await send()
-      let pid = 0
-      await until(async () => {
-        const w = (await status()).workers.workers.find((x) => x.requests > (before.get(x.pid) ?? 0))
-        pid = w?.pid ?? 0
-        return w !== undefined
-      }, 'the request to be reported')
-      return pid
-    },
+    landed: (send) => workerThatServed(status, send),
   }
 }
 

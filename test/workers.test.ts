@@ -12,6 +12,7 @@ import type { Config } from '../src/config/schema.js'
 import { get, httpServer } from './helpers/index.js'
 import { startCli } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
+import { workerThatServed } from './helpers/workers.js'
 
 interface WorkerRow {
   worker: number
@@ -128,15 +129,8 @@ t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
 /** A keep-alive connection on the worker with pid `other` (or on any worker); returns it and its worker's pid. */
 async function connectionOn(notPid?: number): Promise<{ agent: Agent; pid: number }> {
   for (;;) {
-    const before = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
     const a = agent()
-    await request('/probe', a)
-    let pid = 0
-    await until(async () => {
-      const w = (await status()).workers.workers.find((x) => x.requests > (before.get(x.pid) ?? 0))
-      pid = w?.pid ?? 0
-      return w !== undefined
-    }, 'the probe request to be reported')
+    const pid = await workerThatServed(status, () => request('/probe', a), 'the probe request to be reported')
     if (pid !== notPid) return { agent: a, pid }
   }
 }
