@@ -79,10 +79,17 @@ t.test('kill -9, restart on the same port: the probe lets it back, no client req
   const upstream = proxy.vigil.upstreams.get('api') as Upstream
   const dead = ps[0] as Provider
   const events: HealthEvent[] = []
-  upstream.on('health', (e: HealthEvent) => e.peer === dead.address && e.kind !== 'suspect' && e.kind !== 'cleared' && events.push(e))
-  // Attempts vigil sends to the dead address, counted from the monitor: what a client request would cost.
+  // Attempts vigil sends to the dead address, counted from the monitor as they end: what a client request would cost.
   let attempts = 0
   upstream.monitor.subscribe({ finished: (peer) => peer.address === dead.address && attempts++ })
+  // At the ejection (told synchronously, inside the failure that ejected it): the attempts ended so far, plus those
+  // already sent and still to end (in flight, less the one ending now), are all the dead address may ever get.
+  let atEjection = -1
+  upstream.on('health', (e: HealthEvent) => {
+    if (e.peer !== dead.address || e.kind === 'suspect' || e.kind === 'cleared') return
+    if (e.kind === 'ejected' && atEjection < 0) atEjection = attempts + (upstream.find(dead.address)?.inflight ?? 1) - 1
+    events.push(e)
+  })
   const stream = steadyGets(`${proxy.url}/work`, client(t), 4)
   const statuses = stream.statuses
   const until = async (cond: () => boolean | Promise<boolean>, what: string): Promise<void> => {
@@ -96,7 +103,6 @@ t.test('kill -9, restart on the same port: the probe lets it back, no client req
   dead.signal('SIGKILL')
   await dead.exited
   await until(() => events.some((e) => e.kind === 'ejected'), 'the ejection')
-  const atEjection = attempts
   const served = statuses.length
   await until(() => statuses.length >= served + 200, 'traffic while it is down')
   t.equal(attempts, atEjection, 'while down: no attempt on the dead address (probes are not client requests)')
