@@ -159,7 +159,7 @@ export class Vigil {
         this.checker.update(this.upstreams)
       },
     })
-    this.watchdog = new Watchdog(() => this.upstreams, () => this.membership.departed(), this.log)
+    this.watchdog = new Watchdog(() => this.upstreams, () => this.membership.departed(), this.log, () => this.inflight > 0)
     this.history = new StatusHistory(this.events, () => this.upstreams)
     // In a cluster, the workers' registries count traffic and the primary's health (one /metrics, admin/metrics.ts).
     this.metrics = new VigilMetrics({ upstreams: () => this.upstreams, checker: this.checker, passive: () => this.passive }, options.cluster === undefined ? 'all' : worker ? 'traffic' : 'health')
@@ -254,7 +254,9 @@ export class Vigil {
     const l = new ProxyListener(config, upstreams, this.hooks)
     // Counted when the request arrives, before the listener's own handler, which may answer at once (404, 400)
     // and call done(): counting after it would let shutdown see 0 and cut the requests still in flight.
-    l.server.prependListener('request', () => this.inflight++)
+    l.server.prependListener('request', () => {
+      if (this.inflight++ === 0) this.watchdog.wake()
+    })
     return l
   }
 

@@ -90,9 +90,10 @@ t.test('stall limit: a fifth of the timeout, at least 50 ms', async (t) => {
 
 t.test('loop lag: the ticker records a stall, queries see only stalls that ended after their start', async (t) => {
   const lag = new LoopLag()
-  lag.start()
-  lag.start()
-  t.teardown(() => lag.stop())
+  lag.hold()
+  lag.hold()
+  lag.release()
+  t.teardown(() => lag.release())
   lag.note(1_000, 30)
   lag.note(2_000, 80)
   t.equal(lag.longestSince(0), 80)
@@ -105,7 +106,21 @@ t.test('loop lag: the ticker records a stall, queries see only stalls that ended
     // stall the loop
   }
   await new Promise((r) => setTimeout(r, 60))
-  t.ok(lag.longestSince(before) >= 100, `stall of ${Math.round(lag.longestSince(before))} ms recorded`)
+  t.ok(lag.longestSince(before) >= 100, `stall of ${Math.round(lag.longestSince(before))} ms recorded while held`)
+})
+
+t.test('loop lag: released by every holder, the ticker records nothing', async (t) => {
+  const lag = new LoopLag()
+  lag.hold()
+  lag.release()
+  const before = performance.now()
+  await new Promise((r) => setTimeout(r, 60))
+  const end = Date.now() + 200
+  while (Date.now() < end) {
+    // stall the loop
+  }
+  await new Promise((r) => setTimeout(r, 60))
+  t.equal(lag.longestSince(before), 0, 'no ticker ran')
 })
 
 t.test('check delay: interval when stable, fastInterval while changing, downInterval while down, jitter bounds', async (t) => {

@@ -266,14 +266,12 @@ export class ActiveChecker {
   start(): void {
     if (this.started || this.targets.size === 0) return
     this.started = true
-    this.lag.start()
     // New servers are checked at once, so a default-down group does not wait an interval to serve.
     for (const target of this.targets.values()) this.schedule(target, 0)
   }
 
   async stop(): Promise<void> {
     this.started = false
-    this.lag.stop()
     await Promise.all([...this.targets.values()].map((t) => this.retire(t)))
   }
 
@@ -348,7 +346,8 @@ export class ActiveChecker {
       late = performance.now() - started - timeout
       controller.abort()
     }, timeout)
-    const result = await target.probe.check(controller.signal)
+    this.lag.hold()
+    const result = await target.probe.check(controller.signal).finally(() => this.lag.release())
     clearTimeout(timer)
     const latency = performance.now() - started
     target.running = false

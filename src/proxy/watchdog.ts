@@ -3,7 +3,8 @@
 // instead of waiting inside undici where no timeout applies. An attempt that outlived every timeout meant to end
 // it, or whose client left without ending it, is a vigil bug: it is ended, counted and logged as an internal error,
 // never left to hold the pool while the status page says all is well. It also keeps each peer's waiting figures.
-// Servers a reload removed are swept too, while they finish their attempts.
+// Servers a reload removed are swept too, while they finish their attempts. It sleeps while nothing is in flight
+// (an idle proxy is not woken four times a second) and a client request wakes it.
 import type { Logger } from 'pino'
 import type { Upstream } from '../upstream/upstream.js'
 import type { Peer } from '../upstream/peer.js'
@@ -16,34 +17,59 @@ export const WATCHDOG_PERIOD = 250
 
 export class Watchdog {
   private timer: NodeJS.Timeout | undefined = undefined
+  private running = false
 
   constructor(
     private readonly upstreams: () => ReadonlyMap<string, Upstream>,
     private readonly departed: Departed,
     private readonly log: Logger,
+    /** Client requests are open: one may still launch an attempt, so the watchdog stays awake. */
+    private readonly busy: () => boolean,
   ) {}
 
   start(): void {
+    this.running = true
+    this.wake()
+  }
+
+  /** A client request arrived: sweep until a sweep finds no attempt in flight and no request open. */
+  wake(): void {
+    if (!this.running || this.timer !== undefined) return
     this.timer = setInterval(() => this.sweep(Date.now()), WATCHDOG_PERIOD)
     this.timer.unref()
   }
 
+  /** Sweeping now (the status page's figures are current); asleep while nothing is in flight. */
+  get awake(): boolean {
+    return this.timer !== undefined
+  }
+
   stop(): void {
+    this.running = false
+    this.sleep()
+  }
+
+  private sleep(): void {
     clearInterval(this.timer)
+    this.timer = undefined
   }
 
   sweep(now: number): void {
-    for (const u of this.upstreams().values()) for (const p of u.peers) this.sweepPeer(u.name, p, now)
-    for (const [upstream, p] of this.departed()) this.sweepPeer(upstream, p, now)
+    let inFlight = false
+    for (const u of this.upstreams().values()) for (const p of u.peers) inFlight = this.sweepPeer(u.name, p, now) || inFlight
+    for (const [upstream, p] of this.departed()) inFlight = this.sweepPeer(upstream, p, now) || inFlight
+    if (!inFlight && !this.busy()) this.sleep()
   }
 
-  private sweepPeer(upstream: string, peer: Peer, now: number): void {
+  /** Whether the peer had attempts in flight. */
+  private sweepPeer(upstream: string, peer: Peer, now: number): boolean {
+    const inFlight = peer.attempts.head !== undefined
     let waiting = 0
     let oldestWait = 0
     let stuck = 0
     // Only requests queued in the pool itself wait for a connection; one already handed to a connecting client is
     // under the connect timeout, which says something about the provider.
-    const poolFull = peer.attempts.head !== undefined && peer.pool.stats.queued > 0
+    const poolFull = inFlight && peer.pool.stats.queued > 0
     for (let e = peer.attempts.head; e !== undefined; ) {
       const a = e as Attempt
       e = a.nextInPeer
@@ -64,8 +90,9 @@ export class Watchdog {
     }
     peer.waiting = waiting
     peer.oldestWait = oldestWait
-    if (stuck === 0) return
+    if (stuck === 0) return inFlight
     peer.stuck += stuck
     this.log.error({ upstream, peer: peer.address, stuck, inflight: peer.inflight }, 'internal error: attempts outlived their timeouts or their client; ended')
+    return inFlight
   }
 }
