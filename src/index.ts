@@ -172,6 +172,11 @@ export class Vigil {
     this.hooks = {
       log: this.log,
       access: this.access,
+      // Counted as it arrives, before the listener may answer it at once (404, 400) and call done(): counting after
+      // that would let shutdown see 0 and cut the requests still in flight.
+      arrived: () => {
+        if (this.inflight++ === 0) this.watchdog.wake()
+      },
       done: () => this.requestDone(),
     }
     this.listeners = config.listeners.map((l) => this.createListener(l, this.upstreams))
@@ -251,13 +256,7 @@ export class Vigil {
   }
 
   private createListener(config: Listener, upstreams: ReadonlyMap<string, Upstream>): ProxyListener {
-    const l = new ProxyListener(config, upstreams, this.hooks)
-    // Counted when the request arrives, before the listener's own handler, which may answer at once (404, 400)
-    // and call done(): counting after it would let shutdown see 0 and cut the requests still in flight.
-    l.server.prependListener('request', () => {
-      if (this.inflight++ === 0) this.watchdog.wake()
-    })
-    return l
+    return new ProxyListener(config, upstreams, this.hooks)
   }
 
   /** A cluster's primary binds nothing (the cluster module binds for its workers): the address is the configured one. */

@@ -24,6 +24,8 @@ export interface ForwardHooks {
   log: Logger
   /** The access log (kept across reloads; `enabled` says whether it writes). */
   access: AccessLog
+  /** Called once per client request as it arrives, before anything can answer it; done() follows once it ends. */
+  arrived(): void
   /** Called once per finished request, for in-flight accounting (graceful shutdown). */
   done(): void
   /** Set per listener: it serves HTTPS, which clients' forwarding headers are trusted, and whether it adds its own. */

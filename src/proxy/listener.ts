@@ -85,6 +85,7 @@ export class ProxyListener {
   }
 
   private onRequest(req: VigilRequest, res: VigilResponse): void {
+    this.hooks.arrived()
     // An HTTP/2 stream the client already reset (rapid reset sends HEADERS and RST_STREAM together), or one of a
     // session over its limits: no work for it, not even a provider's.
     if (req instanceof VigilH2Request && abandoned(req.stream)) {
