@@ -8,6 +8,7 @@
 // bench/peers/vigil-throughput.json, `OVERRIDES.json` merged in (`{ "listener": {...}, "upstream": {...} }`),
 // built in the checkout at ROOT (default: this one), e.g. comparing a branch's worktree with main.
 //   node dist/bench/side-by-side.js --rounds 10 --duration 4 undici vigil vigil:nofwd.json
+//   node dist/bench/side-by-side.js --rate 2000 undici vigil vigil@/tmp/old   (each at 2,000 req/s)
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -23,10 +24,13 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '5' },
     connections: { type: 'string', default: '25' },
+    // Requests per second for each target (autocannon -R); 0: as fast as each goes. At a fixed rate CPU per
+    // request shows what a proxy spends besides forwarding (timers, checks, batching) where nothing queues.
+    rate: { type: 'string', default: '0' },
   },
 })
 if (positionals.length < 2) {
-  process.stderr.write('usage: side-by-side [--rounds N] [--duration S] [--connections C] TARGET TARGET...\n')
+  process.stderr.write('usage: side-by-side [--rounds N] [--duration S] [--connections C] [--rate R] TARGET TARGET...\n')
   process.exit(2)
 }
 
@@ -59,6 +63,7 @@ async function start(spec: string): Promise<Target> {
 /** One autocannon process against `port` for `seconds`: the requests it got answered. */
 function load(port: number, seconds: number): Promise<number> {
   const args = ['-c', values.connections, '-d', String(seconds), '-j', `http://127.0.0.1:${port}/`]
+  if (values.rate !== '0') args.push('-R', values.rate)
   return new Promise((resolve, reject) => {
     const child = spawn(`${root}node_modules/.bin/autocannon`, args, { stdio: ['ignore', 'pipe', 'ignore'] })
     let out = ''
