@@ -2,11 +2,12 @@
 // connections, which the cluster hands to the workers in turn (a keep-alive connection stays on its worker).
 // One cluster serves every subtest, in order: the ejection decided once for both workers, the cap across
 // workers, one status page and /metrics with the totals, a reload in every worker, a worker SIGKILLed with
-// requests in flight, a worker that stops answering, graceful shutdown.
+// requests in flight, a worker that stops answering, graceful shutdown; a reload that switches a group to h2c.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { createServer, type Server } from 'node:net'
+import { createServer as createH2Server } from 'node:http2'
 import { Agent } from 'undici'
 import type { Config } from '../src/config/schema.js'
 import { get, httpServer } from './helpers/index.js'
@@ -278,6 +279,36 @@ t.test('a generation the workers cannot apply is sent to them again until they a
   writeConfig(file, config({}, [bad1, bad2, bad3, spare]))
   process.kill(primary, 'SIGHUP')
   await until(async () => (await status()).workers.workers.every((w) => w.generation === before + 2), 'back to one listener')
+})
+
+t.test("a reload that changes a group's protocol: every worker sends its requests over the new one", async (t) => {
+  const h1 = await named('over http/1.1', 200)
+  const h2 = createH2Server()
+  h2.on('stream', (stream) => {
+    stream.respond({ ':status': 200 })
+    stream.end('over h2c')
+  })
+  await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => h2.close(resolve)))
+  const h2c = `127.0.0.1:${(h2.address() as { port: number }).port}`
+  const { a, b } = pair as Required<typeof pair>
+  const withProto = (upstream: Config['upstreams'][string]): Config => {
+    const next = config({}, [bad1, bad2, bad3, spare])
+    next.listeners[0]?.routes?.unshift({ pathPrefix: '/proto', upstream: 'proto' })
+    next.upstreams['proto'] = upstream
+    return next
+  }
+  const apply = async (next: Config): Promise<void> => {
+    const before = (await status()).servers.generation
+    writeConfig(file, next)
+    process.kill(primary, 'SIGHUP')
+    await until(async () => (await status()).workers.workers.every((w) => w.generation === before + 1), 'every worker to serve the new generation')
+  }
+  await apply(withProto({ servers: [{ address: h1 }] }))
+  for (const c of [a, b]) t.equal((await request('/proto', c.agent)).body, 'over http/1.1', 'each worker: HTTP/1.1 first')
+  await apply(withProto({ protocol: 'h2c', servers: [{ address: h2c }] }))
+  for (const c of [a, b]) t.equal((await request('/proto', c.agent)).body, 'over h2c', 'each worker: h2c after the reload')
+  await apply(config({}, [bad1, bad2, bad3, spare]))
 })
 
 t.test('PUT /log sets the level of every worker', async (t) => {
