@@ -1,8 +1,8 @@
 // `workers: 2` end to end: the real CLI forks a primary and two workers; real providers on loopback; real
 // connections, which the cluster hands to the workers in turn (a keep-alive connection stays on its worker).
 // One cluster serves every subtest, in order: the ejection decided once for both workers, the cap across
-// workers, one status page and /metrics with the totals, a reload in every worker, a worker SIGKILLed with
-// requests in flight, a worker that stops answering, graceful shutdown; a reload that switches a group to h2c.
+// workers, one status page and /metrics with the totals, a reload in every worker (one switching a group to h2c),
+// a worker SIGKILLed with requests in flight, a worker that stops answering, graceful shutdown.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
