@@ -2,10 +2,13 @@
 // serves the group's prefix, real providers on loopback. One process beside it, with the same settings
 // without `workers`, is the reference: the cluster must answer what it answers. The group starts empty (the
 // primary's etcd prefix has no key, no cache file), gets a provider, and is emptied again; every worker follows
-// the primary's list, and none runs the source itself.
+// the primary's list, and none runs the source itself. A second group is a DNS name (a local DNS server the test
+// controls): the primary resolves it, and every worker follows its answer.
 import t, { type Test } from 'tap'
 import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { Agent } from 'undici'
 import { Etcd3 } from 'etcd3'
@@ -14,6 +17,7 @@ import { cliScript, get, httpServer, startProxy, type Reply } from './helpers/in
 import { startCli } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { startEtcd } from './helpers/registries.js'
+import { dnsServer } from './helpers/dns.js'
 
 interface Status {
   servers: { generation: number; server: { name: string; upstream: string }[] }
@@ -36,18 +40,38 @@ const named = async (name: string): Promise<string> => {
 }
 const [found, fixed] = await Promise.all([named('found'), named('fixed')])
 
+/** A provider answering `name` on `host`:`port` (port 0: any); its port. */
+async function onHost(name: string, host: string, port = 0): Promise<number> {
+  const server = createServer((_req, res) => res.writeHead(200).end(name))
+  await new Promise<void>((resolve) => server.listen(port, host, resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    return new Promise((resolve) => server.close(resolve))
+  })
+  return (server.address() as AddressInfo).port
+}
+// One name, one port, two loopback addresses: the name's answer picks the provider.
+const dnsPort = await onHost('dns-a', '127.0.0.2')
+await onHost('dns-b', '127.0.0.3', dnsPort)
+const dns = await dnsServer(t)
+dns.zone.set('named.test', { A: [{ address: '127.0.0.2', ttl: 0 }] })
+const resolver: Config['resolver'] = { servers: [dns.address], minTtl: '50ms', maxTtl: '1s', timeout: '500ms' }
+
 const upstreams: Config['upstreams'] = {
   // An empty list empties the group at once (no confirmation read), so the removal is one change to follow.
   api: { servers: [{ etcd: { endpoints: [etcd.endpoint], prefix, resyncInterval: '300ms', allowEmpty: true, maxRemovalPercent: 100 } }], retry: { tries: 1 } },
   fixed: { servers: [{ address: fixed }] },
+  byname: { servers: [{ address: `named.test:${dnsPort}`, resolve: true }], retry: { tries: 1 } },
 }
-const listeners: Config['listeners'] = [{ address: '127.0.0.1:0', routes: [{ pathPrefix: '/fixed', upstream: 'fixed' }, { pathPrefix: '/', upstream: 'api' }] }]
+const listeners: Config['listeners'] = [
+  { address: '127.0.0.1:0', routes: [{ pathPrefix: '/fixed', upstream: 'fixed' }, { pathPrefix: '/dns', upstream: 'byname' }, { pathPrefix: '/', upstream: 'api' }] },
+]
 
 const dir = tempDir(t)
 const file = join(dir, 'vigil.json')
-const fileConfig: Config = { workers: 2, listeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams }
+const fileConfig: Config = { workers: 2, listeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, resolver, upstreams }
 writeConfig(file, fileConfig)
-const one = await startProxy(t, { listeners, upstreams })
+const one = await startProxy(t, { listeners, resolver, upstreams })
 
 const cli = startCli(t, ['start', '-c', file])
 const start = (): Record<string, unknown> | undefined => cli.lines.find((l) => l['msg'] === 'vigil started')
@@ -120,6 +144,17 @@ t.test('the group emptied again: no worker sends there any more, all on the new 
   t.equal(served.get('found'), before, 'the removed provider got no request')
   t.ok(await settled(generation), 'no worker kept the old generation')
   t.notOk(cli.lines.some((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('a worker could not apply')), 'no worker failed a generation')
+})
+
+t.test('a DNS name: the primary resolves it, and when its answer changes every worker follows', async (t) => {
+  for (const w of workers) t.equal((await get(`${url}/dns`, { dispatcher: w.agent })).body, 'dns-a', `worker ${w.pid} sends where the name pointed at start`)
+  dns.zone.set('named.test', { A: [{ address: '127.0.0.3', ttl: 0 }] })
+  const names = async (): Promise<string[]> => (await status()).servers.server.filter((s) => s.upstream === 'byname').map((s) => s.name)
+  await until(async () => (await names()).join() === `127.0.0.3:${dnsPort}`, 'the primary to take the new answer')
+  generation = (await status()).servers.generation
+  await until(() => settled(generation), 'every worker to serve the generation with it')
+  for (const w of workers) t.equal((await get(`${url}/dns`, { dispatcher: w.agent })).body, 'dns-b', `worker ${w.pid} follows the new answer`)
+  await until(async () => (await get(`${one.url}/dns`)).body === 'dns-b', 'one process to follow it too')
 })
 
 t.test('a worker replaced while the group is empty serves, and answers what one process answers', async (t) => {
