@@ -3,7 +3,8 @@
 // worker the cluster handed it to, so two clients on two workers are found by the per-worker request counts of the
 // status page; an upstream HTTP/2 connection belongs to one worker, so a provider tells the workers apart by the
 // remote port of the connection a stream came on. One cluster serves the HTTP/2 and gRPC subtests, in order; a
-// second one, with a real etcd and two in-process vigils of its fleet, the fleet subtests.
+// second one, with a real etcd and two in-process vigils of its fleet, the fleet subtests. One gRPC provider is
+// SIGSTOPped in the first: the stall watch with workers, on gRPC.
 import t from 'tap'
 import { join } from 'node:path'
 import { connect, constants, createSecureServer, createServer as createH2Server, type ClientHttp2Session, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
@@ -20,7 +21,7 @@ import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { workerThatServed } from './helpers/workers.js'
 import { makeCerts } from './helpers/tls.js'
 import { h2Request, type H2Reply } from './helpers/http2.js'
-import { echoClient, spawnGrpcProvider, type EchoClient } from './helpers/grpc.js'
+import { echoClient, spawnGrpcProvider, type EchoClient, type GrpcProvider } from './helpers/grpc.js'
 import { echoService, type Msg } from '../bench/lib/grpc-provider.js'
 
 interface WorkerRow {
@@ -206,6 +207,8 @@ const [p1, p2, h2ok, h2bad, tlsp, hang] = await Promise.all([h2Provider('p1', 20
 const [ga, gb, gc, gd, ge] = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((n) => spawnGrpcProvider(t, n)))
 // GOAWAY on every connection 200 ms old (grpc.max_connection_age_ms).
 const aging = await Promise.all(['g1', 'g2'].map((n) => spawnGrpcProvider(t, n, 200)))
+// One of them is SIGSTOPped: the stall watch, not a timeout, must find it.
+const [fa, fb] = await Promise.all(['fa', 'fb'].map((n) => spawnGrpcProvider(t, n)))
 
 const main = await startCluster('protocols', {
   workers: 2,
@@ -216,6 +219,7 @@ const main = await startCluster('protocols', {
     { address: '127.0.0.1:0', http2: true, upstream: 'gc' },
     { address: '127.0.0.1:0', http2: true, upstream: 'deadline' },
     { address: '127.0.0.1:0', http2: true, upstream: 'aging' },
+    { address: '127.0.0.1:0', http2: true, upstream: 'frozen' },
   ],
   admin: { address: '127.0.0.1:0' },
   reload: { watch: false },
@@ -241,10 +245,12 @@ const main = await startCluster('protocols', {
     },
     gc: { protocol: 'h2c', balance: 'round_robin', servers: [gd, ge].map((p) => ({ address: p?.address as string })), active: { type: 'grpc', interval: '100ms', timeout: '5s', rise: 1, fall: 1 } },
     aging: { protocol: 'h2c', servers: aging.map((p) => ({ address: p.address })), passive: { maxFails: 1, failTimeout: '1h', recoveryProbe: false } },
+    // Default passive health: stall detection with re-dispatch; a response timeout far beyond the test.
+    frozen: { protocol: 'h2c', balance: 'round_robin', servers: [fa, fb].map((p) => ({ address: p?.address as string })), timeouts: { response: '60s' } },
     deadline: { protocol: 'h2c', servers: [{ address: hang.address }], retry: { tries: 1 }, passive: { stall: { enabled: false } }, active: { type: 'grpc', interval: '100ms', timeout: '5s', rise: 1, fall: 1 } },
   },
 })
-const [h2cAt, tlsAt, grpcAt, checkedAt, deadlineAt, agingAt] = main.listeners as [string, string, string, string, string, string]
+const [h2cAt, tlsAt, grpcAt, checkedAt, deadlineAt, agingAt, frozenAt] = main.listeners as [string, string, string, string, string, string, string]
 
 /** A GET of `path`, or a POST of `body`. */
 const h2Do = (session: ClientHttp2Session, path: string, body?: string): Promise<H2Reply> => h2Request(session, { ':method': body === undefined ? 'GET' : 'POST', ':path': path }, body)
@@ -410,6 +416,27 @@ t.test('grpc-timeout on two workers: each answers DEADLINE_EXCEEDED itself and c
   t.same(await Promise.all(hang.calls.map((c) => c.closed)), hang.calls.map(() => constants.NGHTTP2_CANCEL), 'and was cancelled there (RST_STREAM CANCEL)')
   t.equal(new Set(hang.calls.map((c) => c.port)).size, 2, 'from both workers')
   t.ok(hang.calls.every((c) => /^\d+m$/.test(c.timeout ?? '') && Number.parseInt(c.timeout ?? '', 10) <= 2_000), 'each told the time left')
+})
+
+t.test('a frozen gRPC provider on two workers: the calls waiting on it are raced on the other one while it is stopped', async (t) => {
+  const [a, b] = await onTwoWorkers(main, () => clientAt(frozenAt), (c) => c.say({ text: 'first' }))
+  // Calls through both workers first: the proxy's p99 (the stall yardstick) is known, and far below the floor.
+  for (let i = 0; i < 10; i++) for (const c of [a, b]) await c.say({ text: `warm ${i}` })
+  const frozen = fa as GrpcProvider
+  frozen.signal('SIGSTOP')
+  t.teardown(() => frozen.signal('SIGCONT'))
+  // Round robin in each worker: about half of these are sent to the frozen one first.
+  const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => ((i % 2 === 0 ? a : b) as EchoClient).say({ text: `while frozen ${i}` })))
+  t.same(
+    replies.map((r) => r.from),
+    replies.map(() => 'fb'),
+    'every call is answered by the other provider while the first is still stopped',
+  )
+  const suspected = lines(main, 'suspect', frozen.address)
+  t.ok(suspected.length >= 1, 'the frozen provider was suspected of a stall')
+  t.equal(suspected[0]?.['pid'], main.primary, 'the primary took the suspicion for the proxy (the cap is its)')
+  t.ok(suspected.every((l) => l['pid'] === main.primary), 'only the primary logs it')
+  frozen.signal('SIGCONT')
 })
 
 t.test('gRPC checks run once per server, at the primary, not once per worker', async (t) => {

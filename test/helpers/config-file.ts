@@ -54,14 +54,7 @@ export async function startFromWrittenFile(t: Tap, file: string, config: Config,
   return { vigil, file, url: `http://127.0.0.1:${port}`, port, admin: `http://127.0.0.1:${(vigil.adminAddress as AddressInfo).port}` }
 }
 
-/** Poll `check` until it returns true; a generous deadline, so a loaded machine only makes it slower, not red. */
-export async function until(check: () => boolean | Promise<boolean>, what: string, timeout = 30_000): Promise<void> {
-  const deadline = Date.now() + timeout
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
+export { until } from './wait.js'
 
 /** The addresses of a group's live peers, in order. */
 export function liveSet(vigil: Vigil, upstream = 'api'): string[] {

@@ -1,17 +1,13 @@
 // Helpers for health tests: polling for a condition, the admin status, a provider's /_control.
-import { setTimeout as sleep } from 'node:timers/promises'
 import { get } from './index.js'
+import { until } from './wait.js'
 import type { ServerStatus } from '../../src/admin/status.js'
 import type { HealthEvent } from '../../src/health/events.js'
 import type { Vigil } from '../../src/index.js'
 
-/** Poll `check` until it returns true; fail after `limit` ms (generous: the machine is noisy, this is no timing test). */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, limit = 20_000): Promise<void> {
-  const end = Date.now() + limit
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
+/** until() in the argument order the health tests use: what is awaited first. */
+export function waitFor(what: string, check: () => boolean | Promise<boolean>, limit = 20_000): Promise<void> {
+  return until(check, what, limit)
 }
 
 export async function statusOf(admin: string, query = '', headers: Record<string, string> = {}): Promise<ServerStatus[]> {
