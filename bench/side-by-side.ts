@@ -4,7 +4,8 @@
 // interleaved), this answers "does this setting or build cost anything" to a few percent: the same build against
 // itself gives per-round ratios of about ±10% on a loaded 2-core VM, and a median of 10 rounds about ±3%.
 //
-// TARGET: `undici` (the minimal forwarder), or `vigil[:OVERRIDES.json][@ROOT]`: vigil with
+// TARGET: `undici` (the minimal forwarder), `undici-like-vigil` (the same with vigil's settings for
+// vigil-throughput.json and its forwarding headers: what vigil spends beyond it is its own logic), or `vigil[:OVERRIDES.json][@ROOT]`: vigil with
 // bench/peers/vigil-throughput.json, `OVERRIDES.json` merged in (`{ "listener": {...}, "upstream": {...} }`),
 // built in the checkout at ROOT (default: this one), e.g. comparing a branch's worktree with main.
 //   node dist/bench/side-by-side.js --rounds 10 --duration 4 undici vigil vigil:nofwd.json
@@ -45,8 +46,9 @@ const upstream = await startHelloUpstream(3)
 const base = JSON.parse(await readFile(`${peersDir}vigil-throughput.json`, 'utf8')) as Record<string, unknown>
 
 async function start(spec: string): Promise<Target> {
-  if (spec === 'undici') {
-    const proc = new Proc(spec, process.execPath, [`${root}dist/bench/lib/undici-forwarder.js`, ...upstream.servers])
+  if (spec === 'undici' || spec === 'undici-like-vigil') {
+    const like = spec === 'undici' ? [] : ['--like-vigil', `${peersDir}vigil-throughput.json`]
+    const proc = new Proc(spec, process.execPath, [`${root}dist/bench/lib/undici-forwarder.js`, ...like, ...upstream.servers])
     return { name: spec, port: (await firstJsonLine<{ port: number }>(proc)).port, proc }
   }
   const [what, checkout = root] = spec.split('@') as [string, string?]

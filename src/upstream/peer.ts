@@ -143,16 +143,7 @@ export class Peer {
     this.protocol = pool.protocol ?? 'http1'
     this.goingAway = false
     if (this.protocol !== 'http1') return this.createHttp2Pool(pool)
-    const options: Pool.Options = {
-      connections: pool.connections,
-      connect: { timeout: pool.connectTimeout },
-      headersTimeout: pool.responseTimeout,
-      bodyTimeout: pool.idleTimeout,
-      keepAliveTimeout: pool.keepAlive,
-      keepAliveMaxTimeout: pool.keepAlive,
-      pipelining: 1,
-      maxResponseSize: pool.maxResponseSize ?? -1,
-    }
+    const options = http1PoolOptions(pool)
     return this.tls === undefined ? new Pool(this.origin, options) : new TlsPool(this.origin, options, this.tls, pool.connectTimeout)
   }
 
@@ -208,6 +199,20 @@ export class Peer {
 
   close(): Promise<void> {
     return this.pool.close()
+  }
+}
+
+/** An HTTP/1.1 group's undici pool settings (also the bench's forwarder configured like vigil: bench/lib/undici-forwarder.ts). */
+export function http1PoolOptions(pool: PoolOptions): Pool.Options {
+  return {
+    connections: pool.connections,
+    connect: { timeout: pool.connectTimeout },
+    headersTimeout: pool.responseTimeout,
+    bodyTimeout: pool.idleTimeout,
+    keepAliveTimeout: pool.keepAlive,
+    keepAliveMaxTimeout: pool.keepAlive,
+    pipelining: 1,
+    maxResponseSize: pool.maxResponseSize ?? -1,
   }
 }
 
