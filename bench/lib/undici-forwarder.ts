@@ -5,21 +5,35 @@
 // the settings vigil would run that fragment with (its listener limits and timeouts, its undici pool options) and
 // the four forwarding headers vigil adds, so what vigil spends beyond it is its own logic, not its settings.
 import { readFileSync } from 'node:fs'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseArgs } from 'node:util'
 import { Pool, type Dispatcher } from 'undici'
-import { applyServerLimits, resolveLimits, serverOptions } from '../../src/proxy/limits.js'
-import { connections } from '../../src/upstream/upstream.js'
-import { http1PoolOptions } from '../../src/upstream/peer.js'
 import type { Upstream as UpstreamConfig } from '../../src/config/schema.js'
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+
+interface LikeVigil {
+  pool: Pool.Options
+  server: ServerOptions
+  apply(server: Server): void
+}
+
+/** vigil's settings for the fragment in `file`; loaded only for --like-vigil, so the plain forwarder loads nothing of vigil's. */
+async function likeVigil(file: string): Promise<LikeVigil> {
+  const [{ applyServerLimits, resolveLimits, serverOptions }, { connections }, { http1PoolOptions }] = await Promise.all([
+    import('../../src/proxy/limits.js'),
+    import('../../src/upstream/upstream.js'),
+    import('../../src/upstream/peer.js'),
+  ])
+  const limits = resolveLimits(undefined)
+  const fragment = JSON.parse(readFileSync(file, 'utf8')) as UpstreamConfig
+  return { pool: http1PoolOptions(connections(fragment).pool), server: serverOptions(limits), apply: (s) => applyServerLimits(s, limits) }
+}
+
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'like-vigil': { type: 'string' } } })
-const like = values['like-vigil'] === undefined ? undefined : (JSON.parse(readFileSync(values['like-vigil'], 'utf8')) as UpstreamConfig)
-const poolOptions: Pool.Options = like === undefined ? { connections: 256, pipelining: 1 } : http1PoolOptions(connections(like).pool)
-const pools = positionals.map((a) => new Pool(`http://${a}`, poolOptions))
-const limits = resolveLimits(undefined)
+const like = values['like-vigil'] === undefined ? undefined : await likeVigil(values['like-vigil'])
+const pools = positionals.map((a) => new Pool(`http://${a}`, like?.pool ?? { connections: 256, pipelining: 1 }))
 
 class Relay implements Dispatcher.DispatchHandler {
   constructor(private readonly res: ServerResponse) {}
@@ -47,7 +61,7 @@ class Relay implements Dispatcher.DispatchHandler {
 }
 
 let next = 0
-const server = createServer(like === undefined ? {} : serverOptions(limits), (req: IncomingMessage, res: ServerResponse) => {
+const server = createServer(like?.server ?? {}, (req: IncomingMessage, res: ServerResponse) => {
   const raw = req.rawHeaders
   const headers: string[] = []
   let body: IncomingMessage | null = null
@@ -69,7 +83,7 @@ const server = createServer(like === undefined ? {} : serverOptions(limits), (re
   pool.dispatch({ path: req.url ?? '/', method: req.method as Dispatcher.HttpMethod, headers, body }, new Relay(res))
 })
 server.keepAliveTimeout = 65_000
-if (like !== undefined) applyServerLimits(server, limits)
+like?.apply(server)
 server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`))
 process.on('SIGTERM', () => {
   server.close(() => process.exit(0))
