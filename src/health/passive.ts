@@ -209,10 +209,7 @@ export class PassiveHealth {
   /** Hot path: a request is being sent to `peer`; sets the role the passive state gives it. */
   dispatched(peer: Peer, w: Waiting, now: number): void {
     const h = peer.passive as PeerHealth
-    if (this.stall !== undefined) {
-      h.waits.link(w)
-      this.stall.wake()
-    }
+    if (this.stall !== undefined) h.waits.link(w)
     w.role = h.dispatched(now)
   }
 

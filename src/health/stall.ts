@@ -4,8 +4,7 @@
 // server (no allocation); a tick inspects the heads. A late tick means vigil's own loop lagged: inconclusive.
 // In a cluster the group's p99 is the proxy's, not one worker's: each worker sends its response times to the
 // primary (src/workers/outcomes.ts), whose watch holds the last LATENCY_SAMPLES of them all, and every worker
-// judges by the p99 the primary sends back (adopt()), as one process judges by its own. The tick sleeps while no
-// request waits and no server is suspect (an idle proxy is not woken ten times a second): a waiting request wakes it.
+// judges by the p99 the primary sends back (adopt()), as one process judges by its own.
 import type { PeerHealth, Role } from './ejection.js'
 
 /** How often waiting requests are inspected for stalls. */
@@ -94,7 +93,6 @@ function tick(s: StallWatch): void {
   const lagged = now - s.lastTick > 2 * STALL_TICK
   s.lastTick = now
   if (!lagged) s.check(now)
-  if (!s.watching()) s.sleep()
 }
 
 /** The stall detector of one group: the group's recent response times, and the tick that judges each server. */
@@ -109,36 +107,15 @@ export class StallWatch {
   private takenAt = 0
   /** The proxy's p99, from a cluster's primary; undefined in one process (it judges by its own). */
   private adoptedP99: number | undefined = undefined
-  private timer: NodeJS.Timeout | undefined = undefined
-  private closed = false
-  lastTick = 0
+  private readonly timer: NodeJS.Timeout
+  lastTick = Date.now()
 
   constructor(
     readonly settings: StallSettings,
     private readonly peers: () => readonly PeerHealth[],
-  ) {}
-
-  /** Hot path: a request starts waiting on one of the group's servers; the tick runs from now on. */
-  wake(): void {
-    if (this.timer !== undefined || this.closed) return
-    this.lastTick = Date.now()
+  ) {
     this.timer = setInterval(tick, STALL_TICK, this)
     this.timer.unref()
-  }
-
-  /** Something for the tick to judge: a request waiting, or a suspect server to clear or trial. */
-  watching(): boolean {
-    for (const h of this.peers()) if (h.waits.head !== undefined || h.suspect) return true
-    return false
-  }
-
-  get awake(): boolean {
-    return this.timer !== undefined
-  }
-
-  sleep(): void {
-    clearInterval(this.timer)
-    this.timer = undefined
   }
 
   /** Hot path: a response time sample (ms to response headers); a cluster's primary takes its workers' here too. */
@@ -222,8 +199,7 @@ export class StallWatch {
   }
 
   close(): void {
-    this.closed = true
-    this.sleep()
+    clearInterval(this.timer)
   }
 }
 
