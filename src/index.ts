@@ -25,6 +25,7 @@ import { VigilMetrics } from './admin/metrics.js'
 import { Watchdog } from './proxy/watchdog.js'
 import { StatusHistory } from './admin/history.js'
 import { passiveLink } from './health/passive.js'
+import { leaveStallJudgementToWorkers } from './health/stall.js'
 import { Fleet } from './fleet/fleet.js'
 import type { ConsumerView } from './fleet/consumers.js'
 import { registerFleetMetrics } from './fleet/metrics.js'
@@ -116,6 +117,8 @@ export class Vigil {
     this.current = config = validateConfig(config)
     this.cluster = options.cluster
     const worker = options.cluster === 'worker'
+    // The workers hold the requests: they judge stalls, the primary decides on what they report.
+    if (options.cluster === 'primary') leaveStallJudgementToWorkers()
     this.ownLogger = options.logger === undefined
     this.log = options.logger ?? createLogger(config.log?.level ?? 'info')
     this.access = new AccessLog(this.log)

@@ -86,6 +86,16 @@ export class WaitList {
   }
 }
 
+/**
+ * Whether this process judges stalls. A cluster's primary holds no request (its workers do, judge them and report
+ * their suspicions): judging its own empty wait lists, it would clear every suspicion for "nothing waiting".
+ */
+let judgedHere = true
+
+export function leaveStallJudgementToWorkers(): void {
+  judgedHere = false
+}
+
 function tick(s: StallWatch): void {
   const now = Date.now()
   // A tick that comes late means vigil's own event loop lagged: responses may be sitting unread, so
@@ -107,15 +117,14 @@ export class StallWatch {
   private takenAt = 0
   /** The proxy's p99, from a cluster's primary; undefined in one process (it judges by its own). */
   private adoptedP99: number | undefined = undefined
-  private readonly timer: NodeJS.Timeout
+  private readonly timer: NodeJS.Timeout | undefined
   lastTick = Date.now()
 
   constructor(
     readonly settings: StallSettings,
     private readonly peers: () => readonly PeerHealth[],
   ) {
-    this.timer = setInterval(tick, STALL_TICK, this)
-    this.timer.unref()
+    this.timer = judgedHere ? setInterval(tick, STALL_TICK, this).unref() : undefined
   }
 
   /** Hot path: a response time sample (ms to response headers); a cluster's primary takes its workers' here too. */
