@@ -5,29 +5,14 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { Agent } from 'undici'
-import type { Config } from '../src/config/schema.js'
 import { get, spawnProvider, type Reply } from './helpers/index.js'
 import { startCli } from './helpers/cli.js'
+import { twoWorkersOver } from './helpers/workers.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 
 const [p0, p1] = await Promise.all([spawnProvider(t, 'p0'), spawnProvider(t, 'p1')])
 const file = join(tempDir(t), 'vigil.json')
-const config: Config = {
-  workers: 2,
-  listeners: [{ address: '127.0.0.1:0', upstream: 'api' }],
-  admin: { address: '127.0.0.1:0' },
-  reload: { watch: false },
-  upstreams: {
-    api: {
-      balance: 'round_robin',
-      servers: [{ address: p0.address }, { address: p1.address }],
-      retry: { tries: 1 },
-      passive: { stall: { floor: '200ms', redispatch: false }, recoveryProbe: false },
-      timeouts: { response: '60s' },
-    },
-  },
-}
-writeConfig(file, config)
+writeConfig(file, twoWorkersOver([p0.address, p1.address], { retry: { tries: 1 }, passive: { stall: { floor: '200ms', redispatch: false }, recoveryProbe: false }, timeouts: { response: '60s' } }))
 const cli = startCli(t, ['start', '-c', file])
 await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
 const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[] }

@@ -7,9 +7,9 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { Agent } from 'undici'
-import type { Config } from '../src/config/schema.js'
 import { get, spawnProvider, type Reply } from './helpers/index.js'
 import { startCli } from './helpers/cli.js'
+import { twoWorkersOver } from './helpers/workers.js'
 import { control } from './helpers/health.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 
@@ -27,21 +27,7 @@ const [p0, p1] = await Promise.all([spawnProvider(t, 'p0'), spawnProvider(t, 'p1
 await Promise.all([control(p0, `delay=${DELAY}`), control(p1, `delay=${DELAY}`)])
 const dir = tempDir(t)
 const file = join(dir, 'vigil.json')
-const config: Config = {
-  workers: 2,
-  listeners: [{ address: '127.0.0.1:0', upstream: 'api' }],
-  admin: { address: '127.0.0.1:0' },
-  reload: { watch: false },
-  upstreams: {
-    api: {
-      balance: 'round_robin',
-      servers: [{ address: p0.address }, { address: p1.address }],
-      passive: { stall: { factor: FACTOR, floor: `${FLOOR}ms` }, recoveryProbe: false },
-      timeouts: { response: '30s' },
-    },
-  },
-}
-writeConfig(file, config)
+writeConfig(file, twoWorkersOver([p0.address, p1.address], { passive: { stall: { factor: FACTOR, floor: `${FLOOR}ms` }, recoveryProbe: false }, timeouts: { response: '30s' } }))
 const cli = startCli(t, ['start', '-c', file])
 await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
 const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
