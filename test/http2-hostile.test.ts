@@ -2,82 +2,11 @@
 // floods, more streams than allowed, a window that never opens. Each is answered (GOAWAY ENHANCE_YOUR_CALM, refused
 // streams, a reset stream) with bounded work, while another client is served at the same time.
 import t from 'tap'
-import { connect as tcp, type Socket } from 'node:net'
 import { connect, constants, createServer, type Http2Session, type ServerHttp2Stream } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { startProxy } from './helpers/index.js'
-
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
-const DATA = 0
-const HEADERS = 1
-const RST_STREAM = 3
-const SETTINGS = 4
-const PING = 6
-const GOAWAY = 7
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9)
-  head.writeUIntBE(payload.length, 0, 3)
-  head[3] = type
-  head[4] = flags
-  head.writeUInt32BE(stream, 5)
-  return Buffer.concat([head, payload])
-}
-
-/** GET / as an HPACK block of static-table entries and one literal (:authority), ending the stream. */
-function get(stream: number, path = '/'): Buffer {
-  const authority = Buffer.from('vigil.test')
-  const p = Buffer.from(path)
-  const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x04, p.length]), p, Buffer.from([0x01, authority.length]), authority])
-  return frame(HEADERS, 0x5, stream, block)
-}
-
-const rst = (stream: number, code: number): Buffer => frame(RST_STREAM, 0, stream, Buffer.from([0, 0, 0, code]))
-
-interface Frame {
-  type: number
-  flags: number
-  stream: number
-  payload: Buffer
-}
-
-/** A raw HTTP/2 client: preface and `settings` sent, every frame from the server collected. */
-function rawClient(port: number, settings: Buffer = Buffer.alloc(0)): { socket: Socket; frames: Frame[]; closed: Promise<void>; seen(type: number): Promise<Frame> } {
-  const socket = tcp(port, '127.0.0.1')
-  socket.write(Buffer.concat([PREFACE, frame(SETTINGS, 0, 0, settings)]))
-  const frames: Frame[] = []
-  const waiters: { type: number; resolve: (f: Frame) => void }[] = []
-  let buf = Buffer.alloc(0)
-  socket.on('data', (chunk: Buffer) => {
-    buf = Buffer.concat([buf, chunk])
-    while (buf.length >= 9) {
-      const len = buf.readUIntBE(0, 3)
-      if (buf.length < 9 + len) break
-      const f = { type: buf[3] as number, flags: buf[4] as number, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) }
-      buf = buf.subarray(9 + len)
-      frames.push(f)
-      // ACK the server's SETTINGS like a real client would.
-      if (f.type === SETTINGS && (f.flags & 1) === 0) socket.write(frame(SETTINGS, 1, 0))
-      for (const w of waiters.splice(0)) if (w.type === f.type) w.resolve(f)
-      else waiters.push(w)
-    }
-  })
-  socket.on('error', () => {})
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-  t.teardown(() => socket.destroy())
-  return {
-    socket,
-    frames,
-    closed,
-    seen: (type) => {
-      const found = frames.find((f) => f.type === type)
-      return found !== undefined ? Promise.resolve(found) : new Promise((resolve) => waiters.push({ type, resolve }))
-    },
-  }
-}
-
-const goawayCode = (f: Frame): number => f.payload.readUInt32BE(4)
+import { DATA, flood, frame, get, GOAWAY, goawayCode, PING, rapidResets, rawClient, RST_STREAM, SETTINGS } from './helpers/h2-frames.js'
 
 // The provider: counts streams; /hold streams wait until released, /big streams answer 1 MB.
 const held: ServerHttp2Stream[] = []
@@ -122,10 +51,8 @@ async function served(): Promise<number> {
 
 t.test('rapid reset: streams opened and cancelled in a loop get GOAWAY after maxResets, with bounded work', async (t) => {
   const before = providerStreams
-  const c = rawClient(proxy.port)
-  const burst: Buffer[] = []
-  for (let i = 0; i < 2000; i++) burst.push(get(2 * i + 1), rst(2 * i + 1, constants.NGHTTP2_CANCEL))
-  c.socket.write(Buffer.concat(burst))
+  const c = rawClient(t, proxy.port)
+  c.socket.write(rapidResets(2000, constants.NGHTTP2_CANCEL))
   const goaway = await c.seen(GOAWAY)
   t.equal(goawayCode(goaway), constants.NGHTTP2_ENHANCE_YOUR_CALM, 'GOAWAY ENHANCE_YOUR_CALM')
   await c.closed
@@ -134,10 +61,9 @@ t.test('rapid reset: streams opened and cancelled in a loop get GOAWAY after max
 })
 
 t.test('a SETTINGS flood and a PING flood each get GOAWAY; others are served', async (t) => {
-  for (const type of [SETTINGS, PING]) {
-    const c = rawClient(proxy.port)
-    const flood = Array.from({ length: 500 }, () => (type === PING ? frame(PING, 0, 0, Buffer.alloc(8)) : frame(SETTINGS, 0, 0)))
-    c.socket.write(Buffer.concat(flood))
+  for (const type of [SETTINGS, PING] as const) {
+    const c = rawClient(t, proxy.port)
+    c.socket.write(flood(type, 500))
     const goaway = await c.seen(GOAWAY)
     t.equal(goawayCode(goaway), constants.NGHTTP2_ENHANCE_YOUR_CALM, `${type === PING ? 'PING' : 'SETTINGS'} flood: GOAWAY ENHANCE_YOUR_CALM`)
     await c.closed
@@ -171,7 +97,7 @@ t.test('maxConcurrentStreams: a client keeping to it waits for room; one exceedi
   t.same(await Promise.all(replies), Array(10).fill(200), 'all ten answered as room came')
   held.splice(0)
   // A raw client that opens ten at once after acknowledging the limit breaks the protocol: GOAWAY.
-  const c = rawClient(proxy.port)
+  const c = rawClient(t, proxy.port)
   await c.seen(SETTINGS)
   c.socket.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => get(2 * i + 1, '/hold'))))
   const goaway = await c.seen(GOAWAY)
@@ -183,7 +109,7 @@ t.test('maxConcurrentStreams: a client keeping to it waits for room; one exceedi
 
 t.test('a client whose window never opens is cut off after idleTimeout; no body byte goes out, others are served', async (t) => {
   // SETTINGS_INITIAL_WINDOW_SIZE 0: vigil may send no DATA until a WINDOW_UPDATE that never comes.
-  const c = rawClient(proxy.port, Buffer.from([0x00, 0x04, 0, 0, 0, 0]))
+  const c = rawClient(t, proxy.port, Buffer.from([0x00, 0x04, 0, 0, 0, 0]))
   c.socket.write(get(1, '/big'))
   const cut = await Promise.race([c.seen(RST_STREAM), c.seen(GOAWAY)])
   t.ok(cut.type === GOAWAY || cut.stream === 1, 'the stream is reset or the idle connection gets GOAWAY')
@@ -199,7 +125,7 @@ t.test('a window that never opens on a connection kept busy (PINGs): the stream 
   })
   const closedBefore = bigClosed.length
   const started = Date.now()
-  const c = rawClient(busy.port, Buffer.from([0x00, 0x04, 0, 0, 0, 0]))
+  const c = rawClient(t, busy.port, Buffer.from([0x00, 0x04, 0, 0, 0, 0]))
   c.socket.write(get(1, '/big'))
   const pings = setInterval(() => c.socket.write(frame(PING, 0, 0, Buffer.alloc(8))), 100)
   t.teardown(() => clearInterval(pings))
