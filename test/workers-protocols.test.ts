@@ -16,9 +16,8 @@ import { Etcd3 } from 'etcd3'
 import { client, get, httpServer, startProxy, type ProxyHandle } from './helpers/index.js'
 import { startEtcd } from './helpers/registries.js'
 import { checkersOf } from '../src/fleet/share-checks.js'
-import { startCli, type CliProcess } from './helpers/cli.js'
-import { tempDir, until, writeConfig } from './helpers/config-file.js'
-import { workerThatServed } from './helpers/workers.js'
+import { tempDir, until } from './helpers/config-file.js'
+import { onTwoWorkers, startCluster, type Cluster } from './helpers/workers.js'
 import { makeCerts } from './helpers/tls.js'
 import { h2Request, type H2Reply } from './helpers/http2.js'
 import { echoClient, spawnGrpcProvider, type EchoClient, type GrpcProvider } from './helpers/grpc.js'
@@ -57,66 +56,7 @@ interface Status {
 const dir = tempDir(t)
 const certs = makeCerts(dir)
 
-/** A started cluster: its log, its listeners (config order), its admin, the primary's pid. */
-interface Cluster {
-  cli: CliProcess
-  listeners: string[]
-  admin: string
-  primary: number
-  status(): Promise<Status>
-  converged(): Promise<boolean>
-  /** Resolves once every worker has reported since it was called: each one's count holds every request before. */
-  reported(): Promise<void>
-  /** The pid of the worker that forwarded what `send` sent (the worker whose request count rose). */
-  landed(send: () => Promise<unknown>): Promise<number>
-}
-
-async function startCluster(name: string, config: Config): Promise<Cluster> {
-  const file = join(dir, `${name}.json`)
-  writeConfig(file, config)
-  const cli = startCli(t, ['start', '-c', file])
-  let exit = 'still running'
-  cli.child.once('exit', (code, signal) => (exit = `exited (${signal ?? `code ${code}`})`))
-  await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), `the ${name} cluster to start`).catch((err: Error) => {
-    throw new Error(`${err.message}; the CLI ${exit}; its last lines: ${JSON.stringify(cli.lines.slice(-5))}`)
-  })
-  const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string }
-  const admin = `http://${started.admin}`
-  const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
-  return {
-    cli,
-    listeners: started.listeners,
-    admin,
-    primary: cli.child.pid as number,
-    status,
-    converged: async () => {
-      const s = await status()
-      return s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.version === s.workers.version)
-    },
-    reported: async () => {
-      const since = performance.now()
-      await until(async () => {
-        const asked = performance.now()
-        return (await status()).workers.workers.every((x) => x.silentMs < asked - since)
-      }, 'every worker to report')
-    },
-    landed: (send) => workerThatServed(status, send),
-  }
-}
-
-/** Clients made by `make` until two are on two workers; `send` is each one's first request. */
-async function onTwoWorkers<C>(cluster: Cluster, make: () => C, send: (c: C) => Promise<unknown>): Promise<[C, C]> {
-  // A report of earlier requests coming in after this would be taken for the first client's.
-  await cluster.reported()
-  const first = make()
-  const pid = await cluster.landed(() => send(first))
-  for (;;) {
-    const c = make()
-    if ((await cluster.landed(() => send(c))) !== pid) return [first, c]
-  }
-}
-
-const lines = (c: Cluster, event: string, server: string): Record<string, unknown>[] => c.cli.lines.filter((l) => l['event'] === event && l['server'] === server)
+const lines = (c: Cluster<Status>, event: string, server: string): Record<string, unknown>[] => c.cli.lines.filter((l) => l['event'] === event && l['server'] === server)
 
 // --- providers --------------------------------------------------------------------------------------------------
 
@@ -210,7 +150,7 @@ const aging = await Promise.all(['g1', 'g2'].map((n) => spawnGrpcProvider(t, n, 
 // One of them is SIGSTOPped: the stall watch, not a timeout, must find it.
 const [fa, fb] = await Promise.all(['fa', 'fb'].map((n) => spawnGrpcProvider(t, n)))
 
-const main = await startCluster('protocols', {
+const main = await startCluster<Status>(t, join(dir, 'protocols.json'), {
   workers: 2,
   listeners: [
     { address: '127.0.0.1:0', http2: true, routes: [{ pathPrefix: '/bad', upstream: 'h2bad' }, { pathPrefix: '/', upstream: 'h2' }] },
@@ -553,7 +493,7 @@ const clusterUpstreams = { ...fleetUpstreams, three: { ...three, passive: { ...t
 
 // Two vigils of the fleet in this process, and the cluster as the third.
 const [va, vb] = (await Promise.all(['a', 'b'].map((id) => startProxy(t, { listeners: fleetListeners, upstreams: fleetUpstreams, fleet: fleet(id) })))) as [ProxyHandle, ProxyHandle]
-const w = await startCluster('fleet', { workers: 2, listeners: fleetListeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: clusterUpstreams, fleet: { ...fleet('w'), localWindow: '10m' } })
+const w = await startCluster<Status>(t, join(dir, 'fleet.json'), { workers: 2, listeners: fleetListeners, admin: { address: '127.0.0.1:0' }, reload: { watch: false }, upstreams: clusterUpstreams, fleet: { ...fleet('w'), localWindow: '10m' } })
 const wUrl = `http://${w.listeners[0] as string}`
 const passiveOf = (p: ProxyHandle, upstream: string, address: string): string | undefined => p.vigil.upstreams.get(upstream)?.find(address)?.passive?.state
 /** Requests through `p` with x-fail until it ejects `address` on its own evidence. */
