@@ -232,7 +232,8 @@ export function abandoned(stream: ServerHttp2Stream): boolean {
 /**
  * Per-session guards for what Node does not bound itself: streams reset in a loop (rapid reset), SETTINGS and
  * PING floods, and a stream whose window never opens (its timeout resets it). Each ends the session with GOAWAY
- * (ENHANCE_YOUR_CALM) and one warning; other sessions are untouched.
+ * (ENHANCE_YOUR_CALM) and one warning, naming the client's address and port (behind a sidecar every client is
+ * 127.0.0.1: the port is what tells its sessions apart); other sessions are untouched.
  */
 export function guardSession(session: Http2Session, h2: Http2Limits, idleTimeout: number, log: Logger): void {
   const started = Date.now()
@@ -253,7 +254,7 @@ export function guardSession(session: Http2Session, h2: Http2Limits, idleTimeout
     if (ended) return
     ended = true
     ;(session as Http2Session & { [OVER_LIMIT]?: true })[OVER_LIMIT] = true
-    log.warn({ client: session.socket?.remoteAddress, limit: what, count, windowMs: h2.window }, 'HTTP/2 client over a limit: GOAWAY')
+    log.warn({ client: session.socket?.remoteAddress, clientPort: session.socket?.remotePort, limit: what, count, windowMs: h2.window }, 'HTTP/2 client over a limit: GOAWAY')
     session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
     // Streams in flight are cut too: a client that floods is not owed their answers.
     setImmediate(() => session.destroy())
@@ -264,7 +265,7 @@ export function guardSession(session: Http2Session, h2: Http2Limits, idleTimeout
     // A client that never opens its window (or stops reading one stream) holds that stream and its upstream: reset
     // it (the exchange sees its client leave and cancels the upstream). Said once per connection.
     stalled(stream, waiting) {
-      if (stalls++ === 0) log.warn({ client: session.socket?.remoteAddress, limit: 'sendTimeout', sendTimeoutMs: h2.sendTimeout, waiting }, 'HTTP/2 client took no response bytes within sendTimeout: stream reset')
+      if (stalls++ === 0) log.warn({ client: session.socket?.remoteAddress, clientPort: session.socket?.remotePort, limit: 'sendTimeout', sendTimeoutMs: h2.sendTimeout, waiting }, 'HTTP/2 client took no response bytes within sendTimeout: stream reset')
       stream.close(constants.NGHTTP2_CANCEL)
     },
   }
