@@ -20,6 +20,7 @@ import { flood, GOAWAY, goawayCode, PING, rapidResets, rawClient, SETTINGS, type
 import { onTwoWorkers, startCluster } from './helpers/workers.js'
 
 interface Status {
+  servers: { server: { name: string; passive: string; failures: number }[] }
   workers: { workers: { pid: number; requests: number; serving: boolean; version: number; silentMs: number; restarts: number }[]; version: number }
 }
 
@@ -187,6 +188,13 @@ async function abuse(t: Test, limit: string, attack: Buffer): Promise<void> {
   t.same(after, Array(after.length).fill(200), `${after.length} requests after: all 200`)
   load.statuses.forEach((s, i) =>
     t.same(s, Array(s.length).fill(200), `${clients[i]?.name}: ${during[i]} answered 200 during the abuse, ${s.length - (during[i] ?? 0)} after`),
+  )
+  // Every worker's batch since the abuse is in: the streams the hostile clients cancelled were counted by now.
+  await cluster.reported()
+  t.same(
+    (await cluster.status()).servers.server.map((r) => [r.name, r.passive, r.failures]).sort(),
+    providers.map((p) => [p, 'ok', 0]).sort(),
+    'no provider ejected or charged with a failure for what the hostile clients did',
   )
   const workers = (await cluster.status()).workers.workers
   t.same(
