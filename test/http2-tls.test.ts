@@ -54,6 +54,18 @@ t.test('an HTTP/1.1 client on the same TLS listener still works', async (t) => {
   t.equal(refused.status, 405, "the HTTP/1.1 half keeps the listener's request checks")
 })
 
+t.test("HTTP/2 listeners turn Nagle's algorithm off on their connections, as Node's HTTP/1.1 servers do", async (t) => {
+  // Node sets TCP_NODELAY on every connection a server with noDelay accepts; its HTTP/1.1 servers have it, its
+  // HTTP/2 ones not. Without it an HTTP/1.1 client of a TLS listener with http2 waited for its delayed ACK (~40 ms)
+  // on every response written in two pieces (measured: 45 ms per sequential GET before, about 2 ms after).
+  const more = await startProxy(t, {
+    listeners: [{ address: '127.0.0.1:0', upstream: 'h2', http2: true }, { address: '127.0.0.1:0', upstream: 'h2' }],
+    upstreams: { h2: { protocol: 'h2', tls: { ca: certs.caFile, servername: 'provider.test' }, servers: [{ address: providerAddress }] } },
+  })
+  const servers = (p: typeof proxy): { noDelay?: boolean }[] => (p.vigil as unknown as { listeners: { server: { noDelay?: boolean } }[] }).listeners.map((l) => l.server)
+  t.same([...servers(proxy), ...servers(more)].map((s) => s.noDelay), [true, true, true], 'TLS with http2, h2c, and plain HTTP/1.1 (Node\'s own)')
+})
+
 t.test('gRPC over TLS: a grpc-js client with the CA, through the h2 listener', async (t) => {
   const { Client } = echoService()
   const grpcProvider = new grpc.Server()
