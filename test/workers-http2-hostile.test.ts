@@ -12,7 +12,7 @@ import { connect, constants, createServer, type ClientHttp2Session, type Http2Se
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent } from 'undici'
-import { get } from './helpers/index.js'
+import { get, steadily } from './helpers/index.js'
 import { tempDir, until } from './helpers/config-file.js'
 import { makeCerts } from './helpers/tls.js'
 import { h2Request } from './helpers/http2.js'
@@ -97,33 +97,18 @@ interface Client {
 const clients: Client[] = []
 for (const l of ['h2c', 'tls'] as const) {
   const pair = await onTwoWorkers(cluster, () => session(l), overH2)
-  pair.forEach((s, i) => clients.push({ name: `HTTP/2 on ${l}, worker ${i}`, send: () => overH2(s).catch(() => 0) }))
+  pair.forEach((s, i) => clients.push({ name: `HTTP/2 on ${l}, ${i === 0 ? 'one' : 'the other'} worker`, send: () => overH2(s).catch(() => 0) }))
 }
 const h1 = await onTwoWorkers(cluster, agent, overH1)
-h1.forEach((a, i) => clients.push({ name: `HTTP/1.1 on tls, worker ${i}`, send: () => overH1(a).catch(() => 0) }))
+h1.forEach((a, i) => clients.push({ name: `HTTP/1.1 on tls, ${i === 0 ? 'one' : 'the other'} worker`, send: () => overH1(a).catch(() => 0) }))
 
 /** One GET from every well-behaved client at once: their statuses. */
 const round = (): Promise<number[]> => Promise.all(clients.map((c) => c.send()))
 
 /** Every well-behaved client asking in a loop (paced, to spare the shared machine) until stopped: its statuses. */
 function steady(): { statuses: number[][]; stop(): Promise<void> } {
-  let stopped = false
-  const statuses = clients.map(() => [] as number[])
-  const loops = Promise.all(
-    clients.map(async (c, i) => {
-      while (!stopped) {
-        statuses[i]?.push(await c.send())
-        await sleep(5)
-      }
-    }),
-  )
-  return {
-    statuses,
-    stop: async () => {
-      stopped = true
-      await loops
-    },
-  }
+  const loops = clients.map((c) => steadily(() => c.send().then(async (status) => (await sleep(5), status))))
+  return { statuses: loops.map((l) => l.statuses), stop: async () => void (await Promise.all(loops.map((l) => l.stop()))) }
 }
 
 // --- hostile sessions --------------------------------------------------------------------------------------------

@@ -128,11 +128,16 @@ export async function get(url: string, options: { method?: string; headers?: Rec
 
 /** Closed-loop GETs of `url` from `concurrency` clients sharing `agent`, until stopped; every status in order. */
 export function steadyGets(url: string, agent: Agent, concurrency: number): { statuses: number[]; stop(): Promise<void> } {
+  return steadily(async () => (await get(url, { dispatcher: agent })).status, concurrency)
+}
+
+/** `send` in `concurrency` closed loops (each call after the last one's answer) until stopped; every status in order. */
+export function steadily(send: () => Promise<number>, concurrency = 1): { statuses: number[]; stop(): Promise<void> } {
   const statuses: number[] = []
   let stopped = false
   const loops = Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (!stopped) statuses.push((await get(url, { dispatcher: agent })).status)
+      while (!stopped) statuses.push(await send())
     }),
   )
   return {
