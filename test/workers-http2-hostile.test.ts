@@ -134,7 +134,7 @@ const overLimit = (port: number): Record<string, unknown>[] => cluster.cli.lines
  * turn with a round of well-behaved requests right behind it; more until the abuse has reached both workers on
  * both listeners. The steady clients ask throughout; then what each of them saw, the log and the workers are checked.
  */
-async function abuse(t: Test, limit: string, attack: Buffer): Promise<void> {
+async function abuse(t: Test, limit: keyof typeof limits.http2, attack: Buffer): Promise<void> {
   const load = steady()
   t.teardown(() => load.stop())
   const from = cluster.cli.lines.length
@@ -164,9 +164,9 @@ async function abuse(t: Test, limit: string, attack: Buffer): Promise<void> {
   t.same(done.map((d) => d.code), Array(n).fill(constants.NGHTTP2_ENHANCE_YOUR_CALM), `each of the ${n} hostile sessions got GOAWAY ENHANCE_YOUR_CALM, then its socket closed`)
   t.same(new Set(done.map((d) => d.pid)), new Set(cluster.workers), 'the workers that logged them are the two workers')
   t.same(
-    done.map((d) => overLimit(d.h.port).map((l) => [l['limit'], l['level']])),
-    done.map(() => [[limit, 'warn']]),
-    `each session logged once, as over ${limit}, by its worker`,
+    done.map((d) => overLimit(d.h.port).map((l) => [l['limit'], l['count'], l['level']])),
+    done.map(() => [[limit, limits.http2[limit] + 1, 'warn']]),
+    `each session logged once, by its worker, as over ${limit} at the configured ${limits.http2[limit]} (not the default)`,
   )
   t.equal(cluster.cli.lines.slice(from).filter((l) => l['msg'] === OVER_LIMIT).length, n, 'and no other session was')
   t.same(rounds, Array(rounds.length).fill(200), `${rounds.length} requests sent right behind the attacks: all 200`)
