@@ -202,6 +202,7 @@ export class Vigil {
           this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
         },
         grace: () => this.grace(),
+        saysRejections: !worker,
       },
       options.configFile,
       this.updates,

@@ -1,0 +1,177 @@
+// `workers: 2` and generations the workers cannot apply: the real CLI forks a primary and two workers, real
+// providers on loopback, a real etcd for the fleet the cluster registers in (its group's subset is placed by the
+// fleet). A reload adds a listener on a port the test holds, so no worker can bind it, and moves the group to
+// another server; then another vigil joins the fleet, which is one more generation the workers cannot apply.
+// Until the port frees up, every worker serves the generation before, all of it: its listeners, its server
+// list, its subset. Each failure is said once per worker and generation, however often it is tried again. Then
+// every worker applies the current one, and the new server alone serves.
+import t, { type Test } from 'tap'
+import { join } from 'node:path'
+import { createServer, type Server } from 'node:net'
+import { Agent } from 'undici'
+import type { Config } from '../src/config/schema.js'
+import { get, httpServer, startProxy } from './helpers/index.js'
+import { startCli } from './helpers/cli.js'
+import { tempDir, until, writeConfig } from './helpers/config-file.js'
+import { startEtcd } from './helpers/registries.js'
+
+interface Status {
+  servers: { generation: number }
+  subsets: { consumer: string; count: number }[]
+  workers: { workers: { worker: number; pid: number; generation: number; serving: boolean; requests: number }[] }
+}
+
+const etcd = await startEtcd(t)
+const fleet = { registry: { etcd: { endpoints: [etcd.endpoint], resyncInterval: '500ms', connectTimeout: '2s' } }, path: '/vigil/workers-generation', ttl: '2s' }
+
+/** Every request a provider answered, by its name. */
+const served = new Map<string, number>()
+const named = async (name: string): Promise<string> => {
+  const { address } = await httpServer(t, (_req, res) => {
+    served.set(name, (served.get(name) ?? 0) + 1)
+    res.writeHead(200).end(name)
+  })
+  return address
+}
+const [before, after] = await Promise.all([named('before'), named('after')])
+
+// A loopback port held by a plain TCP server: a listener no worker can bind while it is open.
+const holder: Server = createServer()
+await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+const held = `127.0.0.1:${(holder.address() as { port: number }).port}`
+const release = (): Promise<void> => new Promise((resolve) => (holder.listening ? holder.close(() => resolve()) : resolve()))
+t.teardown(release)
+
+/** One group of one server, its subset placed by the fleet (every consumer of a one-server group uses it). */
+const api = (server: string): Config['upstreams'][string] => ({ servers: [{ address: server }], subset: { size: 1 }, retry: { tries: 1 } })
+const config = (server: string, listeners: Config['listeners'] = []): Config => ({
+  workers: 2,
+  listeners: [{ address: '127.0.0.1:0', upstream: 'api' }, ...listeners],
+  admin: { address: '127.0.0.1:0' },
+  reload: { watch: false },
+  upstreams: { api: api(server) },
+  fleet: { ...fleet, id: 'cluster' },
+})
+const file = join(tempDir(t), 'vigil.json')
+writeConfig(file, config(before))
+
+const cli = startCli(t, ['start', '-c', file])
+await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
+const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string; workers: number[] }
+const url = `http://${started.listeners[0] as string}`
+const admin = `http://${started.admin}`
+const primary = cli.child.pid as number
+const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
+const agents: Agent[] = []
+const agent = (): Agent => {
+  const a = new Agent({ connections: 1, keepAliveTimeout: 60_000 })
+  agents.push(a)
+  return a
+}
+t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
+
+/** Keep-alive connections until each worker holds one (the cluster hands new connections to its workers in turn). */
+async function onEveryWorker(): Promise<Agent[]> {
+  const byPid = new Map<number, Agent>()
+  await until(async () => {
+    const a = agent()
+    const counts = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
+    await get(url, { dispatcher: a })
+    let pid = 0
+    await until(async () => {
+      const w = (await status()).workers.workers.find((x) => x.requests > (counts.get(x.pid) ?? 0))
+      pid = w?.pid ?? 0
+      return w !== undefined
+    }, 'the request to be reported')
+    byPid.set(pid, a)
+    return byPid.size === 2
+  }, 'a connection on each worker')
+  return [...byPid.values()]
+}
+/** The primary's lines saying a worker could not apply `generation`. */
+const couldNotApply = (generation: number): Record<string, unknown>[] =>
+  cli.lines.filter((l) => l['pid'] === primary && l['msg'] === 'a worker could not apply the generation; it serves the one before, and is sent it again every few seconds' && l['generation'] === generation)
+/** Every line a worker wrote about a generation it could not apply: a debug line per try, its primary says it. */
+const workerRejections = (pid: number): Record<string, unknown>[] => cli.lines.filter((l) => l['pid'] === pid && l['msg'] === 'config reload rejected; the running config stays')
+const workerPids = async (): Promise<number[]> => (await status()).workers.workers.map((w) => w.pid)
+/** `rounds` requests on each connection and one on a new one: the bodies, which name the servers that answered. */
+async function bodies(connections: readonly Agent[], rounds = 4): Promise<Set<string>> {
+  const out = new Set<string>()
+  for (let i = 0; i < rounds; i++) for (const a of [...connections, agent()]) out.add((await get(url, { dispatcher: a })).body)
+  return out
+}
+const setLevel = async (t: Test, level: string): Promise<void> => {
+  t.equal((await get(`${admin}/log`, { method: 'PUT', body: JSON.stringify({ level }) })).status, 200)
+  // A scrape waits for every worker's answer, and a worker reads its primary's messages in order: it holds the level.
+  await get(`${admin}/metrics`)
+}
+
+let connections: Agent[] = []
+let first = 0
+
+t.test('the cluster registers in its fleet, alone: both workers send to the one server', async (t) => {
+  await until(async () => {
+    const s = await status()
+    return s.subsets[0]?.count === 1 && s.workers.workers.length === 2 && s.workers.workers.every((w) => w.serving && w.generation === s.servers.generation)
+  }, 'the cluster registered, every worker on its generation')
+  connections = await onEveryWorker()
+  t.same([...(await bodies(connections))], ['before'])
+  first = (await status()).servers.generation
+})
+
+t.test('a reload no worker can apply (a port held) that moves the group: every worker keeps the generation before, whole', async (t) => {
+  writeConfig(file, config(after, [{ address: held, upstream: 'api' }]))
+  process.kill(primary, 'SIGHUP')
+  await until(() => couldNotApply(first + 1).length === 2, 'both workers to fail to bind the new listener')
+  t.equal((await status()).servers.generation, first + 1, 'the primary applied it (it binds no listener)')
+  t.same([...(await bodies(connections))], ['before'], "every worker sends to the generation before's server")
+  t.equal(served.get('after') ?? 0, 0, 'none to the server of the generation not applied')
+})
+
+t.test('another vigil joins the fleet (one more generation no worker can apply): still the generation before, whole', async (t) => {
+  await startProxy(t, { upstreams: { api: api(after) }, fleet: { ...fleet, id: 'other' } })
+  await until(async () => (await status()).subsets[0]?.count === 2, 'the primary to see two consumers')
+  const current = (await status()).servers.generation
+  t.ok(current > first + 1, 'a generation of its own')
+  await until(() => couldNotApply(current).length === 2, 'both workers to fail to apply it')
+  t.same([...(await bodies(connections))], ['before'], "every worker sends to the generation before's server")
+  t.equal(served.get('after') ?? 0, 0, 'none to the server of the generations not applied')
+  t.ok((await status()).workers.workers.every((w) => w.generation === first), 'every worker serves the generation before')
+})
+
+t.test('each generation a worker cannot apply is said once, however often the primary sends it again', async (t) => {
+  const pids = await workerPids()
+  t.same(
+    pids.map((pid) => workerRejections(pid).length),
+    [0, 0],
+    'no worker says it at info (its primary does)',
+  )
+  // At debug, each worker's try shows: wait for two more tries of each (the primary sends it every few seconds).
+  await setLevel(t, 'debug')
+  const since = pids.map((pid) => workerRejections(pid).length)
+  await until(() => pids.every((pid, i) => workerRejections(pid).length >= (since[i] as number) + 2), 'two more tries in each worker')
+  await setLevel(t, 'info')
+  const current = (await status()).servers.generation
+  t.equal(couldNotApply(first + 1).length, 2, 'the reload: one line per worker')
+  t.equal(couldNotApply(current).length, 2, "the fleet's generation: one line per worker")
+  t.same([...(await bodies(connections))], ['before'], 'and the generation before still serves')
+  t.equal(served.get('after') ?? 0, 0)
+})
+
+t.test('once the port is free, every worker applies the current generation: the new server alone serves', async (t) => {
+  await release()
+  const current = (await status()).servers.generation
+  await until(async () => (await status()).workers.workers.every((w) => w.generation === current), 'every worker to apply it')
+  const beforeCount = served.get('before') ?? 0
+  t.same([...(await bodies(connections))], ['after'], 'every worker sends to the new server')
+  t.equal((await get(`http://${held}/`)).body, 'after', 'the new listener serves')
+  t.equal(served.get('before'), beforeCount, 'the old server gets nothing more')
+  const retried = (): number => cli.lines.filter((l) => l['msg'] === 'the worker applied the generation on a retry').length
+  await until(() => retried() >= 2, 'both retries to be said')
+  t.equal(retried(), 2, 'each retry that worked is said once')
+})
+
+t.test('SIGTERM stops the cluster', async (t) => {
+  process.kill(primary, 'SIGTERM')
+  t.equal(await cli.exited, 0)
+})
