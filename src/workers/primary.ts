@@ -17,6 +17,7 @@ import { failureOf, type Failure } from '../health/outcome.js'
 import type { RegistryJson } from '../admin/metrics.js'
 import { StateStream, type Propagation } from './state-stream.js'
 import { ClusterTraffic } from './traffic.js'
+import { PortCheck } from './ports.js'
 import { isMessage, SNAPSHOT_INTERVAL, TRIAL_GRANT, UNRESPONSIVE_AFTER, type Generation, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
 
 /** How long a metrics scrape waits for a worker's answer before leaving it out. */
@@ -112,6 +113,7 @@ export class Cluster {
   private readonly members = new Map<number, Member>()
   private readonly stream: StateStream
   private readonly traffic: ClusterTraffic
+  private readonly ports = new PortCheck(() => [...this.members.values()].flatMap((m) => m.listeners))
   private readonly slots: Slot[]
   private readonly timers: NodeJS.Timeout[] = []
   private stopping: Promise<void> | undefined
@@ -340,6 +342,9 @@ export class Cluster {
       case 'metrics':
         this.metricWaits.get(msg.id)?.(msg.metrics)
         return
+      case 'port':
+        void this.ports.check(msg.address).then((error) => this.send(m, { t: 'port', id: msg.id, error }))
+        return
     }
   }
 
@@ -389,6 +394,7 @@ export class Cluster {
 
   private sendConfig(): void {
     this.configDue = false
+    this.ports.retain(this.vigil.config.listeners.map((l) => l.address))
     this.broadcast(this.configMessage())
   }
 

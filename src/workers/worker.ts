@@ -20,6 +20,23 @@ function send(m: ToPrimary): void {
 
 const addresses = (v: Vigil): string[] => v.listenerAddresses.map((a) => `${a.address}:${a.port}`)
 
+/** Answers to this worker's questions about fixed listener ports (src/workers/ports.ts), by id. */
+const portAnswers = new Map<number, (error: string | undefined) => void>()
+let portQuestions = 0
+
+/** Resolves when the primary found `address` free (or the cluster's own); rejects with its errno, as listen() would. */
+function portFree(address: string): Promise<void> {
+  const id = ++portQuestions
+  return new Promise((resolve, reject) => {
+    portAnswers.set(id, (error) => {
+      portAnswers.delete(id)
+      if (error === undefined) return resolve()
+      reject(Object.assign(new Error(`listen ${error}: ${address} (tried by the primary)`), { code: error, syscall: 'listen' }))
+    })
+    send({ t: 'port', id, address })
+  })
+}
+
 /** What a worker takes from one of its primary's generations beside the config (src/workers/protocol.ts). */
 interface Held {
   generation: number
@@ -112,13 +129,16 @@ export function runWorker(): Promise<number> {
         case 'level':
           if (vigil !== undefined) vigil.log.level = m.level
           return
+        case 'port':
+          portAnswers.get(m.id)?.(m.error)
+          return
       }
     })
 
     async function start(config: Config, snapshot: Snapshot): Promise<void> {
       if (vigil !== undefined) return
       try {
-        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => held().consumer, servers: () => held().servers }))
+        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => held().consumer, servers: () => held().servers, portFree }))
         const r = (replica = new Replica(() => v.upstreams, cluster.worker?.id ?? 0))
         r.snapshot(snapshot)
         const out = (reporter = new OutcomeReporter(() => v.upstreams, send, () => ({ generation: serving.generation, version: r.version })))
