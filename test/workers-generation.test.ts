@@ -12,8 +12,8 @@ import { join } from 'node:path'
 import { createServer, type Server } from 'node:net'
 import { Agent } from 'undici'
 import type { Config } from '../src/config/schema.js'
-import { get, httpServer, startProxy } from './helpers/index.js'
-import { startCli } from './helpers/cli.js'
+import { get, startProxy } from './helpers/index.js'
+import { connectionMaker, countingProviders, startClusterCli, workerThatServed } from './helpers/workers.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { startEtcd } from './helpers/registries.js'
 
@@ -37,14 +37,7 @@ const etcd = await startEtcd(t)
 const fleet = { registry: { etcd: { endpoints: [etcd.endpoint], resyncInterval: '500ms', connectTimeout: '2s' } }, path: '/vigil/workers-generation', ttl: '2s' }
 
 /** Every request a provider answered, by its name. */
-const served = new Map<string, number>()
-const named = async (name: string): Promise<string> => {
-  const { address } = await httpServer(t, (_req, res) => {
-    served.set(name, (served.get(name) ?? 0) + 1)
-    res.writeHead(200).end(name)
-  })
-  return address
-}
+const { served, named } = countingProviders(t)
 const [before, after] = await Promise.all([named('before'), named('after')])
 
 // A loopback port held by a plain TCP server: a listener no worker can bind while it is open.
@@ -67,35 +60,17 @@ const config = (server: string, listeners: Config['listeners'] = []): Config => 
 const file = join(tempDir(t), 'vigil.json')
 writeConfig(file, config(before))
 
-const cli = startCli(t, ['start', '-c', file])
-await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
-const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string; workers: number[] }
-const url = `http://${started.listeners[0] as string}`
-const admin = `http://${started.admin}`
-const primary = cli.child.pid as number
+const { cli, listeners, admin, primary } = await startClusterCli(t, file)
+const url = `http://${listeners[0] as string}`
 const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
-const agents: Agent[] = []
-const agent = (): Agent => {
-  const a = new Agent({ connections: 1, keepAliveTimeout: 60_000 })
-  agents.push(a)
-  return a
-}
-t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
+const agent = connectionMaker(t)
 
 /** Keep-alive connections until each worker holds one (the cluster hands new connections to its workers in turn). */
 async function onEveryWorker(): Promise<Agent[]> {
   const byPid = new Map<number, Agent>()
   await until(async () => {
     const a = agent()
-    const counts = new Map((await status()).workers.workers.map((w) => [w.pid, w.requests]))
-    await get(url, { dispatcher: a })
-    let pid = 0
-    await until(async () => {
-      const w = (await status()).workers.workers.find((x) => x.requests > (counts.get(x.pid) ?? 0))
-      pid = w?.pid ?? 0
-      return w !== undefined
-    }, 'the request to be reported')
-    byPid.set(pid, a)
+    byPid.set(await workerThatServed(status, () => get(url, { dispatcher: a })), a)
     return byPid.size === 2
   }, 'a connection on each worker')
   return [...byPid.values()]

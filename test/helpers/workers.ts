@@ -1,7 +1,13 @@
-// Telling a cluster's workers apart from outside: the status page counts each worker's requests. And the stall
-// tests' cluster: two workers in front of one round-robin group.
+// Telling a cluster's workers apart from outside: the status page counts each worker's requests. The stall
+// tests' cluster: two workers in front of one round-robin group. Starting a cluster with the real CLI, and
+// providers that count what they answered.
+import { Agent } from 'undici'
 import type { Config, Upstream } from '../../src/config/schema.js'
 import { until } from './config-file.js'
+import { startCli, type CliProcess } from './cli.js'
+import { httpServer } from './index.js'
+
+type Tap = Parameters<typeof startCli>[0]
 
 /** `workers: 2`, one listener on port 0 for group `api`: round robin over `servers`, with the group settings given. */
 export function twoWorkersOver(servers: readonly string[], group: Omit<Upstream, 'servers'>): Config {
@@ -30,4 +36,52 @@ export async function workerThatServed(status: () => Promise<WorkerRows>, send: 
     return w !== undefined
   }, what)
   return pid
+}
+
+/** A cluster started by the real CLI (`start -c file`), as its 'vigil started' line tells it. */
+export interface StartedCluster {
+  cli: CliProcess
+  /** The listeners' bound addresses, and the admin base URL. */
+  listeners: string[]
+  admin: string
+  /** The primary's pid, and its workers'. */
+  primary: number
+  workers: number[]
+}
+
+/** Start the CLI on a cluster config `file` and wait until it says it started; a failed start names its last lines. */
+export async function startClusterCli(t: Tap, file: string): Promise<StartedCluster> {
+  const cli = startCli(t, ['start', '-c', file])
+  await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start').catch((err: Error) => {
+    throw new Error(`${err.message}; its last lines: ${JSON.stringify(cli.lines.slice(-5))}`)
+  })
+  const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string; workers: number[] }
+  return { cli, listeners: started.listeners, admin: `http://${started.admin}`, primary: cli.child.pid as number, workers: started.workers }
+}
+
+/** Loopback providers that answer 200 with their name, and count every request they answered in `served`. */
+export function countingProviders(t: Tap): { served: Map<string, number>; named: (name: string) => Promise<string> } {
+  const served = new Map<string, number>()
+  const named = async (name: string): Promise<string> => {
+    const { address } = await httpServer(t, (_req, res) => {
+      served.set(name, (served.get(name) ?? 0) + 1)
+      res.writeHead(200).end(name)
+    })
+    return address
+  }
+  return { served, named }
+}
+
+/**
+ * A maker of clients of one keep-alive connection each (a connection stays on the worker the cluster handed it
+ * to), all destroyed at teardown.
+ */
+export function connectionMaker(t: Tap): () => Agent {
+  const agents: Agent[] = []
+  t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
+  return () => {
+    const a = new Agent({ connections: 1, keepAliveTimeout: 60_000 })
+    agents.push(a)
+    return a
+  }
 }
