@@ -1,9 +1,9 @@
 // `workers: 2` and generations the workers cannot apply: the real CLI forks a primary and two workers, real
 // providers on loopback, a real etcd for the fleet the cluster registers in (its group's subset is placed by the
 // fleet). A reload adds a listener on a port the test holds, so no worker can bind it, and moves the group to
-// another server; then another vigil joins the fleet, which is one more generation the workers cannot apply.
-// Until the port frees up, every worker serves the generation before, all of it: its listeners, its server
-// list, its subset. Each failure is said once per worker and generation, however often it is tried again. A
+// another server (and sets the log level); then another vigil joins the fleet, which is one more generation the
+// workers cannot apply. Until the port frees up, every worker serves the generation before, all of it: its
+// listeners, its server list, its subset, its log level. Each failure is said once per worker and generation, however often it is tried again. A
 // worker killed meanwhile is replaced by processes that cannot start (the generation they get holds the port):
 // the first failures are said, then once that it keeps failing, and the status page shows the slot. Then every
 // worker applies the current generation, and the new server alone serves.
@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { createServer, type Server } from 'node:net'
 import { Agent } from 'undici'
 import type { Config } from '../src/config/schema.js'
-import { get, startProxy } from './helpers/index.js'
+import { closedPort, get, startProxy } from './helpers/index.js'
 import { connectionMaker, countingProviders, startClusterCli, workerThatServed } from './helpers/workers.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { startEtcd } from './helpers/registries.js'
@@ -49,12 +49,24 @@ t.teardown(release)
 
 /** One group of one server, its subset placed by the fleet (every consumer of a one-server group uses it). */
 const api = (server: string): Config['upstreams'][string] => ({ servers: [{ address: server }], subset: { size: 1 }, retry: { tries: 1 } })
-const config = (server: string, listeners: Config['listeners'] = []): Config => ({
+// Nothing listens there: each request to /gone fails to connect, and the worker that sent it says so (a warn line).
+const gone = `127.0.0.1:${await closedPort()}`
+const config = (server: string, listeners: Config['listeners'] = [], level: 'info' | 'error' = 'info'): Config => ({
   workers: 2,
-  listeners: [{ address: '127.0.0.1:0', upstream: 'api' }, ...listeners],
+  listeners: [
+    {
+      address: '127.0.0.1:0',
+      routes: [
+        { pathPrefix: '/gone', upstream: 'gone' },
+        { pathPrefix: '/', upstream: 'api' },
+      ],
+    },
+    ...listeners,
+  ],
   admin: { address: '127.0.0.1:0' },
+  log: { level },
   reload: { watch: false },
-  upstreams: { api: api(server) },
+  upstreams: { api: api(server), gone: { servers: [{ address: gone }], retry: { tries: 1 } } },
   fleet: { ...fleet, id: 'cluster' },
 })
 const file = join(tempDir(t), 'vigil.json')
@@ -107,12 +119,18 @@ t.test('the cluster registers in its fleet, alone: both workers send to the one 
 })
 
 t.test('a reload no worker can apply (a port held) that moves the group: every worker keeps the generation before, whole', async (t) => {
-  writeConfig(file, config(after, [{ address: held, upstream: 'api' }]))
+  // It sets the log level too: the primary takes it, a worker that cannot apply the generation does not.
+  writeConfig(file, config(after, [{ address: held, upstream: 'api' }], 'error'))
   process.kill(primary, 'SIGHUP')
   await until(() => couldNotApply(first + 1).length === 2, 'both workers to fail to bind the new listener')
   t.equal((await status()).servers.generation, first + 1, 'the primary applied it (it binds no listener)')
   t.same([...(await bodies(connections))], ['before'], "every worker sends to the generation before's server")
   t.equal(served.get('after') ?? 0, 0, 'none to the server of the generation not applied')
+  const pids = await workerPids()
+  const refused = (pid: number): number => cli.lines.filter((l) => l['pid'] === pid && l['msg'] === 'upstream request failed' && l['peer'] === gone).length
+  for (const a of connections) t.equal((await get(`${url}/gone`, { dispatcher: a }).then((r) => r.status)), 502)
+  await until(() => pids.every((pid) => refused(pid) === 1), "each worker's warning, at the level of the generation it serves", 10_000)
+  t.same(pids.map(refused), [1, 1], 'each worker logs at info still')
 })
 
 t.test('another vigil joins the fleet (one more generation no worker can apply): still the generation before, whole', async (t) => {

@@ -148,8 +148,12 @@ export class Cluster {
       },
       () => [...this.members.values()].filter((m) => m.serving).sort((a, b) => a.slot - b.slot).map((m) => m.worker.id),
     )
-    // PUT /log (or a reload) sets the primary's level: every worker takes it, as one process would.
-    vigil.log.on('level-change', (level: string) => this.broadcast({ t: 'level', level }))
+    // PUT /log sets the primary's level: every worker takes it, as one process would. A reload's level (set by its
+    // swap, right after the commit) goes down with its generation instead, in the config sent next: a worker that
+    // cannot apply that generation keeps the level of the one it serves.
+    vigil.log.on('level-change', (level: string) => {
+      if (!this.configDue) this.broadcast({ t: 'level', level })
+    })
     vigil.metrics.workers = () => this.workerMetrics()
     vigil.workers = () => this.status()
     vigil.updates.subscribe({
