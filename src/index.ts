@@ -65,6 +65,11 @@ export interface StartOptions {
   consumer?: () => ConsumerView | undefined
   /** A cluster worker: each group's servers as its primary built them (the worker runs no discovery of its own). */
   servers?: () => BuiltServers
+  /**
+   * A cluster worker: rejects, as a failed listen() would, when its primary found a fixed listener port held by
+   * another process (src/workers/ports.ts); the worker then does not try it.
+   */
+  portFree?: (address: string) => Promise<void>
 }
 
 export class Vigil {
@@ -92,6 +97,7 @@ export class Vigil {
   private passive: PassiveHealthLink = passiveLink
   /** See StartOptions.cluster. */
   readonly cluster: 'primary' | 'worker' | undefined
+  private readonly portFree: StartOptions['portFree']
   /** A cluster's primary: its workers (generation, state version), for the status page (src/workers/primary.ts). */
   workers: (() => WorkersStatus) | undefined = undefined
   private current: Config
@@ -116,6 +122,7 @@ export class Vigil {
     // An object is checked exactly as a file is: a typo is an error, not a silently ignored key.
     this.current = config = validateConfig(config)
     this.cluster = options.cluster
+    this.portFree = options.portFree
     const worker = options.cluster === 'worker'
     // The workers hold the requests: they judge stalls, the primary decides on what they report.
     if (options.cluster === 'primary') leaveStallJudgementToWorkers()
@@ -202,6 +209,7 @@ export class Vigil {
           this.access.configure(next.log?.access).catch((err: Error) => this.log.error({ err: err.message }, 'access log not changed: cannot open the new file'))
         },
         grace: () => this.grace(),
+        saysRejections: !worker,
       },
       options.configFile,
       this.updates,
@@ -263,10 +271,11 @@ export class Vigil {
   }
 
   /** A cluster's primary binds nothing (the cluster module binds for its workers): the address is the configured one. */
-  private bind(l: ProxyListener): Promise<AddressInfo> {
-    if (this.cluster !== 'primary') return l.listen()
+  private async bind(l: ProxyListener): Promise<AddressInfo> {
     const { host, port } = listenTarget(l.config.address)
-    return Promise.resolve({ address: host ?? '::', port, family: host?.includes(':') === false ? 'IPv4' : 'IPv6' })
+    if (this.cluster === 'primary') return { address: host ?? '::', port, family: host?.includes(':') === false ? 'IPv4' : 'IPv6' }
+    if (port !== 0) await this.portFree?.(l.config.address)
+    return l.listen()
   }
 
   private grace(): number {

@@ -11,9 +11,8 @@ import { createServer as createH2Server } from 'node:http2'
 import { Agent } from 'undici'
 import type { Config } from '../src/config/schema.js'
 import { get, httpServer } from './helpers/index.js'
-import { startCli } from './helpers/cli.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
-import { workerThatServed } from './helpers/workers.js'
+import { connectionMaker, startClusterCli, workerThatServed } from './helpers/workers.js'
 
 interface WorkerRow {
   worker: number
@@ -102,12 +101,9 @@ const config = (extra: Partial<Config> = {}, api: string[] = [bad1, bad2, bad3])
 })
 writeConfig(file, config())
 
-const cli = startCli(t, ['start', '-c', file])
-await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
-const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[]; admin: string; workers: number[] }
+const started = await startClusterCli(t, file)
+const { cli, admin, primary } = started
 const url = `http://${started.listeners[0] as string}`
-const admin = `http://${started.admin}`
-const primary = cli.child.pid as number
 const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
 /** Every worker applied the primary's current state version. */
 const converged = async (): Promise<boolean> => {
@@ -119,13 +115,7 @@ const request = async (path: string, agent: Agent): Promise<{ status: number; bo
   sent++
   return get(`${url}${path}`, { dispatcher: agent })
 }
-const agents: Agent[] = []
-const agent = (): Agent => {
-  const a = new Agent({ connections: 1, keepAliveTimeout: 60_000 })
-  agents.push(a)
-  return a
-}
-t.teardown(() => Promise.all(agents.map((a) => a.destroy())))
+const agent = connectionMaker(t)
 
 /** A keep-alive connection on the worker with pid `other` (or on any worker); returns it and its worker's pid. */
 async function connectionOn(notPid?: number): Promise<{ agent: Agent; pid: number }> {

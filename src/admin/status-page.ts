@@ -294,9 +294,9 @@ ${workersTable(page.workers)}
 /** One row per worker: the generation and state version it serves (a worker behind the primary is marked down). */
 function workersTable(w: WorkersStatus | undefined): string {
   if (w === undefined) return ''
-  const head = ['worker', 'pid', 'generation', 'state version', 'serving', 'restarts', 'last report ms ago']
+  const head = ['worker', 'pid', 'generation', 'state version', 'serving', 'restarts', 'failed starts', 'last start error', 'last report ms ago']
   const rows = w.workers.map((x) => {
-    const cells = [x.worker, x.pid ?? '', x.generation, x.version, x.serving, x.restarts, x.silentMs]
+    const cells = [x.worker, x.pid ?? '', x.generation, x.version, x.serving, x.restarts, x.failedStarts, x.startError ?? '', x.silentMs ?? '']
     return `<tr class="${x.serving && x.generation === w.generation ? 'up' : 'down'}">${cells.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`
   })
   const p = w.propagation

@@ -72,6 +72,11 @@ export interface ReloadTarget {
   swap(config: Config, listeners: ProxyListener[]): void
   /** How long removed listeners and peers may finish their requests. */
   grace(): number
+  /**
+   * False in a cluster worker: its primary says a generation the worker could not apply, once per generation and
+   * worker, while it sends it again every few seconds; the worker's own line for each try is a debug line.
+   */
+  readonly saysRejections: boolean
 }
 
 export class Reloader {
@@ -305,7 +310,9 @@ export class Reloader {
     this.reloads++
     const issues = err instanceof ConfigError ? err.issues : undefined
     this.last = { ok: false, source, at: new Date().toISOString(), generation: this.target.membership.generation, error: err.message, issues }
-    this.target.log.error({ source, file: this.file, issues, err: issues === undefined ? err.message : undefined }, 'config reload rejected; the running config stays')
+    const line = { source, file: this.file, issues, err: issues === undefined ? err.message : undefined }
+    if (this.target.saysRejections) this.target.log.error(line, 'config reload rejected; the running config stays')
+    else this.target.log.debug(line, 'config reload rejected; the running config stays')
     return this.last
   }
 

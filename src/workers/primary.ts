@@ -17,13 +17,15 @@ import { failureOf, type Failure } from '../health/outcome.js'
 import type { RegistryJson } from '../admin/metrics.js'
 import { StateStream, type Propagation } from './state-stream.js'
 import { ClusterTraffic } from './traffic.js'
+import { PortCheck } from './ports.js'
 import { isMessage, SNAPSHOT_INTERVAL, TRIAL_GRANT, UNRESPONSIVE_AFTER, type Generation, type Outcomes, type ReportedFailure, type ToPrimary, type ToWorker } from './protocol.js'
 
 /** How long a metrics scrape waits for a worker's answer before leaving it out. */
 const METRICS_TIMEOUT = 2_000
-/** Replacements of a worker that keeps exiting wait this long (ms). */
+/** Replacements of a worker that keeps exiting wait this long (ms): RESPAWN_DELAY, then after QUICK_RESPAWNS restarts RESPAWN_BACKOFF. */
 const RESPAWN_DELAY = 100
 const RESPAWN_BACKOFF = 2_000
+const QUICK_RESPAWNS = 5
 
 /** One worker as the status page shows it. */
 export interface WorkerStatus {
@@ -37,8 +39,11 @@ export interface WorkerStatus {
   requests: number
   /** Times this worker slot was started again (after an exit or when it stopped answering). */
   restarts: number
-  /** ms since its last report. */
-  silentMs: number
+  /** Starts in a row that failed since this slot last served, and the last one's reason (while it keeps failing). */
+  failedStarts: number
+  startError: string | undefined
+  /** ms since its last report; undefined while no process holds the slot (a replacement is due). */
+  silentMs: number | undefined
 }
 
 export interface WorkersStatus {
@@ -59,6 +64,19 @@ interface Member {
   listeners: string[]
   /** The generation it last failed to apply (it serves the one before and is sent the current one again); 0 none. */
   failed: number
+  /** It said it serves: an exit before that is a start that failed. */
+  served: boolean
+  /** Why its start failed, as it said (it exits next). */
+  startError: string | undefined
+}
+
+/** One worker slot across the processes that held it: what the status page and the respawn backoff count. */
+interface Slot {
+  restarts: number
+  failedStarts: number
+  /** The reason of the last failed start, and the one said last (a loop is said once per reason). */
+  startError: string | undefined
+  said: string | undefined
 }
 
 /** `workers` as a number of processes: "auto" is one per core; undefined runs one process. */
@@ -95,7 +113,8 @@ export class Cluster {
   private readonly members = new Map<number, Member>()
   private readonly stream: StateStream
   private readonly traffic: ClusterTraffic
-  private readonly restarts: number[]
+  private readonly ports = new PortCheck(() => [...this.members.values()].flatMap((m) => m.listeners))
+  private readonly slots: Slot[]
   private readonly timers: NodeJS.Timeout[] = []
   private stopping: Promise<void> | undefined
   private starting: { resolve: () => void; reject: (err: Error) => void } | undefined
@@ -110,7 +129,7 @@ export class Cluster {
     readonly count: number,
   ) {
     this.log = vigil.log
-    this.restarts = new Array<number>(count).fill(0)
+    this.slots = Array.from({ length: count }, () => ({ restarts: 0, failedStarts: 0, startError: undefined, said: undefined }))
     const upstreams = (): ReturnType<() => Vigil['upstreams']> => vigil.upstreams
     this.traffic = new ClusterTraffic(upstreams)
     this.propagation = new Histogram({
@@ -129,8 +148,12 @@ export class Cluster {
       },
       () => [...this.members.values()].filter((m) => m.serving).sort((a, b) => a.slot - b.slot).map((m) => m.worker.id),
     )
-    // PUT /log (or a reload) sets the primary's level: every worker takes it, as one process would.
-    vigil.log.on('level-change', (level: string) => this.broadcast({ t: 'level', level }))
+    // PUT /log sets the primary's level: every worker takes it, as one process would. A reload's level (set by its
+    // swap, right after the commit) goes down with its generation instead, in the config sent next: a worker that
+    // cannot apply that generation keeps the level of the one it serves.
+    vigil.log.on('level-change', (level: string) => {
+      if (!this.configDue) this.broadcast({ t: 'level', level })
+    })
     vigil.metrics.workers = () => this.workerMetrics()
     vigil.workers = () => this.status()
     vigil.updates.subscribe({
@@ -193,20 +216,17 @@ export class Cluster {
     return this.stopping
   }
 
+  /** One row per slot: a slot whose worker exited (one that keeps failing to start, say) shows until it is back. */
   status(): WorkersStatus {
     const now = performance.now()
-    const workers = [...this.members.values()]
-      .sort((a, b) => a.slot - b.slot)
-      .map((m) => ({
-        worker: m.slot,
-        pid: m.worker.process.pid,
-        generation: m.generation,
-        version: m.version,
-        serving: m.serving,
-        requests: this.traffic.requestsOf(m.worker.id),
-        restarts: this.restarts[m.slot] ?? 0,
-        silentMs: Math.round(now - m.heard),
-      }))
+    const bySlot = new Map([...this.members.values()].map((m) => [m.slot, m]))
+    const workers = this.slots.map(({ restarts, failedStarts, startError }, slot): WorkerStatus => {
+      const m = bySlot.get(slot)
+      const counts = { restarts, failedStarts, startError }
+      if (m === undefined) return { worker: slot, pid: undefined, generation: 0, version: 0, serving: false, requests: 0, ...counts, silentMs: undefined }
+      const requests = this.traffic.requestsOf(m.worker.id)
+      return { worker: slot, pid: m.worker.process.pid, generation: m.generation, version: m.version, serving: m.serving, requests, ...counts, silentMs: Math.round(now - m.heard) }
+    })
     const s = this.stream
     return { workers, generation: this.vigil.generation, version: s.version, propagation: { measured: s.measured, last: s.last, slowest: s.slowest } }
   }
@@ -223,7 +243,7 @@ export class Cluster {
 
   private fork(slot: number): void {
     const worker = cluster.fork({ VIGIL_WORKER: String(slot) })
-    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0 }
+    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0, served: false, startError: undefined }
     this.members.set(worker.id, m)
     worker.on('message', (msg: unknown) => {
       if (isMessage<ToPrimary>(msg)) this.onMessage(m, msg)
@@ -258,18 +278,21 @@ export class Cluster {
         this.send(m, { t: 'init', snapshot: this.stream.snapshot(), ...workerGeneration(this.vigil, this.lastSource) })
         return
       case 'serving':
-        m.serving = true
+        m.serving = m.served = true
         m.generation = this.vigil.generation
         m.listeners = msg.listeners
         m.version = this.stream.version
         // It got its snapshot before serving; anything decided since then comes as a snapshot too.
         this.send(m, { t: 'snapshot', ...this.stream.snapshot() })
         if (this.starting !== undefined && [...this.members.values()].every((x) => x.serving)) this.starting.resolve()
-        if (this.starting === undefined) this.log.info({ worker: m.slot, pid: m.worker.process.pid }, 'worker serving')
+        if (this.starting === undefined) this.backInService(m)
         return
       case 'failed':
+        // At the cluster's start, vigil does not start; later, its exit is the failed start to count and say.
+        m.startError = msg.error
+        if (this.starting === undefined) return
         this.log.error({ worker: m.slot, err: msg.error }, 'worker could not start')
-        this.starting?.reject(new Error(msg.error))
+        this.starting.reject(new Error(msg.error))
         return
       case 'batch':
         m.generation = msg.generation
@@ -323,6 +346,9 @@ export class Cluster {
       case 'metrics':
         this.metricWaits.get(msg.id)?.(msg.metrics)
         return
+      case 'port':
+        void this.ports.check(msg.address).then((error) => this.send(m, { t: 'port', id: msg.id, error }))
+        return
     }
   }
 
@@ -372,6 +398,7 @@ export class Cluster {
 
   private sendConfig(): void {
     this.configDue = false
+    this.ports.retain(this.vigil.config.listeners.map((l) => l.address))
     this.broadcast(this.configMessage())
   }
 
@@ -385,6 +412,33 @@ export class Cluster {
     const generation = this.vigil.generation
     for (const m of this.members.values()) {
       if (m.serving && m.failed !== 0 && m.generation !== generation) this.send(m, this.configMessage())
+    }
+  }
+
+  /** A replacement serves: a slot that failed to start until now says it is back, and counts afresh. */
+  private backInService(m: Member): void {
+    const slot = this.slots[m.slot] as Slot
+    const failedStarts = slot.failedStarts === 0 ? undefined : slot.failedStarts
+    Object.assign(slot, { failedStarts: 0, startError: undefined, said: undefined })
+    this.log.info({ worker: m.slot, pid: m.worker.process.pid, failedStarts }, 'worker serving')
+  }
+
+  /**
+   * A replacement exited before it served (a listener its generation cannot bind, say): it is started again, as
+   * nginx's master does. Said at each of the first starts that fail in a row; at the QUICK_RESPAWNS-th the slot
+   * retries every RESPAWN_BACKOFF from then on (its restarts are past QUICK_RESPAWNS too), which is said once, and
+   * again only when the reason changes; each try is a debug line.
+   */
+  private startFailed(m: Member, slot: Slot, line: Record<string, unknown>): void {
+    const error = m.startError ?? 'it exited before serving'
+    slot.failedStarts++
+    slot.startError = error
+    const said = { ...line, failedStarts: slot.failedStarts, err: error }
+    if (slot.failedStarts < QUICK_RESPAWNS) this.log.error(said, 'worker could not start; starting a new one')
+    else if (slot.said === error) this.log.debug(said, 'worker could not start; starting a new one')
+    else {
+      slot.said = error
+      this.log.error({ ...said, retryEveryMs: RESPAWN_BACKOFF }, 'worker keeps failing to start; starting a new one every few seconds until one serves')
     }
   }
 
@@ -408,11 +462,14 @@ export class Cluster {
       this.starting.reject(new Error(`worker ${m.slot} exited before serving (${signal ?? `code ${code ?? '?'}`})`))
       return
     }
-    const restarts = ++this.restarts[m.slot]!
-    this.log.warn({ worker: m.slot, pid: m.worker.process.pid, code, signal, restarts }, 'worker exited; starting a new one')
+    const slot = this.slots[m.slot] as Slot
+    const restarts = ++slot.restarts
+    const line = { worker: m.slot, pid: m.worker.process.pid, code, signal, restarts }
+    if (m.served) this.log.warn(line, 'worker exited; starting a new one')
+    else this.startFailed(m, slot, line)
     const t = setTimeout(() => {
       if (this.stopping === undefined) this.fork(m.slot)
-    }, restarts > 5 ? RESPAWN_BACKOFF : RESPAWN_DELAY)
+    }, restarts > QUICK_RESPAWNS ? RESPAWN_BACKOFF : RESPAWN_DELAY)
     t.unref()
   }
 

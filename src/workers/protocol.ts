@@ -110,6 +110,8 @@ export type ToWorker =
   | { t: 'reopen' }
   /** The primary's log level changed (PUT /log, a reload). */
   | { t: 'level'; level: string }
+  /** The answer to a 'port' question: undefined, listen; else the errno code of the primary's try (ports.ts). */
+  | { t: 'port'; id: number; error: string | undefined }
 
 export interface Delta {
   version: number
@@ -146,6 +148,8 @@ export type ToPrimary =
   | { t: 'resync' }
   | { t: 'generation'; generation: number; ok: boolean; error: string | undefined; listeners: string[] }
   | { t: 'metrics'; id: number; metrics: RegistryJson }
+  /** May this worker listen on this fixed-port config address? (src/workers/ports.ts) */
+  | { t: 'port'; id: number; address: string }
 
 export function isMessage<T extends { t: string }>(m: unknown): m is T {
   return typeof m === 'object' && m !== null && typeof (m as { t?: unknown }).t === 'string'

@@ -12,7 +12,7 @@ import type { BuiltServers } from '../upstream/membership.js'
 import { causeText, StartError } from '../start-error.js'
 import { OutcomeReporter } from './outcomes.js'
 import { Replica } from './replica.js'
-import { isMessage, wallNow, type Snapshot, type ToPrimary, type ToWorker } from './protocol.js'
+import { isMessage, wallNow, type Generation, type Snapshot, type ToPrimary, type ToWorker } from './protocol.js'
 
 function send(m: ToPrimary): void {
   if (process.connected) process.send?.(m)
@@ -20,16 +20,48 @@ function send(m: ToPrimary): void {
 
 const addresses = (v: Vigil): string[] => v.listenerAddresses.map((a) => `${a.address}:${a.port}`)
 
+/** Answers to this worker's questions about fixed listener ports (src/workers/ports.ts), by id. */
+const portAnswers = new Map<number, (error: string | undefined) => void>()
+let portQuestions = 0
+
+/** Resolves when the primary found `address` free (or the cluster's own); rejects with its errno, as listen() would. */
+function portFree(address: string): Promise<void> {
+  const id = ++portQuestions
+  return new Promise((resolve, reject) => {
+    portAnswers.set(id, (error) => {
+      portAnswers.delete(id)
+      if (error === undefined) return resolve()
+      reject(Object.assign(new Error(`listen ${error}: ${address} (tried by the primary)`), { code: error, syscall: 'listen' }))
+    })
+    send({ t: 'port', id, address })
+  })
+}
+
+/** What a worker takes from one of its primary's generations beside the config (src/workers/protocol.ts). */
+interface Held {
+  generation: number
+  /** Each group's servers as the primary's membership built them. */
+  servers: BuiltServers
+  /** The primary's place in its fleet: what the fleet-placed subsets are computed from. */
+  consumer: ConsumerView | undefined
+}
+
+const hold = (g: Generation): Held => ({ generation: g.generation, servers: new Map(g.servers), consumer: g.consumer })
+
 /** Runs until the worker stopped; resolves to its exit code. */
 export function runWorker(): Promise<number> {
   return new Promise((resolve) => {
     let vigil: Vigil | undefined
     let replica: Replica | undefined
-    let generation = 0
-    /** The primary's place in its fleet: what the fleet-placed subsets of this worker are computed from. */
-    let consumer: ConsumerView | undefined
-    /** Each group's servers as the primary built them for the generation this worker applies. */
-    let servers: BuiltServers = new Map()
+    /**
+     * The generation this worker serves: the last it applied, whole (its config is the live one). A generation it
+     * applies is `applying` only while its own prepare and commit run in the update queue, the only readers of its
+     * servers and consumer view: one that fails leaves nothing of itself behind, and the worker serves the one
+     * before, all of it, until the primary's next send of it applies.
+     */
+    let serving: Held = { generation: 0, servers: new Map(), consumer: undefined }
+    let applying: Held | undefined
+    const held = (): Held => applying ?? serving
     let reporter: OutcomeReporter | undefined
     let stopping = false
     const stop = (grace?: number): void => {
@@ -53,24 +85,25 @@ export function runWorker(): Promise<number> {
       const received = wallNow()
       switch (m.t) {
         case 'init':
-          consumer = m.consumer
-          servers = new Map(m.servers)
-          void start(m.config, m.generation, m.snapshot)
+          serving = hold(m)
+          void start(m.config, m.snapshot)
           return
-        case 'config':
+        case 'config': {
           if (vigil === undefined) return
-          const moved = m.consumer?.ids.join('\n') !== consumer?.ids.join('\n')
-          consumer = m.consumer
           const v = vigil
-          // The servers go with the config they were built for: in the queue, right before it.
-          void v.reloader.enqueue(() => (servers = new Map(m.servers)))
-          void v.reloader.replace(m.config, m.source).then(async (r) => {
-            // A consumer joined or left the fleet: the same recomputation as on the primary.
-            if (moved) await v.reloader.enqueue(() => v.membership.consumersChanged())
-            if (r.ok) generation = m.generation
-            send({ t: 'generation', generation: m.generation, ok: r.ok, error: r.error, listeners: vigil === undefined ? [] : addresses(vigil) })
+          const next = hold(m)
+          // Three steps of the one queue, so no other generation's prepare runs in between. The commit places the
+          // fleet's subsets with `next`'s consumer view, as the primary did (a consumer joined or left).
+          void v.reloader.enqueue(() => (applying = next))
+          const applied = v.reloader.replace(m.config, m.source)
+          void v.reloader.enqueue(async () => {
+            const r = await applied
+            applying = undefined
+            if (r.ok) serving = next
+            send({ t: 'generation', generation: m.generation, ok: r.ok, error: r.error, listeners: addresses(v) })
           })
           return
+        }
         case 'state':
           if (replica === undefined) return
           if (replica.change(m)) send({ t: 'ack', version: m.version, received, at: wallNow() })
@@ -96,17 +129,19 @@ export function runWorker(): Promise<number> {
         case 'level':
           if (vigil !== undefined) vigil.log.level = m.level
           return
+        case 'port':
+          portAnswers.get(m.id)?.(m.error)
+          return
       }
     })
 
-    async function start(config: Config, gen: number, snapshot: Snapshot): Promise<void> {
+    async function start(config: Config, snapshot: Snapshot): Promise<void> {
       if (vigil !== undefined) return
       try {
-        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => consumer, servers: () => servers }))
+        const v = (vigil = new Vigil(config, { cluster: 'worker', consumer: () => held().consumer, servers: () => held().servers, portFree }))
         const r = (replica = new Replica(() => v.upstreams, cluster.worker?.id ?? 0))
-        generation = gen
         r.snapshot(snapshot)
-        const out = (reporter = new OutcomeReporter(() => v.upstreams, send, () => ({ generation, version: r.version })))
+        const out = (reporter = new OutcomeReporter(() => v.upstreams, send, () => ({ generation: serving.generation, version: r.version })))
         reportOutcomesTo(out)
         // Stall trials go from worker 0 alone: one at a time for the proxy, as in one process.
         if (process.env['VIGIL_WORKER'] !== '0') leaveStallTrialsToAnotherProcess()
