@@ -108,7 +108,7 @@ export type ToWorker =
   | { t: 'metrics'; id: number }
   | { t: 'stop'; grace: number }
   | { t: 'reopen' }
-  /** The primary's log level changed (PUT /log, a reload). */
+  /** The primary's log level changed by PUT /log (a reload's level goes down in its config message). */
   | { t: 'level'; level: string }
   /** The answer to a 'port' question: undefined, listen; else the errno code of the primary's try (ports.ts). */
   | { t: 'port'; id: number; error: string | undefined }
