@@ -43,11 +43,25 @@ export class PortCheck {
     const { host, port } = listenTarget(address)
     const err = await tryListen(host, port)
     // In use by a worker of this cluster (one that still serves a generation with this listener): its own.
-    const own = err?.code === 'EADDRINUSE' && [...this.held()].some((a) => a.endsWith(`:${port}`))
+    const own = err?.code === 'EADDRINUSE' && [...this.held()].some((bound) => takes(bound, host, port))
     if (err !== undefined && !own) return err.code ?? err.message
     this.ours.add(key)
     return undefined
   }
+}
+
+const WILDCARDS = new Set(['::', '0.0.0.0'])
+
+/**
+ * Whether a socket bound at `bound` (as a worker reports it: "127.0.0.1:8080", ":::8080") is what keeps `host:port`
+ * from a new listen: the same port, and the same host or a wildcard on either side. The same port on another
+ * address (127.0.0.2 beside 127.0.0.1) is someone else's.
+ */
+function takes(bound: string, host: string | undefined, port: number): boolean {
+  const at = bound.lastIndexOf(':')
+  if (Number(bound.slice(at + 1)) !== port) return false
+  const boundHost = bound.slice(0, at)
+  return host === undefined || WILDCARDS.has(host) || WILDCARDS.has(boundHost) || boundHost === host
 }
 
 function tryListen(host: string | undefined, port: number): Promise<NodeJS.ErrnoException | undefined> {
