@@ -6,17 +6,30 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer as createTcpServer, type Socket } from 'node:net'
 import { createServer as createTlsServer } from 'node:https'
+import { createServer as createH2cServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { closedPort, httpServer } from './helpers/index.js'
+import { until } from './helpers/wait.js'
 import { resolveCheck } from '../src/health/check-spec.js'
-import { createProbe, type ProbeResult } from '../src/health/probes/index.js'
+import type { UpstreamProtocol } from '../src/upstream/peer.js'
+import { createProbe, type Probe, type ProbeResult } from '../src/health/probes/index.js'
 import type { Active } from '../src/config/schema.js'
 
 type Tap = { teardown(fn: () => unknown): void }
 
 async function probe(t: Tap, active: Active, port: number, host = '127.0.0.1', timeout = 2_000): Promise<ProbeResult> {
-  const p = createProbe(resolveCheck(active, undefined), host, port)
+  return checkWith(prober(t, active, port, host), timeout)
+}
+
+/** One probe, for several checks in a row (as the checker runs them). */
+function prober(t: Tap, active: Active, port: number, host = '127.0.0.1', protocol: UpstreamProtocol = 'http1'): Probe {
+  const p = createProbe(resolveCheck(active, undefined, protocol), host, port)
   t.teardown(() => p.close())
+  return p
+}
+
+/** One check, aborted after `timeout` as the checker does. */
+async function checkWith(p: Probe, timeout = 2_000): Promise<ProbeResult> {
   const controller = new AbortController()
   const timer = setTimeout(() => controller.abort(), timeout)
   const r = await p.check(controller.signal)
@@ -48,6 +61,161 @@ t.test('http: a server that never answers times out when the checker aborts', as
     // never answers
   })
   t.same(await probe(t, { type: 'http' }, up.port, '127.0.0.1', 200), { ok: false, reason: 'timeout' })
+})
+
+t.test('http: one keep-alive connection serves check after check, whatever the check reads of the body', async (t) => {
+  const sockets = new Set<Socket>()
+  const up = await httpServer(t, (req, res) => {
+    sockets.add(req.socket)
+    const big = req.url?.startsWith('/big') === true
+    res.writeHead(req.url === '/fail' ? 503 : 200, { 'content-type': 'text/plain' })
+    // 100 KiB: over the 64 KiB that are matched, under the most that is drained for reuse.
+    res.end(big ? 'a'.repeat(100 * 1024) : 'ok')
+  })
+  // (Not HEAD: undici closes a connection after a HEAD, for servers that send a body anyway.)
+  const cases: [Active, ProbeResult][] = [
+    [{ type: 'http' }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { path: '/fail' } }, { ok: false, reason: 'status_503' }],
+    [{ type: 'http', http: { path: '/fail', expectBody: 'ok' } }, { ok: false, reason: 'status_503' }],
+    [{ type: 'http', http: { path: '/big' } }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { path: '/big', expectBody: '^a+$' } }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { path: '/big', expectBody: 'b' } }, { ok: false, reason: 'body_mismatch', detail: 'a'.repeat(80) }],
+  ]
+  for (const [active, expected] of cases) {
+    sockets.clear()
+    const p = prober(t, active, up.port)
+    const results = [await checkWith(p), await checkWith(p), await checkWith(p)]
+    t.same(results, [expected, expected, expected], JSON.stringify(active.http ?? {}))
+    t.equal(sockets.size, 1, `${JSON.stringify(active.http ?? {})}: three checks on one connection`)
+  }
+})
+
+t.test('http: a body split inside a UTF-8 character is matched (and shown) whole', async (t) => {
+  const up = await httpServer(t, (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' })
+    const body = Buffer.from(req.url === '/long' ? '€'.repeat(100) : 'état: prêt ✓')
+    if (req.url === '/later') {
+      // The rest of "ê" a moment later, so it is read apart (request()'s body stream, whose setEncoding has no
+      // decoder, turned each half into U+FFFD).
+      res.write(body.subarray(0, 10))
+      setTimeout(() => res.end(body.subarray(10)), 20)
+      return
+    }
+    // One byte per chunk: every multi-byte character arrives in pieces.
+    for (const byte of body) res.write(Buffer.from([byte]))
+    res.end()
+  })
+  t.same(await probe(t, { type: 'http', http: { expectBody: '^état: prêt ✓$' } }, up.port), { ok: true, reason: 'ok' })
+  t.same(await probe(t, { type: 'http', http: { expectBody: 'ready' } }, up.port), { ok: false, reason: 'body_mismatch', detail: 'état: prêt ✓' })
+  t.same(await probe(t, { type: 'http', http: { path: '/later', expectBody: '^état: prêt ✓$' } }, up.port), { ok: true, reason: 'ok' }, 'read apart')
+  t.same(await probe(t, { type: 'http', http: { path: '/long', expectBody: '^€{100}$' } }, up.port), { ok: true, reason: 'ok' })
+  t.same(await probe(t, { type: 'http', http: { path: '/long', expectBody: 'x' } }, up.port), { ok: false, reason: 'body_mismatch', detail: '€'.repeat(80) }, 'the first 80 characters')
+})
+
+t.test('http: an endless body ends the check past a bound (the answer is in by then) and closes its connection', async (t) => {
+  const sockets = new Set<Socket>()
+  const up = await httpServer(t, (req, res) => {
+    sockets.add(req.socket)
+    res.writeHead(req.url === '/fail' ? 503 : 200, { 'content-type': 'text/plain' })
+    const chunk = Buffer.alloc(16 * 1024, 'a')
+    const pump = (): void => {
+      while (!res.destroyed && res.write(chunk));
+      if (!res.destroyed) res.once('drain', pump)
+    }
+    pump()
+  })
+  const cases: [Active, ProbeResult][] = [
+    [{ type: 'http' }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { path: '/fail' } }, { ok: false, reason: 'status_503' }],
+    [{ type: 'http', http: { expectBody: '^a+$' } }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { expectBody: 'b' } }, { ok: false, reason: 'body_mismatch', detail: 'a'.repeat(80) }],
+  ]
+  for (const [active, expected] of cases) {
+    sockets.clear()
+    const p = prober(t, active, up.port)
+    // A timeout far beyond the test's needs: an endless body that held the check would end as 'timeout'.
+    t.same([await checkWith(p, 30_000), await checkWith(p, 30_000)], [expected, expected], JSON.stringify(active.http ?? {}))
+    t.equal(sockets.size, 2, `${JSON.stringify(active.http ?? {})}: the endless response's connection is not reused`)
+  }
+})
+
+t.test('http: a body that stalls: the timeout ends the check; a status already in stands, a body to match times out', async (t) => {
+  const sockets = new Set<Socket>()
+  const up = await httpServer(t, (req, res) => {
+    sockets.add(req.socket)
+    res.writeHead(req.url === '/fail' ? 503 : 200, { 'content-type': 'text/plain' })
+    res.write('ready, and then nothing')
+  })
+  const stalled = async (active: Active): Promise<[ProbeResult, ProbeResult, number]> => {
+    sockets.clear()
+    const p = prober(t, active, up.port)
+    return [await checkWith(p, 300), await checkWith(p, 300), sockets.size]
+  }
+  // As under request() + dump(): the status decided; the unread rest only costs the connection.
+  t.same(await stalled({ type: 'http' }), [{ ok: true, reason: 'ok' }, { ok: true, reason: 'ok' }, 2])
+  t.same(await stalled({ type: 'http', http: { path: '/fail' } }), [{ ok: false, reason: 'status_503' }, { ok: false, reason: 'status_503' }, 2])
+  t.same(await stalled({ type: 'http', http: { expectBody: 'ready' } }), [{ ok: false, reason: 'timeout' }, { ok: false, reason: 'timeout' }, 2])
+})
+
+t.test('http: a check that ends before undici gives its request a connection settles at once, and is never sent', async (t) => {
+  let requests = 0
+  let answer = false
+  const up = await httpServer(t, (_req, res) => {
+    requests++
+    if (answer) res.end('ok')
+  })
+  const p = prober(t, { type: 'http' }, up.port)
+  const first = new AbortController()
+  const held = p.check(first.signal)
+  await until(() => requests === 1, 'the first check at the server')
+  // One connection, one request at a time: the second waits in the client's queue behind the first.
+  const second = new AbortController()
+  const queued = p.check(second.signal)
+  second.abort()
+  // If the queued check waited for the first (as under request()), the first would win at its own timeout.
+  const timer = setTimeout(() => first.abort(), 10_000)
+  t.equal(await Promise.race([held.then(() => 'first'), queued.then(() => 'second')]), 'second', 'the queued check settled while the first still waits')
+  t.same(await queued, { ok: false, reason: 'timeout' })
+  clearTimeout(timer)
+  first.abort()
+  t.same(await held, { ok: false, reason: 'timeout' })
+  answer = true
+  t.same(await checkWith(p), { ok: true, reason: 'ok' })
+  const aborted = new AbortController()
+  aborted.abort()
+  t.same(await p.check(aborted.signal), { ok: false, reason: 'timeout' }, 'a signal already aborted')
+  t.same(await checkWith(p), { ok: true, reason: 'ok' })
+  t.equal(requests, 3, 'the server saw the first check and the two that passed, never an aborted one')
+})
+
+t.test('http over h2c: status, a body to match, one session for check after check', async (t) => {
+  let sessions = 0
+  const server = createH2cServer()
+  server.on('session', () => sessions++)
+  server.on('stream', (stream, headers) => {
+    const path = headers[':path']
+    stream.respond({ ':status': path === '/fail' ? 503 : 200, 'content-type': 'text/plain; charset=utf-8' })
+    // Split inside a character, in two DATA frames.
+    const body = Buffer.from('prêt ✓')
+    stream.write(body.subarray(0, 3))
+    stream.end(body.subarray(3))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => server.close(resolve)))
+  const port = (server.address() as AddressInfo).port
+  const cases: [Active, ProbeResult][] = [
+    [{ type: 'http' }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { path: '/fail' } }, { ok: false, reason: 'status_503' }],
+    [{ type: 'http', http: { expectBody: '^prêt ✓$' } }, { ok: true, reason: 'ok' }],
+    [{ type: 'http', http: { expectBody: 'ready' } }, { ok: false, reason: 'body_mismatch', detail: 'prêt ✓' }],
+  ]
+  for (const [active, expected] of cases) {
+    const before = sessions
+    const p = prober(t, active, port, '127.0.0.1', 'h2c')
+    t.same([await checkWith(p), await checkWith(p), await checkWith(p)], [expected, expected, expected], JSON.stringify(active.http ?? {}))
+    t.equal(sessions - before, 1, `${JSON.stringify(active.http ?? {})}: one HTTP/2 session`)
+    await p.close()
+  }
 })
 
 t.test('https: SNI is sent, self-signed certificates fail unless skipVerify', async (t) => {
