@@ -156,6 +156,7 @@ function removePidFile(file: string): void {
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === (await import('node:fs')).realpathSync(process.argv[1])) {
   process.exitCode = await main(process.argv.slice(2))
-  // A worker's channel to the primary would keep it alive.
-  if (cluster.isWorker) process.disconnect()
+  // A worker's channel to the primary would keep it alive. Not process.disconnect(): cluster's handler for it
+  // exits with 0 at once, so a worker whose start failed would report success to its primary.
+  if (cluster.isWorker) process.exit()
 }

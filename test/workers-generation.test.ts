@@ -175,6 +175,10 @@ t.test("a worker killed meanwhile: its replacements cannot start (the generation
   const failed = said('worker could not start; starting a new one')
   t.equal(failed.length, 4, 'the first four failed starts are said, each')
   t.match(failed[0], { failedStarts: 1, err: /listeners\[1\]\.address/ }, 'with the reason')
+  t.ok(
+    failed.every((l) => l['code'] === 1 && l['signal'] === null),
+    'each failed worker exited with code 1',
+  )
   const looping = said('worker keeps failing to start; starting a new one every few seconds until one serves')
   t.equal(looping.length, 1, 'the fifth says it keeps failing, once; the tries after it are debug lines')
   t.match(looping[0], { failedStarts: 5, retryEveryMs: 2000, err: /listeners\[1\]\.address/ })
