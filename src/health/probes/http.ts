@@ -37,6 +37,7 @@ export class HttpProbe implements Probe {
   private readonly h2: boolean
   /** The same for every check: undici only reads it. */
   private readonly request: Dispatcher.DispatchOptions
+  /** Read by each check's CheckRequest: which statuses pass, and the body's regex. */
   readonly passes: boolean[]
   readonly body: RegExp | undefined
 
