@@ -25,8 +25,9 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '8' },
     duration: { type: 'string', default: '5' },
     connections: { type: 'string', default: '25' },
-    // Requests per second for each target (autocannon -R); 0: as fast as each goes. At a fixed rate CPU per
-    // request shows what a proxy spends besides forwarding (timers, checks, batching) where nothing queues.
+    // Requests per second for each target, paced evenly (lib/paced.ts); 0: as fast as each goes (autocannon). At
+    // a fixed rate CPU per request shows what a proxy spends besides forwarding (timers, checks, batching) where
+    // nothing queues, and the p99 printed is that of a hop at rest.
     rate: { type: 'string', default: '0' },
   },
 })
@@ -62,16 +63,28 @@ async function start(spec: string): Promise<Target> {
   return { name: spec, port, proc, dir }
 }
 
-/** One autocannon process against `port` for `seconds`: the requests it got answered. */
-function load(port: number, seconds: number): Promise<number> {
-  const args = ['-c', values.connections, '-d', String(seconds), '-j', `http://127.0.0.1:${port}/`]
-  if (values.rate !== '0') args.push('-R', values.rate)
+interface Served {
+  requests: number
+  /** ms, at a fixed rate only. */
+  p99?: number
+}
+
+/** One load process against `port` for `seconds` (autocannon, or paced-cli at a fixed rate): what it got answered. */
+function load(port: number, seconds: number): Promise<Served> {
+  const url = `http://127.0.0.1:${port}/`
+  const [command, args] =
+    values.rate === '0'
+      ? [`${root}node_modules/.bin/autocannon`, ['-c', values.connections, '-d', String(seconds), '-j', url]]
+      : [process.execPath, [`${root}dist/bench/lib/paced-cli.js`, url, values.rate, String(seconds), values.connections]]
   return new Promise((resolve, reject) => {
-    const child = spawn(`${root}node_modules/.bin/autocannon`, args, { stdio: ['ignore', 'pipe', 'ignore'] })
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] })
     let out = ''
     child.stdout.on('data', (b: Buffer) => (out += b.toString()))
     child.once('error', reject)
-    child.once('exit', () => resolve((JSON.parse(out) as { requests: { total: number } }).requests.total))
+    child.once('exit', () => {
+      const r = JSON.parse(out) as { requests: number | { total: number }; p99: number }
+      resolve(typeof r.requests === 'number' ? { requests: r.requests, p99: r.p99 } : { requests: r.requests.total })
+    })
   })
 }
 
@@ -80,20 +93,25 @@ for (const spec of positionals) targets.push(await start(spec))
 await Promise.all(targets.map((t) => load(t.port, 1)))
 const cpu = targets.map(() => [] as number[])
 const rps = targets.map(() => [] as number[])
+const p99 = targets.map(() => [] as number[])
 const duration = Number(values.duration)
 for (let r = 1; r <= Number(values.rounds); r++) {
   const before = await Promise.all(targets.map((t) => groupCpuMs(t.proc.pid)))
   const served = await Promise.all(targets.map((t) => load(t.port, duration)))
   const after = await Promise.all(targets.map((t) => groupCpuMs(t.proc.pid)))
   targets.forEach((_, i) => {
-    cpu[i]?.push((((after[i] ?? 0) - (before[i] ?? 0)) * 1_000) / (served[i] as number))
-    rps[i]?.push((served[i] as number) / duration)
+    const s = served[i] as Served
+    cpu[i]?.push((((after[i] ?? 0) - (before[i] ?? 0)) * 1_000) / s.requests)
+    rps[i]?.push(s.requests / duration)
+    if (s.p99 !== undefined) p99[i]?.push(s.p99)
   })
-  process.stdout.write(`round ${r}: ${targets.map((t, i) => `${t.name} ${(rps[i]?.at(-1) ?? 0).toFixed(0)} req/s ${(cpu[i]?.at(-1) ?? 0).toFixed(1)} µs/req`).join(' | ')}\n`)
+  const latency = (i: number): string => (p99[i]?.length ? ` p99 ${(p99[i]?.at(-1) ?? 0).toFixed(2)} ms` : '')
+  process.stdout.write(`round ${r}: ${targets.map((t, i) => `${t.name} ${(rps[i]?.at(-1) ?? 0).toFixed(0)} req/s ${(cpu[i]?.at(-1) ?? 0).toFixed(1)} µs/req${latency(i)}`).join(' | ')}\n`)
 }
 const first = targets[0] as Target
 for (const [i, t] of targets.entries()) {
-  const line = `${t.name}: median ${median(rps[i] as number[]).toFixed(0)} req/s, ${median(cpu[i] as number[]).toFixed(1)} µs/request`
+  const latency = p99[i]?.length ? `, p99 ${median(p99[i] as number[]).toFixed(2)} ms` : ''
+  const line = `${t.name}: median ${median(rps[i] as number[]).toFixed(0)} req/s, ${median(cpu[i] as number[]).toFixed(1)} µs/request${latency}`
   if (i === 0) process.stdout.write(`${line}\n`)
   else {
     const ratios = (cpu[i] as number[]).map((c, r) => c / (cpu[0]?.[r] as number))

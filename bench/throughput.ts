@@ -13,8 +13,9 @@ import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import { groupsCpuMs } from './lib/procs.js'
 import { runLoad, type LoadSummary } from './lib/load.js'
+import { runPaced } from './lib/paced.js'
 import { isInstalled, startHelloUpstream, startProxy, type ProxySpec, type ProxyUnderTest } from './lib/proxies.js'
-import { median, medianKnown, quantile, resultsDir, runLabel, writeJson, type MeasuredRound } from './lib/results.js'
+import { median, medianKnown, resultsDir, runLabel, writeJson, type MeasuredRound } from './lib/results.js'
 import { targetMarks, writeReport } from './lib/report.js'
 
 const { values } = parseArgs({
@@ -82,22 +83,21 @@ try {
       const order = targets.map((_, i) => targets[(i + round - 1) % targets.length] as (typeof targets)[number])
       for (const target of order) {
         const url = `http://127.0.0.1:${target.port}/`
-        if (warmup > 0) await runLoad({ url, connections, duration: warmup, rate, spread: 10 })
-        // At a fixed rate every latency is kept: autocannon's own percentiles are whole milliseconds, too coarse
-        // for "1 ms over direct". At full speed the callback would cost the load generator, so it is left out.
-        const latencies: number[] = []
-        const onResponse = phase === 'rate' ? (_status: number, ms: number) => void latencies.push(ms) : undefined
+        // At full speed autocannon; at the fixed rate an even load (lib/paced.ts: autocannon's rate comes in bursts
+        // at full speed), which times every response exactly: autocannon's percentiles are whole milliseconds.
+        const load = (seconds: number): Promise<LoadSummary & { waited?: number }> => (rate === undefined ? runLoad({ url, connections, duration: seconds }) : runPaced({ url, connections, duration: seconds, rate }))
+        if (warmup > 0) await load(warmup)
         const proxyPids = target.proxy === undefined ? [] : [target.proxy.pid]
         const [proxyBefore, upBefore] = [await groupsCpuMs(proxyPids), await groupsCpuMs(upstream.pids)]
-        const summary = await runLoad({ url, connections, duration, rate, spread: 10, onResponse })
+        const summary = await load(duration)
         const [proxyAfter, upAfter] = [await groupsCpuMs(proxyPids), await groupsCpuMs(upstream.pids)]
-        if (latencies.length > 0) Object.assign(summary, { p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) })
         const perRequest = (before: number | undefined, after: number | undefined) =>
           before === undefined || after === undefined || summary.requests === 0 ? undefined : ((after - before) * 1_000) / summary.requests
         const cpuUs = target.proxy === undefined ? undefined : perRequest(proxyBefore, proxyAfter)
         results.push({ phase, target: target.name, round, ...summary, cpuUs, upstreamCpuUs: perRequest(upBefore, upAfter) })
         const cpu = cpuUs === undefined ? '' : `  cpu ${cpuUs.toFixed(1)} µs/req`
-        process.stderr.write(`${phase} round ${round} ${target.name.padEnd(10)} ${summary.rps.toFixed(0)} req/s  p99 ${summary.p99.toFixed(2)} ms${cpu}\n`)
+        const waited = summary.waited ? `  ${summary.waited} waited for a free connection` : ''
+        process.stderr.write(`${phase} round ${round} ${target.name.padEnd(10)} ${summary.rps.toFixed(0)} req/s  p99 ${summary.p99.toFixed(2)} ms${cpu}${waited}\n`)
       }
     }
   }
@@ -135,6 +135,9 @@ function ratiosOf(summary: Summary) {
     vigilOverNginx: vigil && nginx ? vigil.rps / nginx.rps : undefined,
     vigilCpuOverNginx: cpu(vigil, nginx),
     vigilP99AboveDirect: vigil && direct ? vigil.p99 - direct.p99 : undefined,
+    // The same for the references: what the hop itself adds on this machine, whoever forwards.
+    undiciP99AboveDirect: undici && direct ? undici.p99 - direct.p99 : undefined,
+    nginxP99AboveDirect: nginx && direct ? nginx.p99 - direct.p99 : undefined,
     accessOverVigil: access && vigil ? access.rps / vigil.rps : undefined,
     accessCpuOverVigil: cpu(access, vigil),
     noForwardingOverUndici: nofwd && undici ? nofwd.rps / undici.rps : undefined,
@@ -201,7 +204,7 @@ const lines = [
   `workers: vigil 2/1 req/s ${fmt(ratios.vigilTwoOverOneWorker, 2)}  nginx 2/1 req/s ${fmt(ratios.nginxTwoOverOneWorker, 2)}  vigil cpu 2/1 ${fmt(ratios.vigilTwoWorkersCpuOverOne, 2)}  vigil 1 worker/1 process cpu ${fmt(ratios.vigilOneWorkerCpuOverOneProcess, 2)}`,
   ...(fixed === undefined
     ? []
-    : ['', `at a fixed ${fixed.rate} req/s, ${connections} connections`, ...table(fixed.summary), ratioLine(fixed.ratios), `vigil p99 - direct p99 = ${fmt(fixed.ratios.vigilP99AboveDirect, 2)} ms (target <= 1 ms)`]),
+    : ['', `at a fixed ${fixed.rate} req/s paced evenly, ${connections} connections`, ...table(fixed.summary), ratioLine(fixed.ratios), `vigil p99 - direct p99 = ${fmt(fixed.ratios.vigilP99AboveDirect, 2)} ms (target <= 1 ms); undici ${fmt(fixed.ratios.undiciP99AboveDirect, 2)} ms, nginx ${fmt(fixed.ratios.nginxP99AboveDirect, 2)} ms`]),
   '',
   `targets: ${targetMarks(doc.targets).join('; ') || 'none measured'}`,
   ...notes,

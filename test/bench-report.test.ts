@@ -163,7 +163,7 @@ t.test('the report: self-contained HTML and a markdown summary from every result
   t.match(md, /\| vigil \| 800 \| 1\.00 \| 3\.00 \| 0 \| 60\.3 \| 10\.0 \|/, 'CPU per request of the proxy and the upstream')
   t.match(md, /\| direct \| 1000 \| 1\.00 \| 2\.00 \| 0 \| - \| - \|/, 'no CPU figure where none was measured')
   t.match(md, /vigil\/direct 0\.80x/)
-  t.match(md, /At a fixed 500 req\/s .* = 0\.50 ms/)
+  t.match(md, /At a fixed 500 req\/s, paced evenly .* = 0\.50 ms/)
   t.match(md, /\| vigil \| 499 \|/)
   t.match(md, /### rolling/)
   t.match(md, /2 CPUs, load average 3\.0 → 4\.6 over the scenario/)

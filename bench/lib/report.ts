@@ -46,6 +46,8 @@ interface Ratios {
   vigilOverHttpProxy?: number
   vigilOverNginx?: number
   vigilP99AboveDirect?: number
+  undiciP99AboveDirect?: number
+  nginxP99AboveDirect?: number
   accessOverVigil?: number
   accessCpuOverVigil?: number
   noForwardingOverUndici?: number
@@ -141,7 +143,7 @@ function throughputRows(rows: readonly ThroughputRow[]): string[][] {
 const THROUGHPUT_HEAD = ['target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/request', 'upstream CPU µs/request']
 
 function fixedRateLine(f: NonNullable<ThroughputDoc['fixedRate']>): string {
-  return `At a fixed ${f.rate} req/s (every target keeps up, so nothing queues): vigil p99 − direct p99 = ${n2(f.ratios.vigilP99AboveDirect)} ms (target ≤ 1 ms); vigil/undici CPU per request ${ratio(f.ratios.vigilCpuOverUndici)}.`
+  return `At a fixed ${f.rate} req/s, paced evenly (bench/lib/paced.ts; every target keeps up, so nothing queues): vigil p99 − direct p99 = ${n2(f.ratios.vigilP99AboveDirect)} ms (target ≤ 1 ms; undici ${n2(f.ratios.undiciP99AboveDirect)} ms, nginx ${n2(f.ratios.nginxP99AboveDirect)} ms); vigil/undici CPU per request ${ratio(f.ratios.vigilCpuOverUndici)}.`
 }
 
 function throughputRatios(r: Ratios): string {
