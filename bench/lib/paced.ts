@@ -1,9 +1,8 @@
 // An even load at a fixed rate, for "the latency a hop adds when nothing queues": requests sent at rate/1000
 // per millisecond, each on a keep-alive connection that is free, each timed from its own send to its last byte.
 // autocannon cannot do this: with a rate, every connection sends its share of the second back to back, as fast as
-// it is answered, then waits for the next second (load.ts's `spread` only shortens the cycle to 1/spread s). What
-// it times at "2,000 req/s" is a burst at full speed, in which the load generator, the proxy and the upstream
-// queue for the same two cores: its p99 grows with the proxy's CPU per request, whatever the rate.
+// it is answered, then waits for the next second (load.ts's `spread` only shortens the cycle to 1/spread s), so
+// what it times at "2,000 req/s" is a burst at full speed, where requests queue behind each other.
 import { Client, type Dispatcher } from 'undici'
 import { quantile } from './results.js'
 import type { LoadOptions, LoadSummary } from './load.js'
@@ -133,11 +132,12 @@ class PacedRun {
 export async function runPaced(options: LoadOptions & { rate: number }): Promise<PacedSummary> {
   const timeout = (options.timeout ?? 10) * 1_000
   const url = new URL(options.url)
+  const path = url.pathname + url.search
   const clients = Array.from({ length: options.connections }, () => new Client(url.origin, { pipelining: 1, headersTimeout: timeout, bodyTimeout: timeout }))
-  const run = new PacedRun(options, url.pathname + url.search, clients)
+  const run = new PacedRun(options, path, clients)
   try {
     // Every connection open before the clock starts: a first use would time a TCP handshake, not the hop.
-    await Promise.all(clients.map((c) => c.request({ path: url.pathname + url.search, method: 'GET' }).then((r) => r.body.dump())))
+    await Promise.all(clients.map((c) => c.request({ path, method: 'GET' }).then((r) => r.body.dump())))
     await run.run(options.duration)
   } finally {
     await Promise.all(clients.map((c) => c.close()))
