@@ -4,9 +4,9 @@
 // (`npm run bench:keep` makes it the committed one). `vigil+access` is the same vigil writing a JSON access log
 // to a file: the ratio of the two rows is what the access log costs. `--targets vigil,vigil+access` runs a subset.
 //
-// Processes: the load (autocannon; lib/paced.ts at the fixed rate) runs here; the upstream, vigil, the forwarders and nginx each run in their own process
-// group, so no proxy shares an event loop with the load generator or the upstream, and every target goes through
-// the same loopback hops. CPU time per request comes from /proc/PID/stat (utime + stime of the proxy's process
+// Processes: the load (autocannon; lib/paced.ts at the fixed rate) runs here; the upstream, vigil, the forwarders
+// and nginx each run in their own process group, so no proxy shares an event loop with the load generator or the
+// upstream, and every target goes through the same loopback hops. CPU time per request comes from /proc/PID/stat (utime + stime of the proxy's process
 // group around each measured run, divided by the requests): on a shared machine req/s swings with the
 // neighbours, CPU per request much less.
 import { cpus, loadavg } from 'node:os'
