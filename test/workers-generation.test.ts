@@ -3,10 +3,12 @@
 // fleet). A reload adds a listener on a port the test holds, so no worker can bind it, and moves the group to
 // another server (and sets the log level); then another vigil joins the fleet, which is one more generation the
 // workers cannot apply. Until the port frees up, every worker serves the generation before, all of it: its
-// listeners, its server list, its subset, its log level. Each failure is said once per worker and generation, however often it is tried again. A
-// worker killed meanwhile is replaced by processes that cannot start (the generation they get holds the port):
-// the first failures are said, then once that it keeps failing, and the status page shows the slot. Then every
-// worker applies the current generation, and the new server alone serves.
+// listeners, its server list, its subset, its log level. Each failure is said once per worker and generation,
+// however often it is tried again. A worker killed meanwhile is replaced: its first replacement cannot start on
+// the current generation (the port), the next starts on the one the other worker serves, whole, and is sent the
+// current one again. A replacement that cannot start on any generation (its listener's key file gone) is said
+// until it loops, then once that it keeps failing, and the status page shows the slot. Then every worker applies
+// the current generation, and the new server alone serves.
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
 import { createServer, type Server } from 'node:net'
@@ -16,6 +18,8 @@ import { closedPort, get, startProxy } from './helpers/index.js'
 import { connectionMaker, countingProviders, startClusterCli, workerThatServed } from './helpers/workers.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 import { startEtcd } from './helpers/registries.js'
+import { makeCerts } from './helpers/tls.js'
+import { renameSync } from 'node:fs'
 
 interface WorkerRow {
   worker: number
@@ -51,6 +55,9 @@ t.teardown(release)
 const api = (server: string): Config['upstreams'][string] => ({ servers: [{ address: server }], subset: { size: 1 }, retry: { tries: 1 } })
 // Nothing listens there: each request to /gone fails to connect, and the worker that sent it says so (a warn line).
 const gone = `127.0.0.1:${await closedPort()}`
+// A TLS listener in every generation: a worker reads its key file when it starts.
+const certs = makeCerts(tempDir(t))
+const keyAway = `${certs.keyFile}.away`
 const config = (server: string, listeners: Config['listeners'] = [], level: 'info' | 'error' = 'info'): Config => ({
   workers: 2,
   listeners: [
@@ -61,6 +68,7 @@ const config = (server: string, listeners: Config['listeners'] = [], level: 'inf
         { pathPrefix: '/', upstream: 'api' },
       ],
     },
+    { address: '127.0.0.1:0', upstream: 'api', tls: { cert: certs.certFile, key: certs.keyFile } },
     ...listeners,
   ],
   admin: { address: '127.0.0.1:0' },
@@ -163,30 +171,56 @@ t.test('each generation a worker cannot apply is said once, however often the pr
   t.equal(served.get('after') ?? 0, 0)
 })
 
-t.test("a worker killed meanwhile: its replacements cannot start (the generation's port is held); said once it loops, and shown", async (t) => {
-  const victim = (await status()).workers.workers[0] as WorkerRow
+/** The primary's lines about slot 0 with this message (each carries the pid of the worker it is about), from `since`. */
+const said = (msg: string, since = 0): Record<string, unknown>[] => cli.lines.slice(since).filter((l) => l['worker'] === 0 && l['msg'] === msg)
+const slot0 = async (): Promise<WorkerRow> => (await status()).workers.workers[0] as WorkerRow
+
+t.test('a worker killed meanwhile: its replacement starts on the generation the other serves, whole, and is sent the current one again', async (t) => {
+  const victim = await slot0()
+  const since = cli.lines.length
   process.kill(victim.pid, 'SIGKILL')
-  /** The primary's lines about slot 0 with this message (each carries the pid of the worker it is about). */
-  const said = (msg: string): Record<string, unknown>[] => cli.lines.filter((l) => l['worker'] === 0 && l['msg'] === msg)
+  await until(async () => {
+    const row = await slot0()
+    return row.serving && row.pid !== victim.pid
+  }, 'a replacement to serve')
+  const current = (await status()).servers.generation
+  t.equal(said('worker exited; starting a new one', since).length, 1, 'the kill')
+  const failed = said('worker could not start; starting a new one', since)
+  t.equal(failed.length, 1, 'one start on the current generation fails (its port is held), and is said')
+  t.match(failed[0], { failedStarts: 1, code: 1, signal: null, err: /listeners\[2\]\.address/ }, 'with the reason, exit code 1')
+  t.match(said('worker serving', since), [{ failedStarts: 1, generation: first, behind: current }], 'the next serves the generation before, and says so')
+  t.match(await slot0(), { serving: true, generation: first, failedStarts: 0 }, 'the status page shows the generation it serves')
+  t.same([...(await bodies([], 6))], ['before'], "both workers send to the generation before's server")
+  t.equal(served.get('after') ?? 0, 0)
+})
+
+t.test('a replacement that cannot start on any generation (its key file gone): said until it loops, then once; shown', async (t) => {
+  renameSync(certs.keyFile, keyAway)
+  const victim = await slot0()
+  const since = cli.lines.length
+  process.kill(victim.pid, 'SIGKILL')
   // Started again at once (100 ms) while it has failed fewer than five times in a row, then every 2 s: wait for
   // one try after the fifth.
-  await until(async () => ((await status()).workers.workers[0] as WorkerRow).failedStarts >= 6, 'six starts in a row to fail', 60_000)
-  t.equal(said('worker exited; starting a new one').length, 1, 'the kill')
-  const failed = said('worker could not start; starting a new one')
+  await until(async () => (await slot0()).failedStarts >= 6, 'six starts in a row to fail', 60_000)
+  t.equal(said('worker exited; starting a new one', since).length, 1, 'the kill')
+  const failed = said('worker could not start; starting a new one', since)
   t.equal(failed.length, 4, 'the first four failed starts are said, each')
-  t.match(failed[0], { failedStarts: 1, err: /listeners\[1\]\.address/ }, 'with the reason')
+  t.match(failed[0], { failedStarts: 1, err: /listeners\[1\]/ }, 'with the reason: the key file')
   t.ok(
     failed.every((l) => l['code'] === 1 && l['signal'] === null),
     'each failed worker exited with code 1',
   )
-  const looping = said('worker keeps failing to start; starting a new one every few seconds until one serves')
+  const looping = said('worker keeps failing to start; starting a new one every few seconds until one serves', since)
   t.equal(looping.length, 1, 'the fifth says it keeps failing, once; the tries after it are debug lines')
-  t.match(looping[0], { failedStarts: 5, retryEveryMs: 2000, err: /listeners\[1\]\.address/ })
-  const row = (await status()).workers.workers[0] as WorkerRow
-  t.match(row, { worker: 0, serving: false, startError: /listeners\[1\]\.address/ }, 'the status page shows the slot failing, with the reason')
-  t.ok(row.restarts >= 7, `its restarts (${row.restarts}) count every try`)
+  t.match(looping[0], { failedStarts: 5, retryEveryMs: 2000, err: /listeners\[1\]/ })
+  const row = await slot0()
+  t.match(row, { worker: 0, serving: false, startError: /listeners\[1\]/ }, 'the status page shows the slot failing, with the reason')
+  t.ok(row.restarts >= 8, `its restarts (${row.restarts}) count every try`)
   t.match((await get(`${admin}/status?format=html`)).body, /<th>failed starts<\/th>/, 'the html page too')
   t.same([...(await bodies([]))], ['before'], 'the other worker serves the generation before')
+  renameSync(keyAway, certs.keyFile)
+  await until(async () => (await slot0()).serving, 'the slot to serve once its key is back', 15_000)
+  t.match(said('worker serving', since), [{ generation: first }], 'on the generation before: its port is still held')
 })
 
 t.test('once the port is free, every worker applies the current generation: the new server alone serves', async (t) => {
@@ -197,7 +231,7 @@ t.test('once the port is free, every worker applies the current generation: the 
     console.error(JSON.stringify(await status()))
     throw e
   })
-  const back = cli.lines.find((l) => l['worker'] === 0 && l['msg'] === 'worker serving') as { failedStarts: number } | undefined
+  const back = said('worker serving').at(-1) as { failedStarts: number } | undefined
   t.ok((back?.failedStarts ?? 0) >= 6, 'the slot that kept failing says it serves again, after how many failed starts')
   t.match((await status()).workers.workers[0], { failedStarts: 0, serving: true }, 'and counts afresh')
   t.notOk('startError' in ((await status()).workers.workers[0] as WorkerRow), 'no start error any more')
@@ -207,9 +241,9 @@ t.test('once the port is free, every worker applies the current generation: the 
   t.equal((await get(`http://${held}/`)).body, 'after', 'the new listener serves')
   t.equal(served.get('before'), beforeCount, 'the old server gets nothing more')
   const retried = (): number => cli.lines.filter((l) => l['msg'] === 'the worker applied the generation on a retry').length
-  // Worker 0's process started with this generation; worker 1 kept its process and applies it on a retry.
-  await until(() => retried() >= 1, 'the retry to be said')
-  t.equal(retried(), 1, 'the retry that worked is said once')
+  // Both serve the generation before until now (worker 0's process started on it): each applies it on a retry.
+  await until(() => retried() >= 2, 'the retries to be said')
+  t.equal(retried(), 2, 'the retry that worked is said once per worker')
 })
 
 t.test('SIGTERM stops the cluster', async (t) => {

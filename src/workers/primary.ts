@@ -64,6 +64,8 @@ interface Member {
   listeners: string[]
   /** The generation it last failed to apply (it serves the one before and is sent the current one again); 0 none. */
   failed: number
+  /** The generation its init carried: what it serves once it says so. */
+  started: number
   /** It said it serves: an exit before that is a start that failed. */
   served: boolean
   /** Why its start failed, as it said (it exits next). */
@@ -122,6 +124,9 @@ export class Cluster {
   private metricIds = 0
   private configDue = false
   private lastSource = 'start'
+  /** The generation last sent to the workers, and the newest one a worker applied (or started with) whole. */
+  private offered: Generation | undefined
+  private applied: Generation | undefined
   private readonly propagation: Histogram
 
   constructor(
@@ -243,7 +248,7 @@ export class Cluster {
 
   private fork(slot: number): void {
     const worker = cluster.fork({ VIGIL_WORKER: String(slot) })
-    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0, served: false, startError: undefined }
+    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0, started: 0, served: false, startError: undefined }
     this.members.set(worker.id, m)
     worker.on('message', (msg: unknown) => {
       if (isMessage<ToPrimary>(msg)) this.onMessage(m, msg)
@@ -274,12 +279,18 @@ export class Cluster {
   private onMessage(m: Member, msg: ToPrimary): void {
     m.heard = performance.now()
     switch (msg.t) {
-      case 'hello':
-        this.send(m, { t: 'init', snapshot: this.stream.snapshot(), ...workerGeneration(this.vigil, this.lastSource) })
+      case 'hello': {
+        const g = this.startWith(m)
+        m.started = g.generation
+        this.send(m, { t: 'init', snapshot: this.stream.snapshot(), ...g })
         return
+      }
       case 'serving':
         m.serving = m.served = true
-        m.generation = this.vigil.generation
+        m.generation = m.started
+        this.workerApplied(m.started)
+        // Started on the generation the others serve: the current one comes again every few seconds until it applies.
+        if (m.started !== this.vigil.generation) m.failed = this.vigil.generation
         m.listeners = msg.listeners
         m.version = this.stream.version
         // It got its snapshot before serving; anything decided since then comes as a snapshot too.
@@ -333,6 +344,7 @@ export class Cluster {
         m.listeners = msg.listeners
         if (msg.ok) {
           m.generation = msg.generation
+          this.workerApplied(msg.generation)
           if (m.failed !== 0) this.log.info({ worker: m.slot, generation: msg.generation }, 'the worker applied the generation on a retry')
           m.failed = 0
           return
@@ -404,7 +416,28 @@ export class Cluster {
 
   /** The current generation for a worker, with the consumer view its fleet-placed subsets are computed from. */
   private configMessage(): ToWorker {
-    return { t: 'config', ...workerGeneration(this.vigil, this.lastSource) }
+    return { t: 'config', ...this.offer() }
+  }
+
+  private offer(): Generation {
+    return (this.offered = workerGeneration(this.vigil, this.lastSource))
+  }
+
+  private workerApplied(generation: number): void {
+    if (this.offered?.generation === generation) this.applied = this.offered
+  }
+
+  /**
+   * What a new worker starts with: the current generation; but where its slot's last start failed, the newest
+   * one a worker applied, whole (the last good state, as the serving workers keep it). A generation no worker can
+   * apply (a listener on a port another process holds) would otherwise keep a slot empty: with `workers: 1`, the
+   * whole proxy, where nginx's new worker inherits its master's sockets and serves. It is sent the current one
+   * again until it applies, as a serving worker is.
+   */
+  private startWith(m: Member): Generation {
+    const current = this.offer()
+    const last = this.applied
+    return (this.slots[m.slot] as Slot).failedStarts > 0 && last !== undefined && last.generation !== current.generation ? last : current
   }
 
   /** Every worker that failed to apply a generation, and serves an older one, is sent the current one again. */
@@ -420,12 +453,13 @@ export class Cluster {
     const slot = this.slots[m.slot] as Slot
     const failedStarts = slot.failedStarts === 0 ? undefined : slot.failedStarts
     Object.assign(slot, { failedStarts: 0, startError: undefined, said: undefined })
-    this.log.info({ worker: m.slot, pid: m.worker.process.pid, failedStarts }, 'worker serving')
+    const behind = m.started === this.vigil.generation ? undefined : this.vigil.generation
+    this.log.info({ worker: m.slot, pid: m.worker.process.pid, failedStarts, generation: m.started, behind }, 'worker serving')
   }
 
   /**
    * A replacement exited before it served (a listener its generation cannot bind, say): it is started again, as
-   * nginx's master does. Said at each of the first starts that fail in a row; at the QUICK_RESPAWNS-th the slot
+   * nginx's master does, on the newest generation a worker applied (startWith). Said at each of the first starts that fail in a row; at the QUICK_RESPAWNS-th the slot
    * retries every RESPAWN_BACKOFF from then on (its restarts are past QUICK_RESPAWNS too), which is said once, and
    * again only when the reason changes; each try is a debug line.
    */
