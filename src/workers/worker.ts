@@ -62,6 +62,11 @@ export function runWorker(): Promise<number> {
     let serving: Held = { generation: 0, servers: new Map(), consumer: undefined }
     let applying: Held | undefined
     const held = (): Held => applying ?? serving
+    /**
+     * A PUT /log level read after the last config message: the primary took it after sending that generation, whose
+     * commit here sets the level the generation was sent with, so it is set again once that commit is done.
+     */
+    let laterLevel: string | undefined
     let reporter: OutcomeReporter | undefined
     let stopping = false
     const stop = (grace?: number): void => {
@@ -92,6 +97,7 @@ export function runWorker(): Promise<number> {
           if (vigil === undefined) return
           const v = vigil
           const next = hold(m)
+          laterLevel = undefined
           // Three steps of the one queue, so no other generation's prepare runs in between. The commit places the
           // fleet's subsets with `next`'s consumer view, as the primary did (a consumer joined or left).
           void v.reloader.enqueue(() => (applying = next))
@@ -100,6 +106,7 @@ export function runWorker(): Promise<number> {
             const r = await applied
             applying = undefined
             if (r.ok) serving = next
+            if (r.ok && laterLevel !== undefined) v.log.level = laterLevel
             send({ t: 'generation', generation: m.generation, ok: r.ok, error: r.error, listeners: addresses(v) })
           })
           return
@@ -127,6 +134,7 @@ export function runWorker(): Promise<number> {
           vigil?.access.reopen()
           return
         case 'level':
+          laterLevel = m.level
           if (vigil !== undefined) vigil.log.level = m.level
           return
         case 'port':
