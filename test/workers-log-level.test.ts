@@ -6,7 +6,7 @@ import t from 'tap'
 import { join } from 'node:path'
 import type { Config } from '../src/config/schema.js'
 import { closedPort, get } from './helpers/index.js'
-import { startClusterCli } from './helpers/workers.js'
+import { startCluster, type ClusterRows } from './helpers/workers.js'
 import { tempDir, until, writeConfig } from './helpers/config-file.js'
 
 // Nothing listens there: each request fails to connect, and the worker says so in a warn line.
@@ -19,15 +19,13 @@ const config = (level: 'info' | 'error'): Config => ({
   reload: { watch: false },
   upstreams: { gone: { servers: [{ address: gone }], retry: { tries: 1 } } },
 })
-const file = join(tempDir(t), 'vigil.json')
-writeConfig(file, config('info'))
-const { cli, listeners, admin, primary } = await startClusterCli(t, file)
-interface Status {
+interface Status extends ClusterRows {
   servers: { generation: number }
-  workers: { workers: { pid: number; generation: number }[] }
+  workers: { workers: (ClusterRows['workers']['workers'][number] & { generation: number })[]; version: number }
 }
-const status = async (): Promise<Status> => JSON.parse((await get(`${admin}/status?format=json`)).body) as Status
-const worker = ((await status()).workers.workers[0] as { pid: number }).pid
+const file = join(tempDir(t), 'vigil.json')
+const { cli, listeners, admin, primary, status } = await startCluster<Status>(t, file, config('info'))
+const worker = ((await status()).workers.workers[0] as Status['workers']['workers'][number]).pid
 /** The worker's warnings for requests to the closed port: written at info and debug, not at error. */
 const warned = (): number => cli.lines.filter((l) => l['pid'] === worker && l['msg'] === 'upstream request failed').length
 

@@ -10,6 +10,9 @@ import type { LoadOptions, LoadSummary } from './load.js'
 /** How often the pacer wakes; each wake sends what the rate says is due by then. */
 const TICK_MS = 1
 
+/** load.ts's options, with the rate required (`spread` does not apply: the load is even already). */
+export type PacedOptions = LoadOptions & { rate: number }
+
 export interface PacedSummary extends LoadSummary {
   /** Requests that found every connection busy and waited for one (time not counted in their latency). */
   waited: number
@@ -53,7 +56,7 @@ class PacedRun {
   private ended: (() => void) | undefined
 
   constructor(
-    private readonly options: LoadOptions & { rate: number },
+    private readonly options: PacedOptions,
     private readonly path: string,
     clients: Client[],
   ) {
@@ -129,7 +132,7 @@ class PacedRun {
 }
 
 /** `options.rate` requests per second, evenly, over `options.connections` keep-alive connections. */
-export async function runPaced(options: LoadOptions & { rate: number }): Promise<PacedSummary> {
+export async function runPaced(options: PacedOptions): Promise<PacedSummary> {
   const timeout = (options.timeout ?? 10) * 1_000
   const url = new URL(options.url)
   const path = url.pathname + url.search

@@ -124,7 +124,7 @@ export class Cluster {
   private metricIds = 0
   private configDue = false
   private lastSource = 'start'
-  /** The generation last sent to the workers, and the newest one a worker applied (or started with) whole. */
+  /** The current generation as last built for the workers; the newest one a worker applied (or started with), whole. */
   private offered: Generation | undefined
   private applied: Generation | undefined
   private readonly propagation: Histogram
@@ -459,9 +459,10 @@ export class Cluster {
 
   /**
    * A replacement exited before it served (a listener its generation cannot bind, say): it is started again, as
-   * nginx's master does, on the newest generation a worker applied (startWith). Said at each of the first starts that fail in a row; at the QUICK_RESPAWNS-th the slot
-   * retries every RESPAWN_BACKOFF from then on (its restarts are past QUICK_RESPAWNS too), which is said once, and
-   * again only when the reason changes; each try is a debug line.
+   * nginx's master does, on the newest generation a worker applied (startWith). Said at each of the first starts
+   * that fail in a row; at the QUICK_RESPAWNS-th the slot retries every RESPAWN_BACKOFF from then on (its restarts
+   * are past QUICK_RESPAWNS too), which is said once, and again only when the reason changes; each try is a debug
+   * line.
    */
   private startFailed(m: Member, slot: Slot, line: Record<string, unknown>): void {
     const error = m.startError ?? 'it exited before serving'
