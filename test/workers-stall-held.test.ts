@@ -6,17 +6,20 @@ import t from 'tap'
 import { join } from 'node:path'
 import { Agent } from 'undici'
 import { get, spawnProvider, type Reply } from './helpers/index.js'
-import { startCli } from './helpers/cli.js'
-import { twoWorkersOver } from './helpers/workers.js'
-import { tempDir, until, writeConfig } from './helpers/config-file.js'
+import { startCluster, twoWorkersOver, type ClusterRows } from './helpers/workers.js'
+import { tempDir, until } from './helpers/config-file.js'
 
+interface Status extends ClusterRows {
+  servers: { server: { name: string; passive: string }[] }
+}
 const [p0, p1] = await Promise.all([spawnProvider(t, 'p0'), spawnProvider(t, 'p1')])
 const file = join(tempDir(t), 'vigil.json')
-writeConfig(file, twoWorkersOver([p0.address, p1.address], { retry: { tries: 1 }, passive: { stall: { floor: '200ms', redispatch: false }, recoveryProbe: false }, timeouts: { response: '60s' } }))
-const cli = startCli(t, ['start', '-c', file])
-await until(() => cli.lines.some((l) => l['msg'] === 'vigil started'), 'the cluster to start')
-const started = cli.lines.find((l) => l['msg'] === 'vigil started') as { listeners: string[] }
-const url = `http://${started.listeners[0] as string}`
+const { cli, listeners, status, converged } = await startCluster<Status>(
+  t,
+  file,
+  twoWorkersOver([p0.address, p1.address], { retry: { tries: 1 }, passive: { stall: { floor: '200ms', redispatch: false }, recoveryProbe: false }, timeouts: { response: '60s' } }),
+)
+const url = `http://${listeners[0] as string}`
 const events = (event: string): Record<string, unknown>[] => cli.lines.filter((l) => l['event'] === event && l['server'] === p0.address)
 
 t.test('the primary keeps a suspicion its workers reported while their requests still wait on the frozen server', async (t) => {
@@ -34,6 +37,9 @@ t.test('the primary keeps a suspicion its workers reported while their requests 
   // Fresh connections go to the workers in turn, and round robin sends some of each worker's to p0: they wait.
   const waiting = Array.from({ length: 8 }, () => get(`${url}/frozen`, { dispatcher: fresh() }))
   await until(() => events('suspect').length > 0, 'the frozen server to be suspected')
+  // The worker that suspected it says so at once; the other takes it from the primary a moment later. Both hold it
+  // before the later requests go out (each goes to either worker).
+  await until(async () => (await status()).servers.server.find((s) => s.name === p0.address)?.passive === 'suspect' && (await converged()), 'every worker to hold the suspicion')
   // Sequential requests on fresh connections, through both workers, while the first ones still wait on p0.
   const later: Reply[] = []
   for (let i = 0; i < 12; i++) later.push(await get(`${url}/later`, { dispatcher: fresh() }))
