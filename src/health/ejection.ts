@@ -34,6 +34,10 @@ export const EJECT_REASONS = {
 /** The single trial request after an ejection failed: ejected again. */
 export const TRIAL_FAILED = 'trial_failed'
 
+/** Why a stall suspicion was cleared: the server answered, or nothing waits on it any more (no answer to judge by). */
+const RESPONDED = 'responded again'
+const NOTHING_WAITS = 'no request waiting any more'
+
 /** How a request was let through to its peer, decided at dispatch. */
 export enum Role {
   Normal = 0,
@@ -63,6 +67,8 @@ export interface PeerPassiveSnapshot {
 export class PeerHealth implements BreakerHost, RecoveryHost {
   state: PassiveState = 'ok'
   suspect = false
+  /** When this process last suspected it (Date.now()): a cluster's primary judges its workers' reports after it. */
+  suspectedAt = 0
   /** Suspect, but nothing waits on it any more (all raced elsewhere): one request may go to see if it answers. */
   private stallTrial = false
   /** While suspect with nothing waiting: since when, and how many stall trials went (they back off). */
@@ -280,13 +286,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     if (stalled) {
       if (!this.group.mayTakeOut(this)) return
       this.suspect = true
+      this.suspectedAt = Date.now()
       this.stalls++
       this.group.emit(this, 'suspect', 'no response for far longer than the group takes', { evidence })
-    } else {
-      this.endSuspicion()
-      this.group.emit(this, 'cleared', this.waits.head === undefined ? 'no request waiting any more' : 'responded again', { evidence })
-    }
-    this.applyGate()
+      this.applyGate()
+    } else this.clear(this.waits.head === undefined ? NOTHING_WAITS : RESPONDED, evidence)
   }
 
   /**
@@ -314,9 +318,20 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   /** A response (or a passing check) from a suspect peer clears the suspicion at once: it answers again. */
   answered(now: number): void {
     this.waits.lastResponse = now
-    if (!this.suspect) return
+    if (this.suspect) this.clear(RESPONDED)
+  }
+
+  /**
+   * A cluster's primary: no worker has a request waiting on this suspect server any more (their in-flight counts),
+   * so, as in one process when its last waiting request is gone, there is nothing left to suspect it on.
+   */
+  nothingWaits(): void {
+    if (this.suspect) this.clear(NOTHING_WAITS)
+  }
+
+  private clear(reason: string, evidence?: StallEvidence | Record<string, unknown>): void {
     this.endSuspicion()
-    this.group.emit(this, 'cleared', 'responded again')
+    this.group.emit(this, 'cleared', reason, evidence === undefined ? {} : { evidence })
     this.applyGate()
   }
 

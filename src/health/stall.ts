@@ -96,6 +96,17 @@ export function leaveStallJudgementToWorkers(): void {
   judgedHere = false
 }
 
+/**
+ * Whether this process's watch clears a suspicion it no longer sees. A cluster's worker does not: it sees its own
+ * requests only, and the suspicion may rest on another worker's, whose requests may still wait. An answer still
+ * clears it at once (answered()); short of one, its primary clears it once no worker has a request waiting there.
+ */
+let clearedHere = true
+
+export function leaveClearingSuspicionsToPrimary(): void {
+  clearedHere = false
+}
+
 function tick(s: StallWatch): void {
   const now = Date.now()
   // A tick that comes late means vigil's own event loop lagged: responses may be sitting unread, so
@@ -152,7 +163,7 @@ export class StallWatch {
         else h.waits.notifyStalled(now, threshold)
         continue
       }
-      if (stalled === h.suspect) continue
+      if (stalled === h.suspect || (!stalled && !clearedHere)) continue
       h.stallVerdict(stalled, { waiting: head === undefined ? 0 : now - head.started, threshold, p99 })
       // Suspected (the cap allowed it): every request already waiting on it may be raced elsewhere at once.
       if (h.suspect && redispatch) h.waits.notifyStalled(now, -1)

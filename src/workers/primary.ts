@@ -311,6 +311,7 @@ export class Cluster {
         for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, ok, rescued: 0, trial: 0, trialFailure: undefined, fails: 0, failure: undefined })
         this.traffic.report(m.worker.id, msg.traffic)
         this.latency(msg.latency)
+        this.clearIdleSuspicions()
         return
       case 'outcome': {
         this.judge(msg)
@@ -398,6 +399,22 @@ export class Cluster {
       if (watch !== undefined) for (const ms of times) watch.sample(ms)
     }
     this.stream.latencyChanged()
+  }
+
+  /**
+   * A stall suspicion whose requests are held (re-dispatch off) lasts until the server answers or no request waits
+   * on it any more, as in one process. The workers hold those requests, and each sees only its own, so they leave
+   * the second to the primary (stall.ts): once every worker has reported since the suspicion with nothing in flight
+   * there, nothing waits on it.
+   */
+  private clearIdleSuspicions(): void {
+    for (const u of this.vigil.upstreams.values()) {
+      if (u.passive.stall?.settings.redispatch !== false) continue
+      for (const peer of u.peers) {
+        const h = peer.passive
+        if (h !== undefined && h.suspect && peer.inflight === 0 && this.traffic.allReportedSince(h.suspectedAt)) h.nothingWaits()
+      }
+    }
   }
 
   /** A worker's stall watch suspects a server (or it answered again): the primary's cap decides for all. */

@@ -26,6 +26,8 @@ function addGrpc(into: Float64Array | number[], counts: readonly number[]): void
 export class ClusterTraffic {
   private readonly byWorker = new Map<number, Map<string, Traffic>>()
   private readonly retired = new Map<string, Counters>()
+  /** When each live worker last reported (Date.now()). */
+  private readonly reportedAt = new Map<number, number>()
 
   constructor(private readonly upstreams: () => ReadonlyMap<string, Upstream>) {}
 
@@ -33,6 +35,7 @@ export class ClusterTraffic {
   report(id: number, rows: readonly Traffic[]): void {
     let mine = this.byWorker.get(id)
     if (mine === undefined) this.byWorker.set(id, (mine = new Map()))
+    this.reportedAt.set(id, Date.now())
     for (const r of rows) {
       mine.set(key(r[0], r[1]), r)
       const peer = this.upstreams().get(r[0])?.find(r[1])
@@ -51,6 +54,7 @@ export class ClusterTraffic {
     const mine = this.byWorker.get(id)
     if (mine === undefined) return
     this.byWorker.delete(id)
+    this.reportedAt.delete(id)
     for (const [k, r] of mine) {
       const c = this.retired.get(k) ?? { requests: 0, failures: 0, poolTimeouts: 0, stuck: 0, goaways: 0, grpc: new Array<number>(GRPC_CODES.length).fill(0) }
       c.requests += r[2]
@@ -62,6 +66,12 @@ export class ClusterTraffic {
       this.retired.set(k, c)
     }
     for (const r of mine.values()) this.total(r[0], r[1])
+  }
+
+  /** Every live worker has reported at or after `t` (Date.now()), so the totals are no older than that. */
+  allReportedSince(t: number): boolean {
+    for (const at of this.reportedAt.values()) if (at < t) return false
+    return true
   }
 
   /** Requests worker `id` has forwarded (its last report), for the status page. */
