@@ -31,6 +31,17 @@ function fresh(t: Test): Agent {
   return a
 }
 
+/** `n` requests one after another, each on a fresh connection (so through either worker): p1 answers them all. */
+async function allToP1(t: Test, n: number, what: string): Promise<void> {
+  const later: Reply[] = []
+  for (let i = 0; i < n; i++) later.push(await get(`${url}/later`, { dispatcher: fresh(t) }))
+  t.same(
+    later.map((r) => r.headers['x-provider']),
+    later.map(() => 'p1'),
+    what,
+  )
+}
+
 t.test('the primary keeps a suspicion its workers reported while their requests still wait on the frozen server', async (t) => {
   for (let i = 0; i < 20; i++) t.equal((await get(`${url}/warm`, { dispatcher: fresh(t) })).status, 200)
 
@@ -43,13 +54,7 @@ t.test('the primary keeps a suspicion its workers reported while their requests 
   // before the later requests go out (each goes to either worker).
   await until(async () => (await p0Passive()) === 'suspect' && (await converged()), 'every worker to hold the suspicion')
   // Sequential requests on fresh connections, through both workers, while the first ones still wait on p0.
-  const later: Reply[] = []
-  for (let i = 0; i < 12; i++) later.push(await get(`${url}/later`, { dispatcher: fresh(t) }))
-  t.same(
-    later.map((r) => r.headers['x-provider']),
-    later.map(() => 'p1'),
-    'every request sent after the suspicion is answered by the other provider',
-  )
+  await allToP1(t, 12, 'every request sent after the suspicion is answered by the other provider')
   t.same(events('cleared'), [], 'no one cleared the suspicion while requests still wait on the frozen server')
   p0.signal('SIGCONT')
   const answered = await Promise.all(waiting)
@@ -80,13 +85,7 @@ t.test('a worker with no request waiting on the frozen server leaves the suspici
   await reported()
   t.same(events('cleared', from), [], 'the worker with no request waiting on it did not clear the suspicion')
   t.equal(await p0Passive(), 'suspect', 'the frozen server is still suspect')
-  const later: Reply[] = []
-  for (let i = 0; i < 8; i++) later.push(await get(`${url}/later`, { dispatcher: fresh(t) }))
-  t.same(
-    later.map((r) => r.headers['x-provider']),
-    later.map(() => 'p1'),
-    'every request sent meanwhile, through either worker, is answered by the other provider',
-  )
+  await allToP1(t, 8, 'every request sent meanwhile, through either worker, is answered by the other provider')
   // The client gives up its request: nothing waits on p0 on any worker, and the primary clears it, p0 still frozen.
   await held.destroy()
   await waiting
