@@ -2,7 +2,7 @@
 // (src/workers/replica.ts), on real groups in one process: changes of one turn are one version, a worker that
 // missed a version applies nothing until a snapshot, a replicated ejection closes the worker's gate without a
 // decision of its own. The processes, end to end: test/workers.test.ts.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { setImmediate as turn } from 'node:timers/promises'
 import { Upstream } from '../src/upstream/upstream.js'
 import { Role, TRIAL_FAILED, type PeerHealth } from '../src/health/ejection.js'
@@ -64,7 +64,8 @@ t.test('versions, a missed one, the snapshot; a replicated ejection', async (t) 
   t.equal(wc!.passiveOk, true, 'restored on the worker too')
 })
 
-t.test("an ejected server's trial is granted to one worker at a time; unused, it moves to the next", async (t) => {
+/** A primary's group streamed to two workers' groups (ids 1 and 2), each with its replica; apply() hands each the snapshot. */
+async function twoWorkers(t: Test): Promise<{ primary: Upstream; workers: Upstream[]; sent: Delta[]; stream: StateStream; apply(): void }> {
   const primary = group()
   const workers = [group(), group()]
   t.teardown(() => Promise.all([primary.close(), ...workers.map((w) => w.close())]))
@@ -79,11 +80,21 @@ t.test("an ejected server's trial is granted to one worker at a time; unused, it
     () => [1, 2],
   )
   const replicas = workers.map((w, i) => new Replica(() => new Map([['api', w]]), i + 1))
-  const apply = (): void => {
-    for (const r of replicas) r.snapshot(stream.snapshot())
-  }
   stream.watch()
   await turn()
+  return {
+    primary,
+    workers,
+    sent,
+    stream,
+    apply: () => {
+      for (const r of replicas) r.snapshot(stream.snapshot())
+    },
+  }
+}
+
+t.test("an ejected server's trial is granted to one worker at a time; unused, it moves to the next", async (t) => {
+  const { primary, workers, sent, stream, apply } = await twoWorkers(t)
   const h = primary.peers[0]!.passive as PeerHealth
   h.eject('max_fails', Date.now())
   h.openTrial()
@@ -112,4 +123,34 @@ t.test("an ejected server's trial is granted to one worker at a time; unused, it
   await turn()
   apply()
   t.same(states(), ['ejected', 'ejected'])
+})
+
+t.test("a suspect server's stall trials are granted to one worker at a time, and move on while it stays suspect", async (t) => {
+  const { primary, workers, stream, apply } = await twoWorkers(t)
+  ;(primary.peers[0]!.passive as PeerHealth).stallVerdict(true, { waiting: 500, threshold: 200, p99: 5 })
+  await turn()
+  apply()
+  t.same(workers.map((w) => w.peers[0]!.passive!.suspect), [true, true], 'suspect in every worker')
+  // Nothing waits on it in either worker, for longer than the longest quiet time: a worker with the grant lets one
+  // request through.
+  const trialOpen = (): boolean[] =>
+    workers.map((w) => {
+      const h = w.peers[0]!.passive as PeerHealth
+      const now = Date.now()
+      h.maybeStallTrial(now)
+      h.maybeStallTrial(now + 10_000)
+      return w.peers[0]!.passiveOk
+    })
+  t.same(trialOpen(), [true, false], 'one worker may let a stall trial through, the other holds it')
+
+  stream.regrant(performance.now() + TRIAL_GRANT)
+  await turn()
+  apply()
+  t.same(trialOpen(), [false, true], 'the grant moves on: the trial not yet sent closes, and the other worker may send one')
+
+  ;(primary.peers[0]!.passive as PeerHealth).answered(Date.now())
+  await turn()
+  apply()
+  t.same(workers.map((w) => [w.peers[0]!.passive!.suspect, w.peers[0]!.passiveOk]), [[false, true], [false, true]], 'it answered: cleared everywhere')
+  t.same(stream.snapshot().servers[0]?.[6], 0, 'and the grant is gone')
 })

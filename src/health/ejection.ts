@@ -74,6 +74,11 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   /** While suspect with nothing waiting: since when, and how many stall trials went (they back off). */
   private quietSince = 0
   private stallTrials = 0
+  /**
+   * Whether this process lets its stall trials through: in a cluster, only the worker its primary granted them to
+   * (src/workers/state-stream.ts, in turn), so the proxy sends one at a time, as one process does.
+   */
+  private stallTrialsHere = true
   ejectedUntil = 0
   restoredAt = 0
   lastResponse = 0
@@ -299,7 +304,7 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
    * after a quiet time that doubles from 250 ms to 1 s (a frozen server costs a few slow requests, not many).
    */
   maybeStallTrial(now: number): void {
-    if (!this.suspect || this.stallTrial || !stallTrialsHere) return
+    if (!this.suspect || this.stallTrial || !this.stallTrialsHere) return
     if (this.quietSince === 0) this.quietSince = now
     if (now - this.quietSince < Math.min(STALL_TRIAL_WAIT * 2 ** this.stallTrials, STALL_TRIAL_MAX)) return
     this.quietSince = 0
@@ -338,10 +343,13 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
   /**
    * A cluster worker's copy of the state its primary decided (src/workers/replica.ts), or a skip on its own
    * evidence until the primary decides. No event and no timer: the primary reports and times its decisions. A
-   * trial this worker is already running stays running.
+   * trial this worker is already running stays running; `stallTrials`: this worker holds the grant of the stall
+   * trials (a stall trial not yet sent closes when the grant moves on).
    */
-  mirror(state: PassiveState, suspect: boolean): void {
+  mirror(state: PassiveState, suspect: boolean, stallTrials = this.stallTrialsHere): void {
     this.state = state === 'trial' && this.state === 'probing' ? 'probing' : state
+    this.stallTrialsHere = stallTrials
+    if (!stallTrials) this.stallTrial = false
     if (suspect && !this.suspect) {
       this.suspect = true
       // As on a suspicion of its own (stall.ts): every request already waiting on it may be raced elsewhere.
@@ -383,16 +391,6 @@ export class PeerHealth implements BreakerHost, RecoveryHost {
     this.recovery?.stop()
     if (this.detector instanceof RateDetector) this.detector.shutdown()
   }
-}
-
-/**
- * Whether this process lets stall trials through. In a cluster one worker does (src/workers/worker.ts), so a frozen
- * server gets one trial at a time from the whole proxy, as from one process; its answer clears every worker.
- */
-let stallTrialsHere = true
-
-export function leaveStallTrialsToAnotherProcess(): void {
-  stallTrialsHere = false
 }
 
 function reopen(h: PeerHealth): void {

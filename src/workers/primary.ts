@@ -247,7 +247,7 @@ export class Cluster {
   }
 
   private fork(slot: number): void {
-    const worker = cluster.fork({ VIGIL_WORKER: String(slot) })
+    const worker = cluster.fork()
     const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0, started: 0, served: false, startError: undefined }
     this.members.set(worker.id, m)
     worker.on('message', (msg: unknown) => {

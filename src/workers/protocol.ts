@@ -28,7 +28,8 @@ export const TRIAL_GRANT = 1_000
 
 /**
  * One server's health as the primary decided it. `trialWorker`: while its trial request is due, the one worker
- * (cluster worker id) that may send it, as one process sends one; the others hold it ejected. 0 otherwise.
+ * (cluster worker id) that may send it, as one process sends one; the others hold it ejected. While it is suspect
+ * of a stall (with re-dispatch), the one worker that may let its stall trials through. 0 otherwise.
  * `weightShare`: the share of its weight the fleet's suspicion leaves it (1: none).
  */
 export type ServerState = [upstream: string, address: string, checkUp: boolean, passive: PassiveState, suspect: boolean, operator: OperatorState, trialWorker: number, weightShare: number]

@@ -8,7 +8,9 @@
 // channel (sent) and until the last worker's loop read it (received), so a slow one says where it waited.
 // A server's trial request, once due, is granted to one worker (in turn), as one process sends one: nginx's peer
 // state in a shared zone lets one worker through per fail_timeout. A grant not used within TRIAL_GRANT moves on
-// to the next worker (that one may have no traffic); once the trial is sent the primary holds it for all.
+// to the next worker (that one may have no traffic); once the trial is sent the primary holds it for all. The
+// stall trials of a suspect server (stall re-dispatch) are granted the same way, and move on every TRIAL_GRANT
+// while it stays suspect: the primary cannot tell whether one was sent, and the next worker may have the traffic.
 // Each group's p99 response time (over every worker's samples, stall.ts) goes the same way, as part of a version
 // when it changed and in every snapshot, so every worker judges stalls by the proxy's yardstick. It is not a
 // health decision: a version that carries only it is not measured as a propagation.
@@ -108,7 +110,7 @@ export class StateStream {
     const live = new Set<string>()
     for (const u of this.upstreams().values()) {
       for (const p of u.peers) {
-        const s = this.state(u.name, p)
+        const s = this.state(u, p)
         const k = key(u.name, p.address)
         live.add(k)
         const e = encode(s)
@@ -138,7 +140,7 @@ export class StateStream {
   /** The whole state at the current version. */
   snapshot(): Snapshot {
     const servers: ServerState[] = []
-    for (const u of this.upstreams().values()) for (const p of u.peers) servers.push(this.state(u.name, p))
+    for (const u of this.upstreams().values()) for (const p of u.peers) servers.push(this.state(u, p))
     return { version: this.version, servers, latency: this.latency() }
   }
 
@@ -154,8 +156,9 @@ export class StateStream {
 
   /** The current state of one server (the verdict after a worker's report); undefined when it is not live. */
   stateOf(upstream: string, address: string): ServerState | undefined {
-    const p = this.upstreams().get(upstream)?.find(address)
-    return p === undefined ? undefined : this.state(upstream, p)
+    const u = this.upstreams().get(upstream)
+    const p = u?.find(address)
+    return u === undefined || p === undefined ? undefined : this.state(u, p)
   }
 
   /** Grants older than TRIAL_GRANT, not used, move to the next worker (as the next version). */
@@ -172,11 +175,13 @@ export class StateStream {
     if (moved) this.dirty()
   }
 
-  private state(upstream: string, p: Peer): ServerState {
+  private state(u: Upstream, p: Peer): ServerState {
     const h = p.passive
     const passive = h?.state ?? 'ok'
-    const trialWorker = passive === 'trial' ? this.grantee(key(upstream, p.address)) : this.ungrant(key(upstream, p.address))
-    return [upstream, p.address, p.checkUp, passive, h?.suspect ?? false, p.operator, trialWorker, p.weightShare]
+    const suspect = h?.suspect ?? false
+    const trials = passive === 'trial' || (suspect && u.passive.stall?.settings.redispatch === true)
+    const trialWorker = trials ? this.grantee(key(u.name, p.address)) : this.ungrant(key(u.name, p.address))
+    return [u.name, p.address, p.checkUp, passive, suspect, p.operator, trialWorker, p.weightShare]
   }
 
   /** The worker that may send the trial of server `k`: the one granted it while it serves, else the next in turn. */

@@ -5,7 +5,6 @@
 import cluster from 'node:cluster'
 import { Vigil } from '../index.js'
 import { reportOutcomesTo } from '../health/passive.js'
-import { leaveStallTrialsToAnotherProcess } from '../health/ejection.js'
 import { leaveClearingSuspicionsToPrimary } from '../health/stall.js'
 import type { Config } from '../config/schema.js'
 import type { ConsumerView } from '../fleet/consumers.js'
@@ -152,8 +151,6 @@ export function runWorker(): Promise<number> {
         r.snapshot(snapshot)
         const out = (reporter = new OutcomeReporter(() => v.upstreams, send, () => ({ generation: serving.generation, version: r.version })))
         reportOutcomesTo(out)
-        // Stall trials go from worker 0 alone: one at a time for the proxy, as in one process.
-        if (process.env['VIGIL_WORKER'] !== '0') leaveStallTrialsToAnotherProcess()
         leaveClearingSuspicionsToPrimary()
         v.updates.subscribe({
           applied: () => {
