@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js'
 import type { Vigil } from '../index.js'
 import type { Upstream } from '../upstream/upstream.js'
 import { serverSpec } from '../config/diff.js'
-import { Role } from '../health/ejection.js'
+import { Role, type PeerHealth } from '../health/ejection.js'
 import { failureOf, type Failure } from '../health/outcome.js'
 import type { RegistryJson } from '../admin/metrics.js'
 import { StateStream, type Propagation } from './state-stream.js'
@@ -70,6 +70,8 @@ interface Member {
   served: boolean
   /** Why its start failed, as it said (it exits next). */
   startError: string | undefined
+  /** The servers whose trial request it sent and has not reported on yet: due again if it exits first. */
+  trials: Set<PeerHealth>
 }
 
 /** One worker slot across the processes that held it: what the status page and the respawn backoff count. */
@@ -248,7 +250,7 @@ export class Cluster {
 
   private fork(slot: number): void {
     const worker = cluster.fork()
-    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0, started: 0, served: false, startError: undefined }
+    const m: Member = { slot, worker, generation: 0, version: 0, serving: false, heard: performance.now(), listeners: [], failed: 0, started: 0, served: false, startError: undefined, trials: new Set() }
     this.members.set(worker.id, m)
     worker.on('message', (msg: unknown) => {
       if (isMessage<ToPrimary>(msg)) this.onMessage(m, msg)
@@ -314,6 +316,8 @@ export class Cluster {
         this.clearIdleSuspicions()
         return
       case 'outcome': {
+        const h = this.passive(msg.upstream, msg.address)
+        if (msg.trial !== 0 && h !== undefined) m.trials.delete(h)
         this.judge(msg)
         // The decision may have changed nothing: the worker still hears it (it may have skipped the server). After
         // the state the decision changed is sent (a microtask queued during judge()).
@@ -327,11 +331,17 @@ export class Cluster {
         this.stall(msg.upstream, msg.address, msg.suspect, msg.evidence)
         return
       case 'trial': {
-        // The one trial is on its way: no other worker gets it (the primary's state is 'probing' for all). One
-        // that went nowhere is due again, granted anew.
-        const h = this.vigil.upstreams.get(msg.upstream)?.find(msg.address)?.passive
-        if (msg.sent && h?.state === 'trial') h.dispatched(Date.now())
-        else if (!msg.sent) h?.trialAbandoned()
+        // The one trial is on its way: no other worker gets it (the primary's state is 'probing' for all) until its
+        // outcome comes. One that went nowhere, or whose worker exits first, is due again, granted anew.
+        const h = this.passive(msg.upstream, msg.address)
+        if (h === undefined) return
+        if (!msg.sent) {
+          m.trials.delete(h)
+          h.trialAbandoned()
+        } else if (h.state === 'trial') {
+          m.trials.add(h)
+          h.dispatched(Date.now())
+        }
         return
       }
       case 'ack':
@@ -417,9 +427,14 @@ export class Cluster {
     }
   }
 
+  /** A live server's passive health. */
+  private passive(upstream: string, address: string): PeerHealth | undefined {
+    return this.vigil.upstreams.get(upstream)?.find(address)?.passive
+  }
+
   /** A worker's stall watch suspects a server (or it answered again): the primary's cap decides for all. */
   private stall(upstream: string, address: string, suspect: boolean, evidence: Record<string, unknown> | undefined): void {
-    const h = this.vigil.upstreams.get(upstream)?.find(address)?.passive
+    const h = this.passive(upstream, address)
     if (h === undefined) return
     if (!suspect) h.answered(Date.now())
     else if (!h.suspect) h.stallVerdict(true, { waiting: Number(evidence?.['waiting'] ?? 0), threshold: Number(evidence?.['threshold'] ?? 0), p99: Number(evidence?.['p99'] ?? 0) })
@@ -509,6 +524,8 @@ export class Cluster {
     this.members.delete(m.worker.id)
     this.stream.left(m.worker.id)
     this.traffic.left(m.worker.id)
+    // A trial it ran never reports: as in one process when its client is gone, another request may try.
+    for (const h of m.trials) h.trialAbandoned()
     if (this.stopping !== undefined) return
     if (this.starting !== undefined && !m.serving) {
       this.starting.reject(new Error(`worker ${m.slot} exited before serving (${signal ?? `code ${code ?? '?'}`})`))
