@@ -1,8 +1,9 @@
 // A cluster worker's side of passive health: its conclusive outcomes are counted in one slot per server (made
-// once, bumped on the hot path without allocating) and reported to the primary, which judges them with the one
+// once; a success is a count bumped without allocating, a failure extends the slot's runs) and reported to the primary, which judges them with the one
 // state machine (health/ejection.ts). Successes go in the batch every BATCH_INTERVAL; a failure (it may eject
 // under maxFails), a trial's outcome and a fail-open success go at once, at most one report per server per
-// URGENT_INTERVAL (the ones in between are coalesced into it). A refused connection also skips the server here
+// URGENT_INTERVAL (the ones in between are coalesced into it, successes and failures in the order they came, as
+// one process counts them). A refused connection also skips the server here
 // at once, within the cap, until the primary's verdict arrives. The batch also carries each group's response times
 // since the last one: the primary's stall watch takes the group's p99 from every worker's (stall.ts).
 import type { Upstream } from '../upstream/upstream.js'
@@ -13,11 +14,12 @@ import { BATCH_INTERVAL, URGENT_INTERVAL, type Outcomes, type ReportedFailure, t
 
 /** One server's outcomes not reported yet. */
 export class PendingOutcomes {
+  /** Successes not in `runs` yet (since the last failure or report); before them, the runs not reported yet (Outcomes). */
   ok = 0
+  runs: number[] = []
   rescued = 0
   trial: 0 | 1 | 2 = 0
   trialFailure: ReportedFailure | undefined = undefined
-  fails = 0
   failure: ReportedFailure | undefined = undefined
   /** performance.now() of the last urgent report, and its timer while the next one waits its turn. */
   lastSent = -Infinity
@@ -29,7 +31,7 @@ export class PendingOutcomes {
   ) {}
 
   get urgent(): boolean {
-    return this.fails !== 0 || this.trial !== 0 || this.rescued !== 0
+    return this.runs.length !== 0 || this.trial !== 0 || this.rescued !== 0
   }
 }
 
@@ -84,7 +86,12 @@ export class OutcomeReporter implements OutcomeSink {
       p.trial = 2
       p.trialFailure = reported(counted)
     } else {
-      p.fails++
+      // A failure right after failures adds to their run (`runs` ends with one), else starts one after the successes.
+      const runs = p.runs
+      const last = runs.length - 1
+      if (p.ok === 0 && last > 0) runs[last] = (runs[last] as number) + 1
+      else runs.push(p.ok, 1)
+      p.ok = 0
       p.failure = reported(counted)
       // Own evidence: a refused connection says the server is gone; skip it here now, within the cap.
       if (counted.code === 'connect_refused' && h.state === 'ok' && group.mayTakeOut(h)) h.mirror('ejected', h.suspect)
@@ -109,11 +116,13 @@ export class OutcomeReporter implements OutcomeSink {
     else p.timer = setTimeout(sendLater, wait, this, p)
   }
 
-  /** The successes before the failures: the order nginx's and the consecutive detectors count in. */
+  /** Every outcome not reported yet, the successes since the last failure too (they come after it). */
   sendUrgent(p: PendingOutcomes): void {
     if (!p.urgent) return
-    const m: Outcomes = { upstream: p.upstream, address: p.address, ok: p.ok, rescued: p.rescued, trial: p.trial, trialFailure: p.trialFailure, fails: p.fails, failure: p.failure }
-    p.ok = p.rescued = p.fails = p.trial = 0
+    if (p.ok !== 0) p.runs.push(p.ok)
+    const m: Outcomes = { upstream: p.upstream, address: p.address, runs: p.runs, rescued: p.rescued, trial: p.trial, trialFailure: p.trialFailure, failure: p.failure }
+    p.runs = []
+    p.ok = p.rescued = p.trial = 0
     p.trialFailure = p.failure = undefined
     p.lastSent = performance.now()
     this.send({ t: 'outcome', ...m })
@@ -129,7 +138,8 @@ export class OutcomeReporter implements OutcomeSink {
       if (times !== undefined && times.length > 0) responseTimes.push([u.name, times])
       for (const peer of u.peers) {
         const p = peer.passive?.unreported
-        if (p !== undefined && p.ok !== 0) {
+        // Successes after failures not reported yet go with them (a report is due), after them.
+        if (p !== undefined && p.ok !== 0 && p.runs.length === 0) {
           ok.push([u.name, peer.address, p.ok])
           p.ok = 0
         }

@@ -310,7 +310,7 @@ export class Cluster {
       case 'batch':
         m.generation = msg.generation
         m.version = msg.version
-        for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, ok, rescued: 0, trial: 0, trialFailure: undefined, fails: 0, failure: undefined })
+        for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, runs: [ok], rescued: 0, trial: 0, trialFailure: undefined, failure: undefined })
         this.traffic.report(m.worker.id, msg.traffic)
         this.latency(msg.latency)
         this.clearIdleSuspicions()
@@ -376,8 +376,9 @@ export class Cluster {
   }
 
   /**
-   * A worker's outcomes through the group's passive health, in the order the detectors count them: the
-   * successes, a fail-open success, the trial's outcome (the trial is taken here when a worker ran it), failures.
+   * A worker's outcomes through the group's passive health, in the order the detectors count them: a fail-open
+   * success, the trial's outcome (the trial is taken here when a worker ran it), then the successes and failures as
+   * they came.
    */
   private judge(o: Outcomes): void {
     const u = this.vigil.upstreams.get(o.upstream)
@@ -386,18 +387,25 @@ export class Cluster {
     if (u === undefined || peer === undefined || h === undefined) return
     const g = u.passive
     const now = Date.now()
-    // No vouching here: these successes may predate a suspicion. A worker that sees the server answer again
-    // says so at once (its 'stall' report), as one process would clear it on that answer.
-    for (let i = 0; i < o.ok; i++) g.judge(h, Role.Normal, undefined, now)
     if (o.rescued > 0) g.judge(h, Role.LastResort, undefined, now)
     if (o.trial !== 0) {
       if (h.state === 'trial') h.dispatched(now)
       g.judge(h, Role.Trial, o.trial === 2 ? failure(o.trialFailure) : undefined, now)
     }
+    // No vouching here: these successes may predate a suspicion. A worker that sees the server answer again
+    // says so at once (its 'stall' report), as one process would clear it on that answer.
     const f = failure(o.failure)
-    for (let i = 0; i < o.fails; i++) g.judge(h, Role.Normal, f, now)
+    let fails = 0
+    let oks = 0
+    for (let i = 0; i < o.runs.length; i++) {
+      const run = o.runs[i] as number
+      const counted = i % 2 === 0 ? undefined : f
+      for (let n = 0; n < run; n++) g.judge(h, Role.Normal, counted, now)
+      if (counted === undefined) oks += run
+      else fails += run
+    }
     // The fleet weighs its quorum against the proxy's own traffic, which is its workers': the last outcome reported.
-    const ok = o.fails > 0 || o.trial === 2 ? false : o.ok > 0 || o.rescued > 0 || o.trial === 1 ? true : undefined
+    const ok = fails > 0 || o.trial === 2 ? false : oks > 0 || o.rescued > 0 || o.trial === 1 ? true : undefined
     if (ok !== undefined) this.vigil.fleet?.health.answered(peer, ok, now)
   }
 

@@ -43,19 +43,22 @@ export interface ReportedFailure {
 
 /**
  * A worker's conclusive outcomes on one server since its last report, in the order that matters to the detectors:
- * successes, then a trial's outcome, then failures.
+ * a fail-open success, a trial's outcome, then the other requests' successes and failures in the order they came.
  */
 export interface Outcomes {
   upstream: string
   address: string
-  ok: number
+  /**
+   * Successes and failures as runs, alternately, successes first (a run may be 0): [2, 1, 1] is S S F S. The order
+   * is the consecutive mode's count: coalesced into one report, F S F S is not S S F F.
+   */
+  runs: number[]
   /** Successes of requests sent while failing open (they prove the server answers). */
   rescued: number
   /** The trial request's outcome: 0 none, 1 succeeded, 2 failed (`trialFailure`). */
   trial: 0 | 1 | 2
   trialFailure: ReportedFailure | undefined
-  fails: number
-  /** The last of the `fails` (the coalesced ones count as it). */
+  /** The last of the failures (the coalesced ones count as it). */
   failure: ReportedFailure | undefined
 }
 
