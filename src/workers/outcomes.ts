@@ -1,11 +1,12 @@
 // A cluster worker's side of passive health: its conclusive outcomes are counted in one slot per server (made
-// once; a success is a count bumped without allocating, a failure extends the slot's runs) and reported to the primary, which judges them with the one
-// state machine (health/ejection.ts). Successes go in the batch every BATCH_INTERVAL; a failure (it may eject
-// under maxFails), a trial's outcome and a fail-open success go at once, at most one report per server per
-// URGENT_INTERVAL (the ones in between are coalesced into it, successes and failures in the order they came, as
-// one process counts them). A refused connection also skips the server here
-// at once, within the cap, until the primary's verdict arrives. The batch also carries each group's response times
-// since the last one: the primary's stall watch takes the group's p99 from every worker's (stall.ts).
+// once; a success is a count bumped without allocating, a failure extends the slot's runs) and reported to the
+// primary, which judges them with the one state machine (health/ejection.ts). Successes go in the batch every
+// BATCH_INTERVAL; a failure (it may eject under maxFails), a trial's outcome and a fail-open success go at once, at
+// most one report per server per URGENT_INTERVAL (the ones in between are coalesced into it: successes and failures
+// in the order they came, as one process counts them, each run with when it came, the time the primary judges it
+// at rather than its arrival). A refused connection also skips the server here at once, within the cap, until the
+// primary's verdict arrives. The batch also carries each group's response times since the last one: the primary's
+// stall watch takes the group's p99 from every worker's (stall.ts).
 import type { Upstream } from '../upstream/upstream.js'
 import type { Failure } from '../health/outcome.js'
 import { Role, type PeerHealth } from '../health/ejection.js'
@@ -17,6 +18,9 @@ export class PendingOutcomes {
   /** Successes not in `runs` yet (since the last failure or report); before them, the runs not reported yet (Outcomes). */
   ok = 0
   runs: number[] = []
+  /** When the last of `ok` came, and the last outcome of each run (Outcomes: the times they are judged at). */
+  okAt = 0
+  times: number[] = []
   rescued = 0
   trial: 0 | 1 | 2 = 0
   trialFailure: ReportedFailure | undefined = undefined
@@ -73,11 +77,12 @@ export class OutcomeReporter implements OutcomeSink {
   }
 
   /** Hot path: one conclusive outcome (`counted` undefined for a success). */
-  outcome(group: PassiveHealth, h: PeerHealth, role: Role, counted: Failure | undefined, _now: number): void {
+  outcome(group: PassiveHealth, h: PeerHealth, role: Role, counted: Failure | undefined, now: number): void {
     const p = this.slot(h)
     if (counted === undefined) {
       if (role === Role.Normal) {
         p.ok++
+        p.okAt = now
         return
       }
       if (role === Role.Trial) p.trial = 1
@@ -89,8 +94,13 @@ export class OutcomeReporter implements OutcomeSink {
       // A failure right after failures adds to their run (`runs` ends with one), else starts one after the successes.
       const runs = p.runs
       const last = runs.length - 1
-      if (p.ok === 0 && last > 0) runs[last] = (runs[last] as number) + 1
-      else runs.push(p.ok, 1)
+      if (p.ok === 0 && last > 0) {
+        runs[last] = (runs[last] as number) + 1
+        p.times[last] = now
+      } else {
+        runs.push(p.ok, 1)
+        p.times.push(p.okAt, now)
+      }
       p.ok = 0
       p.failure = reported(counted)
       // Own evidence: a refused connection says the server is gone; skip it here now, within the cap.
@@ -119,9 +129,13 @@ export class OutcomeReporter implements OutcomeSink {
   /** Every outcome not reported yet, the successes since the last failure too (they come after it). */
   sendUrgent(p: PendingOutcomes): void {
     if (!p.urgent) return
-    if (p.ok !== 0) p.runs.push(p.ok)
-    const m: Outcomes = { upstream: p.upstream, address: p.address, runs: p.runs, rescued: p.rescued, trial: p.trial, trialFailure: p.trialFailure, failure: p.failure }
+    if (p.ok !== 0) {
+      p.runs.push(p.ok)
+      p.times.push(p.okAt)
+    }
+    const m: Outcomes = { upstream: p.upstream, address: p.address, runs: p.runs, times: p.times, rescued: p.rescued, trial: p.trial, trialFailure: p.trialFailure, failure: p.failure }
     p.runs = []
+    p.times = []
     p.ok = p.rescued = p.trial = 0
     p.trialFailure = p.failure = undefined
     p.lastSent = performance.now()
@@ -130,7 +144,7 @@ export class OutcomeReporter implements OutcomeSink {
 
   /** The batch: successes, every server's live numbers and the groups' response times; also the worker's heartbeat. */
   flush(): void {
-    const ok: [string, string, number][] = []
+    const ok: [string, string, number, number][] = []
     const traffic: Traffic[] = []
     const responseTimes: [string, number[]][] = []
     for (const u of this.upstreams().values()) {
@@ -140,7 +154,7 @@ export class OutcomeReporter implements OutcomeSink {
         const p = peer.passive?.unreported
         // Successes after failures not reported yet go with them (a report is due), after them.
         if (p !== undefined && p.ok !== 0 && p.runs.length === 0) {
-          ok.push([u.name, peer.address, p.ok])
+          ok.push([u.name, peer.address, p.ok, p.okAt])
           p.ok = 0
         }
         const latency = peer.stats.count === 0 ? -1 : peer.latency

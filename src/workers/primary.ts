@@ -310,7 +310,7 @@ export class Cluster {
       case 'batch':
         m.generation = msg.generation
         m.version = msg.version
-        for (const [upstream, address, ok] of msg.ok) this.judge({ upstream, address, runs: [ok], rescued: 0, trial: 0, trialFailure: undefined, failure: undefined })
+        for (const [upstream, address, ok, at] of msg.ok) this.judge({ upstream, address, runs: [ok], times: [at], rescued: 0, trial: 0, trialFailure: undefined, failure: undefined })
         this.traffic.report(m.worker.id, msg.traffic)
         this.latency(msg.latency)
         this.clearIdleSuspicions()
@@ -400,7 +400,8 @@ export class Cluster {
     for (let i = 0; i < o.runs.length; i++) {
       const run = o.runs[i] as number
       const counted = i % 2 === 0 ? undefined : f
-      for (let n = 0; n < run; n++) g.judge(h, Role.Normal, counted, now)
+      const at = o.times[i] ?? now
+      for (let n = 0; n < run; n++) g.judge(h, Role.Normal, counted, at)
       if (counted === undefined) oks += run
       else fails += run
     }

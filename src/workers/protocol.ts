@@ -53,6 +53,11 @@ export interface Outcomes {
    * is the consecutive mode's count: coalesced into one report, F S F S is not S S F F.
    */
   runs: number[]
+  /**
+   * Per run, when its last outcome came (Date.now() in the worker): the primary judges the run at that time, as one
+   * process judges an outcome when it comes (nginx's fail_timeout is measured between them), not when it arrived.
+   */
+  times: number[]
   /** Successes of requests sent while failing open (they prove the server answers). */
   rescued: number
   /** The trial request's outcome: 0 none, 1 succeeded, 2 failed (`trialFailure`). */
@@ -139,10 +144,10 @@ export type ToPrimary =
   | { t: 'serving'; listeners: string[] }
   | { t: 'failed'; error: string }
   /**
-   * `ok`: successes per server since the last report; `traffic`: the live numbers of every server; `latency`: per
+   * `ok`: successes per server since the last report, and when the last one came; `traffic`: the live numbers of every server; `latency`: per
    * group with stall detection, its response times since the last report (ms to response headers).
    */
-  | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number][]; traffic: Traffic[]; latency: [upstream: string, ms: number[]][] }
+  | { t: 'batch'; generation: number; version: number; ok: [upstream: string, address: string, count: number, at: number][]; traffic: Traffic[]; latency: [upstream: string, ms: number[]][] }
   | ({ t: 'outcome' } & Outcomes)
   | { t: 'stall'; upstream: string; address: string; suspect: boolean; evidence: Record<string, unknown> | undefined }
   /** This worker just sent the trial request it was granted (`sent`; its outcome follows), or it was abandoned. */
