@@ -25,7 +25,8 @@ const file = join(dir, 'vigil.json')
 const config: Config = {
   listeners: [{ address: '127.0.0.1:0', upstream: 'api' }],
   reload: { watch: false },
-  log: { level: 'info' },
+  // debug: the line that says its watch is up.
+  log: { level: 'debug' },
   upstreams: { api: { servers: [{ etcd: { endpoints: [etcd.endpoint], prefix: '/stop/api/', connectTimeout: '1s', resyncInterval: '1s', cacheFile } }] } },
 }
 writeConfig(file, config)
@@ -58,7 +59,8 @@ t.test('etcd down at start: started from the cache, reading again every second; 
 
 t.test('etcd killed while watching, then back: stopped while its watch reconnects', async (t) => {
   const cli = startCli(t, ['start', '--config', file])
-  await waitFor(() => said(cli, 'vigil started'), 20_000)
+  // Its watch is up: killed before, etcd would fail the read or the watch's setup instead (reads again, no watch).
+  await waitFor(() => said(cli, 'vigil started') && said(cli, 'watching etcd'), 20_000)
   await etcd.kill()
   await waitFor(() => said(cli, 'disconnected from etcd'), 20_000)
   await new Promise((r) => setTimeout(r, 1_500))
@@ -70,7 +72,7 @@ t.test('etcd killed while watching, then back: stopped while its watch reconnect
 
 t.test('etcd hung (SIGSTOP: nothing answered) under a live watch: the cancel is never answered, and the stop still ends everything', async (t) => {
   const cli = startCli(t, ['start', '--config', file])
-  await waitFor(() => said(cli, 'vigil started'), 20_000)
+  await waitFor(() => said(cli, 'vigil started') && said(cli, 'watching etcd'), 20_000)
   etcd.signal('SIGSTOP')
   t.teardown(() => etcd.signal('SIGCONT'))
   await new Promise((r) => setTimeout(r, 2_500))

@@ -142,6 +142,7 @@ export class EtcdSubscription<E = Target> extends Subscription<E> {
       )
       if (epoch !== this.epoch) return
       this.watching = true
+      this.log.debug({ source: this.source, revision: String(this.revision) }, 'watching etcd from the revision read')
       w.on('data', (r) => this.events(epoch, r))
       w.on('disconnected', () => {
         if (epoch !== this.epoch) return
