@@ -1,9 +1,10 @@
 // A cluster worker's health view: a replica of the state its primary decided, by server, applied to the live
 // peers' gates (check, passive, operator; a due trial, and a suspect server's stall trials, only in the worker
 // they were granted to) and weights (the fleet's suspicion lowers one). Changes come versioned; one that does not
-// follow the version held is not applied and the worker asks for a snapshot. The replica outlives generations: after a reload it is applied again
-// to the new generation's peers, so a server the primary already judged is never eligible by default. Each
-// group's stall watch judges by the proxy's p99 the primary sends (stall.ts), kept here across generations too.
+// follow the version held is not applied and the worker asks for a snapshot. The replica outlives generations:
+// after a reload it is applied again to the new generation's peers, so a server the primary already judged is
+// never eligible by default. Each group's stall watch judges by the proxy's p99 the primary sends (stall.ts), kept
+// here across generations too.
 import type { Upstream } from '../upstream/upstream.js'
 import type { Delta, GroupLatency, ServerState, Snapshot } from './protocol.js'
 
